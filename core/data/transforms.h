@@ -1,0 +1,16 @@
+#pragma once
+
+#include <torch/types.h>
+
+#include <opencv2/core/mat.hpp>
+
+#include "absl/status/statusor.h"
+#include "core/data/preprocessing.h"
+
+namespace graft::core {
+
+// Resize (shorter side), centre crop, scale and normalise an 8-bit RGB image
+// into a float tensor [3, height, width].
+absl::StatusOr<torch::Tensor> PreprocessImage(const cv::Mat& rgb, const Preprocessing& p);
+
+}  // namespace graft::core

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace graft::core {
+
+// One freezable unit of a backbone's trunk. Blocks run in order; block i's
+// parameters are those whose names start with one of `param_prefixes`.
+struct BlockInfo {
+  std::string name;
+  std::vector<std::string> param_prefixes;
+};
+
+// A pretrained image backbone as a native LibTorch module with torchvision's
+// parameter names. The trunk is an ordered list of blocks (input side first)
+// that maps an image batch to a feature map; the ImageNet head maps the
+// feature map to logits; Pool maps it to the embedding vector.
+class BackboneImpl : public torch::nn::Module {
+ public:
+  const std::vector<BlockInfo>& blocks() const { return blocks_; }
+
+  // Runs blocks [begin, end) on x.
+  torch::Tensor ForwardTrunk(torch::Tensor x, size_t begin, size_t end);
+  torch::Tensor ForwardTrunk(torch::Tensor x) { return ForwardTrunk(std::move(x), 0, blocks_.size()); }
+
+  // The pretrained classifier: feature map -> logits.
+  virtual torch::Tensor ForwardHead(const torch::Tensor& feature_map) = 0;
+
+  // Global average pooling of a feature map to [N, C].
+  static torch::Tensor Pool(const torch::Tensor& feature_map);
+
+  // Full network: image batch [N, 3, H, W] -> logits [N, classes].
+  torch::Tensor forward(const torch::Tensor& x) { return ForwardHead(ForwardTrunk(x)); }
+
+  int64_t ParameterCount() const;
+  // Bytes of parameters and buffers.
+  int64_t StateBytes() const;
+
+ protected:
+  virtual torch::Tensor ForwardBlock(size_t index, const torch::Tensor& x) = 0;
+
+  std::vector<BlockInfo> blocks_;
+};
+
+using BackbonePtr = std::shared_ptr<BackboneImpl>;
+
+}  // namespace graft::core

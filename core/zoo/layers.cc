@@ -1,0 +1,58 @@
+#include "core/zoo/layers.h"
+
+#include <torch/nn/functional/activation.h>
+
+namespace graft::core {
+
+torch::Tensor Activate(const torch::Tensor& x, Activation act) {
+  switch (act) {
+    case Activation::kNone:
+      return x;
+    case Activation::kReLU:
+      return torch::relu(x);
+    case Activation::kReLU6:
+      return torch::hardtanh(x, 0.0, 6.0);
+  }
+  return x;
+}
+
+torch::nn::Conv2d MakeConv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                           int64_t padding, int64_t groups, bool bias) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
+                               .stride(stride)
+                               .padding(padding)
+                               .groups(groups)
+                               .bias(bias));
+}
+
+ConvNormAct::ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                         int64_t groups, Activation act)
+    : act_(act) {
+  conv_ = register_module("0", MakeConv(in, out, kernel, stride, (kernel - 1) / 2, groups));
+  bn_ = register_module("1", torch::nn::BatchNorm2d(out));
+}
+
+torch::Tensor ConvNormAct::forward(const torch::Tensor& x) {
+  return Activate(bn_->forward(conv_->forward(x)), act_);
+}
+
+BareConv::BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride) : stride_(stride) {
+  torch::nn::Conv2d init(torch::nn::Conv2dOptions(in, out, kernel).stride(stride));
+  weight_ = register_parameter("weight", init->weight.detach().clone());
+  bias_ = register_parameter("bias", init->bias.detach().clone());
+}
+
+torch::Tensor BareConv::forward(const torch::Tensor& x) {
+  return torch::conv2d(x, weight_, bias_, {stride_, stride_});
+}
+
+void UnaryList::Register(torch::nn::Module& parent, const std::string& name) {
+  list_ = parent.register_module(name, torch::nn::ModuleList());
+}
+
+void UnaryList::Add(std::shared_ptr<UnaryModule> m) {
+  list_->push_back(m);
+  items_.push_back(std::move(m));
+}
+
+}  // namespace graft::core

@@ -1,0 +1,79 @@
+#pragma once
+
+// Building blocks shared by the families, registered under torchvision's
+// child names ("0", "1", ...) so that state dicts load key for key.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+
+#include <functional>
+#include <memory>
+
+namespace graft::core {
+
+// A module with a single-tensor forward, usable in a typed list.
+class UnaryModule : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+};
+
+enum class Activation { kNone, kReLU, kReLU6 };
+
+torch::Tensor Activate(const torch::Tensor& x, Activation act);
+
+torch::nn::Conv2d MakeConv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
+                           int64_t padding = 0, int64_t groups = 1, bool bias = false);
+
+// torchvision's Conv2dNormActivation: "0" conv, "1" batch norm, activation.
+class ConvNormAct : public UnaryModule {
+ public:
+  ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
+              Activation act);
+  torch::Tensor forward(const torch::Tensor& x) override;
+
+ private:
+  torch::nn::Conv2d conv_{nullptr};
+  torch::nn::BatchNorm2d bn_{nullptr};
+  Activation act_;
+};
+
+// A convolution whose "weight" and "bias" sit at this module's own level, for
+// lists where torchvision places a bare nn.Conv2d (e.g. "features.0.weight").
+class BareConv : public UnaryModule {
+ public:
+  BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride);
+  torch::Tensor forward(const torch::Tensor& x) override;
+
+ private:
+  torch::Tensor weight_, bias_;
+  int64_t stride_;
+};
+
+// A parameter-free step (activation, pooling) holding its place in a list.
+class LambdaModule : public UnaryModule {
+ public:
+  explicit LambdaModule(std::function<torch::Tensor(const torch::Tensor&)> fn) : fn_(std::move(fn)) {}
+  torch::Tensor forward(const torch::Tensor& x) override { return fn_(x); }
+
+ private:
+  std::function<torch::Tensor(const torch::Tensor&)> fn_;
+};
+
+// An ordered list registered as a torch ModuleList (children "0", "1", ...)
+// that keeps typed pointers for calling forward.
+class UnaryList {
+ public:
+  UnaryList() = default;
+  void Register(torch::nn::Module& parent, const std::string& name);
+  void Add(std::shared_ptr<UnaryModule> m);
+  size_t size() const { return items_.size(); }
+  UnaryModule& operator[](size_t i) { return *items_[i]; }
+
+ private:
+  torch::nn::ModuleList list_{nullptr};
+  std::vector<std::shared_ptr<UnaryModule>> items_;
+};
+
+}  // namespace graft::core

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/data/preprocessing.h"
+#include "core/zoo/backbone.h"
+
+namespace graft::core {
+
+// What graft knows about a backbone architecture before any weights load.
+struct BackboneSpec {
+  std::string name;                  // torchvision name
+  std::vector<std::string> aliases;  // Keras Applications names
+  std::string family;
+  Preprocessing preprocessing;
+  int64_t feature_dim = 0;
+  int64_t num_classes = 1000;
+  std::string weights_file;  // official torchvision file name (hash prefix included)
+  std::string weights_url;
+  std::function<BackbonePtr()> make;
+};
+
+// The built-in architectures, immutable.
+class Registry {
+ public:
+  static const Registry& BuiltIn();
+
+  // By torchvision name or alias; exact first, then case-insensitive.
+  const BackboneSpec* Find(std::string_view name) const;
+  const std::vector<BackboneSpec>& specs() const { return specs_; }
+
+ private:
+  Registry();
+  std::vector<BackboneSpec> specs_;
+};
+
+}  // namespace graft::core

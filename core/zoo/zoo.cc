@@ -1,0 +1,154 @@
+#include "core/zoo/zoo.h"
+
+#include <torch/cuda.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "core/util/log.h"
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
+#include "core/zoo/state_dict.h"
+
+namespace graft::core {
+namespace fs = std::filesystem;
+
+absl::StatusOr<torch::Device> ResolveDevice(const std::string& spec) {
+  if (spec == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (spec == "cpu") return torch::Device(torch::kCPU);
+  if (spec.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available()) return absl::FailedPreconditionError("device '" + spec + "' requested but CUDA is not available");
+    return GuardExceptions(absl::StatusCode::kInvalidArgument, "device '" + spec + "'",
+                           [&]() -> absl::StatusOr<torch::Device> { return torch::Device(spec); });
+  }
+  return absl::InvalidArgumentError("device must be auto, cpu or cuda:N, got '" + spec + "'");
+}
+
+void PrepareForInference(BackboneImpl& module, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  module.eval();
+  module.to(device);
+  for (auto& p : module.parameters()) {
+    p.set_requires_grad(false);
+    if (device.is_cpu() && p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
+  ASSIGN_OR_RETURN(const torch::Device device, ResolveDevice(options.device));
+  std::unique_ptr<Zoo> zoo(new Zoo(options, device));
+  std::error_code ec;
+  if (!options.zoo_dir.empty() && !fs::is_directory(options.zoo_dir, ec)) {
+    ABSL_LOG(WARNING) << "zoo directory '" << options.zoo_dir << "' does not exist; no weights loaded";
+  }
+  for (const BackboneSpec& spec : Registry::BuiltIn().specs()) {
+    Entry entry;
+    entry.status.spec = &spec;
+    auto counted = GuardInternal("building " + spec.name, [&]() -> absl::StatusOr<int64_t> {
+      BackbonePtr m = spec.make();
+      entry.status.blocks.clear();
+      for (const auto& b : m->blocks()) entry.status.blocks.push_back(b.name);
+      return m->ParameterCount();
+    });
+    if (!counted.ok()) return counted.status();
+    entry.status.parameter_count = *counted;
+    zoo->LoadEntry(entry);
+    zoo->entries_.push_back(std::move(entry));
+  }
+  const fs::path labels_path = fs::path(options.zoo_dir) / "imagenet_classes.txt";
+  std::ifstream labels(labels_path);
+  for (std::string line; std::getline(labels, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    zoo->labels_.push_back(line);
+  }
+  if (zoo->labels_.size() != 1000) {
+    if (!zoo->labels_.empty()) ABSL_LOG(WARNING) << labels_path << " does not hold 1000 lines; using numbered labels";
+    zoo->labels_.clear();
+    for (int i = 0; i < 1000; ++i) zoo->labels_.push_back(absl::StrCat("class ", i));
+  }
+  return zoo;
+}
+
+void Zoo::LoadEntry(Entry& entry) {
+  const BackboneSpec& spec = *entry.status.spec;
+  if (options_.zoo_dir.empty()) return;
+  std::string path;
+  const std::vector<std::string> candidates = {spec.name + "-imagenet.safetensors", spec.name + "-imagenet.pth",
+                                               spec.weights_file};
+  for (const std::string& name : candidates) {
+    std::error_code ec;
+    if (fs::is_regular_file(fs::path(options_.zoo_dir) / name, ec)) {
+      path = (fs::path(options_.zoo_dir) / name).string();
+      break;
+    }
+  }
+  if (path.empty()) return;
+  entry.status.weights_path = path;
+  entry.status.weights_format = fs::path(path).extension() == ".safetensors" ? "safetensors" : "pth";
+  const auto start = std::chrono::steady_clock::now();
+  auto resident = std::make_shared<ResidentBackbone>();
+  resident->spec = &spec;
+  resident->device = device_;
+  const absl::Status loaded = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const StateDict weights, ReadWeightsFile(path));
+    return GuardInternal("loading " + spec.name, [&]() -> absl::Status {
+      resident->module = spec.make();
+      RETURN_IF_ERROR(LoadStateDict(*resident->module, weights));
+      PrepareForInference(*resident->module, device_);
+      return absl::OkStatus();
+    });
+  }();
+  if (!loaded.ok()) {
+    entry.status.load_error = std::string(loaded.message());
+    ABSL_LOG(WARNING) << "backbone " << spec.name << ": " << loaded.message();
+    return;
+  }
+  entry.status.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  entry.status.weights_present = true;
+  entry.status.device = device_.str();
+  entry.status.resident_bytes = resident->module->StateBytes();
+  entry.resident = std::move(resident);
+  ABSL_LOG(INFO) << "backbone " << spec.name << " resident on " << entry.status.device << " ("
+                 << entry.status.resident_bytes << " bytes, " << entry.status.load_seconds << " s) from " << path;
+}
+
+const Zoo::Entry* Zoo::FindEntry(const std::string& name) const {
+  const BackboneSpec* spec = Registry::BuiltIn().Find(name);
+  if (spec == nullptr) return nullptr;
+  for (const Entry& e : entries_) {
+    if (e.status.spec == spec) return &e;
+  }
+  return nullptr;
+}
+
+std::vector<BackboneStatus> Zoo::List() const {
+  std::vector<BackboneStatus> out;
+  for (const Entry& e : entries_) out.push_back(e.status);
+  return out;
+}
+
+absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
+  const Entry* e = FindEntry(name);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+  return e->status;
+}
+
+absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::string& name) const {
+  const Entry* e = FindEntry(name);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+  if (e->resident == nullptr) {
+    const std::string& n = e->status.spec->name;
+    if (!e->status.load_error.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("backbone '", n, "' has weights at ", e->status.weights_path,
+                                                        " that could not be loaded: ", e->status.load_error));
+    }
+    return absl::FailedPreconditionError(absl::StrCat("backbone '", n, "' has no ImageNet weights in the zoo directory '",
+                                                      options_.zoo_dir, "'; put ", n, "-imagenet.safetensors or ",
+                                                      n, "-imagenet.pth there and restart graftd"));
+  }
+  return e->resident;
+}
+
+}  // namespace graft::core

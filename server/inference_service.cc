@@ -1,0 +1,70 @@
+#include "server/inference_service.h"
+
+#include "server/proto_convert.h"
+#include "server/status_util.h"
+#include "server/unimplemented.h"
+
+namespace graft::server {
+
+constexpr int kDefaultTopK = 5;
+
+grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRequest* request,
+                                       v1::PredictResponse* response) {
+  if (request->models_size() > 0) {
+    if (!request->backbone().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
+    }
+    return Unimplemented("Inference.Predict with models", "serving fine-tuned models");
+  }
+  if (request->backbone().empty()) return ToGrpcStatus(absl::InvalidArgumentError("backbone is required"));
+  const auto inputs = FromProto(request->images());
+  if (!inputs.ok()) return ToGrpcStatus(inputs.status());
+  const int top_k = request->has_top_k() ? request->top_k() : kDefaultTopK;
+  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+
+  v1::ModelPredictions* out = response->add_results();
+  const auto resident = core::Registry::BuiltIn().Find(request->backbone());
+  out->set_backbone(resident ? resident->name : request->backbone());
+  for (size_t i = 0; i < result->images.size(); ++i) {
+    v1::ImagePrediction* p = out->add_predictions();
+    p->set_image_index(static_cast<int32_t>(i));
+    for (const core::ClassScore& s : result->images[i]) {
+      v1::ClassScore* c = p->add_top();
+      c->set_index(s.index);
+      c->set_label(s.label);
+      c->set_probability(s.probability);
+    }
+  }
+  ToProto(result->timing, response->mutable_timing());
+  metrics_.AddImagesPredicted(out->backbone(), static_cast<double>(result->images.size()));
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::Embed(grpc::ServerContext*, const v1::EmbedRequest* request,
+                                     v1::EmbedResponse* response) {
+  if (!request->model().empty()) {
+    if (!request->backbone().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or model, not both"));
+    }
+    return Unimplemented("Inference.Embed with a model", "serving fine-tuned models");
+  }
+  if (request->backbone().empty()) return ToGrpcStatus(absl::InvalidArgumentError("backbone is required"));
+  const auto inputs = FromProto(request->images());
+  if (!inputs.ok()) return ToGrpcStatus(inputs.status());
+  const auto result = predictor_.Embed(request->backbone(), *inputs, request->block());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  const torch::Tensor& e = result->embeddings;
+  const int64_t dim = e.size(1);
+  response->set_dim(static_cast<int32_t>(dim));
+  const float* data = e.data_ptr<float>();
+  for (int64_t i = 0; i < e.size(0); ++i) {
+    v1::Embedding* out = response->add_embeddings();
+    out->set_image_index(static_cast<int32_t>(i));
+    out->mutable_values()->Add(data + i * dim, data + (i + 1) * dim);
+  }
+  ToProto(result->timing, response->mutable_timing());
+  return grpc::Status::OK;
+}
+
+}  // namespace graft::server

@@ -1,0 +1,71 @@
+// graftd: the graft transfer-learning server.
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "core/util/log.h"
+#include "server/server.h"
+
+namespace {
+
+std::string DefaultDataDir() {
+  if (const char* env = std::getenv("GRAFT_DATA_DIR")) return env;
+  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.local/share/graft";
+  return "/var/lib/graft";
+}
+
+}  // namespace
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to bind the gRPC and metrics ports on.");
+ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port.");
+ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; 0 picks a free port, -1 disables it.");
+ABSL_FLAG(std::string, data_dir, DefaultDataDir(), "Directory holding datasets, models, checkpoints and the zoo ($GRAFT_DATA_DIR).");
+ABSL_FLAG(std::string, zoo_dir, "", "Directory of backbone weights <name>-imagenet.{safetensors,pth} and imagenet_classes.txt; default <data_dir>/zoo.");
+ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:N.");
+ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted, in pixels, checked from the header before decoding.");
+ABSL_FLAG(int64_t, max_batch_size, 32, "Largest batch of one forward pass.");
+ABSL_FLAG(int, intra_op_threads, 0, "LibTorch intra-op threads; 0 uses one per core.");
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("graftd: the graft transfer-learning server");
+  absl::ParseCommandLine(argc, argv);
+
+  graft::server::ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.zoo_dir = absl::GetFlag(FLAGS_zoo_dir);
+  options.device = absl::GetFlag(FLAGS_device);
+  options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  options.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
+
+  auto server = graft::server::GraftServer::Start(options);
+  if (!server.ok()) {
+    ABSL_LOG(ERROR) << "graftd failed to start: " << server.status().message();
+    return 1;
+  }
+  ABSL_LOG(INFO) << "graftd listening: grpc " << options.host << ":" << (*server)->port() << " metrics "
+                 << ((*server)->metrics_port() >= 0 ? options.host + ":" + std::to_string((*server)->metrics_port()) + "/metrics"
+                                                    : std::string("off"))
+                 << " data_dir " << options.data_dir << " zoo_dir " << (*server)->zoo_dir();
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::thread waiter([&]() { (*server)->Wait(); });
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ABSL_LOG(INFO) << "graftd shutting down";
+  (*server)->Shutdown();
+  waiter.join();
+  return 0;
+}

@@ -1,0 +1,114 @@
+#include "server/metrics.h"
+
+#include <torch/version.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/util/torch_status.h"
+#include "core/zoo/zoo.h"
+
+#ifndef GRAFT_VERSION
+#define GRAFT_VERSION "dev"
+#endif
+
+namespace graft::server {
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                                 "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return (i >= 0 && i <= 16) ? kNames[i] : "UNKNOWN";
+}
+
+class MetricsInterceptor : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(grpc::experimental::ServerRpcInfo* info, Metrics* metrics)
+      : metrics_(metrics), method_(info->method() ? info->method() : ""), start_(std::chrono::steady_clock::now()) {
+    if (!method_.empty() && method_[0] == '/') method_.erase(0, 1);
+  }
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      metrics_->ObserveRpc(method_, CodeName(methods->GetSendStatus().error_code()), seconds);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  Metrics* metrics_;
+  std::string method_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(Metrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(info, metrics_);
+  }
+
+ private:
+  Metrics* metrics_;
+};
+
+}  // namespace
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  rpc_total_ = &BuildCounter().Name("graft_rpc_requests_total").Help("RPCs handled, by method and status code").Register(*registry_);
+  rpc_latency_ = &BuildHistogram().Name("graft_rpc_latency_seconds").Help("RPC latency, by method and status code").Register(*registry_);
+  images_predicted_ = &BuildCounter().Name("graft_images_predicted_total").Help("Images run through Predict, by backbone").Register(*registry_);
+  backbone_load_seconds_ = &BuildGauge().Name("graft_backbone_load_seconds").Help("Seconds to load a backbone's weights at start").Register(*registry_);
+  backbone_resident_bytes_ = &BuildGauge().Name("graft_backbone_resident_bytes").Help("Bytes of backbone weights resident, by backbone and device").Register(*registry_);
+  build_info_ = &BuildGauge().Name("graft_build_info").Help("Build information; value is 1").Register(*registry_);
+  build_info_->Add({{"version", GRAFT_VERSION}, {"torch_version", TORCH_VERSION}}).Set(1);
+}
+
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& bind) {
+  std::unique_ptr<Metrics> m(new Metrics());
+  auto exposer = core::GuardExceptions(absl::StatusCode::kUnavailable, "metrics endpoint on " + bind,
+                                       [&]() -> absl::StatusOr<std::unique_ptr<prometheus::Exposer>> {
+                                         return std::make_unique<prometheus::Exposer>(bind, 2);
+                                       });
+  if (!exposer.ok()) return exposer.status();
+  m->exposer_ = std::move(*exposer);
+  m->exposer_->RegisterCollectable(m->registry_);
+  const auto ports = m->exposer_->GetListeningPorts();
+  m->port_ = ports.empty() ? -1 : ports.front();
+  return m;
+}
+
+std::unique_ptr<Metrics> Metrics::CreateUnexposed() { return std::unique_ptr<Metrics>(new Metrics()); }
+
+void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                   0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
+  rpc_total_->Add({{"method", method}, {"code", code}}).Increment();
+  rpc_latency_->Add({{"method", method}, {"code", code}}, kBuckets).Observe(seconds);
+}
+
+void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
+  images_predicted_->Add({{"backbone", backbone}}).Increment(n);
+}
+
+void Metrics::SetBackbones(const core::Zoo& zoo) {
+  for (const core::BackboneStatus& b : zoo.List()) {
+    if (!b.weights_present) continue;
+    backbone_load_seconds_->Add({{"backbone", b.spec->name}}).Set(b.load_seconds);
+    backbone_resident_bytes_->Add({{"backbone", b.spec->name}, {"device", b.device}}).Set(static_cast<double>(b.resident_bytes));
+  }
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Metrics::InterceptorFactory() {
+  return std::make_unique<MetricsInterceptorFactory>(this);
+}
+
+}  // namespace graft::server

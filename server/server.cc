@@ -1,0 +1,107 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/serve/predictor.h"
+#include "core/util/log.h"
+#include "core/zoo/zoo.h"
+#include "server/backbones_service.h"
+#include "server/inference_service.h"
+#include "server/metrics.h"
+#include "server/pending_services.h"
+
+namespace graft::server {
+namespace fs = std::filesystem;
+
+struct GraftServer::Services {
+  std::unique_ptr<BackbonesService> backbones;
+  std::unique_ptr<InferenceService> inference;
+  DatasetsService datasets;
+  TrainingService training;
+  ModelsService models;
+};
+
+GraftServer::GraftServer() = default;
+
+GraftServer::~GraftServer() { Shutdown(); }
+
+int GraftServer::metrics_port() const { return metrics_->port(); }
+
+absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  std::unique_ptr<GraftServer> s(new GraftServer());
+  std::error_code ec;
+  for (const char* sub : {"", "datasets", "models", "checkpoints", "zoo"}) {
+    fs::create_directories(fs::path(options.data_dir) / sub, ec);
+    if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", (fs::path(options.data_dir) / sub).string(), ": ", ec.message()));
+  }
+  s->zoo_dir_ = options.zoo_dir.empty() ? (fs::path(options.data_dir) / "zoo").string() : options.zoo_dir;
+  if (options.intra_op_threads > 0) torch::set_num_threads(options.intra_op_threads);
+
+  if (options.metrics_port >= 0) {
+    auto metrics = Metrics::Create(absl::StrCat(options.host, ":", options.metrics_port));
+    if (!metrics.ok()) return metrics.status();
+    s->metrics_ = std::move(*metrics);
+  } else {
+    s->metrics_ = Metrics::CreateUnexposed();
+  }
+
+  core::ZooOptions zoo_options;
+  zoo_options.zoo_dir = s->zoo_dir_;
+  zoo_options.device = options.device;
+  auto zoo = core::Zoo::Create(zoo_options);
+  if (!zoo.ok()) return zoo.status();
+  s->zoo_ = std::move(*zoo);
+  s->metrics_->SetBackbones(*s->zoo_);
+
+  core::PredictorOptions predictor_options;
+  predictor_options.limits.max_pixels = options.max_image_pixels;
+  predictor_options.max_batch_size = options.max_batch_size;
+  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, predictor_options);
+
+  s->services_ = std::make_unique<Services>();
+  s->services_->backbones = std::make_unique<BackbonesService>(*s->zoo_);
+  s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), grpc::InsecureServerCredentials(), &s->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(s->services_->backbones.get());
+  builder.RegisterService(s->services_->inference.get());
+  builder.RegisterService(&s->services_->datasets);
+  builder.RegisterService(&s->services_->training);
+  builder.RegisterService(&s->services_->models);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(s->metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.host, ":", options.port));
+  }
+  // Weights are loaded before the server starts: it is SERVING from here on.
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  return s;
+}
+
+void GraftServer::Wait() {
+  if (server_) server_->Wait();
+}
+
+void GraftServer::Shutdown() {
+  if (server_) {
+    if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+}
+
+}  // namespace graft::server
