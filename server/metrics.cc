@@ -72,17 +72,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   build_info_->Add({{"version", GRAFT_VERSION}, {"torch_version", TORCH_VERSION}}).Set(1);
 }
 
-absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& bind) {
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host, int port) {
   std::unique_ptr<Metrics> m(new Metrics());
-  auto exposer = core::GuardExceptions(absl::StatusCode::kUnavailable, "metrics endpoint on " + bind,
-                                       [&]() -> absl::StatusOr<std::unique_ptr<prometheus::Exposer>> {
-                                         return std::make_unique<prometheus::Exposer>(bind, 2);
-                                       });
-  if (!exposer.ok()) return exposer.status();
-  m->exposer_ = std::move(*exposer);
-  m->exposer_->RegisterCollectable(m->registry_);
-  const auto ports = m->exposer_->GetListeningPorts();
-  m->port_ = ports.empty() ? -1 : ports.front();
+  auto http = MetricsHttpServer::Start(host, port, m->registry_);
+  if (!http.ok()) return http.status();
+  m->http_ = std::move(*http);
   return m;
 }
 

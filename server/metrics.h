@@ -1,7 +1,6 @@
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -13,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/metrics_http.h"
 
 namespace graft::core {
 class Zoo;
@@ -24,12 +24,13 @@ namespace graft::server {
 // labels are low-cardinality only (method, code, backbone).
 class Metrics {
  public:
-  // Serves /metrics on `bind` ("0.0.0.0:9464"; port 0 picks a free port).
-  static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& bind);
+  // Serves /metrics on host:port (port 0 picks a free port).
+  static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& host, int port);
   // Metrics without an HTTP endpoint (tests, --metrics_port=-1).
   static std::unique_ptr<Metrics> CreateUnexposed();
 
-  int port() const { return port_; }
+  // The /metrics port, -1 when not exposed.
+  int port() const { return http_ ? http_->port() : -1; }
   prometheus::Registry& registry() { return *registry_; }
 
   void ObserveRpc(const std::string& method, const std::string& code, double seconds);
@@ -43,8 +44,7 @@ class Metrics {
   Metrics();
 
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  int port_ = -1;
+  std::unique_ptr<MetricsHttpServer> http_;
   prometheus::Family<prometheus::Counter>* rpc_total_;
   prometheus::Family<prometheus::Histogram>* rpc_latency_;
   prometheus::Family<prometheus::Counter>* images_predicted_;

@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.intra_op_threads > 0) torch::set_num_threads(options.intra_op_threads);
 
   if (options.metrics_port >= 0) {
-    auto metrics = Metrics::Create(absl::StrCat(options.host, ":", options.metrics_port));
+    auto metrics = Metrics::Create(options.host, options.metrics_port);
     if (!metrics.ok()) return metrics.status();
     s->metrics_ = std::move(*metrics);
   } else {

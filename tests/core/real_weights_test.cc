@@ -1,0 +1,129 @@
+// The real ImageNet weights in ../shared/weights through the whole path:
+// file -> strict load -> decode -> preprocess -> forward -> labels.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/serve/predictor.h"
+#include "core/util/files.h"
+#include "core/zoo/registry.h"
+#include "core/zoo/state_dict.h"
+#include "core/zoo/zoo.h"
+#include "tests/testing/paths.h"
+
+namespace graft::core {
+namespace {
+
+using graft::testing::ImagesDir;
+using graft::testing::WeightsDir;
+
+class RealWeightsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ZooOptions options;
+    options.zoo_dir = WeightsDir();
+    options.device = "cpu";
+    auto zoo = Zoo::Create(options);
+    ASSERT_TRUE(zoo.ok()) << zoo.status();
+    zoo_ = zoo->release();
+  }
+  static void TearDownTestSuite() {
+    delete zoo_;
+    zoo_ = nullptr;
+  }
+  static ImageInput Image(const std::string& name) {
+    auto bytes = ReadFile(ImagesDir() + "/" + name);
+    EXPECT_TRUE(bytes.ok()) << bytes.status();
+    return ImageInput{bytes.value_or(""), {}};
+  }
+  static Zoo* zoo_;
+};
+
+Zoo* RealWeightsTest::zoo_ = nullptr;
+
+TEST_F(RealWeightsTest, PthAndSafetensorsGiveIdenticalLogits) {
+  const BackboneSpec* spec = Registry::BuiltIn().Find("MobileNetV2");
+  ASSERT_NE(spec, nullptr);
+  BackbonePtr a = spec->make(), b = spec->make();
+  auto pth = ReadPth(WeightsDir() + "/mobilenet_v2-imagenet.pth");
+  auto st = ReadSafetensors(WeightsDir() + "/mobilenet_v2-imagenet.safetensors");
+  ASSERT_TRUE(pth.ok()) << pth.status();
+  ASSERT_TRUE(st.ok()) << st.status();
+  ASSERT_TRUE(LoadStateDict(*a, *pth).ok());
+  ASSERT_TRUE(LoadStateDict(*b, *st).ok());
+  a->eval();
+  b->eval();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({2, 3, 224, 224});
+  EXPECT_TRUE(torch::equal(a->forward(x), b->forward(x)));
+}
+
+TEST_F(RealWeightsTest, ListsResidentAndMissingBackbones) {
+  const auto mobilenet = zoo_->Get("mobilenet_v2");
+  ASSERT_TRUE(mobilenet.ok());
+  EXPECT_TRUE(mobilenet->weights_present);
+  EXPECT_EQ(mobilenet->device, "cpu");
+  EXPECT_EQ(mobilenet->parameter_count, 3504872);  // torchvision's published count
+  EXPECT_GT(mobilenet->resident_bytes, 3504872 * 4);
+  EXPECT_EQ(mobilenet->blocks.size(), 19u);
+  const auto resnet = zoo_->Get("ResNet50");
+  ASSERT_TRUE(resnet.ok());
+  EXPECT_FALSE(resnet->weights_present);
+  EXPECT_EQ(resnet->parameter_count, 25557032);
+  EXPECT_EQ(zoo_->Get("vgg99").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RealWeightsTest, MobileNetV2SeesAMalamute) {
+  Predictor predictor(*zoo_, {});
+  const auto r = predictor.Predict("mobilenet_v2", {Image("dog.jpg")}, 5);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->images.size(), 1u);
+  EXPECT_EQ(r->images[0][0].label, "malamute");
+  EXPECT_NEAR(r->images[0][0].probability, 0.69, 0.1);
+  EXPECT_GT(r->timing.compute_us, 0);
+}
+
+TEST_F(RealWeightsTest, SqueezeNetTop5HasSledDogs) {
+  Predictor predictor(*zoo_, {});
+  const auto r = predictor.Predict("squeezenet1_1", {Image("dog.jpg")}, 5);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->images[0][0].label, "dogsled");
+  int sled_dogs = 0;
+  for (const auto& s : r->images[0]) {
+    if (s.label == "malamute" || s.label == "Siberian husky" || s.label == "Eskimo dog" || s.label == "dogsled") ++sled_dogs;
+  }
+  EXPECT_GE(sled_dogs, 2);
+}
+
+TEST_F(RealWeightsTest, BatchPredictsEachImageItsOwnClass) {
+  Predictor predictor(*zoo_, {});
+  const auto r = predictor.Predict("mobilenet_v2", {Image("dog.jpg"), Image("eagle.jpg"), Image("dog.jpg")}, 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->images.size(), 3u);
+  EXPECT_EQ(r->images[0][0].label, "malamute");
+  EXPECT_NE(r->images[1][0].label, "malamute");
+  EXPECT_EQ(r->images[2][0].label, "malamute");
+}
+
+TEST_F(RealWeightsTest, EmbedReturnsPooledFeaturesAndNamedBlocks) {
+  Predictor predictor(*zoo_, {});
+  const auto r = predictor.Embed("mobilenet_v2", {Image("dog.jpg"), Image("eagle.jpg")}, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->embeddings.sizes(), (std::vector<int64_t>{2, 1280}));
+  const auto mid = predictor.Embed("mobilenet_v2", {Image("dog.jpg")}, "features.13");
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  EXPECT_EQ(mid->embeddings.size(1), 96);
+  const auto bad = predictor.Embed("mobilenet_v2", {Image("dog.jpg")}, "features.99");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RealWeightsTest, MissingWeightsIsFailedPrecondition) {
+  Predictor predictor(*zoo_, {});
+  const auto r = predictor.Predict("resnet18", {Image("dog.jpg")}, 5);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("has no ImageNet weights"), std::string::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace graft::core
