@@ -15,6 +15,9 @@ namespace graft::core {
 namespace {
 
 using graft::testing::ImagesDir;
+
+// "malamute, malemute, Alaskan malamute" -> "malamute"
+std::string Short(const std::string& label) { return label.substr(0, label.find(',')); }
 using graft::testing::WeightsDir;
 
 class RealWeightsTest : public ::testing::Test {
@@ -79,7 +82,7 @@ TEST_F(RealWeightsTest, MobileNetV2SeesAMalamute) {
   const auto r = predictor.Predict("mobilenet_v2", {Image("dog.jpg")}, 5);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->images.size(), 1u);
-  EXPECT_EQ(r->images[0][0].label, "malamute");
+  EXPECT_EQ(Short(r->images[0][0].label), "malamute");
   EXPECT_NEAR(r->images[0][0].probability, 0.69, 0.1);
   EXPECT_GT(r->timing.compute_us, 0);
 }
@@ -88,10 +91,11 @@ TEST_F(RealWeightsTest, SqueezeNetTop5HasSledDogs) {
   Predictor predictor(*zoo_, {});
   const auto r = predictor.Predict("squeezenet1_1", {Image("dog.jpg")}, 5);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->images[0][0].label, "dogsled");
+  EXPECT_EQ(Short(r->images[0][0].label), "dogsled");
   int sled_dogs = 0;
   for (const auto& s : r->images[0]) {
-    if (s.label == "malamute" || s.label == "Siberian husky" || s.label == "Eskimo dog" || s.label == "dogsled") ++sled_dogs;
+    const std::string l = Short(s.label);
+    if (l == "malamute" || l == "Siberian husky" || l == "Eskimo dog" || l == "dogsled") ++sled_dogs;
   }
   EXPECT_GE(sled_dogs, 2);
 }
@@ -101,9 +105,9 @@ TEST_F(RealWeightsTest, BatchPredictsEachImageItsOwnClass) {
   const auto r = predictor.Predict("mobilenet_v2", {Image("dog.jpg"), Image("eagle.jpg"), Image("dog.jpg")}, 1);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->images.size(), 3u);
-  EXPECT_EQ(r->images[0][0].label, "malamute");
-  EXPECT_NE(r->images[1][0].label, "malamute");
-  EXPECT_EQ(r->images[2][0].label, "malamute");
+  EXPECT_EQ(Short(r->images[0][0].label), "malamute");
+  EXPECT_EQ(Short(r->images[1][0].label), "bald eagle");
+  EXPECT_EQ(Short(r->images[2][0].label), "malamute");
 }
 
 TEST_F(RealWeightsTest, EmbedReturnsPooledFeaturesAndNamedBlocks) {

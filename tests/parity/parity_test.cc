@@ -5,46 +5,30 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <cstdlib>
-
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
-#include "tests/testing/paths.h"
-#include "tests/testing/temp_dir.h"
 
 namespace graft::core {
 namespace {
 
-const std::vector<std::string> kArchs = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                         "mobilenet_v2", "squeezenet1_0", "squeezenet1_1"};
+const std::vector<std::string> kArchs = {GRAFT_PARITY_ARCHS};
 
+// The torchvision files come from the ctest fixture "parity_reference"
+// (make_parity.py, run once for the whole suite) in GRAFT_PARITY_DIR.
 class ParityTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new graft::testing::TempDir();
-    std::string cmd = graft::testing::Python() + " " + graft::testing::SourceDir() + "/tests/parity/make_parity.py " +
-                      dir_->path() + " 112";
-    for (const auto& a : kArchs) cmd += " " + a;
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << "torchvision reference generation failed: " << cmd;
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  static graft::testing::TempDir* dir_;
+  static std::string File(const std::string& name) { return std::string(GRAFT_PARITY_DIR) + "/" + name; }
 };
-
-graft::testing::TempDir* ParityTest::dir_ = nullptr;
 
 TEST_P(ParityTest, LogitsMatchTorchvision) {
   const std::string arch = GetParam();
   const BackboneSpec* spec = Registry::BuiltIn().Find(arch);
   ASSERT_NE(spec, nullptr);
   BackbonePtr model = spec->make();
-  auto weights = ReadPth(dir_->Join(arch + ".pth"));
+  auto weights = ReadPth(File(arch + ".pth"));
   ASSERT_TRUE(weights.ok()) << weights.status();
   ASSERT_TRUE(LoadStateDict(*model, *weights).ok());
-  auto io = ReadSafetensors(dir_->Join(arch + "-io.safetensors"));
+  auto io = ReadSafetensors(File(arch + "-io.safetensors"));
   ASSERT_TRUE(io.ok()) << io.status();
   const torch::Tensor input = io->at(0).second;
   const torch::Tensor expected = io->at(1).second;

@@ -1,0 +1,155 @@
+// The graftd and graft binaries as a user runs them.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "tests/testing/paths.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft {
+namespace {
+
+struct CmdResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+// Runs a shell command; stdout and stderr together.
+CmdResult Shell(const std::string& cmd) {
+  CmdResult r;
+  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    log_ = dir_.Join("graftd.log");
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      const std::string data = "--data_dir=" + dir_.Join("data");
+      const std::string zoo = "--zoo_dir=" + graft::testing::WeightsDir();
+      std::freopen(log_.c_str(), "w", stderr);
+      ::execl(GRAFTD_BIN, GRAFTD_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", data.c_str(), zoo.c_str(),
+              static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+    // Wait for the one line naming the bound addresses.
+    const std::regex listening("graftd listening: grpc 127\\.0\\.0\\.1:([0-9]+) metrics 127\\.0\\.0\\.1:([0-9]+)/metrics");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(log_);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      std::smatch m;
+      const std::string text = ss.str();
+      if (std::regex_search(text, m, listening)) {
+        server_ = "--server=127.0.0.1:" + m[1].str();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "graftd did not report its addresses";
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graftd did not exit cleanly on SIGTERM";
+    }
+  }
+
+  CmdResult Graft(const std::string& args) { return Shell(std::string(GRAFT_BIN) + " " + server_ + " " + args); }
+
+  graft::testing::TempDir dir_;
+  std::string log_;
+  pid_t pid_ = -1;
+  std::string server_;
+};
+
+TEST_F(CliTest, HealthPrintsServing) {
+  const CmdResult r = Graft("health");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "SERVING\n");
+}
+
+TEST_F(CliTest, PredictPrintsATableOfTopK) {
+  const std::string images = graft::testing::ImagesDir();
+  const CmdResult r = Graft("predict --backbone MobileNetV2 -k 3 " + images + "/dog.jpg " + images + "/eagle.jpg");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find(images + "/dog.jpg\n   1  malamute"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(images + "/eagle.jpg\n   1  bald eagle"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("   3  "), std::string::npos);
+  EXPECT_EQ(r.out.find("   4  "), std::string::npos);
+  EXPECT_NE(r.out.find("server: decode"), std::string::npos);
+}
+
+TEST_F(CliTest, JsonOutputUsesProtoFieldNames) {
+  const CmdResult list = Graft("--json backbones");
+  ASSERT_EQ(list.exit_code, 0) << list.out;
+  const auto doc = nlohmann::json::parse(list.out);
+  ASSERT_EQ(doc["backbones"].size(), 8u);
+  bool found = false;
+  for (const auto& b : doc["backbones"]) {
+    if (b["name"] == "squeezenet1_1") {
+      found = true;
+      EXPECT_EQ(b["featureDim"], 512);
+      EXPECT_EQ(b["weights"]["present"], true);
+      EXPECT_EQ(b["residency"]["device"], "cpu");
+    }
+  }
+  EXPECT_TRUE(found);
+  const CmdResult predict = Graft("predict --json -b squeezenet1_1 -k 2 " + graft::testing::ImagesDir() + "/dog.jpg");
+  ASSERT_EQ(predict.exit_code, 0) << predict.out;
+  const auto p = nlohmann::json::parse(predict.out);
+  EXPECT_EQ(p["results"][0]["predictions"][0]["top"].size(), 2u);
+  EXPECT_EQ(p["results"][0]["backbone"], "squeezenet1_1");
+  const CmdResult embed = Graft("embed --json -b mobilenet_v2 " + graft::testing::ImagesDir() + "/horses.jpg");
+  ASSERT_EQ(embed.exit_code, 0) << embed.out;
+  const auto e = nlohmann::json::parse(embed.out);
+  EXPECT_EQ(e["dim"], 1280);
+  EXPECT_EQ(e["embeddings"][0]["values"].size(), 1280u);
+}
+
+TEST_F(CliTest, ShowsOneBackbone) {
+  const CmdResult r = Graft("backbone ResNet50");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("name:        resnet50"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("parameters:  25557032"), std::string::npos);
+  EXPECT_NE(r.out.find("weights:     not present"), std::string::npos);
+}
+
+TEST_F(CliTest, FailuresExitNonZeroWithOneLine) {
+  const CmdResult missing = Graft("predict -b resnet18 " + graft::testing::ImagesDir() + "/dog.jpg");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.out.rfind("graft: FAILED_PRECONDITION: backbone 'resnet18' has no ImageNet weights", 0), 0u) << missing.out;
+  EXPECT_EQ(std::count(missing.out.begin(), missing.out.end(), '\n'), 1);
+  const CmdResult unknown = Graft("backbone nosuchnet");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.out.find("NOT_FOUND"), std::string::npos);
+  const CmdResult down = Shell(std::string(GRAFT_BIN) + " --server=127.0.0.1:1 health");
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.out.find("UNAVAILABLE"), std::string::npos) << down.out;
+}
+
+}  // namespace
+}  // namespace graft

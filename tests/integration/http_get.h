@@ -1,0 +1,11 @@
+#pragma once
+
+#include <string>
+
+namespace graft::testing {
+
+// GET http://127.0.0.1:<port><path>; returns the whole response (status line,
+// headers and body), or an empty string when the connection fails.
+std::string HttpGet(int port, const std::string& path);
+
+}  // namespace graft::testing

@@ -1,0 +1,232 @@
+// graftd in-process on 127.0.0.1:0 with the real client library.
+
+#include <gtest/gtest.h>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "client/client.h"
+#include "core/data/image_codec.h"
+#include "core/data/transforms.h"
+#include "core/util/files.h"
+#include "graft/v1/datasets.grpc.pb.h"
+#include "graft/v1/models.grpc.pb.h"
+#include "graft/v1/training.grpc.pb.h"
+#include "server/server.h"
+#include "tests/integration/http_get.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft::server {
+namespace {
+
+using graft::testing::ImagesDir;
+
+std::string Short(const std::string& label) { return label.substr(0, label.find(',')); }
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_dir_ = new graft::testing::TempDir();
+    ServerOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.metrics_port = 0;
+    options.data_dir = data_dir_->path();
+    options.zoo_dir = graft::testing::WeightsDir();
+    options.device = "cpu";
+    options.max_image_pixels = 40'000'000;
+    auto server = GraftServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = server->release();
+    client_ = new client::GraftClient("127.0.0.1:" + std::to_string(server_->port()));
+  }
+  static void TearDownTestSuite() {
+    delete client_;
+    delete server_;
+    delete data_dir_;
+  }
+
+  static std::string Bytes(const std::string& image) {
+    auto b = core::ReadFile(ImagesDir() + "/" + image);
+    EXPECT_TRUE(b.ok());
+    return b.value_or("");
+  }
+  static v1::PredictRequest Request(const std::string& backbone, std::vector<std::string> encoded) {
+    v1::PredictRequest r;
+    r.set_backbone(backbone);
+    for (auto& e : encoded) r.add_images()->set_encoded(std::move(e));
+    return r;
+  }
+  static void ExpectInvalid(const v1::PredictRequest& r, const std::string& fragment) {
+    const auto result = client_->Predict(r);
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << result.status();
+    EXPECT_NE(result.status().message().find(fragment), std::string::npos)
+        << "'" << result.status().message() << "' lacks '" << fragment << "'";
+  }
+
+  static graft::testing::TempDir* data_dir_;
+  static GraftServer* server_;
+  static client::GraftClient* client_;
+};
+
+graft::testing::TempDir* ServerTest::data_dir_ = nullptr;
+GraftServer* ServerTest::server_ = nullptr;
+client::GraftClient* ServerTest::client_ = nullptr;
+
+TEST_F(ServerTest, HealthIsServing) {
+  const auto h = client_->Health();
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->status(), ::grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(ServerTest, ListsBackbonesWithMetadataAndResidency) {
+  const auto r = client_->ListBackbones();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->backbones_size(), 8);
+  const auto b = client_->GetBackbone("MobileNetV2");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->name(), "mobilenet_v2");
+  EXPECT_EQ(b->family(), "mobilenet_v2");
+  EXPECT_EQ(b->parameter_count(), 3504872);
+  EXPECT_EQ(b->feature_dim(), 1280);
+  EXPECT_EQ(b->preprocessing().height(), 224);
+  EXPECT_FLOAT_EQ(b->preprocessing().mean(0), 0.485f);
+  EXPECT_EQ(b->blocks_size(), 19);
+  EXPECT_TRUE(b->weights().present());
+  EXPECT_EQ(b->residency().device(), "cpu");
+  EXPECT_GT(b->residency().bytes(), 14'000'000);
+  const auto r50 = client_->GetBackbone("ResNet50");
+  ASSERT_TRUE(r50.ok());
+  EXPECT_FALSE(r50->weights().present());
+  EXPECT_EQ(r50->weights().file_name(), "resnet50-0676ba61.pth");
+  EXPECT_EQ(client_->GetBackbone("alexnet9000").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServerTest, PredictsAMalamuteWithTiming) {
+  const auto r = client_->Predict(Request("mobilenet_v2", {Bytes("dog.jpg")}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->results_size(), 1);
+  const auto& p = r->results(0).predictions(0);
+  ASSERT_EQ(p.top_size(), 5);  // default top_k
+  EXPECT_EQ(Short(p.top(0).label()), "malamute");
+  EXPECT_EQ(p.top(0).index(), 249);
+  EXPECT_GT(p.top(0).probability(), p.top(1).probability());
+  EXPECT_GT(r->timing().compute_us(), 0);
+  EXPECT_GT(r->timing().decode_us(), 0);
+  EXPECT_GE(r->timing().total_us(), r->timing().compute_us());
+}
+
+TEST_F(ServerTest, RawTensorGivesTheSameAnswerAsEncodedBytes) {
+  const auto image = core::DecodeImage(Bytes("eagle.jpg"), {});
+  ASSERT_TRUE(image.ok());
+  const auto tensor = core::PreprocessImage(*image, core::Preprocessing{});
+  ASSERT_TRUE(tensor.ok());
+  v1::PredictRequest r;
+  r.set_backbone("mobilenet_v2");
+  r.set_top_k(3);
+  auto* t = r.add_images()->mutable_tensor();
+  for (int64_t d : {1, 3, 224, 224}) t->add_shape(d);
+  const torch::Tensor c = tensor->contiguous();
+  t->mutable_values()->Add(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  r.add_images()->set_encoded(Bytes("eagle.jpg"));
+  const auto out = client_->Predict(r);
+  ASSERT_TRUE(out.ok()) << out.status();
+  const auto& preds = out->results(0).predictions();
+  ASSERT_EQ(preds.size(), 2);
+  EXPECT_EQ(Short(preds[0].top(0).label()), "bald eagle");
+  EXPECT_EQ(preds[0].top(0).index(), preds[1].top(0).index());
+  EXPECT_NEAR(preds[0].top(0).probability(), preds[1].top(0).probability(), 1e-4);
+}
+
+TEST_F(ServerTest, EmbedReturnsOneVectorPerImage) {
+  v1::EmbedRequest r;
+  r.set_backbone("squeezenet1_1");
+  r.add_images()->set_encoded(Bytes("dog.jpg"));
+  r.add_images()->set_encoded(Bytes("horses.jpg"));
+  const auto out = client_->Embed(r);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->dim(), 512);
+  ASSERT_EQ(out->embeddings_size(), 2);
+  EXPECT_EQ(out->embeddings(1).values_size(), 512);
+  EXPECT_EQ(out->embeddings(1).image_index(), 1);
+}
+
+TEST_F(ServerTest, RejectsBadImagesWithoutCrashing) {
+  ExpectInvalid(Request("mobilenet_v2", {"plain text, not an image"}), "image 0: not an image");
+  ExpectInvalid(Request("mobilenet_v2", {Bytes("dog.jpg"), ""}), "image 1: empty image bytes");
+  const std::string dog = Bytes("dog.jpg");
+  ExpectInvalid(Request("mobilenet_v2", {dog.substr(0, dog.size() / 3)}), "truncated JPEG");
+  // A PNG whose header claims 20000 x 20000 = 400 megapixels, over the 40 MP cap.
+  cv::Mat tiny(1, 1, CV_8UC3);
+  std::vector<uchar> png;
+  cv::imencode(".png", tiny, png);
+  std::string huge(png.begin(), png.end());
+  const char dims[8] = {0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20};
+  huge.replace(16, 8, dims, 8);
+  ExpectInvalid(Request("mobilenet_v2", {huge}), "exceeds the limit of 40000000 pixels");
+  // The server still answers after all of that.
+  EXPECT_TRUE(client_->Predict(Request("mobilenet_v2", {dog})).ok());
+}
+
+TEST_F(ServerTest, RejectsBadTensorsAndTopK) {
+  v1::PredictRequest r;
+  r.set_backbone("mobilenet_v2");
+  auto* t = r.add_images()->mutable_tensor();
+  for (int64_t d : {1, 3, 32, 32}) t->add_shape(d);
+  t->mutable_values()->Resize(3 * 32 * 32, 0.f);
+  ExpectInvalid(r, "tensor shape [1, 3, 32, 32] is not [3, 224, 224]");
+  t->mutable_values()->Resize(5, 0.f);
+  ExpectInvalid(r, "tensor has 5 values but its shape holds 3072");
+
+  v1::PredictRequest k = Request("mobilenet_v2", {Bytes("dog.jpg")});
+  k.set_top_k(0);
+  ExpectInvalid(k, "top_k must be between 1 and 1000, got 0");
+  k.set_top_k(1001);
+  ExpectInvalid(k, "top_k must be between 1 and 1000, got 1001");
+  k.set_top_k(1000);
+  EXPECT_TRUE(client_->Predict(k).ok());
+}
+
+TEST_F(ServerTest, UnknownAndWeightlessBackbones) {
+  const auto unknown = client_->Predict(Request("inception_v9", {Bytes("dog.jpg")}));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("unknown backbone 'inception_v9'"), std::string::npos);
+  const auto missing = client_->Predict(Request("resnet18", {Bytes("dog.jpg")}));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(missing.status().message().find("no ImageNet weights"), std::string::npos);
+}
+
+TEST_F(ServerTest, LaterRpcsAnswerUnimplementedWithASentence) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
+  grpc::ClientContext ctx;
+  v1::ListDatasetsResponse response;
+  const grpc::Status s = v1::Datasets::NewStub(channel)->ListDatasets(&ctx, {}, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(s.error_message().find("Datasets.ListDatasets is not implemented yet"), std::string::npos);
+  grpc::ClientContext ctx2;
+  v1::Job job;
+  EXPECT_EQ(v1::Training::NewStub(channel)->CreateJob(&ctx2, {}, &job).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(ServerTest, MetricsPageCountsRpcsAndImages) {
+  ASSERT_TRUE(client_->Predict(Request("squeezenet1_1", {Bytes("dog.jpg"), Bytes("kite.jpg")})).ok());
+  (void)client_->Predict(Request("nope", {Bytes("dog.jpg")}));
+  const std::string page = graft::testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_NE(page.find("200 OK"), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"OK\",method=\"graft.v1.Inference/Predict\"}"), std::string::npos);
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"NOT_FOUND\",method=\"graft.v1.Inference/Predict\"} 1"),
+            std::string::npos);
+  EXPECT_NE(page.find("graft_rpc_latency_seconds_bucket{code=\"OK\",method=\"graft.v1.Inference/Predict\""),
+            std::string::npos);
+  EXPECT_NE(page.find("graft_images_predicted_total{backbone=\"squeezenet1_1\"} 2"), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_backbone_resident_bytes{backbone=\"mobilenet_v2\",device=\"cpu\"}"), std::string::npos);
+  EXPECT_NE(page.find("graft_backbone_load_seconds{backbone=\"mobilenet_v2\"}"), std::string::npos);
+  EXPECT_NE(page.find("graft_build_info{"), std::string::npos);
+  EXPECT_NE(graft::testing::HttpGet(server_->metrics_port(), "/other").find("404"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace graft::server
