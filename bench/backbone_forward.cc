@@ -1,0 +1,110 @@
+// bench/backbone_forward: images/s of graft's inference forward (the path
+// Predict uses: eval, inference mode, channels-last) for zoo backbones at
+// batch 1 and 32, and the ratio against Python eager torchvision measured in
+// the same invocation with the same thread count.
+//
+//   backbone_forward [--threads N] [--min_seconds S] [--archs a,b] [--batches 1,32]
+
+#include <c10/core/InferenceMode.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_split.h"
+#include "core/zoo/registry.h"
+#include "core/zoo/zoo.h"
+
+namespace {
+
+struct Args {
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  double min_seconds = 3.0;
+  int min_iters = 3;
+  std::string archs = "resnet18,mobilenet_v2";
+  std::string batches = "1,32";
+};
+
+double Measure(graft::core::BackboneImpl& model, int64_t batch, const Args& args) {
+  c10::InferenceMode guard;
+  const torch::Tensor x = torch::randn({batch, 3, 224, 224}).contiguous(torch::MemoryFormat::ChannelsLast);
+  model.forward(x);  // warm-up
+  int iters = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  while (iters < args.min_iters || elapsed < args.min_seconds) {
+    model.forward(x);
+    ++iters;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return static_cast<double>(batch * iters) / elapsed;
+}
+
+std::string RunPython(const std::string& cmd) {
+  std::string out;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  ::pclose(pipe);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--threads") args.threads = std::stoi(value);
+    else if (flag == "--min_seconds") args.min_seconds = std::stod(value);
+    else if (flag == "--archs") args.archs = value;
+    else if (flag == "--batches") args.batches = value;
+    else {
+      std::cerr << "unknown flag " << flag << "\n";
+      return 2;
+    }
+  }
+  torch::set_num_threads(args.threads);
+  torch::manual_seed(0);
+  std::cout << "threads: " << args.threads << "\n";
+
+  nlohmann::json graft;
+  for (const auto& arch : absl::StrSplit(args.archs, ',')) {
+    const auto* spec = graft::core::Registry::BuiltIn().Find(std::string(arch));
+    if (spec == nullptr) {
+      std::cerr << "unknown backbone " << arch << "\n";
+      return 2;
+    }
+    auto model = spec->make();
+    graft::core::PrepareForInference(*model, torch::kCPU);
+    for (const auto& b : absl::StrSplit(args.batches, ',')) {
+      const int64_t batch = std::stoll(std::string(b));
+      graft[spec->name + "/" + std::to_string(batch)] = Measure(*model, batch, args);
+    }
+  }
+
+  const std::string cmd = std::string(GRAFT_PYTHON) + " " + GRAFT_BENCH_DIR + "/reference/backbone_forward.py --threads " +
+                          std::to_string(args.threads) + " --min_seconds " + std::to_string(args.min_seconds) +
+                          " --archs " + args.archs + " --batches " + args.batches;
+  const std::string out = RunPython(cmd);
+  const auto reference = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (!reference.is_object()) {
+    std::cerr << "reference run failed: " << cmd << "\n" << out << "\n";
+    return 1;
+  }
+  for (const auto& [key, value] : graft.items()) {
+    const double g = value.get<double>();
+    const double r = reference.value(key, 0.0);
+    const std::string name = "backbone_forward/" + key;
+    std::printf("%s/graft_img_s: %.2f\n", name.c_str(), g);
+    std::printf("%s/torch_eager_img_s: %.2f\n", name.c_str(), r);
+    std::printf("%s/ratio: %.2f\n", name.c_str(), r > 0 ? g / r : 0.0);
+  }
+  return 0;
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/python3
+"""Reference for bench/backbone_forward: torchvision eager forward, eval mode,
+torch.no_grad(), default (contiguous) memory format, as a hand-written
+PyTorch inference loop runs it. Prints one JSON object {"<arch>/<batch>": images_per_second}."""
+import argparse
+import json
+import time
+
+import torch
+import torchvision
+
+
+def measure(model, batch, min_seconds, min_iters):
+    x = torch.randn(batch, 3, 224, 224)
+    with torch.no_grad():
+        model(x)  # warm-up
+        iters, start = 0, time.perf_counter()
+        while iters < min_iters or time.perf_counter() - start < min_seconds:
+            model(x)
+            iters += 1
+        elapsed = time.perf_counter() - start
+    return batch * iters / elapsed
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--min_seconds", type=float, default=3.0)
+    p.add_argument("--min_iters", type=int, default=3)
+    p.add_argument("--archs", default="resnet18,mobilenet_v2")
+    p.add_argument("--batches", default="1,32")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    out = {}
+    for arch in a.archs.split(","):
+        model = getattr(torchvision.models, arch)(weights=None).eval()
+        for b in (int(s) for s in a.batches.split(",")):
+            out[f"{arch}/{b}"] = measure(model, b, a.min_seconds, a.min_iters)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
