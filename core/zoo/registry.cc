@@ -13,6 +13,15 @@ constexpr char kTorchvisionModels[] = "https://download.pytorch.org/models/";
 BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::string family,
                   int64_t feature_dim, std::string file, std::function<BackbonePtr()> make) {
   BackboneSpec s;
+  if (family == "resnet") {
+    s.classifier_prefix = "fc.";
+    s.linear_classifier = "fc";
+  } else if (family == "mobilenet_v2") {
+    s.classifier_prefix = "classifier.";
+    s.linear_classifier = "classifier.1";
+  } else {
+    s.classifier_prefix = "classifier.";
+  }
   s.name = std::move(name);
   s.aliases = std::move(aliases);
   s.family = std::move(family);

@@ -20,6 +20,11 @@ struct BackboneSpec {
   int64_t num_classes = 1000;
   std::string weights_file;  // official torchvision file name (hash prefix included)
   std::string weights_url;
+  // The pretrained classifier's parameter prefix ("fc.", "classifier.") and,
+  // where it is one Linear on pooled features, its module name ("fc",
+  // "classifier.1"): an exported model with a linear head uses that name.
+  std::string classifier_prefix;
+  std::string linear_classifier;
   std::function<BackbonePtr()> make;
 };
 

@@ -1,0 +1,77 @@
+#include "core/data/archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace graft::core {
+
+absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit) {
+  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
+  archive_read_support_filter_gzip(a.get());
+  archive_read_support_filter_bzip2(a.get());
+  archive_read_support_filter_xz(a.get());
+  archive_read_support_format_tar(a.get());
+  archive_read_support_format_gnutar(a.get());
+  archive_read_support_format_zip(a.get());
+  if (archive_read_open_filename(a.get(), archive_path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the upload is not a readable tar, tar.gz or zip archive: ", archive_error_string(a.get())));
+  }
+  archive_entry* entry = nullptr;
+  int entries = 0;
+  while (true) {
+    const int rc = archive_read_next_header(a.get(), &entry);
+    if (rc == ARCHIVE_EOF) break;
+    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+      return absl::InvalidArgumentError(absl::StrCat("archive is corrupt or truncated after ", entries,
+                                                     " entries: ", archive_error_string(a.get())));
+    }
+    ++entries;
+    UploadEntry e;
+    const char* name = archive_entry_pathname(entry);
+    e.path = name ? name : "";
+    e.size = archive_entry_size_is_set(entry) ? archive_entry_size(entry) : -1;
+    const mode_t type = archive_entry_filetype(entry);
+    if (archive_entry_hardlink(entry) != nullptr) {
+      e.kind = "hard link";
+    } else if (type == AE_IFREG) {
+      e.regular = true;
+    } else if (type == AE_IFDIR) {
+      e.directory = true;
+    } else if (type == AE_IFLNK) {
+      e.kind = "symbolic link";
+    } else if (type == AE_IFCHR || type == AE_IFBLK) {
+      e.kind = "device file";
+    } else if (type == AE_IFIFO) {
+      e.kind = "named pipe";
+    } else {
+      e.kind = "special file";
+    }
+    bool consumed = false;
+    auto read = [&](std::string* data, int64_t max_bytes) -> absl::Status {
+      consumed = true;
+      data->clear();
+      char buf[1 << 16];
+      while (true) {
+        const la_ssize_t n = archive_read_data(a.get(), buf, sizeof(buf));
+        if (n == 0) return absl::OkStatus();
+        if (n < 0) {
+          return absl::InvalidArgumentError(absl::StrCat("archive data is corrupt: ", archive_error_string(a.get())));
+        }
+        if (static_cast<int64_t>(data->size()) + n > max_bytes) {
+          return absl::ResourceExhaustedError(absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes"));
+        }
+        data->append(buf, static_cast<size_t>(n));
+      }
+    };
+    if (auto s = visit(e, read); !s.ok()) return s;
+    if (!consumed) archive_read_data_skip(a.get());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace graft::core

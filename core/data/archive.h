@@ -1,0 +1,29 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace graft::core {
+
+// One entry of an upload, as read from an archive or a staged folder.
+struct UploadEntry {
+  std::string path;   // as given by the client or the archive
+  bool regular = false;
+  bool directory = false;
+  std::string kind;   // for non-regular entries: "symlink", "hardlink", "device", ...
+  int64_t size = 0;   // declared size
+};
+
+// Called per entry; `read` fetches the entry's bytes (regular files only) and
+// fails beyond `max_bytes`.
+using EntryVisitor =
+    std::function<absl::Status(const UploadEntry& entry,
+                               const std::function<absl::Status(std::string* data, int64_t max_bytes)>& read)>;
+
+// Walks an archive (tar, tar.gz, zip; format detected by libarchive) entry by
+// entry. INVALID_ARGUMENT when the file is not a readable archive.
+absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit);
+
+}  // namespace graft::core

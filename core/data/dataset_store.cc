@@ -1,0 +1,470 @@
+#include "core/data/dataset_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/data/archive.h"
+#include "core/data/image_codec.h"
+#include "core/util/files.h"
+#include "core/util/ids.h"
+#include "core/util/log.h"
+#include "core/util/status_macros.h"
+
+namespace graft::core {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> Components(const std::string& path) {
+  std::vector<std::string> out;
+  for (absl::string_view c : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    if (c != ".") out.emplace_back(c);
+  }
+  return out;
+}
+
+bool IsSplitDir(const std::string& c) { return c == "train" || c == "val" || c == "validation"; }
+
+}  // namespace
+
+// Gathers accepted images (hash + path) and rejections while entries stream in.
+class DatasetStore::Collector {
+ public:
+  struct Accepted {
+    std::vector<std::string> parts;
+    std::string path;
+    std::string sha;
+    int64_t bytes;
+  };
+
+  Collector(DatasetStore& store) : store_(store) {}
+
+  absl::Status Visit(const UploadEntry& e, const std::function<absl::Status(std::string*, int64_t)>& read) {
+    if (e.directory) return absl::OkStatus();
+    if (auto s = CheckRelativePath(e.path); !s.ok()) return Reject(e.path, std::string(s.message()));
+    if (!e.regular) return Reject(e.path, absl::StrCat(e.kind, "s are not accepted"));
+    const auto& limits = store_.limits_;
+    if (e.size > limits.max_file_bytes) {
+      return Reject(e.path, absl::StrCat("larger than the per-file limit of ", limits.max_file_bytes, " bytes"));
+    }
+    std::string data;
+    if (auto s = read(&data, limits.max_file_bytes); !s.ok()) {
+      if (s.code() == absl::StatusCode::kResourceExhausted) return Reject(e.path, std::string(s.message()));
+      return s;  // the archive itself is broken: the whole upload fails
+    }
+    const auto header = ProbeImage(data);
+    if (!header.ok()) return Reject(e.path, std::string(header.status().message()));
+    const auto image = DecodeImage(data, DecodeLimits{limits.max_pixels});
+    if (!image.ok()) return Reject(e.path, std::string(image.status().message()));
+    total_bytes_ += static_cast<int64_t>(data.size());
+    if (total_bytes_ > limits.max_dataset_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the dataset exceeds the limit of ", limits.max_dataset_bytes, " bytes of images"));
+    }
+    const std::string sha = Sha256Hex(data);
+    const std::string blob = store_.BlobPath(sha);
+    std::error_code ec;
+    if (!fs::exists(blob, ec)) {
+      fs::create_directories(fs::path(blob).parent_path(), ec);
+      RETURN_IF_ERROR(WriteFileAtomic(blob, data));
+    }
+    accepted_.push_back({Components(e.path), e.path, sha, static_cast<int64_t>(data.size())});
+    return absl::OkStatus();
+  }
+
+  absl::Status Reject(const std::string& path, const std::string& reason) {
+    rejected_.push_back({path, reason});
+    // Remember the class folder the file sat in, to report classes left empty.
+    rejected_parts_.push_back(Components(path));
+    return absl::OkStatus();
+  }
+
+  std::vector<Accepted> accepted_;
+  std::vector<RejectedFile> rejected_;
+  std::vector<std::vector<std::string>> rejected_parts_;
+  int64_t total_bytes_ = 0;
+
+ private:
+  DatasetStore& store_;
+};
+
+absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("empty path");
+  if (path[0] == '/' || path[0] == '\\' || (path.size() > 1 && path[1] == ':')) {
+    return absl::InvalidArgumentError("absolute paths are not accepted");
+  }
+  for (absl::string_view c : absl::StrSplit(path, absl::ByAnyChar("/\\"), absl::SkipEmpty())) {
+    if (c == "..") return absl::InvalidArgumentError("paths with '..' are not accepted");
+    if (c != "." && (c[0] == '.' || c == "__MACOSX")) return absl::InvalidArgumentError("hidden or system file");
+  }
+  if (path.find('\0') != std::string::npos) return absl::InvalidArgumentError("path contains a NUL byte");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, const std::string& root,
+                                                                  UploadLimits limits) {
+  std::unique_ptr<DatasetStore> store(new DatasetStore(db, root, limits));
+  std::error_code ec;
+  fs::remove_all(fs::path(root) / "staging", ec);  // uploads interrupted by a crash
+  fs::create_directories(fs::path(root) / "blobs", ec);
+  fs::create_directories(fs::path(root) / "staging", ec);
+  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", root, ": ", ec.message()));
+  RETURN_IF_ERROR(db.Exec(R"sql(
+    CREATE TABLE IF NOT EXISTS datasets(
+      id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, layout INTEGER NOT NULL,
+      split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
+      bytes INTEGER NOT NULL, rejected TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS dataset_classes(
+      dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+      name TEXT NOT NULL, PRIMARY KEY(dataset_id, idx));
+    CREATE TABLE IF NOT EXISTS dataset_images(
+      dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, split INTEGER NOT NULL,
+      label INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS dataset_images_by_dataset ON dataset_images(dataset_id);
+    CREATE INDEX IF NOT EXISTS dataset_images_by_sha ON dataset_images(sha256);
+  )sql"));
+  RETURN_IF_ERROR(store->CollectGarbage());
+  return store;
+}
+
+std::string DatasetStore::BlobPath(const std::string& sha) const {
+  return (fs::path(root_) / "blobs" / sha.substr(0, 2) / sha).string();
+}
+
+absl::StatusOr<std::string> DatasetStore::NewStagingDir() {
+  const fs::path dir = fs::path(root_) / "staging" / NewId("upload");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
+  return dir.string();
+}
+
+void DatasetStore::DiscardStaging(const std::string& dir) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+absl::StatusOr<IngestResult> DatasetStore::IngestArchive(const UploadRequest& request, const std::string& archive_path) {
+  Collector collector(*this);
+  RETURN_IF_ERROR(ForEachArchiveEntry(archive_path, [&](const UploadEntry& e, const auto& read) {
+    return collector.Visit(e, read);
+  }));
+  return Commit(request, collector);
+}
+
+absl::StatusOr<IngestResult> DatasetStore::IngestFolder(const UploadRequest& request,
+                                                        const std::vector<StagedFile>& files,
+                                                        std::vector<RejectedFile> pre_rejected) {
+  Collector collector(*this);
+  for (const RejectedFile& r : pre_rejected) RETURN_IF_ERROR(collector.Reject(r.path, r.reason));
+  for (const StagedFile& f : files) {
+    UploadEntry e;
+    e.path = f.path;
+    e.regular = true;
+    std::error_code ec;
+    e.size = static_cast<int64_t>(fs::file_size(f.staged_path, ec));
+    RETURN_IF_ERROR(collector.Visit(e, [&](std::string* data, int64_t max_bytes) -> absl::Status {
+      ASSIGN_OR_RETURN(*data, ReadFile(f.staged_path));
+      if (static_cast<int64_t>(data->size()) > max_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes"));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  return Commit(request, collector);
+}
+
+absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, Collector& c) {
+  if (request.name.empty()) return absl::InvalidArgumentError("a dataset needs a name");
+  // Strip folders every image shares ("hymenoptera/train/ants/x.jpg").
+  auto& acc = c.accepted_;
+  size_t strip = 0;
+  while (!acc.empty()) {
+    const std::string& first = acc[0].parts.size() > strip ? acc[0].parts[strip] : "";
+    const bool shared = std::all_of(acc.begin(), acc.end(), [&](const auto& a) {
+      return a.parts.size() > strip + 2 && a.parts[strip] == first;
+    });
+    if (!shared || IsSplitDir(first)) break;
+    ++strip;
+  }
+  const bool train_val = std::any_of(acc.begin(), acc.end(), [&](const auto& a) {
+    return a.parts.size() > strip && IsSplitDir(a.parts[strip]);
+  });
+
+  struct Placed {
+    Split split;
+    std::string cls;
+    const Collector::Accepted* image;
+  };
+  std::vector<Placed> placed;
+  std::set<std::string> class_dirs;  // every class folder seen, images accepted or not
+  auto place = [&](const std::vector<std::string>& parts, Split* split, std::string* cls) -> std::string {
+    if (parts.size() <= strip) return "not inside a class folder";
+    std::vector<std::string> p(parts.begin() + static_cast<long>(strip), parts.end());
+    if (train_val) {
+      if (!IsSplitDir(p[0])) return "outside the train/ and val/ folders";
+      if (p.size() < 3) return absl::StrCat("not inside a class folder under ", p[0], "/");
+      *split = p[0] == "train" ? Split::kTrain : Split::kVal;
+      *cls = p[1];
+      return "";
+    }
+    if (p.size() < 2) return "not inside a class folder";
+    *split = Split::kTrain;
+    *cls = p[0];
+    return "";
+  };
+  for (const auto& a : acc) {
+    Split split;
+    std::string cls;
+    const std::string why = place(a.parts, &split, &cls);
+    if (!why.empty()) {
+      c.rejected_.push_back({a.path, why});
+      continue;
+    }
+    placed.push_back({split, cls, &a});
+    if (split == Split::kTrain) class_dirs.insert(cls);
+  }
+  for (const auto& parts : c.rejected_parts_) {
+    Split split;
+    std::string cls;
+    if (place(parts, &split, &cls).empty() && split == Split::kTrain) class_dirs.insert(cls);
+  }
+
+  // Classes come from the training folders, sorted like torchvision's ImageFolder.
+  std::vector<std::string> classes(class_dirs.begin(), class_dirs.end());
+  std::map<std::string, int> label_of;
+  for (size_t i = 0; i < classes.size(); ++i) label_of[classes[i]] = static_cast<int>(i);
+  std::vector<ClassCount> counts(classes.size());
+  for (size_t i = 0; i < classes.size(); ++i) counts[i].name = classes[i];
+  std::vector<std::vector<const Placed*>> flat_by_class(classes.size());
+  std::vector<std::pair<Split, const Placed*>> final_images;
+  for (const Placed& p : placed) {
+    const auto it = label_of.find(p.cls);
+    if (it == label_of.end()) {
+      c.rejected_.push_back({p.image->path, absl::StrCat("class '", p.cls, "' has no train/ folder")});
+      continue;
+    }
+    if (train_val) {
+      final_images.emplace_back(p.split, &p);
+    } else {
+      flat_by_class[static_cast<size_t>(it->second)].push_back(&p);
+    }
+  }
+  const double fraction = request.split_fraction > 0 ? request.split_fraction : 0.2;
+  if (!train_val) {
+    if (fraction >= 1) return absl::InvalidArgumentError("split fraction must be below 1");
+    for (size_t k = 0; k < flat_by_class.size(); ++k) {
+      auto& items = flat_by_class[k];
+      std::sort(items.begin(), items.end(), [](const Placed* a, const Placed* b) { return a->image->path < b->image->path; });
+      std::mt19937_64 rng(request.split_seed * 1000003u + k);
+      std::shuffle(items.begin(), items.end(), rng);
+      const size_t n_val = items.size() >= 2 ? std::max<size_t>(1, static_cast<size_t>(items.size() * fraction + 0.5)) : 0;
+      for (size_t i = 0; i < items.size(); ++i) final_images.emplace_back(i < n_val ? Split::kVal : Split::kTrain, items[i]);
+    }
+  }
+  for (const auto& [split, p] : final_images) {
+    auto& cc = counts[static_cast<size_t>(label_of[p->cls])];
+    (split == Split::kTrain ? cc.train : cc.val)++;
+  }
+  auto rejects = [&]() {
+    std::string s = absl::StrCat(c.rejected_.size(), " file(s) rejected");
+    for (size_t i = 0; i < std::min<size_t>(3, c.rejected_.size()); ++i) {
+      absl::StrAppend(&s, i ? "; " : ": ", c.rejected_[i].path, " (", c.rejected_[i].reason, ")");
+    }
+    return s;
+  };
+  if (classes.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("a dataset needs at least 2 classes, found ", classes.size(),
+                                                   classes.empty() ? "" : " ('" + classes[0] + "')", "; ", rejects()));
+  }
+  std::vector<std::string> empty;
+  for (const auto& cc : counts) {
+    if (cc.train == 0) empty.push_back(cc.name);
+  }
+  if (!empty.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("class(es) left without training images: ",
+                                                   absl::StrJoin(empty, ", "), "; ", rejects()));
+  }
+
+  DatasetInfo info;
+  info.id = NewId("ds");
+  info.name = request.name;
+  info.layout = train_val ? DatasetLayout::kTrainVal : DatasetLayout::kFlat;
+  info.classes = counts;
+  info.split_fraction = train_val ? 0 : fraction;
+  info.split_seed = request.split_seed;
+  info.created_at = NowSeconds();
+  info.rejected_count = static_cast<int>(c.rejected_.size());
+  for (const auto& cc : counts) {
+    info.train_images += cc.train;
+    info.val_images += cc.val;
+  }
+  info.bytes = 0;
+  for (const auto& [split, p] : final_images) info.bytes += p->image->bytes;
+
+  nlohmann::json rejected = nlohmann::json::array();
+  for (const auto& r : c.rejected_) rejected.push_back({{"path", r.path}, {"reason", r.reason}});
+  Transaction tx(db_);
+  RETURN_IF_ERROR(tx.status());
+  {
+    ASSIGN_OR_RETURN(auto exists, db_.Prepare("SELECT id FROM datasets WHERE name = ?"));
+    exists.Bind(1, info.name);
+    ASSIGN_OR_RETURN(const bool found, exists.Step());
+    if (found) {
+      return absl::AlreadyExistsError(absl::StrCat("a dataset named '", info.name, "' already exists (", exists.Text(0),
+                                                   "); delete it first or choose another name"));
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+    ins.Bind(1, info.id).Bind(2, info.name).Bind(3, static_cast<int64_t>(info.layout)).Bind(4, info.split_fraction)
+        .Bind(5, static_cast<int64_t>(info.split_seed)).Bind(6, info.created_at).Bind(7, info.bytes)
+        .Bind(8, rejected.dump());
+    RETURN_IF_ERROR(ins.Run());
+  }
+  for (size_t i = 0; i < classes.size(); ++i) {
+    ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO dataset_classes VALUES (?, ?, ?)"));
+    ins.Bind(1, info.id).Bind(2, static_cast<int64_t>(i)).Bind(3, classes[i]);
+    RETURN_IF_ERROR(ins.Run());
+  }
+  {
+    ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO dataset_images VALUES (?, ?, ?, ?, ?)"));
+    for (const auto& [split, p] : final_images) {
+      ins.Bind(1, info.id).Bind(2, static_cast<int64_t>(split)).Bind(3, static_cast<int64_t>(label_of[p->cls]))
+          .Bind(4, p->image->path).Bind(5, p->image->sha);
+      RETURN_IF_ERROR(ins.Run());
+      ins.Reset();
+    }
+  }
+  RETURN_IF_ERROR(tx.Commit());
+  return IngestResult{info, c.rejected_};
+}
+
+std::vector<DatasetInfo> DatasetStore::List() {
+  std::vector<DatasetInfo> out;
+  std::vector<std::string> ids;
+  {
+    auto q = db_.Prepare("SELECT id FROM datasets ORDER BY created_at");
+    if (!q.ok()) return out;
+    while (q->Step().value_or(false)) ids.push_back(q->Text(0));
+  }
+  for (const auto& id : ids) {
+    if (auto d = Get(id); d.ok()) out.push_back(*d);
+  }
+  return out;
+}
+
+absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected "
+                                       "FROM datasets WHERE id = ? OR name = ?"));
+  q.Bind(1, id_or_name).Bind(2, id_or_name);
+  ASSIGN_OR_RETURN(const bool found, q.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no dataset '", id_or_name, "'"));
+  DatasetInfo d;
+  d.id = q.Text(0);
+  d.name = q.Text(1);
+  d.layout = static_cast<DatasetLayout>(q.Int(2));
+  d.split_fraction = q.Double(3);
+  d.split_seed = static_cast<uint64_t>(q.Int(4));
+  d.created_at = q.Double(5);
+  d.bytes = q.Int(6);
+  d.rejected_count = static_cast<int>(nlohmann::json::parse(q.Text(7), nullptr, false).size());
+  ASSIGN_OR_RETURN(auto classes, db_.Prepare("SELECT name FROM dataset_classes WHERE dataset_id = ? ORDER BY idx"));
+  classes.Bind(1, d.id);
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, classes.Step());
+    if (!row) break;
+    d.classes.push_back({classes.Text(0), 0, 0});
+  }
+  ASSIGN_OR_RETURN(auto counts, db_.Prepare("SELECT label, split, COUNT(*) FROM dataset_images WHERE dataset_id = ? "
+                                            "GROUP BY label, split"));
+  counts.Bind(1, d.id);
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, counts.Step());
+    if (!row) break;
+    const auto label = static_cast<size_t>(counts.Int(0));
+    if (label >= d.classes.size()) continue;
+    const int n = static_cast<int>(counts.Int(2));
+    if (counts.Int(1) == static_cast<int64_t>(Split::kTrain)) {
+      d.classes[label].train = n;
+      d.train_images += n;
+    } else {
+      d.classes[label].val = n;
+      d.val_images += n;
+    }
+  }
+  return d;
+}
+
+absl::StatusOr<std::vector<RejectedFile>> DatasetStore::Rejected(const std::string& id) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT rejected FROM datasets WHERE id = ?"));
+  q.Bind(1, id);
+  ASSIGN_OR_RETURN(const bool found, q.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no dataset '", id, "'"));
+  std::vector<RejectedFile> out;
+  for (const auto& r : nlohmann::json::parse(q.Text(0), nullptr, false)) {
+    out.push_back({r.value("path", ""), r.value("reason", "")});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<DatasetImage>> DatasetStore::Images(const std::string& id) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT split, label, path, sha256 FROM dataset_images WHERE dataset_id = ? "
+                                       "ORDER BY rowid"));
+  q.Bind(1, id);
+  std::vector<DatasetImage> out;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, q.Step());
+    if (!row) break;
+    out.push_back({static_cast<Split>(q.Int(0)), static_cast<int>(q.Int(1)), q.Text(2), BlobPath(q.Text(3))});
+  }
+  return out;
+}
+
+absl::Status DatasetStore::Delete(const std::string& id_or_name) {
+  ASSIGN_OR_RETURN(const DatasetInfo d, Get(id_or_name));
+  {
+    Transaction tx(db_);
+    RETURN_IF_ERROR(tx.status());
+    ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM datasets WHERE id = ?"));
+    del.Bind(1, d.id);
+    RETURN_IF_ERROR(del.Run());
+    RETURN_IF_ERROR(tx.Commit());
+  }
+  return CollectGarbage();
+}
+
+absl::Status DatasetStore::CollectGarbage() {
+  std::set<std::string> referenced;
+  {
+    ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT DISTINCT sha256 FROM dataset_images"));
+    while (true) {
+      ASSIGN_OR_RETURN(const bool row, q.Step());
+      if (!row) break;
+      referenced.insert(q.Text(0));
+    }
+  }
+  std::error_code ec;
+  int removed = 0;
+  for (auto it = fs::recursive_directory_iterator(fs::path(root_) / "blobs", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    const std::string name = it->path().filename().string();
+    if (referenced.count(name) == 0) {
+      fs::remove(it->path(), ec);
+      ++removed;
+    }
+  }
+  if (removed > 0) ABSL_LOG(INFO) << "removed " << removed << " image blob(s) no dataset references";
+  return absl::OkStatus();
+}
+
+}  // namespace graft::core

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/data/dataset.h"
+#include "core/util/sqlite.h"
+
+namespace graft::core {
+
+struct UploadLimits {
+  int64_t max_file_bytes = 64LL << 20;
+  int64_t max_dataset_bytes = 8LL << 30;
+  int64_t max_pixels = 40'000'000;
+};
+
+struct UploadRequest {
+  std::string name;
+  double split_fraction = 0;  // 0: default 0.2 (FLAT layout only)
+  uint64_t split_seed = 0;
+};
+
+// A file of a folder upload, already written to the staging directory.
+struct StagedFile {
+  std::string path;         // relative path the client gave
+  std::string staged_path;  // where its bytes are
+};
+
+struct IngestResult {
+  DatasetInfo dataset;
+  std::vector<RejectedFile> rejected;
+};
+
+// Datasets under <root>: images stored once by content (blobs/<sha256>),
+// metadata in SQLite. An upload is staged, checked entry by entry, and
+// committed in one transaction; anything not committed is removed (staging
+// at once, unreferenced blobs on the next start or delete).
+class DatasetStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(Database& db, const std::string& root, UploadLimits limits);
+
+  const UploadLimits& limits() const { return limits_; }
+
+  // A fresh directory for an upload's bytes; DiscardStaging removes it.
+  absl::StatusOr<std::string> NewStagingDir();
+  void DiscardStaging(const std::string& dir);
+
+  absl::StatusOr<IngestResult> IngestArchive(const UploadRequest& request, const std::string& archive_path);
+  // `pre_rejected`: entries the transport already refused (bad paths).
+  absl::StatusOr<IngestResult> IngestFolder(const UploadRequest& request, const std::vector<StagedFile>& files,
+                                            std::vector<RejectedFile> pre_rejected);
+
+  std::vector<DatasetInfo> List();
+  absl::StatusOr<DatasetInfo> Get(const std::string& id_or_name);
+  absl::StatusOr<std::vector<RejectedFile>> Rejected(const std::string& id);
+  absl::Status Delete(const std::string& id_or_name);
+  absl::StatusOr<std::vector<DatasetImage>> Images(const std::string& id);
+
+  // Path checks shared with the transport: relative, no "..", no hidden parts.
+  static absl::Status CheckRelativePath(const std::string& path);
+
+ private:
+  DatasetStore(Database& db, std::string root, UploadLimits limits)
+      : db_(db), root_(std::move(root)), limits_(limits) {}
+  class Collector;
+  absl::StatusOr<IngestResult> Commit(const UploadRequest& request, Collector& collector);
+  std::string BlobPath(const std::string& sha) const;
+  absl::Status CollectGarbage();
+
+  Database& db_;
+  std::string root_;
+  UploadLimits limits_;
+};
+
+}  // namespace graft::core

@@ -1,0 +1,228 @@
+#include "core/serve/model_store.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/files.h"
+#include "core/util/log.h"
+#include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+namespace fs = std::filesystem;
+
+std::string ModelInfoToJson(const ModelInfo& m) {
+  const Preprocessing& p = m.preprocessing;
+  nlohmann::json j = {{"id", m.id},
+                      {"job_id", m.job_id},
+                      {"backbone", m.backbone},
+                      {"class_names", m.class_names},
+                      {"preprocessing", {{"height", p.height}, {"width", p.width}, {"resize_size", p.resize_size},
+                                         {"mean", p.mean}, {"std", p.std}, {"interpolation", p.interpolation}}},
+                      {"final_metrics", EpochMetricsToJson(m.final_metrics)},
+                      {"best_metrics", EpochMetricsToJson(m.best_metrics)},
+                      {"spec", m.spec},
+                      {"created_at", m.created_at},
+                      {"bytes", m.bytes},
+                      {"trained_blocks", m.trained_blocks},
+                      {"first_trained_block", m.first_trained_block}};
+  return j.dump();
+}
+
+absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
+  return GuardExceptions(absl::StatusCode::kDataLoss, "model metadata", [&]() -> absl::StatusOr<ModelInfo> {
+    const auto j = nlohmann::json::parse(text);
+    ModelInfo m;
+    m.id = j.at("id").get<std::string>();
+    m.job_id = j.value("job_id", "");
+    m.backbone = j.at("backbone").get<std::string>();
+    m.class_names = j.at("class_names").get<std::vector<std::string>>();
+    const auto& p = j.at("preprocessing");
+    m.preprocessing.height = p.at("height").get<int>();
+    m.preprocessing.width = p.at("width").get<int>();
+    m.preprocessing.resize_size = p.at("resize_size").get<int>();
+    m.preprocessing.mean = p.at("mean").get<std::array<float, 3>>();
+    m.preprocessing.std = p.at("std").get<std::array<float, 3>>();
+    m.preprocessing.interpolation = p.value("interpolation", "bilinear");
+    m.final_metrics = EpochMetricsFromJson(j.at("final_metrics"));
+    m.best_metrics = EpochMetricsFromJson(j.at("best_metrics"));
+    m.spec = j.at("spec").get<JobSpec>();
+    m.created_at = j.value("created_at", 0.0);
+    m.bytes = j.value("bytes", int64_t{0});
+    m.trained_blocks = j.value("trained_blocks", std::vector<std::string>{});
+    m.first_trained_block = j.at("first_trained_block").get<int>();
+    return m;
+  });
+}
+
+torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  torch::Tensor y = at_k;
+  const int n = static_cast<int>(backbone_->module->blocks().size());
+  if (own_ != nullptr) {
+    y = BackboneImpl::Pool(own_->ForwardTrunk(y, static_cast<size_t>(info_.first_trained_block), static_cast<size_t>(n)));
+  }
+  return head_.ptr()->forward(y);
+}
+
+StateDict ServingModel::FullStateDict() const {
+  const BackboneSpec& spec = *backbone_->spec;
+  std::map<std::string, torch::Tensor> own;
+  if (own_ != nullptr) {
+    for (const auto& [name, t] : ModuleStateDict(*own_)) own[name] = t;
+  }
+  const auto& blocks = backbone_->module->blocks();
+  auto trained = [&](const std::string& name) {
+    for (size_t b = static_cast<size_t>(info_.first_trained_block); b < blocks.size(); ++b) {
+      for (const auto& prefix : blocks[b].param_prefixes) {
+        if (name.rfind(prefix, 0) == 0) return true;
+      }
+    }
+    return false;
+  };
+  StateDict out;
+  for (const auto& [name, t] : ModuleStateDict(*backbone_->module)) {
+    if (name.rfind(spec.classifier_prefix, 0) == 0) continue;  // the ImageNet head is replaced
+    out.emplace_back(name, own_ != nullptr && trained(name) ? own.at(name) : t);
+  }
+  const auto head = ModuleStateDict(*head_);
+  const bool linear = head_->num_linear() == 1 && !spec.linear_classifier.empty();
+  for (const auto& [name, t] : head) {
+    // A linear head takes the torchvision classifier's place ("fc.weight").
+    const std::string param = name.substr(name.find('.') + 1);
+    out.emplace_back(linear ? spec.linear_classifier + "." + param : "head." + name, t);
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const std::string& root, const Zoo& zoo) {
+  std::unique_ptr<ModelStore> store(new ModelStore(db, root, zoo));
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  RETURN_IF_ERROR(db.Exec("CREATE TABLE IF NOT EXISTS models(id TEXT PRIMARY KEY, job_id TEXT, created_at REAL, "
+                          "info TEXT NOT NULL)"));
+  // Half-written model directories from a crash.
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    if (entry.path().extension() == ".tmp") fs::remove_all(entry.path(), ec);
+  }
+  std::vector<ModelInfo> infos = store->List();
+  for (const ModelInfo& info : infos) {
+    auto weights = ReadSafetensors((fs::path(root) / info.id / "weights.safetensors").string());
+    if (!weights.ok()) {
+      ABSL_LOG(ERROR) << "model " << info.id << " cannot be served: " << weights.status().message();
+      continue;
+    }
+    auto model = store->Load(info, *weights);
+    if (!model.ok()) {
+      ABSL_LOG(ERROR) << "model " << info.id << " cannot be served: " << model.status().message();
+      continue;
+    }
+    store->models_[info.id] = *model;
+  }
+  return store;
+}
+
+absl::StatusOr<std::shared_ptr<ServingModel>> ModelStore::Load(const ModelInfo& info, const StateDict& weights) {
+  ASSIGN_OR_RETURN(auto resident, zoo_.Resident(info.backbone));
+  return GuardInternal("loading model " + info.id, [&]() -> absl::StatusOr<std::shared_ptr<ServingModel>> {
+    auto m = std::make_shared<ServingModel>();
+    m->info_ = info;
+    m->backbone_ = resident;
+    m->head_ = ClassifierHead(resident->spec->feature_dim, info.spec.head,
+                              static_cast<int64_t>(info.class_names.size()));
+    StateDict head, blocks;
+    for (const auto& [name, t] : weights) {
+      if (name.rfind("head.", 0) == 0) {
+        head.emplace_back(name.substr(5), t);
+      } else {
+        blocks.emplace_back(name, t);
+      }
+    }
+    RETURN_IF_ERROR(LoadStateDict(*m->head_, head));
+    m->head_->eval();
+    m->head_->to(resident->device);
+    if (!blocks.empty()) {
+      m->own_ = resident->spec->make();
+      StateDict full = ModuleStateDict(*resident->module);
+      std::map<std::string, torch::Tensor> overrides(blocks.begin(), blocks.end());
+      for (auto& [name, t] : full) {
+        if (overrides.count(name)) t = overrides[name];
+      }
+      RETURN_IF_ERROR(LoadStateDict(*m->own_, full));
+      PrepareForInference(*m->own_, resident->device);
+    }
+    for (auto& p : m->head_->parameters()) p.set_requires_grad(false);
+    return m;
+  });
+}
+
+absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& weights) {
+  ASSIGN_OR_RETURN(const std::string bytes, SerializeSafetensors(weights));
+  info.bytes = static_cast<int64_t>(bytes.size());
+  ASSIGN_OR_RETURN(auto model, Load(info, weights));
+  const fs::path tmp = fs::path(root_) / (info.id + ".tmp");
+  const fs::path dir = fs::path(root_) / info.id;
+  std::error_code ec;
+  fs::create_directories(tmp, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", tmp.string(), ": ", ec.message()));
+  RETURN_IF_ERROR(WriteFileAtomic((tmp / "weights.safetensors").string(), bytes));
+  RETURN_IF_ERROR(WriteFileAtomic((tmp / "model.json").string(), ModelInfoToJson(info)));
+  fs::rename(tmp, dir, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot publish ", dir.string(), ": ", ec.message()));
+  ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO models VALUES (?, ?, ?, ?)"));
+  ins.Bind(1, info.id).Bind(2, info.job_id).Bind(3, info.created_at).Bind(4, ModelInfoToJson(info));
+  RETURN_IF_ERROR(ins.Run());
+  std::lock_guard<std::mutex> lock(mu_);
+  models_[info.id] = model;
+  return info;
+}
+
+std::vector<ModelInfo> ModelStore::List() {
+  std::vector<ModelInfo> out;
+  auto q = db_.Prepare("SELECT info FROM models ORDER BY created_at");
+  if (!q.ok()) return out;
+  while (q->Step().value_or(false)) {
+    if (auto info = ModelInfoFromJson(q->Text(0)); info.ok()) out.push_back(*info);
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const ServingModel>> ModelStore::Get(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = models_.find(id);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
+  return it->second;
+}
+
+size_t ModelStore::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return models_.size();
+}
+
+absl::Status ModelStore::Delete(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (models_.erase(id) == 0) {
+      // Also allow deleting a model that failed to load.
+      bool listed = false;
+      for (const auto& m : List()) listed = listed || m.id == id;
+      if (!listed) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
+    }
+  }
+  ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM models WHERE id = ?"));
+  del.Bind(1, id);
+  RETURN_IF_ERROR(del.Run());
+  std::error_code ec;
+  fs::remove_all(fs::path(root_) / id, ec);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ModelStore::Export(const std::string& id) {
+  ASSIGN_OR_RETURN(auto model, Get(id));
+  return SerializeSafetensors(model->FullStateDict(), {{"graft.model", ModelInfoToJson(model->info())}});
+}
+
+}  // namespace graft::core

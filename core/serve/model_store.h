@@ -1,0 +1,86 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/data/preprocessing.h"
+#include "core/train/head.h"
+#include "core/train/job_spec.h"
+#include "core/train/trainer.h"
+#include "core/util/sqlite.h"
+#include "core/zoo/zoo.h"
+
+namespace graft::core {
+
+struct ModelInfo {
+  std::string id;
+  std::string job_id;
+  std::string backbone;
+  std::vector<std::string> class_names;
+  Preprocessing preprocessing;
+  EpochMetrics final_metrics;
+  EpochMetrics best_metrics;
+  JobSpec spec;
+  double created_at = 0;
+  int64_t bytes = 0;
+  std::vector<std::string> trained_blocks;
+  int first_trained_block = 0;
+};
+
+// A published model ready to serve: the shared resident backbone for blocks
+// [0, k), its own copies of blocks [k, n) when it trained any, and its head.
+// Immutable once built; requests hold a shared_ptr, so deleting a model
+// lets requests already in flight finish on it.
+class ServingModel {
+ public:
+  const ModelInfo& info() const { return info_; }
+  const std::shared_ptr<ResidentBackbone>& backbone() const { return backbone_; }
+  int first_block() const { return info_.first_trained_block; }
+  // Logits from the activations at block k (pooled features when k == n).
+  torch::Tensor Forward(const torch::Tensor& at_k) const;
+  // The full network's weights with torchvision names (ExportModel).
+  StateDict FullStateDict() const;
+
+ private:
+  friend class ModelStore;
+  ModelInfo info_;
+  std::shared_ptr<ResidentBackbone> backbone_;
+  BackbonePtr own_;  // null when only the head was trained
+  ClassifierHead head_{nullptr};
+  mutable std::mutex mu_;
+};
+
+// Models under <root>/<id>/ (weights.safetensors + model.json), listed in SQLite.
+class ModelStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(Database& db, const std::string& root, const Zoo& zoo);
+
+  // Writes the model's files atomically, records it and makes it servable.
+  absl::StatusOr<ModelInfo> Publish(ModelInfo info, const StateDict& weights);
+  std::vector<ModelInfo> List();
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Get(const std::string& id);
+  absl::Status Delete(const std::string& id);
+  // One safetensors file: the whole network (torchvision names) and the
+  // metadata (JSON) under "graft.model" in its header.
+  absl::StatusOr<std::string> Export(const std::string& id);
+  size_t size();
+
+ private:
+  ModelStore(Database& db, std::string root, const Zoo& zoo) : db_(db), root_(std::move(root)), zoo_(zoo) {}
+  absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
+
+  Database& db_;
+  std::string root_;
+  const Zoo& zoo_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const ServingModel>> models_;
+};
+
+std::string ModelInfoToJson(const ModelInfo& info);
+absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& json);
+
+}  // namespace graft::core

@@ -1,0 +1,30 @@
+#include "core/train/early_stopping.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace graft::core {
+
+EarlyStopping::EarlyStopping(const EarlyStoppingSpec& spec) : spec_(spec) {
+  minimize_ = spec.mode == MonitorMode::kMin ||
+              (spec.mode == MonitorMode::kAuto && spec.monitor == Monitor::kValLoss);
+}
+
+EarlyStopping::Decision EarlyStopping::Update(int epoch, double value) {
+  Decision d;
+  if (!std::isfinite(value)) {
+    ++state_.wait;
+  } else if (state_.best_epoch == 0 ||
+             (minimize_ ? value < state_.best - spec_.min_delta : value > state_.best + spec_.min_delta)) {
+    state_.best = value;
+    state_.best_epoch = epoch;
+    state_.wait = 0;
+    d.improved = true;
+  } else {
+    ++state_.wait;
+  }
+  d.stop = spec_.enabled && !d.improved && state_.wait >= std::max(1, spec_.patience);
+  return d;
+}
+
+}  // namespace graft::core

@@ -1,0 +1,177 @@
+#include "core/train/job_spec.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace graft::core {
+
+int JobSpec::TotalEpochs() const {
+  int n = 0;
+  for (const auto& s : stages) n += s.epochs;
+  return n;
+}
+
+int TrainableBlocks(const std::string& train, int num_blocks) {
+  if (train == "head" || train.empty()) return 0;
+  if (train == "all") return num_blocks;
+  if (train.rfind("top:", 0) == 0) {
+    int n = 0;
+    if (absl::SimpleAtoi(train.substr(4), &n) && n >= 1 && n <= num_blocks) return n;
+  }
+  return -1;
+}
+
+namespace {
+
+absl::Status Bad(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": ", what));
+}
+
+}  // namespace
+
+absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
+  if (s.backbone.empty()) return Bad("backbone", "required (a name from graft backbones)");
+  if (s.dataset.empty()) return Bad("dataset", "required (a dataset id or name)");
+  if (s.input_size != 0 && (s.input_size < 32 || s.input_size > 1024)) {
+    return Bad("input_size", absl::StrCat("must be 0 (the backbone's) or 32..1024, got ", s.input_size));
+  }
+  if (s.batch_size == 0) s.batch_size = 32;
+  if (s.batch_size < 1 || s.batch_size > 4096) return Bad("batch_size", absl::StrCat("must be 1..4096, got ", s.batch_size));
+  for (size_t i = 0; i < s.head.hidden_units.size(); ++i) {
+    if (s.head.hidden_units[i] < 1 || s.head.hidden_units[i] > 65536) {
+      return Bad(absl::StrCat("head.hidden_units[", i, "]"), "must be 1..65536");
+    }
+  }
+  if (s.head.dropout < 0 || s.head.dropout >= 1) return Bad("head.dropout", "must be in [0, 1)");
+  if (s.head.activation.empty()) s.head.activation = "relu";
+  if (s.head.activation != "relu" && s.head.activation != "gelu") {
+    return Bad("head.activation", absl::StrCat("must be relu or gelu, got '", s.head.activation, "'"));
+  }
+  if (s.stages.empty()) s.stages.push_back(StageSpec{});
+  for (size_t i = 0; i < s.stages.size(); ++i) {
+    StageSpec& st = s.stages[i];
+    const std::string f = absl::StrCat("stages[", i, "]");
+    if (st.epochs == 0) st.epochs = 10;
+    if (st.epochs < 1 || st.epochs > 10000) return Bad(f + ".epochs", absl::StrCat("must be 1..10000, got ", st.epochs));
+    if (st.train.empty()) st.train = "head";
+    if (TrainableBlocks(st.train, num_blocks) < 0) {
+      return Bad(f + ".train", absl::StrCat("must be head, all or top:N with N in 1..", num_blocks, ", got '", st.train, "'"));
+    }
+    OptimizerSpec& o = st.optimizer;
+    if (o.learning_rate == 0) o.learning_rate = o.kind == OptimizerKind::kSgd ? 1e-2 : 1e-3;
+    if (!(o.learning_rate > 0 && o.learning_rate <= 10)) return Bad(f + ".optimizer.learning_rate", "must be in (0, 10]");
+    if (o.momentum < 0 || o.momentum >= 1) return Bad(f + ".optimizer.momentum", "must be in [0, 1)");
+    if (o.nesterov && (o.kind != OptimizerKind::kSgd || o.momentum <= 0)) {
+      return Bad(f + ".optimizer.nesterov", "needs the SGD optimizer with momentum > 0");
+    }
+    if (o.weight_decay < 0) return Bad(f + ".optimizer.weight_decay", "must be >= 0");
+    if (o.beta1 == 0) o.beta1 = 0.9;
+    if (o.beta2 == 0) o.beta2 = 0.999;
+    if (o.beta1 < 0 || o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1) return Bad(f + ".optimizer.beta1/beta2", "must be in [0, 1)");
+    ScheduleSpec& sc = st.schedule;
+    if (sc.gamma == 0) sc.gamma = 0.1;
+    if (sc.gamma < 0 || sc.gamma > 1) return Bad(f + ".schedule.gamma", "must be in (0, 1]");
+    if (sc.kind == ScheduleKind::kStep && sc.step_epochs < 1) return Bad(f + ".schedule.step_epochs", "must be >= 1 for the step schedule");
+    if (sc.warmup_epochs < 0 || sc.warmup_epochs >= st.epochs + 1) return Bad(f + ".schedule.warmup_epochs", "must be 0..epochs");
+    if (sc.min_lr < 0) return Bad(f + ".schedule.min_lr", "must be >= 0");
+  }
+  AugmentationSpec& a = s.augmentation;
+  if (a.crop_scale_min == 0) a.crop_scale_min = 0.08;
+  if (a.crop_scale_min < 0 || a.crop_scale_min > 1) return Bad("augmentation.crop_scale_min", "must be in (0, 1]");
+  if (a.color_jitter < 0 || a.color_jitter > 1) return Bad("augmentation.color_jitter", "must be in [0, 1]");
+  if (a.cached_views < 0 || a.cached_views > 64) return Bad("augmentation.cached_views", "must be 0..64");
+  if (s.label_smoothing < 0 || s.label_smoothing >= 1) return Bad("label_smoothing", "must be in [0, 1)");
+  EarlyStoppingSpec& e = s.early_stopping;
+  if (e.patience == 0 && e.enabled) e.patience = 5;
+  if (e.patience < 0) return Bad("early_stopping.patience", "must be >= 0");
+  if (e.min_delta < 0) return Bad("early_stopping.min_delta", "must be >= 0");
+  return absl::OkStatus();
+}
+
+void to_json(nlohmann::json& j, const JobSpec& s) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& st : s.stages) {
+    const auto& o = st.optimizer;
+    const auto& sc = st.schedule;
+    stages.push_back({{"epochs", st.epochs},
+                      {"train", st.train},
+                      {"optimizer", {{"kind", static_cast<int>(o.kind)}, {"learning_rate", o.learning_rate},
+                                     {"momentum", o.momentum}, {"nesterov", o.nesterov},
+                                     {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}}},
+                      {"schedule", {{"kind", static_cast<int>(sc.kind)}, {"step_epochs", sc.step_epochs},
+                                    {"gamma", sc.gamma}, {"warmup_epochs", sc.warmup_epochs}, {"min_lr", sc.min_lr}}}});
+  }
+  const auto& a = s.augmentation;
+  const auto& e = s.early_stopping;
+  j = {{"name", s.name},
+       {"backbone", s.backbone},
+       {"dataset", s.dataset},
+       {"input_size", s.input_size},
+       {"head", {{"hidden_units", s.head.hidden_units}, {"dropout", s.head.dropout}, {"activation", s.head.activation}}},
+       {"stages", stages},
+       {"batch_size", s.batch_size},
+       {"augmentation", {{"horizontal_flip", a.horizontal_flip}, {"random_resized_crop", a.random_resized_crop},
+                         {"crop_scale_min", a.crop_scale_min}, {"color_jitter", a.color_jitter},
+                         {"cached_views", a.cached_views}}},
+       {"label_smoothing", s.label_smoothing},
+       {"class_weighting", s.class_weighting},
+       {"early_stopping", {{"enabled", e.enabled}, {"monitor", static_cast<int>(e.monitor)},
+                           {"mode", static_cast<int>(e.mode)}, {"patience", e.patience},
+                           {"min_delta", e.min_delta}, {"restore_best", e.restore_best}}},
+       {"seed", s.seed}};
+}
+
+void from_json(const nlohmann::json& j, JobSpec& s) {
+  s = JobSpec{};
+  s.name = j.value("name", "");
+  s.backbone = j.value("backbone", "");
+  s.dataset = j.value("dataset", "");
+  s.input_size = j.value("input_size", 0);
+  if (j.contains("head")) {
+    const auto& h = j["head"];
+    s.head.hidden_units = h.value("hidden_units", std::vector<int>{});
+    s.head.dropout = h.value("dropout", 0.0);
+    s.head.activation = h.value("activation", "relu");
+  }
+  for (const auto& st : j.value("stages", nlohmann::json::array())) {
+    StageSpec stage;
+    stage.epochs = st.value("epochs", 10);
+    stage.train = st.value("train", "head");
+    const auto o = st.value("optimizer", nlohmann::json::object());
+    stage.optimizer.kind = static_cast<OptimizerKind>(o.value("kind", 2));
+    stage.optimizer.learning_rate = o.value("learning_rate", 1e-3);
+    stage.optimizer.momentum = o.value("momentum", 0.0);
+    stage.optimizer.nesterov = o.value("nesterov", false);
+    stage.optimizer.weight_decay = o.value("weight_decay", 0.0);
+    stage.optimizer.beta1 = o.value("beta1", 0.9);
+    stage.optimizer.beta2 = o.value("beta2", 0.999);
+    const auto sc = st.value("schedule", nlohmann::json::object());
+    stage.schedule.kind = static_cast<ScheduleKind>(sc.value("kind", 1));
+    stage.schedule.step_epochs = sc.value("step_epochs", 0);
+    stage.schedule.gamma = sc.value("gamma", 0.1);
+    stage.schedule.warmup_epochs = sc.value("warmup_epochs", 0);
+    stage.schedule.min_lr = sc.value("min_lr", 0.0);
+    s.stages.push_back(stage);
+  }
+  s.batch_size = j.value("batch_size", 32);
+  const auto a = j.value("augmentation", nlohmann::json::object());
+  s.augmentation.horizontal_flip = a.value("horizontal_flip", false);
+  s.augmentation.random_resized_crop = a.value("random_resized_crop", false);
+  s.augmentation.crop_scale_min = a.value("crop_scale_min", 0.08);
+  s.augmentation.color_jitter = a.value("color_jitter", 0.0);
+  s.augmentation.cached_views = a.value("cached_views", 0);
+  s.label_smoothing = j.value("label_smoothing", 0.0);
+  s.class_weighting = j.value("class_weighting", false);
+  const auto e = j.value("early_stopping", nlohmann::json::object());
+  s.early_stopping.enabled = e.value("enabled", false);
+  s.early_stopping.monitor = static_cast<Monitor>(e.value("monitor", 1));
+  s.early_stopping.mode = static_cast<MonitorMode>(e.value("mode", 0));
+  s.early_stopping.patience = e.value("patience", 5);
+  s.early_stopping.min_delta = e.value("min_delta", 0.0);
+  s.early_stopping.restore_best = e.value("restore_best", true);
+  s.seed = j.value("seed", uint64_t{0});
+}
+
+}  // namespace graft::core

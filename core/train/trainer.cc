@@ -1,0 +1,444 @@
+#include "core/train/trainer.h"
+
+#include <torch/nn/functional/loss.h>
+#include <opencv2/imgproc.hpp>
+#include <torch/optim.h>
+#include <torch/serialize.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "core/data/augment.h"
+#include "core/data/image_codec.h"
+#include "core/data/transforms.h"
+#include "core/train/early_stopping.h"
+#include "core/train/head.h"
+#include "core/train/schedule.h"
+#include "core/train/trainer_checkpoint.h"
+#include "core/util/files.h"
+#include "core/util/log.h"
+#include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace F = torch::nn::functional;
+
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params) {
+  switch (o.kind) {
+    case OptimizerKind::kSgd:
+      return std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
+    case OptimizerKind::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(
+          params, torch::optim::AdamWOptions(o.learning_rate).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+    case OptimizerKind::kRmsprop:
+      return std::make_unique<torch::optim::RMSprop>(
+          params, torch::optim::RMSpropOptions(o.learning_rate).momentum(o.momentum).weight_decay(o.weight_decay));
+    case OptimizerKind::kAdam:
+      break;
+  }
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(o.learning_rate).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainInput& in, const CancellationToken& cancel, TrainEvents& events)
+      : in_(in), spec_(in.spec), cancel_(cancel), events_(events), device_(in.resident->device) {}
+
+  absl::StatusOr<TrainedModel> Run();
+
+ private:
+  absl::Status Setup();
+  absl::Status DecodeAll();
+  // The batch at block k: cached, or decoded (+augmented) and run through the
+  // shared frozen prefix.
+  torch::Tensor PrefixBatch(const std::vector<int64_t>& items, bool train, std::mt19937_64& rng);
+  torch::Tensor Prefix(const torch::Tensor& images);
+  torch::Tensor Tail(const torch::Tensor& at_k);
+  void SetStageTrainable(int trainable_blocks);
+  std::vector<torch::Tensor> StageParameters(int trainable_blocks);
+  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt);
+  std::pair<double, double> Evaluate();
+  torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
+  StateDict TrainedState();
+  absl::Status LoadTrainedState(const StateDict& state);
+  torch::nn::Module* BlockModule(size_t block, const std::string& prefix);
+
+  const TrainInput& in_;
+  const JobSpec& spec_;
+  const CancellationToken& cancel_;
+  TrainEvents& events_;
+  torch::Device device_;
+
+  Preprocessing pre_;
+  int n_ = 0;      // blocks
+  int k_ = 0;      // first block the model owns
+  BackbonePtr own_;  // trainable copy (blocks >= k_), null when only the head trains
+  ClassifierHead head_{nullptr};
+  std::vector<int64_t> train_items_, val_items_;
+  torch::Tensor labels_;         // [N] all images
+  std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size
+  torch::Tensor cache_;          // [N, ...] activations at block k, when cached
+  torch::Tensor class_weights_;
+};
+
+absl::Status Trainer::DecodeAll() {
+  decoded_.resize(in_.images.size());
+  for (size_t i = 0; i < in_.images.size(); ++i) {
+    if (cancel_.cancelled()) return absl::CancelledError("cancelled while loading images");
+    ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
+    auto image = DecodeImage(bytes, DecodeLimits{});
+    if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
+    // Keep a downscaled copy: the shorter side at the resize size.
+    const double scale = static_cast<double>(pre_.resize_size) / std::min(image->cols, image->rows);
+    if (scale < 1) {
+      cv::resize(*image, decoded_[i], cv::Size(), scale, scale, cv::INTER_AREA);
+    } else {
+      decoded_[i] = *image;
+    }
+  }
+  return absl::OkStatus();
+}
+
+torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> lock(in_.resident->compute_mu);
+  const torch::Tensor x = images.to(device_).contiguous(device_.is_cpu() ? torch::MemoryFormat::ChannelsLast
+                                                                        : torch::MemoryFormat::Contiguous);
+  torch::Tensor y = in_.resident->module->ForwardTrunk(x, 0, static_cast<size_t>(k_));
+  if (k_ == n_) y = BackboneImpl::Pool(y);
+  return y.contiguous();
+}
+
+torch::Tensor Trainer::PrefixBatch(const std::vector<int64_t>& items, bool train, std::mt19937_64& rng) {
+  if (cache_.defined()) {
+    return cache_.index_select(0, torch::tensor(items, torch::kInt64).to(cache_.device()));
+  }
+  std::vector<torch::Tensor> images;
+  for (int64_t i : items) {
+    auto t = train ? AugmentImage(decoded_[static_cast<size_t>(i)], spec_.augmentation, pre_, rng)
+                   : PreprocessImage(decoded_[static_cast<size_t>(i)], pre_);
+    images.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
+  }
+  return Prefix(torch::stack(images));
+}
+
+torch::Tensor Trainer::Tail(const torch::Tensor& at_k) {
+  torch::Tensor y = at_k.to(device_);
+  if (k_ < n_) y = BackboneImpl::Pool(own_->ForwardTrunk(y, static_cast<size_t>(k_), static_cast<size_t>(n_)));
+  return head_->forward(y);
+}
+
+torch::Tensor Trainer::Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted) {
+  auto options = F::CrossEntropyFuncOptions().label_smoothing(spec_.label_smoothing);
+  if (weighted && class_weights_.defined()) options.weight(class_weights_);
+  return F::cross_entropy(logits, labels, options);
+}
+
+torch::nn::Module* Trainer::BlockModule(size_t block, const std::string& prefix) {
+  const std::string name = prefix.substr(0, prefix.size() - 1);
+  for (const auto& item : own_->named_modules("", /*include_self=*/false)) {
+    if (item.key() == name) return item.value().get();
+  }
+  return nullptr;
+}
+
+void Trainer::SetStageTrainable(int trainable_blocks) {
+  if (own_ == nullptr) return;
+  own_->eval();
+  for (auto& p : own_->parameters()) p.set_requires_grad(false);
+  const auto& blocks = own_->blocks();
+  for (size_t b = static_cast<size_t>(n_ - trainable_blocks); b < blocks.size(); ++b) {
+    for (const std::string& prefix : blocks[b].param_prefixes) {
+      if (torch::nn::Module* m = BlockModule(b, prefix)) {
+        m->train(true);
+        for (auto& p : m->parameters()) p.set_requires_grad(true);
+      }
+    }
+  }
+}
+
+std::vector<torch::Tensor> Trainer::StageParameters(int trainable_blocks) {
+  std::vector<torch::Tensor> params = head_->parameters();
+  if (own_ == nullptr) return params;
+  for (auto& p : own_->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  return params;
+}
+
+StateDict Trainer::TrainedState() {
+  StateDict out;
+  for (const auto& [name, t] : ModuleStateDict(*head_)) out.emplace_back("head." + name, t.detach().clone());
+  if (own_ == nullptr) return out;
+  const auto& blocks = own_->blocks();
+  for (const auto& [name, t] : ModuleStateDict(*own_)) {
+    for (size_t b = static_cast<size_t>(k_); b < blocks.size(); ++b) {
+      bool match = false;
+      for (const auto& prefix : blocks[b].param_prefixes) match = match || name.rfind(prefix, 0) == 0;
+      if (match) {
+        out.emplace_back(name, t.detach().clone());
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+absl::Status Trainer::LoadTrainedState(const StateDict& state) {
+  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+  torch::NoGradGuard no_grad;
+  const StateDict current = TrainedState();  // the names that must be present
+  auto targets = ModuleStateDict(*head_);
+  std::map<std::string, torch::Tensor> live;
+  for (auto& [n, t] : targets) live["head." + n] = t;
+  if (own_) {
+    for (auto& [n, t] : ModuleStateDict(*own_)) live[n] = t;
+  }
+  for (const auto& [name, unused] : current) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) return absl::DataLossError(absl::StrCat("checkpoint lacks '", name, "'"));
+    live[name].copy_(it->second);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Setup() {
+  const auto& resident = *in_.resident;
+  pre_ = ForInputSize(resident.spec->preprocessing, spec_.input_size);
+  n_ = static_cast<int>(resident.module->blocks().size());
+  int max_trainable = 0;
+  for (const auto& st : spec_.stages) max_trainable = std::max(max_trainable, TrainableBlocks(st.train, n_));
+  k_ = n_ - max_trainable;
+  torch::manual_seed(spec_.seed);
+  if (k_ < n_) {
+    own_ = resident.spec->make();
+    RETURN_IF_ERROR(LoadStateDict(*own_, ModuleStateDict(*resident.module)));
+    own_->to(device_);
+    for (auto& p : own_->parameters()) p.set_data(p.contiguous());
+  }
+  head_ = ClassifierHead(resident.spec->feature_dim, spec_.head, in_.num_classes);
+  head_->to(device_);
+
+  std::vector<int64_t> labels;
+  std::vector<double> counts(static_cast<size_t>(in_.num_classes), 0);
+  for (size_t i = 0; i < in_.images.size(); ++i) {
+    labels.push_back(in_.images[i].label);
+    if (in_.images[i].split == Split::kTrain) {
+      train_items_.push_back(static_cast<int64_t>(i));
+      counts[static_cast<size_t>(in_.images[i].label)] += 1;
+    } else {
+      val_items_.push_back(static_cast<int64_t>(i));
+    }
+  }
+  if (train_items_.empty()) return absl::FailedPreconditionError("the dataset has no training images");
+  if (val_items_.empty()) return absl::FailedPreconditionError("the dataset has no validation images");
+  labels_ = torch::tensor(labels, torch::kInt64);
+  if (spec_.class_weighting) {
+    std::vector<float> w;
+    for (double c : counts) w.push_back(static_cast<float>(c > 0 ? train_items_.size() / (in_.num_classes * c) : 0));
+    class_weights_ = torch::tensor(w).to(device_);
+  }
+  RETURN_IF_ERROR(DecodeAll());
+
+  // Cache the frozen prefix's output when every epoch sees the same inputs.
+  if (!spec_.augmentation.any()) {
+    const torch::Tensor probe = Prefix(PreprocessImage(decoded_[0], pre_).value().unsqueeze(0));
+    const int64_t bytes = probe.numel() * probe.element_size() * static_cast<int64_t>(decoded_.size());
+    if (bytes <= in_.feature_cache_bytes) {
+      std::vector<torch::Tensor> parts;
+      std::vector<int64_t> all(decoded_.size());
+      std::iota(all.begin(), all.end(), 0);
+      std::mt19937_64 unused_rng(0);
+      for (size_t b = 0; b < all.size(); b += static_cast<size_t>(spec_.batch_size)) {
+        if (cancel_.cancelled()) return absl::CancelledError("cancelled while caching features");
+        std::vector<int64_t> items(all.begin() + static_cast<long>(b),
+                                   all.begin() + static_cast<long>(std::min(all.size(), b + spec_.batch_size)));
+        parts.push_back(PrefixBatch(items, /*train=*/false, unused_rng));
+      }
+      cache_ = torch::cat(parts, 0);
+      decoded_.clear();
+      ABSL_LOG(INFO) << "cached frozen features " << cache_.sizes() << " (" << bytes << " bytes)";
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::pair<double, double> Trainer::Evaluate() {
+  torch::NoGradGuard no_grad;
+  if (own_) own_->eval();
+  head_->eval();
+  double loss_sum = 0, correct = 0;
+  std::mt19937_64 rng(0);
+  for (size_t b = 0; b < val_items_.size(); b += static_cast<size_t>(spec_.batch_size)) {
+    std::vector<int64_t> items(val_items_.begin() + static_cast<long>(b),
+                               val_items_.begin() + static_cast<long>(std::min(val_items_.size(), b + spec_.batch_size)));
+    const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
+    const torch::Tensor logits = Tail(PrefixBatch(items, /*train=*/false, rng));
+    loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
+    correct += logits.argmax(1).eq(labels).sum().item<double>();
+  }
+  const double n = static_cast<double>(val_items_.size());
+  return {loss_sum / n, correct / n};
+}
+
+absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage, int epoch,
+                                              torch::optim::Optimizer& opt) {
+  const StageSpec& st = spec_.stages[stage];
+  const auto start = Clock::now();
+  torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
+  std::mt19937_64 rng(spec_.seed * 104729 + static_cast<uint64_t>(epoch));
+  std::vector<int64_t> order = train_items_;
+  std::shuffle(order.begin(), order.end(), rng);
+  SetStageTrainable(TrainableBlocks(st.train, n_));
+  head_->train();
+  const bool bn_trains = own_ != nullptr && TrainableBlocks(st.train, n_) > 0;
+  const size_t bs = static_cast<size_t>(spec_.batch_size);
+  const int batches = static_cast<int>((order.size() + bs - 1) / bs);
+  double loss_sum = 0, correct = 0, seen = 0, lr = st.optimizer.learning_rate;
+  for (int b = 0; b < batches; ++b) {
+    if (cancel_.cancelled()) return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
+    std::vector<int64_t> items(order.begin() + static_cast<long>(b * bs),
+                               order.begin() + static_cast<long>(std::min(order.size(), (b + 1) * bs)));
+    if (bn_trains && items.size() == 1) continue;  // batch norm cannot train on one image
+    lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
+    for (auto& group : opt.param_groups()) group.options().set_lr(lr);
+    const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
+    const torch::Tensor logits = Tail(PrefixBatch(items, /*train=*/true, rng));
+    const torch::Tensor loss = Loss(logits, labels, true);
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) {
+      return absl::InvalidArgumentError(absl::StrCat("training diverged: the loss is ", value, " at epoch ", epoch,
+                                                     ", batch ", b + 1, "; try a lower learning rate"));
+    }
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    loss_sum += value * static_cast<double>(items.size());
+    correct += logits.argmax(1).eq(labels).sum().item<double>();
+    seen += static_cast<double>(items.size());
+    events_.OnProgress(epoch, b + 1, batches);
+  }
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto [val_loss, val_acc] = Evaluate();
+  EpochMetrics m;
+  m.stage = static_cast<int>(stage) + 1;
+  m.epoch = epoch;
+  m.train_loss = seen > 0 ? loss_sum / seen : 0;
+  m.train_accuracy = seen > 0 ? correct / seen : 0;
+  m.val_loss = val_loss;
+  m.val_accuracy = val_acc;
+  m.learning_rate = lr;
+  m.images_per_second = seen / std::max(train_seconds, 1e-9);
+  m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return m;
+}
+
+absl::StatusOr<TrainedModel> Trainer::Run() {
+  RETURN_IF_ERROR(Setup());
+  TrainedModel out;
+  out.first_trained_block = k_;
+  for (int b = k_; b < n_; ++b) out.trained_blocks.push_back(in_.resident->module->blocks()[static_cast<size_t>(b)].name);
+
+  TrainerCheckpoint ckpt;
+  bool resuming = std::filesystem::exists(in_.checkpoint_path);
+  if (resuming) {
+    ASSIGN_OR_RETURN(ckpt, LoadTrainerCheckpoint(in_.checkpoint_path));
+    RETURN_IF_ERROR(LoadTrainedState(ckpt.weights));
+    ABSL_LOG(INFO) << "resuming after epoch " << ckpt.epoch << " from " << in_.checkpoint_path;
+  }
+  int epoch = 0;
+  for (size_t stage = 0; stage < spec_.stages.size(); ++stage) {
+    const StageSpec& st = spec_.stages[stage];
+    const int first_epoch_of_stage = epoch + 1;
+    epoch += st.epochs;
+    if (resuming && stage < ckpt.stage) continue;  // finished before the restart
+    SetStageTrainable(TrainableBlocks(st.train, n_));
+    auto opt = MakeOptimizer(st.optimizer, StageParameters(TrainableBlocks(st.train, n_)));
+    EarlyStopping stopper(spec_.early_stopping);
+    StateDict best_state;
+    EpochMetrics best_metrics, last_metrics;
+    int start_in_stage = 0;
+    if (resuming && stage == ckpt.stage) {
+      RETURN_IF_ERROR(GuardInternal("restoring optimizer", [&]() -> absl::Status {
+        torch::serialize::InputArchive archive;
+        archive.load_from(in_.checkpoint_path);
+        torch::serialize::InputArchive optimizer_archive;
+        archive.read("optimizer", optimizer_archive);
+        opt->load(optimizer_archive);
+        return absl::OkStatus();
+      }));
+      stopper.Restore(ckpt.stopper);
+      best_state = ckpt.best_weights;
+      best_metrics = ckpt.best_metrics;
+      last_metrics = ckpt.last_metrics;
+      start_in_stage = ckpt.stopped ? st.epochs : ckpt.epoch - first_epoch_of_stage + 1;
+      out.final_metrics = ckpt.last_metrics;
+      resuming = false;
+    }
+    int last_epoch = first_epoch_of_stage - 1 + start_in_stage;
+    bool stopped = false;
+    for (int e = start_in_stage; e < st.epochs && !stopped; ++e) {
+      const int global = first_epoch_of_stage + e;
+      ASSIGN_OR_RETURN(last_metrics, RunEpoch(stage, e, global, *opt));
+      last_epoch = global;
+      events_.OnEpoch(last_metrics);
+      const double monitored = spec_.early_stopping.monitor == Monitor::kValAccuracy ? last_metrics.val_accuracy
+                                                                                      : last_metrics.val_loss;
+      const auto decision = stopper.Update(global, monitored);
+      if (decision.improved) {
+        best_state = TrainedState();
+        best_metrics = last_metrics;
+      }
+      if (decision.stop) {
+        events_.OnEarlyStop(global, stopper.state().best_epoch, stopper.state().best);
+        stopped = true;
+      }
+      TrainerCheckpoint save;
+      save.stage = stage;
+      save.epoch = global;
+      save.weights = TrainedState();
+      save.best_weights = best_state;
+      save.stopper = stopper.state();
+      save.best_metrics = best_metrics;
+      save.last_metrics = last_metrics;
+      save.stopped = stopped;
+      RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, save, *opt));
+      events_.OnCheckpoint(global);
+    }
+    out.final_metrics = last_metrics;
+    out.best_metrics = best_metrics;
+    const int restore = EpochToRestore(spec_.early_stopping.restore_best, stopper.state().best_epoch, last_epoch);
+    out.restored_best = spec_.early_stopping.restore_best;
+    if (restore > 0) {
+      RETURN_IF_ERROR(LoadTrainedState(best_state));
+      events_.OnBestRestored(restore);
+    }
+  }
+  out.weights = TrainedState();
+  return out;
+}
+
+}  // namespace
+
+int EpochToRestore(bool restore_best, int best_epoch, int last_epoch) {
+  return (restore_best && best_epoch > 0 && best_epoch != last_epoch) ? best_epoch : 0;
+}
+
+absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events) {
+  return GuardInternal("training", [&]() -> absl::StatusOr<TrainedModel> {
+    Trainer trainer(input, cancel, events);
+    return trainer.Run();
+  });
+}
+
+}  // namespace graft::core

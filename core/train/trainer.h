@@ -1,0 +1,73 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "absl/status/statusor.h"
+#include "core/data/dataset.h"
+#include "core/train/job_spec.h"
+#include "core/util/ids.h"
+#include "core/zoo/state_dict.h"
+#include "core/zoo/zoo.h"
+
+namespace graft::core {
+
+struct EpochMetrics {
+  int stage = 0;  // 1-based
+  int epoch = 0;  // 1-based, across stages
+  double train_loss = 0;
+  double train_accuracy = 0;
+  double val_loss = 0;
+  double val_accuracy = 0;
+  double learning_rate = 0;
+  double images_per_second = 0;
+  double epoch_seconds = 0;
+};
+
+nlohmann::json EpochMetricsToJson(const EpochMetrics& m);
+EpochMetrics EpochMetricsFromJson(const nlohmann::json& j);
+
+// What a training run reports while it goes. Called on the training thread.
+class TrainEvents {
+ public:
+  virtual ~TrainEvents() = default;
+  virtual void OnEpoch(const EpochMetrics& m) {}
+  virtual void OnProgress(int epoch, int batch, int batches) {}
+  virtual void OnEarlyStop(int epoch, int best_epoch, double best_value) {}
+  virtual void OnBestRestored(int epoch) {}
+  virtual void OnCheckpoint(int epoch) {}
+};
+
+struct TrainInput {
+  JobSpec spec;  // normalised
+  std::shared_ptr<ResidentBackbone> resident;
+  std::vector<DatasetImage> images;
+  int num_classes = 0;
+  std::string checkpoint_path;  // saved after every epoch; resumed from when present
+  int64_t feature_cache_bytes = 2LL << 30;
+};
+
+struct TrainedModel {
+  // Trained backbone blocks (torchvision names) and the head ("head.<i>.*").
+  StateDict weights;
+  int first_trained_block = 0;  // blocks [first, n) are the model's own
+  std::vector<std::string> trained_blocks;
+  EpochMetrics final_metrics;  // the last epoch run
+  EpochMetrics best_metrics;   // the best epoch by the monitor
+  bool restored_best = false;  // the weights are the best epoch's
+};
+
+// Fine-tunes a head (and the blocks the stages name) on `images`. Frozen
+// blocks run in eval mode; when nothing is augmented, their outputs are
+// computed once and cached. CANCELLED when `cancel` trips (checked every
+// batch); INVALID_ARGUMENT naming epoch and batch when the loss is not finite.
+absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events);
+
+// The epoch whose weights must be loaded at the end of a stage: the best epoch
+// when restoring is on and it is not the last epoch run; 0 otherwise.
+int EpochToRestore(bool restore_best, int best_epoch, int last_epoch);
+
+}  // namespace graft::core

@@ -1,0 +1,112 @@
+#include "core/train/trainer_checkpoint.h"
+
+#include <torch/serialize.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+nlohmann::json EpochMetricsToJson(const EpochMetrics& m) {
+  return {{"stage", m.stage}, {"epoch", m.epoch}, {"train_loss", m.train_loss}, {"train_accuracy", m.train_accuracy},
+          {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy}, {"learning_rate", m.learning_rate},
+          {"images_per_second", m.images_per_second}, {"epoch_seconds", m.epoch_seconds}};
+}
+
+EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
+  EpochMetrics m;
+  m.stage = j.value("stage", 0);
+  m.epoch = j.value("epoch", 0);
+  m.train_loss = j.value("train_loss", 0.0);
+  m.train_accuracy = j.value("train_accuracy", 0.0);
+  m.val_loss = j.value("val_loss", 0.0);
+  m.val_accuracy = j.value("val_accuracy", 0.0);
+  m.learning_rate = j.value("learning_rate", 0.0);
+  m.images_per_second = j.value("images_per_second", 0.0);
+  m.epoch_seconds = j.value("epoch_seconds", 0.0);
+  return m;
+}
+
+namespace {
+
+void WriteState(torch::serialize::OutputArchive& archive, const std::string& key, const StateDict& state) {
+  torch::serialize::OutputArchive sub;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < state.size(); ++i) {
+    sub.write(std::to_string(i), state[i].second.detach().to(torch::kCPU));
+    names.push_back(state[i].first);
+  }
+  sub.write("names", c10::IValue(nlohmann::json(names).dump()));
+  archive.write(key, sub);
+}
+
+StateDict ReadState(torch::serialize::InputArchive& archive, const std::string& key) {
+  torch::serialize::InputArchive sub;
+  archive.read(key, sub);
+  c10::IValue names_value;
+  sub.read("names", names_value);
+  StateDict out;
+  const auto names = nlohmann::json::parse(names_value.toStringRef());
+  for (size_t i = 0; i < names.size(); ++i) {
+    torch::Tensor t;
+    sub.read(std::to_string(i), t);
+    out.emplace_back(names[i].get<std::string>(), t);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpoint& c,
+                                   torch::optim::Optimizer& optimizer) {
+  return GuardInternal("saving checkpoint " + path, [&]() -> absl::Status {
+    torch::serialize::OutputArchive archive;
+    nlohmann::json meta = {{"stage", c.stage},
+                           {"epoch", c.epoch},
+                           {"stopped", c.stopped},
+                           {"best", c.stopper.best},
+                           {"best_epoch", c.stopper.best_epoch},
+                           {"wait", c.stopper.wait},
+                           {"best_metrics", EpochMetricsToJson(c.best_metrics)},
+                           {"last_metrics", EpochMetricsToJson(c.last_metrics)}};
+    archive.write("meta", c10::IValue(meta.dump()));
+    WriteState(archive, "weights", c.weights);
+    WriteState(archive, "best_weights", c.best_weights);
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer.save(optimizer_archive);
+    archive.write("optimizer", optimizer_archive);
+    const std::string tmp = path + ".tmp";
+    archive.save_to(tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      return absl::UnavailableError(absl::StrCat("cannot rename checkpoint to ", path));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<TrainerCheckpoint> LoadTrainerCheckpoint(const std::string& path) {
+  return GuardExceptions(absl::StatusCode::kDataLoss, "reading checkpoint " + path,
+                         [&]() -> absl::StatusOr<TrainerCheckpoint> {
+                           torch::serialize::InputArchive archive;
+                           archive.load_from(path);
+                           c10::IValue meta_value;
+                           archive.read("meta", meta_value);
+                           const auto meta = nlohmann::json::parse(meta_value.toStringRef());
+                           TrainerCheckpoint c;
+                           c.stage = meta.at("stage").get<size_t>();
+                           c.epoch = meta.at("epoch").get<int>();
+                           c.stopped = meta.value("stopped", false);
+                           c.stopper.best = meta.at("best").get<double>();
+                           c.stopper.best_epoch = meta.at("best_epoch").get<int>();
+                           c.stopper.wait = meta.at("wait").get<int>();
+                           c.best_metrics = EpochMetricsFromJson(meta.at("best_metrics"));
+                           c.last_metrics = EpochMetricsFromJson(meta.at("last_metrics"));
+                           c.weights = ReadState(archive, "weights");
+                           c.best_weights = ReadState(archive, "best_weights");
+                           return c;
+                         });
+}
+
+}  // namespace graft::core

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <torch/optim/optimizer.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/train/early_stopping.h"
+#include "core/train/trainer.h"
+
+namespace graft::core {
+
+// Everything a training run needs to continue after a restart, saved after
+// every epoch (atomically: a temporary file, then rename).
+struct TrainerCheckpoint {
+  size_t stage = 0;  // 0-based stage of the last finished epoch
+  int epoch = 0;     // last finished epoch, 1-based across stages
+  bool stopped = false;  // the stage stopped early at that epoch
+  StateDict weights;       // trained blocks + head after that epoch
+  StateDict best_weights;  // at the stage's best epoch so far
+  EarlyStopping::State stopper;
+  EpochMetrics best_metrics;
+  EpochMetrics last_metrics;
+};
+
+absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpoint& checkpoint,
+                                   torch::optim::Optimizer& optimizer);
+// Everything but the optimizer state, which the trainer reads itself from the
+// "optimizer" archive once it has built the stage's optimizer.
+absl::StatusOr<TrainerCheckpoint> LoadTrainerCheckpoint(const std::string& path);
+
+}  // namespace graft::core

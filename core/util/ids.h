@@ -1,0 +1,29 @@
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace graft::core {
+
+// "<prefix>-<12 random hex digits>", e.g. "job-3f9a0c1b22de".
+std::string NewId(const std::string& prefix);
+
+// Hex SHA-256 of `data`.
+std::string Sha256Hex(const std::string& data);
+
+// Seconds since the Unix epoch, with microseconds.
+double NowSeconds();
+
+// Cooperative cancellation, checked between batches.
+class CancellationToken {
+ public:
+  void Cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace graft::core
