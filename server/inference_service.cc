@@ -6,8 +6,6 @@
 
 namespace graft::server {
 
-constexpr int kDefaultTopK = 5;
-
 grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
   if (request->models_size() > 0) {
@@ -19,7 +17,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRe
   if (request->backbone().empty()) return ToGrpcStatus(absl::InvalidArgumentError("backbone is required"));
   const auto inputs = FromProto(request->images());
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
-  const int top_k = request->has_top_k() ? request->top_k() : kDefaultTopK;
+  const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
   const auto result = predictor_.Predict(request->backbone(), *inputs, top_k);
   if (!result.ok()) return ToGrpcStatus(result.status());
 

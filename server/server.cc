@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   core::PredictorOptions predictor_options;
   predictor_options.limits.max_pixels = options.max_image_pixels;
   predictor_options.max_batch_size = options.max_batch_size;
-  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, predictor_options);
+  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, nullptr, predictor_options);
 
   s->services_ = std::make_unique<Services>();
   s->services_->backbones = std::make_unique<BackbonesService>(*s->zoo_);

@@ -58,14 +58,17 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
   });
 }
 
-torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
+torch::Tensor ServingModel::Embed(const torch::Tensor& at_k) const {
+  if (own_ == nullptr) return at_k;  // already pooled: k == n
   std::lock_guard<std::mutex> lock(mu_);
-  torch::Tensor y = at_k;
-  const int n = static_cast<int>(backbone_->module->blocks().size());
-  if (own_ != nullptr) {
-    y = BackboneImpl::Pool(own_->ForwardTrunk(y, static_cast<size_t>(info_.first_trained_block), static_cast<size_t>(n)));
-  }
-  return head_.ptr()->forward(y);
+  const size_t n = backbone_->module->blocks().size();
+  return BackboneImpl::Pool(own_->ForwardTrunk(at_k, static_cast<size_t>(info_.first_trained_block), n));
+}
+
+torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
+  const torch::Tensor features = Embed(at_k);
+  std::lock_guard<std::mutex> lock(mu_);
+  return head_.ptr()->forward(features);
 }
 
 StateDict ServingModel::FullStateDict() const {

@@ -42,6 +42,8 @@ class ServingModel {
   int first_block() const { return info_.first_trained_block; }
   // Logits from the activations at block k (pooled features when k == n).
   torch::Tensor Forward(const torch::Tensor& at_k) const;
+  // Pooled features of the model's own backbone from the activations at k.
+  torch::Tensor Embed(const torch::Tensor& at_k) const;
   // The full network's weights with torchvision names (ExportModel).
   StateDict FullStateDict() const;
 

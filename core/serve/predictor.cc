@@ -1,9 +1,10 @@
 #include "core/serve/predictor.h"
 
-#include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <chrono>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -15,6 +16,7 @@ namespace graft::core {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr int kDefaultTopK = 5;
 
 int64_t MicrosSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
@@ -35,16 +37,36 @@ absl::Status CheckTensor(const torch::Tensor& t, size_t index, const Preprocessi
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> ResolveTopK(std::optional<int> top_k, int64_t classes) {
+  const int k = top_k.value_or(static_cast<int>(std::min<int64_t>(kDefaultTopK, classes)));
+  if (k <= 0 || k > classes) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be between 1 and ", classes, ", got ", k));
+  }
+  return k;
+}
+
+std::vector<std::vector<ClassScore>> TopK(const torch::Tensor& logits, int k, const std::vector<std::string>& labels) {
+  const torch::Tensor probs = torch::softmax(logits.to(torch::kCPU).to(torch::kFloat32), 1);
+  const auto [values, indices] = probs.topk(k, 1);
+  std::vector<std::vector<ClassScore>> out;
+  for (int64_t i = 0; i < values.size(0); ++i) {
+    std::vector<ClassScore> top;
+    for (int j = 0; j < k; ++j) {
+      const int index = static_cast<int>(indices[i][j].item<int64_t>());
+      top.push_back({index, index < static_cast<int>(labels.size()) ? labels[static_cast<size_t>(index)] : absl::StrCat("class ", index),
+                     values[i][j].item<float>()});
+    }
+    out.push_back(std::move(top));
+  }
+  return out;
+}
+
 }  // namespace
 
-absl::StatusOr<torch::Tensor> Predictor::BuildBatch(const ResidentBackbone& backbone,
-                                                    const std::vector<ImageInput>& inputs, Timing& timing) const {
+absl::StatusOr<torch::Tensor> Predictor::BuildBatch(const Preprocessing& p, const std::vector<ImageInput>& inputs,
+                                                    Timing& timing) const {
   const auto start = Clock::now();
   if (inputs.empty()) return absl::InvalidArgumentError("no images in the request");
-  if (static_cast<int64_t>(inputs.size()) > options_.max_images) {
-    return absl::InvalidArgumentError(absl::StrCat(inputs.size(), " images in one request; the limit is ", options_.max_images));
-  }
-  const Preprocessing& p = backbone.spec->preprocessing;
   std::vector<torch::Tensor> parts;
   int64_t total = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -69,46 +91,101 @@ absl::StatusOr<torch::Tensor> Predictor::BuildBatch(const ResidentBackbone& back
   return batch;
 }
 
-absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const std::vector<ImageInput>& inputs,
-                                                 int top_k) const {
-  const auto start = Clock::now();
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
-  const int64_t classes = backbone->spec->num_classes;
-  if (top_k <= 0 || top_k > classes) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be between 1 and ", classes, ", got ", top_k));
-  }
-  PredictResult result;
-  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(*backbone, inputs, result.timing));
+absl::StatusOr<std::map<int, torch::Tensor>> Predictor::RunTrunk(ResidentBackbone& backbone, const torch::Tensor& batch,
+                                                                 const std::vector<int>& stops, Timing& timing) const {
   const auto queued = Clock::now();
-  std::unique_lock<std::mutex> lock(backbone->compute_mu);
-  result.timing.queue_us = MicrosSince(queued);
+  std::unique_lock<std::mutex> lock(backbone.compute_mu);
+  timing.queue_us = MicrosSince(queued);
   const auto computing = Clock::now();
-  auto probs = GuardInternal("forward " + backbone->spec->name, [&]() -> absl::StatusOr<torch::Tensor> {
+  auto out = GuardInternal("forward " + backbone.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
     c10::InferenceMode guard;
-    std::vector<torch::Tensor> out;
+    std::map<int, std::vector<torch::Tensor>> parts;
     for (int64_t b = 0; b < batch.size(0); b += options_.max_batch_size) {
       torch::Tensor x = batch.slice(0, b, b + options_.max_batch_size)
-                            .to(backbone->device)
-                            .contiguous(backbone->device.is_cpu() ? torch::MemoryFormat::ChannelsLast
-                                                                  : torch::MemoryFormat::Contiguous);
-      out.push_back(torch::softmax(backbone->module->forward(x), 1).to(torch::kCPU));
+                            .to(backbone.device)
+                            .contiguous(backbone.device.is_cpu() ? torch::MemoryFormat::ChannelsLast
+                                                                 : torch::MemoryFormat::Contiguous);
+      int prev = 0;
+      for (int stop : stops) {
+        x = backbone.module->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
+        parts[stop].push_back(x);
+        prev = stop;
+      }
     }
-    return torch::cat(out, 0);
+    std::map<int, torch::Tensor> joined;
+    for (auto& [stop, p] : parts) joined[stop] = torch::cat(p, 0);
+    return joined;
   });
-  lock.unlock();
-  result.timing.compute_us = MicrosSince(computing);
-  if (!probs.ok()) return probs.status();
-  const auto [values, indices] = probs->topk(top_k, 1);
-  const auto& labels = zoo_.imagenet_labels();
-  for (int64_t i = 0; i < values.size(0); ++i) {
-    std::vector<ClassScore> top;
-    for (int k = 0; k < top_k; ++k) {
-      const int index = static_cast<int>(indices[i][k].item<int64_t>());
-      top.push_back({index, index < static_cast<int>(labels.size()) ? labels[index] : absl::StrCat("class ", index),
-                     values[i][k].item<float>()});
+  timing.compute_us += MicrosSince(computing);
+  return out;
+}
+
+absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const std::vector<ImageInput>& inputs,
+                                                 std::optional<int> top_k) const {
+  const auto start = Clock::now();
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
+  ASSIGN_OR_RETURN(const int k, ResolveTopK(top_k, backbone->spec->num_classes));
+  PredictResult result;
+  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));
+  const int n = static_cast<int>(backbone->module->blocks().size());
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(*backbone, batch, {n}, result.timing));
+  const auto head_start = Clock::now();
+  auto logits = GuardInternal("classifier", [&]() -> absl::StatusOr<torch::Tensor> {
+    c10::InferenceMode guard;
+    std::lock_guard<std::mutex> lock(backbone->compute_mu);
+    return backbone->module->ForwardHead(trunk.at(n));
+  });
+  if (!logits.ok()) return logits.status();
+  result.images = TopK(*logits, k, zoo_.imagenet_labels());
+  result.timing.compute_us += MicrosSince(head_start);
+  result.timing.total_us = MicrosSince(start);
+  return result;
+}
+
+absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<std::string>& model_ids,
+                                                            const std::vector<ImageInput>& inputs,
+                                                            std::optional<int> top_k) const {
+  const auto start = Clock::now();
+  if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
+  std::vector<std::shared_ptr<const ServingModel>> models;
+  for (const std::string& id : model_ids) {
+    ASSIGN_OR_RETURN(auto m, models_->Get(id));
+    if (!models.empty() && m->info().backbone != models[0]->info().backbone) {
+      return absl::InvalidArgumentError(absl::StrCat("models of different backbones cannot share a request: ",
+                                                     models[0]->info().id, " uses ", models[0]->info().backbone, ", ",
+                                                     id, " uses ", m->info().backbone));
     }
-    result.images.push_back(std::move(top));
+    if (!models.empty() && (m->info().preprocessing.height != models[0]->info().preprocessing.height)) {
+      return absl::InvalidArgumentError(absl::StrCat("models with different input sizes cannot share a request: ",
+                                                     models[0]->info().id, " and ", id));
+    }
+    models.push_back(m);
   }
+  std::vector<int> ks;
+  for (const auto& m : models) {
+    ASSIGN_OR_RETURN(const int unused, ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())));
+    (void)unused;
+    ks.push_back(m->first_block());
+  }
+  std::sort(ks.begin(), ks.end());
+  ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
+  MultiPredictResult result;
+  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(models[0]->info().preprocessing, inputs, result.timing));
+  ResidentBackbone& backbone = *models[0]->backbone();
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, ks, result.timing));
+  const int n = static_cast<int>(backbone.module->blocks().size());
+  const auto tails = Clock::now();
+  for (const auto& m : models) {
+    auto logits = GuardInternal("model " + m->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
+      c10::InferenceMode guard;
+      const torch::Tensor& at_k = trunk.at(m->first_block());
+      return m->Forward(m->first_block() == n ? BackboneImpl::Pool(at_k) : at_k);
+    });
+    if (!logits.ok()) return logits.status();
+    const int k = ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())).value();
+    result.models.push_back({m->info().id, m->info().backbone, TopK(*logits, k, m->info().class_names)});
+  }
+  result.timing.compute_us += MicrosSince(tails);
   result.timing.total_us = MicrosSince(start);
   return result;
 }
@@ -118,11 +195,11 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
   const auto& blocks = backbone->module->blocks();
-  size_t end = blocks.size();
+  int end = static_cast<int>(blocks.size());
   if (!block.empty()) {
     end = 0;
     for (size_t i = 0; i < blocks.size(); ++i) {
-      if (blocks[i].name == block) end = i + 1;
+      if (blocks[i].name == block) end = static_cast<int>(i) + 1;
     }
     if (end == 0) {
       std::vector<std::string> names;
@@ -132,22 +209,34 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
     }
   }
   EmbedResult result;
-  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(*backbone, inputs, result.timing));
-  const auto queued = Clock::now();
-  std::unique_lock<std::mutex> lock(backbone->compute_mu);
-  result.timing.queue_us = MicrosSince(queued);
-  const auto computing = Clock::now();
-  auto features = GuardInternal("embed " + backbone->spec->name, [&]() -> absl::StatusOr<torch::Tensor> {
+  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(*backbone, batch, {end}, result.timing));
+  auto pooled = GuardInternal("pooling", [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
-    std::vector<torch::Tensor> out;
-    for (int64_t b = 0; b < batch.size(0); b += options_.max_batch_size) {
-      torch::Tensor x = batch.slice(0, b, b + options_.max_batch_size).to(backbone->device);
-      out.push_back(BackboneImpl::Pool(backbone->module->ForwardTrunk(x, 0, end)).to(torch::kCPU).contiguous());
-    }
-    return torch::cat(out, 0);
+    return BackboneImpl::Pool(trunk.at(end)).to(torch::kCPU).contiguous();
   });
-  lock.unlock();
-  result.timing.compute_us = MicrosSince(computing);
+  if (!pooled.ok()) return pooled.status();
+  result.embeddings = *pooled;
+  result.timing.total_us = MicrosSince(start);
+  return result;
+}
+
+absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
+                                                  const std::vector<ImageInput>& inputs) const {
+  const auto start = Clock::now();
+  if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
+  ASSIGN_OR_RETURN(auto model, models_->Get(model_id));
+  EmbedResult result;
+  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(model->info().preprocessing, inputs, result.timing));
+  ResidentBackbone& backbone = *model->backbone();
+  const int k = model->first_block();
+  const int n = static_cast<int>(backbone.module->blocks().size());
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {k}, result.timing));
+  auto features = GuardInternal("embed " + model_id, [&]() -> absl::StatusOr<torch::Tensor> {
+    c10::InferenceMode guard;
+    const torch::Tensor& at_k = trunk.at(k);
+    return model->Embed(k == n ? BackboneImpl::Pool(at_k) : at_k).to(torch::kCPU).contiguous();
+  });
   if (!features.ok()) return features.status();
   result.embeddings = *features;
   result.timing.total_us = MicrosSince(start);

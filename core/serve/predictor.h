@@ -2,11 +2,13 @@
 
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/data/image_codec.h"
+#include "core/serve/model_store.h"
 #include "core/zoo/zoo.h"
 
 namespace graft::core {
@@ -36,6 +38,17 @@ struct PredictResult {
   Timing timing;
 };
 
+struct ModelPredictions {
+  std::string model;
+  std::string backbone;
+  std::vector<std::vector<ClassScore>> images;
+};
+
+struct MultiPredictResult {
+  std::vector<ModelPredictions> models;  // request order
+  Timing timing;
+};
+
 struct EmbedResult {
   torch::Tensor embeddings;  // [N, dim] float32 on CPU
   Timing timing;
@@ -47,24 +60,37 @@ struct PredictorOptions {
   int64_t max_images = 256;      // per request
 };
 
-// Predictions and embeddings from resident pretrained backbones.
+// Predictions and embeddings from resident pretrained backbones and from
+// published models.
 class Predictor {
  public:
-  Predictor(const Zoo& zoo, PredictorOptions options) : zoo_(zoo), options_(options) {}
+  Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options)
+      : zoo_(zoo), models_(models), options_(options) {}
 
+  // top_k unset: 5 (or the number of classes when fewer).
   absl::StatusOr<PredictResult> Predict(const std::string& backbone, const std::vector<ImageInput>& inputs,
-                                        int top_k) const;
+                                        std::optional<int> top_k) const;
+  // Several models of one backbone: the shared frozen part runs once.
+  absl::StatusOr<MultiPredictResult> PredictModels(const std::vector<std::string>& model_ids,
+                                                   const std::vector<ImageInput>& inputs,
+                                                   std::optional<int> top_k) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,
                                     const std::string& block) const;
+  absl::StatusOr<EmbedResult> EmbedModel(const std::string& model_id, const std::vector<ImageInput>& inputs) const;
 
  private:
   // Decodes/validates all inputs into one [N, 3, H, W] CPU batch.
-  absl::StatusOr<torch::Tensor> BuildBatch(const ResidentBackbone& backbone, const std::vector<ImageInput>& inputs,
+  absl::StatusOr<torch::Tensor> BuildBatch(const Preprocessing& p, const std::vector<ImageInput>& inputs,
                                            Timing& timing) const;
+  // Runs the resident trunk in batches; returns the activations at each
+  // requested block boundary (pooled at n). Holds the backbone's compute lock.
+  absl::StatusOr<std::map<int, torch::Tensor>> RunTrunk(ResidentBackbone& backbone, const torch::Tensor& batch,
+                                                        const std::vector<int>& stops, Timing& timing) const;
 
   const Zoo& zoo_;
+  ModelStore* models_;
   PredictorOptions options_;
 };
 

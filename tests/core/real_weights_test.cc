@@ -78,7 +78,7 @@ TEST_F(RealWeightsTest, ListsResidentAndMissingBackbones) {
 }
 
 TEST_F(RealWeightsTest, MobileNetV2SeesAMalamute) {
-  Predictor predictor(*zoo_, {});
+  Predictor predictor(*zoo_, nullptr, {});
   const auto r = predictor.Predict("mobilenet_v2", {Image("dog.jpg")}, 5);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->images.size(), 1u);
@@ -88,7 +88,7 @@ TEST_F(RealWeightsTest, MobileNetV2SeesAMalamute) {
 }
 
 TEST_F(RealWeightsTest, SqueezeNetTop5HasSledDogs) {
-  Predictor predictor(*zoo_, {});
+  Predictor predictor(*zoo_, nullptr, {});
   const auto r = predictor.Predict("squeezenet1_1", {Image("dog.jpg")}, 5);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(Short(r->images[0][0].label), "dogsled");
@@ -101,7 +101,7 @@ TEST_F(RealWeightsTest, SqueezeNetTop5HasSledDogs) {
 }
 
 TEST_F(RealWeightsTest, BatchPredictsEachImageItsOwnClass) {
-  Predictor predictor(*zoo_, {});
+  Predictor predictor(*zoo_, nullptr, {});
   const auto r = predictor.Predict("mobilenet_v2", {Image("dog.jpg"), Image("eagle.jpg"), Image("dog.jpg")}, 1);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->images.size(), 3u);
@@ -111,7 +111,7 @@ TEST_F(RealWeightsTest, BatchPredictsEachImageItsOwnClass) {
 }
 
 TEST_F(RealWeightsTest, EmbedReturnsPooledFeaturesAndNamedBlocks) {
-  Predictor predictor(*zoo_, {});
+  Predictor predictor(*zoo_, nullptr, {});
   const auto r = predictor.Embed("mobilenet_v2", {Image("dog.jpg"), Image("eagle.jpg")}, "");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->embeddings.sizes(), (std::vector<int64_t>{2, 1280}));
@@ -123,7 +123,7 @@ TEST_F(RealWeightsTest, EmbedReturnsPooledFeaturesAndNamedBlocks) {
 }
 
 TEST_F(RealWeightsTest, MissingWeightsIsFailedPrecondition) {
-  Predictor predictor(*zoo_, {});
+  Predictor predictor(*zoo_, nullptr, {});
   const auto r = predictor.Predict("resnet18", {Image("dog.jpg")}, 5);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("has no ImageNet weights"), std::string::npos) << r.status();

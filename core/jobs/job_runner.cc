@@ -1,0 +1,359 @@
+#include "core/jobs/job_runner.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/train/early_stopping.h"
+#include "core/util/log.h"
+#include "core/util/status_macros.h"
+
+namespace graft::core {
+namespace fs = std::filesystem;
+
+// Turns a training run's callbacks into stored events and job updates.
+class JobRunner::Run : public TrainEvents {
+ public:
+  Run(JobRunner& runner, JobRecord& job, int64_t train_images)
+      : runner_(runner), job_(job), train_images_(train_images), best_(job.spec.early_stopping) {
+    if (job.best) best_.Update(job.best->epoch, Monitored(*job.best));
+  }
+
+  void OnEpoch(const EpochMetrics& m) override {
+    job_.epochs_done = m.epoch;
+    job_.last = m;
+    if (best_.Update(m.epoch, Monitored(m)).improved) job_.best = m;
+    JobEvent e;
+    e.type = JobEventType::kEpoch;
+    e.epoch = m;
+    e.epoch_number = m.epoch;
+    Log(runner_.Record(job_, e));
+    if (runner_.observer_) runner_.observer_->OnEpoch(job_, m, train_images_);
+  }
+  void OnProgress(int epoch, int batch, int batches) override {
+    JobEvent e;
+    e.job_id = job_.id;
+    e.type = JobEventType::kProgress;
+    e.epoch_number = epoch;
+    e.batch = batch;
+    e.batches = batches;
+    {
+      std::lock_guard<std::mutex> lock(runner_.mu_);
+      runner_.progress_[job_.id] = e;
+    }
+    runner_.Notify();
+  }
+  void OnEarlyStop(int epoch, int best_epoch, double best_value) override {
+    JobEvent e;
+    e.type = JobEventType::kEarlyStop;
+    e.epoch_number = epoch;
+    e.best_epoch = best_epoch;
+    e.best_value = best_value;
+    Log(runner_.Record(job_, e));
+  }
+  void OnBestRestored(int epoch) override {
+    JobEvent e;
+    e.type = JobEventType::kBestRestored;
+    e.epoch_number = epoch;
+    Log(runner_.Record(job_, e));
+  }
+  void OnCheckpoint(int epoch) override {
+    JobEvent e;
+    e.type = JobEventType::kCheckpoint;
+    e.epoch_number = epoch;
+    Log(runner_.Record(job_, e));
+  }
+
+ private:
+  double Monitored(const EpochMetrics& m) const {
+    return job_.spec.early_stopping.monitor == Monitor::kValAccuracy ? m.val_accuracy : m.val_loss;
+  }
+  static void Log(const absl::StatusOr<JobEvent>& e) {
+    if (!e.ok()) ABSL_LOG(ERROR) << "cannot record job event: " << e.status().message();
+  }
+
+  JobRunner& runner_;
+  JobRecord& job_;
+  int64_t train_images_;
+  EarlyStopping best_;
+};
+
+JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models, const Zoo& zoo,
+                     RunnerOptions options, JobObserver* observer)
+    : jobs_(jobs), datasets_(datasets), models_(models), zoo_(zoo), options_(std::move(options)), observer_(observer) {}
+
+JobRunner::~JobRunner() { Stop(); }
+
+std::string JobRunner::CheckpointPath(const std::string& id) const {
+  return (fs::path(options_.checkpoint_dir) / (id + ".ckpt")).string();
+}
+
+void JobRunner::Notify() { event_cv_.notify_all(); }
+
+absl::StatusOr<JobEvent> JobRunner::Record(JobRecord& job, JobEvent event) {
+  event.job_id = job.id;
+  event.time = NowSeconds();
+  ASSIGN_OR_RETURN(JobEvent stored, jobs_.Append(event));
+  RETURN_IF_ERROR(jobs_.Update(job));
+  Notify();
+  return stored;
+}
+
+absl::Status JobRunner::SetState(JobRecord& job, JobState state, const std::string& reason) {
+  const JobState from = job.state;
+  job.state = state;
+  if (state == JobState::kRunning && job.started_at == 0) job.started_at = NowSeconds();
+  if (IsTerminal(state)) job.finished_at = NowSeconds();
+  if (state == JobState::kFailed || state == JobState::kCancelled) job.error = reason;
+  JobEvent e;
+  e.type = JobEventType::kState;
+  e.state = state;
+  e.reason = reason;
+  // The event is stored before the record says the job ended, so that a
+  // watcher that sees the end has every event.
+  e.job_id = job.id;
+  e.time = NowSeconds();
+  ASSIGN_OR_RETURN(const JobEvent stored, jobs_.Append(e));
+  (void)stored;
+  RETURN_IF_ERROR(jobs_.Update(job));
+  Notify();
+  if (observer_ && from != state) observer_->OnJobState(from, state);
+  return absl::OkStatus();
+}
+
+absl::Status JobRunner::Start() {
+  std::error_code ec;
+  fs::create_directories(options_.checkpoint_dir, ec);
+  ASSIGN_OR_RETURN(auto all, jobs_.List());
+  std::reverse(all.begin(), all.end());  // oldest first
+  for (JobRecord& job : all) {
+    if (job.state == JobState::kRunning) {
+      if (fs::exists(CheckpointPath(job.id))) {
+        JobEvent e;
+        e.type = JobEventType::kState;
+        e.state = JobState::kRunning;
+        e.reason = absl::StrCat("graftd restarted; resuming after epoch ", job.epochs_done);
+        RETURN_IF_ERROR(Record(job, e).status());
+        queue_.push_front(job.id);
+      } else {
+        RETURN_IF_ERROR(SetState(job, JobState::kFailed, "interrupted before the first checkpoint"));
+      }
+    } else if (job.state == JobState::kQueued) {
+      queue_.push_back(job.id);
+    }
+    if (observer_ && job.state != JobState::kFailed) observer_->OnJobState(JobState::kQueued, job.state);
+  }
+  stopping_ = false;
+  for (int i = 0; i < std::max(1, options_.max_concurrent_jobs); ++i) workers_.emplace_back([this]() { Worker(); });
+  return absl::OkStatus();
+}
+
+void JobRunner::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    for (auto& [id, token] : running_) token->Cancel();
+  }
+  work_cv_.notify_all();
+  Notify();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
+  const BackboneSpec* backbone = Registry::BuiltIn().Find(spec.backbone);
+  if (spec.backbone.empty()) return absl::InvalidArgumentError("spec.backbone: required (a name from graft backbones)");
+  if (backbone == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
+                                                   "'; graft backbones lists the names"));
+  }
+  ASSIGN_OR_RETURN(auto resident, zoo_.Resident(backbone->name));
+  spec.backbone = backbone->name;
+  RETURN_IF_ERROR(NormalizeJobSpec(spec, static_cast<int>(resident->module->blocks().size())));
+  auto dataset = datasets_.Get(spec.dataset);
+  if (!dataset.ok()) return absl::NotFoundError(absl::StrCat("spec.dataset: ", dataset.status().message()));
+  if (dataset->val_images == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset->name, "' has no validation images"));
+  }
+  spec.dataset = dataset->id;
+
+  JobRecord job;
+  job.id = NewId("job");
+  job.spec = spec;
+  job.created_at = NowSeconds();
+  job.epochs_total = spec.TotalEpochs();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int>(queue_.size()) >= options_.max_queued_jobs) {
+      return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", queue_.size(),
+                                                       " jobs waiting); try again when one has started"));
+    }
+    RETURN_IF_ERROR(jobs_.Insert(job));
+    RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted"));
+    queue_.push_back(job.id);
+  }
+  work_cv_.notify_one();
+  return job;
+}
+
+absl::StatusOr<JobRecord> JobRunner::Cancel(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(JobRecord job, jobs_.Get(id));
+    if (IsTerminal(job.state)) {
+      return absl::FailedPreconditionError(absl::StrCat("job ", id, " has already ended: ", JobStateName(job.state)));
+    }
+    const auto queued = std::find(queue_.begin(), queue_.end(), id);
+    if (queued != queue_.end() && running_.count(id) == 0) {
+      queue_.erase(queued);
+      RETURN_IF_ERROR(SetState(job, JobState::kCancelled, "cancelled before it started"));
+      return job;
+    }
+    user_cancelled_.insert(id);
+    if (auto it = running_.find(id); it != running_.end()) it->second->Cancel();
+  }
+  // The trainer checks between batches; wait for it to wind down.
+  std::unique_lock<std::mutex> lock(mu_);
+  event_cv_.wait_for(lock, std::chrono::seconds(60), [&]() { return running_.count(id) == 0; });
+  return jobs_.Get(id);
+}
+
+bool JobRunner::DatasetInUse(const std::string& dataset_id) {
+  for (JobState s : {JobState::kQueued, JobState::kRunning}) {
+    auto jobs = jobs_.List(s);
+    if (!jobs.ok()) return true;
+    for (const auto& j : *jobs) {
+      if (j.spec.dataset == dataset_id) return true;
+    }
+  }
+  return false;
+}
+
+void JobRunner::Worker() {
+  while (true) {
+    std::string id;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&]() { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      id = queue_.front();
+      queue_.pop_front();
+      running_[id] = std::make_shared<CancellationToken>();
+      if (user_cancelled_.count(id)) running_[id]->Cancel();
+    }
+    Execute(id);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_.erase(id);
+      progress_.erase(id);
+      user_cancelled_.erase(id);
+    }
+    Notify();
+  }
+}
+
+void JobRunner::Execute(const std::string& id) {
+  auto loaded = jobs_.Get(id);
+  if (!loaded.ok()) {
+    ABSL_LOG(ERROR) << "job " << id << ": " << loaded.status().message();
+    return;
+  }
+  JobRecord job = *loaded;
+  std::shared_ptr<CancellationToken> token;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    token = running_[id];
+  }
+  auto fail = [&](JobState state, const std::string& why) {
+    if (auto s = SetState(job, state, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
+    std::error_code ec;
+    fs::remove(CheckpointPath(id), ec);
+  };
+  if (job.state != JobState::kRunning) {
+    if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
+  }
+  TrainInput input;
+  input.spec = job.spec;
+  input.checkpoint_path = CheckpointPath(id);
+  input.feature_cache_bytes = options_.feature_cache_bytes;
+  auto resident = zoo_.Resident(job.spec.backbone);
+  auto dataset = datasets_.Get(job.spec.dataset);
+  auto images = datasets_.Images(job.spec.dataset);
+  if (!resident.ok() || !dataset.ok() || !images.ok()) {
+    const absl::Status s = !resident.ok() ? resident.status() : !dataset.ok() ? dataset.status() : images.status();
+    return fail(JobState::kFailed, std::string(s.message()));
+  }
+  input.resident = *resident;
+  input.images = *images;
+  input.num_classes = static_cast<int>(dataset->classes.size());
+  Run run(*this, job, dataset->train_images);
+  ABSL_LOG(INFO) << "job " << id << " running: " << job.spec.backbone << " on " << dataset->name;
+  auto trained = Train(input, *token, run);
+  if (!trained.ok()) {
+    bool user;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      user = user_cancelled_.count(id) > 0;
+      if (stopping_ && !user) return;  // stays RUNNING; resumes from its checkpoint on restart
+    }
+    const bool cancelled = trained.status().code() == absl::StatusCode::kCancelled;
+    return fail(cancelled ? JobState::kCancelled : JobState::kFailed, std::string(trained.status().message()));
+  }
+  ModelInfo info;
+  info.id = NewId("model");
+  info.job_id = id;
+  info.backbone = job.spec.backbone;
+  for (const auto& c : dataset->classes) info.class_names.push_back(c.name);
+  info.preprocessing = input.resident->spec->preprocessing;
+  if (job.spec.input_size > 0) {
+    info.preprocessing.height = info.preprocessing.width = job.spec.input_size;
+    info.preprocessing.resize_size = static_cast<int>(job.spec.input_size * 256.0 / 224.0 + 0.5);
+  }
+  info.final_metrics = trained->final_metrics;
+  info.best_metrics = trained->best_metrics;
+  info.spec = job.spec;
+  info.created_at = NowSeconds();
+  info.trained_blocks = trained->trained_blocks;
+  info.first_trained_block = trained->first_trained_block;
+  auto published = models_.Publish(info, trained->weights);
+  if (!published.ok()) return fail(JobState::kFailed, absl::StrCat("publishing the model: ", published.status().message()));
+  if (observer_) observer_->OnModelsChanged(models_.size());
+  job.model_id = published->id;
+  if (auto s = SetState(job, JobState::kSucceeded, "model " + published->id + " published"); !s.ok()) {
+    ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
+  }
+  std::error_code ec;
+  fs::remove(CheckpointPath(id), ec);
+}
+
+absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::function<bool(const JobEvent&)>& emit,
+                              const std::function<bool()>& alive) {
+  RETURN_IF_ERROR(jobs_.Get(id).status());
+  int64_t last_seq = 0;
+  JobEvent last_progress;
+  while (true) {
+    ASSIGN_OR_RETURN(const JobRecord job, jobs_.Get(id));
+    ASSIGN_OR_RETURN(const auto events, jobs_.Events(id, last_seq));
+    for (const JobEvent& e : events) {
+      if (!emit(e)) return absl::OkStatus();
+      last_seq = e.seq;
+    }
+    if (IsTerminal(job.state)) return absl::OkStatus();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (progress) {
+      const auto it = progress_.find(id);
+      if (it != progress_.end() && (it->second.epoch_number != last_progress.epoch_number ||
+                                    it->second.batch != last_progress.batch)) {
+        last_progress = it->second;
+        lock.unlock();
+        if (!emit(last_progress)) return absl::OkStatus();
+        lock.lock();
+      }
+    }
+    if (!alive()) return absl::CancelledError("the watcher went away");
+    event_cv_.wait_for(lock, std::chrono::milliseconds(250));
+  }
+}
+
+}  // namespace graft::core

@@ -1,0 +1,95 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/data/dataset_store.h"
+#include "core/jobs/job_store.h"
+#include "core/serve/model_store.h"
+#include "core/zoo/zoo.h"
+
+namespace graft::core {
+
+// Hooks for metrics; called on runner threads.
+class JobObserver {
+ public:
+  virtual ~JobObserver() = default;
+  virtual void OnJobState(JobState from, JobState to) {}
+  virtual void OnEpoch(const JobRecord& job, const EpochMetrics& m, int64_t train_images) {}
+  virtual void OnModelsChanged(size_t count) {}
+};
+
+struct RunnerOptions {
+  int max_concurrent_jobs = 1;
+  int max_queued_jobs = 16;
+  std::string checkpoint_dir;
+  int64_t feature_cache_bytes = 2LL << 30;
+};
+
+// Runs fine-tuning jobs: a bounded queue, `max_concurrent_jobs` workers,
+// cooperative cancellation, events appended to the job store (WatchJob
+// replays them, then follows live), and recovery after a restart: a job that
+// was RUNNING resumes from its last checkpoint or fails.
+class JobRunner {
+ public:
+  JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models, const Zoo& zoo, RunnerOptions options,
+            JobObserver* observer);
+  ~JobRunner();
+
+  // Recovers jobs left by a previous process and starts the workers.
+  absl::Status Start();
+  // Stops the workers; running jobs stay RUNNING with their checkpoints and
+  // resume on the next Start.
+  void Stop();
+
+  absl::StatusOr<JobRecord> Submit(JobSpec spec);
+  absl::StatusOr<JobRecord> Cancel(const std::string& id);
+  absl::StatusOr<JobRecord> Get(const std::string& id) { return jobs_.Get(id); }
+  absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state) { return jobs_.List(state); }
+
+  // Sends every stored event, then new ones as they come, until the job ends
+  // (returns OK), `emit` returns false or `alive` turns false (CANCELLED).
+  // With `progress`, live per-batch progress is sent too (never stored).
+  absl::Status Watch(const std::string& id, bool progress, const std::function<bool(const JobEvent&)>& emit,
+                     const std::function<bool()>& alive);
+
+  // A job queued or running uses the dataset.
+  bool DatasetInUse(const std::string& dataset_id);
+
+ private:
+  class Run;
+  void Worker();
+  void Execute(const std::string& id);
+  absl::StatusOr<JobEvent> Record(JobRecord& job, JobEvent event);
+  absl::Status SetState(JobRecord& job, JobState state, const std::string& reason);
+  void Notify();
+  std::string CheckpointPath(const std::string& id) const;
+
+  JobStore& jobs_;
+  DatasetStore& datasets_;
+  ModelStore& models_;
+  const Zoo& zoo_;
+  RunnerOptions options_;
+  JobObserver* observer_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;   // queue changes
+  std::condition_variable event_cv_;  // any job event
+  std::deque<std::string> queue_;
+  std::map<std::string, std::shared_ptr<CancellationToken>> running_;
+  std::map<std::string, JobEvent> progress_;  // latest live progress per job
+  std::set<std::string> user_cancelled_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace graft::core

@@ -1,0 +1,162 @@
+#include "core/jobs/job_store.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+namespace {
+
+constexpr char kColumns[] =
+    "id, spec, state, created_at, started_at, finished_at, error, model_id, epochs_done, epochs_total, last, best";
+
+std::string OptionalMetrics(const std::optional<EpochMetrics>& m) { return m ? EpochMetricsToJson(*m).dump() : ""; }
+
+std::optional<EpochMetrics> ParseMetrics(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  return EpochMetricsFromJson(j);
+}
+
+void BindRecord(Statement& s, const JobRecord& j) {
+  s.Bind(1, j.id).Bind(2, nlohmann::json(j.spec).dump()).Bind(3, static_cast<int64_t>(j.state)).Bind(4, j.created_at)
+      .Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.error).Bind(8, j.model_id)
+      .Bind(9, static_cast<int64_t>(j.epochs_done)).Bind(10, static_cast<int64_t>(j.epochs_total))
+      .Bind(11, OptionalMetrics(j.last)).Bind(12, OptionalMetrics(j.best));
+}
+
+absl::StatusOr<JobRecord> ReadRecord(const Statement& s) {
+  JobRecord j;
+  j.id = s.Text(0);
+  auto spec = GuardExceptions(absl::StatusCode::kDataLoss, "job " + j.id, [&]() -> absl::StatusOr<JobSpec> {
+    return nlohmann::json::parse(s.Text(1)).get<JobSpec>();
+  });
+  if (!spec.ok()) return spec.status();
+  j.spec = *spec;
+  j.state = static_cast<JobState>(s.Int(2));
+  j.created_at = s.Double(3);
+  j.started_at = s.Double(4);
+  j.finished_at = s.Double(5);
+  j.error = s.Text(6);
+  j.model_id = s.Text(7);
+  j.epochs_done = static_cast<int>(s.Int(8));
+  j.epochs_total = static_cast<int>(s.Int(9));
+  j.last = ParseMetrics(s.Text(10));
+  j.best = ParseMetrics(s.Text(11));
+  return j;
+}
+
+}  // namespace
+
+bool IsTerminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+const char* JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kQueued: return "QUEUED";
+    case JobState::kRunning: return "RUNNING";
+    case JobState::kSucceeded: return "SUCCEEDED";
+    case JobState::kFailed: return "FAILED";
+    case JobState::kCancelled: return "CANCELLED";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
+  RETURN_IF_ERROR(db.Exec(R"sql(
+    CREATE TABLE IF NOT EXISTS jobs(
+      id TEXT PRIMARY KEY, spec TEXT NOT NULL, state INTEGER NOT NULL, created_at REAL NOT NULL,
+      started_at REAL NOT NULL, finished_at REAL NOT NULL, error TEXT NOT NULL, model_id TEXT NOT NULL,
+      epochs_done INTEGER NOT NULL, epochs_total INTEGER NOT NULL, last TEXT NOT NULL, best TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS job_events(
+      job_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, event TEXT NOT NULL,
+      PRIMARY KEY(job_id, seq));
+  )sql"));
+  return std::unique_ptr<JobStore>(new JobStore(db));
+}
+
+absl::Status JobStore::Insert(const JobRecord& job) {
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("INSERT INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")));
+  BindRecord(s, job);
+  return s.Run();
+}
+
+absl::Status JobStore::Update(const JobRecord& job) {
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("REPLACE INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")));
+  BindRecord(s, job);
+  return s.Run();
+}
+
+absl::StatusOr<JobRecord> JobStore::Get(const std::string& id) {
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE id = ?")));
+  s.Bind(1, id);
+  ASSIGN_OR_RETURN(const bool found, s.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
+  return ReadRecord(s);
+}
+
+absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> state) {
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE ? = 0 OR state = ? "
+                                                    "ORDER BY created_at DESC")));
+  const int64_t filter = state ? static_cast<int64_t>(*state) : 0;
+  s.Bind(1, filter).Bind(2, filter);
+  std::vector<JobRecord> out;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, s.Step());
+    if (!row) break;
+    ASSIGN_OR_RETURN(JobRecord j, ReadRecord(s));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+absl::StatusOr<JobEvent> JobStore::Append(JobEvent e) {
+  Transaction tx(db_);
+  RETURN_IF_ERROR(tx.status());
+  {
+    ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = ?"));
+    q.Bind(1, e.job_id);
+    ASSIGN_OR_RETURN(const bool row, q.Step());
+    e.seq = (row ? q.Int(0) : 0) + 1;
+  }
+  nlohmann::json j = {{"type", static_cast<int>(e.type)}, {"state", static_cast<int>(e.state)},
+                      {"reason", e.reason}, {"epoch", EpochMetricsToJson(e.epoch)},
+                      {"epoch_number", e.epoch_number}, {"best_epoch", e.best_epoch}, {"best_value", e.best_value}};
+  ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO job_events VALUES (?, ?, ?, ?)"));
+  ins.Bind(1, e.job_id).Bind(2, e.seq).Bind(3, e.time).Bind(4, j.dump());
+  RETURN_IF_ERROR(ins.Run());
+  RETURN_IF_ERROR(tx.Commit());
+  return e;
+}
+
+absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id, int64_t after_seq) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT seq, time, event FROM job_events WHERE job_id = ? AND seq > ? "
+                                       "ORDER BY seq"));
+  q.Bind(1, job_id).Bind(2, after_seq);
+  std::vector<JobEvent> out;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, q.Step());
+    if (!row) break;
+    const auto j = nlohmann::json::parse(q.Text(2), nullptr, false);
+    if (j.is_discarded()) return absl::DataLossError(absl::StrCat("job ", job_id, " event ", q.Int(0), " is corrupt"));
+    JobEvent e;
+    e.job_id = job_id;
+    e.seq = q.Int(0);
+    e.time = q.Double(1);
+    e.type = static_cast<JobEventType>(j.value("type", 1));
+    e.state = static_cast<JobState>(j.value("state", 1));
+    e.reason = j.value("reason", "");
+    e.epoch = EpochMetricsFromJson(j.value("epoch", nlohmann::json::object()));
+    e.epoch_number = j.value("epoch_number", 0);
+    e.best_epoch = j.value("best_epoch", 0);
+    e.best_value = j.value("best_value", 0.0);
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace graft::core

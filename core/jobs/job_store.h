@@ -1,0 +1,70 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/train/job_spec.h"
+#include "core/train/trainer.h"
+#include "core/util/sqlite.h"
+
+namespace graft::core {
+
+enum class JobState { kQueued = 1, kRunning = 2, kSucceeded = 3, kFailed = 4, kCancelled = 5 };
+
+bool IsTerminal(JobState s);
+const char* JobStateName(JobState s);
+
+struct JobRecord {
+  std::string id;
+  JobSpec spec;
+  JobState state = JobState::kQueued;
+  double created_at = 0;
+  double started_at = 0;
+  double finished_at = 0;
+  std::string error;
+  std::string model_id;
+  int epochs_done = 0;
+  int epochs_total = 0;
+  std::optional<EpochMetrics> last;
+  std::optional<EpochMetrics> best;
+};
+
+enum class JobEventType { kState = 1, kEpoch = 2, kEarlyStop = 3, kBestRestored = 4, kCheckpoint = 5, kProgress = 6 };
+
+struct JobEvent {
+  std::string job_id;
+  int64_t seq = 0;  // 1-based, gapless per job; 0 for live-only progress
+  double time = 0;
+  JobEventType type = JobEventType::kState;
+  JobState state = JobState::kQueued;  // kState
+  std::string reason;                  // kState
+  EpochMetrics epoch;                  // kEpoch
+  int epoch_number = 0;                // kEarlyStop, kBestRestored, kCheckpoint, kProgress
+  int best_epoch = 0;                  // kEarlyStop
+  double best_value = 0;               // kEarlyStop
+  int batch = 0, batches = 0;          // kProgress
+};
+
+// Jobs and their events in SQLite; every change is durable when it returns.
+class JobStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(Database& db);
+
+  absl::Status Insert(const JobRecord& job);
+  absl::Status Update(const JobRecord& job);
+  absl::StatusOr<JobRecord> Get(const std::string& id);
+  // All jobs, newest first; `state` filters when set.
+  absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state = std::nullopt);
+  // Assigns the next seq and stores the event.
+  absl::StatusOr<JobEvent> Append(JobEvent event);
+  absl::StatusOr<std::vector<JobEvent>> Events(const std::string& job_id, int64_t after_seq);
+
+ private:
+  explicit JobStore(Database& db) : db_(db) {}
+  Database& db_;
+};
+
+}  // namespace graft::core
