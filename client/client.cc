@@ -5,6 +5,8 @@
 #include <grpcpp/security/credentials.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -38,6 +40,9 @@ GraftClient::GraftClient(const std::string& target) : target_(target) {
   backbones_ = v1::Backbones::NewStub(channel_);
   inference_ = v1::Inference::NewStub(channel_);
   health_ = ::grpc::health::v1::Health::NewStub(channel_);
+  datasets_ = v1::Datasets::NewStub(channel_);
+  training_ = v1::Training::NewStub(channel_);
+  models_ = v1::Models::NewStub(channel_);
 }
 
 absl::StatusOr<v1::ListBackbonesResponse> GraftClient::ListBackbones() {
@@ -82,6 +87,169 @@ absl::StatusOr<::grpc::health::v1::HealthCheckResponse> GraftClient::Health(cons
   const grpc::Status s = health_->Check(ctx.get(), request, &response);
   if (!s.ok()) return FromGrpc(s, target_);
   return response;
+}
+
+// Unary calls share one shape: a deadline, the call, the status mapping.
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> Call(Stub* stub,
+                              grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                              const Request& request, const std::string& target, int seconds = 60) {
+  Response response;
+  auto ctx = Context(seconds);
+  const grpc::Status s = (stub->*method)(ctx.get(), request, &response);
+  if (!s.ok()) return FromGrpc(s, target);
+  return response;
+}
+
+absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(
+    const std::string& path, const std::string& name, float split_fraction, uint64_t split_seed,
+    const std::function<void(const UploadProgress&)>& progress) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool folder = fs::is_directory(path, ec);
+  if (!folder && !fs::is_regular_file(path, ec)) return absl::NotFoundError("no such file or folder: " + path);
+  std::vector<std::pair<std::string, std::string>> files;  // relative, absolute
+  if (folder) {
+    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (it->is_regular_file() && !it->is_symlink()) {
+        files.emplace_back(fs::relative(it->path(), path).generic_string(), it->path().string());
+      }
+    }
+    std::sort(files.begin(), files.end());
+  } else {
+    files.emplace_back(fs::path(path).filename().string(), path);
+  }
+  UploadProgress p;
+  p.files_total = static_cast<int>(files.size());
+  for (const auto& f : files) p.bytes_total += static_cast<int64_t>(fs::file_size(f.second, ec));
+
+  v1::UploadDatasetResponse response;
+  grpc::ClientContext ctx;
+  auto writer = datasets_->UploadDataset(&ctx, &response);
+  v1::UploadDatasetRequest header;
+  header.mutable_header()->set_name(name);
+  header.mutable_header()->set_format(folder ? v1::UPLOAD_FORMAT_FOLDER : v1::UPLOAD_FORMAT_UNSPECIFIED);
+  header.mutable_header()->mutable_split()->set_fraction(split_fraction);
+  header.mutable_header()->mutable_split()->set_seed(split_seed);
+  header.mutable_header()->set_total_bytes(p.bytes_total);
+  bool open = writer->Write(header);
+  constexpr size_t kChunk = 1 << 20;
+  std::vector<char> buf(kChunk);
+  for (size_t i = 0; open && i < files.size(); ++i) {
+    std::ifstream in(files[i].second, std::ios::binary);
+    bool first = true;
+    while (open) {
+      in.read(buf.data(), static_cast<std::streamsize>(kChunk));
+      const auto n = static_cast<size_t>(in.gcount());
+      const bool last = in.eof() || n < kChunk;
+      if (n == 0 && !first && last) break;
+      v1::UploadDatasetRequest msg;
+      auto* chunk = msg.mutable_chunk();
+      if (folder && first) chunk->set_path(files[i].first);
+      chunk->set_data(buf.data(), n);
+      chunk->set_last(folder && last);
+      open = writer->Write(msg);
+      p.bytes_sent += static_cast<int64_t>(n);
+      if (progress) progress(p);
+      first = false;
+      if (last) break;
+    }
+    ++p.files_sent;
+    if (progress) progress(p);
+  }
+  writer->WritesDone();
+  const grpc::Status s = writer->Finish();
+  if (!s.ok()) return FromGrpc(s, target_);
+  return response;
+}
+
+absl::StatusOr<v1::ListDatasetsResponse> GraftClient::ListDatasets() {
+  return Call(datasets_.get(), &v1::Datasets::Stub::ListDatasets, v1::ListDatasetsRequest(), target_);
+}
+
+absl::StatusOr<v1::Dataset> GraftClient::GetDataset(const std::string& id) {
+  v1::GetDatasetRequest r;
+  r.set_id(id);
+  return Call(datasets_.get(), &v1::Datasets::Stub::GetDataset, r, target_);
+}
+
+absl::Status GraftClient::DeleteDataset(const std::string& id) {
+  v1::DeleteDatasetRequest r;
+  r.set_id(id);
+  return Call(datasets_.get(), &v1::Datasets::Stub::DeleteDataset, r, target_).status();
+}
+
+absl::StatusOr<v1::Job> GraftClient::CreateJob(const v1::JobSpec& spec) {
+  v1::CreateJobRequest r;
+  *r.mutable_spec() = spec;
+  return Call(training_.get(), &v1::Training::Stub::CreateJob, r, target_);
+}
+
+absl::StatusOr<v1::Job> GraftClient::GetJob(const std::string& id) {
+  v1::GetJobRequest r;
+  r.set_id(id);
+  return Call(training_.get(), &v1::Training::Stub::GetJob, r, target_);
+}
+
+absl::StatusOr<v1::ListJobsResponse> GraftClient::ListJobs(v1::JobState state) {
+  v1::ListJobsRequest r;
+  r.set_state(state);
+  return Call(training_.get(), &v1::Training::Stub::ListJobs, r, target_);
+}
+
+absl::StatusOr<v1::Job> GraftClient::CancelJob(const std::string& id) {
+  v1::CancelJobRequest r;
+  r.set_id(id);
+  return Call(training_.get(), &v1::Training::Stub::CancelJob, r, target_, 120);
+}
+
+absl::Status GraftClient::WatchJob(const std::string& id, bool progress,
+                                   const std::function<bool(const v1::JobEvent&)>& on_event) {
+  v1::WatchJobRequest r;
+  r.set_id(id);
+  r.set_progress(progress);
+  grpc::ClientContext ctx;
+  auto reader = training_->WatchJob(&ctx, r);
+  v1::JobEvent e;
+  while (reader->Read(&e)) {
+    if (!on_event(e)) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) return FromGrpc(s, target_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ListModelsResponse> GraftClient::ListModels() {
+  return Call(models_.get(), &v1::Models::Stub::ListModels, v1::ListModelsRequest(), target_);
+}
+
+absl::StatusOr<v1::Model> GraftClient::GetModel(const std::string& id) {
+  v1::GetModelRequest r;
+  r.set_id(id);
+  return Call(models_.get(), &v1::Models::Stub::GetModel, r, target_);
+}
+
+absl::Status GraftClient::DeleteModel(const std::string& id) {
+  v1::DeleteModelRequest r;
+  r.set_id(id);
+  return Call(models_.get(), &v1::Models::Stub::DeleteModel, r, target_).status();
+}
+
+absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
+  v1::ExportModelRequest r;
+  r.set_id(id);
+  grpc::ClientContext ctx;
+  auto reader = models_->ExportModel(&ctx, r);
+  std::string out;
+  v1::ExportModelChunk chunk;
+  while (reader->Read(&chunk)) out += chunk.data();
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return FromGrpc(s, target_);
+  return out;
 }
 
 }  // namespace graft::client

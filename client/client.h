@@ -6,8 +6,13 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include <functional>
+
 #include "graft/v1/backbones.grpc.pb.h"
+#include "graft/v1/datasets.grpc.pb.h"
 #include "graft/v1/inference.grpc.pb.h"
+#include "graft/v1/models.grpc.pb.h"
+#include "graft/v1/training.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace graft::client {
@@ -24,6 +29,34 @@ class GraftClient {
   absl::StatusOr<v1::EmbedResponse> Embed(const v1::EmbedRequest& request);
   absl::StatusOr<::grpc::health::v1::HealthCheckResponse> Health(const std::string& service = "");
 
+  struct UploadProgress {
+    int64_t bytes_sent = 0;
+    int64_t bytes_total = 0;
+    int files_sent = 0;
+    int files_total = 0;
+  };
+  // Uploads a folder (file by file) or an archive (tar, tar.gz, zip).
+  absl::StatusOr<v1::UploadDatasetResponse> UploadDataset(
+      const std::string& path, const std::string& name, float split_fraction = 0, uint64_t split_seed = 0,
+      const std::function<void(const UploadProgress&)>& progress = nullptr);
+  absl::StatusOr<v1::ListDatasetsResponse> ListDatasets();
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& id);
+  absl::Status DeleteDataset(const std::string& id);
+
+  absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
+  absl::StatusOr<v1::Job> GetJob(const std::string& id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(v1::JobState state = v1::JOB_STATE_UNSPECIFIED);
+  absl::StatusOr<v1::Job> CancelJob(const std::string& id);
+  // Calls `on_event` for every event (replayed, then live) until the job
+  // ends or `on_event` returns false.
+  absl::Status WatchJob(const std::string& id, bool progress, const std::function<bool(const v1::JobEvent&)>& on_event);
+
+  absl::StatusOr<v1::ListModelsResponse> ListModels();
+  absl::StatusOr<v1::Model> GetModel(const std::string& id);
+  absl::Status DeleteModel(const std::string& id);
+  // The model as one safetensors file's bytes.
+  absl::StatusOr<std::string> ExportModel(const std::string& id);
+
   const std::string& target() const { return target_; }
 
  private:
@@ -32,6 +65,9 @@ class GraftClient {
   std::unique_ptr<v1::Backbones::Stub> backbones_;
   std::unique_ptr<v1::Inference::Stub> inference_;
   std::unique_ptr<::grpc::health::v1::Health::Stub> health_;
+  std::unique_ptr<v1::Datasets::Stub> datasets_;
+  std::unique_ptr<v1::Training::Stub> training_;
+  std::unique_ptr<v1::Models::Stub> models_;
 };
 
 // gRPC status -> absl::Status (same codes); the message names the server.

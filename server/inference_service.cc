@@ -2,38 +2,57 @@
 
 #include "server/proto_convert.h"
 #include "server/status_util.h"
-#include "server/unimplemented.h"
 
 namespace graft::server {
+namespace {
 
-grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRequest* request,
-                                       v1::PredictResponse* response) {
-  if (request->models_size() > 0) {
-    if (!request->backbone().empty()) {
-      return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
-    }
-    return Unimplemented("Inference.Predict with models", "serving fine-tuned models");
-  }
-  if (request->backbone().empty()) return ToGrpcStatus(absl::InvalidArgumentError("backbone is required"));
-  const auto inputs = FromProto(request->images());
-  if (!inputs.ok()) return ToGrpcStatus(inputs.status());
-  const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
-  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-
-  v1::ModelPredictions* out = response->add_results();
-  const auto resident = core::Registry::BuiltIn().Find(request->backbone());
-  out->set_backbone(resident ? resident->name : request->backbone());
-  for (size_t i = 0; i < result->images.size(); ++i) {
+void AddPredictions(const std::vector<std::vector<core::ClassScore>>& images, v1::ModelPredictions* out) {
+  for (size_t i = 0; i < images.size(); ++i) {
     v1::ImagePrediction* p = out->add_predictions();
     p->set_image_index(static_cast<int32_t>(i));
-    for (const core::ClassScore& s : result->images[i]) {
+    for (const core::ClassScore& s : images[i]) {
       v1::ClassScore* c = p->add_top();
       c->set_index(s.index);
       c->set_label(s.label);
       c->set_probability(s.probability);
     }
   }
+}
+
+}  // namespace
+
+grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRequest* request,
+                                       v1::PredictResponse* response) {
+  if (request->models_size() > 0 && !request->backbone().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
+  }
+  if (request->models_size() == 0 && request->backbone().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("a backbone or at least one model is required"));
+  }
+  const auto inputs = FromProto(request->images());
+  if (!inputs.ok()) return ToGrpcStatus(inputs.status());
+  const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
+  if (request->models_size() > 0) {
+    const std::vector<std::string> ids(request->models().begin(), request->models().end());
+    const auto result = predictor_.PredictModels(ids, *inputs, top_k);
+    if (!result.ok()) return ToGrpcStatus(result.status());
+    for (const core::ModelPredictions& m : result->models) {
+      v1::ModelPredictions* out = response->add_results();
+      out->set_model(m.model);
+      out->set_backbone(m.backbone);
+      AddPredictions(m.images, out);
+      metrics_.AddImagesPredicted(m.backbone, static_cast<double>(m.images.size()));
+    }
+    ToProto(result->timing, response->mutable_timing());
+    return grpc::Status::OK;
+  }
+  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+
+  v1::ModelPredictions* out = response->add_results();
+  const auto resident = core::Registry::BuiltIn().Find(request->backbone());
+  out->set_backbone(resident ? resident->name : request->backbone());
+  AddPredictions(result->images, out);
   ToProto(result->timing, response->mutable_timing());
   metrics_.AddImagesPredicted(out->backbone(), static_cast<double>(result->images.size()));
   return grpc::Status::OK;
@@ -41,16 +60,19 @@ grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRe
 
 grpc::Status InferenceService::Embed(grpc::ServerContext*, const v1::EmbedRequest* request,
                                      v1::EmbedResponse* response) {
-  if (!request->model().empty()) {
-    if (!request->backbone().empty()) {
-      return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or model, not both"));
-    }
-    return Unimplemented("Inference.Embed with a model", "serving fine-tuned models");
+  if (!request->model().empty() && !request->backbone().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or model, not both"));
   }
-  if (request->backbone().empty()) return ToGrpcStatus(absl::InvalidArgumentError("backbone is required"));
+  if (request->model().empty() && request->backbone().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("a backbone or a model is required"));
+  }
+  if (!request->model().empty() && !request->block().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("block applies to backbones; a model embeds with its last block"));
+  }
   const auto inputs = FromProto(request->images());
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
-  const auto result = predictor_.Embed(request->backbone(), *inputs, request->block());
+  const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block())
+                                               : predictor_.EmbedModel(request->model(), *inputs);
   if (!result.ok()) return ToGrpcStatus(result.status());
   const torch::Tensor& e = result->embeddings;
   const int64_t dim = e.size(1);

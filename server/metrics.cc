@@ -70,6 +70,45 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   backbone_resident_bytes_ = &BuildGauge().Name("graft_backbone_resident_bytes").Help("Bytes of backbone weights resident, by backbone and device").Register(*registry_);
   build_info_ = &BuildGauge().Name("graft_build_info").Help("Build information; value is 1").Register(*registry_);
   build_info_->Add({{"version", GRAFT_VERSION}, {"torch_version", TORCH_VERSION}}).Set(1);
+  jobs_ = &BuildGauge().Name("graft_jobs").Help("Jobs by state").Register(*registry_);
+  for (auto s : {core::JobState::kQueued, core::JobState::kRunning, core::JobState::kSucceeded, core::JobState::kFailed,
+                 core::JobState::kCancelled}) {
+    jobs_->Add({{"state", core::JobStateName(s)}}).Set(0);
+  }
+  epochs_ = &BuildCounter().Name("graft_training_epochs_total").Help("Training epochs finished, by backbone").Register(*registry_);
+  training_images_ = &BuildCounter().Name("graft_training_images_total").Help("Training images processed, by backbone").Register(*registry_);
+  training_rate_ = &BuildGauge().Name("graft_training_images_per_second").Help("Training throughput of the last epoch, by backbone").Register(*registry_);
+  training_loss_ = &BuildGauge().Name("graft_training_loss").Help("Last epoch's loss of the running job, by backbone and split").Register(*registry_);
+  training_accuracy_ = &BuildGauge().Name("graft_training_accuracy_ratio").Help("Last epoch's accuracy of the running job, by backbone and split").Register(*registry_);
+  upload_bytes_ = &BuildCounter().Name("graft_upload_bytes_total").Help("Dataset upload bytes received").Register(*registry_).Add({});
+  upload_rejected_ = &BuildCounter().Name("graft_upload_rejected_files_total").Help("Uploaded files rejected").Register(*registry_).Add({});
+  datasets_ = &BuildGauge().Name("graft_datasets").Help("Datasets stored").Register(*registry_).Add({});
+  models_ = &BuildGauge().Name("graft_models").Help("Models published and servable").Register(*registry_).Add({});
+}
+
+void Metrics::AddUploadBytes(double n) { upload_bytes_->Increment(n); }
+void Metrics::AddRejectedFiles(double n) { upload_rejected_->Increment(n); }
+void Metrics::SetDatasets(double n) { datasets_->Set(n); }
+void Metrics::SetModels(double n) { models_->Set(n); }
+
+void Metrics::SetJobCounts(const std::vector<core::JobRecord>& jobs) {
+  for (const auto& j : jobs) jobs_->Add({{"state", core::JobStateName(j.state)}}).Increment();
+}
+
+void Metrics::OnJobState(std::optional<core::JobState> from, core::JobState to) {
+  if (from) jobs_->Add({{"state", core::JobStateName(*from)}}).Decrement();
+  jobs_->Add({{"state", core::JobStateName(to)}}).Increment();
+}
+
+void Metrics::OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, int64_t train_images) {
+  const std::string& b = job.spec.backbone;
+  epochs_->Add({{"backbone", b}}).Increment();
+  training_images_->Add({{"backbone", b}}).Increment(static_cast<double>(train_images));
+  training_rate_->Add({{"backbone", b}}).Set(m.images_per_second);
+  training_loss_->Add({{"backbone", b}, {"split", "train"}}).Set(m.train_loss);
+  training_loss_->Add({{"backbone", b}, {"split", "val"}}).Set(m.val_loss);
+  training_accuracy_->Add({{"backbone", b}, {"split", "train"}}).Set(m.train_accuracy);
+  training_accuracy_->Add({{"backbone", b}, {"split", "val"}}).Set(m.val_accuracy);
 }
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host, int port) {

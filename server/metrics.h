@@ -14,6 +14,8 @@
 #include "absl/status/statusor.h"
 #include "server/metrics_http.h"
 
+#include "core/jobs/job_runner.h"
+
 namespace graft::core {
 class Zoo;
 }
@@ -22,7 +24,7 @@ namespace graft::server {
 
 // All of graftd's Prometheus metrics. Built once in main and passed down;
 // labels are low-cardinality only (method, code, backbone).
-class Metrics {
+class Metrics : public core::JobObserver {
  public:
   // Serves /metrics on host:port (port 0 picks a free port).
   static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& host, int port);
@@ -36,6 +38,16 @@ class Metrics {
   void ObserveRpc(const std::string& method, const std::string& code, double seconds);
   void AddImagesPredicted(const std::string& backbone, double n);
   void SetBackbones(const core::Zoo& zoo);
+  void AddUploadBytes(double n);
+  void AddRejectedFiles(double n);
+  void SetDatasets(double n);
+  void SetModels(double n);
+  void SetJobCounts(const std::vector<core::JobRecord>& jobs);
+
+  // core::JobObserver
+  void OnJobState(std::optional<core::JobState> from, core::JobState to) override;
+  void OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, int64_t train_images) override;
+  void OnModelsChanged(size_t count) override { SetModels(static_cast<double>(count)); }
 
   // A gRPC interceptor factory recording every RPC's count and latency.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
@@ -51,6 +63,16 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* backbone_load_seconds_;
   prometheus::Family<prometheus::Gauge>* backbone_resident_bytes_;
   prometheus::Family<prometheus::Gauge>* build_info_;
+  prometheus::Family<prometheus::Gauge>* jobs_;
+  prometheus::Family<prometheus::Counter>* epochs_;
+  prometheus::Family<prometheus::Counter>* training_images_;
+  prometheus::Family<prometheus::Gauge>* training_rate_;
+  prometheus::Family<prometheus::Gauge>* training_loss_;
+  prometheus::Family<prometheus::Gauge>* training_accuracy_;
+  prometheus::Counter* upload_bytes_;
+  prometheus::Counter* upload_rejected_;
+  prometheus::Gauge* datasets_;
+  prometheus::Gauge* models_;
 };
 
 }  // namespace graft::server

@@ -15,7 +15,14 @@
 #include "server/backbones_service.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
-#include "server/pending_services.h"
+#include "core/data/dataset_store.h"
+#include "core/jobs/job_runner.h"
+#include "core/jobs/job_store.h"
+#include "core/serve/model_store.h"
+#include "core/util/sqlite.h"
+#include "server/datasets_service.h"
+#include "server/models_service.h"
+#include "server/training_service.h"
 
 namespace graft::server {
 namespace fs = std::filesystem;
@@ -23,14 +30,17 @@ namespace fs = std::filesystem;
 struct GraftServer::Services {
   std::unique_ptr<BackbonesService> backbones;
   std::unique_ptr<InferenceService> inference;
-  DatasetsService datasets;
-  TrainingService training;
-  ModelsService models;
+  std::unique_ptr<DatasetsService> datasets;
+  std::unique_ptr<TrainingService> training;
+  std::unique_ptr<ModelsService> models;
 };
 
 GraftServer::GraftServer() = default;
 
-GraftServer::~GraftServer() { Shutdown(); }
+GraftServer::~GraftServer() {
+  Shutdown();
+  if (runner_) runner_->Stop();
+}
 
 int GraftServer::metrics_port() const { return metrics_->port(); }
 
@@ -61,14 +71,45 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->zoo_ = std::move(*zoo);
   s->metrics_->SetBackbones(*s->zoo_);
 
+  auto db = core::Database::Open((fs::path(options.data_dir) / "graft.db").string());
+  if (!db.ok()) return db.status();
+  s->db_ = std::move(*db);
+  core::UploadLimits limits;
+  limits.max_file_bytes = options.max_upload_file_bytes;
+  limits.max_dataset_bytes = options.max_dataset_bytes;
+  limits.max_pixels = options.max_image_pixels;
+  auto datasets = core::DatasetStore::Open(*s->db_, (fs::path(options.data_dir) / "datasets").string(), limits);
+  if (!datasets.ok()) return datasets.status();
+  s->datasets_ = std::move(*datasets);
+  auto jobs = core::JobStore::Open(*s->db_);
+  if (!jobs.ok()) return jobs.status();
+  s->jobs_ = std::move(*jobs);
+  auto models = core::ModelStore::Open(*s->db_, (fs::path(options.data_dir) / "models").string(), *s->zoo_);
+  if (!models.ok()) return models.status();
+  s->models_ = std::move(*models);
+  if (auto all = s->jobs_->List(); all.ok()) s->metrics_->SetJobCounts(*all);
+  s->metrics_->SetDatasets(static_cast<double>(s->datasets_->List().size()));
+  s->metrics_->SetModels(static_cast<double>(s->models_->size()));
+
+  core::RunnerOptions runner_options;
+  runner_options.max_concurrent_jobs = options.max_concurrent_jobs;
+  runner_options.max_queued_jobs = options.max_queued_jobs;
+  runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
+  runner_options.feature_cache_bytes = options.feature_cache_bytes;
+  s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,
+                                                 s->metrics_.get());
+
   core::PredictorOptions predictor_options;
   predictor_options.limits.max_pixels = options.max_image_pixels;
   predictor_options.max_batch_size = options.max_batch_size;
-  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, nullptr, predictor_options);
+  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options);
 
   s->services_ = std::make_unique<Services>();
   s->services_->backbones = std::make_unique<BackbonesService>(*s->zoo_);
   s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_);
+  s->services_->datasets = std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_);
+  s->services_->training = std::make_unique<TrainingService>(*s->runner_);
+  s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -78,9 +119,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(s->services_->backbones.get());
   builder.RegisterService(s->services_->inference.get());
-  builder.RegisterService(&s->services_->datasets);
-  builder.RegisterService(&s->services_->training);
-  builder.RegisterService(&s->services_->models);
+  builder.RegisterService(s->services_->datasets.get());
+  builder.RegisterService(s->services_->training.get());
+  builder.RegisterService(s->services_->models.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(s->metrics_->InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -88,6 +129,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.host, ":", options.port));
   }
+  if (auto started = s->runner_->Start(); !started.ok()) return started;
   // Weights are loaded before the server starts: it is SERVING from here on.
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   return s;

@@ -10,6 +10,11 @@
 namespace graft::core {
 class Zoo;
 class Predictor;
+class Database;
+class DatasetStore;
+class JobStore;
+class JobRunner;
+class ModelStore;
 }  // namespace graft::core
 
 namespace graft::server {
@@ -27,6 +32,11 @@ struct ServerOptions {
   int64_t max_batch_size = 32;
   int intra_op_threads = 0;   // 0: LibTorch's default (one per core)
   int64_t max_message_bytes = 64 << 20;
+  int max_concurrent_jobs = 1;
+  int max_queued_jobs = 16;
+  int64_t max_upload_file_bytes = 64LL << 20;
+  int64_t max_dataset_bytes = 8LL << 30;
+  int64_t feature_cache_bytes = 2LL << 30;
 };
 
 // graftd: the zoo, the services, health, reflection and metrics.
@@ -51,6 +61,11 @@ class GraftServer {
   std::string zoo_dir_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<core::Zoo> zoo_;
+  std::unique_ptr<core::Database> db_;
+  std::unique_ptr<core::DatasetStore> datasets_;
+  std::unique_ptr<core::JobStore> jobs_;
+  std::unique_ptr<core::ModelStore> models_;
+  std::unique_ptr<core::JobRunner> runner_;
   std::unique_ptr<core::Predictor> predictor_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;

@@ -49,8 +49,8 @@ class DatasetStore::Collector {
 
   absl::Status Visit(const UploadEntry& e, const std::function<absl::Status(std::string*, int64_t)>& read) {
     if (e.directory) return absl::OkStatus();
-    if (auto s = CheckRelativePath(e.path); !s.ok()) return Reject(e.path, std::string(s.message()));
-    if (!e.regular) return Reject(e.path, absl::StrCat(e.kind, "s are not accepted"));
+    if (auto s = CheckRelativePath(e.path); !s.ok()) return Reject(e.path, std::string(s.message()), false);
+    if (!e.regular) return Reject(e.path, absl::StrCat(e.kind, "s are not accepted"), false);
     const auto& limits = store_.limits_;
     if (e.size > limits.max_file_bytes) {
       return Reject(e.path, absl::StrCat("larger than the per-file limit of ", limits.max_file_bytes, " bytes"));
@@ -75,21 +75,24 @@ class DatasetStore::Collector {
     if (!fs::exists(blob, ec)) {
       fs::create_directories(fs::path(blob).parent_path(), ec);
       RETURN_IF_ERROR(WriteFileAtomic(blob, data));
+      created_.push_back(sha);
     }
     accepted_.push_back({Components(e.path), e.path, sha, static_cast<int64_t>(data.size())});
     return absl::OkStatus();
   }
 
-  absl::Status Reject(const std::string& path, const std::string& reason) {
+  // `in_class`: the path itself is fine, so its folder still names a class
+  // (to report classes whose every file was rejected).
+  absl::Status Reject(const std::string& path, const std::string& reason, bool in_class = true) {
     rejected_.push_back({path, reason});
-    // Remember the class folder the file sat in, to report classes left empty.
-    rejected_parts_.push_back(Components(path));
+    if (in_class) rejected_parts_.push_back(Components(path));
     return absl::OkStatus();
   }
 
   std::vector<Accepted> accepted_;
   std::vector<RejectedFile> rejected_;
   std::vector<std::vector<std::string>> rejected_parts_;
+  std::vector<std::string> created_;  // blobs this upload wrote
   int64_t total_bytes_ = 0;
 
  private:
@@ -154,32 +157,54 @@ void DatasetStore::DiscardStaging(const std::string& dir) {
 
 absl::StatusOr<IngestResult> DatasetStore::IngestArchive(const UploadRequest& request, const std::string& archive_path) {
   Collector collector(*this);
-  RETURN_IF_ERROR(ForEachArchiveEntry(archive_path, [&](const UploadEntry& e, const auto& read) {
+  absl::StatusOr<IngestResult> result = absl::StatusOr<IngestResult>(absl::UnknownError(""));
+  const absl::Status walked = ForEachArchiveEntry(archive_path, [&](const UploadEntry& e, const auto& read) {
     return collector.Visit(e, read);
-  }));
-  return Commit(request, collector);
+  });
+  result = walked.ok() ? Commit(request, collector) : absl::StatusOr<IngestResult>(walked);
+  if (!result.ok()) RemoveUnreferenced(collector.created_);
+  return result;
+}
+
+void DatasetStore::RemoveUnreferenced(const std::vector<std::string>& blobs) {
+  for (const std::string& sha : blobs) {
+    auto q = db_.Prepare("SELECT 1 FROM dataset_images WHERE sha256 = ? LIMIT 1");
+    if (!q.ok()) return;
+    q->Bind(1, sha);
+    if (q->Step().value_or(true)) continue;
+    std::error_code ec;
+    fs::remove(BlobPath(sha), ec);
+  }
 }
 
 absl::StatusOr<IngestResult> DatasetStore::IngestFolder(const UploadRequest& request,
                                                         const std::vector<StagedFile>& files,
                                                         std::vector<RejectedFile> pre_rejected) {
   Collector collector(*this);
-  for (const RejectedFile& r : pre_rejected) RETURN_IF_ERROR(collector.Reject(r.path, r.reason));
+  for (const RejectedFile& r : pre_rejected) {
+    RETURN_IF_ERROR(collector.Reject(r.path, r.reason, CheckRelativePath(r.path).ok()));
+  }
   for (const StagedFile& f : files) {
     UploadEntry e;
     e.path = f.path;
     e.regular = true;
     std::error_code ec;
     e.size = static_cast<int64_t>(fs::file_size(f.staged_path, ec));
-    RETURN_IF_ERROR(collector.Visit(e, [&](std::string* data, int64_t max_bytes) -> absl::Status {
+    const absl::Status visited = collector.Visit(e, [&](std::string* data, int64_t max_bytes) -> absl::Status {
       ASSIGN_OR_RETURN(*data, ReadFile(f.staged_path));
       if (static_cast<int64_t>(data->size()) > max_bytes) {
         return absl::ResourceExhaustedError(absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes"));
       }
       return absl::OkStatus();
-    }));
+    });
+    if (!visited.ok()) {
+      RemoveUnreferenced(collector.created_);
+      return visited;
+    }
   }
-  return Commit(request, collector);
+  auto result = Commit(request, collector);
+  if (!result.ok()) RemoveUnreferenced(collector.created_);
+  return result;
 }
 
 absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, Collector& c) {

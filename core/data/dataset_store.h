@@ -68,6 +68,8 @@ class DatasetStore {
   absl::StatusOr<IngestResult> Commit(const UploadRequest& request, Collector& collector);
   std::string BlobPath(const std::string& sha) const;
   absl::Status CollectGarbage();
+  // Removes those of `blobs` no dataset references (a refused upload's).
+  void RemoveUnreferenced(const std::vector<std::string>& blobs);
 
   Database& db_;
   std::string root_;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "core/train/early_stopping.h"
@@ -78,6 +79,23 @@ class JobRunner::Run : public TrainEvents {
   EarlyStopping best_;
 };
 
+namespace {
+
+// A job's own validation split of a FLAT dataset: per class, seeded.
+void Resplit(std::vector<DatasetImage>& images, double fraction, uint64_t seed) {
+  std::map<int, std::vector<DatasetImage*>> by_class;
+  for (auto& image : images) by_class[image.label].push_back(&image);
+  for (auto& [label, items] : by_class) {
+    std::sort(items.begin(), items.end(), [](const auto* a, const auto* b) { return a->path < b->path; });
+    std::mt19937_64 rng(seed * 6364136223846793005ULL + static_cast<uint64_t>(label));
+    std::shuffle(items.begin(), items.end(), rng);
+    const size_t n_val = items.size() >= 2 ? std::max<size_t>(1, static_cast<size_t>(items.size() * fraction + 0.5)) : 0;
+    for (size_t i = 0; i < items.size(); ++i) items[i]->split = i < n_val ? Split::kVal : Split::kTrain;
+  }
+}
+
+}  // namespace
+
 JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models, const Zoo& zoo,
                      RunnerOptions options, JobObserver* observer)
     : jobs_(jobs), datasets_(datasets), models_(models), zoo_(zoo), options_(std::move(options)), observer_(observer) {}
@@ -99,7 +117,7 @@ absl::StatusOr<JobEvent> JobRunner::Record(JobRecord& job, JobEvent event) {
   return stored;
 }
 
-absl::Status JobRunner::SetState(JobRecord& job, JobState state, const std::string& reason) {
+absl::Status JobRunner::SetState(JobRecord& job, JobState state, const std::string& reason, bool created) {
   const JobState from = job.state;
   job.state = state;
   if (state == JobState::kRunning && job.started_at == 0) job.started_at = NowSeconds();
@@ -117,7 +135,9 @@ absl::Status JobRunner::SetState(JobRecord& job, JobState state, const std::stri
   (void)stored;
   RETURN_IF_ERROR(jobs_.Update(job));
   Notify();
-  if (observer_ && from != state) observer_->OnJobState(from, state);
+  if (observer_ && (created || from != state)) {
+    observer_->OnJobState(created ? std::nullopt : std::optional<JobState>(from), state);
+  }
   return absl::OkStatus();
 }
 
@@ -141,7 +161,6 @@ absl::Status JobRunner::Start() {
     } else if (job.state == JobState::kQueued) {
       queue_.push_back(job.id);
     }
-    if (observer_ && job.state != JobState::kFailed) observer_->OnJobState(JobState::kQueued, job.state);
   }
   stopping_ = false;
   for (int i = 0; i < std::max(1, options_.max_concurrent_jobs); ++i) workers_.emplace_back([this]() { Worker(); });
@@ -173,7 +192,11 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
   RETURN_IF_ERROR(NormalizeJobSpec(spec, static_cast<int>(resident->module->blocks().size())));
   auto dataset = datasets_.Get(spec.dataset);
   if (!dataset.ok()) return absl::NotFoundError(absl::StrCat("spec.dataset: ", dataset.status().message()));
-  if (dataset->val_images == 0) {
+  if (spec.validation_fraction > 0 && dataset->layout == DatasetLayout::kTrainVal) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.validation_fraction: dataset '", dataset->name,
+                                                   "' has its own val/ folder; leave validation_fraction at 0"));
+  }
+  if (dataset->val_images == 0 && spec.validation_fraction == 0) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset->name, "' has no validation images"));
   }
   spec.dataset = dataset->id;
@@ -190,7 +213,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
                                                        " jobs waiting); try again when one has started"));
     }
     RETURN_IF_ERROR(jobs_.Insert(job));
-    RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted"));
+    RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted", /*created=*/true));
     queue_.push_back(job.id);
   }
   work_cv_.notify_one();
@@ -286,6 +309,7 @@ void JobRunner::Execute(const std::string& id) {
   }
   input.resident = *resident;
   input.images = *images;
+  if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
   input.num_classes = static_cast<int>(dataset->classes.size());
   Run run(*this, job, dataset->train_images);
   ABSL_LOG(INFO) << "job " << id << " running: " << job.spec.backbone << " on " << dataset->name;

@@ -23,7 +23,8 @@ namespace graft::core {
 class JobObserver {
  public:
   virtual ~JobObserver() = default;
-  virtual void OnJobState(JobState from, JobState to) {}
+  // `from` is empty for a job just created.
+  virtual void OnJobState(std::optional<JobState> from, JobState to) {}
   virtual void OnEpoch(const JobRecord& job, const EpochMetrics& m, int64_t train_images) {}
   virtual void OnModelsChanged(size_t count) {}
 };
@@ -70,7 +71,7 @@ class JobRunner {
   void Worker();
   void Execute(const std::string& id);
   absl::StatusOr<JobEvent> Record(JobRecord& job, JobEvent event);
-  absl::Status SetState(JobRecord& job, JobState state, const std::string& reason);
+  absl::Status SetState(JobRecord& job, JobState state, const std::string& reason, bool created = false);
   void Notify();
   std::string CheckpointPath(const std::string& id) const;
 

@@ -34,6 +34,9 @@ absl::Status Bad(const std::string& field, const std::string& what) {
 absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (s.backbone.empty()) return Bad("backbone", "required (a name from graft backbones)");
   if (s.dataset.empty()) return Bad("dataset", "required (a dataset id or name)");
+  if (s.validation_fraction < 0 || s.validation_fraction >= 1) {
+    return Bad("validation_fraction", "must be 0 (the dataset's split) or in (0, 1)");
+  }
   if (s.input_size != 0 && (s.input_size < 32 || s.input_size > 1024)) {
     return Bad("input_size", absl::StrCat("must be 0 (the backbone's) or 32..1024, got ", s.input_size));
   }
@@ -108,6 +111,7 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
   j = {{"name", s.name},
        {"backbone", s.backbone},
        {"dataset", s.dataset},
+       {"validation_fraction", s.validation_fraction},
        {"input_size", s.input_size},
        {"head", {{"hidden_units", s.head.hidden_units}, {"dropout", s.head.dropout}, {"activation", s.head.activation}}},
        {"stages", stages},
@@ -128,6 +132,7 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.name = j.value("name", "");
   s.backbone = j.value("backbone", "");
   s.dataset = j.value("dataset", "");
+  s.validation_fraction = j.value("validation_fraction", 0.0);
   s.input_size = j.value("input_size", 0);
   if (j.contains("head")) {
     const auto& h = j["head"];

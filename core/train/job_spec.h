@@ -69,6 +69,7 @@ struct JobSpec {
   std::string name;
   std::string backbone;
   std::string dataset;
+  double validation_fraction = 0;  // > 0: re-split a FLAT dataset for this job
   int input_size = 0;  // 0: the backbone's
   HeadSpec head;
   std::vector<StageSpec> stages;

@@ -1,0 +1,30 @@
+#pragma once
+
+#include "core/data/dataset_store.h"
+#include "core/jobs/job_runner.h"
+#include "graft/v1/datasets.grpc.pb.h"
+#include "server/metrics.h"
+
+namespace graft::server {
+
+class DatasetsService final : public v1::Datasets::Service {
+ public:
+  DatasetsService(core::DatasetStore& store, core::JobRunner& runner, Metrics& metrics)
+      : store_(store), runner_(runner), metrics_(metrics) {}
+
+  grpc::Status UploadDataset(grpc::ServerContext*, grpc::ServerReader<v1::UploadDatasetRequest>*,
+                             v1::UploadDatasetResponse*) override;
+  grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*, v1::ListDatasetsResponse*) override;
+  grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*, v1::Dataset*) override;
+  grpc::Status DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest*, v1::DeleteDatasetResponse*) override;
+
+ private:
+  absl::StatusOr<core::IngestResult> Receive(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
+                                             const v1::UploadHeader& header, const std::string& staging);
+
+  core::DatasetStore& store_;
+  core::JobRunner& runner_;
+  Metrics& metrics_;
+};
+
+}  // namespace graft::server

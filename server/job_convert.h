@@ -1,0 +1,24 @@
+#pragma once
+
+// Proto <-> core conversions for datasets, jobs, events and models.
+
+#include "core/data/dataset.h"
+#include "core/jobs/job_store.h"
+#include "core/serve/model_store.h"
+#include "graft/v1/datasets.pb.h"
+#include "graft/v1/models.pb.h"
+#include "graft/v1/training.pb.h"
+
+namespace graft::server {
+
+core::JobSpec FromProto(const v1::JobSpec& in);
+void ToProto(const core::JobSpec& in, v1::JobSpec* out);
+void ToProto(const core::EpochMetrics& in, v1::EpochMetrics* out);
+void ToProto(const core::JobRecord& in, v1::Job* out);
+void ToProto(const core::JobEvent& in, v1::JobEvent* out);
+void ToProto(const core::DatasetInfo& in, v1::Dataset* out);
+void ToProto(const core::ModelInfo& in, v1::Model* out);
+v1::JobState ToProto(core::JobState state);
+std::optional<core::JobState> FromProto(v1::JobState state);
+
+}  // namespace graft::server

@@ -1,0 +1,332 @@
+// Datasets, fine-tuning jobs and models through gRPC on 127.0.0.1:0.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "client/client.h"
+#include "core/util/files.h"
+#include "server/server.h"
+#include "tests/testing/archive_writer.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft::server {
+namespace {
+
+namespace fs = std::filesystem;
+using graft::testing::ArchiveEntry;
+
+std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
+
+class TrainingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.metrics_port = -1;
+    options.data_dir = dir_.Join("data");
+    options.zoo_dir = graft::testing::WeightsDir();
+    options.device = "cpu";
+    auto server = GraftServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    client_ = std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()));
+  }
+
+  v1::JobSpec Spec(const std::string& dataset, int epochs) {
+    v1::JobSpec spec;
+    spec.set_backbone("mobilenet_v2");
+    spec.set_dataset(dataset);
+    spec.set_seed(1);
+    auto* stage = spec.add_stages();
+    stage->set_epochs(epochs);
+    stage->set_train("head");
+    stage->mutable_optimizer()->set_kind(v1::OPTIMIZER_ADAM);
+    stage->mutable_optimizer()->set_learning_rate(1e-3);
+    return spec;
+  }
+
+  v1::Job WaitUntil(const std::string& id, const std::function<bool(const v1::Job&)>& done, int seconds = 600) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto job = client_->GetJob(id);
+      EXPECT_TRUE(job.ok()) << job.status();
+      if (!job.ok() || done(*job)) return job.value_or(v1::Job());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "job " << id << " did not get there in time";
+    return v1::Job();
+  }
+
+  int BlobCount() {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir_.Join("data/datasets/blobs"), ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      n += it->is_regular_file() ? 1 : 0;
+    }
+    return n;
+  }
+
+  graft::testing::TempDir dir_;
+  std::unique_ptr<GraftServer> server_;
+  std::unique_ptr<client::GraftClient> client_;
+};
+
+TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
+  // The same images as tar.gz and as a folder.
+  const std::string tgz = dir_.Join("hymenoptera.tar.gz");
+  ASSERT_EQ(std::system(("tar czf " + tgz + " -C " + graft::testing::SharedDir() + "/data hymenoptera").c_str()), 0);
+  auto from_tgz = client_->UploadDataset(tgz, "hym-tgz");
+  ASSERT_TRUE(from_tgz.ok()) << from_tgz.status();
+  const v1::Dataset& d = from_tgz->dataset();
+  EXPECT_EQ(d.layout(), v1::DATASET_LAYOUT_TRAIN_VAL);
+  ASSERT_EQ(d.classes_size(), 2);
+  EXPECT_EQ(d.classes(0).name(), "ants");
+  EXPECT_EQ(d.classes(1).name(), "bees");
+  EXPECT_GE(d.train_images(), 240);
+  EXPECT_GE(d.val_images(), 150);
+  EXPECT_EQ(d.train_images() + d.val_images() + from_tgz->rejected_size(), 124 + 121 + 70 + 83);
+  bool gif_rejected = false;
+  for (const auto& r : from_tgz->rejected()) gif_rejected |= r.reason().find("GIF") != std::string::npos;
+  EXPECT_TRUE(gif_rejected);
+  const int blobs = BlobCount();
+
+  int progress_calls = 0;
+  auto from_folder = client_->UploadDataset(Hymenoptera(), "hym-folder", 0, 0, [&](const auto&) { ++progress_calls; });
+  ASSERT_TRUE(from_folder.ok()) << from_folder.status();
+  EXPECT_GT(progress_calls, 0);
+  EXPECT_EQ(from_folder->dataset().train_images(), d.train_images());
+  EXPECT_EQ(from_folder->dataset().val_images(), d.val_images());
+  EXPECT_EQ(from_folder->dataset().classes(0).train(), d.classes(0).train());
+  EXPECT_EQ(BlobCount(), blobs) << "identical images are stored once";
+  EXPECT_EQ(client_->UploadDataset(Hymenoptera(), "hym-folder").status().code(), absl::StatusCode::kAlreadyExists);
+
+  // Fine-tune the frozen backbone with a linear head.
+  auto job = client_->CreateJob(Spec("hym-tgz", 4));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job->epochs_total(), 4);
+
+  // A second client attaches after epoch 2 and gets epochs 1 and 2 replayed first.
+  WaitUntil(job->id(), [](const v1::Job& j) { return j.epochs_done() >= 2; });
+  client::GraftClient second("127.0.0.1:" + std::to_string(server_->port()));
+  std::vector<int> epochs;
+  std::vector<v1::JobState> states;
+  int64_t last_seq = 0;
+  bool gapless = true;
+  ASSERT_TRUE(second.WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
+    gapless &= e.seq() == last_seq + 1;
+    last_seq = e.seq();
+    if (e.has_epoch()) epochs.push_back(e.epoch().epoch());
+    if (e.has_state()) states.push_back(e.state().state());
+    return true;
+  }).ok());
+  EXPECT_TRUE(gapless);
+  EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3, 4}));
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.front(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(states.back(), v1::JOB_STATE_SUCCEEDED);
+
+  const v1::Job done = *client_->GetJob(job->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_GE(done.best().val_accuracy(), 0.93);
+  ASSERT_FALSE(done.model_id().empty());
+  auto model = client_->GetModel(done.model_id());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->class_names_size(), 2);
+  EXPECT_EQ(model->backbone(), "mobilenet_v2");
+  EXPECT_LT(model->bytes(), 100'000) << "head-only: the backbone is shared, not copied";
+
+  // Predict(model) over the validation images agrees with the reported accuracy.
+  int correct = 0, total = 0;
+  for (const std::string cls : {"ants", "bees"}) {
+    std::vector<std::string> files;
+    for (const auto& f : fs::directory_iterator(Hymenoptera() + "/val/" + cls)) files.push_back(f.path().string());
+    std::sort(files.begin(), files.end());
+    for (size_t b = 0; b < files.size(); b += 16) {
+      v1::PredictRequest r;
+      r.add_models(done.model_id());
+      r.set_top_k(1);
+      std::vector<std::string> batch;
+      for (size_t i = b; i < std::min(files.size(), b + 16); ++i) {
+        const std::string bytes = core::ReadFile(files[i]).value();
+        if (bytes.rfind("GIF", 0) == 0) continue;  // rejected at upload
+        r.add_images()->set_encoded(bytes);
+      }
+      auto p = client_->Predict(r);
+      ASSERT_TRUE(p.ok()) << p.status();
+      for (const auto& pred : p->results(0).predictions()) {
+        correct += pred.top(0).label() == cls;
+        ++total;
+      }
+    }
+  }
+  ASSERT_EQ(total, d.val_images());
+  const double served = static_cast<double>(correct) / total;
+  EXPECT_NEAR(served, model->best_metrics().val_accuracy(), 1.5 / total)
+      << "served " << correct << "/" << total << " vs reported " << model->best_metrics().val_accuracy();
+
+  // Two models of one backbone in one request share its features.
+  auto job2 = client_->CreateJob(Spec("hym-folder", 1));
+  ASSERT_TRUE(job2.ok());
+  const v1::Job done2 = WaitUntil(job2->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  ASSERT_EQ(done2.state(), v1::JOB_STATE_SUCCEEDED) << done2.error();
+  v1::PredictRequest both;
+  both.add_models(done.model_id());
+  both.add_models(done2.model_id());
+  both.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  auto p = client_->Predict(both);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->results_size(), 2);
+  EXPECT_EQ(p->results(0).model(), done.model_id());
+  EXPECT_EQ(p->results(1).model(), done2.model_id());
+  EXPECT_EQ(p->results(0).predictions(0).top_size(), 2);  // default top_k clamps to the 2 classes
+
+  // Deleting a model leaves the other servable.
+  ASSERT_TRUE(client_->DeleteModel(done2.model_id()).ok());
+  EXPECT_EQ(client_->GetModel(done2.model_id()).status().code(), absl::StatusCode::kNotFound);
+  v1::PredictRequest one;
+  one.add_models(done.model_id());
+  one.add_images()->set_encoded(core::ReadFile(graft::testing::ImagesDir() + "/dog.jpg").value());
+  EXPECT_TRUE(client_->Predict(one).ok());
+}
+
+TEST_F(TrainingTest, CancelStopsWithinOneBatch) {
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  v1::JobSpec spec = Spec("hym", 50);
+  spec.set_batch_size(4);
+  spec.set_input_size(96);
+  spec.mutable_augmentation()->set_horizontal_flip(true);  // no feature cache: every batch runs the backbone
+  auto job = client_->CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::atomic<int> batches{0};
+  std::thread watcher([&]() {
+    client::GraftClient c("127.0.0.1:" + std::to_string(server_->port()));
+    (void)c.WatchJob(job->id(), /*progress=*/true, [&](const v1::JobEvent& e) {
+      if (e.has_progress()) batches = e.progress().batch();
+      return true;
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (batches < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(batches, 3);
+  const auto start = std::chrono::steady_clock::now();
+  auto cancelled = client_->CancelJob(job->id());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  watcher.join();
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_NE(cancelled->error().find("cancelled at epoch 1, batch"), std::string::npos) << cancelled->error();
+  EXPECT_LT(seconds, 5.0) << "one batch of 4 images at 96 px takes well under a second";
+  EXPECT_TRUE(cancelled->model_id().empty());
+  EXPECT_EQ(client_->CancelJob(job->id()).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(TrainingTest, InvalidSpecsNameTheField) {
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  auto expect = [&](v1::JobSpec spec, absl::StatusCode code, const std::string& fragment) {
+    const auto r = client_->CreateJob(spec);
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    EXPECT_NE(r.status().message().find(fragment), std::string::npos) << r.status().message();
+  };
+  v1::JobSpec s = Spec("hym", 1);
+  s.set_backbone("vgg99");
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.backbone: unknown backbone 'vgg99'");
+  s = Spec("hym", 1);
+  s.mutable_stages(0)->set_train("top:99");
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.stages[0].train: must be head, all or top:N with N in 1..19");
+  s = Spec("hym", 1);
+  s.mutable_stages(0)->mutable_optimizer()->set_learning_rate(-1);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.stages[0].optimizer.learning_rate");
+  s = Spec("hym", 1);
+  s.set_batch_size(-3);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.batch_size: must be 1..4096, got -3");
+  s = Spec("hym", 1);
+  s.mutable_head()->set_dropout(1.5);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.head.dropout");
+  s = Spec("hym", 1);
+  s.mutable_stages(0)->mutable_optimizer()->set_nesterov(true);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.stages[0].optimizer.nesterov: needs the SGD optimizer");
+  s = Spec("nope", 1);
+  expect(s, absl::StatusCode::kNotFound, "spec.dataset: no dataset 'nope'");
+  s = Spec("hym", 1);
+  s.set_backbone("resnet50");
+  expect(s, absl::StatusCode::kFailedPrecondition, "no ImageNet weights");
+  auto jobs = client_->ListJobs();
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->jobs_size(), 0) << "nothing was queued";
+}
+
+TEST_F(TrainingTest, UploadRejectsHostileAndBrokenEntries) {
+  const std::string cat = graft::testing::EncodeImage("png", 8, 8, 0, 0, 255);
+  const std::string dog = graft::testing::EncodeImage("jpg", 8, 8, 255, 0, 0);
+  std::string tall = graft::testing::EncodeImage("png", 1, 1, 1, 2, 3);
+  const char dims[8] = {0, 0, 0, 1, 0, 1, static_cast<char>(0x86), static_cast<char>(0xA0)};  // 1 x 100000
+  tall.replace(16, 8, dims, 8);
+  std::vector<ArchiveEntry> entries = {
+      {"cats/a.png", cat, ""},
+      {"cats/b.png", graft::testing::EncodeImage("png", 9, 9, 1, 1, 250), ""},
+      {"dogs/a.jpg", dog, ""},
+      {"dogs/b.jpg", graft::testing::EncodeImage("jpg", 9, 9, 250, 1, 1), ""},
+      {"../../evil.jpg", dog, ""},
+      {"/etc/evil.jpg", dog, ""},
+      {"dogs/link.jpg", "", "../../../etc/passwd"},
+      {"dogs/tall.png", tall, ""},
+      {"cats/notes.jpg", "this is a text file renamed .jpg", ""},
+  };
+  const std::string zip = dir_.Join("pets.zip");
+  ASSERT_TRUE(graft::testing::WriteArchive(zip, "zip", entries));
+  auto up = client_->UploadDataset(zip, "pets", 0.5, 7);
+  ASSERT_TRUE(up.ok()) << up.status();
+  std::map<std::string, std::string> why;
+  for (const auto& r : up->rejected()) why[r.path()] = r.reason();
+  EXPECT_EQ(why["../../evil.jpg"], "paths with '..' are not accepted");
+  EXPECT_EQ(why["/etc/evil.jpg"], "absolute paths are not accepted");
+  EXPECT_EQ(why["dogs/link.jpg"], "symbolic links are not accepted");
+  // 1 x 100000 is under the pixel cap, but the header promises rows the file does not hold.
+  EXPECT_NE(why["dogs/tall.png"].find("png"), std::string::npos) << why["dogs/tall.png"];
+  EXPECT_NE(why["cats/notes.jpg"].find("not an image"), std::string::npos) << why["cats/notes.jpg"];
+  EXPECT_EQ(up->rejected_size(), 5);
+  EXPECT_EQ(up->dataset().layout(), v1::DATASET_LAYOUT_FLAT);
+  EXPECT_EQ(up->dataset().train_images() + up->dataset().val_images(), 4);
+  EXPECT_EQ(up->dataset().val_images(), 2);  // one per class at fraction 0.5
+  EXPECT_FALSE(fs::exists(dir_.Join("data/evil.jpg")));
+  EXPECT_FALSE(fs::exists(dir_.Join("evil.jpg")));
+
+  // One class only: refused, and nothing is kept.
+  const int blobs = BlobCount();
+  const std::string single = dir_.Join("single.tar.gz");
+  ASSERT_TRUE(graft::testing::WriteArchive(single, "tar.gz", {{"cats/x.png", graft::testing::EncodeImage("png", 5, 5, 9, 9, 9), ""},
+                                                               {"cats/y.png", graft::testing::EncodeImage("png", 6, 5, 9, 9, 9), ""}}));
+  auto one = client_->UploadDataset(single, "single");
+  EXPECT_EQ(one.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(one.status().message().find("at least 2 classes, found 1 ('cats')"), std::string::npos) << one.status();
+  EXPECT_EQ(BlobCount(), blobs);
+  EXPECT_EQ(client_->GetDataset("single").status().code(), absl::StatusCode::kNotFound);
+
+  // A class whose every file is rejected.
+  const std::string empty = dir_.Join("empty.tar.gz");
+  ASSERT_TRUE(graft::testing::WriteArchive(empty, "tar.gz", {{"cats/x.png", cat, ""}, {"dogs/x.jpg", "garbage", ""}}));
+  auto left_empty = client_->UploadDataset(empty, "empty");
+  EXPECT_EQ(left_empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(left_empty.status().message().find("left without training images: dogs"), std::string::npos)
+      << left_empty.status();
+
+  // Not an archive at all.
+  ASSERT_TRUE(core::WriteFileAtomic(dir_.Join("junk.tar"), "definitely not a tar file").ok());
+  EXPECT_EQ(client_->UploadDataset(dir_.Join("junk.tar"), "junk").status().code(), absl::StatusCode::kInvalidArgument);
+
+  // Delete removes the dataset and its images.
+  ASSERT_TRUE(client_->DeleteDataset("pets").ok());
+  EXPECT_EQ(client_->GetDataset("pets").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(BlobCount(), 0);
+}
+
+}  // namespace
+}  // namespace graft::server
