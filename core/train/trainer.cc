@@ -89,6 +89,7 @@ class Trainer {
   std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size
   torch::Tensor cache_;          // [N, ...] activations at block k, when cached
   torch::Tensor class_weights_;
+  double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
 };
 
 absl::Status Trainer::DecodeAll() {
@@ -338,13 +339,16 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   m.val_loss = val_loss;
   m.val_accuracy = val_acc;
   m.learning_rate = lr;
-  m.images_per_second = seen / std::max(train_seconds, 1e-9);
-  m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  m.images_per_second = seen / std::max(train_seconds + setup_seconds_, 1e-9);
+  m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count() + setup_seconds_;
+  setup_seconds_ = 0;
   return m;
 }
 
 absl::StatusOr<TrainedModel> Trainer::Run() {
+  const auto setup_start = Clock::now();
   RETURN_IF_ERROR(Setup());
+  setup_seconds_ = std::chrono::duration<double>(Clock::now() - setup_start).count();
   TrainedModel out;
   out.first_trained_block = k_;
   for (int b = k_; b < n_; ++b) out.trained_blocks.push_back(in_.resident->module->blocks()[static_cast<size_t>(b)].name);

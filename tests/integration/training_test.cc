@@ -8,7 +8,13 @@
 #include <thread>
 
 #include "client/client.h"
+#include <torch/torch.h>
+
+#include "core/data/image_codec.h"
+#include "core/data/transforms.h"
 #include "core/util/files.h"
+#include "core/zoo/mobilenet_v2.h"
+#include "core/zoo/state_dict.h"
 #include "server/server.h"
 #include "tests/testing/archive_writer.h"
 #include "tests/testing/paths.h"
@@ -171,6 +177,44 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   const double served = static_cast<double>(correct) / total;
   EXPECT_NEAR(served, model->best_metrics().val_accuracy(), 1.5 / total)
       << "served " << correct << "/" << total << " vs reported " << model->best_metrics().val_accuracy();
+
+  // ExportModel: one safetensors file with torchvision names. Reloaded into a
+  // fresh graft MobileNetV2 and into torchvision, it predicts what Predict does.
+  auto exported = client_->ExportModel(done.model_id());
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  auto weights = core::ParseSafetensors(*exported, "export");
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  core::BackbonePtr reloaded = core::MakeMobileNetV2(2);
+  ASSERT_TRUE(core::LoadStateDict(*reloaded, *weights).ok());
+  reloaded->eval();
+  std::vector<torch::Tensor> inputs;
+  for (const std::string f : {"/val/ants/10308379_1b6c72e180.jpg", "/val/bees/10870992_eebeeb3a12.jpg",
+                              "/val/ants/8124241_36b290d372.jpg"}) {
+    inputs.push_back(core::PreprocessImage(*core::DecodeImage(core::ReadFile(Hymenoptera() + f).value(), {}),
+                                           core::Preprocessing{}).value());
+  }
+  const torch::Tensor batch = torch::stack(inputs);
+  v1::PredictRequest by_tensor;
+  by_tensor.add_models(done.model_id());
+  auto* t = by_tensor.add_images()->mutable_tensor();
+  for (int64_t d : batch.sizes()) t->add_shape(d);
+  t->mutable_values()->Add(batch.data_ptr<float>(), batch.data_ptr<float>() + batch.numel());
+  auto served_probs = client_->Predict(by_tensor);
+  ASSERT_TRUE(served_probs.ok()) << served_probs.status();
+  torch::Tensor probs = torch::zeros({3, 2});
+  for (const auto& pred : served_probs->results(0).predictions()) {
+    for (const auto& c : pred.top()) probs[pred.image_index()][c.index()] = c.probability();
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor mine = torch::softmax(reloaded->forward(batch), 1);
+  EXPECT_LT((mine - probs).abs().max().item<double>(), 1e-4);
+  const std::string export_path = dir_.Join("model.safetensors");
+  ASSERT_TRUE(core::WriteFileAtomic(export_path, *exported).ok());
+  const std::string io_path = dir_.Join("io.safetensors");
+  ASSERT_TRUE(core::WriteFileAtomic(io_path, core::SerializeSafetensors({{"input", batch}, {"probs", probs}}).value()).ok());
+  const std::string check = graft::testing::Python() + " " + graft::testing::SourceDir() +
+                            "/tests/parity/check_export.py " + export_path + " " + io_path + " mobilenet_v2";
+  EXPECT_EQ(std::system(check.c_str()), 0) << "torchvision disagrees with graft on the exported model";
 
   // Two models of one backbone in one request share its features.
   auto job2 = client_->CreateJob(Spec("hym-folder", 1));

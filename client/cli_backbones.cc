@@ -1,0 +1,197 @@
+// graft backbones | backbone | predict | embed | health
+
+#include <iomanip>
+#include <ostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/cli_commands.h"
+#include "client/client.h"
+#include "core/util/files.h"
+
+namespace graft::client {
+namespace {
+
+std::string HumanCount(int64_t n) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << (static_cast<double>(n) / 1e6) << "M";
+  return s.str();
+}
+
+absl::Status Backbones(GraftClient& client, const Globals& g, std::ostream& out) {
+  auto r = client.ListBackbones();
+  if (!r.ok()) return r.status();
+  if (g.json) {
+    out << ToJson(*r) << "\n";
+    return absl::OkStatus();
+  }
+  out << std::left << std::setw(15) << "NAME" << std::setw(26) << "ALIASES" << std::setw(14) << "FAMILY"
+      << std::setw(9) << "PARAMS" << std::setw(9) << "FEATURES" << std::setw(9) << "WEIGHTS" << "RESIDENT\n";
+  for (const auto& b : r->backbones()) {
+    const std::string resident =
+        b.residency().device().empty() ? "-" : absl::StrCat(b.residency().device(), " ", HumanBytes(b.residency().bytes()));
+    out << std::left << std::setw(15) << b.name() << std::setw(26) << absl::StrJoin(b.aliases(), ",") << std::setw(14)
+        << b.family() << std::setw(9) << HumanCount(b.parameter_count()) << std::setw(9) << b.feature_dim()
+        << std::setw(9) << (b.weights().present() ? "yes" : (b.weights().error().empty() ? "no" : "error"))
+        << resident << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Backbone(GraftClient& client, const Globals& g, const std::string& name, std::ostream& out) {
+  auto b = client.GetBackbone(name);
+  if (!b.ok()) return b.status();
+  if (g.json) {
+    out << ToJson(*b) << "\n";
+    return absl::OkStatus();
+  }
+  const auto& p = b->preprocessing();
+  out << "name:        " << b->name() << "\n"
+      << "aliases:     " << absl::StrJoin(b->aliases(), ", ") << "\n"
+      << "family:      " << b->family() << "\n"
+      << "parameters:  " << b->parameter_count() << "\n"
+      << "input:       " << p.height() << "x" << p.width() << " (resize " << p.resize_size() << ", "
+      << p.interpolation() << ")\n"
+      << "mean/std:    [" << absl::StrJoin(p.mean(), ", ") << "] / [" << absl::StrJoin(p.std(), ", ") << "]\n"
+      << "features:    " << b->feature_dim() << "\n"
+      << "classes:     " << b->num_classes() << "\n"
+      << "blocks:      " << b->blocks_size() << " (" << absl::StrJoin(b->blocks(), " ") << ")\n"
+      << "weights:     " << (b->weights().present() ? b->weights().path() : "not present") << "\n";
+  if (!b->weights().error().empty()) out << "weights err: " << b->weights().error() << "\n";
+  out << "official:    " << b->weights().url() << "\n"
+      << "resident:    "
+      << (b->residency().device().empty()
+              ? "no"
+              : absl::StrCat(b->residency().device(), ", ", HumanBytes(b->residency().bytes()), ", loaded in ",
+                             b->residency().load_seconds(), " s"))
+      << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status ReadImages(const std::vector<std::string>& paths, google::protobuf::RepeatedPtrField<v1::ImageInput>* out) {
+  for (const std::string& path : paths) {
+    auto bytes = core::ReadFile(path);
+    if (!bytes.ok()) return bytes.status();
+    out->Add()->set_encoded(std::move(*bytes));
+  }
+  return absl::OkStatus();
+}
+
+struct PredictOptions {
+  std::string backbone;
+  std::vector<std::string> models;
+  int top_k = 0;
+  std::string block;
+  std::vector<std::string> images;
+};
+
+absl::Status Predict(GraftClient& client, const Globals& g, const PredictOptions& o, std::ostream& out) {
+  if (o.backbone.empty() == o.models.empty()) return absl::InvalidArgumentError("give --backbone or --model");
+  v1::PredictRequest request;
+  request.set_backbone(o.backbone);
+  for (const auto& m : o.models) request.add_models(m);
+  if (o.top_k != 0) request.set_top_k(o.top_k);
+  if (auto s = ReadImages(o.images, request.mutable_images()); !s.ok()) return s;
+  auto r = client.Predict(request);
+  if (!r.ok()) return r.status();
+  if (g.json) {
+    out << ToJson(*r) << "\n";
+    return absl::OkStatus();
+  }
+  for (const auto& result : r->results()) {
+    if (r->results_size() > 1) out << "model " << result.model() << "\n";
+    for (const auto& p : result.predictions()) {
+      out << o.images[static_cast<size_t>(p.image_index())] << "\n";
+      int rank = 1;
+      for (const auto& c : p.top()) {
+        out << "  " << std::right << std::setw(2) << rank++ << "  " << std::left << std::setw(32) << c.label()
+            << std::right << std::setw(5) << c.index() << "  " << std::fixed << std::setprecision(4) << c.probability()
+            << "\n";
+      }
+    }
+  }
+  const auto& t = r->timing();
+  out << std::fixed << std::setprecision(1) << "server: decode " << t.decode_us() / 1000.0 << " ms, queue "
+      << t.queue_us() / 1000.0 << " ms, compute " << t.compute_us() / 1000.0 << " ms\n";
+  return absl::OkStatus();
+}
+
+absl::Status Embed(GraftClient& client, const Globals& g, const PredictOptions& o, std::ostream& out) {
+  if (o.backbone.empty() == o.models.empty()) return absl::InvalidArgumentError("give --backbone or --model");
+  v1::EmbedRequest request;
+  request.set_backbone(o.backbone);
+  if (!o.models.empty()) request.set_model(o.models.front());
+  request.set_block(o.block);
+  if (auto s = ReadImages(o.images, request.mutable_images()); !s.ok()) return s;
+  auto r = client.Embed(request);
+  if (!r.ok()) return r.status();
+  if (g.json) {
+    out << ToJson(*r) << "\n";
+    return absl::OkStatus();
+  }
+  for (const auto& e : r->embeddings()) {
+    out << o.images[static_cast<size_t>(e.image_index())] << "  dim " << r->dim() << "  [";
+    for (int i = 0; i < std::min(6, e.values_size()); ++i) out << (i ? ", " : "") << std::setprecision(4) << e.values(i);
+    out << (e.values_size() > 6 ? ", ...]" : "]") << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Health(GraftClient& client, const Globals& g, std::ostream& out) {
+  auto r = client.Health();
+  if (!r.ok()) return r.status();
+  if (g.json) {
+    out << ToJson(*r) << "\n";
+  } else {
+    out << ::grpc::health::v1::HealthCheckResponse::ServingStatus_Name(r->status()) << "\n";
+  }
+  if (r->status() != ::grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(absl::StrCat("graftd at ", client.target(), " is not serving"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action) {
+  app.add_subcommand("backbones", "list the backbones graftd knows")->callback([&g, &out, action]() {
+    *action = [&g, &out](GraftClient& c) { return Backbones(c, g, out); };
+  });
+  auto name = std::make_shared<std::string>();
+  auto* backbone = app.add_subcommand("backbone", "show one backbone");
+  backbone->add_option("name", *name, "name or alias")->required();
+  backbone->callback([&g, &out, action, name]() {
+    *action = [&g, &out, name](GraftClient& c) { return Backbone(c, g, *name, out); };
+  });
+
+  auto po = std::make_shared<PredictOptions>();
+  auto* predict = app.add_subcommand("predict", "classify images with a pretrained backbone or fine-tuned models");
+  predict->add_option("--backbone,-b", po->backbone, "backbone name or alias (its ImageNet head)");
+  predict->add_option("--model,-m", po->models, "model id (repeat for several models of one backbone)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  predict->add_option("--top_k,-k", po->top_k, "classes per image (default 5, or fewer classes)");
+  predict->add_option("images", po->images, "image files")->required()->check(CLI::ExistingFile);
+  predict->callback([&g, &out, action, po]() {
+    *action = [&g, &out, po](GraftClient& c) { return Predict(c, g, *po, out); };
+  });
+
+  auto eo = std::make_shared<PredictOptions>();
+  auto* embed = app.add_subcommand("embed", "pooled backbone features per image");
+  embed->add_option("--backbone,-b", eo->backbone, "backbone name or alias");
+  embed->add_option("--model,-m", eo->models, "a model id: its own (possibly fine-tuned) backbone")
+      ->expected(1)
+      ->allow_extra_args(false);
+  embed->add_option("--block", eo->block, "a block name (default: the last)");
+  embed->add_option("images", eo->images, "image files")->required()->check(CLI::ExistingFile);
+  embed->callback([&g, &out, action, eo]() {
+    *action = [&g, &out, eo](GraftClient& c) { return Embed(c, g, *eo, out); };
+  });
+
+  app.add_subcommand("health", "ask graftd whether it is serving")->callback([&g, &out, action]() {
+    *action = [&g, &out](GraftClient& c) { return Health(c, g, out); };
+  });
+}
+
+}  // namespace graft::client

@@ -1,0 +1,25 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <iosfwd>
+
+#include "absl/status/status.h"
+#include "client/cli_output.h"
+
+namespace graft::client {
+
+class GraftClient;
+
+// What a parsed subcommand will do once the client exists.
+using Action = std::function<absl::Status(GraftClient&)>;
+
+// Each adds its subcommands to `app`; the one the user picks stores its
+// action in `*action`. Option storage lives as long as `app`.
+void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
+void AddDatasetCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action);
+void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action);
+void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
+
+}  // namespace graft::client

@@ -1,0 +1,289 @@
+// graft train | jobs | job ID | watch ID | cancel ID
+
+#include <google/protobuf/util/json_util.h>
+
+#include <iomanip>
+#include <map>
+#include <ostream>
+
+#include "absl/strings/str_cat.h"
+#include "client/cli_commands.h"
+#include "client/client.h"
+#include "core/util/files.h"
+
+namespace graft::client {
+namespace {
+
+struct TrainOptions {
+  std::string spec_file, backbone, dataset, name;
+  int epochs = 0;
+  std::string train = "head", optimizer = "adam", schedule = "constant";
+  double lr = 0, momentum = 0, weight_decay = 0, gamma = 0.1;
+  bool nesterov = false;
+  int step_epochs = 0, warmup_epochs = 0;
+  int fine_tune_epochs = 0;
+  std::string fine_tune = "top:2", fine_tune_optimizer = "sgd";
+  double fine_tune_lr = 1e-4, fine_tune_momentum = 0.9;
+  std::vector<int> hidden;
+  double dropout = 0;
+  int batch_size = 0, input_size = 0;
+  bool flip = false, crop = false;
+  double crop_scale_min = 0, color_jitter = 0, label_smoothing = 0, val_fraction = 0;
+  bool class_weighting = false, early_stopping = false, no_restore_best = false;
+  std::string monitor = "val_loss";
+  int patience = 0;
+  double min_delta = 0;
+  uint64_t seed = 0;
+  bool watch = false;
+};
+
+const std::map<std::string, v1::OptimizerKind> kOptimizers = {
+    {"sgd", v1::OPTIMIZER_SGD}, {"adam", v1::OPTIMIZER_ADAM}, {"adamw", v1::OPTIMIZER_ADAMW}, {"rmsprop", v1::OPTIMIZER_RMSPROP}};
+const std::map<std::string, v1::ScheduleKind> kSchedules = {{"constant", v1::SCHEDULE_CONSTANT},
+                                                            {"step", v1::SCHEDULE_STEP},
+                                                            {"cosine", v1::SCHEDULE_COSINE},
+                                                            {"one_cycle", v1::SCHEDULE_ONE_CYCLE}};
+
+absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
+  v1::JobSpec spec;
+  if (!o.spec_file.empty()) {
+    auto text = core::ReadFile(o.spec_file);
+    if (!text.ok()) return text.status();
+    const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &spec);
+    if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(o.spec_file, ": ", parsed.ToString()));
+  }
+  if (!o.backbone.empty()) spec.set_backbone(o.backbone);
+  if (!o.dataset.empty()) spec.set_dataset(o.dataset);
+  if (!o.name.empty()) spec.set_name(o.name);
+  if (!o.spec_file.empty() && o.epochs == 0) return spec;  // the file says it all
+  auto* stage = spec.add_stages();
+  stage->set_epochs(o.epochs == 0 ? 10 : o.epochs);
+  stage->set_train(o.train);
+  stage->mutable_optimizer()->set_kind(kOptimizers.at(o.optimizer));
+  stage->mutable_optimizer()->set_learning_rate(o.lr);
+  stage->mutable_optimizer()->set_momentum(o.momentum);
+  stage->mutable_optimizer()->set_nesterov(o.nesterov);
+  stage->mutable_optimizer()->set_weight_decay(o.weight_decay);
+  stage->mutable_schedule()->set_kind(kSchedules.at(o.schedule));
+  stage->mutable_schedule()->set_step_epochs(o.step_epochs);
+  stage->mutable_schedule()->set_gamma(o.gamma);
+  stage->mutable_schedule()->set_warmup_epochs(o.warmup_epochs);
+  if (o.fine_tune_epochs > 0) {
+    auto* ft = spec.add_stages();
+    ft->set_epochs(o.fine_tune_epochs);
+    ft->set_train(o.fine_tune);
+    ft->mutable_optimizer()->set_kind(kOptimizers.at(o.fine_tune_optimizer));
+    ft->mutable_optimizer()->set_learning_rate(o.fine_tune_lr);
+    ft->mutable_optimizer()->set_momentum(o.fine_tune_optimizer == "sgd" ? o.fine_tune_momentum : 0);
+  }
+  for (int h : o.hidden) spec.mutable_head()->add_hidden_units(h);
+  spec.mutable_head()->set_dropout(static_cast<float>(o.dropout));
+  spec.set_batch_size(o.batch_size);
+  spec.set_input_size(o.input_size);
+  spec.set_validation_fraction(static_cast<float>(o.val_fraction));
+  auto* a = spec.mutable_augmentation();
+  a->set_horizontal_flip(o.flip);
+  a->set_random_resized_crop(o.crop);
+  a->set_crop_scale_min(static_cast<float>(o.crop_scale_min));
+  a->set_color_jitter(static_cast<float>(o.color_jitter));
+  spec.set_label_smoothing(static_cast<float>(o.label_smoothing));
+  spec.set_class_weighting(o.class_weighting);
+  auto* e = spec.mutable_early_stopping();
+  e->set_enabled(o.early_stopping);
+  e->set_monitor(o.monitor == "val_accuracy" ? v1::MONITOR_VAL_ACCURACY : v1::MONITOR_VAL_LOSS);
+  e->set_patience(o.patience);
+  e->set_min_delta(o.min_delta);
+  e->set_disable_restore_best(o.no_restore_best);
+  spec.set_seed(o.seed);
+  return spec;
+}
+
+// Follows a job: the per-epoch table, a progress bar within each epoch (on a
+// terminal), then its end. Non-OK when the job did not succeed.
+absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id, std::ostream& out, std::ostream& err) {
+  const bool tty = StderrIsTty() && !g.json;
+  bool header = false;
+  bool bar = false;
+  auto clear_bar = [&]() {
+    if (bar) err << "\r" << std::string(60, ' ') << "\r" << std::flush;
+    bar = false;
+  };
+  const absl::Status s = client.WatchJob(id, tty, [&](const v1::JobEvent& e) {
+    if (g.json) {
+      out << ToJson(e) << "\n" << std::flush;
+      return true;
+    }
+    if (e.has_progress()) {
+      const auto& p = e.progress();
+      err << "\repoch " << p.epoch() << " " << Bar(static_cast<double>(p.batch()) / std::max(1, p.batches()), 30) << " "
+          << p.batch() << "/" << p.batches() << std::flush;
+      bar = true;
+      return true;
+    }
+    clear_bar();
+    if (e.has_state()) {
+      out << "state: " << StateName(e.state().state());
+      if (!e.state().reason().empty()) out << " (" << e.state().reason() << ")";
+      out << "\n";
+    } else if (e.has_epoch()) {
+      if (!header) out << EpochHeader() << "\n";
+      header = true;
+      out << EpochRow(e.epoch()) << "\n";
+    } else if (e.has_early_stop()) {
+      out << "early stop at epoch " << e.early_stop().epoch() << ": best epoch " << e.early_stop().best_epoch()
+          << " (" << e.early_stop().best_value() << ")\n";
+    } else if (e.has_best_restored()) {
+      out << "restored the weights of epoch " << e.best_restored().epoch() << "\n";
+    }
+    out << std::flush;
+    return true;
+  });
+  clear_bar();
+  if (!s.ok()) return s;
+  auto job = client.GetJob(id);
+  if (!job.ok()) return job.status();
+  if (job->state() == v1::JOB_STATE_SUCCEEDED) {
+    if (!g.json) out << "model: " << job->model_id() << "\n";
+    return absl::OkStatus();
+  }
+  return absl::AbortedError(absl::StrCat("job ", id, " ended ", StateName(job->state()), ": ", job->error()));
+}
+
+void PrintJob(const v1::Job& j, std::ostream& out) {
+  out << "id:       " << j.id() << "\n"
+      << "state:    " << StateName(j.state()) << (j.error().empty() ? "" : " (" + j.error() + ")") << "\n"
+      << "backbone: " << j.spec().backbone() << "\n"
+      << "dataset:  " << j.spec().dataset() << "\n"
+      << "epochs:   " << j.epochs_done() << " / " << j.epochs_total() << "\n"
+      << "created:  " << Timestamp(j.created_at().seconds()) << "\n"
+      << "model:    " << (j.model_id().empty() ? "-" : j.model_id()) << "\n";
+  if (j.has_last()) out << "last:     " << EpochRow(j.last()) << "\n";
+  if (j.has_best()) out << "best:     " << EpochRow(j.best()) << "\n";
+  out << "spec:\n" << ToJson(j.spec()) << "\n";
+}
+
+absl::Status ListJobs(GraftClient& client, const Globals& g, std::ostream& out) {
+  auto r = client.ListJobs();
+  if (!r.ok()) return r.status();
+  if (g.json) {
+    out << ToJson(*r) << "\n";
+    return absl::OkStatus();
+  }
+  out << std::left << std::setw(18) << "ID" << std::setw(11) << "STATE" << std::setw(15) << "BACKBONE" << std::setw(17)
+      << "DATASET" << std::setw(8) << "EPOCHS" << std::setw(9) << "VAL_ACC" << std::setw(20) << "MODEL" << "CREATED\n";
+  for (const auto& j : r->jobs()) {
+    std::ostringstream acc;
+    if (j.has_best()) acc << std::fixed << std::setprecision(4) << j.best().val_accuracy();
+    out << std::left << std::setw(18) << j.id() << std::setw(11) << StateName(j.state()) << std::setw(15)
+        << j.spec().backbone() << std::setw(17) << j.spec().dataset() << std::setw(8)
+        << absl::StrCat(j.epochs_done(), "/", j.epochs_total()) << std::setw(9) << (j.has_best() ? acc.str() : "-")
+        << std::setw(20) << (j.model_id().empty() ? "-" : j.model_id()) << Timestamp(j.created_at().seconds()) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* train = app.add_subcommand("train", "start a fine-tuning job (from flags or a JSON spec)");
+  train->add_option("--spec", o->spec_file, "JobSpec as JSON (protobuf JSON mapping); flags below override")
+      ->check(CLI::ExistingFile);
+  train->add_option("--backbone,-b", o->backbone, "backbone name or alias");
+  train->add_option("--dataset,-d", o->dataset, "dataset id or name");
+  train->add_option("--name", o->name, "a label for listings");
+  train->add_option("--epochs,-e", o->epochs, "epochs of the first stage (default 10)");
+  train->add_option("--train", o->train, "what the first stage trains: head, top:N or all")->capture_default_str();
+  train->add_option("--optimizer", o->optimizer, "sgd, adam, adamw or rmsprop")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();
+  train->add_option("--lr", o->lr, "learning rate (default 1e-3; 1e-2 for sgd)");
+  train->add_option("--momentum", o->momentum, "SGD/RMSprop momentum");
+  train->add_flag("--nesterov", o->nesterov, "Nesterov momentum (SGD)");
+  train->add_option("--weight_decay", o->weight_decay, "weight decay");
+  train->add_option("--schedule", o->schedule, "constant, step, cosine or one_cycle")
+      ->check(CLI::IsMember({"constant", "step", "cosine", "one_cycle"}))->capture_default_str();
+  train->add_option("--step_epochs", o->step_epochs, "step schedule: decay every N epochs");
+  train->add_option("--gamma", o->gamma, "step schedule: decay factor")->capture_default_str();
+  train->add_option("--warmup_epochs", o->warmup_epochs, "linear warmup epochs");
+  train->add_option("--fine_tune_epochs", o->fine_tune_epochs, "add a second stage that unfreezes blocks");
+  train->add_option("--fine_tune", o->fine_tune, "what the second stage trains")->capture_default_str();
+  train->add_option("--fine_tune_lr", o->fine_tune_lr, "second stage learning rate")->capture_default_str();
+  train->add_option("--fine_tune_optimizer", o->fine_tune_optimizer, "second stage optimizer")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();
+  train->add_option("--fine_tune_momentum", o->fine_tune_momentum, "second stage SGD momentum")->capture_default_str();
+  train->add_option("--hidden", o->hidden, "hidden Dense layers of the head, e.g. --hidden 1024")->delimiter(',');
+  train->add_option("--dropout", o->dropout, "dropout before each Dense layer of the head");
+  train->add_option("--batch_size", o->batch_size, "batch size (default 32)");
+  train->add_option("--input_size", o->input_size, "input size (default: the backbone's)");
+  train->add_option("--val_fraction", o->val_fraction, "re-split a flat dataset for this job");
+  train->add_flag("--flip", o->flip, "augment: random horizontal flip");
+  train->add_flag("--crop", o->crop, "augment: RandomResizedCrop");
+  train->add_option("--crop_scale_min", o->crop_scale_min, "RandomResizedCrop smallest area (default 0.08)");
+  train->add_option("--color_jitter", o->color_jitter, "augment: brightness/contrast/saturation strength");
+  train->add_option("--label_smoothing", o->label_smoothing, "label smoothing");
+  train->add_flag("--class_weighting", o->class_weighting, "weight the loss by inverse class frequency");
+  train->add_flag("--early_stopping", o->early_stopping, "stop after --patience epochs without improvement");
+  train->add_option("--monitor", o->monitor, "val_loss or val_accuracy")
+      ->check(CLI::IsMember({"val_loss", "val_accuracy"}))->capture_default_str();
+  train->add_option("--patience", o->patience, "epochs without improvement before stopping (default 5)");
+  train->add_option("--min_delta", o->min_delta, "smallest change that counts as an improvement");
+  train->add_flag("--no_restore_best", o->no_restore_best, "keep the last epoch's weights, not the best");
+  train->add_option("--seed", o->seed, "seed");
+  train->add_flag("--watch,-w", o->watch, "follow the job until it ends");
+  train->callback([&g, &out, &err, action, o]() {
+    *action = [&g, &out, &err, o](GraftClient& c) -> absl::Status {
+      auto spec = BuildSpec(*o);
+      if (!spec.ok()) return spec.status();
+      auto job = c.CreateJob(*spec);
+      if (!job.ok()) return job.status();
+      if (g.json && !o->watch) {
+        out << ToJson(*job) << "\n";
+        return absl::OkStatus();
+      }
+      if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
+      return o->watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+    };
+  });
+
+  app.add_subcommand("jobs", "list jobs, newest first")->callback([&g, &out, action]() {
+    *action = [&g, &out](GraftClient& c) { return ListJobs(c, g, out); };
+  });
+  auto id = std::make_shared<std::string>();
+  auto* job = app.add_subcommand("job", "one job in full");
+  job->add_option("id", *id, "job id")->required();
+  job->callback([&g, &out, action, id]() {
+    *action = [&g, &out, id](GraftClient& c) -> absl::Status {
+      auto j = c.GetJob(*id);
+      if (!j.ok()) return j.status();
+      if (g.json) {
+        out << ToJson(*j) << "\n";
+      } else {
+        PrintJob(*j, out);
+      }
+      return absl::OkStatus();
+    };
+  });
+  auto watch_id = std::make_shared<std::string>();
+  auto* watch = app.add_subcommand("watch", "follow a job: replays its events, then live");
+  watch->add_option("id", *watch_id, "job id")->required();
+  watch->callback([&g, &out, &err, action, watch_id]() {
+    *action = [&g, &out, &err, watch_id](GraftClient& c) { return Watch(c, g, *watch_id, out, err); };
+  });
+  auto cancel_id = std::make_shared<std::string>();
+  auto* cancel = app.add_subcommand("cancel", "cancel a queued or running job");
+  cancel->add_option("id", *cancel_id, "job id")->required();
+  cancel->callback([&g, &out, action, cancel_id]() {
+    *action = [&g, &out, cancel_id](GraftClient& c) -> absl::Status {
+      auto j = c.CancelJob(*cancel_id);
+      if (!j.ok()) return j.status();
+      if (g.json) {
+        out << ToJson(*j) << "\n";
+      } else {
+        out << "job " << j->id() << " " << StateName(j->state()) << (j->error().empty() ? "" : ": " + j->error()) << "\n";
+      }
+      return absl::OkStatus();
+    };
+  });
+}
+
+}  // namespace graft::client

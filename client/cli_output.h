@@ -1,0 +1,32 @@
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+#include "absl/status/status.h"
+#include "graft/v1/training.pb.h"
+
+namespace graft::client {
+
+struct Globals {
+  std::string server = "localhost:50051";
+  bool json = false;
+};
+
+// One JSON document with the proto JSON mapping's field names.
+std::string ToJson(const google::protobuf::Message& m);
+std::string HumanBytes(int64_t bytes);
+std::string HumanDuration(double seconds);
+std::string Timestamp(int64_t seconds);
+// "[#####.....]" of `width` characters.
+std::string Bar(double fraction, int width);
+bool StderrIsTty();
+std::string StateName(v1::JobState s);
+// One row of the per-epoch table, and its header.
+std::string EpochHeader();
+std::string EpochRow(const v1::EpochMetrics& m);
+
+}  // namespace graft::client
