@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/testing/graftd_process.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 
@@ -40,49 +41,15 @@ CmdResult Shell(const std::string& cmd) {
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    log_ = dir_.Join("graftd.log");
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      const std::string data = "--data_dir=" + dir_.Join("data");
-      const std::string zoo = "--zoo_dir=" + graft::testing::WeightsDir();
-      std::freopen(log_.c_str(), "w", stderr);
-      ::execl(GRAFTD_BIN, GRAFTD_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", data.c_str(), zoo.c_str(),
-              static_cast<char*>(nullptr));
-      std::_Exit(127);
-    }
-    // Wait for the one line naming the bound addresses.
-    const std::regex listening("graftd listening: grpc 127\\.0\\.0\\.1:([0-9]+) metrics 127\\.0\\.0\\.1:([0-9]+)/metrics");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::ifstream in(log_);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      std::smatch m;
-      const std::string text = ss.str();
-      if (std::regex_search(text, m, listening)) {
-        server_ = "--server=127.0.0.1:" + m[1].str();
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    FAIL() << "graftd did not report its addresses";
+    ASSERT_TRUE(graftd_.Start()) << "graftd did not start; see " << graftd_.log();
+    server_ = "--server=" + graftd_.address();
   }
-
-  void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graftd did not exit cleanly on SIGTERM";
-    }
-  }
+  void TearDown() override { EXPECT_EQ(graftd_.Stop(SIGTERM), 0) << "graftd did not exit cleanly on SIGTERM"; }
 
   CmdResult Graft(const std::string& args) { return Shell(std::string(GRAFT_BIN) + " " + server_ + " " + args); }
 
   graft::testing::TempDir dir_;
-  std::string log_;
-  pid_t pid_ = -1;
+  graft::testing::GraftdProcess graftd_{dir_.Join("data"), dir_.Join("graftd.log")};
   std::string server_;
 };
 

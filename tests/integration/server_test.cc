@@ -11,9 +11,6 @@
 #include "core/data/image_codec.h"
 #include "core/data/transforms.h"
 #include "core/util/files.h"
-#include "graft/v1/datasets.grpc.pb.h"
-#include "graft/v1/models.grpc.pb.h"
-#include "graft/v1/training.grpc.pb.h"
 #include "server/server.h"
 #include "tests/integration/http_get.h"
 #include "tests/testing/paths.h"
@@ -201,14 +198,18 @@ TEST_F(ServerTest, UnknownAndWeightlessBackbones) {
 
 TEST_F(ServerTest, LaterRpcsAnswerUnimplementedWithASentence) {
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
+  auto stub = v1::Backbones::NewStub(channel);
   grpc::ClientContext ctx;
-  v1::ListDatasetsResponse response;
-  const grpc::Status s = v1::Datasets::NewStub(channel)->ListDatasets(&ctx, {}, &response);
+  v1::Backbone response;
+  const grpc::Status s = stub->RegisterBackbone(&ctx, {}, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(s.error_message().find("Datasets.ListDatasets is not implemented yet"), std::string::npos);
+  EXPECT_NE(s.error_message().find("Backbones.RegisterBackbone is not implemented yet"), std::string::npos);
   grpc::ClientContext ctx2;
-  v1::Job job;
-  EXPECT_EQ(v1::Training::NewStub(channel)->CreateJob(&ctx2, {}, &job).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  v1::PullBackboneProgress progress;
+  auto reader = stub->PullBackbone(&ctx2, {});
+  while (reader->Read(&progress)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST_F(ServerTest, MetricsPageCountsRpcsAndImages) {

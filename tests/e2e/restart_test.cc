@@ -1,0 +1,162 @@
+// Durability: graftd killed with SIGKILL mid-epoch and mid-upload, restarted
+// on the same data directory.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "client/client.h"
+#include "core/util/files.h"
+#include "tests/testing/archive_writer.h"
+#include "tests/testing/graftd_process.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
+
+v1::JobSpec Spec(int epochs, bool augment) {
+  v1::JobSpec spec;
+  spec.set_backbone("mobilenet_v2");
+  spec.set_dataset("hym");
+  spec.set_seed(3);
+  spec.set_input_size(112);
+  spec.set_batch_size(16);
+  if (augment) spec.mutable_augmentation()->set_horizontal_flip(true);  // no cache: epochs take seconds
+  auto* stage = spec.add_stages();
+  stage->set_epochs(epochs);
+  return spec;
+}
+
+v1::Job WaitForEnd(client::GraftClient& c, const std::string& id) {
+  v1::Job job;
+  (void)c.WatchJob(id, false, [](const v1::JobEvent&) { return true; });
+  return c.GetJob(id).value_or(job);
+}
+
+// Returns once the job is in `epoch` at batch >= `batch`.
+bool WaitForBatch(client::GraftClient& c, const std::string& id, int epoch, int batch) {
+  bool reached = false;
+  (void)c.WatchJob(id, true, [&](const v1::JobEvent& e) {
+    reached = e.has_progress() && e.progress().epoch() == epoch && e.progress().batch() >= batch;
+    return !reached;
+  });
+  return reached;
+}
+
+int CountFiles(const std::string& dir) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    n += it->is_regular_file() ? 1 : 0;
+  }
+  return n;
+}
+
+TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
+  graft::testing::TempDir dir;
+  const std::string data = dir.Join("data");
+  graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
+  ASSERT_TRUE(graftd.Start()) << graftd.log();
+  auto c = std::make_unique<client::GraftClient>(graftd.address());
+
+  auto up = c->UploadDataset(Hymenoptera(), "hym");
+  ASSERT_TRUE(up.ok()) << up.status();
+  const int blobs = CountFiles(data + "/datasets/blobs");
+
+  // An earlier model, and what it says about one image.
+  auto first = c->CreateJob(Spec(1, false));
+  ASSERT_TRUE(first.ok()) << first.status();
+  const v1::Job model_job = WaitForEnd(*c, first->id());
+  ASSERT_EQ(model_job.state(), v1::JOB_STATE_SUCCEEDED) << model_job.error();
+  v1::PredictRequest predict;
+  predict.add_models(model_job.model_id());
+  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  const auto before = c->Predict(predict);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  // SIGKILL during epoch 2 of a job.
+  auto job = c->CreateJob(Spec(3, true));
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(WaitForBatch(*c, job->id(), 2, 3));
+  graftd.Stop(SIGKILL);
+  c.reset();
+
+  ASSERT_TRUE(graftd.Start()) << graftd.log();
+  c = std::make_unique<client::GraftClient>(graftd.address());
+  std::vector<int> epochs;
+  std::vector<std::string> reasons;
+  ASSERT_TRUE(c->WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
+    if (e.has_epoch()) epochs.push_back(e.epoch().epoch());
+    if (e.has_state()) reasons.push_back(e.state().reason());
+    return true;
+  }).ok());
+  EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3})) << "epoch 1 from before the kill, then 2 and 3 after it";
+  EXPECT_NE(std::find(reasons.begin(), reasons.end(), "graftd restarted; resuming after epoch 1"), reasons.end());
+  const v1::Job resumed = *c->GetJob(job->id());
+  EXPECT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error();
+  EXPECT_FALSE(resumed.model_id().empty());
+  EXPECT_FALSE(fs::exists(data + "/checkpoints/" + job->id() + ".ckpt"));
+
+  // The dataset and the earlier model are intact.
+  auto dataset = c->GetDataset("hym");
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ(dataset->train_images(), up->dataset().train_images());
+  EXPECT_EQ(dataset->val_images(), up->dataset().val_images());
+  const auto after = c->Predict(predict);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->results(0).predictions(0).top(0).index(), before->results(0).predictions(0).top(0).index());
+  EXPECT_NEAR(after->results(0).predictions(0).top(0).probability(),
+              before->results(0).predictions(0).top(0).probability(), 1e-5);
+
+  // SIGKILL during epoch 1: no checkpoint yet, so the job fails with the reason.
+  auto early = c->CreateJob(Spec(3, true));
+  ASSERT_TRUE(early.ok());
+  ASSERT_TRUE(WaitForBatch(*c, early->id(), 1, 2));
+  graftd.Stop(SIGKILL);
+  c.reset();
+
+  // SIGKILL during an upload: nothing of it is kept.
+  ASSERT_TRUE(graftd.Start()) << graftd.log();
+  c = std::make_unique<client::GraftClient>(graftd.address());
+  const v1::Job failed = *c->GetJob(early->id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(failed.error(), "interrupted before the first checkpoint");
+  const std::string fresh = dir.Join("fresh");
+  for (int i = 0; i < 300; ++i) {
+    const std::string cls = fresh + (i % 2 ? "/red" : "/blue");
+    fs::create_directories(cls);
+    const std::string png = graft::testing::EncodeImage("png", 16 + i, 16, i % 256, 40, 200);
+    ASSERT_TRUE(core::WriteFileAtomic(cls + "/" + std::to_string(i) + ".png", png).ok());
+  }
+  std::atomic<bool> killed{false};
+  std::thread uploader([&]() {
+    client::GraftClient slow(graftd.address());
+    (void)slow.UploadDataset(fresh, "half", 0, 0, [&](const client::GraftClient::UploadProgress& p) {
+      if (p.files_sent == 100 && !killed.exchange(true)) graftd.Stop(SIGKILL);
+    });
+  });
+  uploader.join();
+  ASSERT_TRUE(killed);
+  ASSERT_TRUE(graftd.Start()) << graftd.log();
+  c = std::make_unique<client::GraftClient>(graftd.address());
+  EXPECT_EQ(c->GetDataset("half").status().code(), absl::StatusCode::kNotFound);
+  auto all = c->ListDatasets();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->datasets_size(), 1);
+  EXPECT_EQ(CountFiles(data + "/datasets/staging"), 0);
+  EXPECT_EQ(CountFiles(data + "/datasets/blobs"), blobs);
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace graft

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace graft::testing {
+
+// The graftd binary as a child process on 127.0.0.1 with free ports.
+class GraftdProcess {
+ public:
+  GraftdProcess(std::string data_dir, std::string log_path) : data_dir_(std::move(data_dir)), log_(std::move(log_path)) {}
+  ~GraftdProcess();
+
+  // Starts graftd and waits for its "listening" line; false on failure.
+  bool Start(const std::vector<std::string>& extra_flags = {});
+  // Sends `signal`, waits, and returns the exit status (-1 when killed by a signal).
+  int Stop(int signal);
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  const std::string& log() const { return log_; }
+
+ private:
+  std::string data_dir_;
+  std::string log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int metrics_port_ = 0;
+};
+
+}  // namespace graft::testing
