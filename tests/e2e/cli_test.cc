@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "tests/testing/graftd_process.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 
@@ -116,6 +118,52 @@ TEST_F(CliTest, FailuresExitNonZeroWithOneLine) {
   const CmdResult down = Shell(std::string(GRAFT_BIN) + " --server=127.0.0.1:1 health");
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_NE(down.out.find("UNAVAILABLE"), std::string::npos) << down.out;
+}
+
+TEST_F(CliTest, UploadTrainWatchPredictExport) {
+  const std::string data = graft::testing::SharedDir() + "/data/hymenoptera";
+  const CmdResult up = Graft("datasets upload " + data + " --name hym");
+  ASSERT_EQ(up.exit_code, 0) << up.out;
+  EXPECT_NE(up.out.find("layout:   train/ + val/"), std::string::npos) << up.out;
+  EXPECT_NE(up.out.find("rejected files:\n  train/ants/imageNotFound.gif: GIF is not a supported image format"),
+            std::string::npos) << up.out;
+
+  const CmdResult train = Graft("train -b MobileNetV2 -d hym -e 2 --input_size 112 --seed 5 --watch");
+  ASSERT_EQ(train.exit_code, 0) << train.out;
+  EXPECT_NE(train.out.find("state: RUNNING"), std::string::npos) << train.out;
+  EXPECT_NE(train.out.find("epoch stage     loss     acc val_loss val_acc        lr    img/s    time"), std::string::npos)
+      << train.out;
+  EXPECT_NE(train.out.find("state: SUCCEEDED"), std::string::npos);
+  const auto at = train.out.find("model: model-");
+  ASSERT_NE(at, std::string::npos) << train.out;
+  const std::string model = train.out.substr(at + 7, train.out.find('\n', at) - at - 7);
+
+  const CmdResult jobs = Graft("jobs");
+  EXPECT_NE(jobs.out.find("SUCCEEDED  mobilenet_v2"), std::string::npos) << jobs.out;
+  const CmdResult predict = Graft("predict -m " + model + " " + data + "/val/bees/10870992_eebeeb3a12.jpg");
+  ASSERT_EQ(predict.exit_code, 0) << predict.out;
+  EXPECT_NE(predict.out.find("   1  bees"), std::string::npos) << predict.out;
+  const std::string file = dir_.Join("model.safetensors");
+  const CmdResult exported = Graft("export " + model + " -o " + file);
+  ASSERT_EQ(exported.exit_code, 0) << exported.out;
+  EXPECT_GT(std::filesystem::file_size(file), 8'000'000u);
+  const auto listed = nlohmann::json::parse(Graft("--json models").out);
+  EXPECT_EQ(listed["models"][0]["id"], model);
+  EXPECT_EQ(listed["models"][0]["classNames"], nlohmann::json({"ants", "bees"}));
+
+  const std::string page = graft::testing::HttpGet(graftd_.metrics_port(), "/metrics");
+  EXPECT_NE(page.find("graft_training_epochs_total{backbone=\"mobilenet_v2\"} 2"), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_jobs{state=\"SUCCEEDED\"} 1"), std::string::npos);
+  EXPECT_NE(page.find("graft_models 1"), std::string::npos);
+  EXPECT_NE(page.find("graft_datasets 1"), std::string::npos);
+  EXPECT_NE(page.find("graft_upload_rejected_files_total 1"), std::string::npos);
+  EXPECT_NE(page.find("graft_training_accuracy_ratio{backbone=\"mobilenet_v2\",split=\"val\"}"), std::string::npos);
+  EXPECT_NE(page.find("graft_training_images_per_second{backbone=\"mobilenet_v2\"}"), std::string::npos);
+
+  const CmdResult rm = Graft("datasets rm hym");
+  EXPECT_EQ(rm.exit_code, 0) << rm.out;
+  const CmdResult gone = Graft("datasets show hym");
+  EXPECT_EQ(gone.exit_code, 1);
 }
 
 }  // namespace

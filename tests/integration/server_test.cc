@@ -12,7 +12,7 @@
 #include "core/data/transforms.h"
 #include "core/util/files.h"
 #include "server/server.h"
-#include "tests/integration/http_get.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 

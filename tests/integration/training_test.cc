@@ -241,6 +241,63 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   EXPECT_TRUE(client_->Predict(one).ok());
 }
 
+TEST_F(TrainingTest, HeadThenTopBlocksLikeTheInceptionTutorial) {
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  v1::JobSpec spec = Spec("hym", 2);
+  spec.set_input_size(112);
+  auto* fine = spec.add_stages();  // then the top 2 blocks with SGD lr 1e-4 momentum 0.9
+  fine->set_epochs(2);
+  fine->set_train("top:2");
+  fine->mutable_optimizer()->set_kind(v1::OPTIMIZER_SGD);
+  fine->mutable_optimizer()->set_learning_rate(1e-4);
+  fine->mutable_optimizer()->set_momentum(0.9);
+  spec.mutable_early_stopping()->set_monitor(v1::MONITOR_VAL_ACCURACY);
+  auto job = client_->CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.epochs_done(), 4);
+  EXPECT_EQ(done.last().stage(), 2);
+  EXPECT_GE(done.best().val_accuracy(), 0.85);
+  auto model = client_->GetModel(done.model_id());
+  ASSERT_TRUE(model.ok());
+  EXPECT_EQ(std::vector<std::string>(model->trained_blocks().begin(), model->trained_blocks().end()),
+            (std::vector<std::string>{"features.17", "features.18"}));
+  EXPECT_GT(model->bytes(), 1'000'000) << "the unfrozen blocks are the model's own";
+  EXPECT_EQ(model->preprocessing().height(), 112);
+
+  // Served through its own blocks; the export carries them under torchvision names.
+  const torch::Tensor x = torch::randn({2, 3, 112, 112});
+  v1::PredictRequest r;
+  r.add_models(done.model_id());
+  auto* t = r.add_images()->mutable_tensor();
+  for (int64_t d : x.sizes()) t->add_shape(d);
+  t->mutable_values()->Add(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  auto served = client_->Predict(r);
+  ASSERT_TRUE(served.ok()) << served.status();
+  auto exported = client_->ExportModel(done.model_id());
+  ASSERT_TRUE(exported.ok());
+  core::BackbonePtr reloaded = core::MakeMobileNetV2(2);
+  ASSERT_TRUE(core::LoadStateDict(*reloaded, core::ParseSafetensors(*exported, "export").value()).ok());
+  reloaded->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor probs = torch::softmax(reloaded->forward(x), 1);
+  for (const auto& pred : served->results(0).predictions()) {
+    for (const auto& c : pred.top()) {
+      EXPECT_NEAR(probs[pred.image_index()][c.index()].item<float>(), c.probability(), 1e-4);
+    }
+  }
+  // The pretrained backbone itself is untouched by fine-tuning.
+  auto dog = client_->Predict([&]() {
+    v1::PredictRequest p;
+    p.set_backbone("mobilenet_v2");
+    p.add_images()->set_encoded(core::ReadFile(graft::testing::ImagesDir() + "/dog.jpg").value());
+    return p;
+  }());
+  ASSERT_TRUE(dog.ok());
+  EXPECT_EQ(dog->results(0).predictions(0).top(0).index(), 249);
+}
+
 TEST_F(TrainingTest, CancelStopsWithinOneBatch) {
   ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 50);
