@@ -25,7 +25,7 @@ struct Args {
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   double min_seconds = 3.0;
   int min_iters = 3;
-  std::string archs = "resnet18,mobilenet_v2";
+  std::string archs = "resnet18,resnet50,mobilenet_v2";
   std::string batches = "1,32";
 };
 
@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
       std::cerr << "unknown backbone " << arch << "\n";
       return 2;
     }
-    auto model = spec->make();
-    graft::core::PrepareForInference(*model, torch::kCPU);
+    // What graftd serves with: batch norm folded, channels-last, inference mode.
+    auto model = graft::core::MakeInferenceBackbone(*spec, graft::core::ModuleStateDict(*spec->make()), torch::kCPU).value();
     for (const auto& b : absl::StrSplit(args.batches, ',')) {
       const int64_t batch = std::stoll(std::string(b));
       graft[spec->name + "/" + std::to_string(batch)] = Measure(*model, batch, args);

@@ -102,16 +102,7 @@ void AddDatasetCommands(CLI::App& app, const Globals& g, std::ostream& out, std:
   auto* show = datasets->add_subcommand("show", "one dataset in full");
   show->add_option("id", *id, "dataset id or name")->required();
   show->callback([&g, &out, action, id]() {
-    *action = [&g, &out, id](GraftClient& c) -> absl::Status {
-      auto d = c.GetDataset(*id);
-      if (!d.ok()) return d.status();
-      if (g.json) {
-        out << ToJson(*d) << "\n";
-      } else {
-        PrintDataset(*d, out);
-      }
-      return absl::OkStatus();
-    };
+    *action = [&g, &out, id](GraftClient& c) { return Show(c.GetDataset(*id), g, out, PrintDataset); };
   });
   auto rm_id = std::make_shared<std::string>();
   auto* rm = datasets->add_subcommand("rm", "delete a dataset and its images");

@@ -252,16 +252,7 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
   auto* job = app.add_subcommand("job", "one job in full");
   job->add_option("id", *id, "job id")->required();
   job->callback([&g, &out, action, id]() {
-    *action = [&g, &out, id](GraftClient& c) -> absl::Status {
-      auto j = c.GetJob(*id);
-      if (!j.ok()) return j.status();
-      if (g.json) {
-        out << ToJson(*j) << "\n";
-      } else {
-        PrintJob(*j, out);
-      }
-      return absl::OkStatus();
-    };
+    *action = [&g, &out, id](GraftClient& c) { return Show(c.GetJob(*id), g, out, PrintJob); };
   });
   auto watch_id = std::make_shared<std::string>();
   auto* watch = app.add_subcommand("watch", "follow a job: replays its events, then live");

@@ -55,16 +55,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
   auto* show = models->add_subcommand("show", "one model in full");
   show->add_option("id", *id, "model id")->required();
   show->callback([&g, &out, action, id]() {
-    *action = [&g, &out, id](GraftClient& c) -> absl::Status {
-      auto m = c.GetModel(*id);
-      if (!m.ok()) return m.status();
-      if (g.json) {
-        out << ToJson(*m) << "\n";
-      } else {
-        PrintModel(*m, out);
-      }
-      return absl::OkStatus();
-    };
+    *action = [&g, &out, id](GraftClient& c) { return Show(c.GetModel(*id), g, out, PrintModel); };
   });
   auto rm_id = std::make_shared<std::string>();
   auto* rm = models->add_subcommand("rm", "delete a model (requests in flight finish on it)");

@@ -4,7 +4,10 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <ostream>
 #include <string>
+
+#include "absl/status/statusor.h"
 
 #include "absl/status/status.h"
 #include "graft/v1/training.pb.h"
@@ -25,6 +28,18 @@ std::string Timestamp(int64_t seconds);
 std::string Bar(double fraction, int width);
 bool StderrIsTty();
 std::string StateName(v1::JobState s);
+// Prints `m` as JSON with --json, else with `print`; passes errors through.
+template <typename M, typename Print>
+absl::Status Show(const absl::StatusOr<M>& m, const Globals& g, std::ostream& out, Print print) {
+  if (!m.ok()) return m.status();
+  if (g.json) {
+    out << ToJson(*m) << "\n";
+  } else {
+    print(*m, out);
+  }
+  return absl::OkStatus();
+}
+
 // One row of the per-epoch table, and its header.
 std::string EpochHeader();
 std::string EpochRow(const v1::EpochMetrics& m);

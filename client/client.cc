@@ -45,50 +45,6 @@ GraftClient::GraftClient(const std::string& target) : target_(target) {
   models_ = v1::Models::NewStub(channel_);
 }
 
-absl::StatusOr<v1::ListBackbonesResponse> GraftClient::ListBackbones() {
-  v1::ListBackbonesResponse response;
-  auto ctx = Context(30);
-  const grpc::Status s = backbones_->ListBackbones(ctx.get(), {}, &response);
-  if (!s.ok()) return FromGrpc(s, target_);
-  return response;
-}
-
-absl::StatusOr<v1::Backbone> GraftClient::GetBackbone(const std::string& name) {
-  v1::GetBackboneRequest request;
-  request.set_name(name);
-  v1::Backbone response;
-  auto ctx = Context(30);
-  const grpc::Status s = backbones_->GetBackbone(ctx.get(), request, &response);
-  if (!s.ok()) return FromGrpc(s, target_);
-  return response;
-}
-
-absl::StatusOr<v1::PredictResponse> GraftClient::Predict(const v1::PredictRequest& request) {
-  v1::PredictResponse response;
-  auto ctx = Context(300);
-  const grpc::Status s = inference_->Predict(ctx.get(), request, &response);
-  if (!s.ok()) return FromGrpc(s, target_);
-  return response;
-}
-
-absl::StatusOr<v1::EmbedResponse> GraftClient::Embed(const v1::EmbedRequest& request) {
-  v1::EmbedResponse response;
-  auto ctx = Context(300);
-  const grpc::Status s = inference_->Embed(ctx.get(), request, &response);
-  if (!s.ok()) return FromGrpc(s, target_);
-  return response;
-}
-
-absl::StatusOr<::grpc::health::v1::HealthCheckResponse> GraftClient::Health(const std::string& service) {
-  ::grpc::health::v1::HealthCheckRequest request;
-  request.set_service(service);
-  ::grpc::health::v1::HealthCheckResponse response;
-  auto ctx = Context(10);
-  const grpc::Status s = health_->Check(ctx.get(), request, &response);
-  if (!s.ok()) return FromGrpc(s, target_);
-  return response;
-}
-
 // Unary calls share one shape: a deadline, the call, the status mapping.
 template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> Call(Stub* stub,
@@ -99,6 +55,30 @@ absl::StatusOr<Response> Call(Stub* stub,
   const grpc::Status s = (stub->*method)(ctx.get(), request, &response);
   if (!s.ok()) return FromGrpc(s, target);
   return response;
+}
+
+absl::StatusOr<v1::ListBackbonesResponse> GraftClient::ListBackbones() {
+  return Call(backbones_.get(), &v1::Backbones::Stub::ListBackbones, v1::ListBackbonesRequest(), target_, 30);
+}
+
+absl::StatusOr<v1::Backbone> GraftClient::GetBackbone(const std::string& name) {
+  v1::GetBackboneRequest request;
+  request.set_name(name);
+  return Call(backbones_.get(), &v1::Backbones::Stub::GetBackbone, request, target_, 30);
+}
+
+absl::StatusOr<v1::PredictResponse> GraftClient::Predict(const v1::PredictRequest& request) {
+  return Call(inference_.get(), &v1::Inference::Stub::Predict, request, target_, 300);
+}
+
+absl::StatusOr<v1::EmbedResponse> GraftClient::Embed(const v1::EmbedRequest& request) {
+  return Call(inference_.get(), &v1::Inference::Stub::Embed, request, target_, 300);
+}
+
+absl::StatusOr<::grpc::health::v1::HealthCheckResponse> GraftClient::Health(const std::string& service) {
+  ::grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  return Call(health_.get(), &::grpc::health::v1::Health::Stub::Check, request, target_, 10);
 }
 
 absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(

@@ -107,7 +107,7 @@ absl::StatusOr<std::map<int, torch::Tensor>> Predictor::RunTrunk(ResidentBackbon
                                                                  : torch::MemoryFormat::Contiguous);
       int prev = 0;
       for (int stop : stops) {
-        x = backbone.module->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
+        x = backbone.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
         parts[stop].push_back(x);
         prev = stop;
       }
@@ -133,7 +133,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
   auto logits = GuardInternal("classifier", [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     std::lock_guard<std::mutex> lock(backbone->compute_mu);
-    return backbone->module->ForwardHead(trunk.at(n));
+    return backbone->inference->ForwardHead(trunk.at(n));
   });
   if (!logits.ok()) return logits.status();
   result.images = TopK(*logits, k, zoo_.imagenet_labels());

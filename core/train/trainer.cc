@@ -115,7 +115,7 @@ torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
   std::lock_guard<std::mutex> lock(in_.resident->compute_mu);
   const torch::Tensor x = images.to(device_).contiguous(device_.is_cpu() ? torch::MemoryFormat::ChannelsLast
                                                                         : torch::MemoryFormat::Contiguous);
-  torch::Tensor y = in_.resident->module->ForwardTrunk(x, 0, static_cast<size_t>(k_));
+  torch::Tensor y = in_.resident->inference->ForwardTrunk(x, 0, static_cast<size_t>(k_));
   if (k_ == n_) y = BackboneImpl::Pool(y);
   return y.contiguous();
 }

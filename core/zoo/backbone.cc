@@ -2,6 +2,8 @@
 
 #include <torch/nn/functional/pooling.h>
 
+#include "core/zoo/layers.h"
+
 namespace graft::core {
 
 torch::Tensor BackboneImpl::ForwardTrunk(torch::Tensor x, size_t begin, size_t end) {
@@ -11,6 +13,15 @@ torch::Tensor BackboneImpl::ForwardTrunk(torch::Tensor x, size_t begin, size_t e
 
 torch::Tensor BackboneImpl::Pool(const torch::Tensor& feature_map) {
   return feature_map.mean({2, 3});
+}
+
+void BackboneImpl::FoldBatchNorm() {
+  torch::NoGradGuard no_grad;
+  eval();
+  FoldOwn();
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* unary = dynamic_cast<UnaryModule*>(m.get())) unary->Fold();
+  }
 }
 
 int64_t BackboneImpl::ParameterCount() const {

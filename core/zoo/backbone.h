@@ -38,12 +38,20 @@ class BackboneImpl : public torch::nn::Module {
   // Full network: image batch [N, 3, H, W] -> logits [N, classes].
   torch::Tensor forward(const torch::Tensor& x) { return ForwardHead(ForwardTrunk(x)); }
 
+  // Folds every eval-mode batch norm into the convolution before it, for the
+  // inference path only: the module computes the same function in eval mode
+  // with fewer ops, but its state dict is no longer torchvision's and it must
+  // not be trained.
+  void FoldBatchNorm();
+
   int64_t ParameterCount() const;
   // Bytes of parameters and buffers.
   int64_t StateBytes() const;
 
  protected:
   virtual torch::Tensor ForwardBlock(size_t index, const torch::Tensor& x) = 0;
+  // Folds batch norms held directly by the backbone (not in a block module).
+  virtual void FoldOwn() {}
 
   std::vector<BlockInfo> blocks_;
 };

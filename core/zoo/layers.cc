@@ -33,7 +33,31 @@ ConvNormAct::ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride
 }
 
 torch::Tensor ConvNormAct::forward(const torch::Tensor& x) {
-  return Activate(bn_->forward(conv_->forward(x)), act_);
+  const torch::Tensor y = conv_->forward(x);
+  return Activate(folded_ ? y : bn_->forward(y), act_);
+}
+
+void ConvNormAct::Fold() {
+  FoldBatchNorm(*this, "0", conv_, bn_);
+  folded_ = true;
+}
+
+void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn::Conv2d& conv,
+                   const torch::nn::BatchNorm2d& bn) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+  const torch::Tensor bias = conv->bias.defined() ? conv->bias : torch::zeros_like(bn->running_mean);
+  const auto& o = conv->options;
+  torch::nn::Conv2d fused(torch::nn::Conv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
+                              .stride(o.stride())
+                              .padding(o.padding())
+                              .dilation(o.dilation())
+                              .groups(o.groups())
+                              .bias(true));
+  fused->to(conv->weight.device());
+  fused->weight.copy_(conv->weight * scale.reshape({-1, 1, 1, 1}));
+  fused->bias.copy_((bias - bn->running_mean) * scale + bn->bias);
+  conv = owner.replace_module(name, fused);
 }
 
 BareConv::BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride) : stride_(stride) {

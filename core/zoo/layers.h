@@ -17,7 +17,15 @@ namespace graft::core {
 class UnaryModule : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  // Folds this module's own eval-mode batch norms into the convolutions before
+  // them (not its children's: BackboneImpl::FoldBatchNorm visits every module).
+  virtual void Fold() {}
 };
+
+// Replaces `conv` (registered in `owner` as `name`) by a convolution with a
+// bias that computes conv followed by eval-mode `bn`; the caller then skips bn.
+void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn::Conv2d& conv,
+                   const torch::nn::BatchNorm2d& bn);
 
 enum class Activation { kNone, kReLU, kReLU6 };
 
@@ -32,11 +40,13 @@ class ConvNormAct : public UnaryModule {
   ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
               Activation act);
   torch::Tensor forward(const torch::Tensor& x) override;
+  void Fold() override;
 
  private:
   torch::nn::Conv2d conv_{nullptr};
   torch::nn::BatchNorm2d bn_{nullptr};
   Activation act_;
+  bool folded_ = false;
 };
 
 // A convolution whose "weight" and "bias" sit at this module's own level, for

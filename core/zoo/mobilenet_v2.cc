@@ -25,19 +25,29 @@ class InvertedResidual : public UnaryModule {
     depthwise_ = conv->register_module(
         std::to_string(next++),
         std::make_shared<ConvNormAct>(hidden, hidden, 3, stride, hidden, Activation::kReLU6));
-    project_ = conv->register_module(std::to_string(next++), MakeConv(hidden, out, 1));
+    project_name_ = std::to_string(next++);
+    project_ = conv->register_module(project_name_, MakeConv(hidden, out, 1));
     project_bn_ = conv->register_module(std::to_string(next++), torch::nn::BatchNorm2d(out));
-    register_module("conv", conv);
+    conv_ = register_module("conv", conv);
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {
     torch::Tensor y = expand_ ? expand_->forward(x) : x;
-    y = project_bn_->forward(project_->forward(depthwise_->forward(y)));
+    y = project_->forward(depthwise_->forward(y));
+    if (!folded_) y = project_bn_->forward(y);
     return use_residual_ ? x + y : y;
+  }
+
+  void Fold() override {  // expand_ and depthwise_ fold themselves
+    FoldBatchNorm(*conv_, project_name_, project_, project_bn_);
+    folded_ = true;
   }
 
  private:
   bool use_residual_;
+  bool folded_ = false;
+  std::shared_ptr<torch::nn::Module> conv_;
+  std::string project_name_;
   std::shared_ptr<ConvNormAct> expand_, depthwise_;
   torch::nn::Conv2d project_{nullptr};
   torch::nn::BatchNorm2d project_bn_{nullptr};

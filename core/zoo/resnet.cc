@@ -33,23 +33,35 @@ class ResidualBlock : public UnaryModule {
       bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes));
     }
     if (stride != 1 || in != planes * expansion) {
-      auto seq = std::make_shared<torch::nn::Module>();
-      down_conv_ = seq->register_module("0", MakeConv(in, planes * expansion, 1, stride));
-      down_bn_ = seq->register_module("1", torch::nn::BatchNorm2d(planes * expansion));
-      register_module("downsample", seq);
+      down_ = std::make_shared<torch::nn::Module>();
+      down_conv_ = down_->register_module("0", MakeConv(in, planes * expansion, 1, stride));
+      down_bn_ = down_->register_module("1", torch::nn::BatchNorm2d(planes * expansion));
+      register_module("downsample", down_);
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {
-    torch::Tensor out = torch::relu(bn1_->forward(conv1_->forward(x)));
-    out = bn2_->forward(conv2_->forward(out));
-    if (bottleneck_) out = bn3_->forward(conv3_->forward(torch::relu(out)));
-    const torch::Tensor identity = down_conv_ ? down_bn_->forward(down_conv_->forward(x)) : x;
+    torch::Tensor out = torch::relu(Bn(bn1_, conv1_->forward(x)));
+    out = Bn(bn2_, conv2_->forward(out));
+    if (bottleneck_) out = Bn(bn3_, conv3_->forward(torch::relu(out)));
+    const torch::Tensor identity = down_conv_ ? Bn(down_bn_, down_conv_->forward(x)) : x;
     return torch::relu(out + identity);
   }
 
+  void Fold() override {
+    FoldBatchNorm(*this, "conv1", conv1_, bn1_);
+    FoldBatchNorm(*this, "conv2", conv2_, bn2_);
+    if (bottleneck_) FoldBatchNorm(*this, "conv3", conv3_, bn3_);
+    if (down_conv_) FoldBatchNorm(*down_, "0", down_conv_, down_bn_);
+    folded_ = true;
+  }
+
  private:
+  torch::Tensor Bn(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) { return folded_ ? x : bn->forward(x); }
+
   bool bottleneck_;
+  bool folded_ = false;
+  std::shared_ptr<torch::nn::Module> down_;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr}, down_conv_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr}, down_bn_{nullptr};
 };
@@ -83,9 +95,15 @@ class ResNetImpl : public BackboneImpl {
   torch::Tensor ForwardHead(const torch::Tensor& fmap) override { return fc_->forward(Pool(fmap)); }
 
  protected:
+  void FoldOwn() override {
+    graft::core::FoldBatchNorm(*this, "conv1", conv1_, bn1_);
+    stem_folded_ = true;
+  }
+
   torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override {
     if (i == 0) {
-      return F::max_pool2d(torch::relu(bn1_->forward(conv1_->forward(x))),
+      const torch::Tensor y = conv1_->forward(x);
+      return F::max_pool2d(torch::relu(stem_folded_ ? y : bn1_->forward(y)),
                            F::MaxPool2dFuncOptions(3).stride(2).padding(1));
     }
     const auto [stage, b] = block_index_[i - 1];
@@ -95,6 +113,7 @@ class ResNetImpl : public BackboneImpl {
  private:
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
+  bool stem_folded_ = false;
   std::array<UnaryList, 4> layers_;
   std::vector<std::pair<int, int64_t>> block_index_;
   torch::nn::Linear fc_{nullptr};

@@ -36,6 +36,17 @@ void PrepareForInference(BackboneImpl& module, const torch::Device& device) {
   }
 }
 
+absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, const StateDict& weights,
+                                                  const torch::Device& device) {
+  return GuardInternal("optimising " + spec.name, [&]() -> absl::StatusOr<BackbonePtr> {
+    BackbonePtr m = spec.make();
+    RETURN_IF_ERROR(LoadStateDict(*m, weights));
+    m->FoldBatchNorm();
+    PrepareForInference(*m, device);
+    return m;
+  });
+}
+
 absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   ASSIGN_OR_RETURN(const torch::Device device, ResolveDevice(options.device));
   std::unique_ptr<Zoo> zoo(new Zoo(options, device));
@@ -93,12 +104,17 @@ void Zoo::LoadEntry(Entry& entry) {
   resident->device = device_;
   const absl::Status loaded = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(const StateDict weights, ReadWeightsFile(path));
-    return GuardInternal("loading " + spec.name, [&]() -> absl::Status {
+    RETURN_IF_ERROR(GuardInternal("loading " + spec.name, [&]() -> absl::Status {
       resident->module = spec.make();
       RETURN_IF_ERROR(LoadStateDict(*resident->module, weights));
-      PrepareForInference(*resident->module, device_);
+      torch::NoGradGuard no_grad;
+      resident->module->eval();
+      resident->module->to(device_);
+      for (auto& p : resident->module->parameters()) p.set_requires_grad(false);
       return absl::OkStatus();
-    });
+    }));
+    ASSIGN_OR_RETURN(resident->inference, MakeInferenceBackbone(spec, weights, device_));
+    return absl::OkStatus();
   }();
   if (!loaded.ok()) {
     entry.status.load_error = std::string(loaded.message());
@@ -108,7 +124,7 @@ void Zoo::LoadEntry(Entry& entry) {
   entry.status.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   entry.status.weights_present = true;
   entry.status.device = device_.str();
-  entry.status.resident_bytes = resident->module->StateBytes();
+  entry.status.resident_bytes = resident->module->StateBytes() + resident->inference->StateBytes();
   entry.resident = std::move(resident);
   ABSL_LOG(INFO) << "backbone " << spec.name << " resident on " << entry.status.device << " ("
                  << entry.status.resident_bytes << " bytes, " << entry.status.load_seconds << " s) from " << path;

@@ -9,15 +9,20 @@
 
 #include "absl/status/statusor.h"
 #include "core/zoo/registry.h"
+#include "core/zoo/state_dict.h"
 
 namespace graft::core {
 
 // A backbone whose ImageNet weights are loaded, in eval mode, on its device.
-// The module is shared read-only; forward passes take `compute_mu` so that
+// `module` holds the weights as torchvision names them (state dicts, training
+// copies, exports); `inference` is the optimised copy every forward pass uses:
+// batch norm folded into the convolutions, channels-last on CPU, no autograd.
+// Both are shared read-only; forward passes take `compute_mu` so that
 // concurrent requests do not oversubscribe the intra-op thread pool.
 struct ResidentBackbone {
   const BackboneSpec* spec = nullptr;
   BackbonePtr module;
+  BackbonePtr inference;
   torch::Device device{torch::kCPU};
   std::mutex compute_mu;
 };
@@ -83,5 +88,10 @@ absl::StatusOr<torch::Device> ResolveDevice(const std::string& spec);
 // Prepares a backbone for inference on `device`: eval mode, no gradients,
 // channels-last convolution weights on CPU.
 void PrepareForInference(BackboneImpl& module, const torch::Device& device);
+
+// The optimised inference copy of `weights`: folded batch norm, then
+// PrepareForInference.
+absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, const StateDict& weights,
+                                                  const torch::Device& device);
 
 }  // namespace graft::core

@@ -1,0 +1,53 @@
+// The optimised inference path (batch norm folded, channels-last) computes what
+// the torchvision-shaped module computes in eval mode.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/zoo/registry.h"
+#include "core/zoo/zoo.h"
+
+namespace graft::core {
+namespace {
+
+class FoldTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FoldTest, FoldedAndUnfoldedAgree) {
+  const BackboneSpec* spec = Registry::BuiltIn().Find(GetParam());
+  ASSERT_NE(spec, nullptr);
+  torch::manual_seed(7);
+  BackbonePtr reference = spec->make();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& m : reference->modules()) {
+      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+        bn->running_mean.normal_(0, 0.2);
+        bn->running_var.uniform_(0.5, 1.5);
+        bn->weight.uniform_(0.5, 1.5);
+        bn->bias.normal_(0, 0.2);
+      }
+    }
+  }
+  reference->eval();
+  auto folded = MakeInferenceBackbone(*spec, ModuleStateDict(*reference), torch::kCPU);
+  ASSERT_TRUE(folded.ok()) << folded.status();
+  int bn_params = 0;
+  for (const auto& p : (*folded)->named_parameters()) bn_params += p.key().find("bn") != std::string::npos;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({2, 3, 96, 96});
+  const torch::Tensor expected = reference->forward(x);
+  const torch::Tensor got = (*folded)->forward(x.contiguous(torch::MemoryFormat::ChannelsLast));
+  const double scale = expected.abs().max().item<double>();
+  EXPECT_LE((got - expected).abs().max().item<double>(), 1e-4 * scale);
+  // Intermediate blocks too (what Embed and the training prefix use).
+  const size_t mid = reference->blocks().size() / 2;
+  const torch::Tensor a = reference->ForwardTrunk(x, 0, mid);
+  const torch::Tensor b = (*folded)->ForwardTrunk(x.contiguous(torch::MemoryFormat::ChannelsLast), 0, mid);
+  EXPECT_LE((a - b).abs().max().item<double>(), 1e-4 * a.abs().max().item<double>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, FoldTest, ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace graft::core
