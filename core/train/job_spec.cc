@@ -84,7 +84,10 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (a.crop_scale_min == 0) a.crop_scale_min = 0.08;
   if (a.crop_scale_min < 0 || a.crop_scale_min > 1) return Bad("augmentation.crop_scale_min", "must be in (0, 1]");
   if (a.color_jitter < 0 || a.color_jitter > 1) return Bad("augmentation.color_jitter", "must be in [0, 1]");
-  if (a.cached_views < 0 || a.cached_views > 64) return Bad("augmentation.cached_views", "must be 0..64");
+  if (a.cached_views != 0) {
+    return Bad("augmentation.cached_views", "must be 0: caching augmented views is not supported yet (augmented jobs run "
+                                            "the frozen backbone on every batch)");
+  }
   if (s.label_smoothing < 0 || s.label_smoothing >= 1) return Bad("label_smoothing", "must be in [0, 1)");
   EarlyStoppingSpec& e = s.early_stopping;
   if (e.patience == 0 && e.enabled) e.patience = 5;

@@ -30,7 +30,11 @@ std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenopt
 
 class TrainingTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Restart([](ServerOptions&) {}); }
+
+  void Restart(const std::function<void(ServerOptions&)>& adjust) {
+    client_.reset();
+    server_.reset();
     ServerOptions options;
     options.host = "127.0.0.1";
     options.port = 0;
@@ -38,6 +42,7 @@ class TrainingTest : public ::testing::Test {
     options.data_dir = dir_.Join("data");
     options.zoo_dir = graft::testing::WeightsDir();
     options.device = "cpu";
+    adjust(options);
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -354,6 +359,9 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
   s = Spec("hym", 1);
   s.mutable_stages(0)->mutable_optimizer()->set_nesterov(true);
   expect(s, absl::StatusCode::kInvalidArgument, "spec.stages[0].optimizer.nesterov: needs the SGD optimizer");
+  s = Spec("hym", 1);
+  s.mutable_augmentation()->set_cached_views(4);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.augmentation.cached_views: must be 0");
   s = Spec("nope", 1);
   expect(s, absl::StatusCode::kNotFound, "spec.dataset: no dataset 'nope'");
   s = Spec("hym", 1);
@@ -362,6 +370,31 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
   auto jobs = client_->ListJobs();
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(jobs->jobs_size(), 0) << "nothing was queued";
+}
+
+TEST_F(TrainingTest, FullQueueIsResourceExhausted) {
+  Restart([](ServerOptions& o) { o.max_queued_jobs = 1; });
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  v1::JobSpec slow = Spec("hym", 50);
+  slow.mutable_augmentation()->set_horizontal_flip(true);
+  std::vector<std::string> ids;
+  absl::Status refused;
+  for (int i = 0; i < 3 && refused.ok(); ++i) {  // one runs, one waits, the next is refused
+    auto job = client_->CreateJob(slow);
+    if (job.ok()) {
+      ids.push_back(job->id());
+    } else {
+      refused = job.status();
+    }
+  }
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.message().find("the job queue is full"), std::string::npos) << refused;
+  EXPECT_EQ(client_->ListJobs()->jobs_size(), static_cast<int>(ids.size()));
+  for (const auto& id : ids) {
+    auto cancelled = client_->CancelJob(id);
+    ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+    EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  }
 }
 
 TEST_F(TrainingTest, UploadRejectsHostileAndBrokenEntries) {
