@@ -65,13 +65,14 @@ class Trainer {
   torch::Tensor Prefix(const torch::Tensor& images);
   torch::Tensor Tail(const torch::Tensor& at_k);
   void SetStageTrainable(int trainable_blocks);
-  std::vector<torch::Tensor> StageParameters(int trainable_blocks);
+  // The head and every parameter SetStageTrainable left trainable.
+  std::vector<torch::Tensor> StageParameters();
   absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt);
   std::pair<double, double> Evaluate();
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
   StateDict TrainedState();
   absl::Status LoadTrainedState(const StateDict& state);
-  torch::nn::Module* BlockModule(size_t block, const std::string& prefix);
+  torch::nn::Module* BlockModule(const std::string& prefix);
 
   const TrainInput& in_;
   const JobSpec& spec_;
@@ -145,7 +146,7 @@ torch::Tensor Trainer::Loss(const torch::Tensor& logits, const torch::Tensor& la
   return F::cross_entropy(logits, labels, options);
 }
 
-torch::nn::Module* Trainer::BlockModule(size_t block, const std::string& prefix) {
+torch::nn::Module* Trainer::BlockModule(const std::string& prefix) {
   const std::string name = prefix.substr(0, prefix.size() - 1);
   for (const auto& item : own_->named_modules("", /*include_self=*/false)) {
     if (item.key() == name) return item.value().get();
@@ -160,7 +161,7 @@ void Trainer::SetStageTrainable(int trainable_blocks) {
   const auto& blocks = own_->blocks();
   for (size_t b = static_cast<size_t>(n_ - trainable_blocks); b < blocks.size(); ++b) {
     for (const std::string& prefix : blocks[b].param_prefixes) {
-      if (torch::nn::Module* m = BlockModule(b, prefix)) {
+      if (torch::nn::Module* m = BlockModule(prefix)) {
         m->train(true);
         for (auto& p : m->parameters()) p.set_requires_grad(true);
       }
@@ -168,7 +169,7 @@ void Trainer::SetStageTrainable(int trainable_blocks) {
   }
 }
 
-std::vector<torch::Tensor> Trainer::StageParameters(int trainable_blocks) {
+std::vector<torch::Tensor> Trainer::StageParameters() {
   std::vector<torch::Tensor> params = head_->parameters();
   if (own_ == nullptr) return params;
   for (auto& p : own_->parameters()) {
@@ -300,9 +301,10 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   std::mt19937_64 rng(spec_.seed * 104729 + static_cast<uint64_t>(epoch));
   std::vector<int64_t> order = train_items_;
   std::shuffle(order.begin(), order.end(), rng);
-  SetStageTrainable(TrainableBlocks(st.train, n_));
+  const int trainable = TrainableBlocks(st.train, n_);
+  SetStageTrainable(trainable);
   head_->train();
-  const bool bn_trains = own_ != nullptr && TrainableBlocks(st.train, n_) > 0;
+  const bool bn_trains = own_ != nullptr && trainable > 0;
   const size_t bs = static_cast<size_t>(spec_.batch_size);
   const int batches = static_cast<int>((order.size() + bs - 1) / bs);
   double loss_sum = 0, correct = 0, seen = 0, lr = st.optimizer.learning_rate;
@@ -367,7 +369,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     epoch += st.epochs;
     if (resuming && stage < ckpt.stage) continue;  // finished before the restart
     SetStageTrainable(TrainableBlocks(st.train, n_));
-    auto opt = MakeOptimizer(st.optimizer, StageParameters(TrainableBlocks(st.train, n_)));
+    auto opt = MakeOptimizer(st.optimizer, StageParameters());
     EarlyStopping stopper(spec_.early_stopping);
     StateDict best_state;
     EpochMetrics best_metrics, last_metrics;
