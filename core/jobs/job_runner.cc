@@ -148,7 +148,9 @@ absl::Status JobRunner::Start() {
   std::reverse(all.begin(), all.end());  // oldest first
   for (JobRecord& job : all) {
     if (job.state == JobState::kRunning) {
-      if (fs::exists(CheckpointPath(job.id))) {
+      if (!job.model_id.empty()) {
+        RETURN_IF_ERROR(SetState(job, JobState::kSucceeded, "model " + job.model_id + " published before the restart"));
+      } else if (fs::exists(CheckpointPath(job.id))) {
         JobEvent e;
         e.type = JobEventType::kState;
         e.state = JobState::kRunning;
@@ -288,10 +290,11 @@ void JobRunner::Execute(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     token = running_[id];
   }
+  // The checkpoint goes before the end is announced: an ended job has none.
   auto fail = [&](JobState state, const std::string& why) {
-    if (auto s = SetState(job, state, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
     std::error_code ec;
     fs::remove(CheckpointPath(id), ec);
+    if (auto s = SetState(job, state, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   };
   if (job.state != JobState::kRunning) {
     if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
@@ -343,12 +346,15 @@ void JobRunner::Execute(const std::string& id) {
   auto published = models_.Publish(info, trained->weights);
   if (!published.ok()) return fail(JobState::kFailed, absl::StrCat("publishing the model: ", published.status().message()));
   if (observer_) observer_->OnModelsChanged(models_.size());
+  // Recorded before the checkpoint goes: a restart in between finds the model
+  // and ends the job SUCCEEDED instead of resuming it.
   job.model_id = published->id;
+  if (auto s = jobs_.Update(job); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
+  std::error_code ec;
+  fs::remove(CheckpointPath(id), ec);
   if (auto s = SetState(job, JobState::kSucceeded, "model " + published->id + " published"); !s.ok()) {
     ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   }
-  std::error_code ec;
-  fs::remove(CheckpointPath(id), ec);
 }
 
 absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::function<bool(const JobEvent&)>& emit,
