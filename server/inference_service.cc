@@ -19,9 +19,14 @@ void AddPredictions(const std::vector<std::vector<core::ClassScore>>& images, v1
   }
 }
 
+// Lets a request waiting in a batcher queue leave when its client has gone.
+core::CancelledFn Cancelled(grpc::ServerContext* context) {
+  return [context] { return context->IsCancelled(); };
+}
+
 }  // namespace
 
-grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRequest* request,
+grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
   if (request->models_size() > 0 && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
@@ -34,7 +39,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRe
   const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
   if (request->models_size() > 0) {
     const std::vector<std::string> ids(request->models().begin(), request->models().end());
-    const auto result = predictor_.PredictModels(ids, *inputs, top_k);
+    const auto result = predictor_.PredictModels(ids, *inputs, top_k, Cancelled(context));
     if (!result.ok()) return ToGrpcStatus(result.status());
     for (const core::ModelPredictions& m : result->models) {
       v1::ModelPredictions* out = response->add_results();
@@ -46,7 +51,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRe
     ToProto(result->timing, response->mutable_timing());
     return grpc::Status::OK;
   }
-  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k);
+  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k, Cancelled(context));
   if (!result.ok()) return ToGrpcStatus(result.status());
 
   v1::ModelPredictions* out = response->add_results();
@@ -58,7 +63,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext*, const v1::PredictRe
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::Embed(grpc::ServerContext*, const v1::EmbedRequest* request,
+grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::EmbedRequest* request,
                                      v1::EmbedResponse* response) {
   if (!request->model().empty() && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or model, not both"));
@@ -71,8 +76,8 @@ grpc::Status InferenceService::Embed(grpc::ServerContext*, const v1::EmbedReques
   }
   const auto inputs = FromProto(request->images());
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
-  const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block())
-                                               : predictor_.EmbedModel(request->model(), *inputs);
+  const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block(), Cancelled(context))
+                                               : predictor_.EmbedModel(request->model(), *inputs, Cancelled(context));
   if (!result.ok()) return ToGrpcStatus(result.status());
   const torch::Tensor& e = result->embeddings;
   const int64_t dim = e.size(1);

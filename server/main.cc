@@ -27,13 +27,16 @@ ABSL_FLAG(std::string, data_dir, DefaultDataDir(), "Directory holding datasets, 
 ABSL_FLAG(std::string, zoo_dir, "", "Directory of backbone weights <name>-imagenet.{safetensors,pth} and imagenet_classes.txt; default <data_dir>/zoo.");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:N.");
 ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted, in pixels, checked from the header before decoding.");
-ABSL_FLAG(int64_t, max_batch_size, 32, "Largest batch of one forward pass.");
+ABSL_FLAG(int64_t, max_batch_size, 32, "Most images the dynamic batcher gathers into one forward pass.");
+ABSL_FLAG(int64_t, max_queue_delay_us, 500, "How long the oldest waiting Predict/Embed request waits for others to share its batch.");
 ABSL_FLAG(int, intra_op_threads, 0, "LibTorch intra-op threads; 0 uses one per core.");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Fine-tuning jobs run at the same time.");
 ABSL_FLAG(int, max_queued_jobs, 16, "Jobs waiting beyond the running ones; CreateJob answers RESOURCE_EXHAUSTED past it.");
 ABSL_FLAG(int64_t, max_upload_file_bytes, 64LL << 20, "Largest file accepted in a dataset upload.");
 ABSL_FLAG(int64_t, max_dataset_bytes, 8LL << 30, "Largest dataset upload, in bytes.");
 ABSL_FLAG(int64_t, feature_cache_bytes, 2LL << 30, "Memory for cached frozen-backbone features per job.");
+ABSL_FLAG(bool, feature_cache_fp16, true, "Store cached frozen features as float16 (half the memory; accuracy is unchanged).");
+ABSL_FLAG(bool, feature_cache_spill, true, "Beyond --feature_cache_bytes, spill cached features to <data_dir>/cache instead of recomputing them.");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -53,12 +56,15 @@ int main(int argc, char** argv) {
   options.device = absl::GetFlag(FLAGS_device);
   options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  options.max_queue_delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
   options.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   options.max_upload_file_bytes = absl::GetFlag(FLAGS_max_upload_file_bytes);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
   options.feature_cache_bytes = absl::GetFlag(FLAGS_feature_cache_bytes);
+  options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
+  options.feature_cache_spill = absl::GetFlag(FLAGS_feature_cache_spill);
 
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) {

@@ -80,6 +80,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   training_rate_ = &BuildGauge().Name("graft_training_images_per_second").Help("Training throughput of the last epoch, by backbone").Register(*registry_);
   training_loss_ = &BuildGauge().Name("graft_training_loss").Help("Last epoch's loss of the running job, by backbone and split").Register(*registry_);
   training_accuracy_ = &BuildGauge().Name("graft_training_accuracy_ratio").Help("Last epoch's accuracy of the running job, by backbone and split").Register(*registry_);
+  queue_images_ = &BuildGauge().Name("graft_inference_queue_images").Help("Images waiting in a backbone's dynamic batcher").Register(*registry_);
+  batch_images_ = &BuildHistogram().Name("graft_inference_batch_images").Help("Images per batched forward pass, by backbone").Register(*registry_);
+  batch_requests_ = &BuildHistogram().Name("graft_inference_batch_requests").Help("Requests sharing one batched forward pass, by backbone").Register(*registry_);
   upload_bytes_ = &BuildCounter().Name("graft_upload_bytes_total").Help("Dataset upload bytes received").Register(*registry_).Add({});
   upload_rejected_ = &BuildCounter().Name("graft_upload_rejected_files_total").Help("Uploaded files rejected").Register(*registry_).Add({});
   datasets_ = &BuildGauge().Name("graft_datasets").Help("Datasets stored").Register(*registry_).Add({});
@@ -142,6 +145,16 @@ void Metrics::SetBackbones(const core::Zoo& zoo) {
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Metrics::InterceptorFactory() {
   return std::make_unique<MetricsInterceptorFactory>(this);
+}
+
+void Metrics::OnQueueDepth(const std::string& backbone, int64_t images) {
+  queue_images_->Add({{"backbone", backbone}}).Set(static_cast<double>(images));
+}
+
+void Metrics::OnBatch(const std::string& backbone, int64_t images, int64_t requests) {
+  static const prometheus::Histogram::BucketBoundaries kSizes = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+  batch_images_->Add({{"backbone", backbone}}, kSizes).Observe(static_cast<double>(images));
+  batch_requests_->Add({{"backbone", backbone}}, kSizes).Observe(static_cast<double>(requests));
 }
 
 }  // namespace graft::server

@@ -15,6 +15,7 @@
 #include "server/metrics_http.h"
 
 #include "core/jobs/job_runner.h"
+#include "core/serve/batcher.h"
 
 namespace graft::core {
 class Zoo;
@@ -24,7 +25,7 @@ namespace graft::server {
 
 // All of graftd's Prometheus metrics. Built once in main and passed down;
 // labels are low-cardinality only (method, code, backbone).
-class Metrics : public core::JobObserver {
+class Metrics : public core::JobObserver, public core::BatcherObserver {
  public:
   // Serves /metrics on host:port (port 0 picks a free port).
   static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& host, int port);
@@ -49,6 +50,10 @@ class Metrics : public core::JobObserver {
   void OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, int64_t train_images) override;
   void OnModelsChanged(size_t count) override { SetModels(static_cast<double>(count)); }
 
+  // core::BatcherObserver
+  void OnQueueDepth(const std::string& backbone, int64_t images) override;
+  void OnBatch(const std::string& backbone, int64_t images, int64_t requests) override;
+
   // A gRPC interceptor factory recording every RPC's count and latency.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
 
@@ -69,6 +74,9 @@ class Metrics : public core::JobObserver {
   prometheus::Family<prometheus::Gauge>* training_rate_;
   prometheus::Family<prometheus::Gauge>* training_loss_;
   prometheus::Family<prometheus::Gauge>* training_accuracy_;
+  prometheus::Family<prometheus::Gauge>* queue_images_;
+  prometheus::Family<prometheus::Histogram>* batch_images_;
+  prometheus::Family<prometheus::Histogram>* batch_requests_;
   prometheus::Counter* upload_bytes_;
   prometheus::Counter* upload_rejected_;
   prometheus::Gauge* datasets_;

@@ -44,6 +44,7 @@ void ToProto(const core::Timing& in, v1::Timing* out) {
   out->set_queue_us(in.queue_us);
   out->set_compute_us(in.compute_us);
   out->set_total_us(in.total_us);
+  out->set_batch_images(in.batch_images);
 }
 
 absl::StatusOr<std::vector<core::ImageInput>> FromProto(

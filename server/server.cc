@@ -46,9 +46,11 @@ int GraftServer::metrics_port() const { return metrics_->port(); }
 
 absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
+  if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
   std::unique_ptr<GraftServer> s(new GraftServer());
   std::error_code ec;
-  for (const char* sub : {"", "datasets", "models", "checkpoints", "zoo"}) {
+  for (const char* sub : {"", "datasets", "models", "checkpoints", "zoo", "cache"}) {
     fs::create_directories(fs::path(options.data_dir) / sub, ec);
     if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", (fs::path(options.data_dir) / sub).string(), ": ", ec.message()));
   }
@@ -96,13 +98,16 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.max_queued_jobs = options.max_queued_jobs;
   runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
+  runner_options.feature_cache_fp16 = options.feature_cache_fp16;
+  if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
   s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,
                                                  s->metrics_.get());
 
   core::PredictorOptions predictor_options;
   predictor_options.limits.max_pixels = options.max_image_pixels;
-  predictor_options.max_batch_size = options.max_batch_size;
-  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options);
+  predictor_options.batching.max_batch_size = options.max_batch_size;
+  predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
+  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 
   s->services_ = std::make_unique<Services>();
   s->services_->backbones = std::make_unique<BackbonesService>(*s->zoo_);

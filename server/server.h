@@ -30,6 +30,7 @@ struct ServerOptions {
   std::string device = "auto";
   int64_t max_image_pixels = 40'000'000;
   int64_t max_batch_size = 32;
+  int64_t max_queue_delay_us = 500;
   int intra_op_threads = 0;   // 0: LibTorch's default (one per core)
   int64_t max_message_bytes = 64 << 20;
   int max_concurrent_jobs = 1;
@@ -37,6 +38,8 @@ struct ServerOptions {
   int64_t max_upload_file_bytes = 64LL << 20;
   int64_t max_dataset_bytes = 8LL << 30;
   int64_t feature_cache_bytes = 2LL << 30;
+  bool feature_cache_fp16 = true;
+  bool feature_cache_spill = true;  // spill beyond the budget to <data_dir>/cache
 };
 
 // graftd: the zoo, the services, health, reflection and metrics.

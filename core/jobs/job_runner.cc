@@ -302,7 +302,9 @@ void JobRunner::Execute(const std::string& id) {
   TrainInput input;
   input.spec = job.spec;
   input.checkpoint_path = CheckpointPath(id);
-  input.feature_cache_bytes = options_.feature_cache_bytes;
+  input.feature_cache.memory_bytes = options_.feature_cache_bytes;
+  input.feature_cache.spill_dir = options_.feature_spill_dir;
+  input.feature_cache.half = options_.feature_cache_fp16;
   auto resident = zoo_.Resident(job.spec.backbone);
   auto dataset = datasets_.Get(job.spec.dataset);
   auto images = datasets_.Images(job.spec.dataset);

@@ -33,7 +33,9 @@ struct RunnerOptions {
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 16;
   std::string checkpoint_dir;
-  int64_t feature_cache_bytes = 2LL << 30;
+  int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
+  std::string feature_spill_dir;             // beyond it; empty: recompute instead
+  bool feature_cache_fp16 = true;
 };
 
 // Runs fine-tuning jobs: a bounded queue, `max_concurrent_jobs` workers,

@@ -91,48 +91,38 @@ absl::StatusOr<torch::Tensor> Predictor::BuildBatch(const Preprocessing& p, cons
   return batch;
 }
 
-absl::StatusOr<std::map<int, torch::Tensor>> Predictor::RunTrunk(ResidentBackbone& backbone, const torch::Tensor& batch,
-                                                                 const std::vector<int>& stops, Timing& timing) const {
-  const auto queued = Clock::now();
-  std::unique_lock<std::mutex> lock(backbone.compute_mu);
-  timing.queue_us = MicrosSince(queued);
-  const auto computing = Clock::now();
-  auto out = GuardInternal("forward " + backbone.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
-    c10::InferenceMode guard;
-    std::map<int, std::vector<torch::Tensor>> parts;
-    for (int64_t b = 0; b < batch.size(0); b += options_.max_batch_size) {
-      torch::Tensor x = batch.slice(0, b, b + options_.max_batch_size)
-                            .to(backbone.device)
-                            .contiguous(backbone.device.is_cpu() ? torch::MemoryFormat::ChannelsLast
-                                                                 : torch::MemoryFormat::Contiguous);
-      int prev = 0;
-      for (int stop : stops) {
-        x = backbone.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
-        parts[stop].push_back(x);
-        prev = stop;
-      }
-    }
-    std::map<int, torch::Tensor> joined;
-    for (auto& [stop, p] : parts) joined[stop] = torch::cat(p, 0);
-    return joined;
-  });
-  timing.compute_us += MicrosSince(computing);
-  return out;
+Predictor::~Predictor() = default;
+
+TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& backbone) const {
+  std::lock_guard<std::mutex> lock(batchers_mu_);
+  auto& b = batchers_[backbone.get()];
+  if (b == nullptr) b = std::make_unique<TrunkBatcher>(backbone, options_.batching, observer_);
+  return *b;
+}
+
+absl::StatusOr<std::map<int, torch::Tensor>> Predictor::RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
+                                                                 const torch::Tensor& batch,
+                                                                 const std::vector<int>& stops, Timing& timing,
+                                                                 const CancelledFn& cancelled) const {
+  ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run({batch, stops}, cancelled));
+  timing.queue_us += r.queue_us;
+  timing.compute_us += r.compute_us;
+  timing.batch_images = std::max(timing.batch_images, r.batch_images);
+  return std::move(r.at);
 }
 
 absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const std::vector<ImageInput>& inputs,
-                                                 std::optional<int> top_k) const {
+                                                 std::optional<int> top_k, const CancelledFn& cancelled) const {
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
   ASSIGN_OR_RETURN(const int k, ResolveTopK(top_k, backbone->spec->num_classes));
   PredictResult result;
   ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));
   const int n = static_cast<int>(backbone->module->blocks().size());
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(*backbone, batch, {n}, result.timing));
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {n}, result.timing, cancelled));
   const auto head_start = Clock::now();
   auto logits = GuardInternal("classifier", [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
-    std::lock_guard<std::mutex> lock(backbone->compute_mu);
     return backbone->inference->ForwardHead(trunk.at(n));
   });
   if (!logits.ok()) return logits.status();
@@ -144,7 +134,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
 
 absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<std::string>& model_ids,
                                                             const std::vector<ImageInput>& inputs,
-                                                            std::optional<int> top_k) const {
+                                                            std::optional<int> top_k, const CancelledFn& cancelled) const {
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   std::vector<std::shared_ptr<const ServingModel>> models;
@@ -171,9 +161,9 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
   MultiPredictResult result;
   ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(models[0]->info().preprocessing, inputs, result.timing));
-  ResidentBackbone& backbone = *models[0]->backbone();
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, ks, result.timing));
-  const int n = static_cast<int>(backbone.module->blocks().size());
+  const std::shared_ptr<ResidentBackbone> backbone = models[0]->backbone();
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, ks, result.timing, cancelled));
+  const int n = static_cast<int>(backbone->module->blocks().size());
   const auto tails = Clock::now();
   for (const auto& m : models) {
     auto logits = GuardInternal("model " + m->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
@@ -191,7 +181,7 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
 }
 
 absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std::vector<ImageInput>& inputs,
-                                             const std::string& block) const {
+                                             const std::string& block, const CancelledFn& cancelled) const {
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
   const auto& blocks = backbone->module->blocks();
@@ -210,7 +200,7 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
   }
   EmbedResult result;
   ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(*backbone, batch, {end}, result.timing));
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {end}, result.timing, cancelled));
   auto pooled = GuardInternal("pooling", [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     return BackboneImpl::Pool(trunk.at(end)).to(torch::kCPU).contiguous();
@@ -222,16 +212,17 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
 }
 
 absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
-                                                  const std::vector<ImageInput>& inputs) const {
+                                                  const std::vector<ImageInput>& inputs,
+                                                  const CancelledFn& cancelled) const {
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   ASSIGN_OR_RETURN(auto model, models_->Get(model_id));
   EmbedResult result;
   ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(model->info().preprocessing, inputs, result.timing));
-  ResidentBackbone& backbone = *model->backbone();
+  const std::shared_ptr<ResidentBackbone> backbone = model->backbone();
   const int k = model->first_block();
-  const int n = static_cast<int>(backbone.module->blocks().size());
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {k}, result.timing));
+  const int n = static_cast<int>(backbone->module->blocks().size());
+  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {k}, result.timing, cancelled));
   auto features = GuardInternal("embed " + model_id, [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     const torch::Tensor& at_k = trunk.at(k);

@@ -2,12 +2,17 @@
 
 #include <torch/types.h>
 
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/data/image_codec.h"
+#include "core/serve/batcher.h"
 #include "core/serve/model_store.h"
 #include "core/zoo/zoo.h"
 
@@ -31,6 +36,7 @@ struct Timing {
   int64_t queue_us = 0;
   int64_t compute_us = 0;
   int64_t total_us = 0;
+  int64_t batch_images = 0;  // images in the (largest) batch the request rode in
 };
 
 struct PredictResult {
@@ -56,42 +62,53 @@ struct EmbedResult {
 
 struct PredictorOptions {
   DecodeLimits limits;
-  int64_t max_batch_size = 32;   // forward passes are chunked to this
-  int64_t max_images = 256;      // per request
+  BatcherOptions batching;    // max_batch_size also chunks large requests
+  int64_t max_images = 256;   // per request
 };
+
+// Polled while a request waits; true once its caller has gone.
+using CancelledFn = std::function<bool()>;
 
 // Predictions and embeddings from resident pretrained backbones and from
 // published models.
 class Predictor {
  public:
-  Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options)
-      : zoo_(zoo), models_(models), options_(options) {}
+  Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options, BatcherObserver* observer = nullptr)
+      : zoo_(zoo), models_(models), options_(options), observer_(observer) {}
+  ~Predictor();
 
   // top_k unset: 5 (or the number of classes when fewer).
   absl::StatusOr<PredictResult> Predict(const std::string& backbone, const std::vector<ImageInput>& inputs,
-                                        std::optional<int> top_k) const;
+                                        std::optional<int> top_k, const CancelledFn& cancelled = {}) const;
   // Several models of one backbone: the shared frozen part runs once.
   absl::StatusOr<MultiPredictResult> PredictModels(const std::vector<std::string>& model_ids,
                                                    const std::vector<ImageInput>& inputs,
-                                                   std::optional<int> top_k) const;
+                                                   std::optional<int> top_k,
+                                                   const CancelledFn& cancelled = {}) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,
-                                    const std::string& block) const;
-  absl::StatusOr<EmbedResult> EmbedModel(const std::string& model_id, const std::vector<ImageInput>& inputs) const;
+                                    const std::string& block, const CancelledFn& cancelled = {}) const;
+  absl::StatusOr<EmbedResult> EmbedModel(const std::string& model_id, const std::vector<ImageInput>& inputs,
+                                         const CancelledFn& cancelled = {}) const;
 
  private:
   // Decodes/validates all inputs into one [N, 3, H, W] CPU batch.
   absl::StatusOr<torch::Tensor> BuildBatch(const Preprocessing& p, const std::vector<ImageInput>& inputs,
                                            Timing& timing) const;
-  // Runs the resident trunk in batches; returns the activations at each
-  // requested block boundary (pooled at n). Holds the backbone's compute lock.
-  absl::StatusOr<std::map<int, torch::Tensor>> RunTrunk(ResidentBackbone& backbone, const torch::Tensor& batch,
-                                                        const std::vector<int>& stops, Timing& timing) const;
+  // Runs the resident trunk through the backbone's dynamic batcher; returns
+  // the activations at each requested block boundary (unpooled).
+  absl::StatusOr<std::map<int, torch::Tensor>> RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
+                                                        const torch::Tensor& batch, const std::vector<int>& stops,
+                                                        Timing& timing, const CancelledFn& cancelled) const;
+  TrunkBatcher& BatcherFor(const std::shared_ptr<ResidentBackbone>& backbone) const;
 
   const Zoo& zoo_;
   ModelStore* models_;
   PredictorOptions options_;
+  BatcherObserver* observer_;
+  mutable std::mutex batchers_mu_;
+  mutable std::map<const ResidentBackbone*, std::unique_ptr<TrunkBatcher>> batchers_;
 };
 
 }  // namespace graft::core

@@ -84,9 +84,12 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (a.crop_scale_min == 0) a.crop_scale_min = 0.08;
   if (a.crop_scale_min < 0 || a.crop_scale_min > 1) return Bad("augmentation.crop_scale_min", "must be in (0, 1]");
   if (a.color_jitter < 0 || a.color_jitter > 1) return Bad("augmentation.color_jitter", "must be in [0, 1]");
-  if (a.cached_views != 0) {
-    return Bad("augmentation.cached_views", "must be 0: caching augmented views is not supported yet (augmented jobs run "
-                                            "the frozen backbone on every batch)");
+  if (a.cached_views < 0 || a.cached_views > kMaxCachedViews) {
+    return Bad("augmentation.cached_views", absl::StrCat("must be 0..", kMaxCachedViews));
+  }
+  if (a.cached_views > 0 && !a.any()) {
+    return Bad("augmentation.cached_views", "needs an augmentation to vary (horizontal_flip, random_resized_crop or "
+                                            "color_jitter); without one the features are cached anyway");
   }
   if (s.label_smoothing < 0 || s.label_smoothing >= 1) return Bad("label_smoothing", "must be in [0, 1)");
   EarlyStoppingSpec& e = s.early_stopping;

@@ -6,6 +6,8 @@
 #include <torch/serialize.h>
 
 #include <chrono>
+#include <deque>
+#include <future>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -23,6 +25,7 @@
 #include "core/util/files.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
+#include "core/util/thread_pool.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
@@ -30,6 +33,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace F = torch::nn::functional;
+
+constexpr size_t kPrefetchBatches = 2;   // prepared ahead of the compute
+constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
+
+// A deterministic stream per (seed, a, b): augmentations do not depend on
+// which thread prepares a batch or in which order.
+uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL ^ (a + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL;
+  x ^= (b + 1) * 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params) {
   switch (o.kind) {
@@ -57,11 +72,27 @@ class Trainer {
   absl::StatusOr<TrainedModel> Run();
 
  private:
+  // Batches of one pass over the data, with preprocessing submitted ahead.
+  struct Feed {
+    std::vector<std::vector<int64_t>> batches;
+    bool train = false;
+    uint64_t seed = 0;
+    size_t submitted = 0;
+    std::deque<std::future<torch::Tensor>> ahead;
+  };
+
   absl::Status Setup();
+  absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
   absl::Status DecodeAll();
-  // The batch at block k: cached, or decoded (+augmented) and run through the
-  // shared frozen prefix.
-  torch::Tensor PrefixBatch(const std::vector<int64_t>& items, bool train, std::mt19937_64& rng);
+  absl::Status BuildCache();
+  // [rows, 3, H, W]: each item preprocessed, or augmented with its own stream
+  // when `train` (one row per view when `views` > 1).
+  torch::Tensor PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
+                              const std::vector<cv::Mat>* images) const;
+  Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed);
+  // Batch b (in order) at block k: gathered from the cache (one random view
+  // per training image), or prepared on the pool and run through the prefix.
+  torch::Tensor AtK(Feed& feed, size_t b, std::mt19937_64& rng);
   torch::Tensor Prefix(const torch::Tensor& images);
   torch::Tensor Tail(const torch::Tensor& at_k);
   void SetStageTrainable(int trainable_blocks);
@@ -87,28 +118,59 @@ class Trainer {
   ClassifierHead head_{nullptr};
   std::vector<int64_t> train_items_, val_items_;
   torch::Tensor labels_;         // [N] all images
-  std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size
-  torch::Tensor cache_;          // [N, ...] activations at block k, when cached
+  std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size (uncached runs)
+  std::unique_ptr<FeatureCache> cache_;  // activations at block k, when cached
+  std::vector<int64_t> first_row_;       // per image: its first cache row
+  int views_ = 1;                        // cached rows per training image
   torch::Tensor class_weights_;
   double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
+  std::string cache_desc_ = "none";
+  std::unique_ptr<ThreadPool> pool_;  // last: its pending tasks finish before the rest goes
 };
+
+absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
+  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
+  auto image = DecodeImage(bytes, DecodeLimits{});
+  if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
+  // Keep a downscaled copy: the shorter side at the resize size.
+  const double scale = static_cast<double>(pre_.resize_size) / std::min(image->cols, image->rows);
+  if (scale >= 1) return *image;
+  cv::Mat small;
+  cv::resize(*image, small, cv::Size(), scale, scale, cv::INTER_AREA);
+  return small;
+}
 
 absl::Status Trainer::DecodeAll() {
   decoded_.resize(in_.images.size());
-  for (size_t i = 0; i < in_.images.size(); ++i) {
-    if (cancel_.cancelled()) return absl::CancelledError("cancelled while loading images");
-    ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
-    auto image = DecodeImage(bytes, DecodeLimits{});
-    if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
-    // Keep a downscaled copy: the shorter side at the resize size.
-    const double scale = static_cast<double>(pre_.resize_size) / std::min(image->cols, image->rows);
-    if (scale < 1) {
-      cv::resize(*image, decoded_[i], cv::Size(), scale, scale, cv::INTER_AREA);
-    } else {
-      decoded_[i] = *image;
+  std::vector<std::future<absl::Status>> parts;
+  const size_t chunk = 16;
+  for (size_t first = 0; first < in_.images.size(); first += chunk) {
+    parts.push_back(pool_->Submit([this, first, chunk]() -> absl::Status {
+      for (size_t i = first; i < std::min(first + chunk, in_.images.size()); ++i) {
+        if (cancel_.cancelled()) return absl::CancelledError("cancelled while loading images");
+        ASSIGN_OR_RETURN(decoded_[i], LoadImage(i));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  absl::Status status;
+  for (auto& p : parts) status.Update(p.get());
+  return status;
+}
+
+torch::Tensor Trainer::PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
+                                     const std::vector<cv::Mat>* images) const {
+  std::vector<torch::Tensor> rows;
+  for (size_t j = 0; j < items.size(); ++j) {
+    const cv::Mat& image = images != nullptr ? (*images)[j] : decoded_[static_cast<size_t>(items[j])];
+    for (int v = 0; v < (train ? views : 1); ++v) {
+      std::mt19937_64 rng(Mix(seed, static_cast<uint64_t>(items[j]), static_cast<uint64_t>(v)));
+      auto t = train && spec_.augmentation.any() ? AugmentImage(image, spec_.augmentation, pre_, rng)
+                                                 : PreprocessImage(image, pre_);
+      rows.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
     }
   }
-  return absl::OkStatus();
+  return torch::stack(rows);
 }
 
 torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
@@ -121,17 +183,102 @@ torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
   return y.contiguous();
 }
 
-torch::Tensor Trainer::PrefixBatch(const std::vector<int64_t>& items, bool train, std::mt19937_64& rng) {
-  if (cache_.defined()) {
-    return cache_.index_select(0, torch::tensor(items, torch::kInt64).to(cache_.device()));
+absl::Status Trainer::BuildCache() {
+  const AugmentationSpec& aug = spec_.augmentation;
+  if (aug.any() && aug.cached_views == 0) return absl::OkStatus();  // fresh augmentations every epoch
+  views_ = aug.any() ? aug.cached_views : 1;
+  first_row_.resize(in_.images.size());
+  int64_t rows = 0;
+  for (size_t i = 0; i < in_.images.size(); ++i) {
+    first_row_[i] = rows;
+    rows += in_.images[i].split == Split::kTrain ? views_ : 1;
   }
-  std::vector<torch::Tensor> images;
-  for (int64_t i : items) {
-    auto t = train ? AugmentImage(decoded_[static_cast<size_t>(i)], spec_.augmentation, pre_, rng)
-                   : PreprocessImage(decoded_[static_cast<size_t>(i)], pre_);
-    images.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
+  const torch::Tensor probe = Prefix(torch::zeros({1, 3, pre_.height, pre_.width}));
+  const std::vector<int64_t> row_shape(probe.sizes().begin() + 1, probe.sizes().end());
+  FeatureCacheOptions options = in_.feature_cache;
+  options.device = device_;
+  const int64_t bytes = rows * (probe.numel() * (options.half ? 2 : 4));
+  if (PlaceCache(bytes, options) == CachePlacement::kNone) {
+    ABSL_LOG(INFO) << "frozen features (" << bytes << " bytes) fit neither the cache budget nor a spill file; "
+                   << "running the frozen part every batch";
+    views_ = 1;
+    return absl::OkStatus();
   }
-  return Prefix(torch::stack(images));
+  ASSIGN_OR_RETURN(cache_, FeatureCache::Create(row_shape, rows, options));
+  // Decode and augment on the pool, batches ahead, while the prefix runs here.
+  std::vector<std::vector<int64_t>> batches;
+  for (size_t b = 0; b < in_.images.size(); b += static_cast<size_t>(spec_.batch_size)) {
+    std::vector<int64_t> items(static_cast<size_t>(std::min<size_t>(spec_.batch_size, in_.images.size() - b)));
+    std::iota(items.begin(), items.end(), static_cast<int64_t>(b));
+    batches.push_back(std::move(items));
+  }
+  using Prepared = absl::StatusOr<std::vector<torch::Tensor>>;  // per image: its rows
+  auto prepare = [this](std::vector<int64_t> items) -> Prepared {
+    std::vector<torch::Tensor> out;
+    for (int64_t i : items) {
+      if (cancel_.cancelled()) return absl::CancelledError("cancelled while caching features");
+      ASSIGN_OR_RETURN(cv::Mat image, LoadImage(static_cast<size_t>(i)));
+      const bool train = in_.images[static_cast<size_t>(i)].split == Split::kTrain;
+      const std::vector<cv::Mat> one{image};
+      out.push_back(PrepareImages({i}, train && spec_.augmentation.any(), spec_.seed, views_, &one));
+    }
+    return out;
+  };
+  std::deque<std::future<Prepared>> ahead;
+  size_t submitted = 0;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    while (submitted < batches.size() && submitted <= b + kPrefetchBatches) {
+      ahead.push_back(pool_->Submit([prepare, items = batches[submitted]] { return prepare(items); }));
+      ++submitted;
+    }
+    Prepared prepared = ahead.front().get();
+    ahead.pop_front();
+    if (!prepared.ok()) {
+      cache_.reset();
+      return prepared.status();
+    }
+    const torch::Tensor images = torch::cat(*prepared, 0);
+    const int64_t first = first_row_[static_cast<size_t>(batches[b].front())];
+    for (int64_t r = 0; r < images.size(0); r += kMaxForwardRows) {
+      cache_->Write(first + r, Prefix(images.slice(0, r, r + kMaxForwardRows)));
+    }
+  }
+  cache_desc_ = absl::StrCat(cache_->spilled() ? "spill" : "memory", " ",
+                             cache_->dtype() == torch::kHalf ? "fp16" : "fp32", " ", rows, " rows ", cache_->bytes(),
+                             " bytes");
+  ABSL_LOG(INFO) << "cached frozen features at block " << k_ << ": " << cache_desc_;
+  return absl::OkStatus();
+}
+
+Trainer::Feed Trainer::StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed) {
+  Feed feed;
+  feed.batches = std::move(batches);
+  feed.train = train;
+  feed.seed = seed;
+  return feed;
+}
+
+torch::Tensor Trainer::AtK(Feed& feed, size_t b, std::mt19937_64& rng) {
+  const std::vector<int64_t>& items = feed.batches[b];
+  if (cache_ != nullptr) {
+    std::vector<int64_t> rows;
+    for (int64_t i : items) {
+      const bool many = feed.train && views_ > 1 && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
+      rows.push_back(first_row_[static_cast<size_t>(i)] +
+                     (many ? static_cast<int64_t>(rng() % static_cast<uint64_t>(views_)) : 0));
+    }
+    return cache_->Gather(rows, device_);
+  }
+  while (feed.submitted < feed.batches.size() && feed.submitted <= b + kPrefetchBatches) {
+    const size_t next = feed.submitted++;
+    feed.ahead.push_back(pool_->Submit([this, items = feed.batches[next], train = feed.train,
+                                        seed = Mix(feed.seed, next, 0)] {
+      return PrepareImages(items, train, seed, 1, nullptr);
+    }));
+  }
+  torch::Tensor images = feed.ahead.front().get();
+  feed.ahead.pop_front();
+  return Prefix(images);
 }
 
 torch::Tensor Trainer::Tail(const torch::Tensor& at_k) {
@@ -250,28 +397,9 @@ absl::Status Trainer::Setup() {
     for (double c : counts) w.push_back(static_cast<float>(c > 0 ? train_items_.size() / (in_.num_classes * c) : 0));
     class_weights_ = torch::tensor(w).to(device_);
   }
-  RETURN_IF_ERROR(DecodeAll());
-
-  // Cache the frozen prefix's output when every epoch sees the same inputs.
-  if (!spec_.augmentation.any()) {
-    const torch::Tensor probe = Prefix(PreprocessImage(decoded_[0], pre_).value().unsqueeze(0));
-    const int64_t bytes = probe.numel() * probe.element_size() * static_cast<int64_t>(decoded_.size());
-    if (bytes <= in_.feature_cache_bytes) {
-      std::vector<torch::Tensor> parts;
-      std::vector<int64_t> all(decoded_.size());
-      std::iota(all.begin(), all.end(), 0);
-      std::mt19937_64 unused_rng(0);
-      for (size_t b = 0; b < all.size(); b += static_cast<size_t>(spec_.batch_size)) {
-        if (cancel_.cancelled()) return absl::CancelledError("cancelled while caching features");
-        std::vector<int64_t> items(all.begin() + static_cast<long>(b),
-                                   all.begin() + static_cast<long>(std::min(all.size(), b + spec_.batch_size)));
-        parts.push_back(PrefixBatch(items, /*train=*/false, unused_rng));
-      }
-      cache_ = torch::cat(parts, 0);
-      decoded_.clear();
-      ABSL_LOG(INFO) << "cached frozen features " << cache_.sizes() << " (" << bytes << " bytes)";
-    }
-  }
+  pool_ = std::make_unique<ThreadPool>(in_.decode_threads > 0 ? in_.decode_threads : DefaultDecodeThreads());
+  RETURN_IF_ERROR(BuildCache());
+  if (cache_ == nullptr) RETURN_IF_ERROR(DecodeAll());
   return absl::OkStatus();
 }
 
@@ -281,11 +409,16 @@ std::pair<double, double> Trainer::Evaluate() {
   head_->eval();
   double loss_sum = 0, correct = 0;
   std::mt19937_64 rng(0);
+  std::vector<std::vector<int64_t>> batches;
   for (size_t b = 0; b < val_items_.size(); b += static_cast<size_t>(spec_.batch_size)) {
-    std::vector<int64_t> items(val_items_.begin() + static_cast<long>(b),
-                               val_items_.begin() + static_cast<long>(std::min(val_items_.size(), b + spec_.batch_size)));
+    batches.emplace_back(val_items_.begin() + static_cast<long>(b),
+                         val_items_.begin() + static_cast<long>(std::min(val_items_.size(), b + spec_.batch_size)));
+  }
+  Feed feed = StartFeed(batches, /*train=*/false, 0);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const std::vector<int64_t>& items = batches[b];
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    const torch::Tensor logits = Tail(PrefixBatch(items, /*train=*/false, rng));
+    const torch::Tensor logits = Tail(AtK(feed, b, rng));
     loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
     correct += logits.argmax(1).eq(labels).sum().item<double>();
   }
@@ -306,17 +439,23 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   head_->train();
   const bool bn_trains = own_ != nullptr && trainable > 0;
   const size_t bs = static_cast<size_t>(spec_.batch_size);
-  const int batches = static_cast<int>((order.size() + bs - 1) / bs);
+  std::vector<std::vector<int64_t>> all_batches;
+  for (size_t first = 0; first < order.size(); first += bs) {
+    all_batches.emplace_back(order.begin() + static_cast<long>(first),
+                             order.begin() + static_cast<long>(std::min(order.size(), first + bs)));
+  }
+  // Batch norm cannot train on one image: a lone last image sits this epoch out.
+  if (bn_trains && all_batches.back().size() == 1) all_batches.pop_back();
+  const int batches = static_cast<int>(all_batches.size());
+  Feed feed = StartFeed(all_batches, /*train=*/true, Mix(spec_.seed, static_cast<uint64_t>(epoch), 1));
   double loss_sum = 0, correct = 0, seen = 0, lr = st.optimizer.learning_rate;
   for (int b = 0; b < batches; ++b) {
     if (cancel_.cancelled()) return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
-    std::vector<int64_t> items(order.begin() + static_cast<long>(b * bs),
-                               order.begin() + static_cast<long>(std::min(order.size(), (b + 1) * bs)));
-    if (bn_trains && items.size() == 1) continue;  // batch norm cannot train on one image
+    const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    const torch::Tensor logits = Tail(PrefixBatch(items, /*train=*/true, rng));
+    const torch::Tensor logits = Tail(AtK(feed, static_cast<size_t>(b), rng));
     const torch::Tensor loss = Loss(logits, labels, true);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
@@ -431,6 +570,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     }
   }
   out.weights = TrainedState();
+  out.feature_cache = cache_desc_;
   return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/data/dataset.h"
+#include "core/train/feature_cache.h"
 #include "core/train/job_spec.h"
 #include "core/util/ids.h"
 #include "core/zoo/state_dict.h"
@@ -47,7 +48,10 @@ struct TrainInput {
   std::vector<DatasetImage> images;
   int num_classes = 0;
   std::string checkpoint_path;  // saved after every epoch; resumed from when present
-  int64_t feature_cache_bytes = 2LL << 30;
+  // Where cached frozen features go (memory budget, spill directory, fp16);
+  // its device is the backbone's.
+  FeatureCacheOptions feature_cache;
+  int decode_threads = 0;  // 0: DefaultDecodeThreads()
 };
 
 struct TrainedModel {
@@ -58,11 +62,15 @@ struct TrainedModel {
   EpochMetrics final_metrics;  // the last epoch run
   EpochMetrics best_metrics;   // the best epoch by the monitor
   bool restored_best = false;  // the weights are the best epoch's
+  // How the frozen prefix's output was served: "none" (run every batch), or
+  // "memory"/"spill" with its dtype, rows and bytes.
+  std::string feature_cache = "none";
 };
 
 // Fine-tunes a head (and the blocks the stages name) on `images`. Frozen
-// blocks run in eval mode; when nothing is augmented, their outputs are
-// computed once and cached. CANCELLED when `cancel` trips (checked every
+// blocks run in eval mode; when nothing is augmented (or K augmented views
+// are asked for) their outputs are computed once and cached. Decoding and
+// augmentation run on a thread pool ahead of the compute. CANCELLED when `cancel` trips (checked every
 // batch); INVALID_ARGUMENT naming epoch and batch when the loss is not finite.
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events);
 

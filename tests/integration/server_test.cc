@@ -7,10 +7,14 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include <future>
+#include <random>
+
 #include "client/client.h"
 #include "core/data/image_codec.h"
 #include "core/data/transforms.h"
 #include "core/util/files.h"
+#include "graft/v1/inference.grpc.pb.h"
 #include "server/server.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
@@ -227,6 +231,77 @@ TEST_F(ServerTest, MetricsPageCountsRpcsAndImages) {
   EXPECT_NE(page.find("graft_backbone_load_seconds{backbone=\"mobilenet_v2\"}"), std::string::npos);
   EXPECT_NE(page.find("graft_build_info{"), std::string::npos);
   EXPECT_NE(graft::testing::HttpGet(server_->metrics_port(), "/other").find("404"), std::string::npos);
+}
+
+TEST_F(ServerTest, ConcurrentPredictsAreBatchedAndEachGetsItsOwnAnswer) {
+  const std::vector<std::string> names{"dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg"};
+  // Each image alone first: the answers to match.
+  std::map<std::string, v1::ClassScore> expected;
+  for (const auto& n : names) {
+    const auto r = client_->Predict(Request("mobilenet_v2", {Bytes(n)}));
+    ASSERT_TRUE(r.ok()) << r.status();
+    expected[n] = r->results(0).predictions(0).top(0);
+  }
+  // Eight clients, each sending every image once in its own order.
+  std::vector<std::future<std::string>> clients;
+  std::atomic<int> shared_batches{0};
+  for (int c = 0; c < 8; ++c) {
+    clients.push_back(std::async(std::launch::async, [&, c]() -> std::string {
+      std::vector<std::string> order = names;
+      std::shuffle(order.begin(), order.end(), std::mt19937(static_cast<unsigned>(c)));
+      for (const auto& n : order) {
+        const auto r = client_->Predict(Request("mobilenet_v2", {Bytes(n)}));
+        if (!r.ok()) return n + ": " + std::string(r.status().message());
+        const auto& top = r->results(0).predictions(0).top(0);
+        if (top.index() != expected[n].index() || std::abs(top.probability() - expected[n].probability()) > 1e-4) {
+          return n + " got " + top.label() + " " + std::to_string(top.probability()) + ", alone it is " +
+                 expected[n].label() + " " + std::to_string(expected[n].probability());
+        }
+        if (r->timing().batch_images() > 1) ++shared_batches;
+      }
+      return "";
+    }));
+  }
+  for (auto& c : clients) EXPECT_EQ(c.get(), "");
+  EXPECT_GT(shared_batches.load(), 0) << "no request shared a forward pass with another";
+  const std::string page = graft::testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_NE(page.find("graft_inference_batch_images_bucket{backbone=\"mobilenet_v2\""), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_inference_batch_requests_count{backbone=\"mobilenet_v2\"}"), std::string::npos);
+  EXPECT_NE(page.find("graft_inference_queue_images{backbone=\"mobilenet_v2\"}"), std::string::npos);
+}
+
+TEST_F(ServerTest, AClientGivingUpMidQueueLeavesTheOthersServed) {
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
+  auto stub = v1::Inference::NewStub(channel);
+  // A large request of ready tensors (nothing to decode) keeps the backbone
+  // busy for a second or more ...
+  const auto kite = core::PreprocessImage(core::DecodeImage(Bytes("kite.jpg"), {}).value(), core::Preprocessing{});
+  ASSERT_TRUE(kite.ok());
+  v1::PredictRequest many;
+  many.set_backbone("mobilenet_v2");
+  auto* t = many.add_images()->mutable_tensor();
+  for (int64_t d : {48, 3, 224, 224}) t->add_shape(d);
+  const torch::Tensor c = kite->unsqueeze(0).expand({48, 3, 224, 224}).contiguous();
+  t->mutable_values()->Add(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  auto busy = std::async(std::launch::async, [&] { return client_->Predict(many); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // ... while impatient clients queue behind it and leave.
+  for (int i = 0; i < 4; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(50));
+    v1::PredictResponse response;
+    const grpc::Status status = stub->Predict(&context, Request("mobilenet_v2", {Bytes("dog.jpg")}), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  }
+  const auto big = busy.get();
+  ASSERT_TRUE(big.ok()) << big.status();
+  ASSERT_EQ(big->results(0).predictions_size(), 48);
+  const auto alone = client_->Predict(Request("mobilenet_v2", {Bytes("kite.jpg")}));
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(big->results(0).predictions(47).top(0).label(), alone->results(0).predictions(0).top(0).label());
+  const auto after = client_->Predict(Request("mobilenet_v2", {Bytes("dog.jpg")}));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(Short(after->results(0).predictions(0).top(0).label()), "malamute");
 }
 
 }  // namespace

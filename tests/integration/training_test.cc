@@ -361,7 +361,10 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
   expect(s, absl::StatusCode::kInvalidArgument, "spec.stages[0].optimizer.nesterov: needs the SGD optimizer");
   s = Spec("hym", 1);
   s.mutable_augmentation()->set_cached_views(4);
-  expect(s, absl::StatusCode::kInvalidArgument, "spec.augmentation.cached_views: must be 0");
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.augmentation.cached_views: needs an augmentation");
+  s.mutable_augmentation()->set_horizontal_flip(true);
+  s.mutable_augmentation()->set_cached_views(65);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.augmentation.cached_views: must be 0..64");
   s = Spec("nope", 1);
   expect(s, absl::StatusCode::kNotFound, "spec.dataset: no dataset 'nope'");
   s = Spec("hym", 1);

@@ -1,0 +1,176 @@
+#include "core/serve/batcher.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <set>
+
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+namespace {
+
+constexpr auto kCancelPoll = std::chrono::milliseconds(10);
+
+int64_t Micros(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+bool SameInputSize(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.size(-2) == b.size(-2) && a.size(-1) == b.size(-1);
+}
+
+}  // namespace
+
+TrunkBatcher::TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options,
+                           BatcherObserver* observer)
+    : backbone_(std::move(backbone)), options_(options), observer_(observer) {
+  worker_ = std::thread([this] { Loop(); });
+}
+
+TrunkBatcher::~TrunkBatcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    for (auto& p : queue_) {
+      p->result = absl::UnavailableError("the server is shutting down");
+      p->done = true;
+    }
+    queue_.clear();
+  }
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  worker_.join();
+}
+
+absl::StatusOr<TrunkResult> TrunkBatcher::Run(TrunkRequest request, const std::function<bool()>& cancelled) {
+  auto pending = std::make_shared<Pending>();
+  pending->request = std::move(request);
+  pending->arrived = Clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stop_) return absl::UnavailableError("the server is shutting down");
+  queue_.push_back(pending);
+  if (observer_ != nullptr) observer_->OnQueueDepth(backbone_->spec->name, QueuedImages());
+  work_cv_.notify_one();
+  while (!pending->done) {
+    done_cv_.wait_for(lock, kCancelPoll);
+    if (pending->done || !cancelled || !cancelled()) continue;
+    // The caller has gone: leave the queue if still in it; a request already
+    // in a running batch is simply not waited for.
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if (*it == pending) {
+        queue_.erase(it);
+        break;
+      }
+    }
+    return absl::CancelledError("the request was cancelled while waiting for a batch");
+  }
+  return std::move(pending->result);
+}
+
+int64_t TrunkBatcher::QueuedImages() const {
+  int64_t n = 0;
+  for (const auto& p : queue_) n += p->request.images.size(0);
+  return n;
+}
+
+int64_t TrunkBatcher::CompatibleImages() const {
+  int64_t n = 0;
+  for (const auto& p : queue_) {
+    if (SameInputSize(p->request.images, queue_.front()->request.images)) n += p->request.images.size(0);
+  }
+  return n;
+}
+
+std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
+  std::vector<std::shared_ptr<Pending>> batch{queue_.front()};
+  queue_.pop_front();
+  int64_t images = batch[0]->request.images.size(0);
+  for (auto it = queue_.begin(); it != queue_.end() && images < options_.max_batch_size;) {
+    const int64_t n = (*it)->request.images.size(0);
+    if (SameInputSize((*it)->request.images, batch[0]->request.images) && images + n <= options_.max_batch_size) {
+      images += n;
+      batch.push_back(*it);
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return batch;
+}
+
+void TrunkBatcher::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    // Wait for company until the batch is full or the oldest request's delay
+    // is spent.
+    const auto deadline = queue_.front()->arrived + std::chrono::microseconds(options_.max_queue_delay_us);
+    while (!stop_ && !queue_.empty() && CompatibleImages() < options_.max_batch_size && Clock::now() < deadline) {
+      work_cv_.wait_until(lock, deadline);
+    }
+    if (stop_) return;
+    if (queue_.empty()) continue;  // everyone waiting gave up
+    auto batch = TakeBatch();
+    if (observer_ != nullptr) observer_->OnQueueDepth(backbone_->spec->name, QueuedImages());
+    lock.unlock();
+    Compute(batch);
+    lock.lock();
+    for (auto& p : batch) p->done = true;
+    done_cv_.notify_all();
+  }
+}
+
+void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& batch) {
+  const auto start = Clock::now();
+  std::set<int> stop_set;
+  std::vector<torch::Tensor> inputs;
+  for (const auto& p : batch) {
+    stop_set.insert(p->request.stops.begin(), p->request.stops.end());
+    inputs.push_back(p->request.images);
+  }
+  const std::vector<int> stops(stop_set.begin(), stop_set.end());
+  ResidentBackbone& bb = *backbone_;
+  int64_t images = 0;
+  auto joined = GuardInternal("forward " + bb.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
+    c10::InferenceMode guard;
+    const torch::Tensor all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0);
+    images = all.size(0);
+    std::map<int, std::vector<torch::Tensor>> parts;
+    std::lock_guard<std::mutex> compute(bb.compute_mu);
+    for (int64_t b = 0; b < images; b += options_.max_batch_size) {
+      torch::Tensor x = all.slice(0, b, b + options_.max_batch_size)
+                            .to(bb.device)
+                            .contiguous(bb.device.is_cpu() ? torch::MemoryFormat::ChannelsLast
+                                                           : torch::MemoryFormat::Contiguous);
+      int prev = 0;
+      for (int stop : stops) {
+        x = bb.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
+        parts[stop].push_back(x);
+        prev = stop;
+      }
+    }
+    std::map<int, torch::Tensor> out;
+    for (auto& [stop, p] : parts) out[stop] = p.size() == 1 ? p[0] : torch::cat(p, 0);
+    return out;
+  });
+  const auto compute_us = Micros(Clock::now() - start);
+  if (observer_ != nullptr) observer_->OnBatch(bb.spec->name, images, static_cast<int64_t>(batch.size()));
+  int64_t offset = 0;
+  for (const auto& p : batch) {
+    const int64_t n = p->request.images.size(0);
+    if (!joined.ok()) {
+      p->result = joined.status();
+      continue;
+    }
+    TrunkResult r;
+    for (int stop : p->request.stops) r.at[stop] = joined->at(stop).slice(0, offset, offset + n);
+    r.queue_us = Micros(start - p->arrived);
+    r.compute_us = compute_us;
+    r.batch_images = images;
+    p->result = std::move(r);
+    offset += n;
+  }
+}
+
+}  // namespace graft::core

@@ -1,0 +1,97 @@
+#pragma once
+
+#include <torch/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/zoo/zoo.h"
+
+namespace graft::core {
+
+// What a batcher reports; called from its worker thread.
+class BatcherObserver {
+ public:
+  virtual ~BatcherObserver() = default;
+  // Images waiting for a batch after a batch was taken (or a request arrived).
+  virtual void OnQueueDepth(const std::string& backbone, int64_t images) {}
+  // One forward pass over `images` images gathered from `requests` requests.
+  virtual void OnBatch(const std::string& backbone, int64_t images, int64_t requests) {}
+};
+
+struct BatcherOptions {
+  int64_t max_batch_size = 32;        // images per forward pass
+  int64_t max_queue_delay_us = 500;   // how long the oldest request waits for company
+};
+
+// One request to the shared trunk: a [N, 3, H, W] float batch on the CPU and
+// the block boundaries whose activations it needs (ascending, 1..n).
+struct TrunkRequest {
+  torch::Tensor images;
+  std::vector<int> stops;
+};
+
+struct TrunkResult {
+  std::map<int, torch::Tensor> at;  // this request's rows at each of its stops
+  int64_t queue_us = 0;             // from arrival to the start of its batch
+  int64_t compute_us = 0;           // its batch's forward pass
+  int64_t batch_images = 0;         // images in the batch it rode in
+};
+
+// The dynamic batcher of one resident backbone: concurrent requests are
+// gathered until max_batch_size images or until the oldest has waited
+// max_queue_delay_us, the trunk runs once over all of them up to the deepest
+// stop any of them needs, and each gets its own rows back. Requests of
+// different input sizes are batched separately. A request whose caller has
+// gone is dropped from the queue; one already in a batch finishes unseen.
+class TrunkBatcher {
+ public:
+  TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options, BatcherObserver* observer);
+  ~TrunkBatcher();  // queued requests are answered UNAVAILABLE
+  TrunkBatcher(const TrunkBatcher&) = delete;
+  TrunkBatcher& operator=(const TrunkBatcher&) = delete;
+
+  // Blocks until the request's batch has run. `cancelled` is polled while
+  // waiting; when it returns true the request is abandoned with CANCELLED.
+  absl::StatusOr<TrunkResult> Run(TrunkRequest request, const std::function<bool()>& cancelled);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {
+    TrunkRequest request;
+    Clock::time_point arrived;
+    bool done = false;
+    absl::StatusOr<TrunkResult> result = absl::UnknownError("not run");
+  };
+
+  void Loop();
+  // Takes the oldest request and those of the same input size behind it, up
+  // to max_batch_size images (the oldest always, however large). mu_ held.
+  std::vector<std::shared_ptr<Pending>> TakeBatch();
+  // Images queued with the oldest request's input size. mu_ held.
+  int64_t CompatibleImages() const;
+  int64_t QueuedImages() const;
+  void Compute(const std::vector<std::shared_ptr<Pending>>& batch);
+
+  const std::shared_ptr<ResidentBackbone> backbone_;
+  const BatcherOptions options_;
+  BatcherObserver* const observer_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;  // the worker: a request arrived, or stop
+  std::condition_variable done_cv_;  // callers: a batch finished
+  std::deque<std::shared_ptr<Pending>> queue_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+}  // namespace graft::core

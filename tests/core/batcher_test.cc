@@ -1,0 +1,163 @@
+// The dynamic batcher: every request gets its own rows back however requests
+// are grouped, the queue delay is honoured, and callers that leave while
+// queued are dropped without disturbing anyone else.
+
+#include "core/serve/batcher.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "core/zoo/registry.h"
+#include "core/zoo/zoo.h"
+
+namespace graft::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Counts what the batcher reports.
+class CountingObserver : public BatcherObserver {
+ public:
+  void OnBatch(const std::string&, int64_t images, int64_t requests) override {
+    std::lock_guard<std::mutex> lock(mu);
+    batches.push_back({images, requests});
+  }
+  int64_t MaxRequests() {
+    std::lock_guard<std::mutex> lock(mu);
+    int64_t m = 0;
+    for (const auto& b : batches) m = std::max(m, b.second);
+    return m;
+  }
+  int64_t TotalRequests() {
+    std::lock_guard<std::mutex> lock(mu);
+    int64_t n = 0;
+    for (const auto& b : batches) n += b.second;
+    return n;
+  }
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> batches;
+};
+
+class BatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const BackboneSpec* spec = Registry::BuiltIn().Find("squeezenet1_1");
+    ASSERT_NE(spec, nullptr);
+    torch::manual_seed(3);
+    resident_ = std::make_shared<ResidentBackbone>();
+    resident_->spec = spec;
+    resident_->module = spec->make();
+    resident_->module->eval();
+    auto inference = MakeInferenceBackbone(*spec, ModuleStateDict(*resident_->module), torch::kCPU);
+    ASSERT_TRUE(inference.ok()) << inference.status();
+    resident_->inference = *inference;
+    n_ = static_cast<int>(resident_->module->blocks().size());
+  }
+
+  // What the trunk computes for `x` alone, at `stop`.
+  torch::Tensor Expected(const torch::Tensor& x, int stop) {
+    torch::NoGradGuard no_grad;
+    return resident_->inference->ForwardTrunk(x.contiguous(torch::MemoryFormat::ChannelsLast), 0,
+                                              static_cast<size_t>(stop));
+  }
+
+  static void ExpectClose(const torch::Tensor& got, const torch::Tensor& want) {
+    ASSERT_EQ(got.sizes(), want.sizes());
+    const double scale = std::max(want.abs().max().item<double>(), 1e-6);
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-4 * scale);
+  }
+
+  std::shared_ptr<ResidentBackbone> resident_;
+  int n_ = 0;
+};
+
+TEST_F(BatcherTest, ConcurrentRequestsEachGetTheirOwnRows) {
+  CountingObserver observer;
+  TrunkBatcher batcher(resident_, {/*max_batch_size=*/16, /*max_queue_delay_us=*/20000}, &observer);
+  constexpr int kClients = 12;
+  std::vector<torch::Tensor> inputs;
+  for (int i = 0; i < kClients; ++i) {
+    // Distinct images of 1 to 3 rows; two input sizes, batched apart.
+    const int64_t side = i % 3 == 2 ? 80 : 64;
+    inputs.push_back(torch::randn({1 + i % 3, 3, side, side}) + static_cast<double>(i));
+  }
+  const int mid = n_ / 2;
+  std::vector<std::future<absl::StatusOr<TrunkResult>>> futures;
+  for (int i = 0; i < kClients; ++i) {
+    futures.push_back(std::async(std::launch::async, [&, i] {
+      const std::vector<int> stops = i % 2 == 0 ? std::vector<int>{n_} : std::vector<int>{mid, n_};
+      return batcher.Run({inputs[static_cast<size_t>(i)], stops}, {});
+    }));
+  }
+  for (int i = 0; i < kClients; ++i) {
+    auto r = futures[static_cast<size_t>(i)].get();
+    ASSERT_TRUE(r.ok()) << "client " << i << ": " << r.status();
+    ExpectClose(r->at.at(n_), Expected(inputs[static_cast<size_t>(i)], n_));
+    if (i % 2 == 1) {
+      ExpectClose(r->at.at(mid), Expected(inputs[static_cast<size_t>(i)], mid));
+    } else {
+      EXPECT_EQ(r->at.count(mid), 0u) << "client " << i << " did not ask for block " << mid;
+    }
+    EXPECT_GE(r->batch_images, inputs[static_cast<size_t>(i)].size(0));
+  }
+  EXPECT_EQ(observer.TotalRequests(), kClients);
+  EXPECT_GT(observer.MaxRequests(), 1) << "concurrent requests were never batched together";
+  for (const auto& [images, requests] : observer.batches) EXPECT_LE(images, 16);
+}
+
+TEST_F(BatcherTest, HonoursTheQueueDelayAndDoesNotWaitWhenFull) {
+  constexpr int64_t kDelayUs = 150'000;
+  TrunkBatcher batcher(resident_, {/*max_batch_size=*/4, kDelayUs}, nullptr);
+  // Alone and short of a full batch: waits about the delay, not much longer.
+  const auto start = Clock::now();
+  auto lone = batcher.Run({torch::randn({1, 3, 64, 64}), {n_}}, {});
+  const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  ASSERT_TRUE(lone.ok()) << lone.status();
+  EXPECT_GE(lone->queue_us, kDelayUs * 9 / 10);
+  EXPECT_LE(lone->queue_us, kDelayUs + 100'000);
+  EXPECT_GE(waited, lone->queue_us);
+  // A full batch runs at once.
+  auto full = batcher.Run({torch::randn({4, 3, 64, 64}), {n_}}, {});
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_LT(full->queue_us, kDelayUs / 2);
+  // A request larger than a batch is run in chunks, still as one answer.
+  const torch::Tensor big = torch::randn({10, 3, 64, 64});
+  auto chunked = batcher.Run({big, {n_}}, {});
+  ASSERT_TRUE(chunked.ok()) << chunked.status();
+  ExpectClose(chunked->at.at(n_), Expected(big, n_));
+}
+
+TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
+  CountingObserver observer;
+  TrunkBatcher batcher(resident_, {/*max_batch_size=*/1, /*max_queue_delay_us=*/0}, &observer);
+  const torch::Tensor a = torch::randn({1, 3, 64, 64});
+  const torch::Tensor b = torch::randn({1, 3, 64, 64}) + 1;
+  const torch::Tensor c = torch::randn({1, 3, 64, 64}) - 1;
+  // Hold the compute lock (as a training job would) so A's batch blocks and B
+  // stays queued behind it.
+  std::unique_lock<std::mutex> busy(resident_->compute_mu);
+  auto fa = std::async(std::launch::async, [&] { return batcher.Run({a, {n_}}, {}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::atomic<bool> b_gone{false};
+  auto fb = std::async(std::launch::async, [&] { return batcher.Run({b, {n_}}, [&] { return b_gone.load(); }); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  b_gone = true;
+  ASSERT_EQ(fb.wait_for(std::chrono::seconds(2)), std::future_status::ready) << "a cancelled caller kept waiting";
+  const auto rb = fb.get();
+  EXPECT_EQ(rb.status().code(), absl::StatusCode::kCancelled) << rb.status();
+  busy.unlock();
+  const auto ra = fa.get();
+  ASSERT_TRUE(ra.ok()) << ra.status();
+  ExpectClose(ra->at.at(n_), Expected(a, n_));
+  const auto rc = batcher.Run({c, {n_}}, {});
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  ExpectClose(rc->at.at(n_), Expected(c, n_));
+  EXPECT_EQ(observer.TotalRequests(), 2) << "the cancelled request was computed";
+}
+
+}  // namespace
+}  // namespace graft::core
