@@ -104,14 +104,18 @@ void TrunkBatcher::Loop() {
     work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (stop_) return;
     // Wait for company until the batch is full or the oldest request's delay
-    // is spent.
-    const auto deadline = queue_.front()->arrived + std::chrono::microseconds(options_.max_queue_delay_us);
+    // is spent; a lone caller whose last batch was also alone (one client,
+    // sequential requests) is not kept waiting for company that never comes.
+    const bool expect_company = last_batch_requests_ > 1 || queue_.size() > 1;
+    const auto deadline = queue_.front()->arrived +
+                          std::chrono::microseconds(expect_company ? options_.max_queue_delay_us : 0);
     while (!stop_ && !queue_.empty() && CompatibleImages() < options_.max_batch_size && Clock::now() < deadline) {
       work_cv_.wait_until(lock, deadline);
     }
     if (stop_) return;
     if (queue_.empty()) continue;  // everyone waiting gave up
     auto batch = TakeBatch();
+    last_batch_requests_ = batch.size();
     if (observer_ != nullptr) observer_->OnQueueDepth(backbone_->spec->name, QueuedImages());
     lock.unlock();
     Compute(batch);

@@ -49,7 +49,8 @@ struct TrunkResult {
 
 // The dynamic batcher of one resident backbone: concurrent requests are
 // gathered until max_batch_size images or until the oldest has waited
-// max_queue_delay_us, the trunk runs once over all of them up to the deepest
+// max_queue_delay_us (not waited when the previous batch held a single
+// request: sequential callers get no added latency), the trunk runs once over all of them up to the deepest
 // stop any of them needs, and each gets its own rows back. Requests of
 // different input sizes are batched separately. A request whose caller has
 // gone is dropped from the queue; one already in a batch finishes unseen.
@@ -91,6 +92,7 @@ class TrunkBatcher {
   std::condition_variable done_cv_;  // callers: a batch finished
   std::deque<std::shared_ptr<Pending>> queue_;
   bool stop_ = false;
+  size_t last_batch_requests_ = 2;  // > 1: the first request waits for company
   std::thread worker_;
 };
 

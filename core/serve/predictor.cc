@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/data/transforms.h"
+#include "core/util/compute_threads.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -113,6 +114,7 @@ absl::StatusOr<std::map<int, torch::Tensor>> Predictor::RunTrunk(const std::shar
 
 absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const std::vector<ImageInput>& inputs,
                                                  std::optional<int> top_k, const CancelledFn& cancelled) const {
+  UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
   ASSIGN_OR_RETURN(const int k, ResolveTopK(top_k, backbone->spec->num_classes));
@@ -135,6 +137,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
 absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<std::string>& model_ids,
                                                             const std::vector<ImageInput>& inputs,
                                                             std::optional<int> top_k, const CancelledFn& cancelled) const {
+  UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   std::vector<std::shared_ptr<const ServingModel>> models;
@@ -182,6 +185,7 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
 
 absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std::vector<ImageInput>& inputs,
                                              const std::string& block, const CancelledFn& cancelled) const {
+  UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
   const auto& blocks = backbone->module->blocks();
@@ -214,6 +218,7 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
 absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
                                                   const std::vector<ImageInput>& inputs,
                                                   const CancelledFn& cancelled) const {
+  UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   ASSIGN_OR_RETURN(auto model, models_->Get(model_id));

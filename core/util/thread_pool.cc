@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/util/compute_threads.h"
+
 namespace graft::core {
 
 ThreadPool::ThreadPool(int threads) {
@@ -18,6 +20,7 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::Loop() {
+  UseOneComputeThreadHere();
   while (true) {
     std::function<void()> task;
     {

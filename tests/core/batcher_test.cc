@@ -120,6 +120,11 @@ TEST_F(BatcherTest, HonoursTheQueueDelayAndDoesNotWaitWhenFull) {
   EXPECT_GE(lone->queue_us, kDelayUs * 9 / 10);
   EXPECT_LE(lone->queue_us, kDelayUs + 100'000);
   EXPECT_GE(waited, lone->queue_us);
+  // Alone again after a batch that was alone: a sequential caller is not kept
+  // waiting for company.
+  auto next = batcher.Run({torch::randn({1, 3, 64, 64}), {n_}}, {});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_LT(next->queue_us, kDelayUs / 2);
   // A full batch runs at once.
   auto full = batcher.Run({torch::randn({4, 3, 64, 64}), {n_}}, {});
   ASSERT_TRUE(full.ok()) << full.status();

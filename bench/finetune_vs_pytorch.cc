@@ -1,0 +1,134 @@
+// bench/finetune_vs_pytorch: the hymenoptera transfer-learning job through
+// graftd (in-process server, real gRPC client over loopback; upload excluded,
+// timed from CreateJob to the model answering a Predict) against the PyTorch
+// tutorial loop and an expert hand-written script (bench/reference/), all in
+// this invocation, on the same machine and thread count.
+//
+//   finetune_vs_pytorch [--epochs 25] [--tutorial on|off] [--threads N]
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "bench/bench_util.h"
+#include "client/client.h"
+#include "core/util/files.h"
+#include "server/server.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  int epochs = 25;
+  bool tutorial = true;
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+};
+
+struct GraftRun {
+  double seconds = 0;
+  double best_val_accuracy = 0;
+  std::string error;
+};
+
+GraftRun RunGraft(const Args& args) {
+  GraftRun run;
+  graft::bench::ScratchDir dir;
+  graft::server::ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.metrics_port = -1;
+  options.data_dir = dir.path();
+  options.zoo_dir = graft::bench::SharedDir() + "/weights";
+  options.device = "cpu";
+  options.intra_op_threads = args.threads;
+  auto server = graft::server::GraftServer::Start(options);
+  if (!server.ok()) return {0, 0, std::string(server.status().message())};
+  graft::client::GraftClient client(absl::StrCat("127.0.0.1:", (*server)->port()));
+  auto dataset = client.UploadDataset(graft::bench::SharedDir() + "/data/hymenoptera", "hymenoptera");
+  if (!dataset.ok()) return {0, 0, std::string(dataset.status().message())};
+
+  graft::v1::JobSpec spec;
+  spec.set_backbone("mobilenet_v2");
+  spec.set_dataset(dataset->dataset().id());
+  spec.set_batch_size(32);
+  spec.set_seed(1);
+  auto* stage = spec.add_stages();
+  stage->set_epochs(args.epochs);
+  stage->set_train("head");
+  stage->mutable_optimizer()->set_kind(graft::v1::OPTIMIZER_ADAM);
+  stage->mutable_optimizer()->set_learning_rate(1e-3);
+
+  const auto start = Clock::now();
+  auto job = client.CreateJob(spec);
+  if (!job.ok()) return {0, 0, std::string(job.status().message())};
+  const auto watched = client.WatchJob(job->id(), false, [](const graft::v1::JobEvent&) { return true; });
+  auto done = client.GetJob(job->id());
+  if (!watched.ok() || !done.ok() || done->state() != graft::v1::JOB_STATE_SUCCEEDED) {
+    return {0, 0, done.ok() ? "job ended " + graft::v1::JobState_Name(done->state()) + ": " + done->error()
+                            : std::string(done.status().message())};
+  }
+  graft::v1::PredictRequest predict;
+  predict.add_models(done->model_id());
+  auto bytes = graft::core::ReadFile(graft::bench::SharedDir() + "/images/dog.jpg");
+  predict.add_images()->set_encoded(bytes.value_or(""));
+  const auto served = client.Predict(predict);
+  run.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!served.ok()) run.error = "the model does not serve: " + std::string(served.status().message());
+  run.best_val_accuracy = done->best().val_accuracy();
+  return run;
+}
+
+std::map<std::string, double> RunReference(const std::string& script, const Args& args) {
+  const std::string cmd = absl::StrCat(graft::bench::kPython, " ", GRAFT_BENCH_DIR, "/reference/", script,
+                                       " --data ", graft::bench::SharedDir(), "/data/hymenoptera --weights ",
+                                       graft::bench::SharedDir(), "/weights/mobilenet_v2-imagenet.pth --epochs ",
+                                       args.epochs, " --threads ", args.threads);
+  return graft::bench::ParseValues(graft::bench::RunCommand(cmd));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--epochs") args.epochs = std::stoi(value);
+    else if (flag == "--tutorial") args.tutorial = value == "on";
+    else if (flag == "--threads") args.threads = std::stoi(value);
+    else {
+      std::cerr << "unknown flag " << flag << "\n";
+      return 2;
+    }
+  }
+  std::cout << "threads: " << args.threads << "\nepochs: " << args.epochs << "\n";
+  const GraftRun graft = RunGraft(args);
+  if (!graft.error.empty()) {
+    std::cerr << "graft run failed: " << graft.error << "\n";
+    return 1;
+  }
+  std::cout << "graft_seconds: " << graft.seconds << "\ngraft_best_val_accuracy: " << graft.best_val_accuracy << "\n";
+  const auto expert = RunReference("finetune_expert.py", args);
+  if (!expert.count("wall_seconds")) {
+    std::cerr << "the expert reference printed no result\n";
+    return 1;
+  }
+  std::cout << "expert_seconds: " << expert.at("wall_seconds")
+            << "\nexpert_best_val_accuracy: " << expert.at("best_val_accuracy")
+            << "\nspeedup_vs_expert: " << expert.at("wall_seconds") / graft.seconds
+            << "\naccuracy_minus_expert: " << graft.best_val_accuracy - expert.at("best_val_accuracy") << "\n";
+  if (args.tutorial) {
+    const auto tutorial = RunReference("finetune_tutorial.py", args);
+    if (!tutorial.count("wall_seconds")) {
+      std::cerr << "the tutorial reference printed no result\n";
+      return 1;
+    }
+    std::cout << "tutorial_seconds: " << tutorial.at("wall_seconds")
+              << "\ntutorial_best_val_accuracy: " << tutorial.at("best_val_accuracy")
+              << "\nspeedup_vs_tutorial: " << tutorial.at("wall_seconds") / graft.seconds << "\n";
+  }
+  return 0;
+}

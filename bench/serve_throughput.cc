@@ -1,0 +1,192 @@
+// bench/serve_throughput: single-image Predicts over loopback from 1, 4, 16
+// and 64 concurrent clients (one channel each) against an in-process graftd:
+// images/s, p50/p99 latency, and the ratio to the in-process batched forward
+// of the same backbone (batch = --max_batch_size) measured in this invocation.
+// Clients send 224x224 JPEGs, as a client that sizes its images for the
+// model does.
+//
+//   serve_throughput [--backbone mobilenet_v2] [--seconds 8] [--clients 1,4,16,64]
+//                    [--max_batch_size 32] [--max_queue_delay_us 500] [--threads N]
+
+#include <c10/core/InferenceMode.h>
+#include <torch/torch.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
+#include "client/client.h"
+#include "core/zoo/zoo.h"
+#include "server/server.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::string backbone = "mobilenet_v2";
+  double seconds = 8;
+  std::string clients = "1,4,16,64";
+  int64_t max_batch_size = 32;
+  int64_t max_queue_delay_us = 500;
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+};
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Forward passes of the resident inference backbone in this process.
+double ForwardImagesPerSecond(graft::core::ResidentBackbone& b, int64_t batch, double min_seconds,
+                              double* median_ms) {
+  c10::InferenceMode guard;
+  const torch::Tensor x = torch::randn({batch, 3, 224, 224}).contiguous(torch::MemoryFormat::ChannelsLast);
+  b.inference->forward(x);
+  std::vector<double> times;
+  const auto start = Clock::now();
+  while (times.size() < 5 || Seconds(Clock::now() - start) < min_seconds) {
+    const auto t = Clock::now();
+    b.inference->forward(x);
+    times.push_back(Seconds(Clock::now() - t));
+  }
+  std::sort(times.begin(), times.end());
+  if (median_ms != nullptr) *median_ms = times[times.size() / 2] * 1e3;
+  return static_cast<double>(batch) * static_cast<double>(times.size()) / Seconds(Clock::now() - start);
+}
+
+std::vector<std::string> Images() {
+  std::vector<std::string> out;
+  for (const char* name : {"dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg"}) {
+    cv::Mat image = cv::imread(graft::bench::SharedDir() + "/images/" + name);
+    cv::Mat small;
+    cv::resize(image, small, cv::Size(224, 224), 0, 0, cv::INTER_AREA);
+    std::vector<uint8_t> jpeg;
+    cv::imencode(".jpg", small, jpeg, {cv::IMWRITE_JPEG_QUALITY, 90});
+    out.emplace_back(jpeg.begin(), jpeg.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--backbone") args.backbone = value;
+    else if (flag == "--seconds") args.seconds = std::stod(value);
+    else if (flag == "--clients") args.clients = value;
+    else if (flag == "--max_batch_size") args.max_batch_size = std::stoll(value);
+    else if (flag == "--max_queue_delay_us") args.max_queue_delay_us = std::stoll(value);
+    else if (flag == "--threads") args.threads = std::stoi(value);
+    else {
+      std::cerr << "unknown flag " << flag << "\n";
+      return 2;
+    }
+  }
+  graft::bench::ScratchDir dir;
+  graft::server::ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.metrics_port = -1;
+  options.data_dir = dir.path();
+  options.zoo_dir = graft::bench::SharedDir() + "/weights";
+  options.device = "cpu";
+  options.intra_op_threads = args.threads;
+  options.max_batch_size = args.max_batch_size;
+  options.max_queue_delay_us = args.max_queue_delay_us;
+  auto server = graft::server::GraftServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "graftd: " << server.status().message() << "\n";
+    return 1;
+  }
+  // The reference: the same resident backbone, in this process, no gRPC.
+  graft::core::ZooOptions zoo_options;
+  zoo_options.zoo_dir = options.zoo_dir;
+  zoo_options.device = "cpu";
+  auto zoo = graft::core::Zoo::Create(zoo_options);
+  auto resident = zoo.ok() ? (*zoo)->Resident(args.backbone) : zoo.status();
+  if (!resident.ok()) {
+    std::cerr << args.backbone << ": " << resident.status().message() << "\n";
+    return 1;
+  }
+  double single_ms = 0;
+  const double batched = ForwardImagesPerSecond(**resident, args.max_batch_size, 4, nullptr);
+  ForwardImagesPerSecond(**resident, 1, 2, &single_ms);
+  std::cout << "backbone: " << args.backbone << "\nthreads: " << args.threads
+            << "\nmax_batch_size: " << args.max_batch_size << "\nmax_queue_delay_us: " << args.max_queue_delay_us
+            << "\nreference_batched_forward_images_per_second: " << batched
+            << "\nreference_single_image_forward_ms: " << single_ms << "\n";
+
+  const std::vector<std::string> images = Images();
+  const std::string target = absl::StrCat("127.0.0.1:", (*server)->port());
+  for (const auto& count_text : absl::StrSplit(args.clients, ',')) {
+    const int clients = std::stoi(std::string(count_text));
+    std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
+    std::atomic<int64_t> decode_us{0}, queue_us{0}, compute_us{0}, server_us{0}, answered{0};
+    std::atomic<bool> stop{false};
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    std::atomic<bool> measuring{false};
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&, c] {
+        graft::client::GraftClient client(target);
+        graft::v1::PredictRequest request;
+        request.set_backbone(args.backbone);
+        request.set_top_k(1);
+        size_t i = static_cast<size_t>(c);
+        while (!stop) {
+          request.clear_images();
+          request.add_images()->set_encoded(images[i++ % images.size()]);
+          const auto t = Clock::now();
+          const auto r = client.Predict(request);
+          const double ms = Seconds(Clock::now() - t) * 1e3;
+          if (!r.ok()) ++failures;
+          if (measuring && !stop) {
+            latencies[static_cast<size_t>(c)].push_back(ms);
+            if (r.ok()) {
+              decode_us += r->timing().decode_us();
+              queue_us += r->timing().queue_us();
+              compute_us += r->timing().compute_us();
+              server_us += r->timing().total_us();
+              ++answered;
+            }
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // warm-up: channels, batch shapes
+    measuring = true;
+    const auto start = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(args.seconds));
+    stop = true;
+    const double elapsed = Seconds(Clock::now() - start);
+    for (auto& t : threads) t.join();
+    std::vector<double> all;
+    for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    const double rate = static_cast<double>(all.size()) / elapsed;
+    const auto pct = [&](double p) { return all.empty() ? 0.0 : all[static_cast<size_t>(p * (all.size() - 1))]; };
+    const std::string k = absl::StrCat("clients_", clients, "_");
+    std::cout << k << "images_per_second: " << rate << "\n"
+              << k << "p50_ms: " << pct(0.5) << "\n"
+              << k << "p99_ms: " << pct(0.99) << "\n"
+              << k << "ratio_to_batched_forward: " << rate / batched << "\n"
+              << k << "failures: " << failures.load() << "\n";
+    if (answered > 0) {
+      const double n = static_cast<double>(answered.load()) * 1e3;
+      std::cout << k << "mean_server_decode_ms: " << decode_us / n << "\n"
+                << k << "mean_server_queue_ms: " << queue_us / n << "\n"
+                << k << "mean_server_compute_ms: " << compute_us / n << "\n"
+                << k << "mean_server_total_ms: " << server_us / n << "\n";
+    }
+    if (clients == 1) std::cout << "p50_at_1_client_minus_single_forward_ms: " << pct(0.5) - single_ms << "\n";
+  }
+  return 0;
+}

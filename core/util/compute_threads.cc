@@ -1,0 +1,23 @@
+#include "core/util/compute_threads.h"
+
+#include <ATen/Parallel.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace graft::core {
+
+void UseOneComputeThreadHere() {
+  thread_local bool done = false;
+  if (done) return;
+  done = true;
+  // LibTorch initialises each thread's OpenMP thread count lazily on its
+  // first parallel op; do that first so it cannot undo the limit below.
+  (void)at::get_num_threads();
+#ifdef _OPENMP
+  omp_set_num_threads(1);
+#endif
+}
+
+}  // namespace graft::core
