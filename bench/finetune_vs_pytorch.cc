@@ -4,7 +4,7 @@
 // tutorial loop and an expert hand-written script (bench/reference/), all in
 // this invocation, on the same machine and thread count.
 //
-//   finetune_vs_pytorch [--epochs 25] [--tutorial on|off] [--threads N]
+//   finetune_vs_pytorch [--epochs 25] [--tutorial on|off] [--expert on|off] [--seed 1] [--fp16 on|off] [--threads N]
 
 #include <torch/torch.h>
 
@@ -25,6 +25,9 @@ using Clock = std::chrono::steady_clock;
 struct Args {
   int epochs = 25;
   bool tutorial = true;
+  bool expert = true;
+  int seed = 1;
+  bool fp16 = true;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
 };
 
@@ -45,6 +48,7 @@ GraftRun RunGraft(const Args& args) {
   options.zoo_dir = graft::bench::SharedDir() + "/weights";
   options.device = "cpu";
   options.intra_op_threads = args.threads;
+  options.feature_cache_fp16 = args.fp16;
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) return {0, 0, std::string(server.status().message())};
   graft::client::GraftClient client(absl::StrCat("127.0.0.1:", (*server)->port()));
@@ -55,7 +59,7 @@ GraftRun RunGraft(const Args& args) {
   spec.set_backbone("mobilenet_v2");
   spec.set_dataset(dataset->dataset().id());
   spec.set_batch_size(32);
-  spec.set_seed(1);
+  spec.set_seed(static_cast<uint64_t>(args.seed));
   auto* stage = spec.add_stages();
   stage->set_epochs(args.epochs);
   stage->set_train("head");
@@ -98,6 +102,9 @@ int main(int argc, char** argv) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--epochs") args.epochs = std::stoi(value);
     else if (flag == "--tutorial") args.tutorial = value == "on";
+    else if (flag == "--expert") args.expert = value == "on";
+    else if (flag == "--seed") args.seed = std::stoi(value);
+    else if (flag == "--fp16") args.fp16 = value == "on";
     else if (flag == "--threads") args.threads = std::stoi(value);
     else {
       std::cerr << "unknown flag " << flag << "\n";
@@ -111,6 +118,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << "graft_seconds: " << graft.seconds << "\ngraft_best_val_accuracy: " << graft.best_val_accuracy << "\n";
+  if (!args.expert) return 0;
   const auto expert = RunReference("finetune_expert.py", args);
   if (!expert.count("wall_seconds")) {
     std::cerr << "the expert reference printed no result\n";

@@ -30,11 +30,12 @@ def main():
     p.add_argument("--weights", required=True)
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     start = time.perf_counter()
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
                              transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     model = torchvision.models.mobilenet_v2()

@@ -7,8 +7,28 @@
 namespace graft::core {
 
 torch::Tensor BackboneImpl::ForwardTrunk(torch::Tensor x, size_t begin, size_t end) {
+  const bool convert = onednn_ && !x.is_mkldnn() && begin < end;
+  if (convert) x = x.contiguous().to_mkldnn();
   for (size_t i = begin; i < end && i < blocks_.size(); ++i) x = ForwardBlock(i, x);
-  return x;
+  return convert ? x.to_dense() : x;
+}
+
+void BackboneImpl::UseOneDnnLayout() {
+  torch::NoGradGuard no_grad;
+  for (const auto& m : modules(/*include_self=*/false)) {
+    auto* conv = m->as<torch::nn::Conv2dImpl>();
+    if (conv == nullptr) continue;
+    const auto& o = conv->options;
+    const torch::Tensor reordered = torch::mkldnn_reorder_conv2d_weight(
+        conv->weight.contiguous().to_mkldnn(), c10::get<torch::ExpandingArray<2>>(o.padding()), o.stride(),
+        o.dilation(), o.groups());
+    // The forward reads the `weight` member; the dense parameter it replaces
+    // keeps its name but gives its memory back.
+    torch::Tensor dense = conv->named_parameters(/*recurse=*/false)["weight"];
+    conv->weight = conv->register_buffer("weight_onednn", reordered);
+    dense.set_data(torch::empty({0}, dense.options()));
+  }
+  onednn_ = true;
 }
 
 torch::Tensor BackboneImpl::Pool(const torch::Tensor& feature_map) {

@@ -44,6 +44,15 @@ class BackboneImpl : public torch::nn::Module {
   // not be trained.
   void FoldBatchNorm();
 
+  // CPU inference only, after FoldBatchNorm: reorders every convolution's
+  // weight into oneDNN's blocked layout once, and from then on ForwardTrunk
+  // runs in that layout (input converted on entry, output back to a dense
+  // tensor on exit), as torch.utils.mkldnn does for scripted models. Only
+  // for families whose every op has a oneDNN kernel (ResNet: conv, relu,
+  // add, max pool).
+  void UseOneDnnLayout();
+  bool uses_onednn_layout() const { return onednn_; }
+
   int64_t ParameterCount() const;
   // Bytes of parameters and buffers.
   int64_t StateBytes() const;
@@ -54,6 +63,7 @@ class BackboneImpl : public torch::nn::Module {
   virtual void FoldOwn() {}
 
   std::vector<BlockInfo> blocks_;
+  bool onednn_ = false;
 };
 
 using BackbonePtr = std::shared_ptr<BackboneImpl>;

@@ -16,6 +16,7 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
   if (family == "resnet") {
     s.classifier_prefix = "fc.";
     s.linear_classifier = "fc";
+    s.onednn_inference = true;
   } else if (family == "mobilenet_v2") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier.1";

@@ -26,6 +26,9 @@ struct BackboneSpec {
   std::string classifier_prefix;
   std::string linear_classifier;
   std::function<BackbonePtr()> make;
+  // Every op of the family has a oneDNN kernel and runs faster in oneDNN's
+  // layout on CPU (measured, bench/README.md): BackboneImpl::UseOneDnnLayout.
+  bool onednn_inference = false;
 };
 
 // The built-in architectures, immutable.

@@ -1,5 +1,7 @@
 #include "core/zoo/zoo.h"
 
+#include <ATen/Context.h>
+
 #include <torch/cuda.h>
 
 #include <chrono>
@@ -43,6 +45,7 @@ absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, cons
     RETURN_IF_ERROR(LoadStateDict(*m, weights));
     m->FoldBatchNorm();
     PrepareForInference(*m, device);
+    if (spec.onednn_inference && device.is_cpu() && at::hasMKLDNN()) m->UseOneDnnLayout();
     return m;
   });
 }
