@@ -26,7 +26,7 @@ struct TrainOptions {
   double fine_tune_lr = 1e-4, fine_tune_momentum = 0.9;
   std::vector<int> hidden;
   double dropout = 0;
-  int batch_size = 0, input_size = 0;
+  int batch_size = 0, input_size = 0, cached_views = 0;
   bool flip = false, crop = false;
   double crop_scale_min = 0, color_jitter = 0, label_smoothing = 0, val_fraction = 0;
   bool class_weighting = false, early_stopping = false, no_restore_best = false;
@@ -86,6 +86,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   a->set_random_resized_crop(o.crop);
   a->set_crop_scale_min(static_cast<float>(o.crop_scale_min));
   a->set_color_jitter(static_cast<float>(o.color_jitter));
+  a->set_cached_views(o.cached_views);
   spec.set_label_smoothing(static_cast<float>(o.label_smoothing));
   spec.set_class_weighting(o.class_weighting);
   auto* e = spec.mutable_early_stopping();
@@ -220,6 +221,8 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
   train->add_flag("--crop", o->crop, "augment: RandomResizedCrop");
   train->add_option("--crop_scale_min", o->crop_scale_min, "RandomResizedCrop smallest area (default 0.08)");
   train->add_option("--color_jitter", o->color_jitter, "augment: brightness/contrast/saturation strength");
+  train->add_option("--cached_views", o->cached_views,
+                    "augment: cache K augmented views per training image (frozen part runs once)");
   train->add_option("--label_smoothing", o->label_smoothing, "label smoothing");
   train->add_flag("--class_weighting", o->class_weighting, "weight the loss by inverse class frequency");
   train->add_flag("--early_stopping", o->early_stopping, "stop after --patience epochs without improvement");
