@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/zoo.h"
 
@@ -42,17 +43,6 @@ double Measure(graft::core::BackboneImpl& model, int64_t batch, const Args& args
     elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   return static_cast<double>(batch * iters) / elapsed;
-}
-
-std::string RunPython(const std::string& cmd) {
-  std::string out;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  ::pclose(pipe);
-  return out;
 }
 
 }  // namespace
@@ -92,7 +82,7 @@ int main(int argc, char** argv) {
   const std::string cmd = std::string(GRAFT_PYTHON) + " " + GRAFT_BENCH_DIR + "/reference/backbone_forward.py --threads " +
                           std::to_string(args.threads) + " --min_seconds " + std::to_string(args.min_seconds) +
                           " --archs " + args.archs + " --batches " + args.batches;
-  const std::string out = RunPython(cmd);
+  const std::string out = graft::bench::RunCommand(cmd);
   const auto reference = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
   if (!reference.is_object()) {
     std::cerr << "reference run failed: " << cmd << "\n" << out << "\n";

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "bench/bench_util.h"
+#include "bench/bench_server.h"
 #include "client/client.h"
 #include "core/util/files.h"
 #include "server/server.h"
@@ -40,14 +40,7 @@ struct GraftRun {
 GraftRun RunGraft(const Args& args) {
   GraftRun run;
   graft::bench::ScratchDir dir;
-  graft::server::ServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  options.metrics_port = -1;
-  options.data_dir = dir.path();
-  options.zoo_dir = graft::bench::SharedDir() + "/weights";
-  options.device = "cpu";
-  options.intra_op_threads = args.threads;
+  graft::server::ServerOptions options = graft::bench::BenchServerOptions(dir.path(), args.threads);
   options.feature_cache_fp16 = args.fp16;
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) return {0, 0, std::string(server.status().message())};

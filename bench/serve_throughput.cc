@@ -22,7 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "bench/bench_util.h"
+#include "bench/bench_server.h"
 #include "client/client.h"
 #include "core/zoo/zoo.h"
 #include "server/server.h"
@@ -91,14 +91,7 @@ int main(int argc, char** argv) {
     }
   }
   graft::bench::ScratchDir dir;
-  graft::server::ServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  options.metrics_port = -1;
-  options.data_dir = dir.path();
-  options.zoo_dir = graft::bench::SharedDir() + "/weights";
-  options.device = "cpu";
-  options.intra_op_threads = args.threads;
+  graft::server::ServerOptions options = graft::bench::BenchServerOptions(dir.path(), args.threads);
   options.max_batch_size = args.max_batch_size;
   options.max_queue_delay_us = args.max_queue_delay_us;
   auto server = graft::server::GraftServer::Start(options);
