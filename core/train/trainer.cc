@@ -204,7 +204,13 @@ absl::Status Trainer::BuildCache() {
     views_ = 1;
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(cache_, FeatureCache::Create(row_shape, rows, options));
+  auto created = FeatureCache::Create(row_shape, rows, options);
+  if (!created.ok()) {  // e.g. the spill file could not be sized: train without a cache
+    ABSL_LOG(WARNING) << "no feature cache: " << created.status().message();
+    views_ = 1;
+    return absl::OkStatus();
+  }
+  cache_ = std::move(*created);
   // Decode and augment on the pool, batches ahead, while the prefix runs here.
   std::vector<std::vector<int64_t>> batches;
   for (size_t b = 0; b < in_.images.size(); b += static_cast<size_t>(spec_.batch_size)) {
