@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/data/resize.h"
 #include "core/data/transforms.h"
 #include "core/util/torch_status.h"
 
@@ -39,7 +40,7 @@ absl::StatusOr<torch::Tensor> AugmentImage(const cv::Mat& rgb, const Augmentatio
           break;
         }
       }
-      cv::resize(rgb(box), out, cv::Size(p.width, p.height), 0, 0, cv::INTER_LINEAR);
+      out = ResizeLikePil(rgb(box), cv::Size(p.width, p.height));
     } else {
       // Resize and centre crop, then the other augmentations.
       Preprocessing raw = p;

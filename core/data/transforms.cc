@@ -5,23 +5,26 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/data/resize.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
 
+cv::Size ResizeTarget(int cols, int rows, int resize_size) {
+  if (cols <= rows) return {resize_size, static_cast<int>(static_cast<int64_t>(resize_size) * rows / cols)};
+  return {static_cast<int>(static_cast<int64_t>(resize_size) * cols / rows), resize_size};
+}
+
 absl::StatusOr<torch::Tensor> PreprocessImage(const cv::Mat& rgb, const Preprocessing& p) {
   return GuardExceptions(absl::StatusCode::kInvalidArgument, "preprocessing", [&]() -> absl::StatusOr<torch::Tensor> {
     if (rgb.empty() || rgb.type() != CV_8UC3) return absl::InvalidArgumentError("expected an 8-bit RGB image");
-    const int shorter = std::min(rgb.cols, rgb.rows);
-    const double scale = static_cast<double>(p.resize_size) / shorter;
-    // torchvision rounds the longer side down (int(size * long / short)).
-    const int w = rgb.cols <= rgb.rows ? p.resize_size : static_cast<int>(rgb.cols * scale);
-    const int h = rgb.rows < rgb.cols ? p.resize_size : static_cast<int>(rgb.rows * scale);
-    cv::Mat resized;
-    const int interp = scale < 1.0 ? cv::INTER_AREA : (p.interpolation == "bicubic" ? cv::INTER_CUBIC : cv::INTER_LINEAR);
-    cv::resize(rgb, resized, cv::Size(std::max(w, p.width), std::max(h, p.height)), 0, 0, interp);
-    const int x0 = static_cast<int>(std::round((resized.cols - p.width) / 2.0));
-    const int y0 = static_cast<int>(std::round((resized.rows - p.height) / 2.0));
+    const cv::Size target = ResizeTarget(rgb.cols, rgb.rows, p.resize_size);
+    const cv::Mat resized =
+        ResizeLikePil(rgb, cv::Size(std::max(target.width, p.width), std::max(target.height, p.height)),
+                      p.interpolation == "bicubic" ? ResizeFilter::kBicubic : ResizeFilter::kBilinear);
+    // CenterCrop: int(round((size - crop) / 2)), Python's round (ties to even).
+    const int x0 = static_cast<int>(std::nearbyint((resized.cols - p.width) / 2.0));
+    const int y0 = static_cast<int>(std::nearbyint((resized.rows - p.height) / 2.0));
     cv::Mat crop = resized(cv::Rect(x0, y0, p.width, p.height));
     cv::Mat f;
     crop.convertTo(f, CV_32FC3, 1.0 / 255.0);

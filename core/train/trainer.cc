@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/augment.h"
 #include "core/data/image_codec.h"
+#include "core/data/resize.h"
 #include "core/data/transforms.h"
 #include "core/train/early_stopping.h"
 #include "core/train/head.h"
@@ -132,12 +133,10 @@ absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
   ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
   auto image = DecodeImage(bytes, DecodeLimits{});
   if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
-  // Keep a downscaled copy: the shorter side at the resize size.
-  const double scale = static_cast<double>(pre_.resize_size) / std::min(image->cols, image->rows);
-  if (scale >= 1) return *image;
-  cv::Mat small;
-  cv::resize(*image, small, cv::Size(), scale, scale, cv::INTER_AREA);
-  return small;
+  // Keep what Resize(resize_size) makes of it (smaller, and the exact input
+  // PreprocessImage would crop); augmentation crops from it too.
+  if (std::min(image->cols, image->rows) <= pre_.resize_size) return *image;
+  return ResizeLikePil(*image, ResizeTarget(image->cols, image->rows, pre_.resize_size));
 }
 
 absl::Status Trainer::DecodeAll() {

@@ -1,0 +1,18 @@
+#pragma once
+
+#include <opencv2/core/mat.hpp>
+
+namespace graft::core {
+
+enum class ResizeFilter { kBilinear, kBicubic };
+
+// Resizes an 8-bit image (any channel count) the way PIL's Image.resize does,
+// and so the way torchvision's Resize/RandomResizedCrop do on PIL images:
+// separable, horizontal pass then vertical, the filter widened by the scale
+// when shrinking (antialiasing), fixed-point coefficients and 8-bit rounding
+// between the passes. OpenCV's INTER_LINEAR does not antialias and INTER_AREA
+// is a box filter; either moves a fine-tuned model's accuracy measurably
+// (bench/README.md, finetune_vs_pytorch). `src` may be a ROI.
+cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter = ResizeFilter::kBilinear);
+
+}  // namespace graft::core

@@ -1,0 +1,85 @@
+// graft resizes the way torchvision's Resize does on PIL images (antialiased
+// bilinear/bicubic), checked against PIL itself on the shared photos.
+
+#include "core/data/resize.h"
+
+#include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/data/transforms.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft::core {
+namespace {
+
+// PIL writes the photo as a lossless PNG (so both sides start from the same
+// pixels) and its resizes of it.
+constexpr char kScript[] = R"(
+import sys
+from PIL import Image
+src, out = sys.argv[1], sys.argv[2]
+im = Image.open(src).convert('RGB')
+im.save(out + '/original.png')
+w, h = im.size
+s = 256
+size = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+im.resize(size, Image.BILINEAR).save(out + '/bilinear.png')
+im.resize(size, Image.BICUBIC).save(out + '/bicubic.png')
+im.resize((w * 2, h + 7), Image.BILINEAR).save(out + '/up.png')
+)";
+
+class ResizeTest : public ::testing::TestWithParam<std::string> {};
+
+cv::Mat ReadRgb(const std::string& path) {
+  cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
+  cv::Mat rgb;
+  if (!bgr.empty()) cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+TEST_P(ResizeTest, MatchesPil) {
+  graft::testing::TempDir dir;
+  const std::string script = dir.Join("resize.py");
+  {
+    FILE* f = std::fopen(script.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(kScript, f);
+    std::fclose(f);
+  }
+  const std::string cmd = absl::StrCat(GRAFT_PYTHON, " ", script, " ", graft::testing::ImagesDir(), "/", GetParam(),
+                                       " ", dir.path());
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const cv::Mat original = ReadRgb(dir.Join("original.png"));
+  ASSERT_FALSE(original.empty());
+  for (const auto& [name, filter] : {std::pair{"bilinear", ResizeFilter::kBilinear},
+                                     std::pair{"bicubic", ResizeFilter::kBicubic},
+                                     std::pair{"up", ResizeFilter::kBilinear}}) {
+    const cv::Mat expected = ReadRgb(dir.Join(std::string(name) + ".png"));
+    ASSERT_FALSE(expected.empty()) << name;
+    if (std::string(name) != "up") {
+      EXPECT_EQ(ResizeTarget(original.cols, original.rows, 256), expected.size()) << name;
+    }
+    const cv::Mat got = ResizeLikePil(original, expected.size(), filter);
+    ASSERT_EQ(got.size(), expected.size()) << name;
+    cv::Mat diff;
+    cv::absdiff(got, expected, diff);
+    double max_diff = 0;
+    cv::minMaxLoc(diff.reshape(1), nullptr, &max_diff);
+    // Same fixed-point arithmetic as PIL: equal up to an occasional rounding.
+    EXPECT_LE(max_diff, 1) << name;
+    EXPECT_LE(cv::mean(diff.reshape(1))[0], 0.01) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedImages, ResizeTest, ::testing::Values("dog.jpg", "eagle.jpg", "person.jpg"),
+                         [](const auto& info) { return info.param.substr(0, info.param.find('.')); });
+
+}  // namespace
+}  // namespace graft::core
