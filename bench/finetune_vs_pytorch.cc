@@ -4,7 +4,7 @@
 // tutorial loop and an expert hand-written script (bench/reference/), all in
 // this invocation, on the same machine and thread count.
 //
-//   finetune_vs_pytorch [--epochs 25] [--tutorial on|off] [--expert on|off] [--seed 1] [--fp16 on|off] [--threads N]
+//   finetune_vs_pytorch [--epochs 25] [--tutorial on|off] [--expert on|off] [--seeds 0,1,2,3,4] [--fp16 on|off] [--threads N]
 
 #include <torch/torch.h>
 
@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "bench/bench_server.h"
 #include "client/client.h"
 #include "core/util/files.h"
@@ -26,7 +27,7 @@ struct Args {
   int epochs = 25;
   bool tutorial = true;
   bool expert = true;
-  int seed = 1;
+  std::vector<int> seeds{0, 1, 2, 3, 4};
   bool fp16 = true;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
 };
@@ -37,7 +38,7 @@ struct GraftRun {
   std::string error;
 };
 
-GraftRun RunGraft(const Args& args) {
+GraftRun RunGraft(const Args& args, int seed) {
   GraftRun run;
   graft::bench::ScratchDir dir;
   graft::server::ServerOptions options = graft::bench::BenchServerOptions(dir.path(), args.threads);
@@ -52,7 +53,7 @@ GraftRun RunGraft(const Args& args) {
   spec.set_backbone("mobilenet_v2");
   spec.set_dataset(dataset->dataset().id());
   spec.set_batch_size(32);
-  spec.set_seed(static_cast<uint64_t>(args.seed));
+  spec.set_seed(static_cast<uint64_t>(seed));
   auto* stage = spec.add_stages();
   stage->set_epochs(args.epochs);
   stage->set_train("head");
@@ -79,11 +80,11 @@ GraftRun RunGraft(const Args& args) {
   return run;
 }
 
-std::map<std::string, double> RunReference(const std::string& script, const Args& args) {
+std::map<std::string, double> RunReference(const std::string& script, const Args& args, int seed) {
   const std::string cmd = absl::StrCat(graft::bench::kPython, " ", GRAFT_BENCH_DIR, "/reference/", script,
                                        " --data ", graft::bench::SharedDir(), "/data/hymenoptera --weights ",
                                        graft::bench::SharedDir(), "/weights/mobilenet_v2-imagenet.pth --epochs ",
-                                       args.epochs, " --threads ", args.threads);
+                                       args.epochs, " --threads ", args.threads, " --seed ", seed);
   return graft::bench::ParseValues(graft::bench::RunCommand(cmd));
 }
 
@@ -96,7 +97,10 @@ int main(int argc, char** argv) {
     if (flag == "--epochs") args.epochs = std::stoi(value);
     else if (flag == "--tutorial") args.tutorial = value == "on";
     else if (flag == "--expert") args.expert = value == "on";
-    else if (flag == "--seed") args.seed = std::stoi(value);
+    else if (flag == "--seeds") {
+      args.seeds.clear();
+      for (const auto& s : absl::StrSplit(value, ',')) args.seeds.push_back(std::stoi(std::string(s)));
+    }
     else if (flag == "--fp16") args.fp16 = value == "on";
     else if (flag == "--threads") args.threads = std::stoi(value);
     else {
@@ -104,32 +108,48 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::cout << "threads: " << args.threads << "\nepochs: " << args.epochs << "\n";
-  const GraftRun graft = RunGraft(args);
-  if (!graft.error.empty()) {
-    std::cerr << "graft run failed: " << graft.error << "\n";
-    return 1;
+  std::cout << "threads: " << args.threads << "\nepochs: " << args.epochs << "\nseeds: " << args.seeds.size() << "\n";
+  // Best validation accuracy moves by a few images between seeds (153 in
+  // all): both sides run every seed and are compared on the mean.
+  double graft_seconds = 0, graft_accuracy = 0;
+  for (int seed : args.seeds) {
+    const GraftRun graft = RunGraft(args, seed);
+    if (!graft.error.empty()) {
+      std::cerr << "graft run failed: " << graft.error << "\n";
+      return 1;
+    }
+    std::cout << "graft_seed_" << seed << "_seconds: " << graft.seconds << "\ngraft_seed_" << seed
+              << "_best_val_accuracy: " << graft.best_val_accuracy << "\n";
+    graft_seconds += graft.seconds / static_cast<double>(args.seeds.size());
+    graft_accuracy += graft.best_val_accuracy / static_cast<double>(args.seeds.size());
   }
-  std::cout << "graft_seconds: " << graft.seconds << "\ngraft_best_val_accuracy: " << graft.best_val_accuracy << "\n";
-  if (!args.expert) return 0;
-  const auto expert = RunReference("finetune_expert.py", args);
-  if (!expert.count("wall_seconds")) {
-    std::cerr << "the expert reference printed no result\n";
-    return 1;
+  std::cout << "graft_seconds: " << graft_seconds << "\ngraft_best_val_accuracy: " << graft_accuracy << "\n";
+  if (args.expert) {
+    double seconds = 0, accuracy = 0;
+    for (int seed : args.seeds) {
+      const auto expert = RunReference("finetune_expert.py", args, seed);
+      if (!expert.count("wall_seconds")) {
+        std::cerr << "the expert reference printed no result\n";
+        return 1;
+      }
+      std::cout << "expert_seed_" << seed << "_seconds: " << expert.at("wall_seconds") << "\nexpert_seed_" << seed
+                << "_best_val_accuracy: " << expert.at("best_val_accuracy") << "\n";
+      seconds += expert.at("wall_seconds") / static_cast<double>(args.seeds.size());
+      accuracy += expert.at("best_val_accuracy") / static_cast<double>(args.seeds.size());
+    }
+    std::cout << "expert_seconds: " << seconds << "\nexpert_best_val_accuracy: " << accuracy
+              << "\nspeedup_vs_expert: " << seconds / graft_seconds
+              << "\naccuracy_minus_expert: " << graft_accuracy - accuracy << "\n";
   }
-  std::cout << "expert_seconds: " << expert.at("wall_seconds")
-            << "\nexpert_best_val_accuracy: " << expert.at("best_val_accuracy")
-            << "\nspeedup_vs_expert: " << expert.at("wall_seconds") / graft.seconds
-            << "\naccuracy_minus_expert: " << graft.best_val_accuracy - expert.at("best_val_accuracy") << "\n";
   if (args.tutorial) {
-    const auto tutorial = RunReference("finetune_tutorial.py", args);
+    const auto tutorial = RunReference("finetune_tutorial.py", args, args.seeds.front());
     if (!tutorial.count("wall_seconds")) {
       std::cerr << "the tutorial reference printed no result\n";
       return 1;
     }
     std::cout << "tutorial_seconds: " << tutorial.at("wall_seconds")
               << "\ntutorial_best_val_accuracy: " << tutorial.at("best_val_accuracy")
-              << "\nspeedup_vs_tutorial: " << tutorial.at("wall_seconds") / graft.seconds << "\n";
+              << "\nspeedup_vs_tutorial: " << tutorial.at("wall_seconds") / graft_seconds << "\n";
   }
   return 0;
 }

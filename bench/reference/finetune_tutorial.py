@@ -24,7 +24,9 @@ def main():
     p.add_argument("--weights", required=True)
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
+    torch.manual_seed(a.seed)
     if a.threads:
         torch.set_num_threads(a.threads)
     start = time.perf_counter()
