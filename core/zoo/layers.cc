@@ -60,14 +60,42 @@ void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn:
   conv = owner.replace_module(name, fused);
 }
 
-BareConv::BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride) : stride_(stride) {
+BareConv::BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding)
+    : stride_(stride), padding_(padding) {
   torch::nn::Conv2d init(torch::nn::Conv2dOptions(in, out, kernel).stride(stride));
   weight_ = register_parameter("weight", init->weight.detach().clone());
   bias_ = register_parameter("bias", init->bias.detach().clone());
 }
 
 torch::Tensor BareConv::forward(const torch::Tensor& x) {
-  return torch::conv2d(x, weight_, bias_, {stride_, stride_});
+  return torch::conv2d(x, weight_, bias_, {stride_, stride_}, {padding_, padding_});
+}
+
+void BareConv::AbsorbBatchNorm(const torch::Tensor& scale, const torch::Tensor& shift) {
+  torch::NoGradGuard no_grad;
+  weight_.mul_(scale.reshape({-1, 1, 1, 1}));
+  bias_.mul_(scale).add_(shift);
+}
+
+BareBatchNorm::BareBatchNorm(int64_t channels) {
+  weight_ = register_parameter("weight", torch::ones({channels}));
+  bias_ = register_parameter("bias", torch::zeros({channels}));
+  running_mean_ = register_buffer("running_mean", torch::zeros({channels}));
+  running_var_ = register_buffer("running_var", torch::ones({channels}));
+  num_batches_tracked_ = register_buffer("num_batches_tracked", torch::zeros({}, torch::kInt64));
+}
+
+torch::Tensor BareBatchNorm::forward(const torch::Tensor& x) {
+  if (folded_) return x;
+  return torch::batch_norm(x, weight_, bias_, running_mean_, running_var_, is_training(), 0.1, 1e-5,
+                           /*cudnn_enabled=*/true);
+}
+
+void BareBatchNorm::FoldInto(BareConv& conv) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor scale = weight_ / torch::sqrt(running_var_ + 1e-5);
+  conv.AbsorbBatchNorm(scale, bias_ - running_mean_ * scale);
+  folded_ = true;
 }
 
 void UnaryList::Register(torch::nn::Module& parent, const std::string& name) {

@@ -53,12 +53,29 @@ class ConvNormAct : public UnaryModule {
 // lists where torchvision places a bare nn.Conv2d (e.g. "features.0.weight").
 class BareConv : public UnaryModule {
  public:
-  BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride);
+  BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding = 0);
   torch::Tensor forward(const torch::Tensor& x) override;
+  // Absorbs an eval-mode batch norm that follows it (weights scaled, bias shifted).
+  void AbsorbBatchNorm(const torch::Tensor& scale, const torch::Tensor& shift);
 
  private:
   torch::Tensor weight_, bias_;
-  int64_t stride_;
+  int64_t stride_, padding_;
+};
+
+// A BatchNorm2d whose parameters and buffers sit at this module's own level
+// ("features.1.weight", "features.1.running_mean"), for torchvision's
+// nn.Sequential feature lists (VGG-BN). After the convolution before it
+// absorbs it (FoldIntoPrevious), it is the identity.
+class BareBatchNorm : public UnaryModule {
+ public:
+  explicit BareBatchNorm(int64_t channels);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  void FoldInto(BareConv& conv);
+
+ private:
+  torch::Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+  bool folded_ = false;
 };
 
 // A parameter-free step (activation, pooling) holding its place in a list.

@@ -1,9 +1,15 @@
 #include "core/zoo/registry.h"
 
+#include <map>
+#include <tuple>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/zoo/densenet.h"
 #include "core/zoo/mobilenet_v2.h"
 #include "core/zoo/resnet.h"
 #include "core/zoo/squeezenet.h"
+#include "core/zoo/vgg.h"
 
 namespace graft::core {
 namespace {
@@ -17,6 +23,9 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
     s.classifier_prefix = "fc.";
     s.linear_classifier = "fc";
     s.onednn_inference = true;
+  } else if (family == "densenet") {
+    s.classifier_prefix = "classifier.";
+    s.linear_classifier = "classifier";
   } else if (family == "mobilenet_v2") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier.1";
@@ -34,11 +43,15 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
 }
 
 BackboneSpec ResNetSpec(const std::string& depth, std::vector<std::string> aliases, bool bottleneck,
-                        std::array<int64_t, 4> layers, std::string file) {
+                        std::array<int64_t, 4> layers, std::string file, int64_t groups = 1,
+                        int64_t width_per_group = 64) {
   ResNetConfig c;
   c.bottleneck = bottleneck;
   c.layers = layers;
-  return Spec("resnet" + depth, std::move(aliases), "resnet", bottleneck ? 2048 : 512, std::move(file),
+  c.groups = groups;
+  c.width_per_group = width_per_group;
+  const std::string name = depth.find('_') == std::string::npos ? "resnet" + depth : depth;
+  return Spec(name, std::move(aliases), "resnet", bottleneck ? 2048 : 512, std::move(file),
               [c]() { return MakeResNet(c); });
 }
 
@@ -50,12 +63,87 @@ Registry::Registry() {
   specs_.push_back(ResNetSpec("50", {"ResNet50"}, true, {3, 4, 6, 3}, "resnet50-0676ba61.pth"));
   specs_.push_back(ResNetSpec("101", {"ResNet101"}, true, {3, 4, 23, 3}, "resnet101-63fe2227.pth"));
   specs_.push_back(ResNetSpec("152", {"ResNet152"}, true, {3, 8, 36, 3}, "resnet152-394f9c45.pth"));
+  specs_.push_back(ResNetSpec("resnext50_32x4d", {}, true, {3, 4, 6, 3}, "resnext50_32x4d-7cdf4587.pth", 32, 4));
+  specs_.push_back(ResNetSpec("resnext101_32x8d", {}, true, {3, 4, 23, 3}, "resnext101_32x8d-8ba56ff5.pth", 32, 8));
+  specs_.push_back(ResNetSpec("resnext101_64x4d", {}, true, {3, 4, 23, 3}, "resnext101_64x4d-173b62eb.pth", 64, 4));
+  specs_.push_back(ResNetSpec("wide_resnet50_2", {}, true, {3, 4, 6, 3}, "wide_resnet50_2-95faca4d.pth", 1, 128));
+  specs_.push_back(ResNetSpec("wide_resnet101_2", {}, true, {3, 4, 23, 3}, "wide_resnet101_2-32ee1156.pth", 1, 128));
+  for (const auto& [depth, file, bn_file] :
+       std::vector<std::tuple<int, const char*, const char*>>{{11, "vgg11-8a719046.pth", "vgg11_bn-6002323d.pth"},
+                                                              {13, "vgg13-19584684.pth", "vgg13_bn-abd245e5.pth"},
+                                                              {16, "vgg16-397923af.pth", "vgg16_bn-6c64b313.pth"},
+                                                              {19, "vgg19-dcbb9e9d.pth", "vgg19_bn-c79401a0.pth"}}) {
+    const std::vector<int> layers = VggLayers(depth);
+    std::vector<std::string> aliases;
+    if (depth == 16 || depth == 19) aliases.push_back(absl::StrCat("VGG", depth));
+    specs_.push_back(Spec(absl::StrCat("vgg", depth), aliases, "vgg", 512, file,
+                          [layers]() { return MakeVgg(layers, false); }));
+    specs_.push_back(Spec(absl::StrCat("vgg", depth, "_bn"), {}, "vgg", 512, bn_file,
+                          [layers]() { return MakeVgg(layers, true); }));
+  }
+  specs_.push_back(Spec("alexnet", {"AlexNet"}, "alexnet", 256, "alexnet-owt-7be5be79.pth",
+                        []() { return MakeAlexNet(); }));
+  for (const auto& [depth, growth, init, blocks, file] :
+       std::vector<std::tuple<int, int64_t, int64_t, std::array<int64_t, 4>, const char*>>{
+           {121, 32, 64, {6, 12, 24, 16}, "densenet121-a639ec97.pth"},
+           {161, 48, 96, {6, 12, 36, 24}, "densenet161-8d451a50.pth"},
+           {169, 32, 64, {6, 12, 32, 32}, "densenet169-b2777c0a.pth"},
+           {201, 32, 64, {6, 12, 48, 32}, "densenet201-c1103571.pth"}}) {
+    DenseNetConfig c;
+    c.growth_rate = growth;
+    c.num_init_features = init;
+    c.block_config = blocks;
+    int64_t features = init;
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      features += blocks[b] * growth;
+      if (b + 1 < blocks.size()) features /= 2;
+    }
+    std::vector<std::string> aliases;
+    if (depth != 161) aliases.push_back(absl::StrCat("DenseNet", depth));
+    BackboneSpec s = Spec(absl::StrCat("densenet", depth), aliases, "densenet", features, file,
+                          [c]() { return MakeDenseNet(c); });
+    s.rename_key = DenseNetKey;
+    specs_.push_back(std::move(s));
+  }
   specs_.push_back(Spec("mobilenet_v2", {"MobileNetV2"}, "mobilenet_v2", 1280, "mobilenet_v2-b0353104.pth",
                         []() { return MakeMobileNetV2(); }));
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
                         []() { return MakeSqueezeNet(true); }));
+  // torchvision's own parameter counts (1000 classes).
+  static const std::map<std::string, int64_t> kParameters = {
+      {"resnet18", 11689512},
+      {"resnet34", 21797672},
+      {"resnet50", 25557032},
+      {"resnet101", 44549160},
+      {"resnet152", 60192808},
+      {"resnext50_32x4d", 25028904},
+      {"resnext101_32x8d", 88791336},
+      {"resnext101_64x4d", 83455272},
+      {"wide_resnet50_2", 68883240},
+      {"wide_resnet101_2", 126886696},
+      {"vgg11", 132863336},
+      {"vgg11_bn", 132868840},
+      {"vgg13", 133047848},
+      {"vgg13_bn", 133053736},
+      {"vgg16", 138357544},
+      {"vgg16_bn", 138365992},
+      {"vgg19", 143667240},
+      {"vgg19_bn", 143678248},
+      {"alexnet", 61100840},
+      {"mobilenet_v2", 3504872},
+      {"squeezenet1_0", 1248424},
+      {"squeezenet1_1", 1235496},
+      {"densenet121", 7978856},
+      {"densenet161", 28681000},
+      {"densenet169", 14149480},
+      {"densenet201", 20013928},
+  };
+  for (BackboneSpec& s : specs_) {
+    const auto it = kParameters.find(s.name);
+    if (it != kParameters.end()) s.parameter_count = it->second;
+  }
 }
 
 const Registry& Registry::BuiltIn() {

@@ -29,6 +29,11 @@ struct BackboneSpec {
   // Every op of the family has a oneDNN kernel and runs faster in oneDNN's
   // layout on CPU (measured, bench/README.md): BackboneImpl::UseOneDnnLayout.
   bool onednn_inference = false;
+  // With the 1000-class classifier, as torchvision counts it; known up front
+  // so that listing the zoo builds no model (tests check it against make()).
+  int64_t parameter_count = 0;
+  // Maps names in the published weights onto the module's (older files).
+  std::function<std::string(const std::string&)> rename_key;
 };
 
 // The built-in architectures, immutable.

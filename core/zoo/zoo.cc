@@ -1,5 +1,7 @@
 #include "core/zoo/zoo.h"
 
+#include <map>
+
 #include <ATen/Context.h>
 
 #include <torch/cuda.h>
@@ -60,15 +62,13 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   for (const BackboneSpec& spec : Registry::BuiltIn().specs()) {
     Entry entry;
     entry.status.spec = &spec;
-    auto counted = GuardInternal("building " + spec.name, [&]() -> absl::StatusOr<int64_t> {
-      BackbonePtr m = spec.make();
-      entry.status.blocks.clear();
-      for (const auto& b : m->blocks()) entry.status.blocks.push_back(b.name);
-      return m->ParameterCount();
-    });
-    if (!counted.ok()) return counted.status();
-    entry.status.parameter_count = *counted;
+    // Nothing is built for a backbone without weights: its parameter count
+    // is the spec's, its blocks are listed by Get on demand.
+    entry.status.parameter_count = spec.parameter_count;
     zoo->LoadEntry(entry);
+    if (entry.resident != nullptr) {
+      for (const auto& b : entry.resident->module->blocks()) entry.status.blocks.push_back(b.name);
+    }
     zoo->entries_.push_back(std::move(entry));
   }
   const fs::path labels_path = fs::path(options.zoo_dir) / "imagenet_classes.txt";
@@ -106,7 +106,10 @@ void Zoo::LoadEntry(Entry& entry) {
   resident->spec = &spec;
   resident->device = device_;
   const absl::Status loaded = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(const StateDict weights, ReadWeightsFile(path));
+    ASSIGN_OR_RETURN(StateDict weights, ReadWeightsFile(path));
+    if (spec.rename_key) {
+      for (auto& [name, tensor] : weights) name = spec.rename_key(name);
+    }
     RETURN_IF_ERROR(GuardInternal("loading " + spec.name, [&]() -> absl::Status {
       resident->module = spec.make();
       RETURN_IF_ERROR(LoadStateDict(*resident->module, weights));
@@ -151,7 +154,28 @@ std::vector<BackboneStatus> Zoo::List() const {
 absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
   const Entry* e = FindEntry(name);
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-  return e->status;
+  BackboneStatus status = e->status;
+  if (status.blocks.empty()) {
+    ASSIGN_OR_RETURN(status.blocks, BlockNames(*status.spec));
+  }
+  return status;
+}
+
+absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
+  static std::mutex mu;
+  static std::map<const BackboneSpec*, std::vector<std::string>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(&spec);
+  if (it != cache.end()) return it->second;
+  ASSIGN_OR_RETURN(std::vector<std::string> names,
+                   GuardInternal("building " + spec.name, [&]() -> absl::StatusOr<std::vector<std::string>> {
+                     std::vector<std::string> out;
+                     const BackbonePtr model = spec.make();  // alive while its blocks are read
+                     for (const auto& b : model->blocks()) out.push_back(b.name);
+                     return out;
+                   }));
+  cache[&spec] = names;
+  return names;
 }
 
 absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::string& name) const {

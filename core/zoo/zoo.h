@@ -31,7 +31,7 @@ struct ResidentBackbone {
 struct BackboneStatus {
   const BackboneSpec* spec = nullptr;
   int64_t parameter_count = 0;
-  std::vector<std::string> blocks;
+  std::vector<std::string> blocks;  // List: resident backbones only; Get: always
   bool weights_present = false;
   std::string weights_path;
   std::string weights_format;
@@ -81,6 +81,9 @@ class Zoo {
   std::vector<Entry> entries_;  // immutable after Create
   std::vector<std::string> labels_;
 };
+
+// A backbone's block names, building it once (cached) when needed.
+absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec);
 
 // The device graft uses for `spec` ("auto", "cpu", "cuda", "cuda:N").
 absl::StatusOr<torch::Device> ResolveDevice(const std::string& spec);

@@ -19,13 +19,16 @@ TEST_P(FoldTest, FoldedAndUnfoldedAgree) {
   BackbonePtr reference = spec->make();
   {
     torch::NoGradGuard no_grad;
+    // Every batch norm (torch's, or a bare one in a feature list): any module
+    // holding running statistics.
     for (auto& m : reference->modules()) {
-      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
-        bn->running_mean.normal_(0, 0.2);
-        bn->running_var.uniform_(0.5, 1.5);
-        bn->weight.uniform_(0.5, 1.5);
-        bn->bias.normal_(0, 0.2);
-      }
+      auto buffers = m->named_buffers(/*recurse=*/false);
+      if (!buffers.contains("running_var")) continue;
+      buffers["running_mean"].normal_(0, 0.2);
+      buffers["running_var"].uniform_(0.5, 1.5);
+      auto params = m->named_parameters(/*recurse=*/false);
+      params["weight"].uniform_(0.5, 1.5);
+      params["bias"].normal_(0, 0.2);
     }
   }
   reference->eval();
@@ -46,7 +49,8 @@ TEST_P(FoldTest, FoldedAndUnfoldedAgree) {
   EXPECT_LE((a - b).abs().max().item<double>(), 1e-4 * a.abs().max().item<double>());
 }
 
-INSTANTIATE_TEST_SUITE_P(Zoo, FoldTest, ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1"),
+INSTANTIATE_TEST_SUITE_P(Zoo, FoldTest, ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "resnext50_32x4d", "vgg11_bn",
+                                           "alexnet", "densenet121"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/util/files.h"
+#include "core/zoo/densenet.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
 #include "tests/testing/paths.h"
@@ -85,6 +86,26 @@ TEST(LoadStateDict, IsStrictAndNamesTheKeys) {
   weights[0].second.fill_(0.5);
   ASSERT_TRUE(LoadStateDict(*model, weights).ok());
   EXPECT_TRUE(torch::all(model->named_parameters()[weights[0].first] == 0.5).item<bool>());
+}
+
+}  // namespace
+}  // namespace graft::core
+
+namespace graft::core {
+namespace {
+
+TEST(DenseNetKeys, PublishedOldNamesMapOntoTheModule) {
+  EXPECT_EQ(DenseNetKey("features.denseblock1.denselayer1.norm.1.weight"),
+            "features.denseblock1.denselayer1.norm1.weight");
+  EXPECT_EQ(DenseNetKey("features.denseblock4.denselayer16.conv.2.weight"),
+            "features.denseblock4.denselayer16.conv2.weight");
+  EXPECT_EQ(DenseNetKey("features.denseblock2.denselayer3.norm.2.running_var"),
+            "features.denseblock2.denselayer3.norm2.running_var");
+  // Current names and everything else pass unchanged.
+  EXPECT_EQ(DenseNetKey("features.denseblock1.denselayer1.norm1.weight"),
+            "features.denseblock1.denselayer1.norm1.weight");
+  EXPECT_EQ(DenseNetKey("features.transition1.norm.weight"), "features.transition1.norm.weight");
+  EXPECT_EQ(DenseNetKey("classifier.bias"), "classifier.bias");
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ TEST_F(CliTest, JsonOutputUsesProtoFieldNames) {
   const CmdResult list = Graft("--json backbones");
   ASSERT_EQ(list.exit_code, 0) << list.out;
   const auto doc = nlohmann::json::parse(list.out);
-  ASSERT_EQ(doc["backbones"].size(), 8u);
+  ASSERT_GE(doc["backbones"].size(), 26u);  // the zoo as of the full-zoo work; it only grows
   bool found = false;
   for (const auto& b : doc["backbones"]) {
     if (b["name"] == "squeezenet1_1") {

@@ -14,6 +14,7 @@
 #include "core/data/image_codec.h"
 #include "core/data/transforms.h"
 #include "core/util/files.h"
+#include "core/zoo/registry.h"
 #include "graft/v1/inference.grpc.pb.h"
 #include "server/server.h"
 #include "tests/testing/http_get.h"
@@ -86,7 +87,25 @@ TEST_F(ServerTest, HealthIsServing) {
 TEST_F(ServerTest, ListsBackbonesWithMetadataAndResidency) {
   const auto r = client_->ListBackbones();
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->backbones_size(), 8);
+  EXPECT_EQ(r->backbones_size(), static_cast<int>(core::Registry::BuiltIn().specs().size()));
+  bool vgg16 = false;
+  for (const auto& b : r->backbones()) {
+    if (b.name() != "vgg16") continue;
+    vgg16 = true;
+    EXPECT_EQ(b.parameter_count(), 138357544);
+    EXPECT_EQ(std::vector<std::string>(b.aliases().begin(), b.aliases().end()), std::vector<std::string>{"VGG16"});
+    EXPECT_EQ(b.weights().file_name(), "vgg16-397923af.pth");
+    EXPECT_FALSE(b.weights().present());
+  }
+  EXPECT_TRUE(vgg16) << "vgg16 is not listed";
+  // A backbone without weights still tells its blocks (built on demand).
+  const auto dense = client_->GetBackbone("DenseNet121");
+  ASSERT_TRUE(dense.ok()) << dense.status();
+  EXPECT_EQ(dense->name(), "densenet121");
+  EXPECT_EQ(dense->feature_dim(), 1024);
+  EXPECT_EQ(dense->blocks_size(), 1 + 58 + 3 + 1);
+  EXPECT_EQ(dense->blocks(0), "stem");
+  EXPECT_EQ(dense->blocks(dense->blocks_size() - 1), "norm5");
   const auto b = client_->GetBackbone("MobileNetV2");
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->name(), "mobilenet_v2");
