@@ -1,0 +1,97 @@
+// Weights on demand: a download is kept only when its SHA-256 starts with the
+// hash prefix in its torchvision file name; corrupted and truncated copies
+// are refused with the reason and leave no file behind.
+
+#include "core/zoo/download.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/util/files.h"
+#include "core/zoo/state_dict.h"
+#include "tests/testing/http_server.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The shared squeezenet1_1 weights under the name torchvision's scheme gives
+// them: the first 8 hex digits of their SHA-256.
+constexpr char kFile[] = "squeezenet1_1-26933201.pth";
+
+class DownloadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto bytes = ReadFile(graft::testing::WeightsDir() + "/squeezenet1_1-imagenet.pth");
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    good_ = *bytes;
+  }
+  std::vector<std::string> ZooFiles() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(zoo_.path())) out.push_back(e.path().filename().string());
+    return out;
+  }
+  std::string good_;
+  graft::testing::TempDir zoo_;
+  graft::testing::HttpServer http_;
+};
+
+TEST(HashPrefix, ComesFromTheTorchvisionFileName) {
+  EXPECT_EQ(HashPrefix("resnet50-0676ba61.pth"), "0676ba61");
+  EXPECT_EQ(HashPrefix("alexnet-owt-7be5be79.pth"), "7be5be79");
+  EXPECT_EQ(HashPrefix("resnet50-imagenet.pth"), "");
+}
+
+TEST_F(DownloadTest, AGoodCopyIsVerifiedAndLoads) {
+  http_.Serve("/models/" + std::string(kFile), good_);
+  int64_t last_done = 0;
+  auto path = DownloadVerified(http_.Url("/models/") + kFile, zoo_.path(), kFile,
+                               [&](const DownloadProgress& p) { last_done = p.bytes_done; });
+  ASSERT_TRUE(path.ok()) << path.status();
+  EXPECT_EQ(*path, zoo_.Join(kFile));
+  EXPECT_EQ(last_done, static_cast<int64_t>(good_.size()));
+  EXPECT_EQ(ZooFiles(), std::vector<std::string>{kFile});
+  auto weights = ReadPth(*path);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  EXPECT_EQ(weights->size(), 52u);
+}
+
+TEST_F(DownloadTest, ACorruptedCopyIsRefusedAndNotKept) {
+  std::string bad = good_;
+  bad[bad.size() / 2] ^= 0x5a;
+  http_.Serve("/" + std::string(kFile), bad);
+  auto path = DownloadVerified(http_.Url("/") + kFile, zoo_.path(), kFile);
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kDataLoss) << path.status();
+  EXPECT_NE(path.status().message().find("does not start with 26933201"), std::string::npos) << path.status();
+  EXPECT_TRUE(ZooFiles().empty());
+}
+
+TEST_F(DownloadTest, ATruncatedCopyIsRefusedAndNotKept) {
+  // The server promises the whole file and hangs up half way.
+  http_.Serve("/cut/" + std::string(kFile), good_.substr(0, good_.size() / 2), static_cast<int64_t>(good_.size()));
+  auto cut = DownloadVerified(http_.Url("/cut/") + kFile, zoo_.path(), kFile);
+  EXPECT_EQ(cut.status().code(), absl::StatusCode::kDataLoss) << cut.status();
+  EXPECT_NE(cut.status().message().find("ended early"), std::string::npos) << cut.status();
+  EXPECT_TRUE(ZooFiles().empty());
+  // A short file served as if complete fails the hash instead.
+  http_.Serve("/short/" + std::string(kFile), good_.substr(0, 1000));
+  auto shorter = DownloadVerified(http_.Url("/short/") + kFile, zoo_.path(), kFile);
+  EXPECT_EQ(shorter.status().code(), absl::StatusCode::kDataLoss) << shorter.status();
+  EXPECT_TRUE(ZooFiles().empty());
+}
+
+TEST_F(DownloadTest, MissingFilesAndNamesWithoutAHashAreErrors) {
+  auto missing = DownloadVerified(http_.Url("/nothing/") + kFile, zoo_.path(), kFile);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kUnavailable) << missing.status();
+  EXPECT_NE(missing.status().message().find("404"), std::string::npos) << missing.status();
+  auto unnamed = DownloadVerified(http_.Url("/x.pth"), zoo_.path(), "x.pth");
+  EXPECT_EQ(unnamed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ZooFiles().empty());
+}
+
+}  // namespace
+}  // namespace graft::core
