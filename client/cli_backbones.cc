@@ -137,6 +137,25 @@ absl::Status Embed(GraftClient& client, const Globals& g, const PredictOptions& 
   return absl::OkStatus();
 }
 
+absl::Status Pull(GraftClient& client, const Globals& g, const std::string& name, std::ostream& out) {
+  std::ostream& err = std::cerr;
+  const bool tty = StderrIsTty();
+  auto r = client.PullBackbone(name, [&](const v1::PullBackboneProgress& p) {
+    if (!tty || p.bytes_total() <= 0) return;
+    err << "\r" << Bar(static_cast<double>(p.bytes_done()) / p.bytes_total(), 30) << " "
+        << HumanBytes(p.bytes_done()) << " / " << HumanBytes(p.bytes_total()) << "   " << std::flush;
+  });
+  if (tty) err << "\n";
+  if (!r.ok()) return r.status();
+  if (g.json) {
+    out << ToJson(*r) << "\n";
+  } else {
+    out << r->name() << ": weights verified and resident on " << r->residency().device() << " ("
+        << r->weights().path() << ")\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Health(GraftClient& client, const Globals& g, std::ostream& out) {
   auto r = client.Health();
   if (!r.ok()) return r.status();
@@ -154,7 +173,15 @@ absl::Status Health(GraftClient& client, const Globals& g, std::ostream& out) {
 }  // namespace
 
 void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action) {
-  app.add_subcommand("backbones", "list the backbones graftd knows")->callback([&g, &out, action]() {
+  auto* backbones = app.add_subcommand("backbones", "list the backbones graftd knows (pull NAME: fetch weights)");
+  auto pull_name = std::make_shared<std::string>();
+  auto* pull = backbones->add_subcommand("pull", "have graftd download, verify and load a backbone's official weights");
+  pull->add_option("name", *pull_name, "name or alias")->required();
+  pull->callback([&g, &out, action, pull_name]() {
+    *action = [&g, &out, pull_name](GraftClient& c) { return Pull(c, g, *pull_name, out); };
+  });
+  backbones->callback([&g, &out, action, pull]() {
+    if (pull->parsed()) return;
     *action = [&g, &out](GraftClient& c) { return Backbones(c, g, out); };
   });
   auto name = std::make_shared<std::string>();

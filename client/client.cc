@@ -219,6 +219,22 @@ absl::Status GraftClient::DeleteModel(const std::string& id) {
   return Call(models_.get(), &v1::Models::Stub::DeleteModel, r, target_).status();
 }
 
+absl::StatusOr<v1::Backbone> GraftClient::PullBackbone(
+    const std::string& name, const std::function<void(const v1::PullBackboneProgress&)>& progress) {
+  v1::PullBackboneRequest r;
+  r.set_name(name);
+  grpc::ClientContext ctx;
+  auto reader = backbones_->PullBackbone(&ctx, r);
+  v1::Backbone result;
+  for (v1::PullBackboneProgress p; reader->Read(&p);) {
+    if (progress) progress(p);
+    if (p.has_backbone()) result = p.backbone();
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return FromGrpc(s, target_);
+  return result;
+}
+
 absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
   v1::ExportModelRequest r;
   r.set_id(id);

@@ -25,6 +25,10 @@ class GraftClient {
 
   absl::StatusOr<v1::ListBackbonesResponse> ListBackbones();
   absl::StatusOr<v1::Backbone> GetBackbone(const std::string& name);
+  // Has graftd fetch and verify a backbone's official weights (needs graftd
+  // --allow_download); `progress` sees every progress message.
+  absl::StatusOr<v1::Backbone> PullBackbone(const std::string& name,
+                                            const std::function<void(const v1::PullBackboneProgress&)>& progress);
   absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request);
   absl::StatusOr<v1::EmbedResponse> Embed(const v1::EmbedRequest& request);
   absl::StatusOr<::grpc::health::v1::HealthCheckResponse> Health(const std::string& service = "");

@@ -5,9 +5,14 @@
 
 namespace graft::server {
 
+struct PullOptions {
+  bool allow_download = false;
+  std::string base_url = "https://download.pytorch.org/models/";  // + the official file name
+};
+
 class BackbonesService final : public v1::Backbones::Service {
  public:
-  explicit BackbonesService(const core::Zoo& zoo) : zoo_(zoo) {}
+  BackbonesService(core::Zoo& zoo, PullOptions pull) : zoo_(zoo), pull_(std::move(pull)) {}
 
   grpc::Status ListBackbones(grpc::ServerContext*, const v1::ListBackbonesRequest*, v1::ListBackbonesResponse*) override;
   grpc::Status GetBackbone(grpc::ServerContext*, const v1::GetBackboneRequest*, v1::Backbone*) override;
@@ -18,7 +23,8 @@ class BackbonesService final : public v1::Backbones::Service {
                             grpc::ServerWriter<v1::PullBackboneProgress>*) override;
 
  private:
-  const core::Zoo& zoo_;
+  core::Zoo& zoo_;
+  const PullOptions pull_;
 };
 
 }  // namespace graft::server

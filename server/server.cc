@@ -110,7 +110,8 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 
   s->services_ = std::make_unique<Services>();
-  s->services_->backbones = std::make_unique<BackbonesService>(*s->zoo_);
+  s->services_->backbones =
+      std::make_unique<BackbonesService>(*s->zoo_, PullOptions{options.allow_download, options.weights_base_url});
   s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_);
   s->services_->datasets = std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_);
   s->services_->training = std::make_unique<TrainingService>(*s->runner_);

@@ -39,7 +39,9 @@ struct ServerOptions {
   int64_t max_dataset_bytes = 8LL << 30;
   int64_t feature_cache_bytes = 2LL << 30;
   bool feature_cache_fp16 = true;
-  bool feature_cache_spill = true;  // spill beyond the budget to <data_dir>/cache
+  bool feature_cache_spill = true;
+  bool allow_download = false;  // PullBackbone fetches official weights
+  std::string weights_base_url = "https://download.pytorch.org/models/";  // spill beyond the budget to <data_dir>/cache
 };
 
 // graftd: the zoo, the services, health, reflection and metrics.

@@ -136,6 +136,10 @@ void Zoo::LoadEntry(Entry& entry) {
                  << entry.status.resident_bytes << " bytes, " << entry.status.load_seconds << " s) from " << path;
 }
 
+Zoo::Entry* Zoo::FindEntry(const std::string& name) {
+  return const_cast<Entry*>(static_cast<const Zoo*>(this)->FindEntry(name));
+}
+
 const Zoo::Entry* Zoo::FindEntry(const std::string& name) const {
   const BackboneSpec* spec = Registry::BuiltIn().Find(name);
   if (spec == nullptr) return nullptr;
@@ -146,6 +150,7 @@ const Zoo::Entry* Zoo::FindEntry(const std::string& name) const {
 }
 
 std::vector<BackboneStatus> Zoo::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<BackboneStatus> out;
   for (const Entry& e : entries_) out.push_back(e.status);
   return out;
@@ -154,7 +159,11 @@ std::vector<BackboneStatus> Zoo::List() const {
 absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
   const Entry* e = FindEntry(name);
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-  BackboneStatus status = e->status;
+  BackboneStatus status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status = e->status;
+  }
   if (status.blocks.empty()) {
     ASSIGN_OR_RETURN(status.blocks, BlockNames(*status.spec));
   }
@@ -181,6 +190,7 @@ absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
 absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::string& name) const {
   const Entry* e = FindEntry(name);
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+  std::lock_guard<std::mutex> lock(mu_);
   if (e->resident == nullptr) {
     const std::string& n = e->status.spec->name;
     if (!e->status.load_error.empty()) {
@@ -192,6 +202,30 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::strin
                                                       n, "-imagenet.pth there and restart graftd"));
   }
   return e->resident;
+}
+
+absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
+  Entry* e = FindEntry(name);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (e->resident != nullptr) return e->status;
+  }
+  Entry loaded;  // built outside the lock: loading takes seconds
+  loaded.status.spec = e->status.spec;
+  loaded.status.parameter_count = e->status.parameter_count;
+  LoadEntry(loaded);
+  if (loaded.resident != nullptr) {
+    for (const auto& b : loaded.resident->module->blocks()) loaded.status.blocks.push_back(b.name);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (e->resident == nullptr) *e = std::move(loaded);
+  if (e->resident == nullptr) {
+    return absl::FailedPreconditionError(
+        e->status.load_error.empty() ? absl::StrCat("no weights for '", e->status.spec->name, "' in ", options_.zoo_dir)
+                                     : e->status.load_error);
+  }
+  return e->status;
 }
 
 }  // namespace graft::core

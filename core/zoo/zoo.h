@@ -61,6 +61,10 @@ class Zoo {
   // NOT_FOUND for an unknown name; FAILED_PRECONDITION when it has no weights.
   absl::StatusOr<std::shared_ptr<ResidentBackbone>> Resident(const std::string& name) const;
 
+  // Loads a backbone whose weights arrived in the zoo directory after start
+  // (PullBackbone): resident from then on. A no-op when already resident.
+  absl::StatusOr<BackboneStatus> LoadNow(const std::string& name);
+
   // ImageNet class names in torchvision order ("class N" where the zoo
   // directory has no imagenet_classes.txt).
   const std::vector<std::string>& imagenet_labels() const { return labels_; }
@@ -74,11 +78,15 @@ class Zoo {
   };
   Zoo(ZooOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
   const Entry* FindEntry(const std::string& name) const;
+  Entry* FindEntry(const std::string& name);
   void LoadEntry(Entry& entry);
 
   ZooOptions options_;
   torch::Device device_;
-  std::vector<Entry> entries_;  // immutable after Create
+  // One per registry spec, fixed at Create; an entry's contents change only
+  // in LoadNow, under mu_.
+  std::vector<Entry> entries_;
+  mutable std::mutex mu_;
   std::vector<std::string> labels_;
 };
 

@@ -8,7 +8,9 @@
 
 #include <filesystem>
 
+#include "core/serve/predictor.h"
 #include "core/util/files.h"
+#include "core/zoo/zoo.h"
 #include "core/zoo/state_dict.h"
 #include "tests/testing/http_server.h"
 #include "tests/testing/paths.h"
@@ -91,6 +93,30 @@ TEST_F(DownloadTest, MissingFilesAndNamesWithoutAHashAreErrors) {
   auto unnamed = DownloadVerified(http_.Url("/x.pth"), zoo_.path(), "x.pth");
   EXPECT_EQ(unnamed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ZooFiles().empty());
+}
+
+TEST_F(DownloadTest, WeightsArrivingAfterStartAreLoadedOnDemand) {
+  ZooOptions options;
+  options.zoo_dir = zoo_.path();
+  options.device = "cpu";
+  auto zoo = Zoo::Create(options);
+  ASSERT_TRUE(zoo.ok()) << zoo.status();
+  EXPECT_EQ((*zoo)->Resident("squeezenet1_1").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*zoo)->LoadNow("squeezenet1_1").status().code(), absl::StatusCode::kFailedPrecondition);
+  // What PullBackbone does once a download is verified and in place.
+  fs::copy_file(graft::testing::WeightsDir() + "/squeezenet1_1-imagenet.pth", zoo_.Join("squeezenet1_1-imagenet.pth"));
+  auto loaded = (*zoo)->LoadNow("SqueezeNet1_1");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->weights_present);
+  EXPECT_EQ(loaded->blocks.size(), 9u);
+  auto resident = (*zoo)->Resident("squeezenet1_1");
+  ASSERT_TRUE(resident.ok()) << resident.status();
+  Predictor predictor(**zoo, nullptr, {});
+  auto dog = ReadFile(graft::testing::ImagesDir() + "/dog.jpg");
+  ASSERT_TRUE(dog.ok());
+  const auto r = predictor.Predict("squeezenet1_1", {ImageInput{*dog, {}}}, 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->images[0][0].index, 537);  // dogsled
 }
 
 }  // namespace

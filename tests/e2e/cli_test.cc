@@ -72,6 +72,21 @@ TEST_F(CliTest, PredictPrintsATableOfTopK) {
   EXPECT_NE(r.out.find("server: decode"), std::string::npos);
 }
 
+TEST_F(CliTest, BackbonesPullExplainsWhenDownloadsAreOff) {
+  const CmdResult pull = Graft("backbones pull ResNet18");
+  EXPECT_EQ(pull.exit_code, 1) << pull.out;
+  EXPECT_NE(pull.out.find("FAILED_PRECONDITION"), std::string::npos) << pull.out;
+  EXPECT_NE(pull.out.find("--allow_download"), std::string::npos) << pull.out;
+  // Already resident: nothing to fetch, and it says so.
+  const CmdResult present = Graft("backbones pull MobileNetV2");
+  EXPECT_EQ(present.exit_code, 0) << present.out;
+  EXPECT_NE(present.out.find("mobilenet_v2: weights verified and resident on cpu"), std::string::npos) << present.out;
+  // The plain listing still works beside the subcommand.
+  const CmdResult list = Graft("backbones");
+  EXPECT_EQ(list.exit_code, 0) << list.out;
+  EXPECT_NE(list.out.find("densenet121"), std::string::npos) << list.out;
+}
+
 TEST_F(CliTest, JsonOutputUsesProtoFieldNames) {
   const CmdResult list = Graft("--json backbones");
   ASSERT_EQ(list.exit_code, 0) << list.out;

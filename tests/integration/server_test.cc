@@ -18,6 +18,7 @@
 #include "graft/v1/inference.grpc.pb.h"
 #include "server/server.h"
 #include "tests/testing/http_get.h"
+#include "tests/testing/http_server.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 
@@ -219,7 +220,7 @@ TEST_F(ServerTest, UnknownAndWeightlessBackbones) {
   EXPECT_NE(missing.status().message().find("no ImageNet weights"), std::string::npos);
 }
 
-TEST_F(ServerTest, LaterRpcsAnswerUnimplementedWithASentence) {
+TEST_F(ServerTest, RegisteringCustomBackbonesAnswersUnimplementedWithASentence) {
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
   auto stub = v1::Backbones::NewStub(channel);
   grpc::ClientContext ctx;
@@ -227,12 +228,62 @@ TEST_F(ServerTest, LaterRpcsAnswerUnimplementedWithASentence) {
   const grpc::Status s = stub->RegisterBackbone(&ctx, {}, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_NE(s.error_message().find("Backbones.RegisterBackbone is not implemented yet"), std::string::npos);
-  grpc::ClientContext ctx2;
-  v1::PullBackboneProgress progress;
-  auto reader = stub->PullBackbone(&ctx2, {});
-  while (reader->Read(&progress)) {
-  }
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// Collects a PullBackbone stream: the messages and the final status.
+std::pair<std::vector<v1::PullBackboneProgress>, grpc::Status> Pull(int port, const std::string& name) {
+  auto stub = v1::Backbones::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::PullBackboneRequest request;
+  request.set_name(name);
+  auto reader = stub->PullBackbone(&ctx, request);
+  std::vector<v1::PullBackboneProgress> messages;
+  for (v1::PullBackboneProgress p; reader->Read(&p);) messages.push_back(p);
+  return {messages, reader->Finish()};
+}
+
+TEST_F(ServerTest, PullBackboneNeedsAllowDownloadAndAnswersResidentOnesAtOnce) {
+  const auto [off, off_status] = Pull(server_->port(), "resnet18");
+  EXPECT_EQ(off_status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(off_status.error_message().find("--allow_download"), std::string::npos) << off_status.error_message();
+  EXPECT_NE(off_status.error_message().find("resnet18-f37072fd.pth"), std::string::npos);
+  const auto [present, present_status] = Pull(server_->port(), "MobileNetV2");
+  ASSERT_TRUE(present_status.ok()) << present_status.error_message();
+  ASSERT_EQ(present.size(), 1u);
+  EXPECT_TRUE(present[0].verified());
+  EXPECT_TRUE(present[0].backbone().weights().present());
+  EXPECT_EQ(Pull(server_->port(), "nope").second.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {
+  graft::testing::TempDir data;
+  graft::testing::HttpServer mirror;
+  std::string corrupted(4096, 'x');
+  mirror.Serve("/models/resnet18-f37072fd.pth", corrupted);
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.metrics_port = -1;
+  options.data_dir = data.path();
+  options.device = "cpu";
+  options.allow_download = true;
+  options.weights_base_url = mirror.Url("/models/");
+  auto server = GraftServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const auto [messages, status] = Pull((*server)->port(), "ResNet18");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  EXPECT_NE(status.error_message().find("does not start with f37072fd"), std::string::npos) << status.error_message();
+  EXPECT_TRUE(std::filesystem::is_empty((*server)->zoo_dir())) << "a refused download was left in the zoo";
+  // Nothing changed: resnet18 is still weightless, and the server still serves.
+  client::GraftClient client("127.0.0.1:" + std::to_string((*server)->port()));
+  const auto r18 = client.GetBackbone("resnet18");
+  ASSERT_TRUE(r18.ok()) << r18.status();
+  EXPECT_FALSE(r18->weights().present());
+  // A mirror that does not have the file: UNAVAILABLE naming the address.
+  const auto [none, none_status] = Pull((*server)->port(), "resnet34");
+  EXPECT_EQ(none_status.error_code(), grpc::StatusCode::UNAVAILABLE) << none_status.error_message();
+  EXPECT_NE(none_status.error_message().find("resnet34-b627a593.pth"), std::string::npos);
 }
 
 TEST_F(ServerTest, MetricsPageCountsRpcsAndImages) {
