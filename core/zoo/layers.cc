@@ -12,6 +12,8 @@ torch::Tensor Activate(const torch::Tensor& x, Activation act) {
       return torch::relu(x);
     case Activation::kReLU6:
       return torch::hardtanh(x, 0.0, 6.0);
+    case Activation::kHardswish:
+      return torch::hardswish(x);
   }
   return x;
 }
@@ -26,10 +28,10 @@ torch::nn::Conv2d MakeConv(int64_t in, int64_t out, int64_t kernel, int64_t stri
 }
 
 ConvNormAct::ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                         int64_t groups, Activation act)
+                         int64_t groups, Activation act, double bn_eps)
     : act_(act) {
   conv_ = register_module("0", MakeConv(in, out, kernel, stride, (kernel - 1) / 2, groups));
-  bn_ = register_module("1", torch::nn::BatchNorm2d(out));
+  bn_ = register_module("1", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).eps(bn_eps)));
 }
 
 torch::Tensor ConvNormAct::forward(const torch::Tensor& x) {

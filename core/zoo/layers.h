@@ -27,7 +27,7 @@ class UnaryModule : public torch::nn::Module {
 void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn::Conv2d& conv,
                    const torch::nn::BatchNorm2d& bn);
 
-enum class Activation { kNone, kReLU, kReLU6 };
+enum class Activation { kNone, kReLU, kReLU6, kHardswish };
 
 torch::Tensor Activate(const torch::Tensor& x, Activation act);
 
@@ -38,7 +38,7 @@ torch::nn::Conv2d MakeConv(int64_t in, int64_t out, int64_t kernel, int64_t stri
 class ConvNormAct : public UnaryModule {
  public:
   ConvNormAct(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
-              Activation act);
+              Activation act, double bn_eps = 1e-5);
   torch::Tensor forward(const torch::Tensor& x) override;
   void Fold() override;
 

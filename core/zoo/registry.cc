@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/zoo/densenet.h"
 #include "core/zoo/mobilenet_v2.h"
+#include "core/zoo/mobilenet_v3.h"
 #include "core/zoo/resnet.h"
 #include "core/zoo/squeezenet.h"
 #include "core/zoo/vgg.h"
@@ -107,6 +108,10 @@ Registry::Registry() {
   }
   specs_.push_back(Spec("mobilenet_v2", {"MobileNetV2"}, "mobilenet_v2", 1280, "mobilenet_v2-b0353104.pth",
                         []() { return MakeMobileNetV2(); }));
+  specs_.push_back(Spec("mobilenet_v3_large", {"MobileNetV3Large"}, "mobilenet_v3", 960,
+                        "mobilenet_v3_large-8738ca79.pth", []() { return MakeMobileNetV3(true); }));
+  specs_.push_back(Spec("mobilenet_v3_small", {"MobileNetV3Small"}, "mobilenet_v3", 576,
+                        "mobilenet_v3_small-047dcff4.pth", []() { return MakeMobileNetV3(false); }));
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -136,6 +141,8 @@ Registry::Registry() {
       {"squeezenet1_0", 1248424},
       {"squeezenet1_1", 1235496},
       {"densenet121", 7978856},
+      {"mobilenet_v3_large", 5483032},
+      {"mobilenet_v3_small", 2542856},
       {"densenet161", 28681000},
       {"densenet169", 14149480},
       {"densenet201", 20013928},
