@@ -8,6 +8,7 @@
 #include "core/zoo/densenet.h"
 #include "core/zoo/mobilenet_v2.h"
 #include "core/zoo/mobilenet_v3.h"
+#include "core/zoo/shufflenet.h"
 #include "core/zoo/resnet.h"
 #include "core/zoo/squeezenet.h"
 #include "core/zoo/vgg.h"
@@ -20,10 +21,10 @@ constexpr char kTorchvisionModels[] = "https://download.pytorch.org/models/";
 BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::string family,
                   int64_t feature_dim, std::string file, std::function<BackbonePtr()> make) {
   BackboneSpec s;
-  if (family == "resnet") {
+  if (family == "resnet" || family == "shufflenet_v2") {
     s.classifier_prefix = "fc.";
     s.linear_classifier = "fc";
-    s.onednn_inference = true;
+    s.onednn_inference = family == "resnet";
   } else if (family == "densenet") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier";
@@ -112,6 +113,13 @@ Registry::Registry() {
                         "mobilenet_v3_large-8738ca79.pth", []() { return MakeMobileNetV3(true); }));
   specs_.push_back(Spec("mobilenet_v3_small", {"MobileNetV3Small"}, "mobilenet_v3", 576,
                         "mobilenet_v3_small-047dcff4.pth", []() { return MakeMobileNetV3(false); }));
+  for (const auto& [name, out, file] : std::vector<std::tuple<const char*, std::array<int64_t, 5>, const char*>>{
+           {"shufflenet_v2_x0_5", {24, 48, 96, 192, 1024}, "shufflenetv2_x0.5-f707e7126e.pth"},
+           {"shufflenet_v2_x1_0", {24, 116, 232, 464, 1024}, "shufflenetv2_x1-5666bf0f80.pth"},
+           {"shufflenet_v2_x1_5", {24, 176, 352, 704, 1024}, "shufflenetv2_x1_5-3c479a10.pth"},
+           {"shufflenet_v2_x2_0", {24, 244, 488, 976, 2048}, "shufflenetv2_x2_0-8be3c8ee.pth"}}) {
+    specs_.push_back(Spec(name, {}, "shufflenet_v2", out[4], file, [out = out]() { return MakeShuffleNetV2(out); }));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -142,6 +150,10 @@ Registry::Registry() {
       {"squeezenet1_1", 1235496},
       {"densenet121", 7978856},
       {"mobilenet_v3_large", 5483032},
+      {"shufflenet_v2_x0_5", 1366792},
+      {"shufflenet_v2_x1_0", 2278604},
+      {"shufflenet_v2_x1_5", 3503624},
+      {"shufflenet_v2_x2_0", 7393996},
       {"mobilenet_v3_small", 2542856},
       {"densenet161", 28681000},
       {"densenet169", 14149480},
