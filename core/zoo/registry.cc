@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/zoo/densenet.h"
+#include "core/zoo/mnasnet.h"
 #include "core/zoo/mobilenet_v2.h"
 #include "core/zoo/mobilenet_v3.h"
 #include "core/zoo/shufflenet.h"
@@ -28,7 +29,7 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
   } else if (family == "densenet") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier";
-  } else if (family == "mobilenet_v2") {
+  } else if (family == "mobilenet_v2" || family == "mnasnet") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier.1";
   } else {
@@ -120,6 +121,13 @@ Registry::Registry() {
            {"shufflenet_v2_x2_0", {24, 244, 488, 976, 2048}, "shufflenetv2_x2_0-8be3c8ee.pth"}}) {
     specs_.push_back(Spec(name, {}, "shufflenet_v2", out[4], file, [out = out]() { return MakeShuffleNetV2(out); }));
   }
+  for (const auto& [name, alpha, file] : std::vector<std::tuple<const char*, double, const char*>>{
+           {"mnasnet0_5", 0.5, "mnasnet0.5_top1_67.823-3ffadce67e.pth"},
+           {"mnasnet0_75", 0.75, "mnasnet0_75-7090bc5f.pth"},
+           {"mnasnet1_0", 1.0, "mnasnet1.0_top1_73.512-f206786ef8.pth"},
+           {"mnasnet1_3", 1.3, "mnasnet1_3-a4c69d6f.pth"}}) {
+    specs_.push_back(Spec(name, {}, "mnasnet", 1280, file, [alpha = alpha]() { return MakeMnasNet(alpha); }));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -150,6 +158,10 @@ Registry::Registry() {
       {"squeezenet1_1", 1235496},
       {"densenet121", 7978856},
       {"mobilenet_v3_large", 5483032},
+      {"mnasnet0_5", 2218512},
+      {"mnasnet0_75", 3170208},
+      {"mnasnet1_0", 4383312},
+      {"mnasnet1_3", 6282256},
       {"shufflenet_v2_x0_5", 1366792},
       {"shufflenet_v2_x1_0", 2278604},
       {"shufflenet_v2_x1_5", 3503624},
