@@ -109,4 +109,25 @@ void UnaryList::Add(std::shared_ptr<UnaryModule> m) {
   items_.push_back(std::move(m));
 }
 
+int ConvBnChain::Add(torch::nn::Module& owner, int index, const ConvBnStep& s) {
+  convs_.push_back(owner.register_module(std::to_string(index++),
+                                         MakeConv(s.in, s.out, s.kernel, s.stride, (s.kernel - 1) / 2, s.groups)));
+  bns_.push_back(owner.register_module(std::to_string(index++), torch::nn::BatchNorm2d(s.out)));
+  relu_.push_back(s.relu);
+  return s.relu ? index + 1 : index;
+}
+
+torch::Tensor ConvBnChain::Forward(torch::Tensor x) {
+  for (size_t i = 0; i < convs_.size(); ++i) {
+    x = bns_[i]->forward(convs_[i]->forward(x));
+    if (relu_[i]) x = torch::relu(x);
+  }
+  return x;
+}
+
+ConvBnSequence::ConvBnSequence(const std::vector<ConvBnStep>& steps) {
+  int index = 0;
+  for (const ConvBnStep& s : steps) index = chain_.Add(*this, index, s);
+}
+
 }  // namespace graft::core

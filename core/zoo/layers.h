@@ -78,6 +78,36 @@ class BareBatchNorm : public UnaryModule {
   bool folded_ = false;
 };
 
+// Convolution (no bias) + batch norm [+ ReLU] steps of a torchvision
+// nn.Sequential, registered on `owner` under its indices; a ReLU takes an
+// index of its own (ShuffleNetV2, MNASNet).
+struct ConvBnStep {
+  int64_t in, out, kernel, stride, groups;
+  bool relu;
+};
+
+class ConvBnChain {
+ public:
+  // Registers the step at `index` on `owner`; returns the next free index.
+  int Add(torch::nn::Module& owner, int index, const ConvBnStep& step);
+  torch::Tensor Forward(torch::Tensor x);
+
+ private:
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<torch::nn::BatchNorm2d> bns_;
+  std::vector<bool> relu_;
+};
+
+// A ConvBnChain as a module of its own (children "0", "1", ...).
+class ConvBnSequence : public torch::nn::Module {
+ public:
+  explicit ConvBnSequence(const std::vector<ConvBnStep>& steps);
+  torch::Tensor forward(const torch::Tensor& x) { return chain_.Forward(x); }
+
+ private:
+  ConvBnChain chain_;
+};
+
 // A parameter-free step (activation, pooling) holding its place in a list.
 class LambdaModule : public UnaryModule {
  public:

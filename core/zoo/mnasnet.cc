@@ -15,36 +15,6 @@ int64_t RoundToMultipleOf8(double v) {
   return static_cast<double>(n) >= 0.9 * v ? n : n + 8;
 }
 
-// A flat nn.Sequential of (conv, batch norm[, ReLU]) triples under
-// torchvision's indices, starting at `first`, registered on `owner`.
-struct ConvBnRelu {
-  int64_t in, out, kernel, stride, groups;
-  bool relu;
-};
-
-class FlatSequence {
- public:
-  int Add(torch::nn::Module& owner, int index, const ConvBnRelu& c) {
-    convs_.push_back(owner.register_module(std::to_string(index++),
-                                           MakeConv(c.in, c.out, c.kernel, c.stride, c.kernel / 2, c.groups)));
-    bns_.push_back(owner.register_module(std::to_string(index++), torch::nn::BatchNorm2d(c.out)));
-    relu_.push_back(c.relu);
-    return c.relu ? index + 1 : index;
-  }
-  torch::Tensor Forward(torch::Tensor x) {
-    for (size_t i = 0; i < convs_.size(); ++i) {
-      x = bns_[i]->forward(convs_[i]->forward(x));
-      if (relu_[i]) x = torch::relu(x);
-    }
-    return x;
-  }
-
- private:
-  std::vector<torch::nn::Conv2d> convs_;
-  std::vector<torch::nn::BatchNorm2d> bns_;
-  std::vector<bool> relu_;
-};
-
 // _InvertedResidual: "layers" = expand 1x1, depthwise k x k, project 1x1.
 class MnasResidual : public UnaryModule {
  public:
@@ -63,7 +33,7 @@ class MnasResidual : public UnaryModule {
 
  private:
   bool residual_;
-  FlatSequence seq_;
+  ConvBnChain seq_;
 };
 
 class MnasNetImpl : public BackboneImpl {
@@ -111,7 +81,7 @@ class MnasNetImpl : public BackboneImpl {
 
  private:
   std::shared_ptr<torch::nn::Module> layers_;
-  FlatSequence stem_, head_;
+  ConvBnChain stem_, head_;
   std::vector<std::shared_ptr<UnaryModule>> units_;
   torch::nn::Dropout dropout_{nullptr};
   torch::nn::Linear fc_{nullptr};

@@ -11,47 +11,15 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-// An nn.Sequential of convolutions, batch norms and ReLUs under torchvision's
-// indices; `relu_after` lists the indices followed by a ReLU.
-class ConvBnSequence : public torch::nn::Module {
- public:
-  struct Step {
-    int64_t in, out, kernel, stride, groups;
-    bool relu;
-  };
-  explicit ConvBnSequence(const std::vector<Step>& steps) {
-    int index = 0;
-    for (const Step& s : steps) {
-      convs_.push_back(register_module(std::to_string(index++),
-                                       MakeConv(s.in, s.out, s.kernel, s.stride, (s.kernel - 1) / 2, s.groups)));
-      bns_.push_back(register_module(std::to_string(index++), torch::nn::BatchNorm2d(s.out)));
-      relu_.push_back(s.relu);
-      if (s.relu) ++index;  // nn.ReLU holds an index of its own
-    }
-  }
-  torch::Tensor forward(torch::Tensor x) {
-    for (size_t i = 0; i < convs_.size(); ++i) {
-      x = bns_[i]->forward(convs_[i]->forward(x));
-      if (relu_[i]) x = torch::relu(x);
-    }
-    return x;
-  }
-
- private:
-  std::vector<torch::nn::Conv2d> convs_;
-  std::vector<torch::nn::BatchNorm2d> bns_;
-  std::vector<bool> relu_;
-};
-
 class ShuffleUnit : public UnaryModule {
  public:
   ShuffleUnit(int64_t in, int64_t out, int64_t stride) : stride_(stride) {
     const int64_t half = out / 2;
     if (stride > 1) {
-      branch1_ = register_module("branch1", std::make_shared<ConvBnSequence>(std::vector<ConvBnSequence::Step>{
+      branch1_ = register_module("branch1", std::make_shared<ConvBnSequence>(std::vector<ConvBnStep>{
                                                 {in, in, 3, stride, in, false}, {in, half, 1, 1, 1, true}}));
     }
-    branch2_ = register_module("branch2", std::make_shared<ConvBnSequence>(std::vector<ConvBnSequence::Step>{
+    branch2_ = register_module("branch2", std::make_shared<ConvBnSequence>(std::vector<ConvBnStep>{
                                               {stride > 1 ? in : half, half, 1, 1, 1, true},
                                               {half, half, 3, stride, half, false},
                                               {half, half, 1, 1, 1, true}}));
@@ -79,7 +47,7 @@ class ShuffleNetV2Impl : public BackboneImpl {
  public:
   ShuffleNetV2Impl(const std::array<int64_t, 5>& out, int64_t num_classes) {
     conv1_ = register_module("conv1", std::make_shared<ConvBnSequence>(
-                                          std::vector<ConvBnSequence::Step>{{3, out[0], 3, 2, 1, true}}));
+                                          std::vector<ConvBnStep>{{3, out[0], 3, 2, 1, true}}));
     blocks_.push_back({"stem", {"conv1."}});
     units_.push_back(nullptr);
     const int64_t repeats[3] = {4, 8, 4};
@@ -98,7 +66,7 @@ class ShuffleNetV2Impl : public BackboneImpl {
       }
     }
     conv5_ = register_module("conv5", std::make_shared<ConvBnSequence>(
-                                          std::vector<ConvBnSequence::Step>{{in, out[4], 1, 1, 1, true}}));
+                                          std::vector<ConvBnStep>{{in, out[4], 1, 1, 1, true}}));
     blocks_.push_back({"conv5", {"conv5."}});
     fc_ = register_module("fc", torch::nn::Linear(out[4], num_classes));
   }
