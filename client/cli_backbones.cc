@@ -1,5 +1,6 @@
 // graft backbones | backbone | predict | embed | health
 
+#include <filesystem>
 #include <iomanip>
 #include <ostream>
 
@@ -156,6 +157,40 @@ absl::Status Pull(GraftClient& client, const Globals& g, const std::string& name
   return absl::OkStatus();
 }
 
+struct RegisterOptions {
+  std::string name, path, interpolation;
+  int64_t feature_dim = 0;
+  int input_size = 0, resize_size = 0;
+  std::vector<float> mean, std;
+};
+
+absl::Status Register(GraftClient& client, const Globals& g, const RegisterOptions& o, std::ostream& out) {
+  v1::RegisterBackboneRequest r;
+  r.set_name(o.name);
+  // The path is read by graftd: made absolute here for a server on this machine.
+  std::error_code ec;
+  const std::filesystem::path local = std::filesystem::absolute(o.path, ec);
+  r.set_torchscript_path(!ec && std::filesystem::exists(local, ec) ? local.string() : o.path);
+  r.set_feature_dim(static_cast<int32_t>(o.feature_dim));
+  auto* p = r.mutable_preprocessing();
+  p->set_height(o.input_size);
+  p->set_width(o.input_size);
+  p->set_resize_size(o.resize_size);
+  p->set_interpolation(o.interpolation);
+  for (float m : o.mean) p->add_mean(m);
+  for (float s : o.std) p->add_std(s);
+  auto b = client.RegisterBackbone(r);
+  if (!b.ok()) return b.status();
+  if (g.json) {
+    out << ToJson(*b) << "\n";
+  } else {
+    out << b->name() << ": registered, " << b->parameter_count() << " parameters, " << b->feature_dim()
+        << " features, input " << b->preprocessing().height() << "x" << b->preprocessing().width() << ", resident on "
+        << b->residency().device() << "\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Health(GraftClient& client, const Globals& g, std::ostream& out) {
   auto r = client.Health();
   if (!r.ok()) return r.status();
@@ -173,15 +208,41 @@ absl::Status Health(GraftClient& client, const Globals& g, std::ostream& out) {
 }  // namespace
 
 void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action) {
-  auto* backbones = app.add_subcommand("backbones", "list the backbones graftd knows (pull NAME: fetch weights)");
+  auto* backbones = app.add_subcommand(
+      "backbones", "list the backbones graftd knows (pull NAME: fetch weights; register/unregister: custom ones)");
   auto pull_name = std::make_shared<std::string>();
   auto* pull = backbones->add_subcommand("pull", "have graftd download, verify and load a backbone's official weights");
   pull->add_option("name", *pull_name, "name or alias")->required();
   pull->callback([&g, &out, action, pull_name]() {
     *action = [&g, &out, pull_name](GraftClient& c) { return Pull(c, g, *pull_name, out); };
   });
-  backbones->callback([&g, &out, action, pull]() {
-    if (pull->parsed()) return;
+  auto ro = std::make_shared<RegisterOptions>();
+  auto* reg = backbones->add_subcommand("register", "register a TorchScript file as a custom backbone");
+  reg->add_option("name", ro->name, "the new backbone's name")->required();
+  reg->add_option("torchscript", ro->path, "TorchScript file (torch.jit.script/trace), a path graftd can read")
+      ->required();
+  reg->add_option("--feature_dim", ro->feature_dim, "features per image the module returns ([N, D] or [N, D, h, w])")
+      ->required();
+  reg->add_option("--input_size", ro->input_size, "square input side (default 224)");
+  reg->add_option("--resize_size", ro->resize_size, "shorter side before the centre crop (default input * 256/224)");
+  reg->add_option("--mean", ro->mean, "per-channel mean, 3 values (default ImageNet's)")->expected(3)->delimiter(',');
+  reg->add_option("--std", ro->std, "per-channel std, 3 values (default ImageNet's)")->expected(3)->delimiter(',');
+  reg->add_option("--interpolation", ro->interpolation, "bilinear (default) or bicubic");
+  reg->callback([&g, &out, action, ro]() {
+    *action = [&g, &out, ro](GraftClient& c) { return Register(c, g, *ro, out); };
+  });
+  auto unregister_name = std::make_shared<std::string>();
+  auto* unreg = backbones->add_subcommand("unregister", "forget a custom backbone (no model or job may use it)");
+  unreg->add_option("name", *unregister_name, "a custom backbone")->required();
+  unreg->callback([&out, action, unregister_name]() {
+    *action = [&out, unregister_name](GraftClient& c) {
+      absl::Status s = c.UnregisterBackbone(*unregister_name);
+      if (s.ok()) out << *unregister_name << ": unregistered\n";
+      return s;
+    };
+  });
+  backbones->callback([&g, &out, action, pull, reg, unreg]() {
+    if (pull->parsed() || reg->parsed() || unreg->parsed()) return;
     *action = [&g, &out](GraftClient& c) { return Backbones(c, g, out); };
   });
   auto name = std::make_shared<std::string>();

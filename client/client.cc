@@ -67,6 +67,17 @@ absl::StatusOr<v1::Backbone> GraftClient::GetBackbone(const std::string& name) {
   return Call(backbones_.get(), &v1::Backbones::Stub::GetBackbone, request, target_, 30);
 }
 
+absl::StatusOr<v1::Backbone> GraftClient::RegisterBackbone(const v1::RegisterBackboneRequest& request) {
+  // The server loads, checks and optimises the module: seconds for a large one.
+  return Call(backbones_.get(), &v1::Backbones::Stub::RegisterBackbone, request, target_, 300);
+}
+
+absl::Status GraftClient::UnregisterBackbone(const std::string& name) {
+  v1::UnregisterBackboneRequest request;
+  request.set_name(name);
+  return Call(backbones_.get(), &v1::Backbones::Stub::UnregisterBackbone, request, target_, 30).status();
+}
+
 absl::StatusOr<v1::PredictResponse> GraftClient::Predict(const v1::PredictRequest& request) {
   return Call(inference_.get(), &v1::Inference::Stub::Predict, request, target_, 300);
 }

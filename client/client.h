@@ -29,6 +29,8 @@ class GraftClient {
   // --allow_download); `progress` sees every progress message.
   absl::StatusOr<v1::Backbone> PullBackbone(const std::string& name,
                                             const std::function<void(const v1::PullBackboneProgress&)>& progress);
+  absl::StatusOr<v1::Backbone> RegisterBackbone(const v1::RegisterBackboneRequest& request);
+  absl::Status UnregisterBackbone(const std::string& name);
   absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request);
   absl::StatusOr<v1::EmbedResponse> Embed(const v1::EmbedRequest& request);
   absl::StatusOr<::grpc::health::v1::HealthCheckResponse> Health(const std::string& service = "");

@@ -4,10 +4,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/util/status_macros.h"
 #include "core/zoo/download.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
-#include "server/unimplemented.h"
 
 namespace graft::server {
 
@@ -26,14 +27,56 @@ grpc::Status BackbonesService::GetBackbone(grpc::ServerContext*, const v1::GetBa
   return grpc::Status::OK;
 }
 
-grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext*, const v1::RegisterBackboneRequest*,
-                                                v1::Backbone*) {
-  return Unimplemented("Backbones.RegisterBackbone", "registering custom TorchScript backbones");
+grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext*, const v1::RegisterBackboneRequest* request,
+                                                v1::Backbone* response) {
+  const auto registered = [&]() -> absl::StatusOr<core::BackboneStatus> {
+    if (request->name().empty()) return absl::InvalidArgumentError("name is required");
+    if (request->torchscript_path().empty()) return absl::InvalidArgumentError("torchscript_path is required");
+    core::CustomBackboneDef def;
+    def.name = request->name();
+    def.torchscript_path = request->torchscript_path();
+    def.feature_dim = request->feature_dim();
+    const v1::Preprocessing& p = request->preprocessing();
+    def.preprocessing.height = p.height();
+    def.preprocessing.width = p.width();
+    def.preprocessing.resize_size = p.resize_size();
+    def.preprocessing.interpolation = p.interpolation();
+    const bool mean_std_set = p.mean_size() > 0 || p.std_size() > 0;
+    if (mean_std_set) {
+      if (p.mean_size() != 3 || p.std_size() != 3) {
+        return absl::InvalidArgumentError(absl::StrCat("preprocessing.mean and .std need 3 values each, got ",
+                                                       p.mean_size(), " and ", p.std_size()));
+      }
+      for (int c = 0; c < 3; ++c) {
+        def.preprocessing.mean[static_cast<size_t>(c)] = p.mean(c);
+        def.preprocessing.std[static_cast<size_t>(c)] = p.std(c);
+      }
+    }
+    ASSIGN_OR_RETURN(def.preprocessing, core::CompletePreprocessing(def.preprocessing, mean_std_set));
+    return zoo_.Register(std::move(def));
+  }();
+  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  if (hooks_.changed) hooks_.changed();
+  ToProto(*registered, response);
+  return grpc::Status::OK;
 }
 
-grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext*, const v1::UnregisterBackboneRequest*,
+grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext*, const v1::UnregisterBackboneRequest* request,
                                                   v1::UnregisterBackboneResponse*) {
-  return Unimplemented("Backbones.UnregisterBackbone", "registering custom TorchScript backbones");
+  if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
+  const auto status = zoo_.Get(request->name());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  const std::string& name = status->spec->name;
+  if (status->spec->custom && hooks_.users) {
+    const std::vector<std::string> users = hooks_.users(name);
+    if (!users.empty()) {
+      return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+          "backbone '", name, "' is still used by ", absl::StrJoin(users, ", "), "; delete or cancel them first")));
+    }
+  }
+  if (auto removed = zoo_.Unregister(name); !removed.ok()) return ToGrpcStatus(removed);
+  if (hooks_.changed) hooks_.changed();
+  return grpc::Status::OK;
 }
 
 grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const v1::PullBackboneRequest* request,
@@ -68,6 +111,7 @@ grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const 
   }
   const auto loaded = zoo_.LoadNow(spec.name);
   if (!loaded.ok()) return ToGrpcStatus(loaded.status());
+  if (hooks_.changed) hooks_.changed();
   last.set_verified(true);
   ToProto(*loaded, last.mutable_backbone());
   writer->Write(last);

@@ -1,5 +1,9 @@
 #pragma once
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "core/zoo/zoo.h"
 #include "graft/v1/backbones.grpc.pb.h"
 
@@ -10,9 +14,17 @@ struct PullOptions {
   std::string base_url = "https://download.pytorch.org/models/";  // + the official file name
 };
 
+// What the rest of the server tells the backbone service: who still uses a
+// backbone (models, unfinished jobs), and that the list of backbones changed.
+struct BackboneHooks {
+  std::function<std::vector<std::string>(const std::string& backbone)> users;
+  std::function<void()> changed;
+};
+
 class BackbonesService final : public v1::Backbones::Service {
  public:
-  BackbonesService(core::Zoo& zoo, PullOptions pull) : zoo_(zoo), pull_(std::move(pull)) {}
+  BackbonesService(core::Zoo& zoo, PullOptions pull, BackboneHooks hooks = {})
+      : zoo_(zoo), pull_(std::move(pull)), hooks_(std::move(hooks)) {}
 
   grpc::Status ListBackbones(grpc::ServerContext*, const v1::ListBackbonesRequest*, v1::ListBackbonesResponse*) override;
   grpc::Status GetBackbone(grpc::ServerContext*, const v1::GetBackboneRequest*, v1::Backbone*) override;
@@ -25,6 +37,7 @@ class BackbonesService final : public v1::Backbones::Service {
  private:
   core::Zoo& zoo_;
   const PullOptions pull_;
+  const BackboneHooks hooks_;
 };
 
 }  // namespace graft::server

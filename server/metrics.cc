@@ -136,10 +136,20 @@ void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
 }
 
 void Metrics::SetBackbones(const core::Zoo& zoo) {
+  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  for (size_t i = 0; i < backbone_gauges_.size(); i += 2) {
+    backbone_load_seconds_->Remove(backbone_gauges_[i]);
+    backbone_resident_bytes_->Remove(backbone_gauges_[i + 1]);
+  }
+  backbone_gauges_.clear();
   for (const core::BackboneStatus& b : zoo.List()) {
     if (!b.weights_present) continue;
-    backbone_load_seconds_->Add({{"backbone", b.spec->name}}).Set(b.load_seconds);
-    backbone_resident_bytes_->Add({{"backbone", b.spec->name}, {"device", b.device}}).Set(static_cast<double>(b.resident_bytes));
+    auto& load = backbone_load_seconds_->Add({{"backbone", b.spec->name}});
+    load.Set(b.load_seconds);
+    auto& bytes = backbone_resident_bytes_->Add({{"backbone", b.spec->name}, {"device", b.device}});
+    bytes.Set(static_cast<double>(b.resident_bytes));
+    backbone_gauges_.push_back(&load);
+    backbone_gauges_.push_back(&bytes);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -67,6 +68,9 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   prometheus::Family<prometheus::Counter>* images_predicted_;
   prometheus::Family<prometheus::Gauge>* backbone_load_seconds_;
   prometheus::Family<prometheus::Gauge>* backbone_resident_bytes_;
+  // The gauges SetBackbones set last, so that unregistered backbones drop out.
+  std::vector<prometheus::Gauge*> backbone_gauges_;
+  std::mutex backbone_gauges_mu_;
   prometheus::Family<prometheus::Gauge>* build_info_;
   prometheus::Family<prometheus::Gauge>* jobs_;
   prometheus::Family<prometheus::Counter>* epochs_;

@@ -33,6 +33,7 @@ void ToProto(const core::BackboneStatus& in, v1::Backbone* out) {
   w->set_file_name(spec.weights_file);
   w->set_url(spec.weights_url);
   w->set_error(in.load_error);
+  out->set_custom(spec.custom);
   auto* r = out->mutable_residency();
   r->set_device(in.device);
   r->set_bytes(in.resident_bytes);

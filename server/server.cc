@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   core::ZooOptions zoo_options;
   zoo_options.zoo_dir = s->zoo_dir_;
   zoo_options.device = options.device;
+  zoo_options.custom_dir = (fs::path(options.data_dir) / "backbones").string();
   auto zoo = core::Zoo::Create(zoo_options);
   if (!zoo.ok()) return zoo.status();
   s->zoo_ = std::move(*zoo);
@@ -110,8 +111,22 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 
   s->services_ = std::make_unique<Services>();
-  s->services_->backbones =
-      std::make_unique<BackbonesService>(*s->zoo_, PullOptions{options.allow_download, options.weights_base_url});
+  BackboneHooks hooks;
+  hooks.users = [server = s.get()](const std::string& backbone) {
+    std::vector<std::string> users;
+    for (const core::ModelInfo& m : server->models_->List()) {
+      if (m.backbone == backbone) users.push_back("model " + m.id);
+    }
+    if (auto jobs = server->jobs_->List(); jobs.ok()) {
+      for (const core::JobRecord& j : *jobs) {
+        if (!core::IsTerminal(j.state) && j.spec.backbone == backbone) users.push_back("job " + j.id);
+      }
+    }
+    return users;
+  };
+  hooks.changed = [server = s.get()] { server->metrics_->SetBackbones(*server->zoo_); };
+  s->services_->backbones = std::make_unique<BackbonesService>(
+      *s->zoo_, PullOptions{options.allow_download, options.weights_base_url}, std::move(hooks));
   s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_);
   s->services_->datasets = std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_);
   s->services_->training = std::make_unique<TrainingService>(*s->runner_);

@@ -183,15 +183,25 @@ void JobRunner::Stop() {
 }
 
 absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
-  const BackboneSpec* backbone = Registry::BuiltIn().Find(spec.backbone);
   if (spec.backbone.empty()) return absl::InvalidArgumentError("spec.backbone: required (a name from graft backbones)");
-  if (backbone == nullptr) {
+  auto found = zoo_.Resident(spec.backbone);
+  if (absl::IsNotFound(found.status())) {
     return absl::InvalidArgumentError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
                                                    "'; graft backbones lists the names"));
   }
-  ASSIGN_OR_RETURN(auto resident, zoo_.Resident(backbone->name));
-  spec.backbone = backbone->name;
-  RETURN_IF_ERROR(NormalizeJobSpec(spec, static_cast<int>(resident->module->blocks().size())));
+  ASSIGN_OR_RETURN(auto resident, std::move(found));
+  spec.backbone = resident->spec->name;
+  const int num_blocks = static_cast<int>(resident->module->blocks().size());
+  RETURN_IF_ERROR(NormalizeJobSpec(spec, num_blocks));
+  if (resident->spec->custom) {
+    for (size_t i = 0; i < spec.stages.size(); ++i) {
+      if (TrainableBlocks(spec.stages[i].train, num_blocks) > 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stages[", i, "].train: '", spec.backbone,
+            "' is a custom TorchScript backbone, which graft trains frozen only; use train: head"));
+      }
+    }
+  }
   auto dataset = datasets_.Get(spec.dataset);
   if (!dataset.ok()) return absl::NotFoundError(absl::StrCat("spec.dataset: ", dataset.status().message()));
   if (spec.validation_fraction > 0 && dataset->layout == DatasetLayout::kTrainVal) {

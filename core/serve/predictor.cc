@@ -117,6 +117,11 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
+  if (backbone->spec->num_classes == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("backbone '", backbone->spec->name,
+                                                      "' has no ImageNet classifier: predict with a model fine-tuned "
+                                                      "on it, or call Embed"));
+  }
   ASSIGN_OR_RETURN(const int k, ResolveTopK(top_k, backbone->spec->num_classes));
   PredictResult result;
   ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));

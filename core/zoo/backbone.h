@@ -53,9 +53,9 @@ class BackboneImpl : public torch::nn::Module {
   void UseOneDnnLayout();
   bool uses_onednn_layout() const { return onednn_; }
 
-  int64_t ParameterCount() const;
+  virtual int64_t ParameterCount() const;
   // Bytes of parameters and buffers.
-  int64_t StateBytes() const;
+  virtual int64_t StateBytes() const;
 
  protected:
   virtual torch::Tensor ForwardBlock(size_t index, const torch::Tensor& x) = 0;

@@ -34,6 +34,10 @@ struct BackboneSpec {
   int64_t parameter_count = 0;
   // Maps names in the published weights onto the module's (older files).
   std::function<std::string(const std::string&)> rename_key;
+  // A TorchScript backbone registered by a user (core/zoo/torchscript_backbone):
+  // no ImageNet head (num_classes 0), one block, `source` is its file.
+  bool custom = false;
+  std::string source;
 };
 
 // The built-in architectures, immutable.

@@ -1,5 +1,6 @@
 #include "core/zoo/zoo.h"
 
+#include <algorithm>
 #include <map>
 
 #include <ATen/Context.h>
@@ -11,7 +12,9 @@
 #include <fstream>
 
 #include "core/util/log.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/files.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/state_dict.h"
@@ -45,6 +48,7 @@ absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, cons
   return GuardInternal("optimising " + spec.name, [&]() -> absl::StatusOr<BackbonePtr> {
     BackbonePtr m = spec.make();
     RETURN_IF_ERROR(LoadStateDict(*m, weights));
+    if (spec.custom) m->to(device);  // freezing (FoldOwn) turns its weights into constants where they are
     m->FoldBatchNorm();
     PrepareForInference(*m, device);
     if (spec.onednn_inference && device.is_cpu() && at::hasMKLDNN()) m->UseOneDnnLayout();
@@ -60,17 +64,16 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
     ABSL_LOG(WARNING) << "zoo directory '" << options.zoo_dir << "' does not exist; no weights loaded";
   }
   for (const BackboneSpec& spec : Registry::BuiltIn().specs()) {
-    Entry entry;
-    entry.status.spec = &spec;
+    auto entry = std::make_shared<Entry>();
+    entry->status.spec = &spec;
     // Nothing is built for a backbone without weights: its parameter count
     // is the spec's, its blocks are listed by Get on demand.
-    entry.status.parameter_count = spec.parameter_count;
-    zoo->LoadEntry(entry);
-    if (entry.resident != nullptr) {
-      for (const auto& b : entry.resident->module->blocks()) entry.status.blocks.push_back(b.name);
-    }
+    entry->status.parameter_count = spec.parameter_count;
+    zoo->LoadEntry(*entry);
     zoo->entries_.push_back(std::move(entry));
   }
+  if (!options.zoo_dir.empty()) zoo->LoadCustomManifests(options.zoo_dir, ".backbone.json", false);
+  if (!options.custom_dir.empty()) zoo->LoadCustomManifests(options.custom_dir, ".json", true);
   const fs::path labels_path = fs::path(options.zoo_dir) / "imagenet_classes.txt";
   std::ifstream labels(labels_path);
   for (std::string line; std::getline(labels, line);) {
@@ -87,8 +90,10 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
 
 void Zoo::LoadEntry(Entry& entry) {
   const BackboneSpec& spec = *entry.status.spec;
-  if (options_.zoo_dir.empty()) return;
-  std::string path;
+  std::string path = spec.source;
+  if (!spec.custom) {
+    if (options_.zoo_dir.empty()) return;
+    path.clear();
   const std::vector<std::string> candidates = {spec.name + "-imagenet.safetensors", spec.name + "-imagenet.pth",
                                                spec.weights_file};
   for (const std::string& name : candidates) {
@@ -98,15 +103,20 @@ void Zoo::LoadEntry(Entry& entry) {
       break;
     }
   }
+  }
   if (path.empty()) return;
   entry.status.weights_path = path;
-  entry.status.weights_format = fs::path(path).extension() == ".safetensors" ? "safetensors" : "pth";
+  entry.status.weights_format =
+      spec.custom ? "torchscript" : fs::path(path).extension() == ".safetensors" ? "safetensors" : "pth";
   const auto start = std::chrono::steady_clock::now();
   auto resident = std::make_shared<ResidentBackbone>();
   resident->spec = &spec;
   resident->device = device_;
   const absl::Status loaded = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(StateDict weights, ReadWeightsFile(path));
+    StateDict weights;  // a custom backbone's are inside its module
+    if (!spec.custom) {
+      ASSIGN_OR_RETURN(weights, ReadWeightsFile(path));
+    }
     if (spec.rename_key) {
       for (auto& [name, tensor] : weights) name = spec.rename_key(name);
     }
@@ -131,20 +141,23 @@ void Zoo::LoadEntry(Entry& entry) {
   entry.status.weights_present = true;
   entry.status.device = device_.str();
   entry.status.resident_bytes = resident->module->StateBytes() + resident->inference->StateBytes();
+  for (const auto& b : resident->module->blocks()) entry.status.blocks.push_back(b.name);
   entry.resident = std::move(resident);
   ABSL_LOG(INFO) << "backbone " << spec.name << " resident on " << entry.status.device << " ("
                  << entry.status.resident_bytes << " bytes, " << entry.status.load_seconds << " s) from " << path;
 }
 
-Zoo::Entry* Zoo::FindEntry(const std::string& name) {
-  return const_cast<Entry*>(static_cast<const Zoo*>(this)->FindEntry(name));
-}
-
-const Zoo::Entry* Zoo::FindEntry(const std::string& name) const {
-  const BackboneSpec* spec = Registry::BuiltIn().Find(name);
-  if (spec == nullptr) return nullptr;
-  for (const Entry& e : entries_) {
-    if (e.status.spec == spec) return &e;
+std::shared_ptr<Zoo::Entry> Zoo::FindEntryLocked(const std::string& name) const {
+  if (const BackboneSpec* spec = Registry::BuiltIn().Find(name)) {
+    for (const auto& e : entries_) {
+      if (e->status.spec == spec) return e;
+    }
+  }
+  for (bool exact : {true, false}) {
+    for (const auto& e : entries_) {
+      const std::string& n = e->status.spec->name;
+      if (e->status.spec->custom && (exact ? n == name : absl::EqualsIgnoreCase(n, name))) return e;
+    }
   }
   return nullptr;
 }
@@ -152,16 +165,16 @@ const Zoo::Entry* Zoo::FindEntry(const std::string& name) const {
 std::vector<BackboneStatus> Zoo::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<BackboneStatus> out;
-  for (const Entry& e : entries_) out.push_back(e.status);
+  for (const auto& e : entries_) out.push_back(e->status);
   return out;
 }
 
 absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
-  const Entry* e = FindEntry(name);
-  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
   BackboneStatus status;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    const auto e = FindEntryLocked(name);
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
     status = e->status;
   }
   if (status.blocks.empty()) {
@@ -188,9 +201,9 @@ absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
 }
 
 absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::string& name) const {
-  const Entry* e = FindEntry(name);
-  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
   std::lock_guard<std::mutex> lock(mu_);
+  const auto e = FindEntryLocked(name);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
   if (e->resident == nullptr) {
     const std::string& n = e->status.spec->name;
     if (!e->status.load_error.empty()) {
@@ -205,19 +218,17 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::strin
 }
 
 absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
-  Entry* e = FindEntry(name);
-  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+  std::shared_ptr<Entry> e;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    e = FindEntryLocked(name);
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
     if (e->resident != nullptr) return e->status;
   }
   Entry loaded;  // built outside the lock: loading takes seconds
   loaded.status.spec = e->status.spec;
   loaded.status.parameter_count = e->status.parameter_count;
   LoadEntry(loaded);
-  if (loaded.resident != nullptr) {
-    for (const auto& b : loaded.resident->module->blocks()) loaded.status.blocks.push_back(b.name);
-  }
   std::lock_guard<std::mutex> lock(mu_);
   if (e->resident == nullptr) *e = std::move(loaded);
   if (e->resident == nullptr) {
@@ -226,6 +237,123 @@ absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
                                      : e->status.load_error);
   }
   return e->status;
+}
+
+absl::StatusOr<std::shared_ptr<Zoo::Entry>> Zoo::MakeCustomEntry(BackboneSpec spec, std::string manifest_path,
+                                                                 bool registered) {
+  auto owned = std::make_unique<BackboneSpec>(std::move(spec));
+  auto entry = std::make_shared<Entry>();
+  entry->status.spec = owned.get();
+  entry->status.parameter_count = owned->parameter_count;
+  entry->manifest_path = std::move(manifest_path);
+  entry->registered = registered;
+  LoadEntry(*entry);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    custom_specs_.push_back(std::move(owned));
+  }
+  if (entry->resident == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("custom backbone '", entry->status.spec->name,
+                                                   "' could not be made resident: ", entry->status.load_error));
+  }
+  return entry;
+}
+
+void Zoo::LoadCustomManifests(const std::string& dir, const std::string& suffix, bool registered) {
+  std::error_code ec;
+  std::vector<fs::path> manifests;
+  for (const auto& f : fs::directory_iterator(dir, ec)) {
+    const std::string file = f.path().filename().string();
+    if (f.is_regular_file(ec) && file.size() > suffix.size() && absl::EndsWith(file, suffix)) {
+      manifests.push_back(f.path());
+    }
+  }
+  std::sort(manifests.begin(), manifests.end());
+  for (const fs::path& path : manifests) {
+    const absl::Status status = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(const CustomBackboneDef def, ReadCustomManifest(path.string()));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (FindEntryLocked(def.name) != nullptr) {
+          return absl::AlreadyExistsError(absl::StrCat("the name '", def.name, "' is taken"));
+        }
+      }
+      ASSIGN_OR_RETURN(BackboneSpec spec, LoadTorchScriptBackbone(def));
+      ASSIGN_OR_RETURN(auto entry, MakeCustomEntry(std::move(spec), path.string(), registered));
+      std::lock_guard<std::mutex> lock(mu_);
+      entries_.push_back(std::move(entry));
+      return absl::OkStatus();
+    }();
+    if (!status.ok()) ABSL_LOG(ERROR) << "custom backbone manifest " << path << " skipped: " << status.message();
+  }
+}
+
+absl::StatusOr<BackboneStatus> Zoo::Register(CustomBackboneDef def) {
+  std::lock_guard<std::mutex> serial(register_mu_);
+  if (options_.custom_dir.empty()) {
+    return absl::FailedPreconditionError("this graftd has no directory for custom backbones");
+  }
+  RETURN_IF_ERROR(ValidateCustomName(def.name));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const auto e = FindEntryLocked(def.name)) {
+      return absl::AlreadyExistsError(absl::StrCat("backbone '", def.name, "' exists already (",
+                                                   e->status.spec->custom ? "a custom backbone" : "built in",
+                                                   "); pick another name"));
+    }
+  }
+  // Validate the user's file first, then keep a copy of our own.
+  RETURN_IF_ERROR(LoadTorchScriptBackbone(def).status());
+  std::error_code ec;
+  fs::create_directories(options_.custom_dir, ec);
+  const fs::path script = fs::path(options_.custom_dir) / (def.name + ".pt");
+  const fs::path manifest = fs::path(options_.custom_dir) / (def.name + ".json");
+  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(def.torchscript_path));
+  RETURN_IF_ERROR(WriteFileAtomic(script.string(), bytes));
+  CustomBackboneDef stored = def;
+  stored.torchscript_path = script.string();
+  auto registered = [&]() -> absl::StatusOr<std::shared_ptr<Entry>> {
+    ASSIGN_OR_RETURN(BackboneSpec spec, LoadTorchScriptBackbone(stored));
+    ASSIGN_OR_RETURN(auto entry, MakeCustomEntry(std::move(spec), manifest.string(), true));
+    stored.torchscript_path = script.filename().string();  // relative: the data dir may move
+    RETURN_IF_ERROR(WriteFileAtomic(manifest.string(), CustomManifestJson(stored)));
+    return entry;
+  }();
+  if (!registered.ok()) {
+    fs::remove(script, ec);
+    return registered.status();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.push_back(*registered);
+  ABSL_LOG(INFO) << "custom backbone " << def.name << " registered from " << def.torchscript_path;
+  return (*registered)->status;
+}
+
+absl::Status Zoo::Unregister(const std::string& name) {
+  std::lock_guard<std::mutex> serial(register_mu_);
+  std::shared_ptr<Entry> e;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    e = FindEntryLocked(name);
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+    if (!e->status.spec->custom) {
+      return absl::FailedPreconditionError(absl::StrCat("'", e->status.spec->name, "' is built in; only custom backbones can be unregistered"));
+    }
+    if (!e->registered) {
+      return absl::FailedPreconditionError(absl::StrCat("'", e->status.spec->name, "' comes from the manifest ",
+                                                        e->manifest_path, "; remove that file and restart graftd"));
+    }
+  }
+  // Manifest first: a crash between the two leaves an orphan file, never a
+  // manifest without its module.
+  std::error_code ec;
+  fs::remove(e->manifest_path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", e->manifest_path, ": ", ec.message()));
+  fs::remove(e->status.spec->source, ec);
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.erase(std::remove(entries_.begin(), entries_.end(), e), entries_.end());
+  ABSL_LOG(INFO) << "custom backbone " << e->status.spec->name << " unregistered";
+  return absl::OkStatus();
 }
 
 }  // namespace graft::core

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
+#include "core/zoo/torchscript_backbone.h"
 
 namespace graft::core {
 
@@ -45,6 +46,9 @@ struct ZooOptions {
   std::string zoo_dir;
   // "auto" (CUDA when available, else CPU), "cpu", or "cuda:N".
   std::string device = "auto";
+  // Where registered custom backbones are kept (their TorchScript file and
+  // manifest); empty: RegisterBackbone is refused.
+  std::string custom_dir;
 };
 
 // The backbones of the registry with their weights, loaded once at start.
@@ -52,7 +56,9 @@ class Zoo {
  public:
   // Scans `zoo_dir` for <name>-imagenet.{safetensors,pth} (or the official
   // torchvision file name) and loads each found backbone. A file that fails to
-  // load is reported in its status, not fatal.
+  // load is reported in its status, not fatal. Then loads the custom
+  // backbones: manifests `*.backbone.json` in `zoo_dir` (beside the user's
+  // TorchScript file) and those registered earlier in `custom_dir`.
   static absl::StatusOr<std::unique_ptr<Zoo>> Create(const ZooOptions& options);
 
   std::vector<BackboneStatus> List() const;
@@ -65,6 +71,14 @@ class Zoo {
   // (PullBackbone): resident from then on. A no-op when already resident.
   absl::StatusOr<BackboneStatus> LoadNow(const std::string& name);
 
+  // Registers a TorchScript backbone: validates it (LoadTorchScriptBackbone),
+  // copies the file into custom_dir with a manifest so that it survives
+  // restarts, and makes it resident. ALREADY_EXISTS for a taken name.
+  absl::StatusOr<BackboneStatus> Register(CustomBackboneDef def);
+  // Forgets a backbone registered through Register and deletes its files.
+  // Models and jobs already holding it keep it alive until they end.
+  absl::Status Unregister(const std::string& name);
+
   // ImageNet class names in torchvision order ("class N" where the zoo
   // directory has no imagenet_classes.txt).
   const std::vector<std::string>& imagenet_labels() const { return labels_; }
@@ -75,18 +89,29 @@ class Zoo {
   struct Entry {
     BackboneStatus status;
     std::shared_ptr<ResidentBackbone> resident;
+    std::string manifest_path;  // custom backbones
+    bool registered = false;    // through Register: its files are ours to delete
   };
   Zoo(ZooOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
-  const Entry* FindEntry(const std::string& name) const;
-  Entry* FindEntry(const std::string& name);
+  // Callers hold mu_.
+  std::shared_ptr<Entry> FindEntryLocked(const std::string& name) const;
   void LoadEntry(Entry& entry);
+  // Makes a validated custom backbone resident (its spec kept for good).
+  absl::StatusOr<std::shared_ptr<Entry>> MakeCustomEntry(BackboneSpec spec, std::string manifest_path,
+                                                         bool registered);
+  void LoadCustomManifests(const std::string& dir, const std::string& suffix, bool registered);
 
   ZooOptions options_;
   torch::Device device_;
-  // One per registry spec, fixed at Create; an entry's contents change only
-  // in LoadNow, under mu_.
-  std::vector<Entry> entries_;
+  // One per registry spec (fixed at Create), then the custom backbones. An
+  // entry's contents change only in LoadNow; the list in Register and
+  // Unregister; both under mu_.
+  std::vector<std::shared_ptr<Entry>> entries_;
+  // Custom specs are never freed: residents, models and cached block names
+  // point at them.
+  std::vector<std::unique_ptr<BackboneSpec>> custom_specs_;
   mutable std::mutex mu_;
+  std::mutex register_mu_;  // one Register/Unregister at a time
   std::vector<std::string> labels_;
 };
 

@@ -87,6 +87,34 @@ TEST_F(CliTest, BackbonesPullExplainsWhenDownloadsAreOff) {
   EXPECT_NE(list.out.find("densenet121"), std::string::npos) << list.out;
 }
 
+TEST_F(CliTest, RegistersAndUnregistersACustomBackbone) {
+  const std::string scripts = dir_.Join("scripts");
+  ASSERT_EQ(Shell(graft::testing::Python() + " " + graft::testing::SourceDir() + "/tests/integration/make_torchscript.py " +
+                  scripts + " " + graft::testing::WeightsDir())
+                .exit_code,
+            0);
+  // 3*8*9+8 + 8*16*9+16 = 1392 parameters. A relative path is resolved by the CLI, not by graftd's working directory.
+  const CmdResult reg = Shell("cd " + scripts + " && " + std::string(GRAFT_BIN) + " " + server_ +
+                              " backbones register tiny tiny_pooled.pt --feature_dim 16 --input_size 128");
+  EXPECT_EQ(reg.exit_code, 0) << reg.out;
+  EXPECT_NE(reg.out.find("tiny: registered, 1392 parameters, 16 features, input 128x128, resident on cpu"),
+            std::string::npos)
+      << reg.out;
+  const CmdResult list = Graft("backbones");
+  EXPECT_NE(list.out.find("torchscript"), std::string::npos) << list.out;
+  const CmdResult wrong = Graft("backbones register other " + scripts + "/tiny_pooled.pt --feature_dim 8");
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.out;
+  EXPECT_NE(wrong.out.find("INVALID_ARGUMENT"), std::string::npos) << wrong.out;
+  EXPECT_NE(wrong.out.find("produces [2, 16]"), std::string::npos) << wrong.out;
+  const CmdResult embed = Graft("embed -b tiny " + graft::testing::ImagesDir() + "/dog.jpg");
+  EXPECT_EQ(embed.exit_code, 0) << embed.out;
+  EXPECT_NE(embed.out.find("dim 16"), std::string::npos) << embed.out;
+  const CmdResult unreg = Graft("backbones unregister tiny");
+  EXPECT_EQ(unreg.exit_code, 0) << unreg.out;
+  EXPECT_NE(unreg.out.find("tiny: unregistered"), std::string::npos) << unreg.out;
+  EXPECT_EQ(Graft("backbone tiny").exit_code, 1);
+}
+
 TEST_F(CliTest, JsonOutputUsesProtoFieldNames) {
   const CmdResult list = Graft("--json backbones");
   ASSERT_EQ(list.exit_code, 0) << list.out;

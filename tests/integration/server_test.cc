@@ -220,16 +220,6 @@ TEST_F(ServerTest, UnknownAndWeightlessBackbones) {
   EXPECT_NE(missing.status().message().find("no ImageNet weights"), std::string::npos);
 }
 
-TEST_F(ServerTest, RegisteringCustomBackbonesAnswersUnimplementedWithASentence) {
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
-  auto stub = v1::Backbones::NewStub(channel);
-  grpc::ClientContext ctx;
-  v1::Backbone response;
-  const grpc::Status s = stub->RegisterBackbone(&ctx, {}, &response);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(s.error_message().find("Backbones.RegisterBackbone is not implemented yet"), std::string::npos);
-}
-
 // Collects a PullBackbone stream: the messages and the final status.
 std::pair<std::vector<v1::PullBackboneProgress>, grpc::Status> Pull(int port, const std::string& name) {
   auto stub = v1::Backbones::NewStub(
