@@ -14,8 +14,16 @@ torch::Tensor Activate(const torch::Tensor& x, Activation act) {
       return torch::hardtanh(x, 0.0, 6.0);
     case Activation::kHardswish:
       return torch::hardswish(x);
+    case Activation::kSiLU:
+      return torch::silu(x);
   }
   return x;
+}
+
+int64_t MakeDivisible(double v) {
+  int64_t n = std::max<int64_t>(8, static_cast<int64_t>(v + 4) / 8 * 8);
+  if (static_cast<double>(n) < 0.9 * v) n += 8;
+  return n;
 }
 
 torch::nn::Conv2d MakeConv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
@@ -60,6 +68,17 @@ void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn:
   fused->weight.copy_(conv->weight * scale.reshape({-1, 1, 1, 1}));
   fused->bias.copy_((bias - bn->running_mean) * scale + bn->bias);
   conv = owner.replace_module(name, fused);
+}
+
+SqueezeExcitation::SqueezeExcitation(int64_t channels, int64_t squeeze, Activation act, bool hard_gate)
+    : act_(act), hard_gate_(hard_gate) {
+  fc1_ = register_module("fc1", MakeConv(channels, squeeze, 1, 1, 0, 1, true));
+  fc2_ = register_module("fc2", MakeConv(squeeze, channels, 1, 1, 0, 1, true));
+}
+
+torch::Tensor SqueezeExcitation::forward(const torch::Tensor& x) {
+  const torch::Tensor s = fc2_->forward(Activate(fc1_->forward(x.mean({2, 3}, /*keepdim=*/true)), act_));
+  return x * (hard_gate_ ? torch::hardsigmoid(s) : torch::sigmoid(s));
 }
 
 BareConv::BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding)

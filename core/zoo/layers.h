@@ -27,9 +27,13 @@ class UnaryModule : public torch::nn::Module {
 void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn::Conv2d& conv,
                    const torch::nn::BatchNorm2d& bn);
 
-enum class Activation { kNone, kReLU, kReLU6, kHardswish };
+enum class Activation { kNone, kReLU, kReLU6, kHardswish, kSiLU };
 
 torch::Tensor Activate(const torch::Tensor& x, Activation act);
+
+// torchvision's _make_divisible(v, 8) (MNASNet's _round_to_multiple_of(v, 8,
+// 0.9) is the same): the nearest multiple of 8, at least 8, not below 0.9 v.
+int64_t MakeDivisible(double v);
 
 torch::nn::Conv2d MakeConv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
                            int64_t padding = 0, int64_t groups = 1, bool bias = false);
@@ -47,6 +51,20 @@ class ConvNormAct : public UnaryModule {
   torch::nn::BatchNorm2d bn_{nullptr};
   Activation act_;
   bool folded_ = false;
+};
+
+// torchvision.ops.SqueezeExcitation: "fc1", "fc2" (1x1 convolutions with
+// bias) on the pooled input, `act` between them, then a sigmoid (or hard
+// sigmoid) gate scaling the input.
+class SqueezeExcitation : public UnaryModule {
+ public:
+  SqueezeExcitation(int64_t channels, int64_t squeeze, Activation act, bool hard_gate);
+  torch::Tensor forward(const torch::Tensor& x) override;
+
+ private:
+  torch::nn::Conv2d fc1_{nullptr}, fc2_{nullptr};
+  Activation act_;
+  bool hard_gate_;
 };
 
 // A convolution whose "weight" and "bias" sit at this module's own level, for

@@ -9,12 +9,6 @@
 namespace graft::core {
 namespace {
 
-// torchvision's _round_to_multiple_of(val, 8, 0.9).
-int64_t RoundToMultipleOf8(double v) {
-  const int64_t n = std::max<int64_t>(8, static_cast<int64_t>(v + 4) / 8 * 8);
-  return static_cast<double>(n) >= 0.9 * v ? n : n + 8;
-}
-
 // _InvertedResidual: "layers" = expand 1x1, depthwise k x k, project 1x1.
 class MnasResidual : public UnaryModule {
  public:
@@ -41,7 +35,7 @@ class MnasNetImpl : public BackboneImpl {
   MnasNetImpl(double alpha, int64_t num_classes) {
     int64_t d[8];
     const int64_t base[8] = {32, 16, 24, 40, 80, 96, 192, 320};
-    for (int i = 0; i < 8; ++i) d[i] = RoundToMultipleOf8(static_cast<double>(base[i]) * alpha);
+    for (int i = 0; i < 8; ++i) d[i] = MakeDivisible(static_cast<double>(base[i]) * alpha);
     layers_ = register_module("layers", std::make_shared<torch::nn::Module>());
     int index = stem_.Add(*layers_, 0, {3, d[0], 3, 2, 1, true});
     index = stem_.Add(*layers_, index, {d[0], d[0], 3, 1, d[0], true});

@@ -11,29 +11,6 @@ namespace {
 
 constexpr double kEps = 0.001;  // torchvision's MobileNetV3 batch norm
 
-// torchvision's _make_divisible(v, 8).
-int64_t MakeDivisible(double v) {
-  int64_t n = std::max<int64_t>(8, static_cast<int64_t>(v + 4) / 8 * 8);
-  if (static_cast<double>(n) < 0.9 * v) n += 8;
-  return n;
-}
-
-// torchvision.ops.SqueezeExcitation with a hard-sigmoid gate: "fc1", "fc2".
-class SqueezeExcite : public UnaryModule {
- public:
-  SqueezeExcite(int64_t channels, int64_t squeeze) {
-    fc1_ = register_module("fc1", MakeConv(channels, squeeze, 1, 1, 0, 1, true));
-    fc2_ = register_module("fc2", MakeConv(squeeze, channels, 1, 1, 0, 1, true));
-  }
-  torch::Tensor forward(const torch::Tensor& x) override {
-    const torch::Tensor s = torch::relu(fc1_->forward(x.mean({2, 3}, /*keepdim=*/true)));
-    return x * torch::hardsigmoid(fc2_->forward(s));
-  }
-
- private:
-  torch::nn::Conv2d fc1_{nullptr}, fc2_{nullptr};
-};
-
 struct BlockConfig {
   int64_t in, kernel, expanded, out;
   bool se, hardswish;
@@ -54,7 +31,8 @@ class InvertedResidualV3 : public UnaryModule {
     };
     if (c.expanded != c.in) add(std::make_shared<ConvNormAct>(c.in, c.expanded, 1, 1, 1, act, kEps));
     add(std::make_shared<ConvNormAct>(c.expanded, c.expanded, c.kernel, c.stride, c.expanded, act, kEps));
-    if (c.se) add(std::make_shared<SqueezeExcite>(c.expanded, MakeDivisible(static_cast<double>(c.expanded / 4))));
+    if (c.se) add(std::make_shared<SqueezeExcitation>(c.expanded, MakeDivisible(static_cast<double>(c.expanded / 4)),
+                                                Activation::kReLU, /*hard_gate=*/true));
     add(std::make_shared<ConvNormAct>(c.expanded, c.out, 1, 1, 1, Activation::kNone, kEps));
   }
 

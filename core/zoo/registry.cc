@@ -6,6 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/zoo/densenet.h"
+#include "core/zoo/efficientnet.h"
+#include "core/zoo/layers.h"
 #include "core/zoo/mnasnet.h"
 #include "core/zoo/mobilenet_v2.h"
 #include "core/zoo/mobilenet_v3.h"
@@ -29,7 +31,7 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
   } else if (family == "densenet") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier";
-  } else if (family == "mobilenet_v2" || family == "mnasnet") {
+  } else if (family == "mobilenet_v2" || family == "mnasnet" || family == "efficientnet") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier.1";
   } else {
@@ -56,6 +58,20 @@ BackboneSpec ResNetSpec(const std::string& depth, std::vector<std::string> alias
   const std::string name = depth.find('_') == std::string::npos ? "resnet" + depth : depth;
   return Spec(name, std::move(aliases), "resnet", bottleneck ? 2048 : 512, std::move(file),
               [c]() { return MakeResNet(c); });
+}
+
+// The preprocessing of a backbone's official weights (torchvision's
+// weights.transforms()): crop, resize, interpolation; ImageNet mean/std
+// unless given.
+BackboneSpec WithInput(BackboneSpec s, int crop, int resize, const char* interpolation, float mean_std = 0) {
+  s.preprocessing.height = s.preprocessing.width = crop;
+  s.preprocessing.resize_size = resize;
+  s.preprocessing.interpolation = interpolation;
+  if (mean_std > 0) {
+    s.preprocessing.mean = {mean_std, mean_std, mean_std};
+    s.preprocessing.std = {mean_std, mean_std, mean_std};
+  }
+  return s;
 }
 
 }  // namespace
@@ -128,6 +144,33 @@ Registry::Registry() {
            {"mnasnet1_3", 1.3, "mnasnet1_3-a4c69d6f.pth"}}) {
     specs_.push_back(Spec(name, {}, "mnasnet", 1280, file, [alpha = alpha]() { return MakeMnasNet(alpha); }));
   }
+  for (const auto& [variant, file, crop, resize] : std::vector<std::tuple<int, const char*, int, int>>{
+           {0, "efficientnet_b0_rwightman-3dd342df.pth", 224, 256},
+           {1, "efficientnet_b1_rwightman-533bc792.pth", 240, 256},
+           {2, "efficientnet_b2_rwightman-bcdf34b7.pth", 288, 288},
+           {3, "efficientnet_b3_rwightman-cf984f9c.pth", 300, 320},
+           {4, "efficientnet_b4_rwightman-7eb33cd5.pth", 380, 384},
+           {5, "efficientnet_b5_lukemelas-b6417697.pth", 456, 456},
+           {6, "efficientnet_b6_lukemelas-c76e70fd.pth", 528, 528},
+           {7, "efficientnet_b7_lukemelas-dcc49843.pth", 600, 600}}) {
+    const EfficientNetConfig c = EfficientNetB(variant);
+    const int64_t dim = 4 * MakeDivisible(320 * c.width_mult);
+    specs_.push_back(WithInput(Spec(absl::StrCat("efficientnet_b", variant), {absl::StrCat("EfficientNetB", variant)},
+                                    "efficientnet", dim, file, [c]() { return MakeEfficientNet(c); }),
+                               crop, resize, "bicubic"));
+  }
+  for (const auto& [size, file, crop, interpolation, mean_std] :
+       std::vector<std::tuple<char, const char*, int, const char*, float>>{
+           {'s', "efficientnet_v2_s-dd5fe13b.pth", 384, "bilinear", 0},
+           {'m', "efficientnet_v2_m-dc08266a.pth", 480, "bilinear", 0},
+           {'l', "efficientnet_v2_l-59c71312.pth", 480, "bicubic", 0.5f}}) {
+    const EfficientNetConfig c = EfficientNetV2(size);
+    const char upper = static_cast<char>(size - 'a' + 'A');
+    specs_.push_back(WithInput(Spec(absl::StrCat("efficientnet_v2_", std::string(1, size)),
+                                    {absl::StrCat("EfficientNetV2", std::string(1, upper))}, "efficientnet", 1280,
+                                    file, [c]() { return MakeEfficientNet(c); }),
+                               crop, crop, interpolation, mean_std));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -170,6 +213,17 @@ Registry::Registry() {
       {"densenet161", 28681000},
       {"densenet169", 14149480},
       {"densenet201", 20013928},
+      {"efficientnet_b0", 5288548},
+      {"efficientnet_b1", 7794184},
+      {"efficientnet_b2", 9109994},
+      {"efficientnet_b3", 12233232},
+      {"efficientnet_b4", 19341616},
+      {"efficientnet_b5", 30389784},
+      {"efficientnet_b6", 43040704},
+      {"efficientnet_b7", 66347960},
+      {"efficientnet_v2_s", 21458488},
+      {"efficientnet_v2_m", 54139356},
+      {"efficientnet_v2_l", 118515272},
   };
   for (BackboneSpec& s : specs_) {
     const auto it = kParameters.find(s.name);
