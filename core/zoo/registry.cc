@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/zoo/convnext.h"
 #include "core/zoo/densenet.h"
 #include "core/zoo/efficientnet.h"
 #include "core/zoo/layers.h"
@@ -171,6 +172,18 @@ Registry::Registry() {
                                     file, [c]() { return MakeEfficientNet(c); }),
                                crop, crop, interpolation, mean_std));
   }
+  for (const auto& [size, file, resize] : std::vector<std::tuple<const char*, const char*, int>>{
+           {"tiny", "convnext_tiny-983f1562.pth", 236},
+           {"small", "convnext_small-0c510722.pth", 230},
+           {"base", "convnext_base-6075fbad.pth", 232},
+           {"large", "convnext_large-ea097f82.pth", 232}}) {
+    const ConvNeXtConfig c = ConvNeXtSize(size);
+    std::string keras = absl::StrCat("ConvNeXt", size);
+    keras[8] = static_cast<char>(std::toupper(static_cast<unsigned char>(keras[8])));
+    specs_.push_back(WithInput(Spec(absl::StrCat("convnext_", size), {keras}, "convnext", c.dims[3], file,
+                                    [c]() { return MakeConvNeXt(c); }),
+                               224, resize, "bilinear"));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -213,6 +226,10 @@ Registry::Registry() {
       {"densenet161", 28681000},
       {"densenet169", 14149480},
       {"densenet201", 20013928},
+      {"convnext_tiny", 28589128},
+      {"convnext_small", 50223688},
+      {"convnext_base", 88591464},
+      {"convnext_large", 197767336},
       {"efficientnet_b0", 5288548},
       {"efficientnet_b1", 7794184},
       {"efficientnet_b2", 9109994},
