@@ -13,6 +13,7 @@
 #include "core/zoo/mobilenet_v2.h"
 #include "core/zoo/mobilenet_v3.h"
 #include "core/zoo/shufflenet.h"
+#include "core/zoo/regnet.h"
 #include "core/zoo/resnet.h"
 #include "core/zoo/squeezenet.h"
 #include "core/zoo/vgg.h"
@@ -25,7 +26,7 @@ constexpr char kTorchvisionModels[] = "https://download.pytorch.org/models/";
 BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::string family,
                   int64_t feature_dim, std::string file, std::function<BackbonePtr()> make) {
   BackboneSpec s;
-  if (family == "resnet" || family == "shufflenet_v2") {
+  if (family == "resnet" || family == "shufflenet_v2" || family == "regnet") {
     s.classifier_prefix = "fc.";
     s.linear_classifier = "fc";
     s.onednn_inference = family == "resnet";
@@ -184,6 +185,18 @@ Registry::Registry() {
                                     [c]() { return MakeConvNeXt(c); }),
                                224, resize, "bilinear"));
   }
+  for (const auto& [variant, file] : std::vector<std::pair<const char*, const char*>>{
+           {"x_400mf", "regnet_x_400mf-adf1edd5.pth"}, {"x_800mf", "regnet_x_800mf-ad17e45c.pth"},
+           {"x_1_6gf", "regnet_x_1_6gf-e3633e7f.pth"}, {"x_3_2gf", "regnet_x_3_2gf-f342aeae.pth"},
+           {"x_8gf", "regnet_x_8gf-03ceed89.pth"},     {"x_16gf", "regnet_x_16gf-2007eb11.pth"},
+           {"x_32gf", "regnet_x_32gf-9d47f8d0.pth"},   {"y_400mf", "regnet_y_400mf-c65dace8.pth"},
+           {"y_800mf", "regnet_y_800mf-1b27b58c.pth"}, {"y_1_6gf", "regnet_y_1_6gf-b11a554e.pth"},
+           {"y_3_2gf", "regnet_y_3_2gf-b5a9779c.pth"}, {"y_8gf", "regnet_y_8gf-d0d0e4a8.pth"},
+           {"y_16gf", "regnet_y_16gf-9e6ed7dd.pth"},   {"y_32gf", "regnet_y_32gf-4dee3f7a.pth"}}) {
+    const RegNetConfig c = RegNetVariant(variant);
+    specs_.push_back(Spec(absl::StrCat("regnet_", variant), {}, "regnet", c.stages[3].width, file,
+                          [c]() { return MakeRegNet(c); }));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -230,6 +243,20 @@ Registry::Registry() {
       {"convnext_small", 50223688},
       {"convnext_base", 88591464},
       {"convnext_large", 197767336},
+      {"regnet_x_400mf", 5495976},
+      {"regnet_x_800mf", 7259656},
+      {"regnet_x_1_6gf", 9190136},
+      {"regnet_x_3_2gf", 15296552},
+      {"regnet_x_8gf", 39572648},
+      {"regnet_x_16gf", 54278536},
+      {"regnet_x_32gf", 107811560},
+      {"regnet_y_400mf", 4344144},
+      {"regnet_y_800mf", 6432512},
+      {"regnet_y_1_6gf", 11202430},
+      {"regnet_y_3_2gf", 19436338},
+      {"regnet_y_8gf", 39381472},
+      {"regnet_y_16gf", 83590140},
+      {"regnet_y_32gf", 145046770},
       {"efficientnet_b0", 5288548},
       {"efficientnet_b1", 7794184},
       {"efficientnet_b2", 9109994},
