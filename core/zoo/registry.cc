@@ -8,6 +8,7 @@
 #include "core/zoo/convnext.h"
 #include "core/zoo/densenet.h"
 #include "core/zoo/efficientnet.h"
+#include "core/zoo/inception.h"
 #include "core/zoo/layers.h"
 #include "core/zoo/mnasnet.h"
 #include "core/zoo/mobilenet_v2.h"
@@ -26,7 +27,7 @@ constexpr char kTorchvisionModels[] = "https://download.pytorch.org/models/";
 BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::string family,
                   int64_t feature_dim, std::string file, std::function<BackbonePtr()> make) {
   BackboneSpec s;
-  if (family == "resnet" || family == "shufflenet_v2" || family == "regnet") {
+  if (family == "resnet" || family == "shufflenet_v2" || family == "regnet" || family == "inception") {
     s.classifier_prefix = "fc.";
     s.linear_classifier = "fc";
     s.onednn_inference = family == "resnet";
@@ -197,6 +198,16 @@ Registry::Registry() {
     specs_.push_back(Spec(absl::StrCat("regnet_", variant), {}, "regnet", c.stages[3].width, file,
                           [c]() { return MakeRegNet(c); }));
   }
+  BackboneSpec inception = WithInput(
+      Spec("inception_v3", {"InceptionV3"}, "inception", 2048, "inception_v3_google-0cc3c7bd.pth",
+           []() { return MakeInceptionV3(); }),
+      299, 342, "bilinear");
+  inception.rename_key = InceptionKey;
+  specs_.push_back(std::move(inception));
+  BackboneSpec googlenet = Spec("googlenet", {"GoogLeNet"}, "inception", 1024, "googlenet-1378be20.pth",
+                                []() { return MakeGoogLeNet(); });
+  googlenet.rename_key = InceptionKey;
+  specs_.push_back(std::move(googlenet));
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -257,6 +268,8 @@ Registry::Registry() {
       {"regnet_y_8gf", 39381472},
       {"regnet_y_16gf", 83590140},
       {"regnet_y_32gf", 145046770},
+      {"inception_v3", 23834568},
+      {"googlenet", 6624904},
       {"efficientnet_b0", 5288548},
       {"efficientnet_b1", 7794184},
       {"efficientnet_b2", 9109994},
@@ -273,6 +286,16 @@ Registry::Registry() {
     const auto it = kParameters.find(s.name);
     if (it != kParameters.end()) s.parameter_count = it->second;
   }
+}
+
+StateDict ToModuleNames(const BackboneSpec& spec, StateDict weights) {
+  if (!spec.rename_key) return weights;
+  StateDict out;
+  for (auto& [name, tensor] : weights) {
+    std::string renamed = spec.rename_key(name);
+    if (!renamed.empty()) out.emplace_back(std::move(renamed), std::move(tensor));
+  }
+  return out;
 }
 
 const Registry& Registry::BuiltIn() {

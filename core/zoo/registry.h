@@ -7,6 +7,7 @@
 
 #include "core/data/preprocessing.h"
 #include "core/zoo/backbone.h"
+#include "core/zoo/state_dict.h"
 
 namespace graft::core {
 
@@ -32,13 +33,18 @@ struct BackboneSpec {
   // With the 1000-class classifier, as torchvision counts it; known up front
   // so that listing the zoo builds no model (tests check it against make()).
   int64_t parameter_count = 0;
-  // Maps names in the published weights onto the module's (older files).
+  // Maps names in the published weights onto the module's (older files);
+  // an empty name drops the tensor (auxiliary classifiers graft does not build).
   std::function<std::string(const std::string&)> rename_key;
   // A TorchScript backbone registered by a user (core/zoo/torchscript_backbone):
   // no ImageNet head (num_classes 0), one block, `source` is its file.
   bool custom = false;
   std::string source;
 };
+
+// A published state dict in the module's names (spec.rename_key applied,
+// dropped tensors removed).
+StateDict ToModuleNames(const BackboneSpec& spec, StateDict weights);
 
 // The built-in architectures, immutable.
 class Registry {

@@ -117,9 +117,7 @@ void Zoo::LoadEntry(Entry& entry) {
     if (!spec.custom) {
       ASSIGN_OR_RETURN(weights, ReadWeightsFile(path));
     }
-    if (spec.rename_key) {
-      for (auto& [name, tensor] : weights) name = spec.rename_key(name);
-    }
+    weights = ToModuleNames(spec, std::move(weights));
     RETURN_IF_ERROR(GuardInternal("loading " + spec.name, [&]() -> absl::Status {
       resident->module = spec.make();
       RETURN_IF_ERROR(LoadStateDict(*resident->module, weights));
