@@ -87,6 +87,12 @@ grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const 
   const core::BackboneSpec& spec = *status->spec;
   v1::PullBackboneProgress last;
   if (!status->weights_present) {
+    if (spec.weights_file.empty()) {
+      return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+          "'", spec.name, "' has no official torchvision weights file to download; put ", spec.name,
+          "-imagenet.safetensors or ", spec.name, "-imagenet.pth (", spec.reference, " names) into ", zoo_.zoo_dir(),
+          " and restart")));
+    }
     if (!pull_.allow_download) {
       return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
           "downloads are off: start graftd with --allow_download, or put ", spec.weights_file, " into ",

@@ -9,6 +9,7 @@
 #include "core/zoo/densenet.h"
 #include "core/zoo/efficientnet.h"
 #include "core/zoo/inception.h"
+#include "core/zoo/keras_native.h"
 #include "core/zoo/layers.h"
 #include "core/zoo/mnasnet.h"
 #include "core/zoo/mobilenet_v2.h"
@@ -44,7 +45,7 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
   s.aliases = std::move(aliases);
   s.family = std::move(family);
   s.feature_dim = feature_dim;
-  s.weights_url = std::string(kTorchvisionModels) + file;
+  s.weights_url = file.empty() ? "" : std::string(kTorchvisionModels) + file;
   s.weights_file = std::move(file);
   s.make = std::move(make);
   return s;
@@ -208,6 +209,23 @@ Registry::Registry() {
                                 []() { return MakeGoogLeNet(); });
   googlenet.rename_key = InceptionKey;
   specs_.push_back(std::move(googlenet));
+  // Keras-only: timm's names, Keras's input (299, scaled to [-1, 1]) and
+  // parameter counts; no official torchvision file.
+  for (const auto& [name, alias, family, dim, count] :
+       std::vector<std::tuple<const char*, const char*, const char*, int64_t, int64_t>>{
+           {"xception", "Xception", "xception", 2048, 22910480},
+           {"inception_resnet_v2", "InceptionResNetV2", "inception_resnet_v2", 1536, 55873736}}) {
+    const bool xception = std::string(name) == "xception";
+    BackboneSpec s = WithInput(Spec(name, {alias}, family, dim, "",
+                                    [xception]() { return xception ? MakeXception() : MakeInceptionResNetV2(); }),
+                               299, 333, "bicubic", 0.5f);
+    s.reference = "timm";
+    s.classifier_prefix = xception ? "fc." : "classif.";
+    s.linear_classifier = xception ? "fc" : "classif";
+    s.rename_key = xception ? XceptionKey : InceptionResNetV2Key;
+    s.parameter_count = count;
+    specs_.push_back(std::move(s));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -284,7 +302,7 @@ Registry::Registry() {
   };
   for (BackboneSpec& s : specs_) {
     const auto it = kParameters.find(s.name);
-    if (it != kParameters.end()) s.parameter_count = it->second;
+    if (it != kParameters.end()) s.parameter_count = it->second;  // the Keras-only ones have theirs
   }
 }
 

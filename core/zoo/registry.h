@@ -40,6 +40,10 @@ struct BackboneSpec {
   // no ImageNet head (num_classes 0), one block, `source` is its file.
   bool custom = false;
   std::string source;
+  // Whose model graft's matches name for name: "torchvision", or "timm" for
+  // the Keras backbones with no torchvision twin (Xception,
+  // InceptionResNetV2), whose parameter_count is Keras's.
+  std::string reference = "torchvision";
 };
 
 // A published state dict in the module's names (spec.rename_key applied,

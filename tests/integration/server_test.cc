@@ -244,6 +244,11 @@ TEST_F(ServerTest, PullBackboneNeedsAllowDownloadAndAnswersResidentOnesAtOnce) {
   EXPECT_TRUE(present[0].verified());
   EXPECT_TRUE(present[0].backbone().weights().present());
   EXPECT_EQ(Pull(server_->port(), "nope").second.error_code(), grpc::StatusCode::NOT_FOUND);
+  // Keras-only backbones have no official file: the answer says where to put one.
+  const auto [keras, keras_status] = Pull(server_->port(), "Xception");
+  EXPECT_EQ(keras_status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(keras_status.error_message().find("xception-imagenet.safetensors"), std::string::npos)
+      << keras_status.error_message();
 }
 
 TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {

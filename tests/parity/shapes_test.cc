@@ -18,9 +18,11 @@
 namespace graft::core {
 namespace {
 
-std::vector<std::string> AllArchs() {
+std::vector<std::string> Archs(bool torchvision_only) {
   std::vector<std::string> out;
-  for (const auto& s : Registry::BuiltIn().specs()) out.push_back(s.name);
+  for (const auto& s : Registry::BuiltIn().specs()) {
+    if (!torchvision_only || s.reference == "torchvision") out.push_back(s.name);
+  }
   return out;
 }
 
@@ -51,8 +53,17 @@ TEST_P(ShapesTest, StructureMatchesTorchvision) {
     }
   }
   for (const auto& [name, dims] : got) EXPECT_TRUE(expected.count(name)) << arch << ": torchvision has no " << name;
+}
 
-  // Each parameter outside the classifier belongs to exactly one block.
+class BlocksTest : public ::testing::TestWithParam<std::string> {};
+
+// Each parameter outside the classifier belongs to exactly one block, so that
+// top:N unfreezes exactly the expected parameters.
+TEST_P(BlocksTest, EveryParameterIsInExactlyOneBlock) {
+  const std::string arch = GetParam();
+  const BackboneSpec* spec = Registry::BuiltIn().Find(arch);
+  ASSERT_NE(spec, nullptr);
+  const BackbonePtr model = spec->make();
   for (const auto& p : model->named_parameters()) {
     if (p.key().rfind(spec->classifier_prefix, 0) == 0) continue;
     int owners = 0;
@@ -63,7 +74,9 @@ TEST_P(ShapesTest, StructureMatchesTorchvision) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Registry, ShapesTest, ::testing::ValuesIn(AllArchs()),
+INSTANTIATE_TEST_SUITE_P(Registry, ShapesTest, ::testing::ValuesIn(Archs(true)),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Registry, BlocksTest, ::testing::ValuesIn(Archs(false)),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
