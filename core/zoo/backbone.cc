@@ -32,6 +32,7 @@ void BackboneImpl::UseOneDnnLayout() {
 }
 
 torch::Tensor BackboneImpl::Pool(const torch::Tensor& feature_map) {
+  if (feature_map.dim() == 3) return feature_map.mean(1);  // tokens [N, L, D] (a transformer's inner blocks)
   return feature_map.mean({2, 3});
 }
 

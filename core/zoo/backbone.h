@@ -32,7 +32,8 @@ class BackboneImpl : public torch::nn::Module {
   // The pretrained classifier: feature map -> logits.
   virtual torch::Tensor ForwardHead(const torch::Tensor& feature_map) = 0;
 
-  // Global average pooling of a feature map to [N, C].
+  // Global average pooling of a feature map [N, C, H, W] (or of tokens
+  // [N, L, C]) to [N, C].
   static torch::Tensor Pool(const torch::Tensor& feature_map);
 
   // Full network: image batch [N, 3, H, W] -> logits [N, classes].

@@ -18,6 +18,7 @@
 #include "core/zoo/regnet.h"
 #include "core/zoo/resnet.h"
 #include "core/zoo/squeezenet.h"
+#include "core/zoo/transformers.h"
 #include "core/zoo/vgg.h"
 
 namespace graft::core {
@@ -32,6 +33,12 @@ BackboneSpec Spec(std::string name, std::vector<std::string> aliases, std::strin
     s.classifier_prefix = "fc.";
     s.linear_classifier = "fc";
     s.onednn_inference = family == "resnet";
+  } else if (family == "vit") {
+    s.classifier_prefix = "heads.";
+    s.linear_classifier = "heads.head";
+  } else if (family == "swin") {
+    s.classifier_prefix = "head.";
+    s.linear_classifier = "head";
   } else if (family == "densenet") {
     s.classifier_prefix = "classifier.";
     s.linear_classifier = "classifier";
@@ -226,6 +233,19 @@ Registry::Registry() {
     s.parameter_count = count;
     specs_.push_back(std::move(s));
   }
+  for (const auto& [patch, file] : std::vector<std::pair<int64_t, const char*>>{{16, "vit_b_16-c867db91.pth"},
+                                                                              {32, "vit_b_32-d86f8d99.pth"}}) {
+    BackboneSpec s = Spec(absl::StrCat("vit_b_", patch), {}, "vit", 768, file, [patch = patch]() { return MakeViT(patch); });
+    s.rename_key = ViTKey;
+    specs_.push_back(std::move(s));
+  }
+  for (const auto& [size, file, resize] : std::vector<std::tuple<char, const char*, int>>{
+           {'t', "swin_t-704ceda3.pth", 232}, {'s', "swin_s-5e29d889.pth", 246}, {'b', "swin_b-68c6b09e.pth", 238}}) {
+    const SwinConfig c = SwinSize(size);
+    specs_.push_back(WithInput(Spec(absl::StrCat("swin_", std::string(1, size)), {}, "swin", c.embed_dim * 8, file,
+                                    [c]() { return MakeSwin(c); }),
+                               224, resize, "bicubic"));
+  }
   specs_.push_back(Spec("squeezenet1_0", {"SqueezeNet1_0", "SqueezeNet"}, "squeezenet", 512,
                         "squeezenet1_0-b66bff10.pth", []() { return MakeSqueezeNet(false); }));
   specs_.push_back(Spec("squeezenet1_1", {"SqueezeNet1_1"}, "squeezenet", 512, "squeezenet1_1-b8a52dc0.pth",
@@ -288,6 +308,11 @@ Registry::Registry() {
       {"regnet_y_32gf", 145046770},
       {"inception_v3", 23834568},
       {"googlenet", 6624904},
+      {"vit_b_16", 86567656},
+      {"vit_b_32", 88224232},
+      {"swin_t", 28288354},
+      {"swin_s", 49606258},
+      {"swin_b", 87768224},
       {"efficientnet_b0", 5288548},
       {"efficientnet_b1", 7794184},
       {"efficientnet_b2", 9109994},

@@ -51,7 +51,8 @@ TEST_P(FoldTest, FoldedAndUnfoldedAgree) {
 
 INSTANTIATE_TEST_SUITE_P(Zoo, FoldTest, ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "resnext50_32x4d", "vgg11_bn",
                                            "alexnet", "densenet121", "mobilenet_v3_small", "shufflenet_v2_x0_5",
-                                           "mnasnet0_5", "efficientnet_b0", "efficientnet_v2_s", "convnext_tiny", "regnet_y_400mf", "inception_v3", "googlenet"),
+                                           "mnasnet0_5", "efficientnet_b0", "efficientnet_v2_s", "convnext_tiny", "regnet_y_400mf", "inception_v3", "googlenet",
+                                           "vit_b_32", "swin_t"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

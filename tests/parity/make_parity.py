@@ -59,7 +59,8 @@ def main():
         randomize_batchnorm(model, gen)
         model.eval()
         torch.save(model.state_dict(), f"{out}/{arch}.pth")
-        x = torch.randn(2, 3, size, size, generator=gen)
+        side = 224 if arch.startswith("vit_") else size  # ViT's position embedding is for 224x224
+        x = torch.randn(2, 3, side, side, generator=gen)
         with torch.no_grad():
             y = model(x)
         save_safetensors(f"{out}/{arch}-io.safetensors", {"input": x, "logits": y})
