@@ -104,7 +104,6 @@ class Trainer {
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
   StateDict TrainedState();
   absl::Status LoadTrainedState(const StateDict& state);
-  torch::nn::Module* BlockModule(const std::string& prefix);
 
   const TrainInput& in_;
   const JobSpec& spec_;
@@ -298,36 +297,8 @@ torch::Tensor Trainer::Loss(const torch::Tensor& logits, const torch::Tensor& la
   return F::cross_entropy(logits, labels, options);
 }
 
-torch::nn::Module* Trainer::BlockModule(const std::string& prefix) {
-  if (prefix.empty() || prefix.back() != '.') return nullptr;  // a parameter, not a module
-  const std::string name = prefix.substr(0, prefix.size() - 1);
-  for (const auto& item : own_->named_modules("", /*include_self=*/false)) {
-    if (item.key() == name) return item.value().get();
-  }
-  return nullptr;
-}
-
 void Trainer::SetStageTrainable(int trainable_blocks) {
-  if (own_ == nullptr) return;
-  own_->eval();
-  const auto& blocks = own_->blocks();
-  const size_t first = static_cast<size_t>(n_ - trainable_blocks);
-  auto trainable = [&](const std::string& name) {
-    for (size_t b = first; b < blocks.size(); ++b) {
-      for (const std::string& prefix : blocks[b].param_prefixes) {
-        if (name.rfind(prefix, 0) == 0) return true;
-      }
-    }
-    return false;
-  };
-  // A block's prefixes name modules ("layer4.1.") or single parameters
-  // ("class_token"): parameters by name, train mode for the modules.
-  for (auto& p : own_->named_parameters()) p.value().set_requires_grad(trainable(p.key()));
-  for (size_t b = first; b < blocks.size(); ++b) {
-    for (const std::string& prefix : blocks[b].param_prefixes) {
-      if (torch::nn::Module* m = BlockModule(prefix)) m->train(true);
-    }
-  }
+  if (own_ != nullptr) own_->SetTrainableBlocks(trainable_blocks);
 }
 
 std::vector<torch::Tensor> Trainer::StageParameters() {

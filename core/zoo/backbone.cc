@@ -2,6 +2,8 @@
 
 #include <torch/nn/functional/pooling.h>
 
+#include <algorithm>
+
 #include "core/zoo/layers.h"
 
 namespace graft::core {
@@ -42,6 +44,25 @@ void BackboneImpl::FoldBatchNorm() {
   FoldOwn();
   for (const auto& m : modules(/*include_self=*/false)) {
     if (auto* unary = dynamic_cast<UnaryModule*>(m.get())) unary->Fold();
+  }
+}
+
+void BackboneImpl::SetTrainableBlocks(int n) {
+  eval();
+  const size_t first = blocks_.size() - std::min(blocks_.size(), static_cast<size_t>(std::max(n, 0)));
+  auto trainable = [&](const std::string& name) {
+    for (size_t b = first; b < blocks_.size(); ++b) {
+      for (const std::string& prefix : blocks_[b].param_prefixes) {
+        if (name.rfind(prefix, 0) == 0) return true;
+      }
+    }
+    return false;
+  };
+  // A block's prefixes name modules ("layer4.1.") or single parameters
+  // ("class_token"): parameters by name, train mode for the modules.
+  for (auto& p : named_parameters()) p.value().set_requires_grad(trainable(p.key()));
+  for (const auto& m : named_modules("", /*include_self=*/false)) {
+    if (trainable(m.key() + ".")) m.value()->train(true);
   }
 }
 

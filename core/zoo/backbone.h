@@ -54,6 +54,11 @@ class BackboneImpl : public torch::nn::Module {
   void UseOneDnnLayout();
   bool uses_onednn_layout() const { return onednn_; }
 
+  // Freezes all but the last `n` blocks: exactly their parameters require
+  // gradients and exactly their modules are in train mode (the rest stay in
+  // eval mode: frozen batch norms keep their statistics).
+  void SetTrainableBlocks(int n);
+
   virtual int64_t ParameterCount() const;
   // Bytes of parameters and buffers.
   virtual int64_t StateBytes() const;

@@ -99,6 +99,22 @@ TEST_F(ServerTest, ListsBackbonesWithMetadataAndResidency) {
     EXPECT_FALSE(b.weights().present());
   }
   EXPECT_TRUE(vgg16) << "vgg16 is not listed";
+  // Every Keras Applications name the full-zoo issue lists resolves.
+  for (const std::string keras :
+       {"VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152", "InceptionV3", "DenseNet121", "DenseNet169",
+        "DenseNet201", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetB7",
+        "EfficientNetV2S", "EfficientNetV2M", "EfficientNetV2L", "ConvNeXtTiny", "ConvNeXtLarge", "Xception",
+        "InceptionResNetV2"}) {
+    bool found = false;
+    for (const auto& b : r->backbones()) {
+      for (const auto& a : b.aliases()) found = found || a == keras;
+    }
+    EXPECT_TRUE(found) << keras << " is not an alias of any listed backbone";
+  }
+  const auto xception = client_->GetBackbone("Xception");
+  ASSERT_TRUE(xception.ok()) << xception.status();
+  EXPECT_EQ(xception->parameter_count(), 22910480);
+  EXPECT_EQ(xception->preprocessing().height(), 299);
   // A backbone without weights still tells its blocks (built on demand).
   const auto dense = client_->GetBackbone("DenseNet121");
   ASSERT_TRUE(dense.ok()) << dense.status();

@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_join.h"
@@ -57,11 +58,11 @@ TEST_P(ShapesTest, StructureMatchesTorchvision) {
 
 class BlocksTest : public ::testing::TestWithParam<std::string> {};
 
-// Each parameter outside the classifier belongs to exactly one block, so that
-// top:N unfreezes exactly the expected parameters.
-TEST_P(BlocksTest, EveryParameterIsInExactlyOneBlock) {
-  const std::string arch = GetParam();
-  const BackboneSpec* spec = Registry::BuiltIn().Find(arch);
+// Each parameter outside the classifier belongs to exactly one block, and
+// top:1 and top:2 leave exactly the parameters of the modules (or the single
+// parameters) their blocks name trainable, every other module in eval mode.
+TEST_P(BlocksTest, EachParameterInOneBlockAndTopNTrainsExactlyThem) {
+  const BackboneSpec* spec = Registry::BuiltIn().Find(GetParam());
   ASSERT_NE(spec, nullptr);
   const BackbonePtr model = spec->make();
   for (const auto& p : model->named_parameters()) {
@@ -70,7 +71,41 @@ TEST_P(BlocksTest, EveryParameterIsInExactlyOneBlock) {
     for (const auto& block : model->blocks()) {
       for (const auto& prefix : block.param_prefixes) owners += p.key().rfind(prefix, 0) == 0;
     }
-    EXPECT_EQ(owners, 1) << arch << ": " << p.key() << " is in " << owners << " blocks";
+    EXPECT_EQ(owners, 1) << GetParam() << ": " << p.key() << " is in " << owners << " blocks";
+  }
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
+  for (const auto& m : model->named_modules("", /*include_self=*/false)) modules[m.key()] = m.value();
+  const auto params = model->named_parameters();
+  const auto& blocks = model->blocks();
+  for (int n : {1, 2}) {
+    model->SetTrainableBlocks(n);
+    std::set<std::string> expected, got, training_roots;
+    for (size_t b = blocks.size() - static_cast<size_t>(n); b < blocks.size(); ++b) {
+      size_t owned = 0;
+      for (const std::string& prefix : blocks[b].param_prefixes) {
+        if (prefix.back() == '.') {
+          const auto it = modules.find(prefix.substr(0, prefix.size() - 1));
+          ASSERT_NE(it, modules.end()) << blocks[b].name << " names no module " << prefix;
+          for (const auto& p : it->second->named_parameters()) expected.insert(prefix + p.key());
+          training_roots.insert(prefix);
+          owned += it->second->parameters().size();
+        } else {
+          ASSERT_TRUE(params.contains(prefix)) << blocks[b].name << " names no parameter " << prefix;
+          expected.insert(prefix);
+          ++owned;
+        }
+      }
+      EXPECT_GT(owned, 0u) << blocks[b].name << " owns no parameter";
+    }
+    for (const auto& p : params) {
+      if (p.value().requires_grad()) got.insert(p.key());
+    }
+    EXPECT_EQ(got, expected) << GetParam() << " top:" << n;
+    for (const auto& [name, m] : modules) {
+      bool inside = false;
+      for (const auto& root : training_roots) inside = inside || (name + ".").rfind(root, 0) == 0;
+      EXPECT_EQ(m->is_training(), inside) << GetParam() << " top:" << n << ": " << name;
+    }
   }
 }
 
