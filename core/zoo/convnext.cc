@@ -64,26 +64,20 @@ class CNBlock : public UnaryModule {
   torch::Tensor layer_scale_;
 };
 
-class ConvNeXtImpl : public BackboneImpl {
+class ConvNeXtImpl : public BlockListBackbone {
  public:
   ConvNeXtImpl(const ConvNeXtConfig& c, int64_t num_classes) {
     auto features = register_module("features", std::make_shared<torch::nn::Module>());
-    auto add = [&](torch::nn::Module& parent, const std::string& child, const std::string& block,
-                   std::shared_ptr<UnaryModule> m) {
-      parent.register_module(child, m);
-      modules_.push_back(std::move(m));
-      blocks_.push_back({block, {block + "."}});
-    };
-    add(*features, "0", "features.0", std::make_shared<ConvAndNorm>(3, c.dims[0], 4, /*norm_first=*/false));
+    AddBlock(*features, "0", "features.0", std::make_shared<ConvAndNorm>(3, c.dims[0], 4, /*norm_first=*/false));
     int index = 1;
     for (size_t s = 0; s < 4; ++s) {
       auto stage = features->register_module(std::to_string(index), std::make_shared<torch::nn::Module>());
       for (int64_t i = 0; i < c.depths[s]; ++i) {
-        add(*stage, std::to_string(i), absl::StrCat("features.", index, ".", i), std::make_shared<CNBlock>(c.dims[s]));
+        AddBlock(*stage, std::to_string(i), absl::StrCat("features.", index, ".", i), std::make_shared<CNBlock>(c.dims[s]));
       }
       ++index;
       if (s + 1 < 4) {
-        add(*features, std::to_string(index), absl::StrCat("features.", index),
+        AddBlock(*features, std::to_string(index), absl::StrCat("features.", index),
             std::make_shared<ConvAndNorm>(c.dims[s], c.dims[s + 1], 2, /*norm_first=*/true));
         ++index;
       }
@@ -95,11 +89,7 @@ class ConvNeXtImpl : public BackboneImpl {
 
   torch::Tensor ForwardHead(const torch::Tensor& fmap) override { return fc_->forward(norm_->forward(Pool(fmap))); }
 
- protected:
-  torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override { return modules_[i]->forward(x); }
-
  private:
-  std::vector<std::shared_ptr<UnaryModule>> modules_;
   torch::nn::LayerNorm norm_{nullptr};
   torch::nn::Linear fc_{nullptr};
 };

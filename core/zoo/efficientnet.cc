@@ -14,54 +14,33 @@ namespace {
 // MBConv: "block" = [expand 1x1], depthwise k x k, squeeze-excite, project
 // 1x1; FusedMBConv: "block" = k x k expand (or k x k to out), [project 1x1].
 // Stochastic depth is the identity in eval mode.
-class MBConv : public UnaryModule {
+class MBConv : public ResidualBlock {
  public:
   MBConv(bool fused, int64_t expand, int64_t kernel, int64_t stride, int64_t in, int64_t out, double eps)
-      : residual_(stride == 1 && in == out) {
-    auto block = register_module("block", std::make_shared<torch::nn::Module>());
-    auto add = [&](std::shared_ptr<UnaryModule> m) {
-      block->register_module(std::to_string(layers_.size()), m);
-      layers_.push_back(std::move(m));
-    };
+      : ResidualBlock(stride == 1 && in == out) {
     const int64_t expanded = MakeDivisible(static_cast<double>(in * expand));
     if (fused) {
       if (expanded != in) {
-        add(std::make_shared<ConvNormAct>(in, expanded, kernel, stride, 1, Activation::kSiLU, eps));
-        add(std::make_shared<ConvNormAct>(expanded, out, 1, 1, 1, Activation::kNone, eps));
+        Add(std::make_shared<ConvNormAct>(in, expanded, kernel, stride, 1, Activation::kSiLU, eps));
+        Add(std::make_shared<ConvNormAct>(expanded, out, 1, 1, 1, Activation::kNone, eps));
       } else {
-        add(std::make_shared<ConvNormAct>(in, out, kernel, stride, 1, Activation::kSiLU, eps));
+        Add(std::make_shared<ConvNormAct>(in, out, kernel, stride, 1, Activation::kSiLU, eps));
       }
       return;
     }
-    if (expanded != in) add(std::make_shared<ConvNormAct>(in, expanded, 1, 1, 1, Activation::kSiLU, eps));
-    add(std::make_shared<ConvNormAct>(expanded, expanded, kernel, stride, expanded, Activation::kSiLU, eps));
-    add(std::make_shared<SqueezeExcitation>(expanded, std::max<int64_t>(1, in / 4), Activation::kSiLU, false));
-    add(std::make_shared<ConvNormAct>(expanded, out, 1, 1, 1, Activation::kNone, eps));
+    if (expanded != in) Add(std::make_shared<ConvNormAct>(in, expanded, 1, 1, 1, Activation::kSiLU, eps));
+    Add(std::make_shared<ConvNormAct>(expanded, expanded, kernel, stride, expanded, Activation::kSiLU, eps));
+    Add(std::make_shared<SqueezeExcitation>(expanded, std::max<int64_t>(1, in / 4), Activation::kSiLU, false));
+    Add(std::make_shared<ConvNormAct>(expanded, out, 1, 1, 1, Activation::kNone, eps));
   }
-
-  torch::Tensor forward(const torch::Tensor& x) override {
-    torch::Tensor y = x;
-    for (auto& l : layers_) y = l->forward(y);
-    return residual_ ? y + x : y;
-  }
-
- private:
-  bool residual_;
-  std::vector<std::shared_ptr<UnaryModule>> layers_;
 };
 
-class EfficientNetImpl : public BackboneImpl {
+class EfficientNetImpl : public BlockListBackbone {
  public:
   EfficientNetImpl(const EfficientNetConfig& c, int64_t num_classes) {
     auto channels = [&](int64_t v) { return MakeDivisible(static_cast<double>(v) * c.width_mult); };
     auto features = register_module("features", std::make_shared<torch::nn::Module>());
-    auto add = [&](torch::nn::Module& parent, const std::string& child, const std::string& block,
-                   std::shared_ptr<UnaryModule> m) {
-      parent.register_module(child, m);
-      modules_.push_back(std::move(m));
-      blocks_.push_back({block, {block + "."}});
-    };
-    add(*features, "0", "features.0",
+    AddBlock(*features, "0", "features.0",
         std::make_shared<ConvNormAct>(3, channels(c.stages[0].in), 3, 2, 1, Activation::kSiLU, c.bn_eps));
     size_t index = 1;
     for (const EfficientNetStage& st : c.stages) {
@@ -69,7 +48,7 @@ class EfficientNetImpl : public BackboneImpl {
       const int64_t layers = static_cast<int64_t>(std::ceil(static_cast<double>(st.layers) * c.depth_mult));
       for (int64_t i = 0; i < layers; ++i) {
         const int64_t in = i == 0 ? channels(st.in) : channels(st.out);
-        add(*stage, std::to_string(i), absl::StrCat("features.", index, ".", i),
+        AddBlock(*stage, std::to_string(i), absl::StrCat("features.", index, ".", i),
             std::make_shared<MBConv>(st.fused, st.expand, st.kernel, i == 0 ? st.stride : 1, in, channels(st.out),
                                      c.bn_eps));
       }
@@ -77,7 +56,7 @@ class EfficientNetImpl : public BackboneImpl {
     }
     const int64_t last_in = channels(c.stages.back().out);
     feature_dim_ = c.last_channel > 0 ? c.last_channel : 4 * last_in;
-    add(*features, std::to_string(index), absl::StrCat("features.", index),
+    AddBlock(*features, std::to_string(index), absl::StrCat("features.", index),
         std::make_shared<ConvNormAct>(last_in, feature_dim_, 1, 1, 1, Activation::kSiLU, c.bn_eps));
     auto classifier = register_module("classifier", std::make_shared<torch::nn::Module>());
     dropout_ = classifier->register_module("0", torch::nn::Dropout(c.dropout));
@@ -86,11 +65,7 @@ class EfficientNetImpl : public BackboneImpl {
 
   torch::Tensor ForwardHead(const torch::Tensor& fmap) override { return fc_->forward(dropout_->forward(Pool(fmap))); }
 
- protected:
-  torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override { return modules_[i]->forward(x); }
-
  private:
-  std::vector<std::shared_ptr<UnaryModule>> modules_;
   int64_t feature_dim_ = 0;
   torch::nn::Dropout dropout_{nullptr};
   torch::nn::Linear fc_{nullptr};

@@ -81,6 +81,28 @@ torch::Tensor SqueezeExcitation::forward(const torch::Tensor& x) {
   return x * (hard_gate_ ? torch::hardsigmoid(s) : torch::sigmoid(s));
 }
 
+ResidualBlock::ResidualBlock(bool residual) : residual_(residual) {
+  block_ = register_module("block", std::make_shared<torch::nn::Module>());
+}
+
+void ResidualBlock::Add(std::shared_ptr<UnaryModule> m) {
+  block_->register_module(std::to_string(layers_.size()), m);
+  layers_.push_back(std::move(m));
+}
+
+torch::Tensor ResidualBlock::forward(const torch::Tensor& x) {
+  torch::Tensor y = x;
+  for (auto& l : layers_) y = l->forward(y);
+  return residual_ ? y + x : y;
+}
+
+void BlockListBackbone::AddBlock(torch::nn::Module& parent, const std::string& child, const std::string& block,
+                                 std::shared_ptr<UnaryModule> m) {
+  parent.register_module(child, m);
+  block_modules_.push_back(std::move(m));
+  blocks_.push_back({block, {block + "."}});
+}
+
 BareConv::BareConv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding)
     : stride_(stride), padding_(padding) {
   torch::nn::Conv2d init(torch::nn::Conv2dOptions(in, out, kernel).stride(stride));

@@ -10,6 +10,10 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
+
+#include "core/zoo/backbone.h"
 
 namespace graft::core {
 
@@ -124,6 +128,36 @@ class ConvBnSequence : public torch::nn::Module {
 
  private:
   ConvBnChain chain_;
+};
+
+// A "block" sequence of unary modules ("block.0", "block.1", …) plus the
+// input when `residual`: MobileNetV3's and EfficientNet's inverted residuals.
+class ResidualBlock : public UnaryModule {
+ public:
+  explicit ResidualBlock(bool residual);
+  torch::Tensor forward(const torch::Tensor& x) override;
+
+ protected:
+  void Add(std::shared_ptr<UnaryModule> m);
+
+ private:
+  bool residual_;
+  std::shared_ptr<torch::nn::Module> block_;
+  std::vector<std::shared_ptr<UnaryModule>> layers_;
+};
+
+// A backbone whose blocks are unary modules run in order.
+class BlockListBackbone : public BackboneImpl {
+ protected:
+  // Registers `m` as `child` of `parent` (this backbone or a container of
+  // it) and appends it as the block `block` (its prefix "block.").
+  void AddBlock(torch::nn::Module& parent, const std::string& child, const std::string& block,
+                std::shared_ptr<UnaryModule> m);
+  torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override { return block_modules_[i]->forward(x); }
+  size_t block_module_count() const { return block_modules_.size(); }
+
+ private:
+  std::vector<std::shared_ptr<UnaryModule>> block_modules_;
 };
 
 // A parameter-free step (activation, pooling) holding its place in a list.

@@ -19,32 +19,18 @@ struct BlockConfig {
 
 // "block": [expand ConvNormAct], depthwise ConvNormAct, [SqueezeExcite],
 // projection ConvNormAct without activation; residual when shapes allow.
-class InvertedResidualV3 : public UnaryModule {
+class InvertedResidualV3 : public ResidualBlock {
  public:
-  explicit InvertedResidualV3(const BlockConfig& c) : residual_(c.stride == 1 && c.in == c.out) {
+  explicit InvertedResidualV3(const BlockConfig& c) : ResidualBlock(c.stride == 1 && c.in == c.out) {
     const Activation act = c.hardswish ? Activation::kHardswish : Activation::kReLU;
-    auto block = register_module("block", std::make_shared<torch::nn::Module>());
-    int next = 0;
-    auto add = [&](std::shared_ptr<UnaryModule> m) {
-      block->register_module(std::to_string(next++), m);
-      layers_.push_back(std::move(m));
-    };
-    if (c.expanded != c.in) add(std::make_shared<ConvNormAct>(c.in, c.expanded, 1, 1, 1, act, kEps));
-    add(std::make_shared<ConvNormAct>(c.expanded, c.expanded, c.kernel, c.stride, c.expanded, act, kEps));
-    if (c.se) add(std::make_shared<SqueezeExcitation>(c.expanded, MakeDivisible(static_cast<double>(c.expanded / 4)),
-                                                Activation::kReLU, /*hard_gate=*/true));
-    add(std::make_shared<ConvNormAct>(c.expanded, c.out, 1, 1, 1, Activation::kNone, kEps));
+    if (c.expanded != c.in) Add(std::make_shared<ConvNormAct>(c.in, c.expanded, 1, 1, 1, act, kEps));
+    Add(std::make_shared<ConvNormAct>(c.expanded, c.expanded, c.kernel, c.stride, c.expanded, act, kEps));
+    if (c.se) {
+      Add(std::make_shared<SqueezeExcitation>(c.expanded, MakeDivisible(static_cast<double>(c.expanded / 4)),
+                                              Activation::kReLU, /*hard_gate=*/true));
+    }
+    Add(std::make_shared<ConvNormAct>(c.expanded, c.out, 1, 1, 1, Activation::kNone, kEps));
   }
-
-  torch::Tensor forward(const torch::Tensor& x) override {
-    torch::Tensor y = x;
-    for (auto& l : layers_) y = l->forward(y);
-    return residual_ ? y + x : y;
-  }
-
- private:
-  bool residual_;
-  std::vector<std::shared_ptr<UnaryModule>> layers_;
 };
 
 class MobileNetV3Impl : public BackboneImpl {

@@ -41,12 +41,11 @@ class ResBottleneck : public UnaryModule {
   std::vector<std::shared_ptr<UnaryModule>> layers_;
 };
 
-class RegNetImpl : public BackboneImpl {
+class RegNetImpl : public BlockListBackbone {
  public:
   RegNetImpl(const RegNetConfig& c, int64_t num_classes) {
     constexpr int64_t kStem = 32;
-    modules_.push_back(register_module("stem", std::make_shared<ConvNormAct>(3, kStem, 3, 2, 1, Activation::kReLU)));
-    blocks_.push_back({"stem", {"stem."}});
+    AddBlock(*this, "stem", "stem", std::make_shared<ConvNormAct>(3, kStem, 3, 2, 1, Activation::kReLU));
     auto trunk = register_module("trunk_output", std::make_shared<torch::nn::Module>());
     int64_t width = kStem;
     for (size_t s = 0; s < c.stages.size(); ++s) {
@@ -55,11 +54,9 @@ class RegNetImpl : public BackboneImpl {
       auto stage = trunk->register_module(stage_name, std::make_shared<torch::nn::Module>());
       for (int64_t i = 0; i < st.depth; ++i) {
         const std::string name = absl::StrCat(stage_name, "-", i);
-        modules_.push_back(stage->register_module(
-            name, std::make_shared<ResBottleneck>(i == 0 ? width : st.width, st.width, i == 0 ? 2 : 1,
-                                                  st.group_width, c.squeeze_excite)));
-        const std::string block = absl::StrCat("trunk_output.", stage_name, ".", name);
-        blocks_.push_back({block, {block + "."}});
+        AddBlock(*stage, name, absl::StrCat("trunk_output.", stage_name, ".", name),
+                 std::make_shared<ResBottleneck>(i == 0 ? width : st.width, st.width, i == 0 ? 2 : 1, st.group_width,
+                                                 c.squeeze_excite));
       }
       width = st.width;
     }
@@ -68,11 +65,7 @@ class RegNetImpl : public BackboneImpl {
 
   torch::Tensor ForwardHead(const torch::Tensor& fmap) override { return fc_->forward(Pool(fmap)); }
 
- protected:
-  torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override { return modules_[i]->forward(x); }
-
  private:
-  std::vector<std::shared_ptr<UnaryModule>> modules_;
   torch::nn::Linear fc_{nullptr};
 };
 

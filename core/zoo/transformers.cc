@@ -269,28 +269,22 @@ class PatchEmbed : public UnaryModule {
   torch::nn::LayerNorm norm_{nullptr};
 };
 
-class SwinImpl : public BackboneImpl {
+class SwinImpl : public BlockListBackbone {
  public:
   SwinImpl(const SwinConfig& c, int64_t num_classes) {
     auto features = register_module("features", std::make_shared<torch::nn::Module>());
-    auto add = [&](torch::nn::Module& parent, const std::string& child, const std::string& block,
-                   std::shared_ptr<UnaryModule> m) {
-      parent.register_module(child, m);
-      modules_.push_back(std::move(m));
-      blocks_.push_back({block, {block + "."}});
-    };
-    add(*features, "0", "features.0", std::make_shared<PatchEmbed>(c.embed_dim));
+    AddBlock(*features, "0", "features.0", std::make_shared<PatchEmbed>(c.embed_dim));
     int index = 1;
     int64_t dim = c.embed_dim;
     for (size_t s = 0; s < 4; ++s) {
       auto stage = features->register_module(std::to_string(index), std::make_shared<torch::nn::Module>());
       for (int64_t i = 0; i < c.depths[s]; ++i) {
-        add(*stage, std::to_string(i), absl::StrCat("features.", index, ".", i),
+        AddBlock(*stage, std::to_string(i), absl::StrCat("features.", index, ".", i),
             std::make_shared<SwinBlock>(dim, c.heads[s], i % 2 == 0 ? 0 : kWindow / 2));
       }
       ++index;
       if (s + 1 < 4) {
-        add(*features, std::to_string(index), absl::StrCat("features.", index), std::make_shared<PatchMerging>(dim));
+        AddBlock(*features, std::to_string(index), absl::StrCat("features.", index), std::make_shared<PatchMerging>(dim));
         ++index;
         dim *= 2;
       }
@@ -304,12 +298,11 @@ class SwinImpl : public BackboneImpl {
 
  protected:
   torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override {
-    if (i < modules_.size()) return modules_[i]->forward(x);
+    if (i < block_module_count()) return BlockListBackbone::ForwardBlock(i, x);
     return norm_->forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
   }
 
  private:
-  std::vector<std::shared_ptr<UnaryModule>> modules_;
   torch::nn::LayerNorm norm_{nullptr};
   torch::nn::Linear head_{nullptr};
 };

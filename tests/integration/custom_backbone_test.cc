@@ -38,7 +38,7 @@ class CustomBackboneTest : public ::testing::Test {
 
   void SetUp() override { Restart(); }
 
-  void Restart() {
+  void Restart(const std::string& zoo_dir = graft::testing::WeightsDir()) {
     client_.reset();
     server_.reset();
     ServerOptions options;
@@ -46,7 +46,7 @@ class CustomBackboneTest : public ::testing::Test {
     options.port = 0;
     options.metrics_port = -1;
     options.data_dir = dir_.Join("data");
-    options.zoo_dir = graft::testing::WeightsDir();
+    options.zoo_dir = zoo_dir;
     options.device = "cpu";
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -239,19 +239,7 @@ TEST_F(CustomBackboneTest, AManifestBesideTheFileInTheZooDirectoryRegistersAtSta
   ASSERT_TRUE(core::WriteFileAtomic(zoo.Join("broken.backbone.json"),
                                     R"({"name": "broken", "torchscript": "tiny.pt", "feature_dim": 99})")
                   .ok());
-  client_.reset();
-  server_.reset();
-  ServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  options.metrics_port = -1;
-  options.data_dir = dir_.Join("data");
-  options.zoo_dir = zoo.path();
-  options.device = "cpu";
-  auto server = GraftServer::Start(options);
-  ASSERT_TRUE(server.ok()) << server.status();
-  server_ = std::move(*server);
-  client_ = std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()));
+  Restart(zoo.path());
   auto b = client_->GetBackbone("tiny_zoo");
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->preprocessing().height(), 96);

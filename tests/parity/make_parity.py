@@ -10,7 +10,8 @@ import struct
 import sys
 
 import torch
-import torchvision
+
+from torchvision_models import build
 
 
 def save_safetensors(path, tensors):
@@ -39,15 +40,6 @@ def randomize_batchnorm(model, gen):
             m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
-def build(arch):
-    """torchvision's model as its published weights run it: Inception-v3 and
-    GoogLeNet with transform_input (and, for parity, the auxiliary heads whose
-    weights the published files carry)."""
-    if arch in ("inception_v3", "googlenet"):
-        return getattr(torchvision.models, arch)(weights=None, aux_logits=True, transform_input=True, init_weights=True)
-    return getattr(torchvision.models, arch)(weights=None)
-
-
 def main():
     out, size = sys.argv[1], int(sys.argv[2])
     archs = sys.argv[3:]
@@ -55,7 +47,7 @@ def main():
     for i, arch in enumerate(archs):
         torch.manual_seed(1234 + i)
         gen = torch.Generator().manual_seed(99 + i)
-        model = build(arch)
+        model = build(arch, aux_logits=True)
         randomize_batchnorm(model, gen)
         model.eval()
         torch.save(model.state_dict(), f"{out}/{arch}.pth")
