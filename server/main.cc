@@ -37,6 +37,8 @@ ABSL_FLAG(int64_t, max_dataset_bytes, 8LL << 30, "Largest dataset upload, in byt
 ABSL_FLAG(int64_t, feature_cache_bytes, 2LL << 30, "Memory for cached frozen-backbone features per job.");
 ABSL_FLAG(bool, allow_download, false, "Let PullBackbone (graft backbones pull) fetch official weights into the zoo directory, hash-checked.");
 ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where PullBackbone fetches <official file name> from (a mirror).");
+ABSL_FLAG(bool, mixed_precision, true,
+          "On CUDA: run inference under float16 autocast and training under bfloat16 autocast (ignored on CPU).");
 ABSL_FLAG(bool, feature_cache_fp16, true, "Store cached frozen features as float16 (half the memory; accuracy is unchanged).");
 ABSL_FLAG(bool, feature_cache_spill, true, "Beyond --feature_cache_bytes, spill cached features to <data_dir>/cache instead of recomputing them.");
 
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
   options.feature_cache_bytes = absl::GetFlag(FLAGS_feature_cache_bytes);
   options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
+  options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.allow_download = absl::GetFlag(FLAGS_allow_download);
   options.weights_base_url = absl::GetFlag(FLAGS_weights_base_url);
   options.feature_cache_spill = absl::GetFlag(FLAGS_feature_cache_spill);

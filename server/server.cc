@@ -100,6 +100,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;
+  runner_options.mixed_precision = options.mixed_precision;
   if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
   s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,
                                                  s->metrics_.get());
@@ -108,6 +109,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   predictor_options.limits.max_pixels = options.max_image_pixels;
   predictor_options.batching.max_batch_size = options.max_batch_size;
   predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
+  predictor_options.batching.mixed_precision = options.mixed_precision;
   s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 
   s->services_ = std::make_unique<Services>();

@@ -40,6 +40,7 @@ struct ServerOptions {
   int64_t feature_cache_bytes = 2LL << 30;
   bool feature_cache_fp16 = true;
   bool feature_cache_spill = true;
+  bool mixed_precision = true;  // CUDA only: float16 inference, bfloat16 training autocast
   bool allow_download = false;  // PullBackbone fetches official weights
   std::string weights_base_url = "https://download.pytorch.org/models/";  // spill beyond the budget to <data_dir>/cache
 };

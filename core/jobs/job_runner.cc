@@ -315,6 +315,7 @@ void JobRunner::Execute(const std::string& id) {
   input.feature_cache.memory_bytes = options_.feature_cache_bytes;
   input.feature_cache.spill_dir = options_.feature_spill_dir;
   input.feature_cache.half = options_.feature_cache_fp16;
+  input.mixed_precision = options_.mixed_precision;
   auto resident = zoo_.Resident(job.spec.backbone);
   auto dataset = datasets_.Get(job.spec.dataset);
   auto images = datasets_.Images(job.spec.dataset);

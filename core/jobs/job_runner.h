@@ -36,6 +36,7 @@ struct RunnerOptions {
   int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
   std::string feature_spill_dir;             // beyond it; empty: recompute instead
   bool feature_cache_fp16 = true;
+  bool mixed_precision = true;  // CUDA only (TrainInput::mixed_precision)
 };
 
 // Runs fine-tuning jobs: a bounded queue, `max_concurrent_jobs` workers,

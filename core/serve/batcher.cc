@@ -1,5 +1,7 @@
 #include "core/serve/batcher.h"
 
+#include "core/util/device.h"
+
 #include <c10/core/InferenceMode.h>
 
 #include <set>
@@ -138,19 +140,18 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& batch) {
   int64_t images = 0;
   auto joined = GuardInternal("forward " + bb.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
     c10::InferenceMode guard;
+    const AutocastScope autocast(bb.device, options_.mixed_precision, torch::kHalf);
     const torch::Tensor all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0);
     images = all.size(0);
     std::map<int, std::vector<torch::Tensor>> parts;
     std::lock_guard<std::mutex> compute(bb.compute_mu);
     for (int64_t b = 0; b < images; b += options_.max_batch_size) {
-      torch::Tensor x = all.slice(0, b, b + options_.max_batch_size)
-                            .to(bb.device)
-                            .contiguous(bb.device.is_cpu() ? torch::MemoryFormat::ChannelsLast
-                                                           : torch::MemoryFormat::Contiguous);
+      torch::Tensor x = ToDevice(all.slice(0, b, b + options_.max_batch_size), bb.device);
       int prev = 0;
       for (int stop : stops) {
         x = bb.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
-        parts[stop].push_back(x);
+        // The models' tails and Embed read float32.
+        parts[stop].push_back(autocast.active() ? x.to(torch::kFloat32) : x);
         prev = stop;
       }
     }

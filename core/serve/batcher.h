@@ -31,6 +31,7 @@ class BatcherObserver {
 struct BatcherOptions {
   int64_t max_batch_size = 32;        // images per forward pass
   int64_t max_queue_delay_us = 500;   // how long the oldest request waits for company
+  bool mixed_precision = true;        // CUDA only: the trunk runs under float16 autocast
 };
 
 // One request to the shared trunk: a [N, 3, H, W] float batch on the CPU and

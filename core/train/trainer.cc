@@ -1,51 +1,34 @@
+// Training: setup, the stages and epochs, evaluation, trained state.
+// Inputs (decoding, the frozen prefix, the feature cache) are in
+// trainer_inputs.cc.
+
 #include "core/train/trainer.h"
 
 #include <torch/nn/functional/loss.h>
-#include <opencv2/imgproc.hpp>
 #include <torch/optim.h>
 #include <torch/serialize.h>
 
-#include <chrono>
-#include <deque>
-#include <future>
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <numeric>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/augment.h"
-#include "core/data/image_codec.h"
-#include "core/data/resize.h"
-#include "core/data/transforms.h"
 #include "core/train/early_stopping.h"
-#include "core/train/head.h"
 #include "core/train/schedule.h"
 #include "core/train/trainer_checkpoint.h"
-#include "core/util/files.h"
+#include "core/train/trainer_internal.h"
+#include "core/util/device.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
-#include "core/util/thread_pool.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
+namespace trainer_internal {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 namespace F = torch::nn::functional;
-
-constexpr size_t kPrefetchBatches = 2;   // prepared ahead of the compute
-constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
-
-// A deterministic stream per (seed, a, b): augmentations do not depend on
-// which thread prepares a batch or in which order.
-uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ULL ^ (a + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL;
-  x ^= (b + 1) * 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return x;
-}
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params) {
   switch (o.kind) {
@@ -65,230 +48,15 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, s
       params, torch::optim::AdamOptions(o.learning_rate).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
 }
 
-class Trainer {
- public:
-  Trainer(const TrainInput& in, const CancellationToken& cancel, TrainEvents& events)
-      : in_(in), spec_(in.spec), cancel_(cancel), events_(events), device_(in.resident->device) {}
+}  // namespace
 
-  absl::StatusOr<TrainedModel> Run();
-
- private:
-  // Batches of one pass over the data, with preprocessing submitted ahead.
-  struct Feed {
-    std::vector<std::vector<int64_t>> batches;
-    bool train = false;
-    uint64_t seed = 0;
-    size_t submitted = 0;
-    std::deque<std::future<torch::Tensor>> ahead;
-  };
-
-  absl::Status Setup();
-  absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
-  absl::Status DecodeAll();
-  absl::Status BuildCache();
-  // [rows, 3, H, W]: each item preprocessed, or augmented with its own stream
-  // when `train` (one row per view when `views` > 1).
-  torch::Tensor PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
-                              const std::vector<cv::Mat>* images) const;
-  Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed);
-  // Batch b (in order) at block k: gathered from the cache (one random view
-  // per training image), or prepared on the pool and run through the prefix.
-  torch::Tensor AtK(Feed& feed, size_t b, std::mt19937_64& rng);
-  torch::Tensor Prefix(const torch::Tensor& images);
-  torch::Tensor Tail(const torch::Tensor& at_k);
-  void SetStageTrainable(int trainable_blocks);
-  // The head and every parameter SetStageTrainable left trainable.
-  std::vector<torch::Tensor> StageParameters();
-  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt);
-  std::pair<double, double> Evaluate();
-  torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
-  StateDict TrainedState();
-  absl::Status LoadTrainedState(const StateDict& state);
-
-  const TrainInput& in_;
-  const JobSpec& spec_;
-  const CancellationToken& cancel_;
-  TrainEvents& events_;
-  torch::Device device_;
-
-  Preprocessing pre_;
-  int n_ = 0;      // blocks
-  int k_ = 0;      // first block the model owns
-  BackbonePtr own_;  // trainable copy (blocks >= k_), null when only the head trains
-  ClassifierHead head_{nullptr};
-  std::vector<int64_t> train_items_, val_items_;
-  torch::Tensor labels_;         // [N] all images
-  std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size (uncached runs)
-  std::unique_ptr<FeatureCache> cache_;  // activations at block k, when cached
-  std::vector<int64_t> first_row_;       // per image: its first cache row
-  int views_ = 1;                        // cached rows per training image
-  torch::Tensor class_weights_;
-  double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
-  std::string cache_desc_ = "none";
-  std::unique_ptr<ThreadPool> pool_;  // last: its pending tasks finish before the rest goes
-};
-
-absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
-  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
-  auto image = DecodeImage(bytes, DecodeLimits{});
-  if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
-  // Keep what Resize(resize_size) makes of it (smaller, and the exact input
-  // PreprocessImage would crop); augmentation crops from it too.
-  if (std::min(image->cols, image->rows) <= pre_.resize_size) return *image;
-  return ResizeLikePil(*image, ResizeTarget(image->cols, image->rows, pre_.resize_size));
-}
-
-absl::Status Trainer::DecodeAll() {
-  decoded_.resize(in_.images.size());
-  std::vector<std::future<absl::Status>> parts;
-  const size_t chunk = 16;
-  for (size_t first = 0; first < in_.images.size(); first += chunk) {
-    parts.push_back(pool_->Submit([this, first, chunk]() -> absl::Status {
-      for (size_t i = first; i < std::min(first + chunk, in_.images.size()); ++i) {
-        if (cancel_.cancelled()) return absl::CancelledError("cancelled while loading images");
-        ASSIGN_OR_RETURN(decoded_[i], LoadImage(i));
-      }
-      return absl::OkStatus();
-    }));
-  }
-  absl::Status status;
-  for (auto& p : parts) status.Update(p.get());
-  return status;
-}
-
-torch::Tensor Trainer::PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
-                                     const std::vector<cv::Mat>* images) const {
-  std::vector<torch::Tensor> rows;
-  for (size_t j = 0; j < items.size(); ++j) {
-    const cv::Mat& image = images != nullptr ? (*images)[j] : decoded_[static_cast<size_t>(items[j])];
-    for (int v = 0; v < (train ? views : 1); ++v) {
-      std::mt19937_64 rng(Mix(seed, static_cast<uint64_t>(items[j]), static_cast<uint64_t>(v)));
-      auto t = train && spec_.augmentation.any() ? AugmentImage(image, spec_.augmentation, pre_, rng)
-                                                 : PreprocessImage(image, pre_);
-      rows.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
-    }
-  }
-  return torch::stack(rows);
-}
-
-torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
-  torch::NoGradGuard no_grad;
-  std::lock_guard<std::mutex> lock(in_.resident->compute_mu);
-  const torch::Tensor x = images.to(device_).contiguous(device_.is_cpu() ? torch::MemoryFormat::ChannelsLast
-                                                                        : torch::MemoryFormat::Contiguous);
-  torch::Tensor y = in_.resident->inference->ForwardTrunk(x, 0, static_cast<size_t>(k_));
-  if (k_ == n_) y = BackboneImpl::Pool(y);
-  return y.contiguous();
-}
-
-absl::Status Trainer::BuildCache() {
-  const AugmentationSpec& aug = spec_.augmentation;
-  if (aug.any() && aug.cached_views == 0) return absl::OkStatus();  // fresh augmentations every epoch
-  views_ = aug.any() ? aug.cached_views : 1;
-  first_row_.resize(in_.images.size());
-  int64_t rows = 0;
-  for (size_t i = 0; i < in_.images.size(); ++i) {
-    first_row_[i] = rows;
-    rows += in_.images[i].split == Split::kTrain ? views_ : 1;
-  }
-  const torch::Tensor probe = Prefix(torch::zeros({1, 3, pre_.height, pre_.width}));
-  const std::vector<int64_t> row_shape(probe.sizes().begin() + 1, probe.sizes().end());
-  FeatureCacheOptions options = in_.feature_cache;
-  options.device = device_;
-  const int64_t bytes = rows * (probe.numel() * (options.half ? 2 : 4));
-  if (PlaceCache(bytes, options) == CachePlacement::kNone) {
-    ABSL_LOG(INFO) << "frozen features (" << bytes << " bytes) fit neither the cache budget nor a spill file; "
-                   << "running the frozen part every batch";
-    views_ = 1;
-    return absl::OkStatus();
-  }
-  auto created = FeatureCache::Create(row_shape, rows, options);
-  if (!created.ok()) {  // e.g. the spill file could not be sized: train without a cache
-    ABSL_LOG(WARNING) << "no feature cache: " << created.status().message();
-    views_ = 1;
-    return absl::OkStatus();
-  }
-  cache_ = std::move(*created);
-  // Decode and augment on the pool, batches ahead, while the prefix runs here.
-  std::vector<std::vector<int64_t>> batches;
-  for (size_t b = 0; b < in_.images.size(); b += static_cast<size_t>(spec_.batch_size)) {
-    std::vector<int64_t> items(static_cast<size_t>(std::min<size_t>(spec_.batch_size, in_.images.size() - b)));
-    std::iota(items.begin(), items.end(), static_cast<int64_t>(b));
-    batches.push_back(std::move(items));
-  }
-  using Prepared = absl::StatusOr<std::vector<torch::Tensor>>;  // per image: its rows
-  auto prepare = [this](std::vector<int64_t> items) -> Prepared {
-    std::vector<torch::Tensor> out;
-    for (int64_t i : items) {
-      if (cancel_.cancelled()) return absl::CancelledError("cancelled while caching features");
-      ASSIGN_OR_RETURN(cv::Mat image, LoadImage(static_cast<size_t>(i)));
-      const bool train = in_.images[static_cast<size_t>(i)].split == Split::kTrain;
-      const std::vector<cv::Mat> one{image};
-      out.push_back(PrepareImages({i}, train && spec_.augmentation.any(), spec_.seed, views_, &one));
-    }
-    return out;
-  };
-  std::deque<std::future<Prepared>> ahead;
-  size_t submitted = 0;
-  for (size_t b = 0; b < batches.size(); ++b) {
-    while (submitted < batches.size() && submitted <= b + kPrefetchBatches) {
-      ahead.push_back(pool_->Submit([prepare, items = batches[submitted]] { return prepare(items); }));
-      ++submitted;
-    }
-    Prepared prepared = ahead.front().get();
-    ahead.pop_front();
-    if (!prepared.ok()) {
-      cache_.reset();
-      return prepared.status();
-    }
-    const torch::Tensor images = torch::cat(*prepared, 0);
-    const int64_t first = first_row_[static_cast<size_t>(batches[b].front())];
-    for (int64_t r = 0; r < images.size(0); r += kMaxForwardRows) {
-      cache_->Write(first + r, Prefix(images.slice(0, r, r + kMaxForwardRows)));
-    }
-  }
-  cache_desc_ = absl::StrCat(cache_->spilled() ? "spill" : "memory", " ",
-                             cache_->dtype() == torch::kHalf ? "fp16" : "fp32", " ", rows, " rows ", cache_->bytes(),
-                             " bytes");
-  ABSL_LOG(INFO) << "cached frozen features at block " << k_ << ": " << cache_desc_;
-  return absl::OkStatus();
-}
-
-Trainer::Feed Trainer::StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed) {
-  Feed feed;
-  feed.batches = std::move(batches);
-  feed.train = train;
-  feed.seed = seed;
-  return feed;
-}
-
-torch::Tensor Trainer::AtK(Feed& feed, size_t b, std::mt19937_64& rng) {
-  const std::vector<int64_t>& items = feed.batches[b];
-  if (cache_ != nullptr) {
-    std::vector<int64_t> rows;
-    for (int64_t i : items) {
-      const bool many = feed.train && views_ > 1 && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
-      rows.push_back(first_row_[static_cast<size_t>(i)] +
-                     (many ? static_cast<int64_t>(rng() % static_cast<uint64_t>(views_)) : 0));
-    }
-    return cache_->Gather(rows, device_);
-  }
-  while (feed.submitted < feed.batches.size() && feed.submitted <= b + kPrefetchBatches) {
-    const size_t next = feed.submitted++;
-    feed.ahead.push_back(pool_->Submit([this, items = feed.batches[next], train = feed.train,
-                                        seed = Mix(feed.seed, next, 0)] {
-      return PrepareImages(items, train, seed, 1, nullptr);
-    }));
-  }
-  torch::Tensor images = feed.ahead.front().get();
-  feed.ahead.pop_front();
-  return Prefix(images);
-}
 
 torch::Tensor Trainer::Tail(const torch::Tensor& at_k) {
-  torch::Tensor y = at_k.to(device_);
+  const AutocastScope autocast(device_, in_.mixed_precision, torch::kBFloat16);
+  torch::Tensor y = ToDevice(at_k, device_);
   if (k_ < n_) y = BackboneImpl::Pool(own_->ForwardTrunk(y, static_cast<size_t>(k_), static_cast<size_t>(n_)));
-  return head_->forward(y);
+  const torch::Tensor logits = head_->forward(y);
+  return autocast.active() ? logits.to(torch::kFloat32) : logits;  // the loss in float32
 }
 
 torch::Tensor Trainer::Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted) {
@@ -559,7 +327,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   return out;
 }
 
-}  // namespace
+}  // namespace trainer_internal
 
 int EpochToRestore(bool restore_best, int best_epoch, int last_epoch) {
   return (restore_best && best_epoch > 0 && best_epoch != last_epoch) ? best_epoch : 0;
@@ -567,7 +335,7 @@ int EpochToRestore(bool restore_best, int best_epoch, int last_epoch) {
 
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events) {
   return GuardInternal("training", [&]() -> absl::StatusOr<TrainedModel> {
-    Trainer trainer(input, cancel, events);
+    trainer_internal::Trainer trainer(input, cancel, events);
     return trainer.Run();
   });
 }

@@ -52,6 +52,9 @@ struct TrainInput {
   // its device is the backbone's.
   FeatureCacheOptions feature_cache;
   int decode_threads = 0;  // 0: DefaultDecodeThreads()
+  // CUDA only: forward passes under bfloat16 autocast (no loss scaling
+  // needed); the optimiser keeps float32 weights.
+  bool mixed_precision = true;
 };
 
 struct TrainedModel {

@@ -303,6 +303,36 @@ TEST_F(TrainingTest, HeadThenTopBlocksLikeTheInceptionTutorial) {
   EXPECT_EQ(dog->results(0).predictions(0).top(0).index(), 249);
 }
 
+// Where a GPU is: weights resident there, the head then the top blocks trained
+// under bfloat16 autocast from pinned batches, the model served in float16.
+TEST_F(TrainingTest, FineTunesOnCudaWithMixedPrecision) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device on this machine";
+  Restart([](ServerOptions& o) {
+    o.device = "cuda:0";
+    o.mixed_precision = true;
+  });
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  v1::JobSpec spec = Spec("hym", 2);
+  auto* top = spec.add_stages();
+  top->set_epochs(2);
+  top->set_train("top:2");
+  top->mutable_optimizer()->set_kind(v1::OPTIMIZER_SGD);
+  top->mutable_optimizer()->set_learning_rate(1e-3);
+  top->mutable_optimizer()->set_momentum(0.9);
+  auto job = client_->CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_GE(done.best().val_accuracy(), 0.9);
+  v1::PredictRequest r;
+  r.add_models(done.model_id());
+  r.set_top_k(1);
+  r.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  auto p = client_->Predict(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->results(0).predictions(0).top(0).label(), "bees");
+}
+
 TEST_F(TrainingTest, CancelStopsWithinOneBatch) {
   ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 50);

@@ -1,0 +1,100 @@
+#pragma once
+
+// The trainer behind Train() (core/train/trainer.h), shared by its two
+// translation units: trainer.cc (setup, epochs, evaluation, state) and
+// trainer_inputs.cc (decoding, the frozen prefix, the feature cache, feeds).
+
+#include <torch/optim.h>
+
+#include <chrono>
+#include <deque>
+#include <future>
+#include <random>
+
+#include <opencv2/core.hpp>
+
+#include "core/train/feature_cache.h"
+#include "core/train/head.h"
+#include "core/train/trainer.h"
+#include "core/util/thread_pool.h"
+
+namespace graft::core::trainer_internal {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kPrefetchBatches = 2;   // prepared ahead of the compute
+constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
+
+// A deterministic stream per (seed, a, b): augmentations do not depend on
+// which thread prepares a batch or in which order.
+inline uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL ^ (a + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL;
+  x ^= (b + 1) * 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainInput& in, const CancellationToken& cancel, TrainEvents& events)
+      : in_(in), spec_(in.spec), cancel_(cancel), events_(events), device_(in.resident->device) {}
+
+  absl::StatusOr<TrainedModel> Run();
+
+ private:
+  // Batches of one pass over the data, with preprocessing submitted ahead.
+  struct Feed {
+    std::vector<std::vector<int64_t>> batches;
+    bool train = false;
+    uint64_t seed = 0;
+    size_t submitted = 0;
+    std::deque<std::future<torch::Tensor>> ahead;
+  };
+
+  absl::Status Setup();
+  absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
+  absl::Status DecodeAll();
+  absl::Status BuildCache();
+  // [rows, 3, H, W]: each item preprocessed, or augmented with its own stream
+  // when `train` (one row per view when `views` > 1).
+  torch::Tensor PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
+                              const std::vector<cv::Mat>* images) const;
+  Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed);
+  // Batch b (in order) at block k: gathered from the cache (one random view
+  // per training image), or prepared on the pool and run through the prefix.
+  torch::Tensor AtK(Feed& feed, size_t b, std::mt19937_64& rng);
+  torch::Tensor Prefix(const torch::Tensor& images);
+  torch::Tensor Tail(const torch::Tensor& at_k);
+  void SetStageTrainable(int trainable_blocks);
+  // The head and every parameter SetStageTrainable left trainable.
+  std::vector<torch::Tensor> StageParameters();
+  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt);
+  std::pair<double, double> Evaluate();
+  torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
+  StateDict TrainedState();
+  absl::Status LoadTrainedState(const StateDict& state);
+
+  const TrainInput& in_;
+  const JobSpec& spec_;
+  const CancellationToken& cancel_;
+  TrainEvents& events_;
+  torch::Device device_;
+
+  Preprocessing pre_;
+  int n_ = 0;      // blocks
+  int k_ = 0;      // first block the model owns
+  BackbonePtr own_;  // trainable copy (blocks >= k_), null when only the head trains
+  ClassifierHead head_{nullptr};
+  std::vector<int64_t> train_items_, val_items_;
+  torch::Tensor labels_;         // [N] all images
+  std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size (uncached runs)
+  std::unique_ptr<FeatureCache> cache_;  // activations at block k, when cached
+  std::vector<int64_t> first_row_;       // per image: its first cache row
+  int views_ = 1;                        // cached rows per training image
+  torch::Tensor class_weights_;
+  double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
+  std::string cache_desc_ = "none";
+  std::unique_ptr<ThreadPool> pool_;  // last: its pending tasks finish before the rest goes
+};
+
+}  // namespace graft::core::trainer_internal
