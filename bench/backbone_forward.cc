@@ -11,7 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <nlohmann/json.hpp>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   torch::manual_seed(0);
   std::cout << "threads: " << args.threads << "\n";
 
-  nlohmann::json graft;
+  std::map<std::string, double> graft;
   for (const auto& arch : absl::StrSplit(args.archs, ',')) {
     const auto* spec = graft::core::Registry::BuiltIn().Find(std::string(arch));
     if (spec == nullptr) {
@@ -82,19 +82,5 @@ int main(int argc, char** argv) {
   const std::string cmd = std::string(GRAFT_PYTHON) + " " + GRAFT_BENCH_DIR + "/reference/backbone_forward.py --threads " +
                           std::to_string(args.threads) + " --min_seconds " + std::to_string(args.min_seconds) +
                           " --archs " + args.archs + " --batches " + args.batches;
-  const std::string out = graft::bench::RunCommand(cmd);
-  const auto reference = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
-  if (!reference.is_object()) {
-    std::cerr << "reference run failed: " << cmd << "\n" << out << "\n";
-    return 1;
-  }
-  for (const auto& [key, value] : graft.items()) {
-    const double g = value.get<double>();
-    const double r = reference.value(key, 0.0);
-    const std::string name = "backbone_forward/" + key;
-    std::printf("%s/graft_img_s: %.2f\n", name.c_str(), g);
-    std::printf("%s/torch_eager_img_s: %.2f\n", name.c_str(), r);
-    std::printf("%s/ratio: %.2f\n", name.c_str(), r > 0 ? g / r : 0.0);
-  }
-  return 0;
+  return graft::bench::CompareWithReference("backbone_forward", cmd, graft, "torch_eager") ? 0 : 1;
 }

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace graft::bench {
@@ -17,6 +19,24 @@ std::string RunCommand(const std::string& command) {
   while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
   ::pclose(pipe);
   return out;
+}
+
+bool CompareWithReference(const std::string& bench, const std::string& command, const std::map<std::string, double>& graft,
+                          const std::string& reference_label) {
+  const std::string out = RunCommand(command);
+  const auto reference = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (!reference.is_object()) {
+    std::cerr << "reference run failed: " << command << "\n" << out << "\n";
+    return false;
+  }
+  for (const auto& [key, g] : graft) {
+    const double r = reference.value(key, 0.0);
+    const std::string name = bench + "/" + key;
+    std::printf("%s/graft_img_s: %.2f\n", name.c_str(), g);
+    std::printf("%s/%s_img_s: %.2f\n", name.c_str(), reference_label.c_str(), r);
+    std::printf("%s/ratio: %.2f\n", name.c_str(), r > 0 ? g / r : 0.0);
+  }
+  return true;
 }
 
 std::map<std::string, double> ParseValues(const std::string& text) {

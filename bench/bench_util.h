@@ -22,6 +22,12 @@ class ScratchDir {
  private:
   std::string path_;
 };
+// Runs a Python reference that prints one JSON object {key: images_per_second}
+// and prints, for every key of `graft` (same keys), "<bench>/<key>/graft_img_s",
+// "<bench>/<key>/<reference_label>_img_s" and "<bench>/<key>/ratio" lines.
+// False (with the command and its output on stderr) when the reference fails.
+bool CompareWithReference(const std::string& bench, const std::string& command, const std::map<std::string, double>& graft,
+                          const std::string& reference_label);
 // This process's resident set size in bytes (VmRSS).
 int64_t ResidentBytes();
 // ../shared beside the source tree.

@@ -19,7 +19,7 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
-#include <nlohmann/json.hpp>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_split.h"
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   std::cout << "device: " << device.str() << "\n";
   if (!device.is_cuda()) std::cout << "note: mixed precision is CUDA-only; the mixed rows equal the float32 rows here\n";
 
-  nlohmann::json graft;
+  std::map<std::string, double> graft;
   for (const auto& arch : absl::StrSplit(a.archs, ',')) {
     const auto* spec = graft::core::Registry::BuiltIn().Find(std::string(arch));
     if (spec == nullptr) {
@@ -137,19 +137,5 @@ int main(int argc, char** argv) {
                           device.str() + " --archs " + a.archs + " --batch " + std::to_string(a.batch) +
                           " --train_batch " + std::to_string(a.train_batch) + " --min_seconds " +
                           std::to_string(a.min_seconds);
-  const std::string out = graft::bench::RunCommand(cmd);
-  const auto reference = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
-  if (!reference.is_object()) {
-    std::cerr << "reference run failed: " << cmd << "\n" << out << "\n";
-    return 1;
-  }
-  for (const auto& [key, value] : graft.items()) {
-    const double g = value.get<double>();
-    const double r = reference.value(key, 0.0);
-    const std::string name = "gpu_throughput/" + key;
-    std::printf("%s/graft_img_s: %.1f\n", name.c_str(), g);
-    std::printf("%s/torch_img_s: %.1f\n", name.c_str(), r);
-    std::printf("%s/ratio: %.2f\n", name.c_str(), r > 0 ? g / r : 0.0);
-  }
-  return 0;
+  return graft::bench::CompareWithReference("gpu_throughput", cmd, graft, "torch") ? 0 : 1;
 }
