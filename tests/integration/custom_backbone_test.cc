@@ -11,6 +11,7 @@
 #include "client/client.h"
 #include "core/util/files.h"
 #include "server/server.h"
+#include "tests/testing/local_server.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 
@@ -41,13 +42,8 @@ class CustomBackboneTest : public ::testing::Test {
   void Restart(const std::string& zoo_dir = graft::testing::WeightsDir()) {
     client_.reset();
     server_.reset();
-    ServerOptions options;
-    options.host = "127.0.0.1";
-    options.port = 0;
-    options.metrics_port = -1;
-    options.data_dir = dir_.Join("data");
+    ServerOptions options = graft::testing::LocalServerOptions(dir_.Join("data"));
     options.zoo_dir = zoo_dir;
-    options.device = "cpu";
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);

@@ -17,6 +17,7 @@
 #include "core/zoo/registry.h"
 #include "graft/v1/inference.grpc.pb.h"
 #include "server/server.h"
+#include "tests/testing/local_server.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/http_server.h"
 #include "tests/testing/paths.h"
@@ -272,12 +273,8 @@ TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {
   graft::testing::HttpServer mirror;
   std::string corrupted(4096, 'x');
   mirror.Serve("/models/resnet18-f37072fd.pth", corrupted);
-  ServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = 0;
-  options.metrics_port = -1;
-  options.data_dir = data.path();
-  options.device = "cpu";
+  ServerOptions options = graft::testing::LocalServerOptions(data.path());
+  options.zoo_dir.clear();  // <data_dir>/zoo, empty
   options.allow_download = true;
   options.weights_base_url = mirror.Url("/models/");
   auto server = GraftServer::Start(options);

@@ -17,6 +17,7 @@
 #include "core/zoo/state_dict.h"
 #include "server/server.h"
 #include "tests/testing/archive_writer.h"
+#include "tests/testing/local_server.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 
@@ -35,13 +36,7 @@ class TrainingTest : public ::testing::Test {
   void Restart(const std::function<void(ServerOptions&)>& adjust) {
     client_.reset();
     server_.reset();
-    ServerOptions options;
-    options.host = "127.0.0.1";
-    options.port = 0;
-    options.metrics_port = -1;
-    options.data_dir = dir_.Join("data");
-    options.zoo_dir = graft::testing::WeightsDir();
-    options.device = "cpu";
+    ServerOptions options = graft::testing::LocalServerOptions(dir_.Join("data"));
     adjust(options);
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
