@@ -200,7 +200,7 @@ torch::Tensor TransformInput(const torch::Tensor& x) {
 }
 
 // A trunk of named top-level modules; `after[i]` runs after module i (a pool).
-class InceptionFamily : public BackboneImpl {
+class InceptionFamily : public BlockListBackbone {
  public:
   torch::Tensor ForwardHead(const torch::Tensor& fmap) override { return fc_->forward(dropout_->forward(Pool(fmap))); }
 
@@ -208,9 +208,8 @@ class InceptionFamily : public BackboneImpl {
   enum class After { kNone, kMaxPool3s2, kMaxPool3s2Ceil, kMaxPool2s2Ceil };
 
   void Add(const std::string& name, std::shared_ptr<UnaryModule> m, After after = After::kNone) {
-    modules_.push_back(register_module(name, std::move(m)));
+    AddBlock(*this, name, name, std::move(m));
     after_.push_back(after);
-    blocks_.push_back({name, {name + "."}});
   }
   void AddHead(int64_t features, int64_t classes, double dropout) {
     dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
@@ -218,7 +217,7 @@ class InceptionFamily : public BackboneImpl {
   }
 
   torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override {
-    torch::Tensor y = modules_[i]->forward(i == 0 ? TransformInput(x) : x);
+    const torch::Tensor y = BlockListBackbone::ForwardBlock(i, i == 0 ? TransformInput(x) : x);
     switch (after_[i]) {
       case After::kNone:
         return y;
@@ -233,7 +232,6 @@ class InceptionFamily : public BackboneImpl {
   }
 
  private:
-  std::vector<std::shared_ptr<UnaryModule>> modules_;
   std::vector<After> after_;
   torch::nn::Dropout dropout_{nullptr};
   torch::nn::Linear fc_{nullptr};

@@ -310,7 +310,7 @@ class IrResidual : public IrBranches {
   torch::nn::Conv2d conv_{nullptr};
 };
 
-class InceptionResNetV2Impl : public BackboneImpl {
+class InceptionResNetV2Impl : public BlockListBackbone {
  public:
   explicit InceptionResNetV2Impl(int64_t num_classes) {
     Add("conv2d_1a", std::make_shared<IrConv>(3, 32, 3, 2));
@@ -333,30 +333,23 @@ class InceptionResNetV2Impl : public BackboneImpl {
 
  protected:
   torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override {
-    const torch::Tensor y = modules_[i]->forward(x);
+    const torch::Tensor y = BlockListBackbone::ForwardBlock(i, x);
     return pool_after_[i] ? F::max_pool2d(y, F::MaxPool2dFuncOptions(3).stride(2)) : y;
   }
 
  private:
   void Add(const std::string& name, std::shared_ptr<UnaryModule> m, bool pool_after = false) {
-    register_module(name, m);
-    Keep(name, std::move(m), pool_after);
+    AddBlock(*this, name, name, std::move(m));
+    pool_after_.push_back(pool_after);
   }
   void Repeat(const std::string& name, int n, const std::function<std::shared_ptr<UnaryModule>()>& make) {
     auto seq = register_module(name, std::make_shared<torch::nn::Module>());
     for (int i = 0; i < n; ++i) {
-      auto m = make();
-      seq->register_module(std::to_string(i), m);
-      Keep(absl::StrCat(name, ".", i), std::move(m), false);
+      AddBlock(*seq, std::to_string(i), absl::StrCat(name, ".", i), make());
+      pool_after_.push_back(false);
     }
   }
-  void Keep(const std::string& block, std::shared_ptr<UnaryModule> m, bool pool_after) {
-    modules_.push_back(std::move(m));
-    pool_after_.push_back(pool_after);
-    blocks_.push_back({block, {block + "."}});
-  }
 
-  std::vector<std::shared_ptr<UnaryModule>> modules_;
   std::vector<bool> pool_after_;
   torch::nn::Linear fc_{nullptr};
 };
