@@ -17,6 +17,8 @@
 
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
+#include "core/util/compute_threads.h"
+#include "core/util/host_memory.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/zoo.h"
 
@@ -48,6 +50,8 @@ double Measure(graft::core::BackboneImpl& model, int64_t batch, const Args& args
 }  // namespace
 
 int main(int argc, char** argv) {
+  graft::core::RetainHostMemory();  // as graftd does (--retain_host_memory)
+  graft::core::UseSingleThreadedBlas();  // as graftd does
   Args args;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];

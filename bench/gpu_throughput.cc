@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
 #include "core/util/device.h"
+#include "core/util/host_memory.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/zoo.h"
 
@@ -95,6 +96,7 @@ double Training(const graft::core::BackboneSpec& spec, const torch::Device& devi
 }  // namespace
 
 int main(int argc, char** argv) {
+  graft::core::RetainHostMemory();  // as graftd does (--retain_host_memory)
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];

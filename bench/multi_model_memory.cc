@@ -16,6 +16,7 @@
 #include "core/serve/model_store.h"
 #include "core/serve/predictor.h"
 #include "core/util/files.h"
+#include "core/util/host_memory.h"
 #include "core/util/ids.h"
 #include "core/zoo/zoo.h"
 
@@ -57,6 +58,7 @@ absl::Status Serve(const Predictor& predictor, const std::vector<std::string>& i
 }  // namespace
 
 int main(int argc, char** argv) {
+  graft::core::RetainHostMemory();  // as graftd does (--retain_host_memory)
   std::string backbone = "mobilenet_v2";
   int models = 100, classes = 10;
   for (int i = 1; i + 1 < argc; i += 2) {

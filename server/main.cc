@@ -39,6 +39,9 @@ ABSL_FLAG(bool, allow_download, false, "Let PullBackbone (graft backbones pull) 
 ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where PullBackbone fetches <official file name> from (a mirror).");
 ABSL_FLAG(bool, mixed_precision, true,
           "On CUDA: run inference under float16 autocast and training under bfloat16 autocast (ignored on CPU).");
+ABSL_FLAG(bool, retain_host_memory, true,
+          "Keep freed host memory for reuse instead of returning it to the kernel: large tensors are not mmapped and "
+          "page-faulted in again on every forward (2-3x faster CPU forwards); resident memory stays at its high-water mark.");
 ABSL_FLAG(bool, feature_cache_fp16, true, "Store cached frozen features as float16 (half the memory; accuracy is unchanged).");
 ABSL_FLAG(bool, feature_cache_spill, true, "Beyond --feature_cache_bytes, spill cached features to <data_dir>/cache instead of recomputing them.");
 
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
   options.feature_cache_bytes = absl::GetFlag(FLAGS_feature_cache_bytes);
   options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
+  options.retain_host_memory = absl::GetFlag(FLAGS_retain_host_memory);
   options.allow_download = absl::GetFlag(FLAGS_allow_download);
   options.weights_base_url = absl::GetFlag(FLAGS_weights_base_url);
   options.feature_cache_spill = absl::GetFlag(FLAGS_feature_cache_spill);

@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/serve/predictor.h"
+#include "core/util/compute_threads.h"
+#include "core/util/host_memory.h"
 #include "core/util/log.h"
 #include "core/zoo/zoo.h"
 #include "server/backbones_service.h"
@@ -48,6 +50,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
+  if (options.retain_host_memory && !core::RetainHostMemory()) {
+    ABSL_LOG(WARNING) << "--retain_host_memory: this C library offers no control over returning memory; ignored";
+  }
   std::unique_ptr<GraftServer> s(new GraftServer());
   std::error_code ec;
   for (const char* sub : {"", "datasets", "models", "checkpoints", "zoo", "cache"}) {
@@ -56,6 +61,14 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   }
   s->zoo_dir_ = options.zoo_dir.empty() ? (fs::path(options.data_dir) / "zoo").string() : options.zoo_dir;
   if (options.intra_op_threads > 0) torch::set_num_threads(options.intra_op_threads);
+  core::UseSingleThreadedBlas();
+  // The thread starting the server keeps no OpenMP team of its own: libgomp
+  // gives each computing thread its own team, and once the process holds more
+  // team threads than cores its idle workers sleep after ~100 spins instead
+  // of ~300,000, so every op of the batcher's forward would pay a futex
+  // wake-up (measured: served single-image forwards 2x slower). Its own
+  // work here (loading) runs single-threaded.
+  core::UseOneComputeThreadHere();
 
   if (options.metrics_port >= 0) {
     auto metrics = Metrics::Create(options.host, options.metrics_port);

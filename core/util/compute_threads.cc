@@ -1,6 +1,7 @@
 #include "core/util/compute_threads.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -18,6 +19,15 @@ void UseOneComputeThreadHere() {
 #ifdef _OPENMP
   omp_set_num_threads(1);
 #endif
+}
+
+bool UseSingleThreadedBlas() {
+  // Looked up at run time: libblas.so.3 may be another implementation.
+  using SetThreads = void (*)(int);
+  auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set == nullptr) return false;
+  set(1);
+  return true;
 }
 
 }  // namespace graft::core

@@ -12,4 +12,15 @@ namespace graft::core {
 // forward 2.5x slower). Idempotent and cheap after the first call.
 void UseOneComputeThreadHere();
 
+// Makes OpenBLAS run every matrix product on its calling thread.
+//
+// LibTorch's Linear layers call OpenBLAS, whose pthread build hands products
+// above a small size to its own worker threads; after each product those
+// workers spin on sched_yield for about 0.1 s before they sleep. Serving an
+// ImageNet head per request kept one spinning on a core that the forward's
+// OpenMP team needed (measured: 40% of a core, batched forwards 2x slower).
+// graft parallelises through LibTorch's intra-op pool instead. Process-wide;
+// returns false when the BLAS in use is not OpenBLAS (nothing changed).
+bool UseSingleThreadedBlas();
+
 }  // namespace graft::core

@@ -1,0 +1,41 @@
+#include "core/util/compute_threads.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <thread>
+
+namespace graft::core {
+namespace {
+
+TEST(ComputeThreadsTest, OpenBlasRunsProductsOnTheCallingThreadAndStaysCorrect) {
+  using GetThreads = int (*)();
+  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (get == nullptr) GTEST_SKIP() << "the BLAS in use is not OpenBLAS";
+  const torch::Tensor a = torch::randn({512, 768});
+  const torch::Tensor b = torch::randn({768, 256});
+  const torch::Tensor before = torch::mm(a, b);
+  ASSERT_TRUE(UseSingleThreadedBlas());
+  EXPECT_EQ(get(), 1);
+  EXPECT_TRUE(torch::allclose(torch::mm(a, b), before, 1e-5, 1e-4));
+  // A Linear layer (what heads run) gives the same answer as before.
+  EXPECT_TRUE(torch::allclose(torch::nn::functional::linear(a, b.t()), before, 1e-5, 1e-4));
+}
+
+TEST(ComputeThreadsTest, OneComputeThreadHereLeavesOtherThreadsTheirTeams) {
+  at::set_num_threads(2);
+  UseOneComputeThreadHere();
+  EXPECT_EQ(at::get_num_threads(), 1);
+  int other = 0;
+  std::thread t([&] { other = at::get_num_threads(); });
+  t.join();
+  EXPECT_EQ(other, 2);
+  // Ops on this thread still compute the same values.
+  const torch::Tensor x = torch::arange(1000, torch::kFloat32);
+  EXPECT_FLOAT_EQ(x.sum().item<float>(), 499500.0f);
+}
+
+}  // namespace
+}  // namespace graft::core
