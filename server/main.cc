@@ -39,6 +39,9 @@ ABSL_FLAG(bool, allow_download, false, "Let PullBackbone (graft backbones pull) 
 ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where PullBackbone fetches <official file name> from (a mirror).");
 ABSL_FLAG(bool, mixed_precision, true,
           "On CUDA: run inference under float16 autocast and training under bfloat16 autocast (ignored on CPU).");
+ABSL_FLAG(int, idle_rpc_threads, 64,
+          "gRPC handler threads kept waiting for work between bursts (more start while more requests are in flight); "
+          "starting a thread per request burst costs its creation and a LibTorch thread-pool rebuild.");
 ABSL_FLAG(bool, retain_host_memory, true,
           "Keep freed host memory for reuse instead of returning it to the kernel: large tensors are not mmapped and "
           "page-faulted in again on every forward (2-3x faster CPU forwards); resident memory stays at its high-water mark.");
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
   options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.retain_host_memory = absl::GetFlag(FLAGS_retain_host_memory);
+  options.idle_rpc_threads = absl::GetFlag(FLAGS_idle_rpc_threads);
   options.allow_download = absl::GetFlag(FLAGS_allow_download);
   options.weights_base_url = absl::GetFlag(FLAGS_weights_base_url);
   options.feature_cache_spill = absl::GetFlag(FLAGS_feature_cache_spill);

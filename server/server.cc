@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
+  if (options.idle_rpc_threads < 1) return absl::InvalidArgumentError("--idle_rpc_threads must be at least 1");
   if (options.retain_host_memory && !core::RetainHostMemory()) {
     ABSL_LOG(WARNING) << "--retain_host_memory: this C library offers no control over returning memory; ignored";
   }
@@ -153,6 +154,11 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), grpc::InsecureServerCredentials(), &s->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // gRPC's sync server otherwise ends all but two idle handler threads and
+  // starts new ones for the next burst; each new thread costs its creation
+  // and a rebuild of LibTorch's thread pool on its first op (measured: 16
+  // clients 54 -> 96 images/s when they are kept).
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, options.idle_rpc_threads);
   builder.RegisterService(s->services_->backbones.get());
   builder.RegisterService(s->services_->inference.get());
   builder.RegisterService(s->services_->datasets.get());

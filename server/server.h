@@ -41,6 +41,7 @@ struct ServerOptions {
   bool feature_cache_fp16 = true;
   bool feature_cache_spill = true;
   bool mixed_precision = true;  // CUDA only: float16 inference, bfloat16 training autocast
+  int idle_rpc_threads = 64;  // gRPC handler threads kept waiting between bursts
   bool retain_host_memory = true;  // core::RetainHostMemory (process-wide, set at Start)
   bool allow_download = false;  // PullBackbone fetches official weights
   std::string weights_base_url = "https://download.pytorch.org/models/";  // spill beyond the budget to <data_dir>/cache

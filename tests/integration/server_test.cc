@@ -268,6 +268,21 @@ TEST_F(ServerTest, PullBackboneNeedsAllowDownloadAndAnswersResidentOnesAtOnce) {
       << keras_status.error_message();
 }
 
+TEST(ServerOptionsTest, BadServingOptionsAreRefusedByName) {
+  graft::testing::TempDir data;
+  ServerOptions options = graft::testing::LocalServerOptions(data.path());
+  options.idle_rpc_threads = 0;
+  auto server = GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--idle_rpc_threads"), std::string::npos) << server.status();
+  options.idle_rpc_threads = 4;
+  options.max_batch_size = 0;
+  server = GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("--max_batch_size"), std::string::npos) << server.status();
+}
+
 TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {
   graft::testing::TempDir data;
   graft::testing::HttpServer mirror;
