@@ -70,41 +70,60 @@ uint8_t Clip8(int32_t v) {
   return static_cast<uint8_t>(v >> kPrecisionBits);
 }
 
-cv::Mat Horizontal(const cv::Mat& src, int out_size, ResizeFilter filter) {
+// Output columns [x0, x0 + width) of the horizontal pass, for input rows
+// [y0, y0 + rows).
+cv::Mat Horizontal(const cv::Mat& src, int out_size, ResizeFilter filter, int x0, int width, int y0, int rows) {
   const int ch = src.channels();
   const Taps t = Coefficients(src.cols, out_size, filter);
-  cv::Mat dst(src.rows, out_size, src.type());
-  for (int y = 0; y < src.rows; ++y) {
-    const uint8_t* in = src.ptr<uint8_t>(y);
+  cv::Mat dst(rows, width, src.type());
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  for (int y = 0; y < rows; ++y) {
+    const uint8_t* in = src.ptr<uint8_t>(y0 + y);
     uint8_t* out = dst.ptr<uint8_t>(y);
-    for (int x = 0; x < out_size; ++x) {
-      const int32_t* k = &t.weights[static_cast<size_t>(x) * static_cast<size_t>(t.stride)];
-      const uint8_t* px = in + t.first[static_cast<size_t>(x)] * ch;
-      const int n = t.count[static_cast<size_t>(x)];
+    for (int ox = 0; ox < width; ++ox) {
+      const auto x = static_cast<size_t>(x0 + ox);
+      const int32_t* k = &t.weights[x * static_cast<size_t>(t.stride)];
+      const uint8_t* px = in + t.first[x] * ch;
+      const int n = t.count[x];
+      if (ch == 3) {  // RGB: one pass over the taps for all three channels
+        int32_t r = kHalf, g = kHalf, b = kHalf;
+        for (int i = 0; i < n; ++i, px += 3) {
+          r += px[0] * k[i];
+          g += px[1] * k[i];
+          b += px[2] * k[i];
+        }
+        out[ox * 3] = Clip8(r);
+        out[ox * 3 + 1] = Clip8(g);
+        out[ox * 3 + 2] = Clip8(b);
+        continue;
+      }
       for (int c = 0; c < ch; ++c) {
-        int32_t acc = 1 << (kPrecisionBits - 1);
+        int32_t acc = kHalf;
         for (int i = 0; i < n; ++i) acc += px[i * ch + c] * k[i];
-        out[x * ch + c] = Clip8(acc);
+        out[ox * ch + c] = Clip8(acc);
       }
     }
   }
   return dst;
 }
 
-cv::Mat Vertical(const cv::Mat& src, int out_size, ResizeFilter filter) {
+// Output rows [y0, y0 + height) of the vertical pass; `src` holds input rows
+// from `src_first` on.
+cv::Mat Vertical(const cv::Mat& src, int in_size, int out_size, ResizeFilter filter, int y0, int height, int src_first) {
   const int width = src.cols * src.channels();
-  const Taps t = Coefficients(src.rows, out_size, filter);
-  cv::Mat dst(out_size, src.cols, src.type());
+  const Taps t = Coefficients(in_size, out_size, filter);
+  cv::Mat dst(height, src.cols, src.type());
   std::vector<int32_t> acc(static_cast<size_t>(width));
-  for (int y = 0; y < out_size; ++y) {
+  for (int oy = 0; oy < height; ++oy) {
+    const auto y = static_cast<size_t>(y0 + oy);
     std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-    const int32_t* k = &t.weights[static_cast<size_t>(y) * static_cast<size_t>(t.stride)];
-    for (int i = 0; i < t.count[static_cast<size_t>(y)]; ++i) {
-      const uint8_t* row = src.ptr<uint8_t>(t.first[static_cast<size_t>(y)] + i);
+    const int32_t* k = &t.weights[y * static_cast<size_t>(t.stride)];
+    for (int i = 0; i < t.count[y]; ++i) {
+      const uint8_t* row = src.ptr<uint8_t>(t.first[y] + i - src_first);
       const int32_t w = k[i];
       for (int x = 0; x < width; ++x) acc[static_cast<size_t>(x)] += row[x] * w;
     }
-    uint8_t* out = dst.ptr<uint8_t>(y);
+    uint8_t* out = dst.ptr<uint8_t>(oy);
     for (int x = 0; x < width; ++x) out[x] = Clip8(acc[static_cast<size_t>(x)]);
   }
   return dst;
@@ -112,11 +131,30 @@ cv::Mat Vertical(const cv::Mat& src, int out_size, ResizeFilter filter) {
 
 }  // namespace
 
+cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter, const cv::Rect& crop) {
+  CV_Assert(crop.x >= 0 && crop.y >= 0 && crop.width > 0 && crop.height > 0 && crop.x + crop.width <= size.width &&
+            crop.y + crop.height <= size.height);
+  // The input rows the crop's output rows read (all of them when the height
+  // does not change).
+  int rows_first = crop.y, rows_end = crop.y + crop.height;
+  if (size.height != src.rows) {
+    const Taps t = Coefficients(src.rows, size.height, filter);
+    rows_first = src.rows;
+    rows_end = 0;
+    for (int y = crop.y; y < crop.y + crop.height; ++y) {
+      rows_first = std::min(rows_first, t.first[static_cast<size_t>(y)]);
+      rows_end = std::max(rows_end, t.first[static_cast<size_t>(y)] + t.count[static_cast<size_t>(y)]);
+    }
+  }
+  cv::Mat out = size.width != src.cols
+                    ? Horizontal(src, size.width, filter, crop.x, crop.width, rows_first, rows_end - rows_first)
+                    : src(cv::Rect(crop.x, rows_first, crop.width, rows_end - rows_first));
+  if (size.height != src.rows) return Vertical(out, src.rows, size.height, filter, crop.y, crop.height, rows_first);
+  return out.data == src.data || out.isSubmatrix() ? out.clone() : out;
+}
+
 cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter) {
-  cv::Mat out = src;
-  if (size.width != src.cols) out = Horizontal(out, size.width, filter);
-  if (size.height != src.rows) out = Vertical(out, size.height, filter);
-  return out.data == src.data ? src.clone() : out;
+  return ResizeLikePil(src, size, filter, cv::Rect(0, 0, size.width, size.height));
 }
 
 }  // namespace graft::core

@@ -15,4 +15,9 @@ enum class ResizeFilter { kBilinear, kBicubic };
 // (bench/README.md, finetune_vs_pytorch). `src` may be a ROI.
 cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter = ResizeFilter::kBilinear);
 
+// The `crop` rectangle of ResizeLikePil(src, size, filter), bit for bit,
+// computing only the pixels inside it (and the input rows they read): a
+// resize followed by a center crop does ~25% less work.
+cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter, const cv::Rect& crop);
+
 }  // namespace graft::core

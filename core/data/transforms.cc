@@ -19,13 +19,13 @@ absl::StatusOr<torch::Tensor> PreprocessImage(const cv::Mat& rgb, const Preproce
   return GuardExceptions(absl::StatusCode::kInvalidArgument, "preprocessing", [&]() -> absl::StatusOr<torch::Tensor> {
     if (rgb.empty() || rgb.type() != CV_8UC3) return absl::InvalidArgumentError("expected an 8-bit RGB image");
     const cv::Size target = ResizeTarget(rgb.cols, rgb.rows, p.resize_size);
-    const cv::Mat resized =
-        ResizeLikePil(rgb, cv::Size(std::max(target.width, p.width), std::max(target.height, p.height)),
-                      p.interpolation == "bicubic" ? ResizeFilter::kBicubic : ResizeFilter::kBilinear);
-    // CenterCrop: int(round((size - crop) / 2)), Python's round (ties to even).
-    const int x0 = static_cast<int>(std::nearbyint((resized.cols - p.width) / 2.0));
-    const int y0 = static_cast<int>(std::nearbyint((resized.rows - p.height) / 2.0));
-    cv::Mat crop = resized(cv::Rect(x0, y0, p.width, p.height));
+    const cv::Size resized(std::max(target.width, p.width), std::max(target.height, p.height));
+    // CenterCrop: int(round((size - crop) / 2)), Python's round (ties to even);
+    // only the cropped pixels are resized.
+    const int x0 = static_cast<int>(std::nearbyint((resized.width - p.width) / 2.0));
+    const int y0 = static_cast<int>(std::nearbyint((resized.height - p.height) / 2.0));
+    const cv::Mat crop = ResizeLikePil(rgb, resized, p.interpolation == "bicubic" ? ResizeFilter::kBicubic : ResizeFilter::kBilinear,
+                                       cv::Rect(x0, y0, p.width, p.height));
     cv::Mat f;
     crop.convertTo(f, CV_32FC3, 1.0 / 255.0);
     cv::subtract(f, cv::Scalar(p.mean[0], p.mean[1], p.mean[2]), f);

@@ -78,6 +78,40 @@ TEST_P(ResizeTest, MatchesPil) {
   }
 }
 
+TEST_P(ResizeTest, ACropOfTheResizeIsTheSamePixelsComputedAlone) {
+  const cv::Mat original = ReadRgb(graft::testing::ImagesDir() + "/" + GetParam());
+  ASSERT_FALSE(original.empty());
+  const cv::Mat gray = [&] {
+    cv::Mat g;
+    cv::cvtColor(original, g, cv::COLOR_RGB2GRAY);
+    return g;
+  }();
+  // Shrinking both ways, only one way, enlarging, a crop touching the edges,
+  // a one-pixel crop; RGB and one channel; both filters.
+  const std::vector<std::pair<cv::Size, cv::Rect>> cases = {
+      {ResizeTarget(original.cols, original.rows, 256), {16, 16, 224, 224}},
+      {{original.cols, 180}, {5, 7, 100, 150}},
+      {{300, original.rows}, {0, 0, 300, 40}},
+      {{original.cols * 2, original.rows + 3}, {original.cols - 9, 1, 31, original.rows + 1}},
+      {{97, 61}, {96, 60, 1, 1}},
+  };
+  for (const cv::Mat& image : {original, gray}) {
+    for (const ResizeFilter filter : {ResizeFilter::kBilinear, ResizeFilter::kBicubic}) {
+      for (const auto& [size, rect] : cases) {
+        const cv::Mat whole = ResizeLikePil(image, size, filter);
+        const cv::Mat part = ResizeLikePil(image, size, filter, rect);
+        ASSERT_EQ(part.size(), rect.size());
+        ASSERT_EQ(part.type(), image.type());
+        EXPECT_EQ(cv::norm(part, whole(rect), cv::NORM_INF), 0)
+            << size << " " << rect << " channels " << image.channels() << " bicubic " << (filter == ResizeFilter::kBicubic);
+      }
+    }
+  }
+  // The same image size is a copy of the crop.
+  const cv::Rect r(3, 4, 50, 60);
+  EXPECT_EQ(cv::norm(ResizeLikePil(original, original.size(), ResizeFilter::kBilinear, r), original(r), cv::NORM_INF), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(SharedImages, ResizeTest, ::testing::Values("dog.jpg", "eagle.jpg", "person.jpg"),
                          [](const auto& info) { return info.param.substr(0, info.param.find('.')); });
 
