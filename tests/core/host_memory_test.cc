@@ -39,8 +39,10 @@ TEST(HostMemoryTest, RepeatedWorkReusesTheSameMemory) {
     torch::Tensor y = x * 2 + small.sum();
     return y[kFloats - 1].item<float>();
   };
-  EXPECT_FLOAT_EQ(step(), 1002.0f);
-  EXPECT_FLOAT_EQ(step(), 1002.0f);
+  // glibc's aligned allocations cannot always reuse a block freed at exactly
+  // their size, so the heap grows for a few rounds before freed blocks have
+  // coalesced enough to serve every request; from then on it stays put.
+  for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(step(), 1002.0f);
   const size_t heap = mallinfo2().arena;
   for (int i = 0; i < 10; ++i) EXPECT_FLOAT_EQ(step(), 1002.0f);
   // Bounded: ten more rounds took no new memory from the kernel.
@@ -48,7 +50,9 @@ TEST(HostMemoryTest, RepeatedWorkReusesTheSameMemory) {
 }
 
 TEST(HostMemoryTest, DefaultAllocatorMapsLargeTensorsFreshly) {
-  // The behaviour RetainHostMemory exists to change (not called here).
+  // The behaviour RetainHostMemory exists to change (ctest runs each test in
+  // a process of its own; run together, an earlier test has changed it).
+  if (HostMemoryRetained()) GTEST_SKIP() << "RetainHostMemory already ran in this process";
   const size_t mmapped_before = mallinfo2().hblkhd;
   torch::Tensor a = torch::ones({kFloats});
   EXPECT_GE(mallinfo2().hblkhd, mmapped_before + kFloats * 4);
