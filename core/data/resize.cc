@@ -107,11 +107,10 @@ cv::Mat Horizontal(const cv::Mat& src, int out_size, ResizeFilter filter, int x0
   return dst;
 }
 
-// Output rows [y0, y0 + height) of the vertical pass; `src` holds input rows
-// from `src_first` on.
-cv::Mat Vertical(const cv::Mat& src, int in_size, int out_size, ResizeFilter filter, int y0, int height, int src_first) {
+// Output rows [y0, y0 + height) of the vertical pass with taps `t`; `src`
+// holds input rows from `src_first` on.
+cv::Mat Vertical(const cv::Mat& src, const Taps& t, int y0, int height, int src_first) {
   const int width = src.cols * src.channels();
-  const Taps t = Coefficients(in_size, out_size, filter);
   cv::Mat dst(height, src.cols, src.type());
   std::vector<int32_t> acc(static_cast<size_t>(width));
   for (int oy = 0; oy < height; ++oy) {
@@ -134,23 +133,26 @@ cv::Mat Vertical(const cv::Mat& src, int in_size, int out_size, ResizeFilter fil
 cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter, const cv::Rect& crop) {
   CV_Assert(crop.x >= 0 && crop.y >= 0 && crop.width > 0 && crop.height > 0 && crop.x + crop.width <= size.width &&
             crop.y + crop.height <= size.height);
-  // The input rows the crop's output rows read (all of them when the height
+  const bool vertical = size.height != src.rows;
+  // The input rows the crop's output rows read (just its own when the height
   // does not change).
   int rows_first = crop.y, rows_end = crop.y + crop.height;
-  if (size.height != src.rows) {
-    const Taps t = Coefficients(src.rows, size.height, filter);
+  Taps taps;
+  if (vertical) {
+    taps = Coefficients(src.rows, size.height, filter);
     rows_first = src.rows;
     rows_end = 0;
     for (int y = crop.y; y < crop.y + crop.height; ++y) {
-      rows_first = std::min(rows_first, t.first[static_cast<size_t>(y)]);
-      rows_end = std::max(rows_end, t.first[static_cast<size_t>(y)] + t.count[static_cast<size_t>(y)]);
+      rows_first = std::min(rows_first, taps.first[static_cast<size_t>(y)]);
+      rows_end = std::max(rows_end, taps.first[static_cast<size_t>(y)] + taps.count[static_cast<size_t>(y)]);
     }
   }
-  cv::Mat out = size.width != src.cols
-                    ? Horizontal(src, size.width, filter, crop.x, crop.width, rows_first, rows_end - rows_first)
-                    : src(cv::Rect(crop.x, rows_first, crop.width, rows_end - rows_first));
-  if (size.height != src.rows) return Vertical(out, src.rows, size.height, filter, crop.y, crop.height, rows_first);
-  return out.data == src.data || out.isSubmatrix() ? out.clone() : out;
+  const cv::Rect rows(crop.x, rows_first, crop.width, rows_end - rows_first);
+  if (size.width == src.cols) {
+    return vertical ? Vertical(src(rows), taps, crop.y, crop.height, rows_first) : src(rows).clone();
+  }
+  const cv::Mat wide = Horizontal(src, size.width, filter, crop.x, crop.width, rows_first, rows.height);
+  return vertical ? Vertical(wide, taps, crop.y, crop.height, rows_first) : wide;
 }
 
 cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter) {
