@@ -42,34 +42,27 @@ absl::StatusOr<torch::Tensor> AugmentImage(const cv::Mat& rgb, const Augmentatio
       }
       out = ResizeLikePil(rgb(box), cv::Size(p.width, p.height));
     } else {
-      // Resize and centre crop, then the other augmentations.
-      Preprocessing raw = p;
-      raw.mean = {0, 0, 0};
-      raw.std = {1, 1, 1};
-      auto t = PreprocessImage(rgb, raw);
-      if (!t.ok()) return t.status();
-      torch::Tensor u8 = (*t * 255).round().clamp(0, 255).to(torch::kUInt8).permute({1, 2, 0}).contiguous();
-      out = cv::Mat(p.height, p.width, CV_8UC3, u8.data_ptr()).clone();
+      out = ResizeCenterCrop(rgb, p);  // then the other augmentations
     }
     if (aug.horizontal_flip && unit(rng) < 0.5) cv::flip(out, out, 1);
+    if (aug.color_jitter <= 0) return NormalizeToTensor(out, p);
+    // Colour jitter works on [0, 1] floats.
     cv::Mat f;
     out.convertTo(f, CV_32FC3, 1.0 / 255.0);
-    if (aug.color_jitter > 0) {
-      const double s = aug.color_jitter;
-      const double brightness = 1 + s * (2 * unit(rng) - 1);
-      const double contrast = 1 + s * (2 * unit(rng) - 1);
-      const double saturation = 1 + s * (2 * unit(rng) - 1);
-      f *= brightness;
-      const cv::Scalar mean = cv::mean(f);
-      const double gray_mean = (mean[0] + mean[1] + mean[2]) / 3;
-      f = (f - cv::Scalar::all(gray_mean)) * contrast + cv::Scalar::all(gray_mean);
-      cv::Mat gray;
-      cv::cvtColor(f, gray, cv::COLOR_RGB2GRAY);
-      cv::Mat gray3;
-      cv::cvtColor(gray, gray3, cv::COLOR_GRAY2RGB);
-      f = gray3 + (f - gray3) * saturation;
-      cv::min(cv::max(f, 0.0), 1.0, f);
-    }
+    const double s = aug.color_jitter;
+    const double brightness = 1 + s * (2 * unit(rng) - 1);
+    const double contrast = 1 + s * (2 * unit(rng) - 1);
+    const double saturation = 1 + s * (2 * unit(rng) - 1);
+    f *= brightness;
+    const cv::Scalar mean = cv::mean(f);
+    const double gray_mean = (mean[0] + mean[1] + mean[2]) / 3;
+    f = (f - cv::Scalar::all(gray_mean)) * contrast + cv::Scalar::all(gray_mean);
+    cv::Mat gray;
+    cv::cvtColor(f, gray, cv::COLOR_RGB2GRAY);
+    cv::Mat gray3;
+    cv::cvtColor(gray, gray3, cv::COLOR_GRAY2RGB);
+    f = gray3 + (f - gray3) * saturation;
+    cv::min(cv::max(f, 0.0), 1.0, f);
     cv::subtract(f, cv::Scalar(p.mean[0], p.mean[1], p.mean[2]), f);
     cv::divide(f, cv::Scalar(p.std[0], p.std[1], p.std[2]), f);
     return torch::from_blob(f.data, {p.height, p.width, 3}, torch::kFloat32).permute({2, 0, 1}).contiguous();

@@ -15,23 +15,45 @@ cv::Size ResizeTarget(int cols, int rows, int resize_size) {
   return {static_cast<int>(static_cast<int64_t>(resize_size) * cols / rows), resize_size};
 }
 
+cv::Mat ResizeCenterCrop(const cv::Mat& rgb, const Preprocessing& p) {
+  const cv::Size target = ResizeTarget(rgb.cols, rgb.rows, p.resize_size);
+  const cv::Size resized(std::max(target.width, p.width), std::max(target.height, p.height));
+  // CenterCrop: int(round((size - crop) / 2)), Python's round (ties to even);
+  // only the cropped pixels are resized.
+  const int x0 = static_cast<int>(std::nearbyint((resized.width - p.width) / 2.0));
+  const int y0 = static_cast<int>(std::nearbyint((resized.height - p.height) / 2.0));
+  return ResizeLikePil(rgb, resized, p.interpolation == "bicubic" ? ResizeFilter::kBicubic : ResizeFilter::kBilinear,
+                       cv::Rect(x0, y0, p.width, p.height));
+}
+
+torch::Tensor NormalizeToTensor(const cv::Mat& rgb8, const Preprocessing& p) {
+  CV_Assert(rgb8.type() == CV_8UC3);
+  // Every 8-bit value of a channel maps to one float: a table per channel, and
+  // one pass that also moves HWC to CHW.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) table[c][v] = (static_cast<float>(v) / 255.0f - p.mean[c]) / p.std[c];
+  }
+  torch::Tensor out = torch::empty({3, rgb8.rows, rgb8.cols}, torch::kFloat32);
+  const size_t plane = static_cast<size_t>(rgb8.rows) * static_cast<size_t>(rgb8.cols);
+  float* r = out.data_ptr<float>();
+  float* g = r + plane;
+  float* b = g + plane;
+  for (int y = 0; y < rgb8.rows; ++y) {
+    const uint8_t* px = rgb8.ptr<uint8_t>(y);
+    for (int x = 0; x < rgb8.cols; ++x, px += 3) {
+      *r++ = table[0][px[0]];
+      *g++ = table[1][px[1]];
+      *b++ = table[2][px[2]];
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<torch::Tensor> PreprocessImage(const cv::Mat& rgb, const Preprocessing& p) {
   return GuardExceptions(absl::StatusCode::kInvalidArgument, "preprocessing", [&]() -> absl::StatusOr<torch::Tensor> {
     if (rgb.empty() || rgb.type() != CV_8UC3) return absl::InvalidArgumentError("expected an 8-bit RGB image");
-    const cv::Size target = ResizeTarget(rgb.cols, rgb.rows, p.resize_size);
-    const cv::Size resized(std::max(target.width, p.width), std::max(target.height, p.height));
-    // CenterCrop: int(round((size - crop) / 2)), Python's round (ties to even);
-    // only the cropped pixels are resized.
-    const int x0 = static_cast<int>(std::nearbyint((resized.width - p.width) / 2.0));
-    const int y0 = static_cast<int>(std::nearbyint((resized.height - p.height) / 2.0));
-    const cv::Mat crop = ResizeLikePil(rgb, resized, p.interpolation == "bicubic" ? ResizeFilter::kBicubic : ResizeFilter::kBilinear,
-                                       cv::Rect(x0, y0, p.width, p.height));
-    cv::Mat f;
-    crop.convertTo(f, CV_32FC3, 1.0 / 255.0);
-    cv::subtract(f, cv::Scalar(p.mean[0], p.mean[1], p.mean[2]), f);
-    cv::divide(f, cv::Scalar(p.std[0], p.std[1], p.std[2]), f);
-    // HWC (contiguous after convertTo) -> CHW
-    return torch::from_blob(f.data, {p.height, p.width, 3}, torch::kFloat32).permute({2, 0, 1}).contiguous();
+    return NormalizeToTensor(ResizeCenterCrop(rgb, p), p);
   });
 }
 

@@ -17,4 +17,11 @@ cv::Size ResizeTarget(int cols, int rows, int resize_size);
 
 absl::StatusOr<torch::Tensor> PreprocessImage(const cv::Mat& rgb, const Preprocessing& p);
 
+// The two halves of PreprocessImage. ResizeCenterCrop: the 8-bit RGB
+// height x width centre crop of the resized image (only its pixels computed).
+cv::Mat ResizeCenterCrop(const cv::Mat& rgb, const Preprocessing& p);
+// ToTensor and Normalize of an 8-bit RGB image, as torchvision computes them
+// in float32 ((v / 255 - mean) / std), into a [3, rows, cols] tensor.
+torch::Tensor NormalizeToTensor(const cv::Mat& rgb8, const Preprocessing& p);
+
 }  // namespace graft::core

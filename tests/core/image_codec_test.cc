@@ -4,6 +4,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "core/data/resize.h"
 #include "core/data/transforms.h"
 #include "core/util/files.h"
 #include "tests/testing/paths.h"
@@ -85,6 +86,41 @@ TEST(PreprocessImage, ResizesCropsAndNormalises) {
   EXPECT_EQ(t->sizes(), (std::vector<int64_t>{3, 224, 224}));
   EXPECT_NEAR((*t)[0][100][100].item<float>(), (1.0f - 0.485f) / 0.229f, 1e-3);
   EXPECT_NEAR((*t)[1][100][100].item<float>(), (0.0f - 0.456f) / 0.224f, 1e-3);
+}
+
+TEST(PreprocessImage, NormalisesEveryValueAsTorchvisionDoesInFloat32) {
+  // Every 8-bit value in every channel, against ToTensor + Normalize computed
+  // with torch ops: (v / 255 - mean) / std in float32, bit for bit.
+  cv::Mat rgb(16, 16, CV_8UC3);
+  for (int i = 0; i < 256; ++i) {
+    rgb.at<cv::Vec3b>(i / 16, i % 16) = cv::Vec3b(static_cast<uint8_t>(i), static_cast<uint8_t>(255 - i),
+                                                  static_cast<uint8_t>((i * 7) % 256));
+  }
+  Preprocessing p;
+  p.mean = {0.5f, 0.25f, 0.125f};
+  p.std = {0.229f, 0.3f, 0.7f};
+  const torch::Tensor got = NormalizeToTensor(rgb, p);
+  const torch::Tensor u8 = torch::from_blob(rgb.data, {16, 16, 3}, torch::kUInt8).permute({2, 0, 1});
+  const torch::Tensor mean = torch::tensor({p.mean[0], p.mean[1], p.mean[2]}).view({3, 1, 1});
+  const torch::Tensor std = torch::tensor({p.std[0], p.std[1], p.std[2]}).view({3, 1, 1});
+  const torch::Tensor want = (u8.to(torch::kFloat32) / 255).sub(mean).div(std);
+  EXPECT_EQ(got.sizes(), (std::vector<int64_t>{3, 16, 16}));
+  EXPECT_TRUE(torch::equal(got, want)) << (got - want).abs().max().item<float>();
+}
+
+TEST(PreprocessImage, IsTheCentreCropNormalised) {
+  cv::Mat rgb(300, 451, CV_8UC3);
+  cv::randu(rgb, 0, 256);
+  Preprocessing p;
+  const auto t = PreprocessImage(rgb, p);
+  ASSERT_TRUE(t.ok());
+  const cv::Mat crop = ResizeCenterCrop(rgb, p);
+  EXPECT_EQ(crop.rows, 224);
+  EXPECT_EQ(crop.cols, 224);
+  EXPECT_TRUE(torch::equal(*t, NormalizeToTensor(crop, p)));
+  // The crop is the middle of the resized image (256 x 384, offsets 16 and 80).
+  const cv::Mat resized = ResizeLikePil(rgb, cv::Size(384, 256));
+  EXPECT_EQ(cv::norm(crop, resized(cv::Rect(80, 16, 224, 224)), cv::NORM_INF), 0);
 }
 
 }  // namespace
