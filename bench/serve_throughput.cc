@@ -7,6 +7,7 @@
 //
 //   serve_throughput [--backbone mobilenet_v2] [--seconds 8] [--clients 1,4,16,64]
 //                    [--max_batch_size 32] [--max_queue_delay_us 500] [--threads N]
+//                    [--decode_on auto|batcher|callers] [--retain_host_memory on|off]
 
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
@@ -38,6 +39,7 @@ struct Args {
   std::string clients = "1,4,16,64";
   int64_t max_batch_size = 32;
   int64_t max_queue_delay_us = 500;
+  std::string decode_on = "auto";
   int threads = static_cast<int>(std::thread::hardware_concurrency());
 };
 
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
     else if (flag == "--max_batch_size") args.max_batch_size = std::stoll(value);
     else if (flag == "--max_queue_delay_us") args.max_queue_delay_us = std::stoll(value);
     else if (flag == "--threads") args.threads = std::stoi(value);
+    else if (flag == "--decode_on") args.decode_on = value;
     else if (flag == "--retain_host_memory") args.retain_host_memory = value != "off";
     else {
       std::cerr << "unknown flag " << flag << "\n";
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
   options.max_batch_size = args.max_batch_size;
   options.retain_host_memory = args.retain_host_memory;
   options.max_queue_delay_us = args.max_queue_delay_us;
+  options.decode_on = args.decode_on;
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) {
     std::cerr << "graftd: " << server.status().message() << "\n";
@@ -121,7 +125,7 @@ int main(int argc, char** argv) {
   });
   reference.join();
   std::cout << "backbone: " << args.backbone << "\nthreads: " << args.threads
-            << "\nmax_batch_size: " << args.max_batch_size << "\nmax_queue_delay_us: " << args.max_queue_delay_us
+            << "\nmax_batch_size: " << args.max_batch_size << "\nmax_queue_delay_us: " << args.max_queue_delay_us << "\ndecode_on: " << args.decode_on
             << "\nreference_batched_forward_images_per_second: " << batched
             << "\nreference_single_image_forward_ms: " << single_ms << "\n";
 
@@ -130,7 +134,7 @@ int main(int argc, char** argv) {
   for (const auto& count_text : absl::StrSplit(args.clients, ',')) {
     const int clients = std::stoi(std::string(count_text));
     std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
-    std::atomic<int64_t> decode_us{0}, queue_us{0}, compute_us{0}, server_us{0}, answered{0};
+    std::atomic<int64_t> decode_us{0}, queue_us{0}, compute_us{0}, server_us{0}, batch_images{0}, answered{0};
     std::atomic<bool> stop{false};
     std::atomic<int> failures{0};
     std::vector<std::thread> threads;
@@ -156,6 +160,7 @@ int main(int argc, char** argv) {
               queue_us += r->timing().queue_us();
               compute_us += r->timing().compute_us();
               server_us += r->timing().total_us();
+              batch_images += r->timing().batch_images();
               ++answered;
             }
           }
@@ -185,7 +190,8 @@ int main(int argc, char** argv) {
       std::cout << k << "mean_server_decode_ms: " << decode_us / n << "\n"
                 << k << "mean_server_queue_ms: " << queue_us / n << "\n"
                 << k << "mean_server_compute_ms: " << compute_us / n << "\n"
-                << k << "mean_server_total_ms: " << server_us / n << "\n";
+                << k << "mean_server_total_ms: " << server_us / n << "\n"
+                << k << "mean_batch_images: " << static_cast<double>(batch_images) / static_cast<double>(answered) << "\n";
     }
     if (clients == 1) std::cout << "p50_at_1_client_minus_single_forward_ms: " << pct(0.5) - single_ms << "\n";
   }

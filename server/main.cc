@@ -29,6 +29,10 @@ ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:
 ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted, in pixels, checked from the header before decoding.");
 ABSL_FLAG(int64_t, max_batch_size, 32, "Most images the dynamic batcher gathers into one forward pass.");
 ABSL_FLAG(int64_t, max_queue_delay_us, 500, "How long the oldest waiting Predict/Embed request waits for others to share its batch.");
+ABSL_FLAG(std::string, decode_on, "auto",
+          "Where Predict/Embed decode images: batcher (on the batcher's compute threads, in parallel, before each "
+          "batch: the forward of a CPU backbone is not preempted), callers (on each request's thread before it "
+          "queues: overlaps a GPU's forward), or auto (batcher for CPU backbones, callers for CUDA).");
 ABSL_FLAG(int, intra_op_threads, 0, "LibTorch intra-op threads; 0 uses one per core.");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Fine-tuning jobs run at the same time.");
 ABSL_FLAG(int, max_queued_jobs, 16, "Jobs waiting beyond the running ones; CreateJob answers RESOURCE_EXHAUSTED past it.");
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
   options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   options.max_queue_delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
+  options.decode_on = absl::GetFlag(FLAGS_decode_on);
   options.intra_op_threads = absl::GetFlag(FLAGS_intra_op_threads);
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "core/serve/predictor.h"
@@ -51,6 +52,13 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
   if (options.idle_rpc_threads < 1) return absl::InvalidArgumentError("--idle_rpc_threads must be at least 1");
+  using DecodeOn = core::PredictorOptions::DecodeOn;
+  const std::map<std::string, DecodeOn> decode_on = {
+      {"auto", DecodeOn::kAuto}, {"batcher", DecodeOn::kBatcher}, {"callers", DecodeOn::kCallers}};
+  if (decode_on.count(options.decode_on) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--decode_on must be auto, batcher or callers, got '", options.decode_on, "'"));
+  }
   if (options.retain_host_memory && !core::RetainHostMemory()) {
     ABSL_LOG(WARNING) << "--retain_host_memory: this C library offers no control over returning memory; ignored";
   }
@@ -123,6 +131,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   predictor_options.limits.max_pixels = options.max_image_pixels;
   predictor_options.batching.max_batch_size = options.max_batch_size;
   predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
+  predictor_options.decode_on = decode_on.at(options.decode_on);
   predictor_options.batching.mixed_precision = options.mixed_precision;
   s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 

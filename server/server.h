@@ -31,6 +31,7 @@ struct ServerOptions {
   int64_t max_image_pixels = 40'000'000;
   int64_t max_batch_size = 32;
   int64_t max_queue_delay_us = 500;
+  std::string decode_on = "auto";  // auto | batcher | callers: core::PredictorOptions::DecodeOn
   int intra_op_threads = 0;   // 0: LibTorch's default (one per core)
   int64_t max_message_bytes = 64 << 20;
   int max_concurrent_jobs = 1;

@@ -6,22 +6,34 @@
 
 #include <set>
 
+#include "core/util/compute_threads.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
 namespace {
 
 constexpr auto kCancelPoll = std::chrono::milliseconds(10);
+constexpr int kLogits = -1;  // the classifier's output among a batch's stops
 
 int64_t Micros(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-bool SameInputSize(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.size(-2) == b.size(-2) && a.size(-1) == b.size(-1);
+}  // namespace
+
+int64_t TrunkRequest::Images() const {
+  if (images.defined()) return images.size(0);
+  int64_t n = 0;
+  for (const DeferredInput& d : deferred) n += d.images;
+  return n;
 }
 
-}  // namespace
+bool TrunkRequest::SameInputSize(const TrunkRequest& other) const {
+  const auto size = [](const TrunkRequest& r) {
+    return r.images.defined() ? std::make_pair(r.images.size(-2), r.images.size(-1)) : std::make_pair(r.height, r.width);
+  };
+  return size(*this) == size(other);
+}
 
 TrunkBatcher::TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options,
                            BatcherObserver* observer)
@@ -71,14 +83,14 @@ absl::StatusOr<TrunkResult> TrunkBatcher::Run(TrunkRequest request, const std::f
 
 int64_t TrunkBatcher::QueuedImages() const {
   int64_t n = 0;
-  for (const auto& p : queue_) n += p->request.images.size(0);
+  for (const auto& p : queue_) n += p->request.Images();
   return n;
 }
 
 int64_t TrunkBatcher::CompatibleImages() const {
   int64_t n = 0;
   for (const auto& p : queue_) {
-    if (SameInputSize(p->request.images, queue_.front()->request.images)) n += p->request.images.size(0);
+    if (p->request.SameInputSize(queue_.front()->request)) n += p->request.Images();
   }
   return n;
 }
@@ -86,10 +98,10 @@ int64_t TrunkBatcher::CompatibleImages() const {
 std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
   std::vector<std::shared_ptr<Pending>> batch{queue_.front()};
   queue_.pop_front();
-  int64_t images = batch[0]->request.images.size(0);
+  int64_t images = batch[0]->request.Images();
   for (auto it = queue_.begin(); it != queue_.end() && images < options_.max_batch_size;) {
-    const int64_t n = (*it)->request.images.size(0);
-    if (SameInputSize((*it)->request.images, batch[0]->request.images) && images + n <= options_.max_batch_size) {
+    const int64_t n = (*it)->request.Images();
+    if ((*it)->request.SameInputSize(batch[0]->request) && images + n <= options_.max_batch_size) {
       images += n;
       batch.push_back(*it);
       it = queue_.erase(it);
@@ -127,13 +139,69 @@ void TrunkBatcher::Loop() {
   }
 }
 
-void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& batch) {
+std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::Prepare(
+    const std::vector<std::shared_ptr<Pending>>& batch) {
+  struct Job {
+    Pending* owner;
+    const DeferredInput* input;
+    absl::StatusOr<torch::Tensor> made = absl::UnknownError("not made");
+  };
+  std::vector<Job> jobs;
+  for (const auto& p : batch) {
+    for (const DeferredInput& d : p->request.deferred) jobs.push_back({p.get(), &d});
+  }
+  if (jobs.empty()) return batch;
+  ParallelForEach(static_cast<int64_t>(jobs.size()), [&](int64_t i) {
+    Job& job = jobs[static_cast<size_t>(i)];
+    job.made = GuardInternal("preparing inputs", [&] { return job.input->make(); });
+  });
+  std::vector<std::shared_ptr<Pending>> ready;
+  size_t j = 0;
+  for (const auto& p : batch) {
+    if (p->request.deferred.empty()) {
+      ready.push_back(p);
+      continue;
+    }
+    std::vector<torch::Tensor> parts;
+    absl::Status failed;
+    for (; j < jobs.size() && jobs[j].owner == p.get(); ++j) {
+      if (!failed.ok()) continue;
+      if (jobs[j].made.ok()) {
+        parts.push_back(*jobs[j].made);
+      } else {
+        failed = jobs[j].made.status();
+      }
+    }
+    if (!failed.ok()) {
+      p->result = failed;
+      continue;
+    }
+    auto joined = GuardInternal("batching", [&]() -> absl::StatusOr<torch::Tensor> {
+      return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+    });
+    if (!joined.ok()) {
+      p->result = joined.status();
+      continue;
+    }
+    p->request.images = *std::move(joined);
+    ready.push_back(p);
+  }
+  return ready;
+}
+
+void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
+  const auto prepare_start = Clock::now();
+  const std::vector<std::shared_ptr<Pending>> batch = Prepare(taken);
+  const auto prepare_us = Micros(Clock::now() - prepare_start);
+  if (batch.empty()) return;
   const auto start = Clock::now();
   std::set<int> stop_set;
   std::vector<torch::Tensor> inputs;
+  bool classify = false;
   for (const auto& p : batch) {
     stop_set.insert(p->request.stops.begin(), p->request.stops.end());
     inputs.push_back(p->request.images);
+    classify = classify || p->request.classify;
   }
   const std::vector<int> stops(stop_set.begin(), stop_set.end());
   ResidentBackbone& bb = *backbone_;
@@ -157,6 +225,11 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& batch) {
     }
     std::map<int, torch::Tensor> out;
     for (auto& [stop, p] : parts) out[stop] = p.size() == 1 ? p[0] : torch::cat(p, 0);
+    if (classify) {
+      const int last = static_cast<int>(bb.module->blocks().size());
+      if (out.count(last) == 0) return absl::InternalError("classify without the last block among the stops");
+      out[kLogits] = bb.inference->ForwardHead(out.at(last)).to(torch::kFloat32);
+    }
     return out;
   });
   const auto compute_us = Micros(Clock::now() - start);
@@ -170,7 +243,9 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& batch) {
     }
     TrunkResult r;
     for (int stop : p->request.stops) r.at[stop] = joined->at(stop).slice(0, offset, offset + n);
-    r.queue_us = Micros(start - p->arrived);
+    if (p->request.classify) r.logits = joined->at(kLogits).slice(0, offset, offset + n);
+    r.queue_us = Micros(prepare_start - p->arrived);
+    r.prepare_us = p->request.deferred.empty() ? 0 : prepare_us;
     r.compute_us = compute_us;
     r.batch_images = images;
     p->result = std::move(r);

@@ -34,16 +34,39 @@ struct BatcherOptions {
   bool mixed_precision = true;        // CUDA only: the trunk runs under float16 autocast
 };
 
+// An input the batcher makes itself, on its compute threads, just before the
+// batch it rides in runs: `images` rows of [images, 3, H, W] float on the CPU,
+// or an error (naming the input) that fails its request alone.
+struct DeferredInput {
+  int64_t images = 1;
+  std::function<absl::StatusOr<torch::Tensor>()> make;
+};
+
 // One request to the shared trunk: a [N, 3, H, W] float batch on the CPU and
-// the block boundaries whose activations it needs (ascending, 1..n).
+// the block boundaries whose activations it needs (ascending, 1..n). Instead
+// of `images`, `deferred` inputs of `height` x `width` (concatenated in
+// order) leave decoding to the batcher: on a CPU backbone that keeps every
+// core's work in one place, where decoding on the callers' threads would
+// preempt the forward's OpenMP team and stall it at each barrier.
 struct TrunkRequest {
   torch::Tensor images;
   std::vector<int> stops;
+  // Also the backbone's own classifier over the last block's output (which
+  // `stops` must include), batched with the others' like the trunk.
+  bool classify = false;
+  std::vector<DeferredInput> deferred;
+  int64_t height = 0;
+  int64_t width = 0;
+
+  int64_t Images() const;
+  bool SameInputSize(const TrunkRequest& other) const;
 };
 
 struct TrunkResult {
   std::map<int, torch::Tensor> at;  // this request's rows at each of its stops
+  torch::Tensor logits;             // classify: its rows of the classifier's output
   int64_t queue_us = 0;             // from arrival to the start of its batch
+  int64_t prepare_us = 0;           // its batch's deferred inputs made (decoded)
   int64_t compute_us = 0;           // its batch's forward pass
   int64_t batch_images = 0;         // images in the batch it rode in
 };
@@ -83,6 +106,10 @@ class TrunkBatcher {
   int64_t CompatibleImages() const;
   int64_t QueuedImages() const;
   void Compute(const std::vector<std::shared_ptr<Pending>>& batch);
+  // Makes the batch's deferred inputs, in parallel on this thread's intra-op
+  // pool; a request with an input that fails gets that error and leaves the
+  // batch. Returns those left to compute.
+  std::vector<std::shared_ptr<Pending>> Prepare(const std::vector<std::shared_ptr<Pending>>& batch);
 
   const std::shared_ptr<ResidentBackbone> backbone_;
   const BatcherOptions options_;

@@ -64,32 +64,49 @@ std::vector<std::vector<ClassScore>> TopK(const torch::Tensor& logits, int k, co
 
 }  // namespace
 
-absl::StatusOr<torch::Tensor> Predictor::BuildBatch(const Preprocessing& p, const std::vector<ImageInput>& inputs,
-                                                    Timing& timing) const {
-  const auto start = Clock::now();
+absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, const std::vector<ImageInput>& inputs,
+                                                    bool defer, Timing& timing) const {
   if (inputs.empty()) return absl::InvalidArgumentError("no images in the request");
-  std::vector<torch::Tensor> parts;
+  TrunkRequest request;
+  request.height = p.height;
+  request.width = p.width;
   int64_t total = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const ImageInput& in = inputs[i];
+    DeferredInput d;
     if (in.tensor.defined()) {
       RETURN_IF_ERROR(CheckTensor(in.tensor, i, p));
-      parts.push_back(in.tensor.dim() == 3 ? in.tensor.unsqueeze(0) : in.tensor);
+      const torch::Tensor t = in.tensor.dim() == 3 ? in.tensor.unsqueeze(0) : in.tensor;
+      d.images = t.size(0);
+      d.make = [t] { return t; };
     } else {
-      auto image = DecodeImage(in.encoded, options_.limits);
-      if (!image.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", image.status().message()));
-      auto tensor = PreprocessImage(*image, p);
-      if (!tensor.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", tensor.status().message()));
-      parts.push_back(tensor->unsqueeze(0));
+      // Owns its bytes: a caller that gives up may leave while its batch runs.
+      d.make = [bytes = in.encoded, p, limits = options_.limits, i]() -> absl::StatusOr<torch::Tensor> {
+        auto image = DecodeImage(bytes, limits);
+        if (!image.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", image.status().message()));
+        auto tensor = PreprocessImage(*image, p);
+        if (!tensor.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", tensor.status().message()));
+        return tensor->unsqueeze(0);
+      };
     }
-    total += parts.back().size(0);
+    total += d.images;
     if (total > options_.max_images) {
       return absl::InvalidArgumentError(absl::StrCat("more than ", options_.max_images, " images in one request"));
     }
+    request.deferred.push_back(std::move(d));
   }
-  auto batch = GuardInternal("batching", [&]() -> absl::StatusOr<torch::Tensor> { return torch::cat(parts, 0); });
+  if (defer) return request;
+  const auto start = Clock::now();
+  std::vector<torch::Tensor> parts;
+  for (const DeferredInput& d : request.deferred) {
+    ASSIGN_OR_RETURN(torch::Tensor t, d.make());
+    parts.push_back(std::move(t));
+  }
+  ASSIGN_OR_RETURN(request.images,
+                   GuardInternal("batching", [&]() -> absl::StatusOr<torch::Tensor> { return torch::cat(parts, 0); }));
+  request.deferred.clear();
   timing.decode_us = MicrosSince(start);
-  return batch;
+  return request;
 }
 
 Predictor::~Predictor() = default;
@@ -101,15 +118,21 @@ TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& bac
   return *b;
 }
 
-absl::StatusOr<std::map<int, torch::Tensor>> Predictor::RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
-                                                                 const torch::Tensor& batch,
-                                                                 const std::vector<int>& stops, Timing& timing,
-                                                                 const CancelledFn& cancelled) const {
-  ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run({batch, stops}, cancelled));
+absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
+                                                const Preprocessing& p, const std::vector<ImageInput>& inputs,
+                                                const std::vector<int>& stops, bool classify, Timing& timing,
+                                                const CancelledFn& cancelled) const {
+  const bool defer = options_.decode_on == PredictorOptions::DecodeOn::kBatcher ||
+                     (options_.decode_on == PredictorOptions::DecodeOn::kAuto && backbone->device.is_cpu());
+  ASSIGN_OR_RETURN(TrunkRequest request, MakeRequest(p, inputs, defer, timing));
+  request.stops = stops;
+  request.classify = classify;
+  ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run(std::move(request), cancelled));
+  timing.decode_us += r.prepare_us;
   timing.queue_us += r.queue_us;
   timing.compute_us += r.compute_us;
   timing.batch_images = std::max(timing.batch_images, r.batch_images);
-  return std::move(r.at);
+  return r;
 }
 
 absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const std::vector<ImageInput>& inputs,
@@ -124,17 +147,10 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
   }
   ASSIGN_OR_RETURN(const int k, ResolveTopK(top_k, backbone->spec->num_classes));
   PredictResult result;
-  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));
   const int n = static_cast<int>(backbone->module->blocks().size());
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {n}, result.timing, cancelled));
-  const auto head_start = Clock::now();
-  auto logits = GuardInternal("classifier", [&]() -> absl::StatusOr<torch::Tensor> {
-    c10::InferenceMode guard;
-    return backbone->inference->ForwardHead(trunk.at(n));
-  });
-  if (!logits.ok()) return logits.status();
-  result.images = TopK(*logits, k, zoo_.imagenet_labels());
-  result.timing.compute_us += MicrosSince(head_start);
+  ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, backbone->spec->preprocessing, inputs, {n},
+                                                     /*classify=*/true, result.timing, cancelled));
+  result.images = TopK(trunk.logits, k, zoo_.imagenet_labels());
   result.timing.total_us = MicrosSince(start);
   return result;
 }
@@ -168,9 +184,10 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   std::sort(ks.begin(), ks.end());
   ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
   MultiPredictResult result;
-  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(models[0]->info().preprocessing, inputs, result.timing));
   const std::shared_ptr<ResidentBackbone> backbone = models[0]->backbone();
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, ks, result.timing, cancelled));
+  ASSIGN_OR_RETURN(const TrunkResult trunk_result, RunTrunk(backbone, models[0]->info().preprocessing, inputs, ks,
+                                                            /*classify=*/false, result.timing, cancelled));
+  const auto& trunk = trunk_result.at;
   const int n = static_cast<int>(backbone->module->blocks().size());
   const auto tails = Clock::now();
   for (const auto& m : models) {
@@ -208,11 +225,11 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
     }
   }
   EmbedResult result;
-  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(backbone->spec->preprocessing, inputs, result.timing));
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {end}, result.timing, cancelled));
+  ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, backbone->spec->preprocessing, inputs, {end},
+                                                     /*classify=*/false, result.timing, cancelled));
   auto pooled = GuardInternal("pooling", [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
-    return BackboneImpl::Pool(trunk.at(end)).to(torch::kCPU).contiguous();
+    return BackboneImpl::Pool(trunk.at.at(end)).to(torch::kCPU).contiguous();
   });
   if (!pooled.ok()) return pooled.status();
   result.embeddings = *pooled;
@@ -228,14 +245,14 @@ absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   ASSIGN_OR_RETURN(auto model, models_->Get(model_id));
   EmbedResult result;
-  ASSIGN_OR_RETURN(const torch::Tensor batch, BuildBatch(model->info().preprocessing, inputs, result.timing));
   const std::shared_ptr<ResidentBackbone> backbone = model->backbone();
   const int k = model->first_block();
   const int n = static_cast<int>(backbone->module->blocks().size());
-  ASSIGN_OR_RETURN(const auto trunk, RunTrunk(backbone, batch, {k}, result.timing, cancelled));
+  ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
+                                                     /*classify=*/false, result.timing, cancelled));
   auto features = GuardInternal("embed " + model_id, [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
-    const torch::Tensor& at_k = trunk.at(k);
+    const torch::Tensor& at_k = trunk.at.at(k);
     return model->Embed(k == n ? BackboneImpl::Pool(at_k) : at_k).to(torch::kCPU).contiguous();
   });
   if (!features.ok()) return features.status();

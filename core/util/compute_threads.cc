@@ -21,6 +21,12 @@ void UseOneComputeThreadHere() {
 #endif
 }
 
+void ParallelForEach(int64_t n, const std::function<void(int64_t)>& f) {
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) f(i);
+  });
+}
+
 bool UseSingleThreadedBlas() {
   // Looked up at run time: libblas.so.3 may be another implementation.
   using SetThreads = void (*)(int);

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
 namespace graft::core {
 
 // Makes LibTorch ops called on this thread run on this thread alone.
@@ -22,5 +25,12 @@ void UseOneComputeThreadHere();
 // graft parallelises through LibTorch's intra-op pool instead. Process-wide;
 // returns false when the BLAS in use is not OpenBLAS (nothing changed).
 bool UseSingleThreadedBlas();
+
+// Calls f(i) for every i in [0, n) on this thread's intra-op pool (LibTorch's
+// OpenMP team), LibTorch ops inside f running single-threaded, and returns
+// when all are done. Here because at::parallel_for is inlined into its
+// caller and runs serially unless that file is compiled with OpenMP. f must
+// not throw.
+void ParallelForEach(int64_t n, const std::function<void(int64_t)>& f);
 
 }  // namespace graft::core

@@ -19,6 +19,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+TrunkRequest Ready(torch::Tensor images, std::vector<int> stops) {
+  TrunkRequest r;
+  r.images = std::move(images);
+  r.stops = std::move(stops);
+  return r;
+}
+
 // Counts what the batcher reports.
 class CountingObserver : public BatcherObserver {
  public:
@@ -90,7 +97,7 @@ TEST_F(BatcherTest, ConcurrentRequestsEachGetTheirOwnRows) {
   for (int i = 0; i < kClients; ++i) {
     futures.push_back(std::async(std::launch::async, [&, i] {
       const std::vector<int> stops = i % 2 == 0 ? std::vector<int>{n_} : std::vector<int>{mid, n_};
-      return batcher.Run({inputs[static_cast<size_t>(i)], stops}, {});
+      return batcher.Run(Ready(inputs[static_cast<size_t>(i)], stops), {});
     }));
   }
   for (int i = 0; i < kClients; ++i) {
@@ -109,12 +116,63 @@ TEST_F(BatcherTest, ConcurrentRequestsEachGetTheirOwnRows) {
   for (const auto& [images, requests] : observer.batches) EXPECT_LE(images, 16);
 }
 
+TEST_F(BatcherTest, DeferredInputsAreMadeByTheBatcherAndAFailureStaysWithItsRequest) {
+  CountingObserver observer;
+  TrunkBatcher batcher(resident_, {/*max_batch_size=*/16, /*max_queue_delay_us=*/50000}, &observer);
+  constexpr int kClients = 8;
+  std::vector<torch::Tensor> inputs;
+  for (int i = 0; i < kClients; ++i) inputs.push_back(torch::randn({2, 3, 64, 64}) + static_cast<double>(i));
+  std::vector<std::thread::id> callers(kClients);
+  std::mutex made_mu;
+  std::vector<std::thread::id> made_on;
+  std::vector<std::future<absl::StatusOr<TrunkResult>>> futures;
+  for (int i = 0; i < kClients; ++i) {
+    futures.push_back(std::async(std::launch::async, [&, i] {
+      callers[static_cast<size_t>(i)] = std::this_thread::get_id();
+      TrunkRequest r;
+      r.stops = {n_};
+      r.height = r.width = 64;
+      // Two one-image parts, made in order; client 3's second part fails.
+      for (int64_t row = 0; row < 2; ++row) {
+        DeferredInput d;
+        d.make = [&, i, row]() -> absl::StatusOr<torch::Tensor> {
+          {
+            std::lock_guard<std::mutex> lock(made_mu);
+            made_on.push_back(std::this_thread::get_id());
+          }
+          if (i == 3 && row == 1) return absl::InvalidArgumentError("image 1: corrupt JPEG");
+          return inputs[static_cast<size_t>(i)].slice(0, row, row + 1);
+        };
+        r.deferred.push_back(std::move(d));
+      }
+      return batcher.Run(std::move(r), {});
+    }));
+  }
+  for (int i = 0; i < kClients; ++i) {
+    auto r = futures[static_cast<size_t>(i)].get();
+    if (i == 3) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+      EXPECT_EQ(r.status().message(), "image 1: corrupt JPEG");
+      continue;
+    }
+    ASSERT_TRUE(r.ok()) << "client " << i << ": " << r.status();
+    ExpectClose(r->at.at(n_), Expected(inputs[static_cast<size_t>(i)], n_));
+    EXPECT_GE(r->prepare_us, 0);
+  }
+  EXPECT_EQ(made_on.size(), 2u * kClients);
+  for (const auto& id : made_on) {
+    EXPECT_EQ(std::count(callers.begin(), callers.end(), id), 0) << "an input was made on its caller's thread";
+  }
+  EXPECT_EQ(observer.TotalRequests(), kClients - 1) << "the failed request was computed";
+  EXPECT_GT(observer.MaxRequests(), 1) << "deferred requests were never batched together";
+}
+
 TEST_F(BatcherTest, HonoursTheQueueDelayAndDoesNotWaitWhenFull) {
   constexpr int64_t kDelayUs = 150'000;
   TrunkBatcher batcher(resident_, {/*max_batch_size=*/4, kDelayUs}, nullptr);
   // Alone and short of a full batch: waits about the delay, not much longer.
   const auto start = Clock::now();
-  auto lone = batcher.Run({torch::randn({1, 3, 64, 64}), {n_}}, {});
+  auto lone = batcher.Run(Ready(torch::randn({1, 3, 64, 64}), {n_}), {});
   const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   ASSERT_TRUE(lone.ok()) << lone.status();
   EXPECT_GE(lone->queue_us, kDelayUs * 9 / 10);
@@ -122,16 +180,16 @@ TEST_F(BatcherTest, HonoursTheQueueDelayAndDoesNotWaitWhenFull) {
   EXPECT_GE(waited, lone->queue_us);
   // Alone again after a batch that was alone: a sequential caller is not kept
   // waiting for company.
-  auto next = batcher.Run({torch::randn({1, 3, 64, 64}), {n_}}, {});
+  auto next = batcher.Run(Ready(torch::randn({1, 3, 64, 64}), {n_}), {});
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_LT(next->queue_us, kDelayUs / 2);
   // A full batch runs at once.
-  auto full = batcher.Run({torch::randn({4, 3, 64, 64}), {n_}}, {});
+  auto full = batcher.Run(Ready(torch::randn({4, 3, 64, 64}), {n_}), {});
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_LT(full->queue_us, kDelayUs / 2);
   // A request larger than a batch is run in chunks, still as one answer.
   const torch::Tensor big = torch::randn({10, 3, 64, 64});
-  auto chunked = batcher.Run({big, {n_}}, {});
+  auto chunked = batcher.Run(Ready(big, {n_}), {});
   ASSERT_TRUE(chunked.ok()) << chunked.status();
   ExpectClose(chunked->at.at(n_), Expected(big, n_));
 }
@@ -145,10 +203,10 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   // Hold the compute lock (as a training job would) so A's batch blocks and B
   // stays queued behind it.
   std::unique_lock<std::mutex> busy(resident_->compute_mu);
-  auto fa = std::async(std::launch::async, [&] { return batcher.Run({a, {n_}}, {}); });
+  auto fa = std::async(std::launch::async, [&] { return batcher.Run(Ready(a, {n_}), {}); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::atomic<bool> b_gone{false};
-  auto fb = std::async(std::launch::async, [&] { return batcher.Run({b, {n_}}, [&] { return b_gone.load(); }); });
+  auto fb = std::async(std::launch::async, [&] { return batcher.Run(Ready(b, {n_}), [&] { return b_gone.load(); }); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   b_gone = true;
   ASSERT_EQ(fb.wait_for(std::chrono::seconds(2)), std::future_status::ready) << "a cancelled caller kept waiting";
@@ -158,7 +216,7 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   const auto ra = fa.get();
   ASSERT_TRUE(ra.ok()) << ra.status();
   ExpectClose(ra->at.at(n_), Expected(a, n_));
-  const auto rc = batcher.Run({c, {n_}}, {});
+  const auto rc = batcher.Run(Ready(c, {n_}), {});
   ASSERT_TRUE(rc.ok()) << rc.status();
   ExpectClose(rc->at.at(n_), Expected(c, n_));
   EXPECT_EQ(observer.TotalRequests(), 2) << "the cancelled request was computed";

@@ -14,6 +14,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <future>
 
 #include "absl/strings/str_cat.h"
 
@@ -157,6 +158,44 @@ with open(out, 'w') as f, torch.no_grad():
       EXPECT_NEAR(r->images[0][static_cast<size_t>(k)].probability, probability, 2e-3) << n << " rank " << k + 1;
     }
   }
+}
+
+// Decoding in the batcher (in parallel, just before the batch runs) or on the
+// callers' threads gives the same answers, and under concurrency a corrupt
+// image fails its own request only.
+TEST_F(RealWeightsTest, DecodingInTheBatcherOrOnTheCallersAnswersTheSame) {
+  PredictorOptions on_callers, on_batcher;
+  on_callers.decode_on = PredictorOptions::DecodeOn::kCallers;
+  on_batcher.decode_on = PredictorOptions::DecodeOn::kBatcher;
+  on_batcher.batching.max_queue_delay_us = 200'000;  // let the concurrent requests meet
+  const Predictor callers(*zoo_, nullptr, on_callers);
+  const Predictor batcher(*zoo_, nullptr, on_batcher);
+  const std::vector<std::string> names{"dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg"};
+  std::vector<std::future<absl::StatusOr<PredictResult>>> served;
+  for (const auto& n : names) {
+    served.push_back(std::async(std::launch::async, [&, n] { return batcher.Predict("mobilenet_v2", {Image(n)}, 3); }));
+  }
+  const std::string dog = Image("dog.jpg").encoded;
+  const std::vector<ImageInput> with_corrupt{Image("eagle.jpg"), ImageInput{dog.substr(0, dog.size() / 2), {}}};
+  auto corrupt = std::async(std::launch::async, [&] { return batcher.Predict("mobilenet_v2", with_corrupt, 3); });
+  int64_t largest_batch = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto got = served[i].get();
+    const auto want = callers.Predict("mobilenet_v2", {Image(names[i])}, 3);
+    ASSERT_TRUE(got.ok()) << names[i] << ": " << got.status();
+    ASSERT_TRUE(want.ok()) << names[i] << ": " << want.status();
+    EXPECT_GT(got->timing.decode_us, 0);
+    largest_batch = std::max(largest_batch, got->timing.batch_images);
+    for (size_t k = 0; k < 3; ++k) {
+      EXPECT_EQ(got->images[0][k].index, want->images[0][k].index) << names[i] << " rank " << k + 1;
+      EXPECT_NEAR(got->images[0][k].probability, want->images[0][k].probability, 1e-5) << names[i];
+    }
+  }
+  EXPECT_GT(largest_batch, 1) << "the concurrent requests never shared a batch";
+  const auto bad = corrupt.get();
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_NE(bad.status().message().find("image 1: truncated JPEG"), std::string::npos) << bad.status();
+  EXPECT_EQ(callers.Predict("mobilenet_v2", with_corrupt, 3).status(), bad.status());
 }
 
 TEST_F(RealWeightsTest, EmbedReturnsPooledFeaturesAndNamedBlocks) {

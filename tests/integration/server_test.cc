@@ -281,6 +281,11 @@ TEST(ServerOptionsTest, BadServingOptionsAreRefusedByName) {
   server = GraftServer::Start(options);
   ASSERT_FALSE(server.ok());
   EXPECT_NE(server.status().message().find("--max_batch_size"), std::string::npos) << server.status();
+  options.max_batch_size = 32;
+  options.decode_on = "sometimes";
+  server = GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().message(), "--decode_on must be auto, batcher or callers, got 'sometimes'");
 }
 
 TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {
