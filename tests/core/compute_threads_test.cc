@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace graft::core {
@@ -35,6 +39,37 @@ TEST(ComputeThreadsTest, OneComputeThreadHereLeavesOtherThreadsTheirTeams) {
   // Ops on this thread still compute the same values.
   const torch::Tensor x = torch::arange(1000, torch::kFloat32);
   EXPECT_FLOAT_EQ(x.sum().item<float>(), 499500.0f);
+}
+
+TEST(ComputeThreadsTest, ParallelForEachUsesTheTeamOnceEachAndNestsSerially) {
+  std::thread t([] {  // a thread with a team of two, as the batcher's
+    at::set_num_threads(2);
+    std::vector<std::atomic<int>> calls(64);
+    std::mutex mu;
+    std::set<std::thread::id> threads;
+    ParallelForEach(64, [&](int64_t i) {
+      ++calls[static_cast<size_t>(i)];
+      std::lock_guard<std::mutex> lock(mu);
+      threads.insert(std::this_thread::get_id());
+    });
+    for (const auto& c : calls) EXPECT_EQ(c.load(), 1);
+    EXPECT_EQ(threads.size(), 2u) << "the work did not reach the second thread of the team";
+    // Nested: the inner calls run on the outer call's thread.
+    std::atomic<int> mismatched{0}, inner{0};
+    ParallelForEach(4, [&](int64_t) {
+      const auto outer = std::this_thread::get_id();
+      ParallelForEach(8, [&](int64_t) {
+        ++inner;
+        if (std::this_thread::get_id() != outer) ++mismatched;
+      });
+    });
+    EXPECT_EQ(inner.load(), 32);
+    EXPECT_EQ(mismatched.load(), 0);
+    EXPECT_THROW(ParallelForEach(8, [](int64_t i) {
+      if (i == 5) throw std::runtime_error("five");
+    }), std::runtime_error);
+  });
+  t.join();
 }
 
 }  // namespace
