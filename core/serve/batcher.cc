@@ -12,7 +12,9 @@
 namespace graft::core {
 namespace {
 
-constexpr auto kCancelPoll = std::chrono::milliseconds(10);
+// How often a waiting caller checks whether its client has gone. Each check
+// wakes a thread that may preempt the forward's OpenMP team, so not often.
+constexpr auto kCancelPoll = std::chrono::milliseconds(50);
 constexpr int kLogits = -1;  // the classifier's output among a batch's stops
 
 int64_t Micros(std::chrono::steady_clock::duration d) {
@@ -48,11 +50,11 @@ TrunkBatcher::~TrunkBatcher() {
     for (auto& p : queue_) {
       p->result = absl::UnavailableError("the server is shutting down");
       p->done = true;
+      p->done_cv.notify_one();
     }
     queue_.clear();
   }
   work_cv_.notify_all();
-  done_cv_.notify_all();
   worker_.join();
 }
 
@@ -66,7 +68,7 @@ absl::StatusOr<TrunkResult> TrunkBatcher::Run(TrunkRequest request, const std::f
   if (observer_ != nullptr) observer_->OnQueueDepth(backbone_->spec->name, QueuedImages());
   work_cv_.notify_one();
   while (!pending->done) {
-    done_cv_.wait_for(lock, kCancelPoll);
+    pending->done_cv.wait_for(lock, kCancelPoll);
     if (pending->done || !cancelled || !cancelled()) continue;
     // The caller has gone: leave the queue if still in it; a request already
     // in a running batch is simply not waited for.
@@ -134,8 +136,11 @@ void TrunkBatcher::Loop() {
     lock.unlock();
     Compute(batch);
     lock.lock();
-    for (auto& p : batch) p->done = true;
-    done_cv_.notify_all();
+    // Wakes this batch's callers only; those queued for the next sleep on.
+    for (auto& p : batch) {
+      p->done = true;
+      p->done_cv.notify_one();
+    }
   }
 }
 

@@ -95,6 +95,7 @@ class TrunkBatcher {
     TrunkRequest request;
     Clock::time_point arrived;
     bool done = false;
+    std::condition_variable done_cv;  // its caller: done (with mu_)
     absl::StatusOr<TrunkResult> result = absl::UnknownError("not run");
   };
 
@@ -117,7 +118,6 @@ class TrunkBatcher {
 
   std::mutex mu_;
   std::condition_variable work_cv_;  // the worker: a request arrived, or stop
-  std::condition_variable done_cv_;  // callers: a batch finished
   std::deque<std::shared_ptr<Pending>> queue_;
   bool stop_ = false;
   size_t last_batch_requests_ = 2;  // > 1: the first request waits for company
