@@ -213,27 +213,29 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
   int64_t images = 0;
   auto joined = GuardInternal("forward " + bb.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
     c10::InferenceMode guard;
-    const AutocastScope autocast(bb.device, options_.mixed_precision, torch::kHalf);
     const torch::Tensor all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0);
     images = all.size(0);
-    std::map<int, std::vector<torch::Tensor>> parts;
     std::lock_guard<std::mutex> compute(bb.compute_mu);
-    for (int64_t b = 0; b < images; b += options_.max_batch_size) {
-      torch::Tensor x = ToDevice(all.slice(0, b, b + options_.max_batch_size), bb.device);
-      int prev = 0;
-      for (int stop : stops) {
-        x = bb.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
-        // The models' tails and Embed read float32.
-        parts[stop].push_back(autocast.active() ? x.to(torch::kFloat32) : x);
-        prev = stop;
-      }
-    }
     std::map<int, torch::Tensor> out;
-    for (auto& [stop, p] : parts) out[stop] = p.size() == 1 ? p[0] : torch::cat(p, 0);
-    if (classify) {
+    {
+      const AutocastScope autocast(bb.device, options_.mixed_precision, torch::kHalf);
+      std::map<int, std::vector<torch::Tensor>> parts;
+      for (int64_t b = 0; b < images; b += options_.max_batch_size) {
+        torch::Tensor x = ToDevice(all.slice(0, b, b + options_.max_batch_size), bb.device);
+        int prev = 0;
+        for (int stop : stops) {
+          x = bb.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
+          // The models' tails and Embed read float32.
+          parts[stop].push_back(autocast.active() ? x.to(torch::kFloat32) : x);
+          prev = stop;
+        }
+      }
+      for (auto& [stop, p] : parts) out[stop] = p.size() == 1 ? p[0] : torch::cat(p, 0);
+    }
+    if (classify) {  // in float32, like the models' tails
       const int last = static_cast<int>(bb.module->blocks().size());
       if (out.count(last) == 0) return absl::InternalError("classify without the last block among the stops");
-      out[kLogits] = bb.inference->ForwardHead(out.at(last)).to(torch::kFloat32);
+      out[kLogits] = bb.inference->ForwardHead(out.at(last));
     }
     return out;
   });
