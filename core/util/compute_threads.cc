@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <atomic>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -22,8 +25,16 @@ void UseOneComputeThreadHere() {
 }
 
 void ParallelForEach(int64_t n, const std::function<void(int64_t)>& f) {
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) f(i);
+  if (n <= 0) return;
+  // Each thread of the team takes the next index when it is free, rather than
+  // a fixed share: images differ in size by orders of magnitude, and a thread
+  // preempted by other work leaves its share to the others.
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(n, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w) {
+      for (int64_t i = next++; i < n; i = next++) f(i);
+    }
   });
 }
 

@@ -27,8 +27,8 @@ void UseOneComputeThreadHere();
 bool UseSingleThreadedBlas();
 
 // Calls f(i) for every i in [0, n) on this thread's intra-op pool (LibTorch's
-// OpenMP team), LibTorch ops inside f running single-threaded, and returns
-// when all are done. Here because at::parallel_for is inlined into its
+// OpenMP team), each thread taking the next i when it is free, LibTorch ops
+// inside f running single-threaded, and returns when all are done. Here because at::parallel_for is inlined into its
 // caller and runs serially unless that file is compiled with OpenMP. Inside
 // another ParallelForEach (or any LibTorch parallel region) it runs serially
 // on the calling thread. An exception from f is rethrown here.

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -49,11 +50,32 @@ TEST(ComputeThreadsTest, ParallelForEachUsesTheTeamOnceEachAndNestsSerially) {
     std::set<std::thread::id> threads;
     ParallelForEach(64, [&](int64_t i) {
       ++calls[static_cast<size_t>(i)];
-      std::lock_guard<std::mutex> lock(mu);
-      threads.insert(std::this_thread::get_id());
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        threads.insert(std::this_thread::get_id());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     });
     for (const auto& c : calls) EXPECT_EQ(c.load(), 1);
     EXPECT_EQ(threads.size(), 2u) << "the work did not reach the second thread of the team";
+    // Uneven items: the thread that draws the slow one leaves the rest to the
+    // other (a fixed split would give each thread half of them).
+    std::atomic<int> on_slow_thread{0};
+    std::thread::id slow_thread;
+    ParallelForEach(16, [&](int64_t i) {
+      if (i == 0) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          slow_thread = std::this_thread::get_id();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      std::lock_guard<std::mutex> lock(mu);
+      if (std::this_thread::get_id() == slow_thread) ++on_slow_thread;
+    });
+    EXPECT_LE(on_slow_thread.load(), 2) << "the thread busy with the slow item was given a fixed share of the rest";
     // Nested: the inner calls run on the outer call's thread.
     std::atomic<int> mismatched{0}, inner{0};
     ParallelForEach(4, [&](int64_t) {
