@@ -28,10 +28,11 @@ bool UseSingleThreadedBlas();
 
 // Calls f(i) for every i in [0, n) on this thread's intra-op pool (LibTorch's
 // OpenMP team), each thread taking the next i when it is free, LibTorch ops
-// inside f running single-threaded, and returns when all are done. Here because at::parallel_for is inlined into its
-// caller and runs serially unless that file is compiled with OpenMP. Inside
-// another ParallelForEach (or any LibTorch parallel region) it runs serially
-// on the calling thread. An exception from f is rethrown here.
+// inside f running single-threaded; returns when all are done. Inside another
+// ParallelForEach (or any LibTorch parallel region) it runs serially on the
+// calling thread. An exception from f is rethrown here. It lives here because
+// at::parallel_for is inlined into its caller and runs serially unless that
+// file is compiled with OpenMP, as only this one is.
 void ParallelForEach(int64_t n, const std::function<void(int64_t)>& f);
 
 }  // namespace graft::core
