@@ -30,16 +30,21 @@ TEST(ComputeThreadsTest, OpenBlasRunsProductsOnTheCallingThreadAndStaysCorrect) 
 }
 
 TEST(ComputeThreadsTest, OneComputeThreadHereLeavesOtherThreadsTheirTeams) {
-  at::set_num_threads(2);
-  UseOneComputeThreadHere();
-  EXPECT_EQ(at::get_num_threads(), 1);
-  int other = 0;
-  std::thread t([&] { other = at::get_num_threads(); });
-  t.join();
-  EXPECT_EQ(other, 2);
-  // Ops on this thread still compute the same values.
-  const torch::Tensor x = torch::arange(1000, torch::kFloat32);
-  EXPECT_FLOAT_EQ(x.sum().item<float>(), 499500.0f);
+  // On a fresh thread: UseOneComputeThreadHere acts once per thread, and other
+  // tests in this process may already have called it on the main thread.
+  std::thread here([] {
+    at::set_num_threads(2);
+    UseOneComputeThreadHere();
+    EXPECT_EQ(at::get_num_threads(), 1);
+    int other = 0;
+    std::thread t([&] { other = at::get_num_threads(); });
+    t.join();
+    EXPECT_EQ(other, 2);
+    // Ops on this thread still compute the same values.
+    const torch::Tensor x = torch::arange(1000, torch::kFloat32);
+    EXPECT_FLOAT_EQ(x.sum().item<float>(), 499500.0f);
+  });
+  here.join();
 }
 
 TEST(ComputeThreadsTest, ParallelForEachUsesTheTeamOnceEachAndNestsSerially) {
