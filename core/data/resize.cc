@@ -70,33 +70,75 @@ uint8_t Clip8(int32_t v) {
   return static_cast<uint8_t>(v >> kPrecisionBits);
 }
 
+// Taps `t` widened to exactly t.stride each, by zero weights, with each
+// window moved left where it would run past the input's last column: a
+// kernel whose tap count is a compile-time constant runs ~3x faster, and a
+// zero weight adds nothing, so the result is bit for bit the same. Returns
+// false (and leaves `t` alone) when the input is narrower than one window.
+bool PadToStride(Taps& t, int in_size) {
+  if (in_size < t.stride) return false;
+  std::vector<int32_t> padded(t.weights.size(), 0);
+  const auto stride = static_cast<size_t>(t.stride);
+  for (size_t o = 0; o < t.first.size(); ++o) {
+    const int first = std::min(t.first[o], in_size - t.stride);
+    const auto shift = static_cast<size_t>(t.first[o] - first);
+    for (size_t i = 0; i < static_cast<size_t>(t.count[o]); ++i) {
+      padded[o * stride + shift + i] = t.weights[o * stride + i];
+    }
+    t.first[o] = first;
+    t.count[o] = t.stride;
+  }
+  t.weights = std::move(padded);
+  return true;
+}
+
+// One output row of the horizontal pass over 3-channel pixels with taps
+// padded to exactly `kTaps` each.
+template <int kTaps>
+void HorizontalRgbRow(const uint8_t* in, uint8_t* out, const Taps& t, int x0, int width) {
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  for (int ox = 0; ox < width; ++ox) {
+    const auto x = static_cast<size_t>(x0 + ox);
+    const int32_t* k = &t.weights[x * kTaps];
+    const uint8_t* px = in + t.first[x] * 3;
+    int32_t r = kHalf, g = kHalf, b = kHalf;
+    for (int i = 0; i < kTaps; ++i) {
+      r += px[3 * i] * k[i];
+      g += px[3 * i + 1] * k[i];
+      b += px[3 * i + 2] * k[i];
+    }
+    out[ox * 3] = Clip8(r);
+    out[ox * 3 + 1] = Clip8(g);
+    out[ox * 3 + 2] = Clip8(b);
+  }
+}
+
 // Output columns [x0, x0 + width) of the horizontal pass, for input rows
 // [y0, y0 + rows).
 cv::Mat Horizontal(const cv::Mat& src, int out_size, ResizeFilter filter, int x0, int width, int y0, int rows) {
   const int ch = src.channels();
-  const Taps t = Coefficients(src.cols, out_size, filter);
+  Taps t = Coefficients(src.cols, out_size, filter);
   cv::Mat dst(rows, width, src.type());
+  // Enlarging bilinear (the usual case for images sized near the model's
+  // input) has 3 taps; shrinking up to 2x has 5, bicubic enlarging 5.
+  using RowKernel = void (*)(const uint8_t*, uint8_t*, const Taps&, int, int);
+  RowKernel kernel = nullptr;
+  if (ch == 3 && (t.stride == 3 || t.stride == 5 || t.stride == 7) && PadToStride(t, src.cols)) {
+    kernel = t.stride == 3 ? HorizontalRgbRow<3> : t.stride == 5 ? HorizontalRgbRow<5> : HorizontalRgbRow<7>;
+  }
   constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
   for (int y = 0; y < rows; ++y) {
     const uint8_t* in = src.ptr<uint8_t>(y0 + y);
     uint8_t* out = dst.ptr<uint8_t>(y);
+    if (kernel != nullptr) {
+      kernel(in, out, t, x0, width);
+      continue;
+    }
     for (int ox = 0; ox < width; ++ox) {
       const auto x = static_cast<size_t>(x0 + ox);
       const int32_t* k = &t.weights[x * static_cast<size_t>(t.stride)];
       const uint8_t* px = in + t.first[x] * ch;
       const int n = t.count[x];
-      if (ch == 3) {  // RGB: one pass over the taps for all three channels
-        int32_t r = kHalf, g = kHalf, b = kHalf;
-        for (int i = 0; i < n; ++i, px += 3) {
-          r += px[0] * k[i];
-          g += px[1] * k[i];
-          b += px[2] * k[i];
-        }
-        out[ox * 3] = Clip8(r);
-        out[ox * 3 + 1] = Clip8(g);
-        out[ox * 3 + 2] = Clip8(b);
-        continue;
-      }
       for (int c = 0; c < ch; ++c) {
         int32_t acc = kHalf;
         for (int i = 0; i < n; ++i) acc += px[i * ch + c] * k[i];
