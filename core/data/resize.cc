@@ -92,6 +92,59 @@ bool PadToStride(Taps& t, int in_size) {
   return true;
 }
 
+// One output row of the vertical pass from exactly `kTaps` input rows: one
+// pass over the row with the taps unrolled, which vectorises.
+template <int kTaps>
+__attribute__((always_inline)) inline void VerticalRow(const uint8_t* const* rows, const int32_t* k, uint8_t* out,
+                                                       int width) {
+  // Local copies: a store through `out` (a char type) could otherwise alias
+  // the pointers and weights, and keep the loop from vectorising.
+  const uint8_t* r[kTaps];
+  int32_t w[kTaps];
+  for (int i = 0; i < kTaps; ++i) {
+    r[i] = rows[i];
+    w[i] = k[i];
+  }
+  for (int x = 0; x < width; ++x) {
+    int32_t acc = 1 << (kPrecisionBits - 1);
+    for (int i = 0; i < kTaps; ++i) acc += r[i][x] * w[i];
+    out[x] = Clip8(acc);
+  }
+}
+
+// VerticalRow for 1 to 5 taps (enlarging has 2 or 3 taps a row, shrinking
+// up to 2x 3 to 5); false for more. The same code twice, vectorised for
+// AVX2 and for the x86-64 baseline: SSE2 has no 32-bit multiply.
+#define GRAFT_VERTICAL_ROW_SWITCH                                  \
+  switch (n) {                                                     \
+    case 1: VerticalRow<1>(rows, k, out, width); return true;      \
+    case 2: VerticalRow<2>(rows, k, out, width); return true;      \
+    case 3: VerticalRow<3>(rows, k, out, width); return true;      \
+    case 4: VerticalRow<4>(rows, k, out, width); return true;      \
+    case 5: VerticalRow<5>(rows, k, out, width); return true;      \
+    default: return false;                                         \
+  }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) bool VerticalRowAvx2(int n, const uint8_t* const* rows, const int32_t* k,
+                                                     uint8_t* out, int width) {
+  GRAFT_VERTICAL_ROW_SWITCH
+}
+#endif
+
+bool VerticalRowBaseline(int n, const uint8_t* const* rows, const int32_t* k, uint8_t* out, int width) {
+  GRAFT_VERTICAL_ROW_SWITCH
+}
+#undef GRAFT_VERTICAL_ROW_SWITCH
+
+bool VerticalRowDispatch(int n, const uint8_t* const* rows, const int32_t* k, uint8_t* out, int width) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return VerticalRowAvx2(n, rows, k, out, width);
+#endif
+  return VerticalRowBaseline(n, rows, k, out, width);
+}
+
 // One output row of the horizontal pass over 3-channel pixels with taps
 // padded to exactly `kTaps` each.
 template <int kTaps>
@@ -155,16 +208,20 @@ cv::Mat Vertical(const cv::Mat& src, const Taps& t, int y0, int height, int src_
   const int width = src.cols * src.channels();
   cv::Mat dst(height, src.cols, src.type());
   std::vector<int32_t> acc(static_cast<size_t>(width));
+  std::vector<const uint8_t*> rows(static_cast<size_t>(t.stride));
   for (int oy = 0; oy < height; ++oy) {
     const auto y = static_cast<size_t>(y0 + oy);
-    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
     const int32_t* k = &t.weights[y * static_cast<size_t>(t.stride)];
-    for (int i = 0; i < t.count[y]; ++i) {
-      const uint8_t* row = src.ptr<uint8_t>(t.first[y] + i - src_first);
+    const int n = t.count[y];
+    for (int i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = src.ptr<uint8_t>(t.first[y] + i - src_first);
+    uint8_t* out = dst.ptr<uint8_t>(oy);
+    if (VerticalRowDispatch(n, rows.data(), k, out, width)) continue;
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* row = rows[static_cast<size_t>(i)];
       const int32_t w = k[i];
       for (int x = 0; x < width; ++x) acc[static_cast<size_t>(x)] += row[x] * w;
     }
-    uint8_t* out = dst.ptr<uint8_t>(oy);
     for (int x = 0; x < width; ++x) out[x] = Clip8(acc[static_cast<size_t>(x)]);
   }
   return dst;
