@@ -1,7 +1,9 @@
 // bench/serve_throughput: single-image Predicts over loopback from 1, 4, 16
 // and 64 concurrent clients (one channel each) against an in-process graftd:
 // images/s, p50/p99 latency, and the ratio to the in-process batched forward
-// of the same backbone (batch = --max_batch_size) measured in this invocation.
+// of the same backbone (batch = --max_batch_size) measured in this invocation,
+// before the load and again after it with the server shut down (the ratios
+// use the mean of the two).
 // Clients send 224x224 JPEGs, as a client that sizes its images for the
 // model does.
 //
@@ -116,21 +118,28 @@ int main(int argc, char** argv) {
     std::cerr << args.backbone << ": " << resident.status().message() << "\n";
     return 1;
   }
-  double single_ms = 0, batched = 0;
-  // On a thread of its own that ends before the load starts: its OpenMP team
-  // goes with it, as the server's own threads keep none (GraftServer::Start).
-  std::thread reference([&] {
-    batched = ForwardImagesPerSecond(**resident, args.max_batch_size, 4, nullptr);
-    ForwardImagesPerSecond(**resident, 1, 2, &single_ms);
-  });
-  reference.join();
+  // Measured before the load and again after it, with the server shut down
+  // (its batchers' OpenMP teams gone, as before), each on a thread of its own
+  // whose team goes with it: the ratios use the mean of the two, which on a
+  // noisy machine brackets the load better than one measurement before it.
+  const auto reference = [&](double* batched, double* single_ms) {
+    std::thread t([&] {
+      *batched = ForwardImagesPerSecond(**resident, args.max_batch_size, 4, nullptr);
+      ForwardImagesPerSecond(**resident, 1, 2, single_ms);
+    });
+    t.join();
+  };
+  double single_ms_before = 0, batched_before = 0;
+  reference(&batched_before, &single_ms_before);
   std::cout << "backbone: " << args.backbone << "\nthreads: " << args.threads
             << "\nmax_batch_size: " << args.max_batch_size << "\nmax_queue_delay_us: " << args.max_queue_delay_us << "\ndecode_on: " << args.decode_on
-            << "\nreference_batched_forward_images_per_second: " << batched
-            << "\nreference_single_image_forward_ms: " << single_ms << "\n";
+            << "\nreference_batched_forward_images_per_second_before: " << batched_before
+            << "\nreference_single_image_forward_ms_before: " << single_ms_before << "\n";
 
   const std::vector<std::string> images = Images();
   const std::string target = absl::StrCat("127.0.0.1:", (*server)->port());
+  std::vector<std::pair<int, double>> rates;  // clients, images/s
+  double p50_at_1_client = -1;
   for (const auto& count_text : absl::StrSplit(args.clients, ',')) {
     const int clients = std::stoi(std::string(count_text));
     std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
@@ -183,7 +192,6 @@ int main(int argc, char** argv) {
     std::cout << k << "images_per_second: " << rate << "\n"
               << k << "p50_ms: " << pct(0.5) << "\n"
               << k << "p99_ms: " << pct(0.99) << "\n"
-              << k << "ratio_to_batched_forward: " << rate / batched << "\n"
               << k << "failures: " << failures.load() << "\n";
     if (answered > 0) {
       const double n = static_cast<double>(answered.load()) * 1e3;
@@ -193,7 +201,23 @@ int main(int argc, char** argv) {
                 << k << "mean_server_total_ms: " << server_us / n << "\n"
                 << k << "mean_batch_images: " << static_cast<double>(batch_images) / static_cast<double>(answered) << "\n";
     }
-    if (clients == 1) std::cout << "p50_at_1_client_minus_single_forward_ms: " << pct(0.5) - single_ms << "\n";
+    rates.emplace_back(clients, rate);
+    if (clients == 1) p50_at_1_client = pct(0.5);
+  }
+  (*server)->Shutdown();
+  server->reset();
+  double single_ms_after = 0, batched_after = 0;
+  reference(&batched_after, &single_ms_after);
+  const double batched = (batched_before + batched_after) / 2, single_ms = (single_ms_before + single_ms_after) / 2;
+  std::cout << "reference_batched_forward_images_per_second_after: " << batched_after
+            << "\nreference_single_image_forward_ms_after: " << single_ms_after
+            << "\nreference_batched_forward_images_per_second: " << batched
+            << "\nreference_single_image_forward_ms: " << single_ms << "\n";
+  for (const auto& [clients, rate] : rates) {
+    std::cout << "clients_" << clients << "_ratio_to_batched_forward: " << rate / batched << "\n";
+  }
+  if (p50_at_1_client >= 0) {
+    std::cout << "p50_at_1_client_minus_single_forward_ms: " << p50_at_1_client - single_ms << "\n";
   }
   return 0;
 }
