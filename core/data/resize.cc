@@ -1,6 +1,7 @@
 #include "core/data/resize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -9,6 +10,8 @@ namespace graft::core {
 namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
+
+std::atomic<bool> allow_avx2{true};
 
 double Bilinear(double x) {
   x = std::abs(x);
@@ -140,7 +143,7 @@ bool VerticalRowBaseline(int n, const uint8_t* const* rows, const int32_t* k, ui
 bool VerticalRowDispatch(int n, const uint8_t* const* rows, const int32_t* k, uint8_t* out, int width) {
 #if defined(__x86_64__) && defined(__GNUC__)
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return VerticalRowAvx2(n, rows, k, out, width);
+  if (avx2 && allow_avx2.load(std::memory_order_relaxed)) return VerticalRowAvx2(n, rows, k, out, width);
 #endif
   return VerticalRowBaseline(n, rows, k, out, width);
 }
@@ -253,6 +256,8 @@ cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter, co
   const cv::Mat wide = Horizontal(src, size.width, filter, crop.x, crop.width, rows_first, rows.height);
   return vertical ? Vertical(wide, taps, crop.y, crop.height, rows_first) : wide;
 }
+
+void AllowAvx2Resize(bool allow) { allow_avx2 = allow; }
 
 cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter) {
   return ResizeLikePil(src, size, filter, cv::Rect(0, 0, size.width, size.height));

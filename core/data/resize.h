@@ -20,4 +20,9 @@ cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter = R
 // resize followed by a center crop does ~25% less work.
 cv::Mat ResizeLikePil(const cv::Mat& src, cv::Size size, ResizeFilter filter, const cv::Rect& crop);
 
+// Whether the resize kernels may use AVX2 where the CPU has it (the default).
+// With false they run the x86-64 baseline build of the same code: for tests
+// that check both give the same pixels.
+void AllowAvx2Resize(bool allow);
+
 }  // namespace graft::core

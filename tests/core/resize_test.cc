@@ -112,6 +112,38 @@ TEST_P(ResizeTest, ACropOfTheResizeIsTheSamePixelsComputedAlone) {
   EXPECT_EQ(cv::norm(ResizeLikePil(original, original.size(), ResizeFilter::kBilinear, r), original(r), cv::NORM_INF), 0);
 }
 
+TEST(ResizeKernelsTest, Avx2AndBaselineBuildsGiveTheSamePixels) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "this CPU has no AVX2: only the baseline kernels run";
+#else
+  GTEST_SKIP() << "not x86-64: only the baseline kernels exist";
+#endif
+  cv::RNG rng(7);
+  struct Restore {
+    ~Restore() { AllowAvx2Resize(true); }
+  } restore;
+  int checked = 0;
+  for (const int channels : {1, 3, 4}) {
+    for (const cv::Size in : {cv::Size(224, 224), cv::Size(500, 375), cv::Size(61, 17)}) {
+      cv::Mat image(in, CV_8UC(channels));
+      rng.fill(image, cv::RNG::UNIFORM, 0, 256);
+      for (const cv::Size out : {cv::Size(256, 256), cv::Size(341, 256), cv::Size(224, 150), cv::Size(97, 3)}) {
+        for (const ResizeFilter filter : {ResizeFilter::kBilinear, ResizeFilter::kBicubic}) {
+          AllowAvx2Resize(true);
+          const cv::Mat avx2 = ResizeLikePil(image, out, filter);
+          AllowAvx2Resize(false);
+          const cv::Mat baseline = ResizeLikePil(image, out, filter);
+          ASSERT_EQ(avx2.size(), out);
+          EXPECT_EQ(cv::norm(avx2, baseline, cv::NORM_INF), 0)
+              << in << " -> " << out << " channels " << channels << " bicubic " << (filter == ResizeFilter::kBicubic);
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 72);
+}
+
 INSTANTIATE_TEST_SUITE_P(SharedImages, ResizeTest, ::testing::Values("dog.jpg", "eagle.jpg", "person.jpg"),
                          [](const auto& info) { return info.param.substr(0, info.param.find('.')); });
 
