@@ -121,7 +121,9 @@ absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& 
   if (header.format == "jpeg") {
     // Straight to RGB: OpenCV would decode to RGB, swap to BGR pixel by
     // pixel, and leave graft to swap back (together a third of decoding).
-    ASSIGN_OR_RETURN(std::optional<cv::Mat> rgb, DecodeJpegRgb(bytes));
+    ASSIGN_OR_RETURN(std::optional<cv::Mat> rgb,
+                     GuardExceptions(absl::StatusCode::kInvalidArgument, "decoding jpeg",
+                                     [&] { return DecodeJpegRgb(bytes); }));
     if (rgb.has_value()) return *std::move(rgb);
   }
   return GuardExceptions(absl::StatusCode::kInvalidArgument, "decoding " + header.format,

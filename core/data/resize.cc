@@ -75,8 +75,9 @@ uint8_t Clip8(int32_t v) {
 
 // Taps `t` widened to exactly t.stride each, by zero weights, with each
 // window moved left where it would run past the input's last column: a
-// kernel whose tap count is a compile-time constant runs ~3x faster, and a
-// zero weight adds nothing, so the result is bit for bit the same. Returns
+// kernel whose tap count is a compile-time constant is fully unrolled (a
+// quarter fewer instructions over the shared photos), and a zero weight adds
+// nothing, so the result is bit for bit the same. Returns
 // false (and leaves `t` alone) when the input is narrower than one window.
 bool PadToStride(Taps& t, int in_size) {
   if (in_size < t.stride) return false;
