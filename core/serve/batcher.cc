@@ -37,6 +37,12 @@ bool TrunkRequest::SameInputSize(const TrunkRequest& other) const {
   return size(*this) == size(other);
 }
 
+absl::StatusOr<torch::Tensor> JoinInputs(const std::vector<torch::Tensor>& parts) {
+  return GuardInternal("batching", [&]() -> absl::StatusOr<torch::Tensor> {
+    return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  });
+}
+
 TrunkBatcher::TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options,
                            BatcherObserver* observer)
     : backbone_(std::move(backbone)), options_(options), observer_(observer) {
@@ -181,9 +187,7 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::Prepare(
       p->result = failed;
       continue;
     }
-    auto joined = GuardInternal("batching", [&]() -> absl::StatusOr<torch::Tensor> {
-      return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
-    });
+    auto joined = JoinInputs(parts);
     if (!joined.ok()) {
       p->result = joined.status();
       continue;

@@ -62,6 +62,9 @@ struct TrunkRequest {
   bool SameInputSize(const TrunkRequest& other) const;
 };
 
+// The made parts of one request's inputs, in order, as one batch.
+absl::StatusOr<torch::Tensor> JoinInputs(const std::vector<torch::Tensor>& parts);
+
 struct TrunkResult {
   std::map<int, torch::Tensor> at;  // this request's rows at each of its stops
   torch::Tensor logits;             // classify: its rows of the classifier's output

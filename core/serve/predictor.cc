@@ -102,8 +102,7 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
     ASSIGN_OR_RETURN(torch::Tensor t, d.make());
     parts.push_back(std::move(t));
   }
-  ASSIGN_OR_RETURN(request.images,
-                   GuardInternal("batching", [&]() -> absl::StatusOr<torch::Tensor> { return torch::cat(parts, 0); }));
+  ASSIGN_OR_RETURN(request.images, JoinInputs(parts));
   request.deferred.clear();
   timing.decode_us = MicrosSince(start);
   return request;
