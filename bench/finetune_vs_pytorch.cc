@@ -45,7 +45,8 @@ GraftRun RunGraft(const Args& args, int seed) {
   options.feature_cache_fp16 = args.fp16;
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) return {0, 0, std::string(server.status().message())};
-  graft::client::GraftClient client(absl::StrCat("127.0.0.1:", (*server)->port()));
+  graft::client::GraftClient client(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                    graft::bench::BenchClientOptions(dir.path()));
   auto dataset = client.UploadDataset(graft::bench::SharedDir() + "/data/hymenoptera", "hymenoptera");
   if (!dataset.ok()) return {0, 0, std::string(dataset.status().message())};
 

@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     std::atomic<bool> measuring{false};
     for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&, c] {
-        graft::client::GraftClient client(target);
+        graft::client::GraftClient client(target, graft::bench::BenchClientOptions(dir.path()));
         graft::v1::PredictRequest request;
         request.set_backbone(args.backbone);
         request.set_top_k(1);

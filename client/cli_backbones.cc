@@ -162,15 +162,19 @@ struct RegisterOptions {
   int64_t feature_dim = 0;
   int input_size = 0, resize_size = 0;
   std::vector<float> mean, std;
+  bool server_path = false;
 };
 
 absl::Status Register(GraftClient& client, const Globals& g, const RegisterOptions& o, std::ostream& out) {
   v1::RegisterBackboneRequest r;
   r.set_name(o.name);
-  // The path is read by graftd: made absolute here for a server on this machine.
-  std::error_code ec;
-  const std::filesystem::path local = std::filesystem::absolute(o.path, ec);
-  r.set_torchscript_path(!ec && std::filesystem::exists(local, ec) ? local.string() : o.path);
+  if (o.server_path) {
+    r.set_torchscript_path(o.path);  // graftd reads it, under its --backbone_import_dir
+  } else {
+    auto bytes = core::ReadFile(o.path);
+    if (!bytes.ok()) return bytes.status();
+    r.set_torchscript(std::move(*bytes));
+  }
   r.set_feature_dim(static_cast<int32_t>(o.feature_dim));
   auto* p = r.mutable_preprocessing();
   p->set_height(o.input_size);
@@ -219,8 +223,10 @@ void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Act
   auto ro = std::make_shared<RegisterOptions>();
   auto* reg = backbones->add_subcommand("register", "register a TorchScript file as a custom backbone");
   reg->add_option("name", ro->name, "the new backbone's name")->required();
-  reg->add_option("torchscript", ro->path, "TorchScript file (torch.jit.script/trace), a path graftd can read")
+  reg->add_option("torchscript", ro->path, "TorchScript file (torch.jit.script/trace); its bytes are sent to graftd")
       ->required();
+  reg->add_flag("--server_path", ro->server_path,
+                "the file is on graftd's machine, under its --backbone_import_dir: send the path, not the bytes");
   reg->add_option("--feature_dim", ro->feature_dim, "features per image the module returns ([N, D] or [N, D, h, w])")
       ->required();
   reg->add_option("--input_size", ro->input_size, "square input side (default 224)");

@@ -17,6 +17,10 @@ namespace graft::client {
 struct Globals {
   std::string server = "localhost:50051";
   bool json = false;
+  std::string token;       // --token, else $GRAFT_TOKEN, else --token_file's first line
+  std::string token_file;
+  bool tls = false;        // implied by any --tls_* file
+  std::string tls_ca, tls_cert, tls_key;  // PEM file paths
 };
 
 // One JSON document with the proto JSON mapping's field names.

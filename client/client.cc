@@ -15,12 +15,6 @@ namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
 
-std::unique_ptr<grpc::ClientContext> Context(int seconds) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
 }  // namespace
 
 absl::Status FromGrpc(const grpc::Status& status, const std::string& target) {
@@ -32,64 +26,81 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& target) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), message);
 }
 
-GraftClient::GraftClient(const std::string& target) : target_(target) {
+std::unique_ptr<grpc::ClientContext> GraftClient::NewContext(int seconds) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+  return ctx;
+}
+
+GraftClient::GraftClient(const std::string& target, ClientOptions options)
+    : target_(target), token_(std::move(options.token)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_ca;
+    ssl.pem_cert_chain = options.tls_cert;
+    ssl.pem_private_key = options.tls_key;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  channel_ = grpc::CreateCustomChannel(target, credentials, args);
   backbones_ = v1::Backbones::NewStub(channel_);
   inference_ = v1::Inference::NewStub(channel_);
   health_ = ::grpc::health::v1::Health::NewStub(channel_);
   datasets_ = v1::Datasets::NewStub(channel_);
   training_ = v1::Training::NewStub(channel_);
   models_ = v1::Models::NewStub(channel_);
+  tokens_ = v1::Tokens::NewStub(channel_);
 }
 
 // Unary calls share one shape: a deadline, the call, the status mapping.
 template <typename Stub, typename Request, typename Response>
-absl::StatusOr<Response> Call(Stub* stub,
+absl::StatusOr<Response> Call(const GraftClient& client, Stub* stub,
                               grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
-                              const Request& request, const std::string& target, int seconds = 60) {
+                              const Request& request, int seconds = 60) {
   Response response;
-  auto ctx = Context(seconds);
+  auto ctx = client.NewContext(seconds);
   const grpc::Status s = (stub->*method)(ctx.get(), request, &response);
-  if (!s.ok()) return FromGrpc(s, target);
+  if (!s.ok()) return FromGrpc(s, client.target());
   return response;
 }
 
 absl::StatusOr<v1::ListBackbonesResponse> GraftClient::ListBackbones() {
-  return Call(backbones_.get(), &v1::Backbones::Stub::ListBackbones, v1::ListBackbonesRequest(), target_, 30);
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::ListBackbones, v1::ListBackbonesRequest(), 30);
 }
 
 absl::StatusOr<v1::Backbone> GraftClient::GetBackbone(const std::string& name) {
   v1::GetBackboneRequest request;
   request.set_name(name);
-  return Call(backbones_.get(), &v1::Backbones::Stub::GetBackbone, request, target_, 30);
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::GetBackbone, request, 30);
 }
 
 absl::StatusOr<v1::Backbone> GraftClient::RegisterBackbone(const v1::RegisterBackboneRequest& request) {
   // The server loads, checks and optimises the module: seconds for a large one.
-  return Call(backbones_.get(), &v1::Backbones::Stub::RegisterBackbone, request, target_, 300);
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::RegisterBackbone, request, 300);
 }
 
 absl::Status GraftClient::UnregisterBackbone(const std::string& name) {
   v1::UnregisterBackboneRequest request;
   request.set_name(name);
-  return Call(backbones_.get(), &v1::Backbones::Stub::UnregisterBackbone, request, target_, 30).status();
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::UnregisterBackbone, request, 30).status();
 }
 
 absl::StatusOr<v1::PredictResponse> GraftClient::Predict(const v1::PredictRequest& request) {
-  return Call(inference_.get(), &v1::Inference::Stub::Predict, request, target_, 300);
+  return Call(*this, inference_.get(), &v1::Inference::Stub::Predict, request, 300);
 }
 
 absl::StatusOr<v1::EmbedResponse> GraftClient::Embed(const v1::EmbedRequest& request) {
-  return Call(inference_.get(), &v1::Inference::Stub::Embed, request, target_, 300);
+  return Call(*this, inference_.get(), &v1::Inference::Stub::Embed, request, 300);
 }
 
 absl::StatusOr<::grpc::health::v1::HealthCheckResponse> GraftClient::Health(const std::string& service) {
   ::grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
-  return Call(health_.get(), &::grpc::health::v1::Health::Stub::Check, request, target_, 10);
+  return Call(*this, health_.get(), &::grpc::health::v1::Health::Stub::Check, request, 10);
 }
 
 absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(
@@ -117,6 +128,7 @@ absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(
 
   v1::UploadDatasetResponse response;
   grpc::ClientContext ctx;
+  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
   auto writer = datasets_->UploadDataset(&ctx, &response);
   v1::UploadDatasetRequest header;
   header.mutable_header()->set_name(name);
@@ -156,43 +168,43 @@ absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(
 }
 
 absl::StatusOr<v1::ListDatasetsResponse> GraftClient::ListDatasets() {
-  return Call(datasets_.get(), &v1::Datasets::Stub::ListDatasets, v1::ListDatasetsRequest(), target_);
+  return Call(*this, datasets_.get(), &v1::Datasets::Stub::ListDatasets, v1::ListDatasetsRequest());
 }
 
 absl::StatusOr<v1::Dataset> GraftClient::GetDataset(const std::string& id) {
   v1::GetDatasetRequest r;
   r.set_id(id);
-  return Call(datasets_.get(), &v1::Datasets::Stub::GetDataset, r, target_);
+  return Call(*this, datasets_.get(), &v1::Datasets::Stub::GetDataset, r);
 }
 
 absl::Status GraftClient::DeleteDataset(const std::string& id) {
   v1::DeleteDatasetRequest r;
   r.set_id(id);
-  return Call(datasets_.get(), &v1::Datasets::Stub::DeleteDataset, r, target_).status();
+  return Call(*this, datasets_.get(), &v1::Datasets::Stub::DeleteDataset, r).status();
 }
 
 absl::StatusOr<v1::Job> GraftClient::CreateJob(const v1::JobSpec& spec) {
   v1::CreateJobRequest r;
   *r.mutable_spec() = spec;
-  return Call(training_.get(), &v1::Training::Stub::CreateJob, r, target_);
+  return Call(*this, training_.get(), &v1::Training::Stub::CreateJob, r);
 }
 
 absl::StatusOr<v1::Job> GraftClient::GetJob(const std::string& id) {
   v1::GetJobRequest r;
   r.set_id(id);
-  return Call(training_.get(), &v1::Training::Stub::GetJob, r, target_);
+  return Call(*this, training_.get(), &v1::Training::Stub::GetJob, r);
 }
 
 absl::StatusOr<v1::ListJobsResponse> GraftClient::ListJobs(v1::JobState state) {
   v1::ListJobsRequest r;
   r.set_state(state);
-  return Call(training_.get(), &v1::Training::Stub::ListJobs, r, target_);
+  return Call(*this, training_.get(), &v1::Training::Stub::ListJobs, r);
 }
 
 absl::StatusOr<v1::Job> GraftClient::CancelJob(const std::string& id) {
   v1::CancelJobRequest r;
   r.set_id(id);
-  return Call(training_.get(), &v1::Training::Stub::CancelJob, r, target_, 120);
+  return Call(*this, training_.get(), &v1::Training::Stub::CancelJob, r, 120);
 }
 
 absl::Status GraftClient::WatchJob(const std::string& id, bool progress,
@@ -201,6 +213,7 @@ absl::Status GraftClient::WatchJob(const std::string& id, bool progress,
   r.set_id(id);
   r.set_progress(progress);
   grpc::ClientContext ctx;
+  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
   auto reader = training_->WatchJob(&ctx, r);
   v1::JobEvent e;
   while (reader->Read(&e)) {
@@ -215,19 +228,19 @@ absl::Status GraftClient::WatchJob(const std::string& id, bool progress,
 }
 
 absl::StatusOr<v1::ListModelsResponse> GraftClient::ListModels() {
-  return Call(models_.get(), &v1::Models::Stub::ListModels, v1::ListModelsRequest(), target_);
+  return Call(*this, models_.get(), &v1::Models::Stub::ListModels, v1::ListModelsRequest());
 }
 
 absl::StatusOr<v1::Model> GraftClient::GetModel(const std::string& id) {
   v1::GetModelRequest r;
   r.set_id(id);
-  return Call(models_.get(), &v1::Models::Stub::GetModel, r, target_);
+  return Call(*this, models_.get(), &v1::Models::Stub::GetModel, r);
 }
 
 absl::Status GraftClient::DeleteModel(const std::string& id) {
   v1::DeleteModelRequest r;
   r.set_id(id);
-  return Call(models_.get(), &v1::Models::Stub::DeleteModel, r, target_).status();
+  return Call(*this, models_.get(), &v1::Models::Stub::DeleteModel, r).status();
 }
 
 absl::StatusOr<v1::Backbone> GraftClient::PullBackbone(
@@ -235,6 +248,7 @@ absl::StatusOr<v1::Backbone> GraftClient::PullBackbone(
   v1::PullBackboneRequest r;
   r.set_name(name);
   grpc::ClientContext ctx;
+  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
   auto reader = backbones_->PullBackbone(&ctx, r);
   v1::Backbone result;
   for (v1::PullBackboneProgress p; reader->Read(&p);) {
@@ -250,6 +264,7 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
   v1::ExportModelRequest r;
   r.set_id(id);
   grpc::ClientContext ctx;
+  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
   auto reader = models_->ExportModel(&ctx, r);
   std::string out;
   v1::ExportModelChunk chunk;
@@ -257,6 +272,31 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
   const grpc::Status s = reader->Finish();
   if (!s.ok()) return FromGrpc(s, target_);
   return out;
+}
+
+}  // namespace graft::client
+
+namespace graft::client {
+
+absl::StatusOr<v1::CreateTokenResponse> GraftClient::CreateToken(const std::string& name, v1::Role role) {
+  v1::CreateTokenRequest request;
+  request.set_name(name);
+  request.set_role(role);
+  return Call(*this, tokens_.get(), &v1::Tokens::Stub::CreateToken, request, 30);
+}
+
+absl::StatusOr<v1::ListTokensResponse> GraftClient::ListTokens() {
+  return Call(*this, tokens_.get(), &v1::Tokens::Stub::ListTokens, v1::ListTokensRequest(), 30);
+}
+
+absl::Status GraftClient::RevokeToken(const std::string& name) {
+  v1::RevokeTokenRequest request;
+  request.set_name(name);
+  return Call(*this, tokens_.get(), &v1::Tokens::Stub::RevokeToken, request, 30).status();
+}
+
+absl::StatusOr<v1::TokenInfo> GraftClient::WhoAmI() {
+  return Call(*this, tokens_.get(), &v1::Tokens::Stub::WhoAmI, v1::WhoAmIRequest(), 30);
 }
 
 }  // namespace graft::client

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 
 #include <memory>
 #include <string>
@@ -12,16 +13,28 @@
 #include "graft/v1/datasets.grpc.pb.h"
 #include "graft/v1/inference.grpc.pb.h"
 #include "graft/v1/models.grpc.pb.h"
+#include "graft/v1/tokens.grpc.pb.h"
 #include "graft/v1/training.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace graft::client {
 
+// How to reach graftd: a bearer token (sent with every call) and, for TLS,
+// PEM contents (not paths): the CA to trust, and a client certificate and key
+// for mutual TLS.
+struct ClientOptions {
+  std::string token;
+  bool tls = false;
+  std::string tls_ca;    // empty with tls: the system's roots
+  std::string tls_cert;
+  std::string tls_key;
+};
+
 // A typed client for graftd. gRPC errors come back as absl::Status with the
 // server's code and message.
 class GraftClient {
  public:
-  explicit GraftClient(const std::string& target);
+  explicit GraftClient(const std::string& target, ClientOptions options = {});
 
   absl::StatusOr<v1::ListBackbonesResponse> ListBackbones();
   absl::StatusOr<v1::Backbone> GetBackbone(const std::string& name);
@@ -63,10 +76,19 @@ class GraftClient {
   // The model as one safetensors file's bytes.
   absl::StatusOr<std::string> ExportModel(const std::string& id);
 
+  // Tokens (admin), and who the token is (any role).
+  absl::StatusOr<v1::CreateTokenResponse> CreateToken(const std::string& name, v1::Role role);
+  absl::StatusOr<v1::ListTokensResponse> ListTokens();
+  absl::Status RevokeToken(const std::string& name);
+  absl::StatusOr<v1::TokenInfo> WhoAmI();
+
   const std::string& target() const { return target_; }
+  // A context with a deadline `seconds` away and the token.
+  std::unique_ptr<grpc::ClientContext> NewContext(int seconds) const;
 
  private:
   std::string target_;
+  std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Backbones::Stub> backbones_;
   std::unique_ptr<v1::Inference::Stub> inference_;
@@ -74,6 +96,7 @@ class GraftClient {
   std::unique_ptr<v1::Datasets::Stub> datasets_;
   std::unique_ptr<v1::Training::Stub> training_;
   std::unique_ptr<v1::Models::Stub> models_;
+  std::unique_ptr<v1::Tokens::Stub> tokens_;
 };
 
 // gRPC status -> absl::Status (same codes); the message names the server.

@@ -1,5 +1,8 @@
 #include "server/backbones_service.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 
@@ -12,14 +15,79 @@
 
 namespace graft::server {
 
-grpc::Status BackbonesService::ListBackbones(grpc::ServerContext*, const v1::ListBackbonesRequest*,
+namespace {
+
+// `path` with symlinks and ".." resolved; NOT_FOUND when it does not exist.
+absl::StatusOr<std::filesystem::path> Canonical(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::canonical(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("'", path, "': ", ec.message()));
+  return p;
+}
+
+bool Under(const std::filesystem::path& path, const std::filesystem::path& dir) {
+  auto d = dir.begin();
+  auto p = path.begin();
+  for (; d != dir.end(); ++d, ++p) {
+    if (d->empty()) continue;  // a trailing separator
+    if (p == path.end() || *p != *d) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> BackbonesService::TorchScriptSource(const v1::RegisterBackboneRequest& request,
+                                                                std::string* staged) {
+  if (!request.torchscript().empty() && !request.torchscript_path().empty()) {
+    return absl::InvalidArgumentError("set torchscript or torchscript_path, not both");
+  }
+  if (!request.torchscript().empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(register_.staging_dir, ec);
+    std::string path = (std::filesystem::path(register_.staging_dir) / "register-XXXXXX").string();
+    const int fd = ::mkstemp(path.data());
+    if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot stage the module in ", register_.staging_dir));
+    *staged = path;
+    const std::string& bytes = request.torchscript();
+    const bool written = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+    ::close(fd);
+    if (!written) return absl::UnavailableError(absl::StrCat("cannot stage the module in ", register_.staging_dir));
+    return path;
+  }
+  if (request.torchscript_path().empty()) {
+    return absl::InvalidArgumentError("torchscript (the module's bytes) or torchscript_path is required");
+  }
+  if (register_.import_dir.empty()) {
+    return absl::PermissionDeniedError(
+        "torchscript_path: graftd has no --backbone_import_dir; send the module's bytes instead (graft backbones "
+        "register --file)");
+  }
+  ASSIGN_OR_RETURN(const auto import_dir, Canonical(register_.import_dir));
+  ASSIGN_OR_RETURN(const auto file, Canonical(request.torchscript_path()));
+  if (!Under(file, import_dir)) {
+    return absl::PermissionDeniedError(absl::StrCat("torchscript_path: '", request.torchscript_path(),
+                                                    "' is not under --backbone_import_dir ", import_dir.string()));
+  }
+  if (!register_.data_dir.empty()) {
+    if (auto data_dir = Canonical(register_.data_dir); data_dir.ok() && Under(file, *data_dir)) {
+      return absl::PermissionDeniedError(absl::StrCat("torchscript_path: '", request.torchscript_path(),
+                                                      "' is inside graftd's data directory, which clients write"));
+    }
+  }
+  return file.string();
+}
+
+grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const v1::ListBackbonesRequest*,
                                              v1::ListBackbonesResponse* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListBackbones");
   for (const core::BackboneStatus& b : zoo_.List()) ToProto(b, response->add_backbones());
   return grpc::Status::OK;
 }
 
-grpc::Status BackbonesService::GetBackbone(grpc::ServerContext*, const v1::GetBackboneRequest* request,
+grpc::Status BackbonesService::GetBackbone(grpc::ServerContext* context, const v1::GetBackboneRequest* request,
                                            v1::Backbone* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetBackbone");
   if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
@@ -27,14 +95,15 @@ grpc::Status BackbonesService::GetBackbone(grpc::ServerContext*, const v1::GetBa
   return grpc::Status::OK;
 }
 
-grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext*, const v1::RegisterBackboneRequest* request,
+grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext* context, const v1::RegisterBackboneRequest* request,
                                                 v1::Backbone* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "RegisterBackbone");
+  std::string staged;
   const auto registered = [&]() -> absl::StatusOr<core::BackboneStatus> {
     if (request->name().empty()) return absl::InvalidArgumentError("name is required");
-    if (request->torchscript_path().empty()) return absl::InvalidArgumentError("torchscript_path is required");
     core::CustomBackboneDef def;
     def.name = request->name();
-    def.torchscript_path = request->torchscript_path();
+    ASSIGN_OR_RETURN(def.torchscript_path, TorchScriptSource(*request, &staged));
     def.feature_dim = request->feature_dim();
     const v1::Preprocessing& p = request->preprocessing();
     def.preprocessing.height = p.height();
@@ -55,14 +124,17 @@ grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext*, const v1::
     ASSIGN_OR_RETURN(def.preprocessing, core::CompletePreprocessing(def.preprocessing, mean_std_set));
     return zoo_.Register(std::move(def));
   }();
+  if (!staged.empty()) ::unlink(staged.c_str());
   if (!registered.ok()) return ToGrpcStatus(registered.status());
   if (hooks_.changed) hooks_.changed();
   ToProto(*registered, response);
   return grpc::Status::OK;
 }
 
-grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext*, const v1::UnregisterBackboneRequest* request,
+grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
+                                                  const v1::UnregisterBackboneRequest* request,
                                                   v1::UnregisterBackboneResponse*) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnregisterBackbone");
   if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
@@ -81,6 +153,7 @@ grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext*, const v1
 
 grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const v1::PullBackboneRequest* request,
                                             grpc::ServerWriter<v1::PullBackboneProgress>* writer) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PullBackbone");
   if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());

@@ -6,8 +6,18 @@
 
 #include "core/zoo/zoo.h"
 #include "graft/v1/backbones.grpc.pb.h"
+#include "server/auth.h"
 
 namespace graft::server {
+
+// Where RegisterBackbone may read TorchScript from: files under `import_dir`
+// (canonical, symlinks resolved; empty: only bytes sent in the request), never
+// under `data_dir`; streamed bytes are staged in `staging_dir`.
+struct RegisterOptions {
+  std::string import_dir;
+  std::string data_dir;
+  std::string staging_dir;
+};
 
 struct PullOptions {
   bool allow_download = false;
@@ -23,8 +33,10 @@ struct BackboneHooks {
 
 class BackbonesService final : public v1::Backbones::Service {
  public:
-  BackbonesService(core::Zoo& zoo, PullOptions pull, BackboneHooks hooks = {})
-      : zoo_(zoo), pull_(std::move(pull)), hooks_(std::move(hooks)) {}
+  BackbonesService(core::Zoo& zoo, const Auth& auth, RegisterOptions register_options, PullOptions pull,
+                   BackboneHooks hooks = {})
+      : zoo_(zoo), auth_(auth), register_(std::move(register_options)), pull_(std::move(pull)),
+        hooks_(std::move(hooks)) {}
 
   grpc::Status ListBackbones(grpc::ServerContext*, const v1::ListBackbonesRequest*, v1::ListBackbonesResponse*) override;
   grpc::Status GetBackbone(grpc::ServerContext*, const v1::GetBackboneRequest*, v1::Backbone*) override;
@@ -35,7 +47,12 @@ class BackbonesService final : public v1::Backbones::Service {
                             grpc::ServerWriter<v1::PullBackboneProgress>*) override;
 
  private:
+  // The file to load for `request`: an import-dir path checked, or its bytes staged.
+  absl::StatusOr<std::string> TorchScriptSource(const v1::RegisterBackboneRequest& request, std::string* staged);
+
   core::Zoo& zoo_;
+  const Auth& auth_;
+  const RegisterOptions register_;
   const PullOptions pull_;
   const BackboneHooks hooks_;
 };

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/status_util.h"
 
@@ -12,15 +13,33 @@ namespace fs = std::filesystem;
 
 namespace {
 
-absl::Status CheckName(const std::string& name) {
-  if (name.empty() || name.size() > 128) return absl::InvalidArgumentError("header.name: 1 to 128 characters required");
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-      return absl::InvalidArgumentError(absl::StrCat("header.name: '", name, "' may only hold letters, digits, '-', '_' and '.'"));
-    }
-  }
-  return absl::OkStatus();
+// Most rejected files an upload's answer lists, so that it stays far below
+// the message limit whatever the archive holds; Dataset.rejected_count counts all.
+constexpr size_t kMaxRejectedListed = 1000;
+constexpr size_t kMaxListedPathChars = 256;
+
+// What the archive's first bytes say it is, to hold the header's format to.
+absl::Status CheckArchiveFormat(v1::UploadFormat format, const std::string& path) {
+  if (format == v1::UPLOAD_FORMAT_UNSPECIFIED) return absl::OkStatus();
+  std::ifstream in(path, std::ios::binary);
+  unsigned char magic[262] = {};
+  in.read(reinterpret_cast<char*>(magic), sizeof magic);
+  const auto got = in.gcount();
+  const bool gzip = got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  const bool zip = got >= 4 && magic[0] == 'P' && magic[1] == 'K' && (magic[2] == 3 || magic[2] == 5);
+  const bool tar = got >= 262 && std::string(reinterpret_cast<char*>(magic) + 257, 5) == "ustar";
+  const bool matches = (format == v1::UPLOAD_FORMAT_ZIP && zip) || (format == v1::UPLOAD_FORMAT_TAR_GZ && gzip) ||
+                       (format == v1::UPLOAD_FORMAT_TAR && tar);
+  if (matches) return absl::OkStatus();
+  const char* actual = gzip ? "a gzip stream" : zip ? "a zip archive" : tar ? "a tar archive" : "no known archive";
+  return absl::InvalidArgumentError(absl::StrCat("header.format: declared ", v1::UploadFormat_Name(format),
+                                                 " but the data is ", actual,
+                                                 "; declare the right format or leave it unspecified"));
 }
+
+}  // namespace
+
+namespace {
 
 // Removes the staging directory however the upload ends.
 class StagingGuard {
@@ -37,7 +56,8 @@ class StagingGuard {
 
 absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext* ctx,
                                                             grpc::ServerReader<v1::UploadDatasetRequest>* reader,
-                                                            const v1::UploadHeader& header, const std::string& staging) {
+                                                            const v1::UploadHeader& header, const std::string& staging,
+                                                            const std::string& owner) {
   const auto& limits = store_.limits();
   const bool folder = header.format() == v1::UPLOAD_FORMAT_FOLDER;
   const std::string archive_path = (fs::path(staging) / "upload.archive").string();
@@ -65,8 +85,14 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
     received += static_cast<int64_t>(chunk.data().size());
     metrics_.AddUploadBytes(static_cast<double>(chunk.data().size()));
     if (received > limits.max_dataset_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("the upload exceeds the limit of ", limits.max_dataset_bytes, " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat("the upload exceeds the limit of ", limits.max_dataset_bytes,
+                                                       " bytes (--max_dataset_bytes)"));
     }
+    if (header.total_bytes() > 0 && received > header.total_bytes()) {
+      return absl::InvalidArgumentError(absl::StrCat("the upload sent more than the ", header.total_bytes(),
+                                                     " bytes its header.total_bytes declared"));
+    }
+    if (ctx->IsCancelled()) return absl::CancelledError("the upload was interrupted; nothing was kept");
     if (!folder) {
       archive.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
       continue;
@@ -102,6 +128,7 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   if (ctx->IsCancelled()) return absl::CancelledError("the upload was interrupted; nothing was kept");
   core::UploadRequest request;
   request.name = header.name();
+  request.owner = owner;
   request.split_fraction = header.split().fraction();
   request.split_seed = header.split().seed();
   if (request.split_fraction < 0 || request.split_fraction >= 1) {
@@ -110,48 +137,73 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   if (folder) return store_.IngestFolder(request, files, std::move(rejected));
   archive.close();
   if (received == 0) return absl::InvalidArgumentError("the upload holds no data");
+  RETURN_IF_ERROR(CheckArchiveFormat(header.format(), archive_path));
   return store_.IngestArchive(request, archive_path);
 }
 
 grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                             v1::UploadDatasetResponse* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "UploadDataset");
   v1::UploadDatasetRequest first;
   if (!reader->Read(&first) || !first.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError("the first message of an upload must be its header"));
   }
-  if (auto s = CheckName(first.header().name()); !s.ok()) return ToGrpcStatus(s);
+  const v1::UploadHeader& header = first.header();
+  if (auto s = core::DatasetStore::CheckName(header.name()); !s.ok()) return ToGrpcStatus(s);
+  if (!v1::UploadFormat_IsValid(header.format())) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("header.format: unknown value ", header.format())));
+  }
+  if (header.total_bytes() < 0) return ToGrpcStatus(absl::InvalidArgumentError("header.total_bytes: must not be negative"));
+  if (header.total_bytes() > store_.limits().max_dataset_bytes) {
+    return ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("header.total_bytes: ", header.total_bytes(), " bytes exceed the limit of ",
+                     store_.limits().max_dataset_bytes, " (--max_dataset_bytes)")));
+  }
   auto staging = store_.NewStagingDir();
   if (!staging.ok()) return ToGrpcStatus(staging.status());
   StagingGuard guard(store_, *staging);
-  auto result = Receive(ctx, reader, first.header(), *staging);
+  auto result = Receive(ctx, reader, header, *staging, who.name);
   if (!result.ok()) return ToGrpcStatus(result.status());
   metrics_.AddRejectedFiles(static_cast<double>(result->rejected.size()));
   metrics_.SetDatasets(static_cast<double>(store_.List().size()));
   ToProto(result->dataset, response->mutable_dataset());
   for (const auto& r : result->rejected) {
+    if (static_cast<size_t>(response->rejected_size()) >= kMaxRejectedListed) break;
     auto* out = response->add_rejected();
-    out->set_path(r.path);
-    out->set_reason(r.reason);
+    out->set_path(r.path.size() > kMaxListedPathChars ? r.path.substr(0, kMaxListedPathChars) + "..." : r.path);
+    out->set_reason(r.reason.substr(0, kMaxListedPathChars));
   }
   return grpc::Status::OK;
 }
 
-grpc::Status DatasetsService::ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*,
+absl::StatusOr<core::DatasetInfo> DatasetsService::Find(const core::Principal& who, const std::string& id_or_name) {
+  ASSIGN_OR_RETURN(core::DatasetInfo d, who.admin() ? store_.Get(id_or_name) : store_.Get(id_or_name, who.name));
+  RETURN_IF_ERROR(CheckOwner(who, d.owner, absl::StrCat("dataset '", id_or_name, "'")));
+  return d;
+}
+
+grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest*,
                                            v1::ListDatasetsResponse* response) {
-  for (const auto& d : store_.List()) ToProto(d, response->add_datasets());
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "ListDatasets");
+  for (const auto& d : store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name))) {
+    ToProto(d, response->add_datasets());
+  }
   return grpc::Status::OK;
 }
 
-grpc::Status DatasetsService::GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* request, v1::Dataset* response) {
-  auto d = store_.Get(request->id());
+grpc::Status DatasetsService::GetDataset(grpc::ServerContext* ctx, const v1::GetDatasetRequest* request,
+                                         v1::Dataset* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "GetDataset");
+  auto d = Find(who, request->id());
   if (!d.ok()) return ToGrpcStatus(d.status());
   ToProto(*d, response);
   return grpc::Status::OK;
 }
 
-grpc::Status DatasetsService::DeleteDataset(grpc::ServerContext*, const v1::DeleteDatasetRequest* request,
+grpc::Status DatasetsService::DeleteDataset(grpc::ServerContext* ctx, const v1::DeleteDatasetRequest* request,
                                             v1::DeleteDatasetResponse*) {
-  auto d = store_.Get(request->id());
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "DeleteDataset");
+  auto d = Find(who, request->id());
   if (!d.ok()) return ToGrpcStatus(d.status());
   if (runner_.DatasetInUse(d->id)) {
     return ToGrpcStatus(absl::FailedPreconditionError(

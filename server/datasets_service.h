@@ -3,14 +3,15 @@
 #include "core/data/dataset_store.h"
 #include "core/jobs/job_runner.h"
 #include "graft/v1/datasets.grpc.pb.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 
 namespace graft::server {
 
 class DatasetsService final : public v1::Datasets::Service {
  public:
-  DatasetsService(core::DatasetStore& store, core::JobRunner& runner, Metrics& metrics)
-      : store_(store), runner_(runner), metrics_(metrics) {}
+  DatasetsService(core::DatasetStore& store, core::JobRunner& runner, Metrics& metrics, const Auth& auth)
+      : store_(store), runner_(runner), metrics_(metrics), auth_(auth) {}
 
   grpc::Status UploadDataset(grpc::ServerContext*, grpc::ServerReader<v1::UploadDatasetRequest>*,
                              v1::UploadDatasetResponse*) override;
@@ -20,11 +21,15 @@ class DatasetsService final : public v1::Datasets::Service {
 
  private:
   absl::StatusOr<core::IngestResult> Receive(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
-                                             const v1::UploadHeader& header, const std::string& staging);
+                                             const v1::UploadHeader& header, const std::string& staging,
+                                             const std::string& owner);
+  // By id or by the caller's name for it; PERMISSION_DENIED for another's.
+  absl::StatusOr<core::DatasetInfo> Find(const core::Principal& who, const std::string& id_or_name);
 
   core::DatasetStore& store_;
   core::JobRunner& runner_;
   Metrics& metrics_;
+  const Auth& auth_;
 };
 
 }  // namespace graft::server

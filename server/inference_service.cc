@@ -1,5 +1,9 @@
 #include "server/inference_service.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/models_service.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
 
@@ -26,8 +30,34 @@ core::CancelledFn Cancelled(grpc::ServerContext* context) {
 
 }  // namespace
 
+absl::Status InferenceService::Admit(const core::Principal& who,
+                                     const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
+                                     const std::vector<std::string>& model_ids) const {
+  int64_t count = 0;
+  for (const v1::ImageInput& image : images) {
+    count += image.has_tensor() && image.tensor().shape_size() == 4 ? std::max<int64_t>(image.tensor().shape(0), 1) : 1;
+  }
+  if (count > max_images_per_request_) {
+    return absl::ResourceExhaustedError(absl::StrCat("the request holds ", count, " images; at most ",
+                                                     max_images_per_request_, " (--max_images_per_request)"));
+  }
+  for (const std::string& id : model_ids) {
+    if (models_ == nullptr) break;
+    auto m = models_->Get(id);
+    if (!m.ok()) continue;  // the predictor names unknown models
+    if (!MayUseModel(who, (*m)->info().owner)) {
+      return CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", id, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Predict");
+  if (auto s = Admit(who, request->images(), {request->models().begin(), request->models().end()}); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (request->models_size() > 0 && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
   }
@@ -65,6 +95,10 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
 
 grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::EmbedRequest* request,
                                      v1::EmbedResponse* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Embed");
+  std::vector<std::string> ids;
+  if (!request->model().empty()) ids.push_back(request->model());
+  if (auto s = Admit(who, request->images(), ids); !s.ok()) return ToGrpcStatus(s);
   if (!request->model().empty() && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or model, not both"));
   }

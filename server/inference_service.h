@@ -2,20 +2,35 @@
 
 #include "core/serve/predictor.h"
 #include "graft/v1/inference.grpc.pb.h"
+#include "core/serve/model_store.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 
 namespace graft::server {
 
 class InferenceService final : public v1::Inference::Service {
  public:
-  InferenceService(const core::Predictor& predictor, Metrics& metrics) : predictor_(predictor), metrics_(metrics) {}
+  // `models` resolves model owners (null: backbones only);
+  // `max_images_per_request` bounds the images (tensor batches counted whole) of one call.
+  InferenceService(const core::Predictor& predictor, Metrics& metrics, const Auth& auth, core::ModelStore* models,
+                   int max_images_per_request)
+      : predictor_(predictor), metrics_(metrics), auth_(auth), models_(models),
+        max_images_per_request_(max_images_per_request) {}
 
   grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest*, v1::PredictResponse*) override;
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
 
  private:
   const core::Predictor& predictor_;
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for too many images, PERMISSION_DENIED
+  // for a model `who` may not use.
+  absl::Status Admit(const core::Principal& who, const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
+                     const std::vector<std::string>& model_ids) const;
+
   Metrics& metrics_;
+  const Auth& auth_;
+  core::ModelStore* models_;
+  const int max_images_per_request_;
 };
 
 }  // namespace graft::server

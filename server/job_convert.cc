@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
 #include "server/proto_convert.h"
 
 namespace graft::server {
@@ -17,9 +19,35 @@ void SetTime(double seconds, Timestamp* out) {
   out->set_nanos(static_cast<int32_t>((seconds - std::floor(seconds)) * 1e9));
 }
 
+absl::Status UnknownEnum(const std::string& field, int value) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value ", value));
+}
+
+// Enum values this server does not know are refused, never read as the default.
+absl::Status CheckEnums(const v1::JobSpec& in) {
+  for (int i = 0; i < in.stages_size(); ++i) {
+    const v1::StageSpec& st = in.stages(i);
+    const std::string stage = absl::StrCat("spec.stages[", i, "]");
+    if (!v1::OptimizerKind_IsValid(st.optimizer().kind())) {
+      return UnknownEnum(stage + ".optimizer.kind", st.optimizer().kind());
+    }
+    if (!v1::ScheduleKind_IsValid(st.schedule().kind())) {
+      return UnknownEnum(stage + ".schedule.kind", st.schedule().kind());
+    }
+  }
+  if (!v1::Monitor_IsValid(in.early_stopping().monitor())) {
+    return UnknownEnum("spec.early_stopping.monitor", in.early_stopping().monitor());
+  }
+  if (!v1::MonitorMode_IsValid(in.early_stopping().mode())) {
+    return UnknownEnum("spec.early_stopping.mode", in.early_stopping().mode());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-core::JobSpec FromProto(const v1::JobSpec& in) {
+absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
+  RETURN_IF_ERROR(CheckEnums(in));
   core::JobSpec s;
   s.name = in.name();
   s.backbone = in.backbone();
@@ -142,13 +170,15 @@ void ToProto(const core::EpochMetrics& m, v1::EpochMetrics* out) {
 
 v1::JobState ToProto(core::JobState state) { return static_cast<v1::JobState>(static_cast<int>(state)); }
 
-std::optional<core::JobState> FromProto(v1::JobState state) {
-  if (state == v1::JOB_STATE_UNSPECIFIED) return std::nullopt;
+absl::StatusOr<std::optional<core::JobState>> FromProto(v1::JobState state) {
+  if (!v1::JobState_IsValid(state)) return UnknownEnum("state", state);
+  if (state == v1::JOB_STATE_UNSPECIFIED) return std::optional<core::JobState>();
   return static_cast<core::JobState>(static_cast<int>(state));
 }
 
 void ToProto(const core::JobRecord& j, v1::Job* out) {
   out->set_id(j.id);
+  out->set_owner(j.owner);
   ToProto(j.spec, out->mutable_spec());
   out->set_state(ToProto(j.state));
   SetTime(j.created_at, out->mutable_created_at());
@@ -196,6 +226,7 @@ void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
 void ToProto(const core::DatasetInfo& d, v1::Dataset* out) {
   out->set_id(d.id);
   out->set_name(d.name);
+  out->set_owner(d.owner);
   out->set_layout(d.layout == core::DatasetLayout::kTrainVal ? v1::DATASET_LAYOUT_TRAIN_VAL : v1::DATASET_LAYOUT_FLAT);
   for (const auto& c : d.classes) {
     auto* cc = out->add_classes();
@@ -215,6 +246,7 @@ void ToProto(const core::DatasetInfo& d, v1::Dataset* out) {
 void ToProto(const core::ModelInfo& m, v1::Model* out) {
   out->set_id(m.id);
   out->set_job_id(m.job_id);
+  out->set_owner(m.owner);
   out->set_backbone(m.backbone);
   for (const auto& c : m.class_names) out->add_class_names(c);
   ToProto(m.preprocessing, out->mutable_preprocessing());

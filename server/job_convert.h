@@ -11,7 +11,8 @@
 
 namespace graft::server {
 
-core::JobSpec FromProto(const v1::JobSpec& in);
+// INVALID_ARGUMENT naming the field for enum values this server does not know.
+absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in);
 void ToProto(const core::JobSpec& in, v1::JobSpec* out);
 void ToProto(const core::EpochMetrics& in, v1::EpochMetrics* out);
 void ToProto(const core::JobRecord& in, v1::Job* out);
@@ -19,6 +20,6 @@ void ToProto(const core::JobEvent& in, v1::JobEvent* out);
 void ToProto(const core::DatasetInfo& in, v1::Dataset* out);
 void ToProto(const core::ModelInfo& in, v1::Model* out);
 v1::JobState ToProto(core::JobState state);
-std::optional<core::JobState> FromProto(v1::JobState state);
+absl::StatusOr<std::optional<core::JobState>> FromProto(v1::JobState state);
 
 }  // namespace graft::server

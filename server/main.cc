@@ -20,7 +20,21 @@ std::string DefaultDataDir() {
 
 }  // namespace
 
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address to bind the gRPC and metrics ports on.");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to bind the gRPC and metrics ports on; loopback by default, 0.0.0.0 serves every interface.");
+ABSL_FLAG(std::string, auth, "tokens",
+          "tokens: every call needs a bearer token (the first start writes an admin token to <data_dir>/admin.token); "
+          "none: no authentication, every client is an admin (only behind your own authenticating proxy).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TLS on the gRPC port (with --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA: clients must present a certificate it signed (mutual TLS).");
+ABSL_FLAG(std::string, backbone_import_dir, "",
+          "The only directory RegisterBackbone may load a torchscript_path from (symlinks resolved); empty: admins "
+          "send the module's bytes instead.");
+ABSL_FLAG(bool, reflection, false, "Serve gRPC server reflection (unauthenticated: it lists the API).");
+ABSL_FLAG(int, max_images_per_request, 64, "Most images (tensor batches counted whole) in one Predict or Embed.");
+ABSL_FLAG(int, max_queued_jobs_per_principal, 4, "Queued jobs one principal may hold; CreateJob answers RESOURCE_EXHAUSTED past it.");
+ABSL_FLAG(int, max_watch_streams_per_principal, 16, "Open WatchJob streams one principal may hold.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port.");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; 0 picks a free port, -1 disables it.");
 ABSL_FLAG(std::string, data_dir, DefaultDataDir(), "Directory holding datasets, models, checkpoints and the zoo ($GRAFT_DATA_DIR).");
@@ -85,6 +99,15 @@ int main(int argc, char** argv) {
   options.allow_download = absl::GetFlag(FLAGS_allow_download);
   options.weights_base_url = absl::GetFlag(FLAGS_weights_base_url);
   options.feature_cache_spill = absl::GetFlag(FLAGS_feature_cache_spill);
+  options.auth = absl::GetFlag(FLAGS_auth);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.backbone_import_dir = absl::GetFlag(FLAGS_backbone_import_dir);
+  options.reflection = absl::GetFlag(FLAGS_reflection);
+  options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
+  options.max_queued_jobs_per_principal = absl::GetFlag(FLAGS_max_queued_jobs_per_principal);
+  options.max_watch_streams_per_principal = absl::GetFlag(FLAGS_max_watch_streams_per_principal);
 
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) {

@@ -124,12 +124,19 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host
 
 std::unique_ptr<Metrics> Metrics::CreateUnexposed() { return std::unique_ptr<Metrics>(new Metrics()); }
 
+namespace {
+const std::string kUnknownMethod = "unknown";
+}  // namespace
+
 void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds) {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                    0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
-  rpc_total_->Add({{"method", method}, {"code", code}}).Increment();
-  rpc_latency_->Add({{"method", method}, {"code", code}}, kBuckets).Observe(seconds);
+  const std::string& label = known_methods_.count(method) > 0 ? method : kUnknownMethod;
+  rpc_total_->Add({{"method", label}, {"code", code}}).Increment();
+  rpc_latency_->Add({{"method", label}, {"code", code}}, kBuckets).Observe(seconds);
 }
+
+void Metrics::SetKnownMethods(std::set<std::string> methods) { known_methods_ = std::move(methods); }
 
 void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
   images_predicted_->Add({{"backbone", backbone}}).Increment(n);

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -37,7 +38,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   int port() const { return http_ ? http_->port() : -1; }
   prometheus::Registry& registry() { return *registry_; }
 
+  // `method` is "package.Service/Method"; one not registered (SetKnownMethods)
+  // is counted as "unknown", so clients cannot add label values.
   void ObserveRpc(const std::string& method, const std::string& code, double seconds);
+  void SetKnownMethods(std::set<std::string> methods);
   void AddImagesPredicted(const std::string& backbone, double n);
   void SetBackbones(const core::Zoo& zoo);
   void AddUploadBytes(double n);
@@ -59,6 +63,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
 
  private:
+  std::set<std::string> known_methods_;  // set once at start, before serving
   Metrics();
 
   std::shared_ptr<prometheus::Registry> registry_;

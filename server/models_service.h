@@ -2,13 +2,17 @@
 
 #include "core/serve/model_store.h"
 #include "graft/v1/models.grpc.pb.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 
 namespace graft::server {
 
+// Inference principals list and get every model (to predict with it); train
+// principals only their own, which they may also delete and export.
 class ModelsService final : public v1::Models::Service {
  public:
-  ModelsService(core::ModelStore& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
+  ModelsService(core::ModelStore& store, Metrics& metrics, const Auth& auth)
+      : store_(store), metrics_(metrics), auth_(auth) {}
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*, v1::ListModelsResponse*) override;
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*, v1::Model*) override;
@@ -19,6 +23,11 @@ class ModelsService final : public v1::Models::Service {
  private:
   core::ModelStore& store_;
   Metrics& metrics_;
+  const Auth& auth_;
 };
+
+// Whether `who` may use a model `owner` made to predict or read its metadata:
+// inference principals (applications) any, train principals their own.
+bool MayUseModel(const core::Principal& who, const std::string& owner);
 
 }  // namespace graft::server

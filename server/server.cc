@@ -7,7 +7,12 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
+#include <set>
+
+#include <google/protobuf/descriptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "core/serve/predictor.h"
@@ -25,12 +30,55 @@
 #include "core/util/sqlite.h"
 #include "server/datasets_service.h"
 #include "server/models_service.h"
+#include "server/tokens_service.h"
 #include "server/training_service.h"
+#include "core/auth/token_store.h"
+#include "core/util/status_macros.h"
+#include "server/auth.h"
 
 namespace graft::server {
 namespace fs = std::filesystem;
 
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Plaintext, TLS, or mutual TLS from the --tls_* flags.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (o.tls_cert.empty()) {
+    if (!o.tls_client_ca.empty()) return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(o.tls_client_ca.empty()
+                                            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(o.tls_cert, "--tls_cert"));
+  ASSIGN_OR_RETURN(pair.private_key, ReadPem(o.tls_key, "--tls_key"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_client_ca.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(o.tls_client_ca, "--tls_client_ca"));
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+std::string GraftServer::AdminTokenPath(const std::string& data_dir) {
+  return (fs::path(data_dir) / "admin.token").string();
+}
+
 struct GraftServer::Services {
+  std::unique_ptr<TokensService> tokens;
   std::unique_ptr<BackbonesService> backbones;
   std::unique_ptr<InferenceService> inference;
   std::unique_ptr<DatasetsService> datasets;
@@ -52,6 +100,17 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
   if (options.idle_rpc_threads < 1) return absl::InvalidArgumentError("--idle_rpc_threads must be at least 1");
+  if (options.auth != "tokens" && options.auth != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("--auth must be tokens or none, got '", options.auth, "'"));
+  }
+  if (options.max_images_per_request < 1) return absl::InvalidArgumentError("--max_images_per_request must be at least 1");
+  if (options.max_queued_jobs_per_principal < 1) {
+    return absl::InvalidArgumentError("--max_queued_jobs_per_principal must be at least 1");
+  }
+  if (options.max_watch_streams_per_principal < 1) {
+    return absl::InvalidArgumentError("--max_watch_streams_per_principal must be at least 1");
+  }
+  ASSIGN_OR_RETURN(const auto credentials, Credentials(options));
   using DecodeOn = core::PredictorOptions::DecodeOn;
   const std::map<std::string, DecodeOn> decode_on = {
       {"auto", DecodeOn::kAuto}, {"batcher", DecodeOn::kBatcher}, {"callers", DecodeOn::kCallers}};
@@ -99,6 +158,16 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   auto db = core::Database::Open((fs::path(options.data_dir) / "graft.db").string());
   if (!db.ok()) return db.status();
   s->db_ = std::move(*db);
+  if (options.auth == "tokens") {
+    ASSIGN_OR_RETURN(s->tokens_, core::TokenStore::Open(*s->db_));
+    const std::string token_path = AdminTokenPath(options.data_dir);
+    ASSIGN_OR_RETURN(const bool created, s->tokens_->Bootstrap(token_path));
+    if (created) ABSL_LOG(INFO) << "no token existed: created the admin token in " << token_path << " (mode 0600)";
+  } else {
+    ABSL_LOG(WARNING) << "--auth none: every client that reaches graftd is an admin; use it only behind your own "
+                         "authentication";
+  }
+  s->auth_ = std::make_unique<Auth>(s->tokens_.get());
   core::UploadLimits limits;
   limits.max_file_bytes = options.max_upload_file_bytes;
   limits.max_dataset_bytes = options.max_dataset_bytes;
@@ -119,6 +188,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   core::RunnerOptions runner_options;
   runner_options.max_concurrent_jobs = options.max_concurrent_jobs;
   runner_options.max_queued_jobs = options.max_queued_jobs;
+  runner_options.max_queued_jobs_per_principal = options.max_queued_jobs_per_principal;
   runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;
@@ -150,17 +220,25 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     return users;
   };
   hooks.changed = [server = s.get()] { server->metrics_->SetBackbones(*server->zoo_); };
+  const Auth& auth = *s->auth_;
+  RegisterOptions register_options;
+  register_options.import_dir = options.backbone_import_dir;
+  register_options.data_dir = options.data_dir;
+  register_options.staging_dir = (fs::path(options.data_dir) / "cache" / "register").string();
+  s->services_->tokens = std::make_unique<TokensService>(s->tokens_.get(), auth);
   s->services_->backbones = std::make_unique<BackbonesService>(
-      *s->zoo_, PullOptions{options.allow_download, options.weights_base_url}, std::move(hooks));
-  s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_);
-  s->services_->datasets = std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_);
-  s->services_->training = std::make_unique<TrainingService>(*s->runner_);
-  s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_);
+      *s->zoo_, auth, register_options, PullOptions{options.allow_download, options.weights_base_url}, std::move(hooks));
+  s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_, auth, s->models_.get(),
+                                                               options.max_images_per_request);
+  s->services_->datasets = std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth);
+  s->services_->training =
+      std::make_unique<TrainingService>(*s->runner_, auth, options.max_watch_streams_per_principal);
+  s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_, auth);
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), credentials, &s->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // gRPC's sync server otherwise ends all but two idle handler threads and
@@ -168,11 +246,26 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   // and a rebuild of LibTorch's thread pool on its first op (measured: 16
   // clients 54 -> 96 images/s when they are kept).
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, options.idle_rpc_threads);
-  builder.RegisterService(s->services_->backbones.get());
-  builder.RegisterService(s->services_->inference.get());
-  builder.RegisterService(s->services_->datasets.get());
-  builder.RegisterService(s->services_->training.get());
-  builder.RegisterService(s->services_->models.get());
+  const auto add = [&](grpc::Service* service, const char* full_name) {
+    builder.RegisterService(service);
+    s->service_names_.push_back(full_name);
+  };
+  add(s->services_->tokens.get(), v1::Tokens::service_full_name());
+  add(s->services_->backbones.get(), v1::Backbones::service_full_name());
+  add(s->services_->inference.get(), v1::Inference::service_full_name());
+  add(s->services_->datasets.get(), v1::Datasets::service_full_name());
+  add(s->services_->training.get(), v1::Training::service_full_name());
+  add(s->services_->models.get(), v1::Models::service_full_name());
+  s->service_names_.push_back("grpc.health.v1.Health");
+  if (options.reflection) s->service_names_.push_back("grpc.reflection.v1alpha.ServerReflection");
+  std::set<std::string> methods;
+  for (const std::string& name : s->service_names_) {
+    const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
+    for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+      methods.insert(absl::StrCat(name, "/", service->method(i)->name()));
+    }
+  }
+  s->metrics_->SetKnownMethods(std::move(methods));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(s->metrics_->InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -14,15 +15,17 @@ class Database;
 class DatasetStore;
 class JobStore;
 class JobRunner;
+class TokenStore;
 class ModelStore;
 }  // namespace graft::core
 
 namespace graft::server {
 
 class Metrics;
+class Auth;
 
 struct ServerOptions {
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";  // loopback; --host 0.0.0.0 to serve other machines
   int port = 50051;           // 0 picks a free port
   int metrics_port = 9464;    // 0 picks a free port; -1 disables the endpoint
   std::string data_dir;       // required
@@ -45,7 +48,17 @@ struct ServerOptions {
   int idle_rpc_threads = 64;  // gRPC handler threads kept waiting between bursts
   bool retain_host_memory = true;  // core::RetainHostMemory (process-wide, set at Start)
   bool allow_download = false;  // PullBackbone fetches official weights
-  std::string weights_base_url = "https://download.pytorch.org/models/";  // spill beyond the budget to <data_dir>/cache
+  std::string weights_base_url = "https://download.pytorch.org/models/";
+  // Security (README "Security").
+  std::string auth = "tokens";      // tokens | none
+  std::string tls_cert;             // PEM files; both set: TLS on the gRPC port
+  std::string tls_key;
+  std::string tls_client_ca;        // set: clients must present a certificate it signed (mTLS)
+  std::string backbone_import_dir;  // RegisterBackbone may load torchscript_path only under it
+  bool reflection = false;          // gRPC server reflection (unauthenticated: lists the API)
+  int max_images_per_request = 64;
+  int max_queued_jobs_per_principal = 4;
+  int max_watch_streams_per_principal = 16;
 };
 
 // graftd: the zoo, the services, health, reflection and metrics.
@@ -59,6 +72,10 @@ class GraftServer {
   int metrics_port() const;
   const std::string& zoo_dir() const { return zoo_dir_; }
   Metrics& metrics() { return *metrics_; }
+  // Full names of the gRPC services registered (graft.v1.* and health).
+  const std::vector<std::string>& service_names() const { return service_names_; }
+  // <data_dir>/admin.token: where the first start wrote the admin token.
+  static std::string AdminTokenPath(const std::string& data_dir);
 
   void Wait();
   void Shutdown();
@@ -71,6 +88,8 @@ class GraftServer {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<core::Zoo> zoo_;
   std::unique_ptr<core::Database> db_;
+  std::unique_ptr<core::TokenStore> tokens_;
+  std::unique_ptr<Auth> auth_;
   std::unique_ptr<core::DatasetStore> datasets_;
   std::unique_ptr<core::JobStore> jobs_;
   std::unique_ptr<core::ModelStore> models_;
@@ -79,6 +98,7 @@ class GraftServer {
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::vector<std::string> service_names_;
 };
 
 }  // namespace graft::server

@@ -1,41 +1,75 @@
 #include "server/training_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/status_util.h"
 
 namespace graft::server {
 
-grpc::Status TrainingService::CreateJob(grpc::ServerContext*, const v1::CreateJobRequest* request, v1::Job* response) {
-  auto job = runner_.Submit(FromProto(request->spec()));
+absl::StatusOr<core::JobRecord> TrainingService::Find(const core::Principal& who, const std::string& id) {
+  ASSIGN_OR_RETURN(core::JobRecord job, runner_.Get(id));
+  RETURN_IF_ERROR(CheckOwner(who, job.owner, absl::StrCat("job '", id, "'")));
+  return job;
+}
+
+grpc::Status TrainingService::CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
+                                        v1::Job* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "CreateJob");
+  auto spec = FromProto(request->spec());
+  if (!spec.ok()) return ToGrpcStatus(spec.status());
+  auto job = runner_.Submit(std::move(*spec), who);
   if (!job.ok()) return ToGrpcStatus(job.status());
   ToProto(*job, response);
   return grpc::Status::OK;
 }
 
-grpc::Status TrainingService::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request, v1::Job* response) {
-  auto job = runner_.Get(request->id());
+grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                                     v1::Job* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "GetJob");
+  auto job = Find(who, request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   ToProto(*job, response);
   return grpc::Status::OK;
 }
 
-grpc::Status TrainingService::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
                                        v1::ListJobsResponse* response) {
-  auto jobs = runner_.List(FromProto(request->state()));
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "ListJobs");
+  auto state = FromProto(request->state());
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  auto jobs = runner_.List(*state);
   if (!jobs.ok()) return ToGrpcStatus(jobs.status());
-  for (const auto& j : *jobs) ToProto(j, response->add_jobs());
+  for (const auto& j : *jobs) {
+    if (Owns(who, j.owner)) ToProto(j, response->add_jobs());
+  }
   return grpc::Status::OK;
 }
 
-grpc::Status TrainingService::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* request, v1::Job* response) {
+grpc::Status TrainingService::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                                        v1::Job* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "CancelJob");
+  if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
   auto job = runner_.Cancel(request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   ToProto(*job, response);
   return grpc::Status::OK;
 }
 
-grpc::Status TrainingService::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* request,
+grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                        grpc::ServerWriter<v1::JobEvent>* writer) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "WatchJob");
+  if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int& open = watching_[who.name];
+    if (open >= max_watch_streams_) {
+      return ToGrpcStatus(absl::ResourceExhaustedError(
+          absl::StrCat("principal '", who.name, "' already watches ", open,
+                       " jobs (--max_watch_streams_per_principal); close a WatchJob stream first")));
+    }
+    ++open;
+  }
   const absl::Status s = runner_.Watch(
       request->id(), request->progress(),
       [&](const core::JobEvent& e) {
@@ -43,7 +77,11 @@ grpc::Status TrainingService::WatchJob(grpc::ServerContext* ctx, const v1::Watch
         ToProto(e, &out);
         return writer->Write(out);
       },
-      [&]() { return !ctx->IsCancelled(); });
+      [&]() { return !context->IsCancelled(); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--watching_[who.name] == 0) watching_.erase(who.name);
+  }
   return ToGrpcStatus(s);
 }
 

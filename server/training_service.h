@@ -1,13 +1,20 @@
 #pragma once
 
+#include <map>
+#include <mutex>
+#include <string>
+
 #include "core/jobs/job_runner.h"
 #include "graft/v1/training.grpc.pb.h"
+#include "server/auth.h"
 
 namespace graft::server {
 
 class TrainingService final : public v1::Training::Service {
  public:
-  explicit TrainingService(core::JobRunner& runner) : runner_(runner) {}
+  // `max_watch_streams` open WatchJob streams per principal (each holds a thread).
+  TrainingService(core::JobRunner& runner, const Auth& auth, int max_watch_streams)
+      : runner_(runner), auth_(auth), max_watch_streams_(max_watch_streams) {}
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest*, v1::Job*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
@@ -16,7 +23,14 @@ class TrainingService final : public v1::Training::Service {
   grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest*, grpc::ServerWriter<v1::JobEvent>*) override;
 
  private:
+  // The job, when `who` owns it (or is an admin).
+  absl::StatusOr<core::JobRecord> Find(const core::Principal& who, const std::string& id);
+
   core::JobRunner& runner_;
+  const Auth& auth_;
+  const int max_watch_streams_;
+  std::mutex mu_;
+  std::map<std::string, int> watching_;  // open WatchJob streams per principal
 };
 
 }  // namespace graft::server

@@ -32,6 +32,7 @@ struct DatasetInfo {
   uint64_t split_seed = 0;
   double created_at = 0;
   int rejected_count = 0;
+  std::string owner;  // the principal that uploaded it
 };
 
 struct DatasetImage {

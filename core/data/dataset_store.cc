@@ -112,6 +112,53 @@ absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Data directories from before owners: names were unique across the server.
+// The table is rebuilt with an owner column (existing datasets get the owner
+// "", which only admins see) and names unique per owner.
+absl::Status MigrateOwners(Database& db) {
+  {
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('datasets') WHERE name = 'owner'"));
+    ASSIGN_OR_RETURN(const bool has_owner, q.Step());
+    if (has_owner) return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(db.Exec("PRAGMA foreign_keys=OFF;"));
+  const absl::Status migrated = db.Exec(R"sql(
+    BEGIN IMMEDIATE;
+    CREATE TABLE datasets_owned(
+      id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
+      split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
+      bytes INTEGER NOT NULL, rejected TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '',
+      UNIQUE(owner, name));
+    INSERT INTO datasets_owned SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, ''
+      FROM datasets;
+    DROP TABLE datasets;
+    ALTER TABLE datasets_owned RENAME TO datasets;
+    COMMIT;
+  )sql");
+  if (!migrated.ok()) (void)db.Exec("ROLLBACK;");
+  RETURN_IF_ERROR(db.Exec("PRAGMA foreign_keys=ON;"));
+  return migrated;
+}
+
+}  // namespace
+
+absl::Status DatasetStore::CheckName(const std::string& name) {
+  if (name.empty() || name.size() > 128) return absl::InvalidArgumentError("header.name: 1 to 128 characters required");
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("header.name: '", name, "' may only hold letters, digits, '-', '_' and '.'"));
+    }
+  }
+  if (LooksLikeId(name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.name: '", name, "' has the form of an id (<kind>-<12 hex digits>); choose another name"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, const std::string& root,
                                                                   UploadLimits limits) {
   std::unique_ptr<DatasetStore> store(new DatasetStore(db, root, limits));
@@ -122,9 +169,10 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, c
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", root, ": ", ec.message()));
   RETURN_IF_ERROR(db.Exec(R"sql(
     CREATE TABLE IF NOT EXISTS datasets(
-      id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, layout INTEGER NOT NULL,
+      id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
       split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
-      bytes INTEGER NOT NULL, rejected TEXT NOT NULL);
+      bytes INTEGER NOT NULL, rejected TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '',
+      UNIQUE(owner, name));
     CREATE TABLE IF NOT EXISTS dataset_classes(
       dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
       name TEXT NOT NULL, PRIMARY KEY(dataset_id, idx));
@@ -134,6 +182,7 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, c
     CREATE INDEX IF NOT EXISTS dataset_images_by_dataset ON dataset_images(dataset_id);
     CREATE INDEX IF NOT EXISTS dataset_images_by_sha ON dataset_images(sha256);
   )sql"));
+  RETURN_IF_ERROR(MigrateOwners(db));
   RETURN_IF_ERROR(store->CollectGarbage());
   return store;
 }
@@ -208,7 +257,7 @@ absl::StatusOr<IngestResult> DatasetStore::IngestFolder(const UploadRequest& req
 }
 
 absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, Collector& c) {
-  if (request.name.empty()) return absl::InvalidArgumentError("a dataset needs a name");
+  RETURN_IF_ERROR(CheckName(request.name));
   // Strip folders every image shares ("hymenoptera/train/ants/x.jpg").
   auto& acc = c.accepted_;
   size_t strip = 0;
@@ -322,6 +371,7 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   DatasetInfo info;
   info.id = NewId("ds");
   info.name = request.name;
+  info.owner = request.owner;
   info.layout = train_val ? DatasetLayout::kTrainVal : DatasetLayout::kFlat;
   info.classes = counts;
   info.split_fraction = train_val ? 0 : fraction;
@@ -340,8 +390,8 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   Transaction tx(db_);
   RETURN_IF_ERROR(tx.status());
   {
-    ASSIGN_OR_RETURN(auto exists, db_.Prepare("SELECT id FROM datasets WHERE name = ?"));
-    exists.Bind(1, info.name);
+    ASSIGN_OR_RETURN(auto exists, db_.Prepare("SELECT id FROM datasets WHERE name = ? AND owner = ?"));
+    exists.Bind(1, info.name).Bind(2, info.owner);
     ASSIGN_OR_RETURN(const bool found, exists.Step());
     if (found) {
       return absl::AlreadyExistsError(absl::StrCat("a dataset named '", info.name, "' already exists (", exists.Text(0),
@@ -349,10 +399,12 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
     }
   }
   {
-    ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+    ASSIGN_OR_RETURN(auto ins, db_.Prepare(
+        "INSERT INTO datasets(id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, owner) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     ins.Bind(1, info.id).Bind(2, info.name).Bind(3, static_cast<int64_t>(info.layout)).Bind(4, info.split_fraction)
         .Bind(5, static_cast<int64_t>(info.split_seed)).Bind(6, info.created_at).Bind(7, info.bytes)
-        .Bind(8, rejected.dump());
+        .Bind(8, rejected.dump()).Bind(9, info.owner);
     RETURN_IF_ERROR(ins.Run());
   }
   for (size_t i = 0; i < classes.size(); ++i) {
@@ -373,12 +425,13 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   return IngestResult{info, c.rejected_};
 }
 
-std::vector<DatasetInfo> DatasetStore::List() {
+std::vector<DatasetInfo> DatasetStore::List(const std::optional<std::string>& owner) {
   std::vector<DatasetInfo> out;
   std::vector<std::string> ids;
   {
-    auto q = db_.Prepare("SELECT id FROM datasets ORDER BY created_at");
+    auto q = db_.Prepare("SELECT id FROM datasets WHERE ? = 0 OR owner = ? ORDER BY created_at");
     if (!q.ok()) return out;
+    q->Bind(1, static_cast<int64_t>(owner.has_value())).Bind(2, owner.value_or(""));
     while (q->Step().value_or(false)) ids.push_back(q->Text(0));
   }
   for (const auto& id : ids) {
@@ -387,13 +440,19 @@ std::vector<DatasetInfo> DatasetStore::List() {
   return out;
 }
 
-absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name) {
-  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected "
-                                       "FROM datasets WHERE id = ? OR name = ?"));
-  q.Bind(1, id_or_name).Bind(2, id_or_name);
+absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name, const std::optional<std::string>& owner) {
+  // Ids and names never share a form (CheckName), so an id is looked up as an
+  // id only and a name as a name only.
+  const bool by_id = LooksLikeId(id_or_name);
+  ASSIGN_OR_RETURN(auto q, db_.Prepare(
+      "SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, owner FROM datasets "
+      "WHERE (? = 1 AND id = ?) OR (? = 0 AND name = ? AND (? = 0 OR owner = ?)) ORDER BY created_at"));
+  q.Bind(1, static_cast<int64_t>(by_id)).Bind(2, id_or_name).Bind(3, static_cast<int64_t>(by_id)).Bind(4, id_or_name)
+      .Bind(5, static_cast<int64_t>(owner.has_value())).Bind(6, owner.value_or(""));
   ASSIGN_OR_RETURN(const bool found, q.Step());
   if (!found) return absl::NotFoundError(absl::StrCat("no dataset '", id_or_name, "'"));
   DatasetInfo d;
+  d.owner = q.Text(8);
   d.id = q.Text(0);
   d.name = q.Text(1);
   d.layout = static_cast<DatasetLayout>(q.Int(2));
@@ -402,6 +461,13 @@ absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name) {
   d.created_at = q.Double(5);
   d.bytes = q.Int(6);
   d.rejected_count = static_cast<int>(nlohmann::json::parse(q.Text(7), nullptr, false).size());
+  {
+    ASSIGN_OR_RETURN(const bool another, q.Step());
+    if (another) {
+      return absl::InvalidArgumentError(absl::StrCat("dataset name '", id_or_name,
+                                                     "' is used by several owners; name it by id"));
+    }
+  }
   ASSIGN_OR_RETURN(auto classes, db_.Prepare("SELECT name FROM dataset_classes WHERE dataset_id = ? ORDER BY idx"));
   classes.Bind(1, d.id);
   while (true) {
@@ -454,8 +520,8 @@ absl::StatusOr<std::vector<DatasetImage>> DatasetStore::Images(const std::string
   return out;
 }
 
-absl::Status DatasetStore::Delete(const std::string& id_or_name) {
-  ASSIGN_OR_RETURN(const DatasetInfo d, Get(id_or_name));
+absl::Status DatasetStore::Delete(const std::string& id) {
+  ASSIGN_OR_RETURN(const DatasetInfo d, Get(id));
   {
     Transaction tx(db_);
     RETURN_IF_ERROR(tx.status());

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <optional>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@ struct UploadLimits {
 
 struct UploadRequest {
   std::string name;
+  std::string owner;          // the uploading principal; names are unique per owner
   double split_fraction = 0;  // 0: default 0.2 (FLAT layout only)
   uint64_t split_seed = 0;
 };
@@ -52,14 +55,20 @@ class DatasetStore {
   absl::StatusOr<IngestResult> IngestFolder(const UploadRequest& request, const std::vector<StagedFile>& files,
                                             std::vector<RejectedFile> pre_rejected);
 
-  std::vector<DatasetInfo> List();
-  absl::StatusOr<DatasetInfo> Get(const std::string& id_or_name);
+  // All datasets, or those of `owner` when set.
+  std::vector<DatasetInfo> List(const std::optional<std::string>& owner = std::nullopt);
+  // By id, or by name among `owner`'s datasets (all datasets when unset: a
+  // name held by several owners is ambiguous). The caller checks ownership.
+  absl::StatusOr<DatasetInfo> Get(const std::string& id_or_name,
+                                  const std::optional<std::string>& owner = std::nullopt);
   absl::StatusOr<std::vector<RejectedFile>> Rejected(const std::string& id);
-  absl::Status Delete(const std::string& id_or_name);
+  absl::Status Delete(const std::string& id);
   absl::StatusOr<std::vector<DatasetImage>> Images(const std::string& id);
 
   // Path checks shared with the transport: relative, no "..", no hidden parts.
   static absl::Status CheckRelativePath(const std::string& path);
+  // Dataset names: 1-128 of [A-Za-z0-9._-], never in the form of an id.
+  static absl::Status CheckName(const std::string& name);
 
  private:
   DatasetStore(Database& db, std::string root, UploadLimits limits)

@@ -182,7 +182,7 @@ void JobRunner::Stop() {
   workers_.clear();
 }
 
-absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
+absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   if (spec.backbone.empty()) return absl::InvalidArgumentError("spec.backbone: required (a name from graft backbones)");
   auto found = zoo_.Resident(spec.backbone);
   if (absl::IsNotFound(found.status())) {
@@ -202,8 +202,15 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
       }
     }
   }
-  auto dataset = datasets_.Get(spec.dataset);
-  if (!dataset.ok()) return absl::NotFoundError(absl::StrCat("spec.dataset: ", dataset.status().message()));
+  auto dataset = by.admin() ? datasets_.Get(spec.dataset) : datasets_.Get(spec.dataset, by.name);
+  if (!dataset.ok()) {
+    return absl::Status(absl::IsNotFound(dataset.status()) ? absl::StatusCode::kNotFound : dataset.status().code(),
+                        absl::StrCat("spec.dataset: ", dataset.status().message()));
+  }
+  if (!by.admin() && dataset->owner != by.name) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("spec.dataset: dataset '", spec.dataset, "' belongs to another principal"));
+  }
   if (spec.validation_fraction > 0 && dataset->layout == DatasetLayout::kTrainVal) {
     return absl::InvalidArgumentError(absl::StrCat("spec.validation_fraction: dataset '", dataset->name,
                                                    "' has its own val/ folder; leave validation_fraction at 0"));
@@ -215,6 +222,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
 
   JobRecord job;
   job.id = NewId("job");
+  job.owner = by.name;
   job.spec = spec;
   job.created_at = NowSeconds();
   job.epochs_total = spec.TotalEpochs();
@@ -222,7 +230,16 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec) {
     std::lock_guard<std::mutex> lock(mu_);
     if (static_cast<int>(queue_.size()) >= options_.max_queued_jobs) {
       return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", queue_.size(),
-                                                       " jobs waiting); try again when one has started"));
+                                                       " jobs waiting, --max_queued_jobs); try again when one has started"));
+    }
+    int mine = 0;
+    for (const std::string& queued : queue_) {
+      if (auto q = jobs_.Get(queued); q.ok() && q->owner == by.name) ++mine;
+    }
+    if (mine >= options_.max_queued_jobs_per_principal) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "principal '", by.name, "' already has ", mine,
+          " queued jobs (--max_queued_jobs_per_principal); try again when one has started"));
     }
     RETURN_IF_ERROR(jobs_.Insert(job));
     RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted", /*created=*/true));
@@ -343,6 +360,7 @@ void JobRunner::Execute(const std::string& id) {
   ModelInfo info;
   info.id = NewId("model");
   info.job_id = id;
+  info.owner = job.owner;
   info.backbone = job.spec.backbone;
   for (const auto& c : dataset->classes) info.class_names.push_back(c.name);
   info.preprocessing = input.resident->spec->preprocessing;

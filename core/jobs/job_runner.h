@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/auth/token_store.h"
 #include "core/data/dataset_store.h"
 #include "core/jobs/job_store.h"
 #include "core/serve/model_store.h"
@@ -32,6 +33,7 @@ class JobObserver {
 struct RunnerOptions {
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 16;
+  int max_queued_jobs_per_principal = 4;  // QUEUED jobs one principal may hold
   std::string checkpoint_dir;
   int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
   std::string feature_spill_dir;             // beyond it; empty: recompute instead
@@ -55,7 +57,8 @@ class JobRunner {
   // resume on the next Start.
   void Stop();
 
-  absl::StatusOr<JobRecord> Submit(JobSpec spec);
+  // A job owned by `by`, on a dataset `by` owns (any dataset for an admin).
+  absl::StatusOr<JobRecord> Submit(JobSpec spec, const Principal& by);
   absl::StatusOr<JobRecord> Cancel(const std::string& id);
   absl::StatusOr<JobRecord> Get(const std::string& id) { return jobs_.Get(id); }
   absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state) { return jobs_.List(state); }

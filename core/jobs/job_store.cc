@@ -10,7 +10,7 @@ namespace graft::core {
 namespace {
 
 constexpr char kColumns[] =
-    "id, spec, state, created_at, started_at, finished_at, error, model_id, epochs_done, epochs_total, last, best";
+    "id, spec, state, created_at, started_at, finished_at, error, model_id, epochs_done, epochs_total, last, best, owner";
 
 std::string OptionalMetrics(const std::optional<EpochMetrics>& m) { return m ? EpochMetricsToJson(*m).dump() : ""; }
 
@@ -25,7 +25,7 @@ void BindRecord(Statement& s, const JobRecord& j) {
   s.Bind(1, j.id).Bind(2, nlohmann::json(j.spec).dump()).Bind(3, static_cast<int64_t>(j.state)).Bind(4, j.created_at)
       .Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.error).Bind(8, j.model_id)
       .Bind(9, static_cast<int64_t>(j.epochs_done)).Bind(10, static_cast<int64_t>(j.epochs_total))
-      .Bind(11, OptionalMetrics(j.last)).Bind(12, OptionalMetrics(j.best));
+      .Bind(11, OptionalMetrics(j.last)).Bind(12, OptionalMetrics(j.best)).Bind(13, j.owner);
 }
 
 absl::StatusOr<JobRecord> ReadRecord(const Statement& s) {
@@ -46,6 +46,7 @@ absl::StatusOr<JobRecord> ReadRecord(const Statement& s) {
   j.epochs_total = static_cast<int>(s.Int(9));
   j.last = ParseMetrics(s.Text(10));
   j.best = ParseMetrics(s.Text(11));
+  j.owner = s.Text(12);
   return j;
 }
 
@@ -71,22 +72,29 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
     CREATE TABLE IF NOT EXISTS jobs(
       id TEXT PRIMARY KEY, spec TEXT NOT NULL, state INTEGER NOT NULL, created_at REAL NOT NULL,
       started_at REAL NOT NULL, finished_at REAL NOT NULL, error TEXT NOT NULL, model_id TEXT NOT NULL,
-      epochs_done INTEGER NOT NULL, epochs_total INTEGER NOT NULL, last TEXT NOT NULL, best TEXT NOT NULL);
+      epochs_done INTEGER NOT NULL, epochs_total INTEGER NOT NULL, last TEXT NOT NULL, best TEXT NOT NULL,
+      owner TEXT NOT NULL DEFAULT '');
     CREATE TABLE IF NOT EXISTS job_events(
       job_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, event TEXT NOT NULL,
       PRIMARY KEY(job_id, seq));
   )sql"));
+  {
+    // Data directories from before owners: their jobs get the owner "", which only admins see.
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'"));
+    ASSIGN_OR_RETURN(const bool has_owner, q.Step());
+    if (!has_owner) RETURN_IF_ERROR(db.Exec("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';"));
+  }
   return std::unique_ptr<JobStore>(new JobStore(db));
 }
 
 absl::Status JobStore::Insert(const JobRecord& job) {
-  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("INSERT INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")));
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("INSERT INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")));
   BindRecord(s, job);
   return s.Run();
 }
 
 absl::Status JobStore::Update(const JobRecord& job) {
-  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("REPLACE INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")));
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("REPLACE INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")));
   BindRecord(s, job);
   return s.Run();
 }

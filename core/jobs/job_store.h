@@ -19,6 +19,7 @@ const char* JobStateName(JobState s);
 
 struct JobRecord {
   std::string id;
+  std::string owner;  // the principal that submitted it
   JobSpec spec;
   JobState state = JobState::kQueued;
   double created_at = 0;

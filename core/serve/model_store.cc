@@ -18,6 +18,7 @@ std::string ModelInfoToJson(const ModelInfo& m) {
   const Preprocessing& p = m.preprocessing;
   nlohmann::json j = {{"id", m.id},
                       {"job_id", m.job_id},
+                      {"owner", m.owner},
                       {"backbone", m.backbone},
                       {"class_names", m.class_names},
                       {"preprocessing", {{"height", p.height}, {"width", p.width}, {"resize_size", p.resize_size},
@@ -38,6 +39,7 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
     ModelInfo m;
     m.id = j.at("id").get<std::string>();
     m.job_id = j.value("job_id", "");
+    m.owner = j.value("owner", "");
     m.backbone = j.at("backbone").get<std::string>();
     m.class_names = j.at("class_names").get<std::vector<std::string>>();
     const auto& p = j.at("preprocessing");

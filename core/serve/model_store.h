@@ -19,6 +19,7 @@ namespace graft::core {
 struct ModelInfo {
   std::string id;
   std::string job_id;
+  std::string owner;  // the principal whose job made it
   std::string backbone;
   std::vector<std::string> class_names;
   Preprocessing preprocessing;

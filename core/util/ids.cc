@@ -21,6 +21,19 @@ std::string NewId(const std::string& prefix) {
   return id;
 }
 
+bool LooksLikeId(const std::string& text) {
+  const size_t dash = text.find('-');
+  if (dash == std::string::npos || dash == 0 || text.size() != dash + 13) return false;
+  for (size_t i = 0; i < dash; ++i) {
+    if (text[i] < 'a' || text[i] > 'z') return false;
+  }
+  for (size_t i = dash + 1; i < text.size(); ++i) {
+    const char c = text[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 std::string Sha256Hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -10,6 +10,10 @@ namespace graft::core {
 // "<prefix>-<12 random hex digits>", e.g. "job-3f9a0c1b22de".
 std::string NewId(const std::string& prefix);
 
+// True for text in NewId's form: lowercase letters, '-', 12 hex digits.
+// Names users choose may never take this form, so ids and names never clash.
+bool LooksLikeId(const std::string& text);
+
 // Hex SHA-256 of `data`.
 std::string Sha256Hex(const std::string& data);
 

@@ -44,7 +44,7 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(graftd_.Start()) << "graftd did not start; see " << graftd_.log();
-    server_ = "--server=" + graftd_.address();
+    server_ = "--server=" + graftd_.address() + " --token_file=" + graftd_.token_file();
   }
   void TearDown() override { EXPECT_EQ(graftd_.Stop(SIGTERM), 0) << "graftd did not exit cleanly on SIGTERM"; }
 

@@ -36,6 +36,12 @@ v1::JobSpec Spec(int epochs, bool augment) {
   return spec;
 }
 
+client::ClientOptions Admin(const graft::testing::GraftdProcess& graftd) {
+  client::ClientOptions options;
+  options.token = graftd.admin_token();
+  return options;
+}
+
 v1::Job WaitForEnd(client::GraftClient& c, const std::string& id) {
   v1::Job job;
   (void)c.WatchJob(id, false, [](const v1::JobEvent&) { return true; });
@@ -67,7 +73,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   const std::string data = dir.Join("data");
   graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
   ASSERT_TRUE(graftd.Start()) << graftd.log();
-  auto c = std::make_unique<client::GraftClient>(graftd.address());
+  auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
 
   auto up = c->UploadDataset(Hymenoptera(), "hym");
   ASSERT_TRUE(up.ok()) << up.status();
@@ -92,7 +98,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   c.reset();
 
   ASSERT_TRUE(graftd.Start()) << graftd.log();
-  c = std::make_unique<client::GraftClient>(graftd.address());
+  c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
   std::vector<int> epochs;
   std::vector<std::string> reasons;
   ASSERT_TRUE(c->WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
@@ -127,7 +133,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
 
   // SIGKILL during an upload: nothing of it is kept.
   ASSERT_TRUE(graftd.Start()) << graftd.log();
-  c = std::make_unique<client::GraftClient>(graftd.address());
+  c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
   const v1::Job failed = *c->GetJob(early->id());
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(failed.error(), "interrupted before the first checkpoint");
@@ -140,7 +146,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   }
   std::atomic<bool> killed{false};
   std::thread uploader([&]() {
-    client::GraftClient slow(graftd.address());
+    client::GraftClient slow(graftd.address(), Admin(graftd));
     (void)slow.UploadDataset(fresh, "half", 0, 0, [&](const client::GraftClient::UploadProgress& p) {
       if (p.files_sent == 100 && !killed.exchange(true)) graftd.Stop(SIGKILL);
     });
@@ -148,7 +154,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   uploader.join();
   ASSERT_TRUE(killed);
   ASSERT_TRUE(graftd.Start()) << graftd.log();
-  c = std::make_unique<client::GraftClient>(graftd.address());
+  c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
   EXPECT_EQ(c->GetDataset("half").status().code(), absl::StatusCode::kNotFound);
   auto all = c->ListDatasets();
   ASSERT_TRUE(all.ok());

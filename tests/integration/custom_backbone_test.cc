@@ -47,7 +47,8 @@ class CustomBackboneTest : public ::testing::Test {
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    client_ = std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()));
+    client_ = std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()),
+                                                   graft::testing::AdminClientOptions(dir_.Join("data")));
   }
 
   absl::StatusOr<v1::Backbone> Register(const std::string& name, const std::string& path, int feature_dim) {

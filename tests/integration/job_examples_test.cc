@@ -21,7 +21,9 @@ TEST(JobExamples, EveryReadmeSpecIsValid) {
     ASSERT_TRUE(text.ok());
     v1::JobSpec spec;
     ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*text, &spec).ok()) << entry.path();
-    core::JobSpec core_spec = FromProto(spec);
+    auto converted = FromProto(spec);
+    ASSERT_TRUE(converted.ok()) << converted.status();
+    core::JobSpec core_spec = *converted;
     const core::BackboneSpec* backbone = core::Registry::BuiltIn().Find(core_spec.backbone);
     ASSERT_NE(backbone, nullptr) << entry.path();
     const int blocks = static_cast<int>(backbone->make()->blocks().size());

@@ -45,8 +45,10 @@ class ServerTest : public ::testing::Test {
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = server->release();
-    client_ = new client::GraftClient("127.0.0.1:" + std::to_string(server_->port()));
+    client_ = new client::GraftClient("127.0.0.1:" + std::to_string(server_->port()),
+                                      graft::testing::AdminClientOptions(data_dir_->path()));
   }
+  static std::string Token() { return graft::testing::AdminClientOptions(data_dir_->path()).token; }
   static void TearDownTestSuite() {
     delete client_;
     delete server_;
@@ -238,10 +240,12 @@ TEST_F(ServerTest, UnknownAndWeightlessBackbones) {
 }
 
 // Collects a PullBackbone stream: the messages and the final status.
-std::pair<std::vector<v1::PullBackboneProgress>, grpc::Status> Pull(int port, const std::string& name) {
+std::pair<std::vector<v1::PullBackboneProgress>, grpc::Status> Pull(int port, const std::string& name,
+                                                                    const std::string& token) {
   auto stub = v1::Backbones::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + token);
   v1::PullBackboneRequest request;
   request.set_name(name);
   auto reader = stub->PullBackbone(&ctx, request);
@@ -251,18 +255,18 @@ std::pair<std::vector<v1::PullBackboneProgress>, grpc::Status> Pull(int port, co
 }
 
 TEST_F(ServerTest, PullBackboneNeedsAllowDownloadAndAnswersResidentOnesAtOnce) {
-  const auto [off, off_status] = Pull(server_->port(), "resnet18");
+  const auto [off, off_status] = Pull(server_->port(), "resnet18", Token());
   EXPECT_EQ(off_status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(off_status.error_message().find("--allow_download"), std::string::npos) << off_status.error_message();
   EXPECT_NE(off_status.error_message().find("resnet18-f37072fd.pth"), std::string::npos);
-  const auto [present, present_status] = Pull(server_->port(), "MobileNetV2");
+  const auto [present, present_status] = Pull(server_->port(), "MobileNetV2", Token());
   ASSERT_TRUE(present_status.ok()) << present_status.error_message();
   ASSERT_EQ(present.size(), 1u);
   EXPECT_TRUE(present[0].verified());
   EXPECT_TRUE(present[0].backbone().weights().present());
-  EXPECT_EQ(Pull(server_->port(), "nope").second.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Pull(server_->port(), "nope", Token()).second.error_code(), grpc::StatusCode::NOT_FOUND);
   // Keras-only backbones have no official file: the answer says where to put one.
-  const auto [keras, keras_status] = Pull(server_->port(), "Xception");
+  const auto [keras, keras_status] = Pull(server_->port(), "Xception", Token());
   EXPECT_EQ(keras_status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(keras_status.error_message().find("xception-imagenet.safetensors"), std::string::npos)
       << keras_status.error_message();
@@ -299,17 +303,18 @@ TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {
   options.weights_base_url = mirror.Url("/models/");
   auto server = GraftServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
-  const auto [messages, status] = Pull((*server)->port(), "ResNet18");
+  const auto [messages, status] = Pull((*server)->port(), "ResNet18", graft::testing::AdminClientOptions(data.path()).token);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
   EXPECT_NE(status.error_message().find("does not start with f37072fd"), std::string::npos) << status.error_message();
   EXPECT_TRUE(std::filesystem::is_empty((*server)->zoo_dir())) << "a refused download was left in the zoo";
   // Nothing changed: resnet18 is still weightless, and the server still serves.
-  client::GraftClient client("127.0.0.1:" + std::to_string((*server)->port()));
+  client::GraftClient client("127.0.0.1:" + std::to_string((*server)->port()),
+                             graft::testing::AdminClientOptions(data.path()));
   const auto r18 = client.GetBackbone("resnet18");
   ASSERT_TRUE(r18.ok()) << r18.status();
   EXPECT_FALSE(r18->weights().present());
   // A mirror that does not have the file: UNAVAILABLE naming the address.
-  const auto [none, none_status] = Pull((*server)->port(), "resnet34");
+  const auto [none, none_status] = Pull((*server)->port(), "resnet34", graft::testing::AdminClientOptions(data.path()).token);
   EXPECT_EQ(none_status.error_code(), grpc::StatusCode::UNAVAILABLE) << none_status.error_message();
   EXPECT_NE(none_status.error_message().find("resnet34-b627a593.pth"), std::string::npos);
 }
@@ -386,6 +391,7 @@ TEST_F(ServerTest, AClientGivingUpMidQueueLeavesTheOthersServed) {
   // ... while impatient clients queue behind it and leave.
   for (int i = 0; i < 4; ++i) {
     grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + Token());
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(50));
     v1::PredictResponse response;
     const grpc::Status status = stub->Predict(&context, Request("mobilenet_v2", {Bytes("dog.jpg")}), &response);

@@ -41,7 +41,8 @@ class TrainingTest : public ::testing::Test {
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    client_ = std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()));
+    client_ = std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()),
+                                                   graft::testing::AdminClientOptions(dir_.Join("data")));
   }
 
   v1::JobSpec Spec(const std::string& dataset, int epochs) {
@@ -121,7 +122,8 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
 
   // A second client attaches after epoch 2 and gets epochs 1 and 2 replayed first.
   WaitUntil(job->id(), [](const v1::Job& j) { return j.epochs_done() >= 2; });
-  client::GraftClient second("127.0.0.1:" + std::to_string(server_->port()));
+  client::GraftClient second("127.0.0.1:" + std::to_string(server_->port()),
+                                                   graft::testing::AdminClientOptions(dir_.Join("data")));
   std::vector<int> epochs;
   std::vector<v1::JobState> states;
   int64_t last_seq = 0;
@@ -338,7 +340,8 @@ TEST_F(TrainingTest, CancelStopsWithinOneBatch) {
   ASSERT_TRUE(job.ok()) << job.status();
   std::atomic<int> batches{0};
   std::thread watcher([&]() {
-    client::GraftClient c("127.0.0.1:" + std::to_string(server_->port()));
+    client::GraftClient c("127.0.0.1:" + std::to_string(server_->port()),
+                                                   graft::testing::AdminClientOptions(dir_.Join("data")));
     (void)c.WatchJob(job->id(), /*progress=*/true, [&](const v1::JobEvent& e) {
       if (e.has_progress()) batches = e.progress().batch();
       return true;

@@ -68,4 +68,11 @@ int GraftdProcess::Stop(int signal) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+std::string GraftdProcess::admin_token() const {
+  std::ifstream in(token_file());
+  std::string token;
+  std::getline(in, token);
+  return token;
+}
+
 }  // namespace graft::testing

@@ -22,6 +22,9 @@ class GraftdProcess {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   const std::string& log() const { return log_; }
+  // The admin token graftd's first start wrote, and its file.
+  std::string token_file() const { return data_dir_ + "/admin.token"; }
+  std::string admin_token() const;
 
  private:
   std::string data_dir_;

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace graft::core {
+
+class Database;
+
+// What a principal may do; each role includes the ones before it.
+enum class Role { kInference = 1, kTrain = 2, kAdmin = 3 };
+
+const char* RoleName(Role role);
+absl::StatusOr<Role> ParseRole(const std::string& name);
+
+// Who is calling: a token's name and its role.
+struct Principal {
+  std::string name;
+  Role role = Role::kInference;
+  bool admin() const { return role == Role::kAdmin; }
+};
+
+struct TokenInfo {
+  std::string name;
+  Role role = Role::kInference;
+  double created_at = 0;
+};
+
+// Bearer tokens in SQLite: only their SHA-256 is stored, a presented token is
+// compared against every stored hash in constant time.
+class TokenStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<TokenStore>> Open(Database& db);
+
+  // A new token for `name` (1-64 of [A-Za-z0-9._-]); the secret is returned
+  // once and never stored. ALREADY_EXISTS when the name has a token.
+  absl::StatusOr<std::string> Create(const std::string& name, Role role);
+  std::vector<TokenInfo> List();
+  absl::Status Revoke(const std::string& name);
+  // The principal whose token this is; nullopt for an unknown or revoked one.
+  std::optional<Principal> Authenticate(std::string_view token);
+  // With no token at all, creates the admin token "admin" and writes it to
+  // `path` (mode 0600). Returns true when it did.
+  absl::StatusOr<bool> Bootstrap(const std::string& path);
+
+ private:
+  explicit TokenStore(Database& db) : db_(db) {}
+  absl::Status Reload();
+
+  struct Entry {
+    std::string hash;  // 32 raw bytes
+    Principal principal;
+  };
+  Database& db_;
+  std::mutex mu_;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace graft::core
