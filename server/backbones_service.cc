@@ -64,7 +64,12 @@ absl::StatusOr<std::string> BackbonesService::TorchScriptSource(const v1::Regist
         "register --file)");
   }
   ASSIGN_OR_RETURN(const auto import_dir, Canonical(register_.import_dir));
-  ASSIGN_OR_RETURN(const auto file, Canonical(request.torchscript_path()));
+  auto canonical = Canonical(request.torchscript_path());
+  if (!canonical.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TorchScript file '", request.torchscript_path(), "' does not exist on the server"));
+  }
+  const std::filesystem::path file = *canonical;
   if (!Under(file, import_dir)) {
     return absl::PermissionDeniedError(absl::StrCat("torchscript_path: '", request.torchscript_path(),
                                                     "' is not under --backbone_import_dir ", import_dir.string()));

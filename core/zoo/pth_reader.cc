@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
+#include "core/zoo/archive_check.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/state_dict.h"
 
@@ -387,6 +388,8 @@ absl::StatusOr<StateDict> ReadPthUnguarded(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<StateDict> ReadPth(const std::string& path) {
+  // The unpickler below builds a tree and recurses as deep as it nests.
+  RETURN_IF_ERROR(CheckTorchArchive(path));
   return GuardExceptions(absl::StatusCode::kInvalidArgument, path, [&]() { return ReadPthUnguarded(path); });
 }
 

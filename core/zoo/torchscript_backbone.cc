@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "core/util/files.h"
 #include "core/util/status_macros.h"
+#include "core/zoo/archive_check.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
@@ -128,6 +129,12 @@ absl::StatusOr<BackboneSpec> LoadTorchScriptBackbone(const CustomBackboneDef& de
   std::error_code ec;
   if (!fs::is_regular_file(def.torchscript_path, ec)) {
     return absl::InvalidArgumentError("TorchScript file '" + def.torchscript_path + "' does not exist on the server");
+  }
+  // TorchScript is code and its archive is parsed by LibTorch: graft checks
+  // the archive's shape first (a crafted one would exhaust the stack).
+  if (absl::Status checked = CheckTorchArchive(def.torchscript_path); !checked.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", def.torchscript_path, "' is not a TorchScript file graft loads: ", checked.message()));
   }
   ASSIGN_OR_RETURN(torch::jit::Module module,
                    GuardExceptions(absl::StatusCode::kInvalidArgument,

@@ -44,6 +44,8 @@ class CustomBackboneTest : public ::testing::Test {
     server_.reset();
     ServerOptions options = graft::testing::LocalServerOptions(dir_.Join("data"));
     options.zoo_dir = zoo_dir;
+    // Scripts are registered by path from their import directory; other files by their bytes.
+    options.backbone_import_dir = scripts_->path();
     auto server = GraftServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -54,7 +56,11 @@ class CustomBackboneTest : public ::testing::Test {
   absl::StatusOr<v1::Backbone> Register(const std::string& name, const std::string& path, int feature_dim) {
     v1::RegisterBackboneRequest r;
     r.set_name(name);
-    r.set_torchscript_path(path);
+    if (path.rfind(scripts_->path(), 0) != 0 && std::filesystem::exists(path)) {
+      r.set_torchscript(core::ReadFile(path).value());
+    } else {
+      r.set_torchscript_path(path);
+    }
     r.set_feature_dim(feature_dim);
     return client_->RegisterBackbone(r);
   }

@@ -1,0 +1,440 @@
+#include "core/zoo/archive_check.h"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <fstream>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+
+namespace graft::core {
+namespace {
+
+// ---- pickle ----------------------------------------------------------------
+
+// Simulates the pickle machine's stack with one node per container (leaves
+// are -1) and records parent -> child edges, then measures the longest chain.
+class PickleShape {
+ public:
+  explicit PickleShape(const std::string& data) : d_(data) {}
+
+  absl::Status Run() {
+    while (true) {
+      if (pos_ >= d_.size()) return Bad("ends without STOP");
+      const auto op = static_cast<unsigned char>(d_[pos_++]);
+      if (op == '.') return absl::OkStatus();
+      RETURN_IF_ERROR(Step(op));
+    }
+  }
+
+  absl::StatusOr<int> Depth() const {
+    const int n = nodes_;
+    std::vector<int> first(static_cast<size_t>(n) + 1, 0);
+    for (const auto& e : edges_) ++first[static_cast<size_t>(e.first) + 1];
+    for (int i = 0; i < n; ++i) first[static_cast<size_t>(i) + 1] += first[static_cast<size_t>(i)];
+    std::vector<int> child(edges_.size());
+    std::vector<int> fill(first.begin(), first.end() - 1);
+    for (const auto& e : edges_) child[static_cast<size_t>(fill[static_cast<size_t>(e.first)]++)] = e.second;
+    std::vector<int> depth(static_cast<size_t>(n), 0);  // 0: unvisited, -1: on the path
+    int deepest = 0;
+    std::vector<std::pair<int, int>> path;  // node, next edge
+    for (int root = 0; root < n; ++root) {
+      if (depth[static_cast<size_t>(root)] != 0) continue;
+      path.push_back({root, first[static_cast<size_t>(root)]});
+      depth[static_cast<size_t>(root)] = -1;
+      while (!path.empty()) {
+        auto& [node, next] = path.back();
+        if (next < first[static_cast<size_t>(node) + 1]) {
+          const int c = child[static_cast<size_t>(next++)];
+          if (depth[static_cast<size_t>(c)] == -1) return absl::InvalidArgumentError("pickle holds a reference cycle");
+          if (depth[static_cast<size_t>(c)] == 0) {
+            depth[static_cast<size_t>(c)] = -1;
+            path.push_back({c, first[static_cast<size_t>(c)]});
+          }
+          continue;
+        }
+        int d = 1;
+        for (int e = first[static_cast<size_t>(node)]; e < first[static_cast<size_t>(node) + 1]; ++e) {
+          d = std::max(d, depth[static_cast<size_t>(child[static_cast<size_t>(e)])] + 1);
+        }
+        depth[static_cast<size_t>(node)] = d;
+        deepest = std::max(deepest, d);
+        path.pop_back();
+      }
+    }
+    return deepest;
+  }
+
+ private:
+  absl::Status Bad(const std::string& why) const {
+    return absl::InvalidArgumentError(absl::StrCat("malformed pickle at byte ", pos_, ": ", why));
+  }
+  absl::Status Skip(uint64_t n) {
+    if (n > d_.size() - pos_) return Bad("argument runs past the end");
+    pos_ += n;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<uint64_t> Uint(int bytes) {
+    if (static_cast<size_t>(bytes) > d_.size() - pos_) return Bad("argument runs past the end");
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(d_[pos_ + i])) << (8 * i);
+    pos_ += static_cast<size_t>(bytes);
+    return v;
+  }
+  absl::StatusOr<std::string> Line() {
+    const size_t end = d_.find('\n', pos_);
+    if (end == std::string::npos) return Bad("line argument without newline");
+    std::string s = d_.substr(pos_, end - pos_);
+    pos_ = end + 1;
+    return s;
+  }
+  absl::StatusOr<int> Pop() {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) return Bad("stack underflow");
+    const int v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  absl::StatusOr<std::vector<int>> PopMark() {
+    if (marks_.empty()) return Bad("no MARK");
+    std::vector<int> items(stack_.begin() + static_cast<std::ptrdiff_t>(marks_.back()), stack_.end());
+    stack_.resize(marks_.back());
+    marks_.pop_back();
+    return items;
+  }
+  int Node(const std::vector<int>& children) {
+    const int id = nodes_++;
+    for (int c : children) {
+      if (c >= 0) edges_.push_back({id, c});
+    }
+    return id;
+  }
+  // Adds children to the container on top of the stack.
+  absl::Status Extend(const std::vector<int>& children) {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) return Bad("stack underflow");
+    int& top = stack_.back();
+    if (top < 0) top = Node({});
+    for (int c : children) {
+      if (c >= 0) edges_.push_back({top, c});
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Memo(uint64_t index) {
+    if (stack_.empty()) return Bad("memo of an empty stack");
+    memo_[index] = stack_.back();
+    return absl::OkStatus();
+  }
+  absl::Status Get(uint64_t index) {
+    const auto it = memo_.find(index);
+    if (it == memo_.end()) return Bad(absl::StrCat("memo ", index, " was never stored"));
+    stack_.push_back(it->second);
+    return absl::OkStatus();
+  }
+
+  absl::Status Step(unsigned char op) {
+    switch (op) {
+      // Leaves.
+      case 'N': case 0x88: case 0x89: stack_.push_back(-1); return absl::OkStatus();
+      case 'I': case 'L': case 'F': case 'S': case 'V': case 'P': {
+        ASSIGN_OR_RETURN(std::string unused, Line());
+        (void)unused;
+        stack_.push_back(-1);
+        return absl::OkStatus();
+      }
+      case 'c': {
+        ASSIGN_OR_RETURN(std::string module, Line());
+        ASSIGN_OR_RETURN(std::string name, Line());
+        stack_.push_back(-1);
+        return absl::OkStatus();
+      }
+      case 'J': RETURN_IF_ERROR(Skip(4)); stack_.push_back(-1); return absl::OkStatus();
+      case 'K': RETURN_IF_ERROR(Skip(1)); stack_.push_back(-1); return absl::OkStatus();
+      case 'M': RETURN_IF_ERROR(Skip(2)); stack_.push_back(-1); return absl::OkStatus();
+      case 'G': RETURN_IF_ERROR(Skip(8)); stack_.push_back(-1); return absl::OkStatus();
+      case 0x82: RETURN_IF_ERROR(Skip(1)); stack_.push_back(-1); return absl::OkStatus();
+      case 0x83: RETURN_IF_ERROR(Skip(2)); stack_.push_back(-1); return absl::OkStatus();
+      case 0x84: RETURN_IF_ERROR(Skip(4)); stack_.push_back(-1); return absl::OkStatus();
+      case 0x8a: case 'U': case 0x8c: case 'C': {
+        ASSIGN_OR_RETURN(const uint64_t n, Uint(1));
+        RETURN_IF_ERROR(Skip(n));
+        stack_.push_back(-1);
+        return absl::OkStatus();
+      }
+      case 0x8b: case 'T': case 'X': case 'B': {
+        ASSIGN_OR_RETURN(const uint64_t n, Uint(4));
+        RETURN_IF_ERROR(Skip(n));
+        stack_.push_back(-1);
+        return absl::OkStatus();
+      }
+      case 0x8d: case 0x8e: case 0x96: {
+        ASSIGN_OR_RETURN(const uint64_t n, Uint(8));
+        RETURN_IF_ERROR(Skip(n));
+        stack_.push_back(-1);
+        return absl::OkStatus();
+      }
+      case 0x97: stack_.push_back(-1); return absl::OkStatus();  // NEXT_BUFFER
+      case 0x98: return absl::OkStatus();                          // READONLY_BUFFER
+      // Framing.
+      case 0x80: return Skip(1);
+      case 0x95: return Skip(8);
+      // Memo.
+      case 'p': {
+        ASSIGN_OR_RETURN(std::string index, Line());
+        return Memo(std::hash<std::string>{}(index));
+      }
+      case 'g': {
+        ASSIGN_OR_RETURN(std::string index, Line());
+        return Get(std::hash<std::string>{}(index));
+      }
+      case 'q': { ASSIGN_OR_RETURN(const uint64_t i, Uint(1)); return Memo(i); }
+      case 'r': { ASSIGN_OR_RETURN(const uint64_t i, Uint(4)); return Memo(i); }
+      case 'h': { ASSIGN_OR_RETURN(const uint64_t i, Uint(1)); return Get(i); }
+      case 'j': { ASSIGN_OR_RETURN(const uint64_t i, Uint(4)); return Get(i); }
+      case 0x94: return Memo(memo_.size());
+      // Stack.
+      case '(': marks_.push_back(stack_.size()); return absl::OkStatus();
+      case '0': return Pop().status();
+      case '1': return PopMark().status();
+      case '2':
+        if (stack_.empty()) return Bad("DUP of an empty stack");
+        stack_.push_back(stack_.back());
+        return absl::OkStatus();
+      // Containers and objects.
+      case ')': case ']': case '}': case 0x8f: stack_.push_back(Node({})); return absl::OkStatus();
+      case 't': case 'l': case 'd': case 0x91: case 'o': {
+        ASSIGN_OR_RETURN(std::vector<int> items, PopMark());
+        stack_.push_back(Node(items));
+        return absl::OkStatus();
+      }
+      case 'i': {
+        ASSIGN_OR_RETURN(std::string module, Line());
+        ASSIGN_OR_RETURN(std::string name, Line());
+        ASSIGN_OR_RETURN(std::vector<int> items, PopMark());
+        stack_.push_back(Node(items));
+        return absl::OkStatus();
+      }
+      case 0x85: case 0x86: case 0x87: {
+        std::vector<int> items(static_cast<size_t>(op - 0x84));
+        for (auto it = items.rbegin(); it != items.rend(); ++it) {
+          ASSIGN_OR_RETURN(*it, Pop());
+        }
+        stack_.push_back(Node(items));
+        return absl::OkStatus();
+      }
+      case 'a': case 'b': {
+        ASSIGN_OR_RETURN(const int item, Pop());
+        return Extend({item});
+      }
+      case 's': {
+        ASSIGN_OR_RETURN(const int value, Pop());
+        ASSIGN_OR_RETURN(const int key, Pop());
+        return Extend({key, value});
+      }
+      case 'e': case 'u': case 0x90: {
+        ASSIGN_OR_RETURN(std::vector<int> items, PopMark());
+        return Extend(items);
+      }
+      case 'R': case 0x81: case 0x93: case 'Q': case 0x92: {
+        const int arity = op == 0x92 ? 3 : op == 'Q' ? 1 : 2;
+        std::vector<int> items(static_cast<size_t>(arity));
+        for (auto it = items.rbegin(); it != items.rend(); ++it) {
+          ASSIGN_OR_RETURN(*it, Pop());
+        }
+        stack_.push_back(op == 0x93 ? -1 : Node(items));
+        return absl::OkStatus();
+      }
+      default: return Bad(absl::StrCat("unknown opcode 0x", absl::Hex(op)));
+    }
+  }
+
+  const std::string& d_;
+  size_t pos_ = 0;
+  std::vector<int> stack_;
+  std::vector<size_t> marks_;
+  std::unordered_map<uint64_t, int> memo_;
+  int nodes_ = 0;
+  std::vector<std::pair<int, int>> edges_;
+};
+
+// ---- zip -------------------------------------------------------------------
+
+uint64_t Le(const std::string& b, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(b[at + i])) << (8 * i);
+  return v;
+}
+
+struct Record {
+  std::string name;
+  int method = 0;
+  uint64_t compressed = 0, size = 0, offset = 0;
+};
+
+absl::StatusOr<std::string> ReadAt(std::ifstream& in, uint64_t offset, uint64_t n) {
+  std::string out(n, '\0');
+  in.clear();
+  in.seekg(static_cast<std::streamoff>(offset));
+  in.read(out.data(), static_cast<std::streamsize>(n));
+  if (static_cast<uint64_t>(in.gcount()) != n) return absl::InvalidArgumentError("zip: truncated");
+  return out;
+}
+
+absl::StatusOr<std::vector<Record>> Directory(std::ifstream& in, uint64_t file_size, const ArchiveLimits& limits) {
+  const uint64_t tail_size = std::min<uint64_t>(file_size, 65535 + 22);
+  ASSIGN_OR_RETURN(const std::string tail, ReadAt(in, file_size - tail_size, tail_size));
+  size_t eocd = std::string::npos;
+  for (size_t i = tail.size() >= 22 ? tail.size() - 22 + 1 : 0; i-- > 0;) {
+    if (Le(tail, i, 4) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd == std::string::npos) return absl::InvalidArgumentError("not a zip archive (no end of central directory)");
+  uint64_t entries = Le(tail, eocd + 10, 2), cd_size = Le(tail, eocd + 12, 4), cd_offset = Le(tail, eocd + 16, 4);
+  const uint64_t eocd_at = file_size - tail_size + eocd;
+  if ((entries == 0xffff || cd_size == 0xffffffff || cd_offset == 0xffffffff) && eocd_at >= 20) {
+    ASSIGN_OR_RETURN(const std::string locator, ReadAt(in, eocd_at - 20, 20));
+    if (Le(locator, 0, 4) == 0x07064b50) {
+      const uint64_t at = Le(locator, 8, 8);
+      if (at > file_size || file_size - at < 56) return absl::InvalidArgumentError("zip: bad zip64 locator");
+      ASSIGN_OR_RETURN(const std::string z64, ReadAt(in, at, 56));
+      if (Le(z64, 0, 4) != 0x06064b50) return absl::InvalidArgumentError("zip: bad zip64 directory");
+      entries = Le(z64, 32, 8);
+      cd_size = Le(z64, 40, 8);
+      cd_offset = Le(z64, 48, 8);
+    }
+  }
+  if (entries > static_cast<uint64_t>(limits.max_records)) {
+    return absl::InvalidArgumentError(absl::StrCat("zip: ", entries, " records, more than ", limits.max_records));
+  }
+  if (cd_offset > file_size || cd_size > file_size - cd_offset) {
+    return absl::InvalidArgumentError("zip: the central directory lies outside the file");
+  }
+  ASSIGN_OR_RETURN(const std::string cd, ReadAt(in, cd_offset, cd_size));
+  std::vector<Record> records;
+  size_t p = 0;
+  for (uint64_t i = 0; i < entries; ++i) {
+    if (cd.size() - p < 46 || Le(cd, p, 4) != 0x02014b50) return absl::InvalidArgumentError("zip: bad directory entry");
+    Record r;
+    r.method = static_cast<int>(Le(cd, p + 10, 2));
+    r.compressed = Le(cd, p + 20, 4);
+    r.size = Le(cd, p + 24, 4);
+    const size_t name_len = Le(cd, p + 28, 2), extra_len = Le(cd, p + 30, 2), comment_len = Le(cd, p + 32, 2);
+    r.offset = Le(cd, p + 42, 4);
+    if (cd.size() - p - 46 < name_len + extra_len + comment_len) return absl::InvalidArgumentError("zip: bad entry");
+    r.name = cd.substr(p + 46, name_len);
+    // zip64 sizes and offset, in this order, for the fields that overflowed.
+    for (size_t e = p + 46 + name_len; e + 4 <= p + 46 + name_len + extra_len;) {
+      const uint64_t id = Le(cd, e, 2), len = Le(cd, e + 2, 2);
+      if (e + 4 + len > p + 46 + name_len + extra_len) break;
+      if (id == 1) {
+        size_t f = e + 4;
+        for (uint64_t* field : {&r.size, &r.compressed, &r.offset}) {
+          if (*field == 0xffffffff && f + 8 <= e + 4 + len) {
+            *field = Le(cd, f, 8);
+            f += 8;
+          }
+        }
+      }
+      e += 4 + len;
+    }
+    p += 46 + name_len + extra_len + comment_len;
+    records.push_back(std::move(r));
+  }
+  return records;
+}
+
+absl::StatusOr<std::string> RecordBytes(std::ifstream& in, uint64_t file_size, const Record& r) {
+  if (r.offset > file_size || file_size - r.offset < 30) return absl::InvalidArgumentError("zip: bad local header");
+  ASSIGN_OR_RETURN(const std::string local, ReadAt(in, r.offset, 30));
+  if (Le(local, 0, 4) != 0x04034b50) return absl::InvalidArgumentError("zip: bad local header");
+  const uint64_t start = r.offset + 30 + Le(local, 26, 2) + Le(local, 28, 2);
+  if (start > file_size || r.compressed > file_size - start) {
+    return absl::InvalidArgumentError(absl::StrCat("zip: record ", r.name, " runs past the end of the file"));
+  }
+  ASSIGN_OR_RETURN(std::string raw, ReadAt(in, start, r.compressed));
+  if (r.method == 0) {
+    if (r.compressed != r.size) return absl::InvalidArgumentError(absl::StrCat("zip: record ", r.name, " sizes differ"));
+    return raw;
+  }
+  // Deflate, inflated to at most the size the directory declares (checked
+  // against the limits before this is called).
+  std::string out(r.size, '\0');
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return absl::InternalError("zlib");
+  z.next_in = reinterpret_cast<Bytef*>(raw.data());
+  z.avail_in = static_cast<uInt>(raw.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  const uint64_t produced = z.total_out;
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END || produced != r.size) {
+    return absl::InvalidArgumentError(absl::StrCat("zip: record ", r.name, " does not inflate to its declared size"));
+  }
+  return out;
+}
+
+absl::Status CheckCodeDepth(const std::string& code, const std::string& name, int max_depth) {
+  int depth = 0;
+  for (char c : code) {
+    if (c == '(' || c == '[' || c == '{') {
+      if (++depth > max_depth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("code record ", name, " nests brackets more than ", max_depth, " deep"));
+      }
+    } else if ((c == ')' || c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckPickle(const std::string& data, int max_depth) {
+  PickleShape shape(data);
+  RETURN_IF_ERROR(shape.Run());
+  ASSIGN_OR_RETURN(const int depth, shape.Depth());
+  if (depth > max_depth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pickle nests containers ", depth, " deep, more than the limit of ", max_depth));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& limits) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
+  const auto size = static_cast<uint64_t>(in.tellg());
+  const auto refuse = [&](const absl::Status& s) {
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' refused before loading: ", s.message()));
+  };
+  auto records = Directory(in, size, limits);
+  if (!records.ok()) return refuse(records.status());
+  for (const Record& r : *records) {
+    const bool pickle = absl::EndsWith(r.name, ".pkl");
+    const bool code = absl::StrContains(r.name, "/code/") && absl::EndsWith(r.name, ".py");
+    const int64_t limit = pickle || code ? limits.max_pickle_bytes : limits.max_record_bytes;
+    if (r.size > static_cast<uint64_t>(limit)) {
+      return refuse(absl::InvalidArgumentError(
+          absl::StrCat("record ", r.name, " holds ", r.size, " bytes, more than the limit of ", limit)));
+    }
+    if (r.method != 0 && r.method != 8) {
+      return refuse(absl::InvalidArgumentError(absl::StrCat("record ", r.name, " uses zip method ", r.method)));
+    }
+    if (!pickle && !code) continue;
+    auto bytes = RecordBytes(in, size, r);
+    if (!bytes.ok()) return refuse(bytes.status());
+    const absl::Status checked = pickle ? CheckPickle(*bytes, limits.max_pickle_depth)
+                                        : CheckCodeDepth(*bytes, r.name, limits.max_code_depth);
+    if (!checked.ok()) return refuse(absl::InvalidArgumentError(absl::StrCat(r.name, ": ", checked.message())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace graft::core

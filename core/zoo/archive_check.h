@@ -1,0 +1,33 @@
+#pragma once
+
+// Checks a PyTorch zip archive (torch.save's .pth, torch.jit.save's
+// TorchScript) before LibTorch or graft's own reader touches it, with graft's
+// own zip and pickle parsing: a crafted file is refused with its reason
+// instead of exhausting memory or the stack (LibTorch's unpickler and the
+// destructors of what it builds recurse once per nesting level).
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace graft::core {
+
+struct ArchiveLimits {
+  int64_t max_records = 100'000;
+  int64_t max_record_bytes = 8LL << 30;    // one tensor's storage
+  int64_t max_pickle_bytes = 256LL << 20;  // data.pkl, constants.pkl, ...
+  int max_pickle_depth = 200;              // containers inside containers
+  int max_code_depth = 100;                // brackets inside brackets in TorchScript code/
+};
+
+// The records of the zip at `path` are bounded, and every *.pkl record is a
+// pickle within the limits with no reference cycle; code/ sources nest
+// brackets at most max_code_depth deep.
+absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& limits = {});
+
+// One pickle (protocols 0-5): well formed, at most `max_depth` containers
+// deep (shared references through the memo followed), no cycle.
+absl::Status CheckPickle(const std::string& data, int max_depth);
+
+}  // namespace graft::core

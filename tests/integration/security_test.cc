@@ -1,0 +1,494 @@
+// graftd as a hostile or careless client meets it: tokens and roles on every
+// RPC, owners, TLS, and the findings of the security review, each rebuilt here.
+
+#include <google/protobuf/descriptor.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/security/credentials.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "client/client.h"
+#include "core/util/files.h"
+#include "server/server.h"
+#include "tests/testing/archive_writer.h"
+#include "tests/testing/http_get.h"
+#include "tests/testing/local_server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft {
+namespace {
+
+namespace fs = std::filesystem;
+using server::GraftServer;
+using server::ServerOptions;
+
+// The smallest role each method needs. A method graftd serves that is missing
+// here fails EveryRpcRefusesMissingUnknownAndTooSmallTokens: a new RPC must
+// be given its role on purpose.
+const std::map<std::string, v1::Role>& MinimumRoles() {
+  static const auto* roles = new std::map<std::string, v1::Role>{
+      {"graft.v1.Tokens/CreateToken", v1::ROLE_ADMIN},
+      {"graft.v1.Tokens/ListTokens", v1::ROLE_ADMIN},
+      {"graft.v1.Tokens/RevokeToken", v1::ROLE_ADMIN},
+      {"graft.v1.Tokens/WhoAmI", v1::ROLE_INFERENCE},
+      {"graft.v1.Backbones/ListBackbones", v1::ROLE_INFERENCE},
+      {"graft.v1.Backbones/GetBackbone", v1::ROLE_INFERENCE},
+      {"graft.v1.Backbones/RegisterBackbone", v1::ROLE_ADMIN},
+      {"graft.v1.Backbones/UnregisterBackbone", v1::ROLE_ADMIN},
+      {"graft.v1.Backbones/PullBackbone", v1::ROLE_ADMIN},
+      {"graft.v1.Inference/Predict", v1::ROLE_INFERENCE},
+      {"graft.v1.Inference/Embed", v1::ROLE_INFERENCE},
+      {"graft.v1.Datasets/UploadDataset", v1::ROLE_TRAIN},
+      {"graft.v1.Datasets/ListDatasets", v1::ROLE_TRAIN},
+      {"graft.v1.Datasets/GetDataset", v1::ROLE_TRAIN},
+      {"graft.v1.Datasets/DeleteDataset", v1::ROLE_TRAIN},
+      {"graft.v1.Training/CreateJob", v1::ROLE_TRAIN},
+      {"graft.v1.Training/GetJob", v1::ROLE_TRAIN},
+      {"graft.v1.Training/ListJobs", v1::ROLE_TRAIN},
+      {"graft.v1.Training/CancelJob", v1::ROLE_TRAIN},
+      {"graft.v1.Training/WatchJob", v1::ROLE_TRAIN},
+      {"graft.v1.Models/ListModels", v1::ROLE_INFERENCE},
+      {"graft.v1.Models/GetModel", v1::ROLE_INFERENCE},
+      {"graft.v1.Models/DeleteModel", v1::ROLE_TRAIN},
+      {"graft.v1.Models/ExportModel", v1::ROLE_TRAIN},
+  };
+  return *roles;
+}
+
+// One call of any method with an empty request message, as raw bytes: the
+// status graftd answers.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& token) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  grpc::CompletionQueue cq;
+  grpc::ByteBuffer request(nullptr, 0), response;
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  auto call = stub.PrepareUnaryCall(&ctx, "/" + method, request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+client::ClientOptions WithToken(const std::string& token) {
+  client::ClientOptions o;
+  o.token = token;
+  return o;
+}
+
+// A tiny two-class dataset (red and blue squares) as a tar.gz.
+std::string TinyDataset(const std::string& dir) {
+  std::vector<testing::ArchiveEntry> entries;
+  for (const char* split : {"train", "val"}) {
+    const int n = std::string(split) == "train" ? 6 : 2;
+    for (int i = 0; i < n; ++i) {
+      entries.push_back({std::string(split) + "/red/" + std::to_string(i) + ".png",
+                         testing::EncodeImage("png", 48, 48, 10 + i, 10, 230), ""});
+      entries.push_back({std::string(split) + "/blue/" + std::to_string(i) + ".png",
+                         testing::EncodeImage("png", 48, 48, 230, 10 + i, 10), ""});
+    }
+  }
+  const std::string path = dir + "/tiny.tar.gz";
+  EXPECT_TRUE(testing::WriteArchive(path, "tar.gz", entries));
+  return path;
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options = testing::LocalServerOptions(dir_.Join("data"));
+    options.metrics_port = 0;
+    options.zoo_dir = dir_.Join("zoo");
+    fs::create_directories(options.zoo_dir);
+    // squeezenet1_1 only: the smallest real backbone, quick to train on.
+    fs::copy_file(testing::WeightsDir() + "/squeezenet1_1-imagenet.safetensors",
+                  options.zoo_dir + "/squeezenet1_1-imagenet.safetensors");
+    Customize(options);
+    auto server = GraftServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    admin_token_ = testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data")));
+    ASSERT_GE(admin_token_.size(), 22u);
+    admin_ = std::make_unique<client::GraftClient>(Target(), WithToken(admin_token_));
+  }
+  virtual void Customize(ServerOptions&) {}
+  std::string Target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  std::string NewToken(const std::string& name, v1::Role role) {
+    auto created = admin_->CreateToken(name, role);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->token() : "";
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<GraftServer> server_;
+  std::string admin_token_;
+  std::unique_ptr<client::GraftClient> admin_;
+};
+
+TEST_F(SecurityTest, FirstStartWritesAnAdminTokenOnlyItsOwnerReads) {
+  const std::string path = GraftServer::AdminTokenPath(dir_.Join("data"));
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  auto me = admin_->WhoAmI();
+  ASSERT_TRUE(me.ok()) << me.status();
+  EXPECT_EQ(me->name(), "admin");
+  EXPECT_EQ(me->role(), v1::ROLE_ADMIN);
+  // The database holds no token in the clear.
+  for (const char* file : {"/graft.db", "/graft.db-wal"}) {
+    const auto db = core::ReadFile(dir_.Join("data") + file);
+    if (db.ok()) {
+      EXPECT_EQ(db->find(admin_token_), std::string::npos) << file;
+    }
+  }
+}
+
+TEST_F(SecurityTest, EveryRpcRefusesMissingUnknownAndTooSmallTokens) {
+  const std::string inference = NewToken("app", v1::ROLE_INFERENCE);
+  const std::string train = NewToken("trainer", v1::ROLE_TRAIN);
+  auto channel = grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials());
+  int methods = 0;
+  for (const std::string& service_name : server_->service_names()) {
+    const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_name);
+    ASSERT_NE(service, nullptr) << service_name;
+    for (int i = 0; i < service->method_count(); ++i) {
+      const std::string method = service_name + "/" + service->method(i)->name();
+      if (service_name == "grpc.health.v1.Health") {
+        // Probes need no token.
+        if (service->method(i)->name() == "Check") {
+          EXPECT_TRUE(RawCall(channel, method, "").ok()) << method;
+        }
+        continue;
+      }
+      ++methods;
+      const auto role = MinimumRoles().find(method);
+      ASSERT_NE(role, MinimumRoles().end()) << method << " has no minimum role in this test";
+      const grpc::Status none = RawCall(channel, method, "");
+      EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method << ": " << none.error_message();
+      EXPECT_NE(none.error_message().find("no token"), std::string::npos) << none.error_message();
+      const grpc::Status unknown = RawCall(channel, method, "graft_not-a-real-token");
+      EXPECT_EQ(unknown.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method;
+      EXPECT_NE(unknown.error_message().find("unknown or revoked token"), std::string::npos);
+      if (role->second == v1::ROLE_INFERENCE) continue;
+      const std::string smaller = role->second == v1::ROLE_ADMIN ? train : inference;
+      const grpc::Status denied = RawCall(channel, method, smaller);
+      EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED) << method << ": " << denied.error_message();
+      EXPECT_NE(denied.error_message().find(role->second == v1::ROLE_ADMIN ? "needs the role admin"
+                                                                           : "needs the role train"),
+                std::string::npos)
+          << denied.error_message();
+    }
+  }
+  EXPECT_EQ(methods, static_cast<int>(MinimumRoles().size()));
+}
+
+TEST_F(SecurityTest, RevokedTokensAreRefusedAtOnce) {
+  const std::string token = NewToken("temp", v1::ROLE_TRAIN);
+  client::GraftClient temp(Target(), WithToken(token));
+  ASSERT_TRUE(temp.ListDatasets().ok());
+  ASSERT_TRUE(admin_->RevokeToken("temp").ok());
+  EXPECT_EQ(temp.ListDatasets().status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(admin_->CreateToken("admin", v1::ROLE_ADMIN).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(admin_->CreateToken("bad name", v1::ROLE_TRAIN).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(admin_->CreateToken("x", v1::ROLE_UNSPECIFIED).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SecurityTest, TrainPrincipalsSeeOnlyTheirOwnAndInferenceTokensPredictWithAll) {
+  client::GraftClient alice(Target(), WithToken(NewToken("alice", v1::ROLE_TRAIN)));
+  client::GraftClient bob(Target(), WithToken(NewToken("bob", v1::ROLE_TRAIN)));
+  client::GraftClient app(Target(), WithToken(NewToken("app", v1::ROLE_INFERENCE)));
+  const std::string archive = TinyDataset(dir_.path());
+  auto mine = alice.UploadDataset(archive, "colours");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  EXPECT_EQ(mine->dataset().owner(), "alice");
+  const std::string ds = mine->dataset().id();
+
+  // Bob: the same name is his own; alice's dataset is not his by id or name.
+  auto his = bob.UploadDataset(archive, "colours");
+  ASSERT_TRUE(his.ok()) << his.status();
+  EXPECT_NE(his->dataset().id(), ds);
+  EXPECT_EQ(bob.GetDataset(ds).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.DeleteDataset(ds).code(), absl::StatusCode::kPermissionDenied);
+  auto listed = bob.ListDatasets();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->datasets_size(), 1);
+  EXPECT_EQ(listed->datasets(0).id(), his->dataset().id());
+  auto by_name = bob.GetDataset("colours");
+  ASSERT_TRUE(by_name.ok());
+  EXPECT_EQ(by_name->id(), his->dataset().id());
+  v1::JobSpec spec;
+  spec.set_backbone("squeezenet1_1");
+  spec.set_dataset(ds);
+  spec.add_stages()->set_epochs(10);
+  EXPECT_EQ(bob.CreateJob(spec).status().code(), absl::StatusCode::kPermissionDenied);
+
+  // Alice trains; bob can neither see nor touch her job or model.
+  auto job = alice.CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->owner(), "alice");
+  EXPECT_EQ(bob.GetJob(job->id()).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.CancelJob(job->id()).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.WatchJob(job->id(), false, [](const v1::JobEvent&) { return true; }).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.ListJobs()->jobs_size(), 0);
+  ASSERT_TRUE(alice.WatchJob(job->id(), false, [](const v1::JobEvent&) { return true; }).ok());
+  auto done = alice.GetJob(job->id());
+  ASSERT_TRUE(done.ok());
+  ASSERT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+  const std::string model = done->model_id();
+  EXPECT_EQ(bob.GetModel(model).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.ExportModel(model).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.DeleteModel(model).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(bob.ListModels()->models_size(), 0);
+  v1::PredictRequest predict;
+  predict.add_models(model);
+  predict.add_images()->set_encoded(testing::EncodeImage("png", 48, 48, 10, 10, 230));
+  EXPECT_EQ(bob.Predict(predict).status().code(), absl::StatusCode::kPermissionDenied);
+
+  // The application predicts with it; the admin sees everything.
+  auto predicted = app.Predict(predict);
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(predicted->results(0).predictions(0).top(0).label(), "red");
+  EXPECT_EQ(app.ListModels()->models_size(), 1);
+  EXPECT_EQ(app.ListDatasets().status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 2);
+  EXPECT_EQ(admin_->GetModel(model)->owner(), "alice");
+  ASSERT_TRUE(alice.DeleteModel(model).ok());
+}
+
+TEST_F(SecurityTest, NamesCanNeverTakeTheFormOfAnId) {
+  auto refused = admin_->UploadDataset(TinyDataset(dir_.path()), "ds-0123456789ab");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("form of an id"), std::string::npos) << refused.status();
+}
+
+TEST_F(SecurityTest, UnknownEnumValuesAndAMismatchedUploadFormatAreRefusedByField) {
+  v1::JobSpec spec;
+  spec.set_backbone("squeezenet1_1");
+  spec.set_dataset("whatever");
+  auto* stage = spec.add_stages();
+  stage->set_epochs(1);
+  stage->mutable_optimizer()->set_kind(static_cast<v1::OptimizerKind>(99));
+  auto job = admin_->CreateJob(spec);
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(job.status().message().find("spec.stages[0].optimizer.kind: unknown value 99"), std::string::npos)
+      << job.status();
+
+  // A tar.gz declared as a zip.
+  auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + admin_token_);
+  v1::UploadDatasetResponse response;
+  auto writer = stub->UploadDataset(&ctx, &response);
+  v1::UploadDatasetRequest header;
+  header.mutable_header()->set_name("mislabelled");
+  header.mutable_header()->set_format(v1::UPLOAD_FORMAT_ZIP);
+  ASSERT_TRUE(writer->Write(header));
+  v1::UploadDatasetRequest chunk;
+  chunk.mutable_chunk()->set_data(core::ReadFile(TinyDataset(dir_.path())).value());
+  writer->Write(chunk);
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("header.format: declared UPLOAD_FORMAT_ZIP but the data is a gzip stream"),
+            std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 0);
+}
+
+TEST_F(SecurityTest, TorchScriptIsNeverLoadedFromTheDataDirectory) {
+  // A blob a client uploaded: its stored path is predictable.
+  ASSERT_TRUE(admin_->UploadDataset(TinyDataset(dir_.path()), "colours").ok());
+  std::string blob;
+  for (const auto& e : fs::recursive_directory_iterator(dir_.Join("data") + "/datasets/blobs")) {
+    if (e.is_regular_file()) blob = e.path().string();
+  }
+  ASSERT_FALSE(blob.empty());
+  v1::RegisterBackboneRequest request;
+  request.set_name("evil");
+  request.set_feature_dim(16);
+  request.set_torchscript_path(blob);
+  auto refused = admin_->RegisterBackbone(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(refused.status().message().find("--backbone_import_dir"), std::string::npos) << refused.status();
+  // Not even by an admin; and nothing was registered.
+  EXPECT_EQ(admin_->GetBackbone("evil").status().code(), absl::StatusCode::kNotFound);
+}
+
+class ImportDirTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override {
+    fs::create_directories(dir_.Join("import"));
+    options.backbone_import_dir = dir_.Join("import");
+  }
+};
+
+TEST_F(ImportDirTest, PathsMustResolveUnderTheImportDirectory) {
+  ASSERT_TRUE(admin_->UploadDataset(TinyDataset(dir_.path()), "colours").ok());
+  std::string blob;
+  for (const auto& e : fs::recursive_directory_iterator(dir_.Join("data") + "/datasets/blobs")) {
+    if (e.is_regular_file()) blob = e.path().string();
+  }
+  // A symbolic link in the import directory to the client's blob, and a ".." escape.
+  fs::create_symlink(blob, dir_.Join("import") + "/link.pt");
+  v1::RegisterBackboneRequest request;
+  request.set_name("evil");
+  request.set_feature_dim(16);
+  for (const std::string& path : {dir_.Join("import") + "/link.pt", dir_.Join("import") + "/../data/graft.db"}) {
+    request.set_torchscript_path(path);
+    auto refused = admin_->RegisterBackbone(request);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << path << ": " << refused.status();
+    EXPECT_NE(refused.status().message().find("is not under --backbone_import_dir"), std::string::npos)
+        << refused.status();
+  }
+}
+
+// A zip as torch.jit.save writes it, with `pickle` as its data.pkl.
+std::string TorchZip(const std::string& path, const std::string& pickle) {
+  EXPECT_TRUE(testing::WriteArchive(path, "zip",
+                                    {{"archive/data.pkl", pickle, ""}, {"archive/version", "3\n", ""}}));
+  return path;
+}
+
+// 1M nested tuples: (((...),),)
+std::string DeepTuplePickle(int depth) {
+  std::string p = "\x80\x02)";
+  for (int i = 0; i < depth; ++i) p += '\x85';
+  return p + ".";
+}
+
+TEST_F(SecurityTest, DeeplyNestedPicklesAreRefusedAndGraftdLives) {
+  v1::RegisterBackboneRequest request;
+  request.set_name("bomb");
+  request.set_feature_dim(16);
+  request.set_torchscript(core::ReadFile(TorchZip(dir_.Join("bomb.pt"), DeepTuplePickle(1'000'000))).value());
+  auto refused = admin_->RegisterBackbone(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("pickle nests containers 1000001 deep"), std::string::npos)
+      << refused.status();
+  ASSERT_TRUE(admin_->Health().ok());
+  // Nothing of it stays: no staged file, no custom backbone.
+  EXPECT_EQ(admin_->GetBackbone("bomb").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(fs::is_empty(dir_.Join("data") + "/cache/register"));
+
+  // The same as a .pth in the zoo: graftd starts, says why, and serves the rest.
+  server_.reset();
+  TorchZip(dir_.Join("zoo") + "/resnet18-imagenet.pth", DeepTuplePickle(1'000'000));
+  ServerOptions options = testing::LocalServerOptions(dir_.Join("data"));
+  options.zoo_dir = dir_.Join("zoo");
+  auto restarted = GraftServer::Start(options);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  client::GraftClient again("127.0.0.1:" + std::to_string((*restarted)->port()), WithToken(admin_token_));
+  auto r18 = again.GetBackbone("resnet18");
+  ASSERT_TRUE(r18.ok()) << r18.status();
+  EXPECT_NE(r18->weights().error().find("pickle nests containers"), std::string::npos) << r18->weights().error();
+  EXPECT_TRUE(again.GetBackbone("squeezenet1_1")->weights().present());
+}
+
+TEST_F(SecurityTest, UnknownMethodsDoNotGrowTheMetrics) {
+  auto channel = grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials());
+  for (int i = 0; i < 300; ++i) {
+    const grpc::Status s = RawCall(channel, "graft.v1.Nope/Method" + std::to_string(i), admin_token_);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_EQ(page.find("Nope"), std::string::npos);
+  EXPECT_LT(page.size(), 200'000u);
+}
+
+TEST_F(SecurityTest, TooManyImagesInOneRequestAreRefusedNamingTheFlag) {
+  v1::PredictRequest request;
+  request.set_backbone("squeezenet1_1");
+  const std::string png = testing::EncodeImage("png", 8, 8, 1, 2, 3);
+  for (int i = 0; i < 65; ++i) request.add_images()->set_encoded(png);
+  auto refused = admin_->Predict(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("--max_images_per_request"), std::string::npos) << refused.status();
+}
+
+// TLS: a CA and certificates made with openssl for this test.
+class TlsTest : public SecurityTest {
+ protected:
+  static std::string Run(const std::string& cmd) {
+    return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0 ? "" : "failed: " + cmd;
+  }
+  void Customize(ServerOptions& options) override {
+    const std::string d = dir_.path();
+    const std::string subj = " -subj /CN=";
+    for (const std::string& cmd : {
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout " + d + "/ca.key -out " + d + "/ca.pem" +
+                 subj + "graft-test-ca",
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout " + d + "/other.key -out " + d +
+                 "/other.pem" + subj + "other-ca",
+             "openssl req -newkey rsa:2048 -nodes -keyout " + d + "/server.key -out " + d + "/server.csr" + subj +
+                 "localhost",
+             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > " + d + "/san.ext",
+             "openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
+                 "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/server.pem",
+             "openssl req -newkey rsa:2048 -nodes -keyout " + d + "/client.key -out " + d + "/client.csr" + subj +
+                 "client",
+             "openssl x509 -req -in " + d + "/client.csr -CA " + d + "/ca.pem -CAkey " + d +
+                 "/ca.key -CAcreateserial -days 2 -out " + d + "/client.pem"}) {
+      ASSERT_EQ(Run(cmd), "");
+    }
+    options.tls_cert = d + "/server.pem";
+    options.tls_key = d + "/server.key";
+    options.tls_client_ca = d + "/ca.pem";
+  }
+  void SetUp() override {
+    ServerOptions options = testing::LocalServerOptions(dir_.Join("data"));
+    Customize(options);
+    auto server = GraftServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    admin_token_ = testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data")));
+  }
+  // The name the server's certificate holds.
+  std::string TlsTarget() const { return "localhost:" + std::to_string(server_->port()); }
+  client::ClientOptions Tls(const std::string& ca, bool with_client_cert) {
+    client::ClientOptions o = WithToken(admin_token_);
+    o.tls = true;
+    o.tls_ca = core::ReadFile(dir_.path() + "/" + ca).value();
+    if (with_client_cert) {
+      o.tls_cert = core::ReadFile(dir_.path() + "/client.pem").value();
+      o.tls_key = core::ReadFile(dir_.path() + "/client.key").value();
+    }
+    return o;
+  }
+};
+
+TEST_F(TlsTest, MutualTlsWithATokenIsTheOnlyWayIn) {
+  client::GraftClient good(TlsTarget(), Tls("ca.pem", true));
+  auto me = good.WhoAmI();
+  ASSERT_TRUE(me.ok()) << me.status();
+  EXPECT_EQ(me->name(), "admin");
+  // Plaintext, a client that does not trust the CA, and one without a certificate.
+  EXPECT_EQ(client::GraftClient(Target(), WithToken(admin_token_)).WhoAmI().status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client::GraftClient(TlsTarget(), Tls("other.pem", true)).WhoAmI().status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client::GraftClient(TlsTarget(), Tls("ca.pem", false)).WhoAmI().status().code(),
+            absl::StatusCode::kUnavailable);
+  // TLS does not replace the token.
+  client::ClientOptions no_token = Tls("ca.pem", true);
+  no_token.token.clear();
+  EXPECT_EQ(client::GraftClient(TlsTarget(), no_token).WhoAmI().status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+}  // namespace
+}  // namespace graft
