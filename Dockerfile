@@ -13,8 +13,15 @@ COPY deploy/install-deps.sh /tmp/install-deps.sh
 RUN bash /tmp/install-deps.sh && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
 COPY --from=build /src/build/server/graftd /usr/local/bin/graftd
 COPY --from=build /src/build/client/graft /usr/local/bin/graft
+# graftd runs as an unprivileged user that owns only its data directory.
+RUN useradd --system --uid 10001 --home-dir /var/lib/graft --shell /usr/sbin/nologin graft \
+ && mkdir -p /var/lib/graft && chown graft:graft /var/lib/graft
 ENV GRAFT_DATA_DIR=/var/lib/graft
 VOLUME /var/lib/graft
+USER 10001:10001
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=5s CMD ["graft", "health"]
 ENTRYPOINT ["graftd"]
+# In a container graftd must listen beyond loopback; tokens stay on (the first
+# start writes /var/lib/graft/admin.token).
+CMD ["--host=0.0.0.0"]

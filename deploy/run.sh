@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 bash deploy/build.sh
-exec ./build/server/graftd "$@"
+exec "${GRAFT_BUILD_DIR:-build}/server/graftd" "$@"

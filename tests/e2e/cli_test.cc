@@ -211,3 +211,70 @@ TEST_F(CliTest, UploadTrainWatchPredictExport) {
 
 }  // namespace
 }  // namespace graft
+
+namespace graft {
+namespace {
+
+TEST_F(CliTest, TokensAreMadeByTheAdminAndHoldTheirRoles) {
+  // Without a token nothing but health answers, and the message says what to do.
+  const std::string bare = std::string(GRAFT_BIN) + " --server=" + graftd_.address() + " ";
+  const CmdResult anonymous = Shell("env -u GRAFT_TOKEN " + bare + "backbones");
+  EXPECT_EQ(anonymous.exit_code, 1);
+  EXPECT_NE(anonymous.out.find("graft: UNAUTHENTICATED: ListBackbones: no token"), std::string::npos) << anonymous.out;
+  EXPECT_NE(anonymous.out.find("admin.token"), std::string::npos) << anonymous.out;
+  EXPECT_EQ(Shell("env -u GRAFT_TOKEN " + bare + "health").exit_code, 0);
+
+  // The admin makes an inference token; it is the last line, alone.
+  const CmdResult created = Graft("tokens create app --role inference");
+  ASSERT_EQ(created.exit_code, 0) << created.out;
+  const std::string body = created.out.substr(0, created.out.size() - 1);
+  const std::string token = body.substr(body.rfind('\n') + 1);
+  EXPECT_EQ(token.rfind("graft_", 0), 0u) << created.out;
+  const CmdResult json = Graft("--json tokens create ci --role train");
+  ASSERT_EQ(json.exit_code, 0) << json.out;
+  const auto doc = nlohmann::json::parse(json.out);
+  EXPECT_EQ(doc["name"], "ci");
+  EXPECT_EQ(doc["role"], "train");
+  EXPECT_EQ(doc["token"].get<std::string>().rfind("graft_", 0), 0u);
+
+  // $GRAFT_TOKEN: predicts, may not upload, is who it says.
+  const std::string as_app = "GRAFT_TOKEN=" + token + " " + bare;
+  const CmdResult predict = Shell(as_app + "predict -b MobileNetV2 " + graft::testing::ImagesDir() + "/dog.jpg");
+  EXPECT_EQ(predict.exit_code, 0) << predict.out;
+  EXPECT_NE(predict.out.find("malamute"), std::string::npos) << predict.out;
+  const CmdResult upload = Shell(as_app + "datasets upload " + graft::testing::SharedDir() + "/data/hymenoptera --name x");
+  EXPECT_EQ(upload.exit_code, 1);
+  EXPECT_NE(upload.out.find("PERMISSION_DENIED: UploadDataset needs the role train; 'app' has the role inference"),
+            std::string::npos)
+      << upload.out;
+  EXPECT_EQ(Shell(as_app + "tokens whoami").out, "app (inference)\n");
+  const CmdResult listed = Graft("tokens");
+  EXPECT_NE(listed.out.find("app"), std::string::npos);
+  EXPECT_NE(listed.out.find("inference"), std::string::npos);
+  EXPECT_EQ(listed.out.find(token), std::string::npos);
+  ASSERT_EQ(Graft("tokens revoke app").exit_code, 0);
+  EXPECT_NE(Shell(as_app + "tokens whoami").out.find("UNAUTHENTICATED"), std::string::npos);
+}
+
+// The README's first use, typed as a new user would: deploy/run.sh, then
+// health and a prediction with the admin token it wrote.
+TEST(FirstUse, RunShStartsAServerThatAnswersWithTheAdminToken) {
+  graft::testing::TempDir dir;
+  graft::testing::GraftdProcess graftd(dir.Join("data"), dir.Join("run.log"));
+  const std::string build_dir = std::filesystem::path(GRAFT_BIN).parent_path().parent_path().string();
+  ::setenv("GRAFT_BUILD_DIR", build_dir.c_str(), 1);
+  ASSERT_TRUE(graftd.StartCommand({"/bin/bash", graft::testing::SourceDir() + "/deploy/run.sh",
+                                   "--zoo_dir=" + graft::testing::WeightsDir(), "--port=0", "--metrics_port=0"}))
+      << "deploy/run.sh did not start graftd on loopback; see " << graftd.log();
+  const std::string graft = "cd " + graft::testing::SourceDir() + " && GRAFT_TOKEN=$(cat " + graftd.token_file() +
+                            ") " + std::string(GRAFT_BIN) + " --server=" + graftd.address() + " ";
+  const CmdResult health = Shell(graft + "health");
+  EXPECT_EQ(health.out, "SERVING\n");
+  const CmdResult predict = Shell(graft + "predict --backbone MobileNetV2 ../shared/images/dog.jpg");
+  EXPECT_EQ(predict.exit_code, 0) << predict.out;
+  EXPECT_NE(predict.out.find("   1  malamute"), std::string::npos) << predict.out;
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace graft

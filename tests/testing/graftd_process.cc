@@ -18,6 +18,13 @@ GraftdProcess::~GraftdProcess() {
 }
 
 bool GraftdProcess::Start(const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> args = {GRAFTD_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0",
+                                   "--data_dir=" + data_dir_, "--zoo_dir=" + std::string(GRAFT_SHARED_DIR) + "/weights"};
+  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  return StartCommand(args);
+}
+
+bool GraftdProcess::StartCommand(const std::vector<std::string>& command) {
   const std::streamoff offset = [&]() {
     std::ifstream in(log_, std::ios::ate);
     return in ? static_cast<std::streamoff>(in.tellg()) : std::streamoff{0};
@@ -25,14 +32,14 @@ bool GraftdProcess::Start(const std::vector<std::string>& extra_flags) {
   pid_ = ::fork();
   if (pid_ < 0) return false;
   if (pid_ == 0) {
-    std::vector<std::string> args = {GRAFTD_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0",
-                                     "--data_dir=" + data_dir_, "--zoo_dir=" + std::string(GRAFT_SHARED_DIR) + "/weights"};
-    args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+    std::vector<std::string> args = command;
+    ::setenv("GRAFT_DATA_DIR", data_dir_.c_str(), 1);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     if (std::freopen(log_.c_str(), "a", stderr) == nullptr) std::_Exit(126);
-    ::execv(GRAFTD_BIN, argv.data());
+    if (std::freopen(log_.c_str(), "a", stdout) == nullptr) std::_Exit(126);
+    ::execv(argv[0], argv.data());
     std::_Exit(127);
   }
   const std::regex listening("graftd listening: grpc 127\\.0\\.0\\.1:([0-9]+) metrics 127\\.0\\.0\\.1:([0-9]+)/metrics");

@@ -15,6 +15,9 @@ class GraftdProcess {
 
   // Starts graftd and waits for its "listening" line; false on failure.
   bool Start(const std::vector<std::string>& extra_flags = {});
+  // Runs `argv` (a script that execs graftd, e.g. deploy/run.sh) with
+  // GRAFT_DATA_DIR set to the data directory, and waits the same way.
+  bool StartCommand(const std::vector<std::string>& argv);
   // Sends `signal`, waits, and returns the exit status (-1 when killed by a signal).
   int Stop(int signal);
 
