@@ -99,6 +99,10 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
     }
     if (!chunk.path().empty() && chunk.path() != current_path) {
       finish_file();
+      if (static_cast<int64_t>(files.size() + rejected.size()) >= limits.max_archive_entries) {
+        return absl::ResourceExhaustedError(absl::StrCat("the upload holds more than ", limits.max_archive_entries,
+                                                         " files (--max_archive_entries)"));
+      }
       current_path = chunk.path();
       if (auto s = core::DatasetStore::CheckRelativePath(current_path); !s.ok()) {
         rejected.push_back({current_path, std::string(s.message())});
@@ -129,12 +133,19 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   core::UploadRequest request;
   request.name = header.name();
   request.owner = owner;
+  request.cancelled = [ctx] { return ctx->IsCancelled(); };
   request.split_fraction = header.split().fraction();
   request.split_seed = header.split().seed();
   if (request.split_fraction < 0 || request.split_fraction >= 1) {
     return absl::InvalidArgumentError("header.split.fraction must be in [0, 1)");
   }
-  if (folder) return store_.IngestFolder(request, files, std::move(rejected));
+  if (folder) {
+    if (static_cast<int64_t>(files.size() + rejected.size()) > limits.max_archive_entries) {
+      return absl::ResourceExhaustedError(absl::StrCat("the upload holds more than ", limits.max_archive_entries,
+                                                       " files (--max_archive_entries)"));
+    }
+    return store_.IngestFolder(request, files, std::move(rejected));
+  }
   archive.close();
   if (received == 0) return absl::InvalidArgumentError("the upload holds no data");
   RETURN_IF_ERROR(CheckArchiveFormat(header.format(), archive_path));
@@ -144,6 +155,15 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
 grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                             v1::UploadDatasetResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "UploadDataset");
+  if (uploads_.fetch_add(1) >= max_uploads_) {
+    uploads_.fetch_sub(1);
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        max_uploads_, " uploads are in progress (--max_concurrent_uploads); retry when one has finished")));
+  }
+  struct Done {
+    std::atomic<int>& n;
+    ~Done() { n.fetch_sub(1); }
+  } done{uploads_};
   v1::UploadDatasetRequest first;
   if (!reader->Read(&first) || !first.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError("the first message of an upload must be its header"));

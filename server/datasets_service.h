@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+
 #include "core/data/dataset_store.h"
 #include "core/jobs/job_runner.h"
 #include "graft/v1/datasets.grpc.pb.h"
@@ -10,8 +12,10 @@ namespace graft::server {
 
 class DatasetsService final : public v1::Datasets::Service {
  public:
-  DatasetsService(core::DatasetStore& store, core::JobRunner& runner, Metrics& metrics, const Auth& auth)
-      : store_(store), runner_(runner), metrics_(metrics), auth_(auth) {}
+  // `max_uploads`: uploads in progress at once (--max_concurrent_uploads).
+  DatasetsService(core::DatasetStore& store, core::JobRunner& runner, Metrics& metrics, const Auth& auth,
+                  int max_uploads)
+      : store_(store), runner_(runner), metrics_(metrics), auth_(auth), max_uploads_(max_uploads) {}
 
   grpc::Status UploadDataset(grpc::ServerContext*, grpc::ServerReader<v1::UploadDatasetRequest>*,
                              v1::UploadDatasetResponse*) override;
@@ -30,6 +34,8 @@ class DatasetsService final : public v1::Datasets::Service {
   core::JobRunner& runner_;
   Metrics& metrics_;
   const Auth& auth_;
+  const int max_uploads_;
+  std::atomic<int> uploads_{0};
 };
 
 }  // namespace graft::server

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/data/image_codec.h"
 #include "server/models_service.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
@@ -34,12 +35,22 @@ absl::Status InferenceService::Admit(const core::Principal& who,
                                      const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
                                      const std::vector<std::string>& model_ids) const {
   int64_t count = 0;
+  int64_t pixels = 0;
   for (const v1::ImageInput& image : images) {
     count += image.has_tensor() && image.tensor().shape_size() == 4 ? std::max<int64_t>(image.tensor().shape(0), 1) : 1;
+    if (image.has_encoded()) {
+      // Bad headers are refused per image by the decoder, with their reason.
+      if (auto header = core::ProbeImage(image.encoded()); header.ok()) pixels += header->width * header->height;
+    }
   }
-  if (count > max_images_per_request_) {
+  if (count > limits_.max_images) {
     return absl::ResourceExhaustedError(absl::StrCat("the request holds ", count, " images; at most ",
-                                                     max_images_per_request_, " (--max_images_per_request)"));
+                                                     limits_.max_images, " (--max_images_per_request)"));
+  }
+  // Decoding time follows pixels: one request may not hold a batcher long.
+  if (pixels > limits_.max_pixels) {
+    return absl::ResourceExhaustedError(absl::StrCat("the request's images hold ", pixels, " pixels; at most ",
+                                                     limits_.max_pixels, " (--max_request_pixels)"));
   }
   for (const std::string& id : model_ids) {
     if (models_ == nullptr) break;

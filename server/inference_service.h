@@ -8,14 +8,18 @@
 
 namespace graft::server {
 
+// What one Predict or Embed may ask for.
+struct RequestLimits {
+  int max_images = 64;               // tensor batches counted whole (--max_images_per_request)
+  int64_t max_pixels = 100'000'000;  // encoded images, from their headers (--max_request_pixels)
+};
+
 class InferenceService final : public v1::Inference::Service {
  public:
   // `models` resolves model owners (null: backbones only);
-  // `max_images_per_request` bounds the images (tensor batches counted whole) of one call.
   InferenceService(const core::Predictor& predictor, Metrics& metrics, const Auth& auth, core::ModelStore* models,
-                   int max_images_per_request)
-      : predictor_(predictor), metrics_(metrics), auth_(auth), models_(models),
-        max_images_per_request_(max_images_per_request) {}
+                   RequestLimits limits)
+      : predictor_(predictor), metrics_(metrics), auth_(auth), models_(models), limits_(limits) {}
 
   grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest*, v1::PredictResponse*) override;
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
@@ -30,7 +34,7 @@ class InferenceService final : public v1::Inference::Service {
   Metrics& metrics_;
   const Auth& auth_;
   core::ModelStore* models_;
-  const int max_images_per_request_;
+  const RequestLimits limits_;
 };
 
 }  // namespace graft::server

@@ -33,6 +33,14 @@ ABSL_FLAG(std::string, backbone_import_dir, "",
           "send the module's bytes instead.");
 ABSL_FLAG(bool, reflection, false, "Serve gRPC server reflection (unauthenticated: it lists the API).");
 ABSL_FLAG(int, max_images_per_request, 64, "Most images (tensor batches counted whole) in one Predict or Embed.");
+ABSL_FLAG(int64_t, max_request_pixels, 100'000'000,
+          "Most pixels (from the image headers) in the encoded images of one Predict or Embed: bounds how long one "
+          "request holds a backbone's batcher.");
+ABSL_FLAG(int64_t, max_decode_bytes, 2LL << 30,
+          "Memory image decodes in flight may hold together, uploads and Predict/Embed alike; a decode waits up to 2 s "
+          "for room, then is refused with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_archive_entries, 2'000'000, "Most entries in one dataset upload (archive or folder).");
+ABSL_FLAG(int, max_concurrent_uploads, 4, "Dataset uploads in progress at once.");
 ABSL_FLAG(int, max_queued_jobs_per_principal, 4, "Queued jobs one principal may hold; CreateJob answers RESOURCE_EXHAUSTED past it.");
 ABSL_FLAG(int, max_watch_streams_per_principal, 16, "Open WatchJob streams one principal may hold.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port.");
@@ -75,6 +83,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("graftd: the graft transfer-learning server");
   absl::ParseCommandLine(argc, argv);
 
+  // OpenCV's decoders check their own pixel limit (read once, at the first
+  // decode): held to graftd's, as a second line behind graft's header checks.
+  const std::string pixels = std::to_string(absl::GetFlag(FLAGS_max_image_pixels));
+  ::setenv("OPENCV_IO_MAX_IMAGE_PIXELS", pixels.c_str(), 1);
+
   graft::server::ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
@@ -106,6 +119,10 @@ int main(int argc, char** argv) {
   options.backbone_import_dir = absl::GetFlag(FLAGS_backbone_import_dir);
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
+  options.max_request_pixels = absl::GetFlag(FLAGS_max_request_pixels);
+  options.max_decode_bytes = absl::GetFlag(FLAGS_max_decode_bytes);
+  options.max_archive_entries = absl::GetFlag(FLAGS_max_archive_entries);
+  options.max_concurrent_uploads = absl::GetFlag(FLAGS_max_concurrent_uploads);
   options.max_queued_jobs_per_principal = absl::GetFlag(FLAGS_max_queued_jobs_per_principal);
   options.max_watch_streams_per_principal = absl::GetFlag(FLAGS_max_watch_streams_per_principal);
 

@@ -33,6 +33,7 @@
 #include "server/tokens_service.h"
 #include "server/training_service.h"
 #include "core/auth/token_store.h"
+#include "core/data/decode_budget.h"
 #include "core/util/status_macros.h"
 #include "server/auth.h"
 
@@ -110,6 +111,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.max_watch_streams_per_principal < 1) {
     return absl::InvalidArgumentError("--max_watch_streams_per_principal must be at least 1");
   }
+  if (options.max_request_pixels < 1) return absl::InvalidArgumentError("--max_request_pixels must be at least 1");
+  if (options.max_decode_bytes < 1) return absl::InvalidArgumentError("--max_decode_bytes must be at least 1");
+  if (options.max_concurrent_uploads < 1) return absl::InvalidArgumentError("--max_concurrent_uploads must be at least 1");
   ASSIGN_OR_RETURN(const auto credentials, Credentials(options));
   using DecodeOn = core::PredictorOptions::DecodeOn;
   const std::map<std::string, DecodeOn> decode_on = {
@@ -168,7 +172,10 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                          "authentication";
   }
   s->auth_ = std::make_unique<Auth>(s->tokens_.get());
+  s->decode_budget_ = std::make_unique<core::DecodeBudget>(options.max_decode_bytes);
   core::UploadLimits limits;
+  limits.max_archive_entries = options.max_archive_entries;
+  limits.decode_budget = s->decode_budget_.get();
   limits.max_file_bytes = options.max_upload_file_bytes;
   limits.max_dataset_bytes = options.max_dataset_bytes;
   limits.max_pixels = options.max_image_pixels;
@@ -199,6 +206,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
 
   core::PredictorOptions predictor_options;
   predictor_options.limits.max_pixels = options.max_image_pixels;
+  predictor_options.limits.budget = s->decode_budget_.get();
   predictor_options.batching.max_batch_size = options.max_batch_size;
   predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
   predictor_options.decode_on = decode_on.at(options.decode_on);
@@ -228,9 +236,11 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->services_->tokens = std::make_unique<TokensService>(s->tokens_.get(), auth);
   s->services_->backbones = std::make_unique<BackbonesService>(
       *s->zoo_, auth, register_options, PullOptions{options.allow_download, options.weights_base_url}, std::move(hooks));
-  s->services_->inference = std::make_unique<InferenceService>(*s->predictor_, *s->metrics_, auth, s->models_.get(),
-                                                               options.max_images_per_request);
-  s->services_->datasets = std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth);
+  s->services_->inference = std::make_unique<InferenceService>(
+      *s->predictor_, *s->metrics_, auth, s->models_.get(),
+      RequestLimits{options.max_images_per_request, options.max_request_pixels});
+  s->services_->datasets =
+      std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth, options.max_concurrent_uploads);
   s->services_->training =
       std::make_unique<TrainingService>(*s->runner_, auth, options.max_watch_streams_per_principal);
   s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_, auth);

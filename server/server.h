@@ -16,6 +16,7 @@ class DatasetStore;
 class JobStore;
 class JobRunner;
 class TokenStore;
+class DecodeBudget;
 class ModelStore;
 }  // namespace graft::core
 
@@ -57,6 +58,10 @@ struct ServerOptions {
   std::string backbone_import_dir;  // RegisterBackbone may load torchscript_path only under it
   bool reflection = false;          // gRPC server reflection (unauthenticated: lists the API)
   int max_images_per_request = 64;
+  int64_t max_request_pixels = 100'000'000;  // all encoded images of one Predict/Embed, from their headers
+  int64_t max_decode_bytes = 2LL << 30;       // image decodes in flight, uploads and serving together
+  int64_t max_archive_entries = 2'000'000;
+  int max_concurrent_uploads = 4;
   int max_queued_jobs_per_principal = 4;
   int max_watch_streams_per_principal = 16;
 };
@@ -89,6 +94,7 @@ class GraftServer {
   std::unique_ptr<core::Zoo> zoo_;
   std::unique_ptr<core::Database> db_;
   std::unique_ptr<core::TokenStore> tokens_;
+  std::unique_ptr<core::DecodeBudget> decode_budget_;
   std::unique_ptr<Auth> auth_;
   std::unique_ptr<core::DatasetStore> datasets_;
   std::unique_ptr<core::JobStore> jobs_;

@@ -1,5 +1,7 @@
 #include "core/data/archive.h"
 
+#include "core/util/status_macros.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 
@@ -9,7 +11,8 @@
 
 namespace graft::core {
 
-absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit) {
+absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit,
+                                 const ArchiveWalkLimits& limits) {
   std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
   archive_read_support_filter_gzip(a.get());
   archive_read_support_filter_bzip2(a.get());
@@ -22,15 +25,31 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
         absl::StrCat("the upload is not a readable tar, tar.gz or zip archive: ", archive_error_string(a.get())));
   }
   archive_entry* entry = nullptr;
-  int entries = 0;
+  int64_t entries = 0;
+  int64_t expanded = 0;
+  const auto cancelled = [&] { return limits.cancelled && limits.cancelled(); };
+  // Every block decompressed counts, whether an entry is read or skipped.
+  const auto count = [&](la_ssize_t n) -> absl::Status {
+    expanded += n;
+    if (expanded > limits.max_expanded_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("the archive expands beyond ", limits.max_expanded_bytes,
+                                                       " bytes (--max_dataset_bytes)"));
+    }
+    if (cancelled()) return absl::CancelledError("the upload was cancelled while its archive was read");
+    return absl::OkStatus();
+  };
   while (true) {
+    if (cancelled()) return absl::CancelledError("the upload was cancelled while its archive was read");
     const int rc = archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
       return absl::InvalidArgumentError(absl::StrCat("archive is corrupt or truncated after ", entries,
                                                      " entries: ", archive_error_string(a.get())));
     }
-    ++entries;
+    if (++entries > limits.max_entries) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the archive holds more than ", limits.max_entries, " entries (--max_archive_entries)"));
+    }
     UploadEntry e;
     const char* name = archive_entry_pathname(entry);
     e.path = name ? name : "";
@@ -62,6 +81,7 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
         if (n < 0) {
           return absl::InvalidArgumentError(absl::StrCat("archive data is corrupt: ", archive_error_string(a.get())));
         }
+        RETURN_IF_ERROR(count(n));
         if (static_cast<int64_t>(data->size()) + n > max_bytes) {
           return absl::ResourceExhaustedError(absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes"));
         }
@@ -69,7 +89,14 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
       }
     };
     if (auto s = visit(e, read); !s.ok()) return s;
-    if (!consumed) archive_read_data_skip(a.get());
+    // What the visitor left unread is drained here, block by block, so that
+    // it counts and a cancelled upload stops within a block.
+    char buf[1 << 16];
+    while (true) {
+      const la_ssize_t n = archive_read_data(a.get(), buf, sizeof(buf));
+      if (n <= 0) break;
+      RETURN_IF_ERROR(count(n));
+    }
   }
   return absl::OkStatus();
 }

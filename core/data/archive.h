@@ -22,8 +22,18 @@ using EntryVisitor =
     std::function<absl::Status(const UploadEntry& entry,
                                const std::function<absl::Status(std::string* data, int64_t max_bytes)>& read)>;
 
+// What one walk may cost: entries, bytes decompressed (read or skipped:
+// compressed archives decompress what they skip), and when to give up.
+struct ArchiveWalkLimits {
+  int64_t max_entries = 1'000'000;
+  int64_t max_expanded_bytes = 8LL << 30;
+  std::function<bool()> cancelled;  // checked every 64 KiB; null: never
+};
+
 // Walks an archive (tar, tar.gz, zip; format detected by libarchive) entry by
-// entry. INVALID_ARGUMENT when the file is not a readable archive.
-absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit);
+// entry. INVALID_ARGUMENT when the file is not a readable archive;
+// RESOURCE_EXHAUSTED past a limit; CANCELLED within a block of `cancelled`.
+absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit,
+                                 const ArchiveWalkLimits& limits = {});
 
 }  // namespace graft::core

@@ -1,5 +1,7 @@
 #include "core/data/dataset_store.h"
 
+#include "core/data/decode_budget.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -62,7 +64,13 @@ class DatasetStore::Collector {
     }
     const auto header = ProbeImage(data);
     if (!header.ok()) return Reject(e.path, std::string(header.status().message()));
-    const auto image = DecodeImage(data, DecodeLimits{limits.max_pixels});
+    if (limits.decode_budget != nullptr && DecodeBytesEstimate(*header) > limits.decode_budget->capacity()) {
+      return Reject(e.path, absl::StrCat("decoding it needs about ", DecodeBytesEstimate(*header),
+                                         " bytes, more than all of --max_decode_bytes"));
+    }
+    const auto image = DecodeImage(data, DecodeLimits{limits.max_pixels, limits.decode_budget});
+    // Other decodes hold the budget: the upload fails whole, nothing is kept.
+    if (absl::IsResourceExhausted(image.status())) return image.status();
     if (!image.ok()) return Reject(e.path, std::string(image.status().message()));
     total_bytes_ += static_cast<int64_t>(data.size());
     if (total_bytes_ > limits.max_dataset_bytes) {
@@ -101,6 +109,9 @@ class DatasetStore::Collector {
 
 absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("empty path");
+  if (path.size() > kMaxPathChars) {
+    return absl::InvalidArgumentError(absl::StrCat("path longer than ", kMaxPathChars, " characters"));
+  }
   if (path[0] == '/' || path[0] == '\\' || (path.size() > 1 && path[1] == ':')) {
     return absl::InvalidArgumentError("absolute paths are not accepted");
   }
@@ -207,9 +218,12 @@ void DatasetStore::DiscardStaging(const std::string& dir) {
 absl::StatusOr<IngestResult> DatasetStore::IngestArchive(const UploadRequest& request, const std::string& archive_path) {
   Collector collector(*this);
   absl::StatusOr<IngestResult> result = absl::StatusOr<IngestResult>(absl::UnknownError(""));
-  const absl::Status walked = ForEachArchiveEntry(archive_path, [&](const UploadEntry& e, const auto& read) {
-    return collector.Visit(e, read);
-  });
+  ArchiveWalkLimits walk;
+  walk.max_entries = limits_.max_archive_entries;
+  walk.max_expanded_bytes = limits_.max_dataset_bytes;
+  walk.cancelled = request.cancelled;
+  const absl::Status walked = ForEachArchiveEntry(
+      archive_path, [&](const UploadEntry& e, const auto& read) { return collector.Visit(e, read); }, walk);
   result = walked.ok() ? Commit(request, collector) : absl::StatusOr<IngestResult>(walked);
   if (!result.ok()) RemoveUnreferenced(collector.created_);
   return result;

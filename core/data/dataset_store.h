@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include <memory>
@@ -12,10 +13,14 @@
 
 namespace graft::core {
 
+class DecodeBudget;
+
 struct UploadLimits {
   int64_t max_file_bytes = 64LL << 20;
-  int64_t max_dataset_bytes = 8LL << 30;
+  int64_t max_dataset_bytes = 8LL << 30;  // also what an archive may expand to
   int64_t max_pixels = 40'000'000;
+  int64_t max_archive_entries = 1'000'000;
+  DecodeBudget* decode_budget = nullptr;  // shared with serving; null: unbounded
 };
 
 struct UploadRequest {
@@ -23,6 +28,7 @@ struct UploadRequest {
   std::string owner;          // the uploading principal; names are unique per owner
   double split_fraction = 0;  // 0: default 0.2 (FLAT layout only)
   uint64_t split_seed = 0;
+  std::function<bool()> cancelled;  // the client gave up: stop reading the archive
 };
 
 // A file of a folder upload, already written to the staging directory.
@@ -65,7 +71,9 @@ class DatasetStore {
   absl::Status Delete(const std::string& id);
   absl::StatusOr<std::vector<DatasetImage>> Images(const std::string& id);
 
-  // Path checks shared with the transport: relative, no "..", no hidden parts.
+  // Path checks shared with the transport: relative, no "..", no hidden
+  // parts, at most kMaxPathChars (stored with every image).
+  static constexpr size_t kMaxPathChars = 512;
   static absl::Status CheckRelativePath(const std::string& path);
   // Dataset names: 1-128 of [A-Za-z0-9._-], never in the form of an id.
   static absl::Status CheckName(const std::string& name);

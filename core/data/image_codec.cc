@@ -1,5 +1,7 @@
 #include "core/data/image_codec.h"
 
+#include "core/data/decode_budget.h"
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -62,16 +64,32 @@ absl::StatusOr<ImageHeader> ProbeTiff(std::string_view b) {
   auto u32 = [&](size_t i) { return le ? Le32(b, i) : Be32(b, i); };
   if (b.size() < 8) return Short("TIFF");
   const size_t ifd = u32(4);
-  if (ifd + 2 > b.size()) return Short("TIFF");
+  if (ifd < 8 || ifd + 2 > b.size()) return Short("TIFF");
   const size_t count = u16(ifd);
+  if (ifd + 2 + 12 * count + 4 > b.size()) return Short("TIFF");
   ImageHeader h{"tiff", 0, 0};
+  uint32_t previous = 0;
   for (size_t k = 0; k < count; ++k) {
     const size_t e = ifd + 2 + 12 * k;
-    if (e + 12 > b.size()) return Short("TIFF");
-    const uint32_t tag = u16(e), type = u16(e + 2);
-    const uint32_t value = type == 3 ? u16(e + 8) : u32(e + 8);
-    if (tag == 256) h.width = value;
-    if (tag == 257) h.height = value;
+    const uint32_t tag = u16(e), type = u16(e + 2), n = u32(e + 4);
+    // Decoders disagree on repeated or unordered tags (libtiff keeps the
+    // first width, a last-wins reader the last): refuse what is ambiguous.
+    if (k > 0 && tag <= previous) {
+      return absl::InvalidArgumentError(absl::StrCat("TIFF tags out of order or repeated (tag ", tag, " after ",
+                                                     previous, "): refused as ambiguous"));
+    }
+    previous = tag;
+    if (tag == 256 || tag == 257) {
+      if (n != 1 || (type != 3 && type != 4)) {
+        return absl::InvalidArgumentError(absl::StrCat("TIFF dimension tag ", tag, " is not one SHORT or LONG"));
+      }
+      const uint32_t value = type == 3 ? u16(e + 8) : u32(e + 8);
+      (tag == 256 ? h.width : h.height) = value;
+    }
+    if (tag == 330) return absl::InvalidArgumentError("TIFF with sub-images (SubIFDs) is not supported");
+  }
+  if (u32(ifd + 2 + 12 * count) != 0) {
+    return absl::InvalidArgumentError("multi-page TIFF is not supported: send one image per file");
   }
   if (h.width == 0 || h.height == 0) return absl::InvalidArgumentError("TIFF without image dimensions");
   return h;
@@ -101,6 +119,12 @@ absl::StatusOr<ImageHeader> ProbeImage(std::string_view b) {
   return absl::InvalidArgumentError("not an image: unrecognised format (expected JPEG, PNG, BMP, WebP or TIFF)");
 }
 
+int64_t DecodeBytesEstimate(const ImageHeader& header) {
+  // A 4-channel, 16-bit decode buffer at worst (TIFF), then BGR and RGB copies.
+  const int64_t per_pixel = header.format == "tiff" ? 8 + 3 + 3 : 4 + 3 + 3;
+  return header.width * header.height * per_pixel;
+}
+
 absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& limits) {
   ASSIGN_OR_RETURN(const ImageHeader header, ProbeImage(bytes));
   if (header.width <= 0 || header.height <= 0) {
@@ -109,7 +133,14 @@ absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& 
   if (header.width * header.height > limits.max_pixels) {
     return absl::InvalidArgumentError(absl::StrCat(header.format, " image of ", header.width, "x", header.height, " = ",
                                                    header.width * header.height, " pixels exceeds the limit of ",
-                                                   limits.max_pixels, " pixels"));
+                                                   limits.max_pixels, " pixels (--max_image_pixels)"));
+  }
+  std::optional<DecodeBudget::Reservation> reservation;
+  if (limits.budget != nullptr) {
+    auto reserved = limits.budget->Reserve(DecodeBytesEstimate(header),
+                                           absl::StrCat("a ", header.width, "x", header.height, " ", header.format));
+    if (!reserved.ok()) return reserved.status();
+    reservation.emplace(std::move(*reserved));
   }
   if (header.format == "jpeg") {
     // libjpeg decodes a truncated file with a warning and grey fill; refuse it.

@@ -21,12 +21,22 @@ struct ImageHeader {
 // cut short.
 absl::StatusOr<ImageHeader> ProbeImage(std::string_view bytes);
 
+class DecodeBudget;
+
 struct DecodeLimits {
   int64_t max_pixels = 40'000'000;
+  // Shared memory budget of decodes in flight; null: unbounded (trusted data).
+  DecodeBudget* budget = nullptr;
 };
 
+// The memory a decode of `header` may hold at its peak (decoder buffer, BGR
+// and RGB copies): what it reserves from a DecodeBudget.
+int64_t DecodeBytesEstimate(const ImageHeader& header);
+
 // Decodes JPEG, PNG, BMP, WebP or TIFF bytes to an 8-bit RGB image. Checks the
-// header against `limits` before decoding and rejects truncated data.
+// header against `limits` before decoding and rejects truncated data. The
+// header probe reads what the decoders read (for TIFF: one page, tags in
+// order, each once), so the pixel limit holds for what is decoded.
 absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& limits);
 
 }  // namespace graft::core

@@ -83,7 +83,12 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
       // Owns its bytes: a caller that gives up may leave while its batch runs.
       d.make = [bytes = in.encoded, p, limits = options_.limits, i]() -> absl::StatusOr<torch::Tensor> {
         auto image = DecodeImage(bytes, limits);
-        if (!image.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", image.status().message()));
+        if (!image.ok()) {
+          // The image's own fault is INVALID_ARGUMENT; a full decode budget keeps its code.
+          return absl::Status(absl::IsResourceExhausted(image.status()) ? absl::StatusCode::kResourceExhausted
+                                                                        : absl::StatusCode::kInvalidArgument,
+                              absl::StrCat("image ", i, ": ", image.status().message()));
+        }
         auto tensor = PreprocessImage(*image, p);
         if (!tensor.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", tensor.status().message()));
         return tensor->unsqueeze(0);

@@ -12,6 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sys/resource.h>
+
+#include <iostream>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
 #include "client/client.h"
@@ -20,6 +25,7 @@
 #include "tests/testing/archive_writer.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/local_server.h"
+#include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
 
 namespace graft {
@@ -419,6 +425,123 @@ TEST_F(SecurityTest, TooManyImagesInOneRequestAreRefusedNamingTheFlag) {
   auto refused = admin_->Predict(request);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(refused.status().message().find("--max_images_per_request"), std::string::npos) << refused.status();
+}
+
+int64_t StatusKb(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(key.size()));
+  }
+  return -1;
+}
+
+double CpuSeconds() {
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Decoding on the callers' threads: every concurrent request decodes at once
+// unless the budget holds them back.
+class DecodeBombTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override {
+    options.decode_on = "callers";
+    options.max_decode_bytes = 600LL << 20;
+  }
+  // A 36-megapixel PNG of one colour: a few hundred KB that decode to 108 MB.
+  static std::string Bomb() {
+    std::vector<uchar> buf;
+    cv::imencode(".png", cv::Mat(6000, 6000, CV_8UC3, cv::Scalar(0, 128, 255)), buf);
+    return std::string(buf.begin(), buf.end());
+  }
+};
+
+TEST_F(DecodeBombTest, ConcurrentDecodeBombsStayInsideTheBudget) {
+  const std::string bomb = Bomb();
+  ASSERT_LT(bomb.size(), 2u << 20);
+  std::ofstream("/proc/self/clear_refs") << "5";  // restart the peak (VmHWM) from here
+  const int64_t before_kb = StatusKb("VmRSS:");
+  std::vector<absl::Status> results(16);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < results.size(); ++i) {
+    clients.emplace_back([&, i] {
+      client::GraftClient c(Target(), WithToken(admin_token_));
+      v1::PredictRequest request;
+      request.set_backbone("squeezenet1_1");
+      request.add_images()->set_encoded(bomb);
+      results[i] = c.Predict(request).status();
+    });
+  }
+  for (auto& t : clients) t.join();
+  const int64_t peak_growth_mb = (StatusKb("VmHWM:") - before_kb) / 1024;
+  int served = 0, refused = 0;
+  for (const absl::Status& r : results) {
+    if (r.ok()) ++served;
+    if (absl::IsResourceExhausted(r)) {
+      ++refused;
+      EXPECT_NE(r.message().find("--max_decode_bytes"), std::string::npos) << r;
+    }
+    if (!r.ok() && !absl::IsResourceExhausted(r)) ADD_FAILURE() << r;
+  }
+  EXPECT_GT(served, 0);
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(served + refused, 16);
+  // Unbounded, 16 decodes of 2 x 108 MB each would have held ~3.4 GB at once.
+  EXPECT_LT(peak_growth_mb, 1000) << served << " served, " << refused << " refused";
+  std::cout << "decode bombs: " << served << " served, " << refused << " refused, peak RSS growth " << peak_growth_mb
+            << " MB\n";
+
+  // Three of them in one request hold too many pixels for one request.
+  v1::PredictRequest three;
+  three.set_backbone("squeezenet1_1");
+  for (int i = 0; i < 3; ++i) three.add_images()->set_encoded(bomb);
+  auto refused_whole = admin_->Predict(three);
+  EXPECT_EQ(refused_whole.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused_whole.status().message().find("--max_request_pixels"), std::string::npos) << refused_whole.status();
+}
+
+class ArchiveBombTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override { options.max_dataset_bytes = 1LL << 40; }
+};
+
+TEST_F(ArchiveBombTest, ACancelledArchiveBombStopsConsumingCpu) {
+  // 40 entries of 1 GiB of zeros each, ~41 MB compressed: minutes of inflating.
+  const std::string bomb = dir_.Join("bomb.tar.gz");
+  ASSERT_EQ(std::system((testing::Python() + " " + testing::SourceDir() + "/tests/integration/make_archive_bomb.py " +
+                         bomb + " 40 1").c_str()),
+            0);
+  auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + admin_token_);
+  v1::UploadDatasetResponse response;
+  auto writer = stub->UploadDataset(&ctx, &response);
+  v1::UploadDatasetRequest header;
+  header.mutable_header()->set_name("bomb");
+  ASSERT_TRUE(writer->Write(header));
+  const std::string bytes = core::ReadFile(bomb).value();
+  for (size_t at = 0; at < bytes.size(); at += 1 << 20) {
+    v1::UploadDatasetRequest chunk;
+    chunk.mutable_chunk()->set_data(bytes.substr(at, 1 << 20));
+    ASSERT_TRUE(writer->Write(chunk));
+  }
+  writer->WritesDone();
+  // graftd inflates; the client gives up after 1.5 s.
+  const double cpu_sent = CpuSeconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const double cpu_cancel = CpuSeconds();
+  ctx.TryCancel();
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double cpu_settled = CpuSeconds();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const double cpu_after = CpuSeconds();
+  EXPECT_GT(cpu_cancel - cpu_sent, 0.5) << "graftd was not inflating the archive";
+  EXPECT_LT(cpu_after - cpu_settled, 0.2) << "graftd kept inflating after the client left";
+  EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 0);
+  EXPECT_TRUE(fs::is_empty(dir_.Join("data") + "/datasets/staging"));
 }
 
 // TLS: a CA and certificates made with openssl for this test.

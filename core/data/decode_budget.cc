@@ -1,0 +1,40 @@
+#include "core/data/decode_budget.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace graft::core {
+
+DecodeBudget::Reservation::~Reservation() {
+  if (budget_ != nullptr) budget_->Release(bytes_);
+}
+
+absl::StatusOr<DecodeBudget::Reservation> DecodeBudget::Reserve(int64_t bytes, const std::string& what) {
+  if (bytes > capacity_) {
+    return absl::ResourceExhaustedError(absl::StrCat("decoding ", what, " needs about ", bytes,
+                                                     " bytes, more than all of --max_decode_bytes (", capacity_, ")"));
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool fits = freed_.wait_for(lock, max_wait_, [&] { return in_use_ + bytes <= capacity_; });
+  if (!fits) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "decoding ", what, " needs about ", bytes, " bytes; other decodes hold ", in_use_, " of --max_decode_bytes (",
+        capacity_, "); retry shortly"));
+  }
+  in_use_ += bytes;
+  return Reservation(this, bytes);
+}
+
+int64_t DecodeBudget::in_use() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_use_;
+}
+
+void DecodeBudget::Release(int64_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_use_ -= bytes;
+  }
+  freed_.notify_all();
+}
+
+}  // namespace graft::core
