@@ -197,7 +197,7 @@ grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::Serv
 }
 
 absl::StatusOr<core::DatasetInfo> DatasetsService::Find(const core::Principal& who, const std::string& id_or_name) {
-  ASSIGN_OR_RETURN(core::DatasetInfo d, who.admin() ? store_.Get(id_or_name) : store_.Get(id_or_name, who.name));
+  ASSIGN_OR_RETURN(core::DatasetInfo d, store_.Resolve(id_or_name, who.name, who.admin()));
   RETURN_IF_ERROR(CheckOwner(who, d.owner, absl::StrCat("dataset '", id_or_name, "'")));
   return d;
 }

@@ -42,6 +42,9 @@ ABSL_FLAG(int64_t, max_decode_bytes, 2LL << 30,
 ABSL_FLAG(int64_t, max_archive_entries, 2'000'000, "Most entries in one dataset upload (archive or folder).");
 ABSL_FLAG(int, max_concurrent_uploads, 4, "Dataset uploads in progress at once.");
 ABSL_FLAG(int, max_queued_jobs_per_principal, 4, "Queued jobs one principal may hold; CreateJob answers RESOURCE_EXHAUSTED past it.");
+ABSL_FLAG(int64_t, max_job_memory_bytes, 8LL << 30,
+          "A job's estimated memory (trainable weights, gradients, optimizer state, activations at its batch and input "
+          "size), checked at CreateJob; RESOURCE_EXHAUSTED with the estimate beyond it.");
 ABSL_FLAG(int, max_watch_streams_per_principal, 16, "Open WatchJob streams one principal may hold.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port.");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; 0 picks a free port, -1 disables it.");
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
   options.max_concurrent_uploads = absl::GetFlag(FLAGS_max_concurrent_uploads);
   options.max_queued_jobs_per_principal = absl::GetFlag(FLAGS_max_queued_jobs_per_principal);
   options.max_watch_streams_per_principal = absl::GetFlag(FLAGS_max_watch_streams_per_principal);
+  options.max_job_memory_bytes = absl::GetFlag(FLAGS_max_job_memory_bytes);
 
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) {

@@ -196,6 +196,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.max_concurrent_jobs = options.max_concurrent_jobs;
   runner_options.max_queued_jobs = options.max_queued_jobs;
   runner_options.max_queued_jobs_per_principal = options.max_queued_jobs_per_principal;
+  runner_options.max_job_memory_bytes = options.max_job_memory_bytes;
   runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;

@@ -63,6 +63,7 @@ struct ServerOptions {
   int64_t max_archive_entries = 2'000'000;
   int max_concurrent_uploads = 4;
   int max_queued_jobs_per_principal = 4;
+  int64_t max_job_memory_bytes = 8LL << 30;  // a job's estimated cost at CreateJob
   int max_watch_streams_per_principal = 16;
 };
 

@@ -509,6 +509,13 @@ absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name, con
   return d;
 }
 
+absl::StatusOr<DatasetInfo> DatasetStore::Resolve(const std::string& id_or_name, const std::string& principal,
+                                                  bool any_owner) {
+  auto own = Get(id_or_name, principal);
+  if (!any_owner || !absl::IsNotFound(own.status())) return own;
+  return Get(id_or_name);
+}
+
 absl::StatusOr<std::vector<RejectedFile>> DatasetStore::Rejected(const std::string& id) {
   ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT rejected FROM datasets WHERE id = ?"));
   q.Bind(1, id);

@@ -67,6 +67,9 @@ class DatasetStore {
   // name held by several owners is ambiguous). The caller checks ownership.
   absl::StatusOr<DatasetInfo> Get(const std::string& id_or_name,
                                   const std::optional<std::string>& owner = std::nullopt);
+  // As `principal` names it: its own dataset of that name first; with
+  // `any_owner` (admins), then anyone's. The caller checks ownership.
+  absl::StatusOr<DatasetInfo> Resolve(const std::string& id_or_name, const std::string& principal, bool any_owner);
   absl::StatusOr<std::vector<RejectedFile>> Rejected(const std::string& id);
   absl::Status Delete(const std::string& id);
   absl::StatusOr<std::vector<DatasetImage>> Images(const std::string& id);

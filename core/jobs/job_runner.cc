@@ -1,5 +1,7 @@
 #include "core/jobs/job_runner.h"
 
+#include "core/train/job_cost.h"
+
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -202,7 +204,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
       }
     }
   }
-  auto dataset = by.admin() ? datasets_.Get(spec.dataset) : datasets_.Get(spec.dataset, by.name);
+  auto dataset = datasets_.Resolve(spec.dataset, by.name, by.admin());
   if (!dataset.ok()) {
     return absl::Status(absl::IsNotFound(dataset.status()) ? absl::StatusCode::kNotFound : dataset.status().code(),
                         absl::StrCat("spec.dataset: ", dataset.status().message()));
@@ -219,6 +221,9 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset->name, "' has no validation images"));
   }
   spec.dataset = dataset->id;
+  ASSIGN_OR_RETURN(const JobCost cost,
+                   EstimateJobCost(spec, *resident, static_cast<int>(dataset->classes.size())));
+  RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));
 
   JobRecord job;
   job.id = NewId("job");

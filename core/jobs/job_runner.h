@@ -34,6 +34,7 @@ struct RunnerOptions {
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 16;
   int max_queued_jobs_per_principal = 4;  // QUEUED jobs one principal may hold
+  int64_t max_job_memory_bytes = 8LL << 30;  // a job's estimated cost (EstimateJobCost) at Submit
   std::string checkpoint_dir;
   int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
   std::string feature_spill_dir;             // beyond it; empty: recompute instead

@@ -42,6 +42,8 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   }
   if (s.batch_size == 0) s.batch_size = 32;
   if (s.batch_size < 1 || s.batch_size > 4096) return Bad("batch_size", absl::StrCat("must be 1..4096, got ", s.batch_size));
+  if (s.head.hidden_units.size() > 16) return Bad("head.hidden_units", "at most 16 hidden layers");
+  if (s.stages.size() > 16) return Bad("stages", "at most 16 stages");
   for (size_t i = 0; i < s.head.hidden_units.size(); ++i) {
     if (s.head.hidden_units[i] < 1 || s.head.hidden_units[i] > 65536) {
       return Bad(absl::StrCat("head.hidden_units[", i, "]"), "must be 1..65536");

@@ -417,6 +417,53 @@ TEST_F(SecurityTest, UnknownMethodsDoNotGrowTheMetrics) {
   EXPECT_LT(page.size(), 200'000u);
 }
 
+TEST_F(SecurityTest, SpecBombsAndQueueFloodsAreRefusedWithTheirEstimate) {
+  ASSERT_TRUE(admin_->UploadDataset(TinyDataset(dir_.path()), "colours").ok());
+  v1::JobSpec bomb;
+  bomb.set_backbone("squeezenet1_1");
+  bomb.set_dataset("colours");
+  for (int i = 0; i < 16; ++i) bomb.mutable_head()->add_hidden_units(65536);
+  bomb.set_batch_size(4096);
+  bomb.set_input_size(1024);
+  auto* stage = bomb.add_stages();
+  stage->set_epochs(10000);
+  stage->set_train("all");
+  auto refused = admin_->CreateJob(bomb);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("trainable parameters"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("--max_job_memory_bytes"), std::string::npos) << refused.status();
+  // So is a batch of 4096 at 1024 px with every block trained, whatever the head.
+  bomb.mutable_head()->clear_hidden_units();
+  auto activations = admin_->CreateJob(bomb);
+  EXPECT_EQ(activations.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(activations.status().message().find("MiB of activations at batch 4096"), std::string::npos)
+      << activations.status();
+  EXPECT_EQ(admin_->ListJobs()->jobs_size(), 0);
+
+  // A principal floods the queue with long jobs: four wait, the fifth is refused.
+  v1::JobSpec longjob;
+  longjob.set_backbone("squeezenet1_1");
+  longjob.set_dataset("colours");
+  longjob.add_stages()->set_epochs(10000);
+  client::GraftClient flood(Target(), WithToken(NewToken("flood", v1::ROLE_TRAIN)));
+  ASSERT_TRUE(flood.UploadDataset(TinyDataset(dir_.path()), "colours").ok());
+  absl::Status last;
+  int accepted = 0;
+  for (int i = 0; i < 8 && last.ok(); ++i) {
+    auto job = flood.CreateJob(longjob);
+    last = job.status();
+    if (job.ok()) ++accepted;
+  }
+  EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(last.message().find("--max_queued_jobs_per_principal"), std::string::npos) << last;
+  EXPECT_LE(accepted, 5);  // four queued and at most one running
+  // Another principal still gets a place in the queue.
+  EXPECT_TRUE(admin_->CreateJob(longjob).ok());
+  auto all = admin_->ListJobs();
+  ASSERT_TRUE(all.ok());
+  for (const auto& j : all->jobs()) (void)admin_->CancelJob(j.id());
+}
+
 TEST_F(SecurityTest, TooManyImagesInOneRequestAreRefusedNamingTheFlag) {
   v1::PredictRequest request;
   request.set_backbone("squeezenet1_1");
