@@ -144,6 +144,28 @@ void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
 
 void Metrics::SetBackbones(const core::Zoo& zoo) {
   std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  // Series of backbones that are gone (unregistered) go with them.
+  std::set<std::string> names;
+  for (const core::BackboneStatus& b : zoo.List()) names.insert(b.spec->name);
+  for (const std::string& gone : known_backbones_) {
+    if (names.count(gone) > 0) continue;
+    const auto drop = [](auto* family, const std::map<std::string, std::string>& labels) {
+      family->Remove(&family->Add(labels));
+    };
+    const std::map<std::string, std::string> b{{"backbone", gone}};
+    drop(images_predicted_, b);
+    drop(queue_images_, b);
+    drop(epochs_, b);
+    drop(training_images_, b);
+    drop(training_rate_, b);
+    for (const char* split : {"train", "val"}) {
+      drop(training_loss_, {{"backbone", gone}, {"split", split}});
+      drop(training_accuracy_, {{"backbone", gone}, {"split", split}});
+    }
+    batch_images_->Remove(&batch_images_->Add(b, prometheus::Histogram::BucketBoundaries{}));
+    batch_requests_->Remove(&batch_requests_->Add(b, prometheus::Histogram::BucketBoundaries{}));
+  }
+  known_backbones_ = std::move(names);
   for (size_t i = 0; i < backbone_gauges_.size(); i += 2) {
     backbone_load_seconds_->Remove(backbone_gauges_[i]);
     backbone_resident_bytes_->Remove(backbone_gauges_[i + 1]);

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 
@@ -76,6 +77,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   // The gauges SetBackbones set last, so that unregistered backbones drop out.
   std::vector<prometheus::Gauge*> backbone_gauges_;
   std::mutex backbone_gauges_mu_;
+  std::set<std::string> known_backbones_;  // at the last SetBackbones
   prometheus::Family<prometheus::Gauge>* build_info_;
   prometheus::Family<prometheus::Gauge>* jobs_;
   prometheus::Family<prometheus::Counter>* epochs_;

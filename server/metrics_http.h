@@ -2,24 +2,31 @@
 
 #include <prometheus/registry.h>
 
-#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 
+namespace httplib {
+class Server;
+}
+
 namespace graft::server {
 
-// Serves a prometheus-cpp registry as text on GET /metrics.
+// Serves a prometheus-cpp registry as text on GET /metrics with cpp-httplib
+// (Debian's libcpp-httplib): a pool of worker threads and read/write
+// timeouts, so a slow or stalled client holds one worker for at most the
+// timeout and never delays another scrape.
 //
 // Why not prometheus::Exposer: its civetweb server starts threads with a small
 // fixed stack, and inside a process that links LibTorch (whose libraries carry
-// a large static TLS block) that pthread_create fails with EINVAL, so the
-// exposer cannot start in graftd. Scrapes are rare and small; one thread
-// answering one connection at a time is enough.
+// a large static TLS block) that pthread_create fails with EINVAL.
 class MetricsHttpServer {
  public:
+  static constexpr int kWorkers = 8;
+  static constexpr int kTimeoutSeconds = 2;
+
   // Binds host:port (0 picks a free port) and starts serving.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& host, int port,
                                                                     std::shared_ptr<prometheus::Registry> registry);
@@ -28,14 +35,10 @@ class MetricsHttpServer {
   int port() const { return port_; }
 
  private:
-  MetricsHttpServer(int fd, int port, std::shared_ptr<prometheus::Registry> registry);
-  void Serve();
-  void Answer(int client);
+  MetricsHttpServer() = default;
 
-  int fd_;
-  int port_;
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::atomic<bool> stop_{false};
+  std::unique_ptr<httplib::Server> http_;
+  int port_ = 0;
   std::thread thread_;
 };
 

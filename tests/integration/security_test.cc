@@ -7,12 +7,17 @@
 #include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <iostream>
 #include <opencv2/core.hpp>
@@ -462,6 +467,42 @@ TEST_F(SecurityTest, SpecBombsAndQueueFloodsAreRefusedWithTheirEstimate) {
   auto all = admin_->ListJobs();
   ASSERT_TRUE(all.ok());
   for (const auto& j : all->jobs()) (void)admin_->CancelJob(j.id());
+}
+
+// A client that opens connections to /metrics and sends its request a byte
+// at a time, never finishing.
+int SlowConnection(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;
+  const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  (void)::send(fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL);
+  return fd;
+}
+
+TEST_F(SecurityTest, SlowClientsDoNotDelayAScrape) {
+  std::vector<int> slow;
+  for (int i = 0; i < 4; ++i) slow.push_back(SlowConnection(server_->metrics_port()));
+  std::atomic<bool> stop{false};
+  std::thread drip([&] {
+    while (!stop) {
+      for (int fd : slow) (void)::send(fd, "a", 1, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_NE(page.find("graft_build_info"), std::string::npos);
+    EXPECT_LT(took, std::chrono::milliseconds(500));
+  }
+  stop = true;
+  drip.join();
+  for (int fd : slow) ::close(fd);
 }
 
 TEST_F(SecurityTest, TooManyImagesInOneRequestAreRefusedNamingTheFlag) {
