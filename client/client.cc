@@ -167,8 +167,28 @@ absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(
   return response;
 }
 
+// Follows next_page_token until the listing ends; one response holds all.
+template <typename Request, typename Response, typename Fetch, typename Merge>
+absl::StatusOr<Response> AllPages(Request request, const Fetch& fetch, const Merge& merge) {
+  Response all;
+  while (true) {
+    absl::StatusOr<Response> page = fetch(request);
+    if (!page.ok()) return page.status();
+    merge(*page, &all);
+    if (page->next_page_token().empty()) return all;
+    request.set_page_token(page->next_page_token());
+  }
+}
+
 absl::StatusOr<v1::ListDatasetsResponse> GraftClient::ListDatasets() {
-  return Call(*this, datasets_.get(), &v1::Datasets::Stub::ListDatasets, v1::ListDatasetsRequest());
+  return AllPages<v1::ListDatasetsRequest, v1::ListDatasetsResponse>(
+      v1::ListDatasetsRequest(),
+      [&](const v1::ListDatasetsRequest& r) {
+        return Call(*this, datasets_.get(), &v1::Datasets::Stub::ListDatasets, r);
+      },
+      [](v1::ListDatasetsResponse& page, v1::ListDatasetsResponse* all) {
+        for (auto& d : *page.mutable_datasets()) all->add_datasets()->Swap(&d);
+      });
 }
 
 absl::StatusOr<v1::Dataset> GraftClient::GetDataset(const std::string& id) {
@@ -198,7 +218,11 @@ absl::StatusOr<v1::Job> GraftClient::GetJob(const std::string& id) {
 absl::StatusOr<v1::ListJobsResponse> GraftClient::ListJobs(v1::JobState state) {
   v1::ListJobsRequest r;
   r.set_state(state);
-  return Call(*this, training_.get(), &v1::Training::Stub::ListJobs, r);
+  return AllPages<v1::ListJobsRequest, v1::ListJobsResponse>(
+      r, [&](const v1::ListJobsRequest& q) { return Call(*this, training_.get(), &v1::Training::Stub::ListJobs, q); },
+      [](v1::ListJobsResponse& page, v1::ListJobsResponse* all) {
+        for (auto& j : *page.mutable_jobs()) all->add_jobs()->Swap(&j);
+      });
 }
 
 absl::StatusOr<v1::Job> GraftClient::CancelJob(const std::string& id) {
@@ -228,7 +252,12 @@ absl::Status GraftClient::WatchJob(const std::string& id, bool progress,
 }
 
 absl::StatusOr<v1::ListModelsResponse> GraftClient::ListModels() {
-  return Call(*this, models_.get(), &v1::Models::Stub::ListModels, v1::ListModelsRequest());
+  return AllPages<v1::ListModelsRequest, v1::ListModelsResponse>(
+      v1::ListModelsRequest(),
+      [&](const v1::ListModelsRequest& r) { return Call(*this, models_.get(), &v1::Models::Stub::ListModels, r); },
+      [](v1::ListModelsResponse& page, v1::ListModelsResponse* all) {
+        for (auto& m : *page.mutable_models()) all->add_models()->Swap(&m);
+      });
 }
 
 absl::StatusOr<v1::Model> GraftClient::GetModel(const std::string& id) {

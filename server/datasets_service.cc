@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
+#include "server/paging.h"
 #include "server/status_util.h"
 
 namespace graft::server {
@@ -202,12 +203,17 @@ absl::StatusOr<core::DatasetInfo> DatasetsService::Find(const core::Principal& w
   return d;
 }
 
-grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest*,
+grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest* request,
                                            v1::ListDatasetsResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "ListDatasets");
-  for (const auto& d : store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name))) {
-    ToProto(d, response->add_datasets());
-  }
+  const auto next = Paginate(store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name)),
+                             request->page_size(), request->page_token(), [&](const core::DatasetInfo& d) {
+                               v1::Dataset* out = response->add_datasets();
+                               ToProto(d, out);
+                               return out->ByteSizeLong();
+                             });
+  if (!next.ok()) return ToGrpcStatus(next.status());
+  response->set_next_page_token(*next);
   return grpc::Status::OK;
 }
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/job_convert.h"
+#include "server/paging.h"
 #include "server/status_util.h"
 
 namespace graft::server {
@@ -10,12 +11,20 @@ bool MayUseModel(const core::Principal& who, const std::string& owner) {
   return who.role == core::Role::kInference || Owns(who, owner);
 }
 
-grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest*,
+grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListModels");
-  for (const auto& m : store_.List()) {
-    if (MayUseModel(who, m.owner)) ToProto(m, response->add_models());
+  std::vector<core::ModelInfo> usable;
+  for (auto& m : store_.List()) {
+    if (MayUseModel(who, m.owner)) usable.push_back(std::move(m));
   }
+  const auto next = Paginate(usable, request->page_size(), request->page_token(), [&](const core::ModelInfo& m) {
+    v1::Model* out = response->add_models();
+    ToProto(m, out);
+    return out->ByteSizeLong();
+  });
+  if (!next.ok()) return ToGrpcStatus(next.status());
+  response->set_next_page_token(*next);
   return grpc::Status::OK;
 }
 

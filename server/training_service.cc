@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
+#include "server/paging.h"
 #include "server/status_util.h"
 
 namespace graft::server {
@@ -40,9 +41,17 @@ grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::L
   if (!state.ok()) return ToGrpcStatus(state.status());
   auto jobs = runner_.List(*state);
   if (!jobs.ok()) return ToGrpcStatus(jobs.status());
-  for (const auto& j : *jobs) {
-    if (Owns(who, j.owner)) ToProto(j, response->add_jobs());
+  std::vector<core::JobRecord> mine;
+  for (auto& j : *jobs) {
+    if (Owns(who, j.owner)) mine.push_back(std::move(j));
   }
+  const auto next = Paginate(mine, request->page_size(), request->page_token(), [&](const core::JobRecord& j) {
+    v1::Job* out = response->add_jobs();
+    ToProto(j, out);
+    return out->ByteSizeLong();
+  });
+  if (!next.ok()) return ToGrpcStatus(next.status());
+  response->set_next_page_token(*next);
   return grpc::Status::OK;
 }
 

@@ -328,6 +328,10 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
 
   // Classes come from the training folders, sorted like torchvision's ImageFolder.
   std::vector<std::string> classes(class_dirs.begin(), class_dirs.end());
+  if (classes.size() > kMaxClasses) {
+    return absl::InvalidArgumentError(absl::StrCat("the upload has ", classes.size(), " class folders; at most ",
+                                                   kMaxClasses, " are supported"));
+  }
   std::map<std::string, int> label_of;
   for (size_t i = 0; i < classes.size(); ++i) label_of[classes[i]] = static_cast<int>(i);
   std::vector<ClassCount> counts(classes.size());

@@ -77,6 +77,8 @@ class DatasetStore {
   // Path checks shared with the transport: relative, no "..", no hidden
   // parts, at most kMaxPathChars (stored with every image).
   static constexpr size_t kMaxPathChars = 512;
+  // Classes of one dataset (each class name is listed in every answer about it).
+  static constexpr size_t kMaxClasses = 50'000;
   static absl::Status CheckRelativePath(const std::string& path);
   // Dataset names: 1-128 of [A-Za-z0-9._-], never in the form of an id.
   static absl::Status CheckName(const std::string& name);

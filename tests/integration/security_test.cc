@@ -282,6 +282,33 @@ TEST_F(SecurityTest, TrainPrincipalsSeeOnlyTheirOwnAndInferenceTokensPredictWith
   ASSERT_TRUE(alice.DeleteModel(model).ok());
 }
 
+TEST_F(SecurityTest, LongListsComeInPages) {
+  const std::string archive = TinyDataset(dir_.path());
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(admin_->UploadDataset(archive, name).ok());
+  auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+  const auto list = [&](int size, const std::string& token, v1::ListDatasetsResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + admin_token_);
+    v1::ListDatasetsRequest request;
+    request.set_page_size(size);
+    request.set_page_token(token);
+    return stub->ListDatasets(&ctx, request, out);
+  };
+  v1::ListDatasetsResponse first, second, bad;
+  ASSERT_TRUE(list(2, "", &first).ok());
+  ASSERT_EQ(first.datasets_size(), 2);
+  ASSERT_FALSE(first.next_page_token().empty());
+  ASSERT_TRUE(list(2, first.next_page_token(), &second).ok());
+  ASSERT_EQ(second.datasets_size(), 1);
+  EXPECT_EQ(second.datasets(0).name(), "c");
+  EXPECT_TRUE(second.next_page_token().empty());
+  const grpc::Status refused = list(2, "not-a-token", &bad);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("page_token"), std::string::npos);
+  // The client library follows the pages.
+  EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 3);
+}
+
 TEST_F(SecurityTest, NamesCanNeverTakeTheFormOfAnId) {
   auto refused = admin_->UploadDataset(TinyDataset(dir_.path()), "ds-0123456789ab");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
