@@ -31,16 +31,22 @@ core::CancelledFn Cancelled(grpc::ServerContext* context) {
 
 }  // namespace
 
-absl::Status InferenceService::Admit(const core::Principal& who,
-                                     const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
-                                     const std::vector<std::string>& model_ids) const {
+absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
+    const core::Principal& who, const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
+    const std::vector<std::string>& model_ids) const {
   int64_t count = 0;
   int64_t pixels = 0;
+  int64_t tensor_bytes = 0;
   for (const v1::ImageInput& image : images) {
+    // The received values and the tensor made of them.
+    if (image.has_tensor()) tensor_bytes += static_cast<int64_t>(image.tensor().values_size()) * 4 * 2;
     count += image.has_tensor() && image.tensor().shape_size() == 4 ? std::max<int64_t>(image.tensor().shape(0), 1) : 1;
     if (image.has_encoded()) {
-      // Bad headers are refused per image by the decoder, with their reason.
-      if (auto header = core::ProbeImage(image.encoded()); header.ok()) pixels += header->width * header->height;
+      // Bad headers and oversized images are refused per image by the decoder, with their reason.
+      const auto header = core::ProbeImage(image.encoded());
+      if (header.ok() && header->width * header->height <= limits_.max_image_pixels) {
+        pixels += header->width * header->height;
+      }
     }
   }
   if (count > limits_.max_images) {
@@ -60,15 +66,20 @@ absl::Status InferenceService::Admit(const core::Principal& who,
       return CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", id, "'"));
     }
   }
-  return absl::OkStatus();
+  Admission admission;
+  if (budget_ != nullptr && tensor_bytes > 0) {
+    auto reserved = budget_->Reserve(tensor_bytes, absl::StrCat("tensor inputs of ", tensor_bytes / 2, " bytes"));
+    if (!reserved.ok()) return reserved.status();
+    admission = std::make_unique<core::DecodeBudget::Reservation>(std::move(*reserved));
+  }
+  return admission;
 }
 
 grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Predict");
-  if (auto s = Admit(who, request->images(), {request->models().begin(), request->models().end()}); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
+  const auto admitted = Admit(who, request->images(), {request->models().begin(), request->models().end()});
+  if (!admitted.ok()) return ToGrpcStatus(admitted.status());
   if (request->models_size() > 0 && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
   }
@@ -109,7 +120,8 @@ grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::Emb
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Embed");
   std::vector<std::string> ids;
   if (!request->model().empty()) ids.push_back(request->model());
-  if (auto s = Admit(who, request->images(), ids); !s.ok()) return ToGrpcStatus(s);
+  const auto admitted = Admit(who, request->images(), ids);
+  if (!admitted.ok()) return ToGrpcStatus(admitted.status());
   if (!request->model().empty() && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or model, not both"));
   }

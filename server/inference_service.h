@@ -2,6 +2,7 @@
 
 #include "core/serve/predictor.h"
 #include "graft/v1/inference.grpc.pb.h"
+#include "core/data/decode_budget.h"
 #include "core/serve/model_store.h"
 #include "server/auth.h"
 #include "server/metrics.h"
@@ -12,14 +13,17 @@ namespace graft::server {
 struct RequestLimits {
   int max_images = 64;               // tensor batches counted whole (--max_images_per_request)
   int64_t max_pixels = 100'000'000;  // encoded images, from their headers (--max_request_pixels)
+  int64_t max_image_pixels = 40'000'000;  // one image (--max_image_pixels): larger ones are refused by the decoder
 };
 
 class InferenceService final : public v1::Inference::Service {
  public:
   // `models` resolves model owners (null: backbones only);
+  // `budget`: tensor inputs hold their bytes in the decode budget while the
+  // request runs (null: unbounded).
   InferenceService(const core::Predictor& predictor, Metrics& metrics, const Auth& auth, core::ModelStore* models,
-                   RequestLimits limits)
-      : predictor_(predictor), metrics_(metrics), auth_(auth), models_(models), limits_(limits) {}
+                   RequestLimits limits, core::DecodeBudget* budget = nullptr)
+      : predictor_(predictor), metrics_(metrics), auth_(auth), models_(models), limits_(limits), budget_(budget) {}
 
   grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest*, v1::PredictResponse*) override;
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
@@ -28,13 +32,17 @@ class InferenceService final : public v1::Inference::Service {
   const core::Predictor& predictor_;
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for too many images, PERMISSION_DENIED
   // for a model `who` may not use.
-  absl::Status Admit(const core::Principal& who, const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
-                     const std::vector<std::string>& model_ids) const;
+  // Holds the request's tensor bytes in the decode budget until it is destroyed.
+  using Admission = std::unique_ptr<core::DecodeBudget::Reservation>;
+  absl::StatusOr<Admission> Admit(const core::Principal& who,
+                                  const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
+                                  const std::vector<std::string>& model_ids) const;
 
   Metrics& metrics_;
   const Auth& auth_;
   core::ModelStore* models_;
   const RequestLimits limits_;
+  core::DecodeBudget* budget_;
 };
 
 }  // namespace graft::server

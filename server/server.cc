@@ -239,7 +239,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       *s->zoo_, auth, register_options, PullOptions{options.allow_download, options.weights_base_url}, std::move(hooks));
   s->services_->inference = std::make_unique<InferenceService>(
       *s->predictor_, *s->metrics_, auth, s->models_.get(),
-      RequestLimits{options.max_images_per_request, options.max_request_pixels});
+      RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels}, s->decode_budget_.get());
   s->services_->datasets =
       std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth, options.max_concurrent_uploads);
   s->services_->training =

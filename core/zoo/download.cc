@@ -1,5 +1,8 @@
 #include "core/zoo/download.h"
 
+#include <mutex>
+#include <set>
+
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
@@ -20,7 +23,9 @@ struct Transfer {
   std::FILE* file = nullptr;
   EVP_MD_CTX* sha = nullptr;
   int64_t done = 0;
+  int64_t max_bytes = 0;
   bool write_failed = false;
+  bool too_large = false;
   const std::function<void(const DownloadProgress&)>* progress = nullptr;
   const std::function<bool()>* keep_going = nullptr;
 };
@@ -28,6 +33,10 @@ struct Transfer {
 size_t OnData(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t bytes = size * n;
+  if (t->done + static_cast<int64_t>(bytes) > t->max_bytes) {
+    t->too_large = true;
+    return 0;
+  }
   if (std::fwrite(data, 1, bytes, t->file) != bytes) {
     t->write_failed = true;
     return 0;  // makes curl stop with CURLE_WRITE_ERROR
@@ -65,7 +74,7 @@ std::string HashPrefix(const std::string& file_name) {
 absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::string& dir,
                                              const std::string& file_name,
                                              const std::function<void(const DownloadProgress&)>& progress,
-                                             const std::function<bool()>& keep_going) {
+                                             const std::function<bool()>& keep_going, int64_t max_bytes) {
   static const bool curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;  // once, thread-safe
   if (!curl_ready) return absl::InternalError("cannot initialise libcurl");
   const std::string expected = HashPrefix(file_name);
@@ -75,6 +84,22 @@ absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::
   std::error_code ec;
   fs::create_directories(dir, ec);
   const fs::path final_path = fs::path(dir) / file_name;
+  // Two downloads of one file would write one partial file.
+  static std::mutex active_mu;
+  static auto* active = new std::set<std::string>();
+  {
+    std::lock_guard<std::mutex> lock(active_mu);
+    if (!active->insert(final_path.string()).second) {
+      return absl::UnavailableError(absl::StrCat(file_name, " is already being downloaded; retry when it is done"));
+    }
+  }
+  struct Done {
+    std::string path;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(active_mu);
+      active->erase(path);
+    }
+  } done{final_path.string()};
   const fs::path partial = fs::path(dir) / ("." + file_name + ".partial");
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
@@ -86,6 +111,8 @@ absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::
   t.sha = sha.get();
   t.progress = &progress;
   t.keep_going = &keep_going;
+  t.max_bytes = max_bytes;
+  curl_easy_setopt(curl.get(), CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_bytes));
   char error[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
@@ -107,6 +134,10 @@ absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::
     return s;
   };
   if (rc == CURLE_ABORTED_BY_CALLBACK) return fail(absl::CancelledError("download cancelled"));
+  if (t.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+    return fail(absl::ResourceExhaustedError(
+        absl::StrCat("download of ", url, " is larger than ", max_bytes, " bytes; nothing was kept")));
+  }
   if (rc == CURLE_PARTIAL_FILE) {
     curl_off_t length = -1;
     curl_easy_getinfo(curl.get(), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);

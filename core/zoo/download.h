@@ -8,6 +8,9 @@
 
 namespace graft::core {
 
+// Larger than any official weights file (ViT-H/14 is 2.5 GB).
+inline constexpr int64_t kMaxDownloadBytes = 4LL << 30;
+
 struct DownloadProgress {
   int64_t bytes_done = 0;
   int64_t bytes_total = 0;  // 0 while unknown
@@ -22,10 +25,13 @@ std::string HashPrefix(const std::string& file_name);
 // prefix in `file_name`, and only then renamed into place. A failed, short
 // or mismatched download leaves nothing behind; the error says which.
 // `progress` is called as bytes arrive; returning false from `keep_going`
-// aborts (CANCELLED). Returns the final path.
+// aborts (CANCELLED). One download of a file at a time in the process (a
+// second is UNAVAILABLE); a file past `max_bytes` is RESOURCE_EXHAUSTED.
+// Returns the final path.
 absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::string& dir,
                                              const std::string& file_name,
                                              const std::function<void(const DownloadProgress&)>& progress = {},
-                                             const std::function<bool()>& keep_going = {});
+                                             const std::function<bool()>& keep_going = {},
+                                             int64_t max_bytes = kMaxDownloadBytes);
 
 }  // namespace graft::core

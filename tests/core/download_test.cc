@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
+#include <thread>
 
 #include "core/serve/predictor.h"
 #include "core/util/files.h"
@@ -60,6 +62,38 @@ TEST_F(DownloadTest, AGoodCopyIsVerifiedAndLoads) {
   auto weights = ReadPth(*path);
   ASSERT_TRUE(weights.ok()) << weights.status();
   EXPECT_EQ(weights->size(), 52u);
+}
+
+TEST_F(DownloadTest, AFileLargerThanTheCapIsRefusedAndNotKept) {
+  http_.Serve("/" + std::string(kFile), good_);
+  auto path = DownloadVerified(http_.Url("/") + kFile, zoo_.path(), kFile, {}, {},
+                               static_cast<int64_t>(good_.size()) - 1);
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kResourceExhausted) << path.status();
+  EXPECT_NE(path.status().message().find("is larger than"), std::string::npos) << path.status();
+  EXPECT_TRUE(ZooFiles().empty());
+}
+
+TEST_F(DownloadTest, OneDownloadOfAFileAtATime) {
+  http_.Serve("/" + std::string(kFile), good_);
+  // The first download waits in its progress callback while a second starts.
+  std::promise<void> started, second_done;
+  std::thread first([&] {
+    bool signalled = false;
+    auto path = DownloadVerified(http_.Url("/") + kFile, zoo_.path(), kFile, [&](const DownloadProgress&) {
+      if (signalled) return;
+      signalled = true;
+      started.set_value();
+      second_done.get_future().wait();
+    });
+    EXPECT_TRUE(path.ok()) << path.status();
+  });
+  started.get_future().wait();
+  auto second = DownloadVerified(http_.Url("/") + kFile, zoo_.path(), kFile);
+  second_done.set_value();
+  first.join();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable) << second.status();
+  EXPECT_NE(second.status().message().find("already being downloaded"), std::string::npos);
+  EXPECT_EQ(ZooFiles(), std::vector<std::string>{kFile});
 }
 
 TEST_F(DownloadTest, ACorruptedCopyIsRefusedAndNotKept) {

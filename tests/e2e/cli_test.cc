@@ -18,6 +18,7 @@
 #include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/tls_certs.h"
 
 namespace graft {
 namespace {
@@ -254,6 +255,28 @@ TEST_F(CliTest, TokensAreMadeByTheAdminAndHoldTheirRoles) {
   EXPECT_EQ(listed.out.find(token), std::string::npos);
   ASSERT_EQ(Graft("tokens revoke app").exit_code, 0);
   EXPECT_NE(Shell(as_app + "tokens whoami").out.find("UNAUTHENTICATED"), std::string::npos);
+}
+
+TEST(CliTls, MutualTlsWithATokenEndToEnd) {
+  graft::testing::TempDir dir;
+  ASSERT_EQ(graft::testing::MakeTestCertificates(dir.path()), "");
+  graft::testing::GraftdProcess graftd(dir.Join("data"), dir.Join("graftd.log"));
+  ASSERT_TRUE(graftd.Start({"--tls_cert=" + dir.Join("server.pem"), "--tls_key=" + dir.Join("server.key"),
+                            "--tls_client_ca=" + dir.Join("ca.pem")}))
+      << graftd.log();
+  const std::string graft = std::string(GRAFT_BIN) + " --server=localhost:" + std::to_string(graftd.port()) +
+                            " --token_file=" + graftd.token_file() + " ";
+  const std::string mtls = "--tls_ca=" + dir.Join("ca.pem") + " --tls_cert=" + dir.Join("client.pem") +
+                           " --tls_key=" + dir.Join("client.key") + " ";
+  EXPECT_EQ(Shell(graft + mtls + "tokens whoami").out, "admin (admin)\n");
+  const CmdResult predict = Shell(graft + mtls + "predict -b MobileNetV2 " + graft::testing::ImagesDir() + "/dog.jpg");
+  EXPECT_EQ(predict.exit_code, 0) << predict.out;
+  EXPECT_NE(predict.out.find("malamute"), std::string::npos) << predict.out;
+  // Plaintext, and TLS without the client certificate, are turned away.
+  EXPECT_NE(Shell(graft + "tokens whoami").out.find("UNAVAILABLE"), std::string::npos);
+  EXPECT_NE(Shell(graft + "--tls_ca=" + dir.Join("ca.pem") + " tokens whoami").out.find("UNAVAILABLE"),
+            std::string::npos);
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
 }
 
 // The README's first use, typed as a new user would: deploy/run.sh, then

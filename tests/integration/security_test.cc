@@ -26,12 +26,14 @@
 
 #include "client/client.h"
 #include "core/util/files.h"
+#include "core/util/ids.h"
 #include "server/server.h"
 #include "tests/testing/archive_writer.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/local_server.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/tls_certs.h"
 
 namespace graft {
 namespace {
@@ -136,7 +138,9 @@ class SecurityTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     admin_token_ = testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data")));
-    ASSERT_GE(admin_token_.size(), 22u);
+    if (options.auth == "tokens") {
+      ASSERT_GE(admin_token_.size(), 22u);
+    }
     admin_ = std::make_unique<client::GraftClient>(Target(), WithToken(admin_token_));
   }
   virtual void Customize(ServerOptions&) {}
@@ -349,14 +353,27 @@ TEST_F(SecurityTest, UnknownEnumValuesAndAMismatchedUploadFormatAreRefusedByFiel
   EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 0);
 }
 
-TEST_F(SecurityTest, TorchScriptIsNeverLoadedFromTheDataDirectory) {
-  // A blob a client uploaded: its stored path is predictable.
-  ASSERT_TRUE(admin_->UploadDataset(TinyDataset(dir_.path()), "colours").ok());
-  std::string blob;
-  for (const auto& e : fs::recursive_directory_iterator(dir_.Join("data") + "/datasets/blobs")) {
-    if (e.is_regular_file()) blob = e.path().string();
+TEST_F(SecurityTest, APngTorchScriptPolyglotInADatasetCannotBeRegistered) {
+  // A valid PNG with a real TorchScript archive appended: image decoders
+  // read the PNG, zip readers find the archive from the end.
+  const std::string scripts = dir_.Join("scripts");
+  ASSERT_EQ(std::system((testing::Python() + " " + testing::SourceDir() + "/tests/integration/make_torchscript.py " +
+                         scripts + " " + testing::WeightsDir() + " >/dev/null 2>&1").c_str()),
+            0);
+  const std::string polyglot =
+      testing::EncodeImage("png", 48, 48, 10, 10, 230) + core::ReadFile(scripts + "/tiny_pooled.pt").value();
+  std::vector<testing::ArchiveEntry> entries = {{"train/red/evil.png", polyglot, ""}};
+  for (int i = 0; i < 3; ++i) {
+    entries.push_back({"train/red/" + std::to_string(i) + ".png", testing::EncodeImage("png", 48, 48, i, 10, 230), ""});
+    entries.push_back({"train/blue/" + std::to_string(i) + ".png", testing::EncodeImage("png", 48, 48, 230, 10, i), ""});
   }
-  ASSERT_FALSE(blob.empty());
+  ASSERT_TRUE(testing::WriteArchive(dir_.Join("evil.tar.gz"), "tar.gz", entries));
+  auto uploaded = admin_->UploadDataset(dir_.Join("evil.tar.gz"), "colours");
+  ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+  ASSERT_EQ(uploaded->rejected_size(), 0) << "the polyglot is a valid PNG";
+  const std::string blob = dir_.Join("data") + "/datasets/blobs/" + core::Sha256Hex(polyglot).substr(0, 2) + "/" +
+                           core::Sha256Hex(polyglot);
+  ASSERT_TRUE(fs::exists(blob));
   v1::RegisterBackboneRequest request;
   request.set_name("evil");
   request.set_feature_dim(16);
@@ -364,7 +381,12 @@ TEST_F(SecurityTest, TorchScriptIsNeverLoadedFromTheDataDirectory) {
   auto refused = admin_->RegisterBackbone(request);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_NE(refused.status().message().find("--backbone_import_dir"), std::string::npos) << refused.status();
-  // Not even by an admin; and nothing was registered.
+  // Not by a train principal either, whatever the path; and nothing was registered.
+  client::GraftClient trainer(Target(), WithToken(NewToken("trainer", v1::ROLE_TRAIN)));
+  EXPECT_EQ(trainer.RegisterBackbone(request).status().code(), absl::StatusCode::kPermissionDenied);
+  request.clear_torchscript_path();
+  request.set_torchscript(polyglot);
+  EXPECT_EQ(trainer.RegisterBackbone(request).status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(admin_->GetBackbone("evil").status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -394,6 +416,22 @@ TEST_F(ImportDirTest, PathsMustResolveUnderTheImportDirectory) {
     EXPECT_NE(refused.status().message().find("is not under --backbone_import_dir"), std::string::npos)
         << refused.status();
   }
+}
+
+class NoAuthTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override { options.auth = "none"; }
+};
+
+TEST_F(NoAuthTest, AuthNoneMakesEveryCallerTheAnonymousAdmin) {
+  EXPECT_FALSE(fs::exists(GraftServer::AdminTokenPath(dir_.Join("data"))));
+  client::GraftClient anyone(Target());
+  auto me = anyone.WhoAmI();
+  ASSERT_TRUE(me.ok()) << me.status();
+  EXPECT_EQ(me->name(), "anonymous");
+  EXPECT_EQ(me->role(), v1::ROLE_ADMIN);
+  EXPECT_TRUE(anyone.ListDatasets().ok());
+  EXPECT_EQ(anyone.CreateToken("x", v1::ROLE_TRAIN).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 // A zip as torch.jit.save writes it, with `pickle` as its data.pkl.
@@ -662,31 +700,11 @@ TEST_F(ArchiveBombTest, ACancelledArchiveBombStopsConsumingCpu) {
 // TLS: a CA and certificates made with openssl for this test.
 class TlsTest : public SecurityTest {
  protected:
-  static std::string Run(const std::string& cmd) {
-    return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0 ? "" : "failed: " + cmd;
-  }
   void Customize(ServerOptions& options) override {
-    const std::string d = dir_.path();
-    const std::string subj = " -subj /CN=";
-    for (const std::string& cmd : {
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout " + d + "/ca.key -out " + d + "/ca.pem" +
-                 subj + "graft-test-ca",
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout " + d + "/other.key -out " + d +
-                 "/other.pem" + subj + "other-ca",
-             "openssl req -newkey rsa:2048 -nodes -keyout " + d + "/server.key -out " + d + "/server.csr" + subj +
-                 "localhost",
-             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > " + d + "/san.ext",
-             "openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d +
-                 "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/server.pem",
-             "openssl req -newkey rsa:2048 -nodes -keyout " + d + "/client.key -out " + d + "/client.csr" + subj +
-                 "client",
-             "openssl x509 -req -in " + d + "/client.csr -CA " + d + "/ca.pem -CAkey " + d +
-                 "/ca.key -CAcreateserial -days 2 -out " + d + "/client.pem"}) {
-      ASSERT_EQ(Run(cmd), "");
-    }
-    options.tls_cert = d + "/server.pem";
-    options.tls_key = d + "/server.key";
-    options.tls_client_ca = d + "/ca.pem";
+    ASSERT_EQ(testing::MakeTestCertificates(dir_.path()), "");
+    options.tls_cert = dir_.path() + "/server.pem";
+    options.tls_key = dir_.path() + "/server.key";
+    options.tls_client_ca = dir_.path() + "/ca.pem";
   }
   void SetUp() override {
     ServerOptions options = testing::LocalServerOptions(dir_.Join("data"));
