@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <prometheus/text_serializer.h>
+
 #include <torch/version.h>
 
 #include <chrono>
@@ -121,6 +123,8 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host
   m->http_ = std::move(*http);
   return m;
 }
+
+std::string Metrics::Text() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
 
 std::unique_ptr<Metrics> Metrics::CreateUnexposed() { return std::unique_ptr<Metrics>(new Metrics()); }
 

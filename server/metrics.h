@@ -62,6 +62,8 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
 
   // A gRPC interceptor factory recording every RPC's count and latency.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
+  // The exposition text a scrape gets.
+  std::string Text() const;
 
  private:
   std::set<std::string> known_methods_;  // set once at start, before serving

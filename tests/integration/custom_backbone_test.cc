@@ -10,6 +10,7 @@
 
 #include "client/client.h"
 #include "core/util/files.h"
+#include "server/metrics.h"
 #include "server/server.h"
 #include "tests/testing/local_server.h"
 #include "tests/testing/paths.h"
@@ -222,9 +223,12 @@ TEST_F(CustomBackboneTest, ATracedBackboneFineTunesFrozenServesAndSurvivesRestar
   EXPECT_EQ(PredictTop(done.model_id(), ant), "ants");
   EXPECT_EQ(PredictTop(done.model_id(), bee), "bees");
 
-  // Unused: unregistered, its files deleted, its name free again.
+  // Unused: unregistered, its files deleted, its metric series gone, its name free again.
+  EXPECT_EQ(PredictTop(done.model_id(), ant), "ants");
+  EXPECT_NE(server_->metrics().Text().find("backbone=\"mnv2_traced\""), std::string::npos);
   ASSERT_TRUE(client_->DeleteModel(done.model_id()).ok());
   ASSERT_TRUE(client_->UnregisterBackbone("mnv2_traced").ok());
+  EXPECT_EQ(server_->metrics().Text().find("mnv2_traced"), std::string::npos) << server_->metrics().Text();
   EXPECT_EQ(client_->GetBackbone("mnv2_traced").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(StoredFiles(), 0u);
   Restart();

@@ -313,6 +313,45 @@ TEST_F(SecurityTest, LongListsComeInPages) {
   EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 3);
 }
 
+TEST_F(SecurityTest, UploadsAreHeldToTheirDeclaredSizeAndAnswerBoundedLists) {
+  // total_bytes says 10; the client sends a megabyte.
+  {
+    auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + admin_token_);
+    v1::UploadDatasetResponse response;
+    auto writer = stub->UploadDataset(&ctx, &response);
+    v1::UploadDatasetRequest header;
+    header.mutable_header()->set_name("liar");
+    header.mutable_header()->set_total_bytes(10);
+    writer->Write(header);
+    v1::UploadDatasetRequest chunk;
+    chunk.mutable_chunk()->set_data(std::string(1 << 20, 'x'));
+    writer->Write(chunk);
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("header.total_bytes declared"), std::string::npos) << status.error_message();
+  }
+  // 1,500 files with 600-character names beside a good dataset: each is
+  // rejected, the answer lists 1,000 and counts all.
+  std::vector<testing::ArchiveEntry> entries;
+  for (int i = 0; i < 6; ++i) {
+    entries.push_back({"train/red/" + std::to_string(i) + ".png", testing::EncodeImage("png", 32, 32, i, 10, 230), ""});
+    entries.push_back({"train/blue/" + std::to_string(i) + ".png", testing::EncodeImage("png", 32, 32, 230, 10, i), ""});
+  }
+  const std::string junk = testing::EncodeImage("png", 8, 8, 1, 1, 1);
+  for (int i = 0; i < 1500; ++i) entries.push_back({"train/red/" + std::string(600, 'n') + std::to_string(i), junk, ""});
+  ASSERT_TRUE(testing::WriteArchive(dir_.Join("long.tar.gz"), "tar.gz", entries));
+  auto uploaded = admin_->UploadDataset(dir_.Join("long.tar.gz"), "long");
+  ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+  EXPECT_EQ(uploaded->rejected_size(), 1000);
+  EXPECT_EQ(uploaded->dataset().rejected_count(), 1500);
+  EXPECT_NE(uploaded->rejected(0).reason().find("path longer than 512"), std::string::npos)
+      << uploaded->rejected(0).reason();
+  EXPECT_LE(uploaded->rejected(0).path().size(), 260u);
+}
+
 TEST_F(SecurityTest, NamesCanNeverTakeTheFormOfAnId) {
   auto refused = admin_->UploadDataset(TinyDataset(dir_.path()), "ds-0123456789ab");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
