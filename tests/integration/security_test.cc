@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -144,6 +145,27 @@ class SecurityTest : public ::testing::Test {
     admin_ = std::make_unique<client::GraftClient>(Target(), WithToken(admin_token_));
   }
   virtual void Customize(ServerOptions&) {}
+  // An upload as a raw client sends it: `header`, then `data` in 1 MiB
+  // chunks; `after_send` runs before the answer is awaited.
+  grpc::Status RawUpload(const v1::UploadHeader& header, const std::string& data,
+                         const std::function<void(grpc::ClientContext*)>& after_send = {}) {
+    auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + admin_token_);
+    v1::UploadDatasetResponse response;
+    auto writer = stub->UploadDataset(&ctx, &response);
+    v1::UploadDatasetRequest first;
+    *first.mutable_header() = header;
+    writer->Write(first);
+    for (size_t at = 0; at < data.size(); at += 1 << 20) {
+      v1::UploadDatasetRequest chunk;
+      chunk.mutable_chunk()->set_data(data.substr(at, 1 << 20));
+      if (!writer->Write(chunk)) break;
+    }
+    writer->WritesDone();
+    if (after_send) after_send(&ctx);
+    return writer->Finish();
+  }
   std::string Target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   std::string NewToken(const std::string& name, v1::Role role) {
     auto created = admin_->CreateToken(name, role);
@@ -315,24 +337,12 @@ TEST_F(SecurityTest, LongListsComeInPages) {
 
 TEST_F(SecurityTest, UploadsAreHeldToTheirDeclaredSizeAndAnswerBoundedLists) {
   // total_bytes says 10; the client sends a megabyte.
-  {
-    auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + admin_token_);
-    v1::UploadDatasetResponse response;
-    auto writer = stub->UploadDataset(&ctx, &response);
-    v1::UploadDatasetRequest header;
-    header.mutable_header()->set_name("liar");
-    header.mutable_header()->set_total_bytes(10);
-    writer->Write(header);
-    v1::UploadDatasetRequest chunk;
-    chunk.mutable_chunk()->set_data(std::string(1 << 20, 'x'));
-    writer->Write(chunk);
-    writer->WritesDone();
-    const grpc::Status status = writer->Finish();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_NE(status.error_message().find("header.total_bytes declared"), std::string::npos) << status.error_message();
-  }
+  v1::UploadHeader liar;
+  liar.set_name("liar");
+  liar.set_total_bytes(10);
+  const grpc::Status status = RawUpload(liar, std::string(1 << 20, 'x'));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("header.total_bytes declared"), std::string::npos) << status.error_message();
   // 1,500 files with 600-character names beside a good dataset: each is
   // rejected, the answer lists 1,000 and counts all.
   std::vector<testing::ArchiveEntry> entries;
@@ -371,20 +381,10 @@ TEST_F(SecurityTest, UnknownEnumValuesAndAMismatchedUploadFormatAreRefusedByFiel
       << job.status();
 
   // A tar.gz declared as a zip.
-  auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", "Bearer " + admin_token_);
-  v1::UploadDatasetResponse response;
-  auto writer = stub->UploadDataset(&ctx, &response);
-  v1::UploadDatasetRequest header;
-  header.mutable_header()->set_name("mislabelled");
-  header.mutable_header()->set_format(v1::UPLOAD_FORMAT_ZIP);
-  ASSERT_TRUE(writer->Write(header));
-  v1::UploadDatasetRequest chunk;
-  chunk.mutable_chunk()->set_data(core::ReadFile(TinyDataset(dir_.path())).value());
-  writer->Write(chunk);
-  writer->WritesDone();
-  const grpc::Status status = writer->Finish();
+  v1::UploadHeader header;
+  header.set_name("mislabelled");
+  header.set_format(v1::UPLOAD_FORMAT_ZIP);
+  const grpc::Status status = RawUpload(header, core::ReadFile(TinyDataset(dir_.path())).value());
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("header.format: declared UPLOAD_FORMAT_ZIP but the data is a gzip stream"),
             std::string::npos)
@@ -705,27 +705,17 @@ TEST_F(ArchiveBombTest, ACancelledArchiveBombStopsConsumingCpu) {
   ASSERT_EQ(std::system((testing::Python() + " " + testing::SourceDir() + "/tests/integration/make_archive_bomb.py " +
                          bomb + " 40 1").c_str()),
             0);
-  auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", "Bearer " + admin_token_);
-  v1::UploadDatasetResponse response;
-  auto writer = stub->UploadDataset(&ctx, &response);
-  v1::UploadDatasetRequest header;
-  header.mutable_header()->set_name("bomb");
-  ASSERT_TRUE(writer->Write(header));
-  const std::string bytes = core::ReadFile(bomb).value();
-  for (size_t at = 0; at < bytes.size(); at += 1 << 20) {
-    v1::UploadDatasetRequest chunk;
-    chunk.mutable_chunk()->set_data(bytes.substr(at, 1 << 20));
-    ASSERT_TRUE(writer->Write(chunk));
-  }
-  writer->WritesDone();
+  v1::UploadHeader header;
+  header.set_name("bomb");
+  double cpu_sent = 0, cpu_cancel = 0;
   // graftd inflates; the client gives up after 1.5 s.
-  const double cpu_sent = CpuSeconds();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  const double cpu_cancel = CpuSeconds();
-  ctx.TryCancel();
-  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const grpc::Status status = RawUpload(header, core::ReadFile(bomb).value(), [&](grpc::ClientContext* ctx) {
+    cpu_sent = CpuSeconds();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    cpu_cancel = CpuSeconds();
+    ctx->TryCancel();
+  });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   const double cpu_settled = CpuSeconds();
   std::this_thread::sleep_for(std::chrono::seconds(1));
