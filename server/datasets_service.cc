@@ -206,12 +206,8 @@ absl::StatusOr<core::DatasetInfo> DatasetsService::Find(const core::Principal& w
 grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest* request,
                                            v1::ListDatasetsResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "ListDatasets");
-  const auto next = Paginate(store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name)),
-                             request->page_size(), request->page_token(), [&](const core::DatasetInfo& d) {
-                               v1::Dataset* out = response->add_datasets();
-                               ToProto(d, out);
-                               return out->ByteSizeLong();
-                             });
+  const auto next = PageInto(*request, store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name)),
+                             response->mutable_datasets());
   if (!next.ok()) return ToGrpcStatus(next.status());
   response->set_next_page_token(*next);
   return grpc::Status::OK;

@@ -18,11 +18,7 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::L
   for (auto& m : store_.List()) {
     if (MayUseModel(who, m.owner)) usable.push_back(std::move(m));
   }
-  const auto next = Paginate(usable, request->page_size(), request->page_token(), [&](const core::ModelInfo& m) {
-    v1::Model* out = response->add_models();
-    ToProto(m, out);
-    return out->ByteSizeLong();
-  });
+  const auto next = PageInto(*request, usable, response->mutable_models());
   if (!next.ok()) return ToGrpcStatus(next.status());
   response->set_next_page_token(*next);
   return grpc::Status::OK;

@@ -7,6 +7,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/repeated_ptr_field.h"
+#include "server/job_convert.h"
 
 namespace graft::server {
 
@@ -33,6 +35,18 @@ absl::StatusOr<std::string> Paginate(const std::vector<Item>& items, int32_t pag
     bytes += add(items[i]);
   }
   return i < items.size() ? std::to_string(i) : std::string();
+}
+
+// One page of `items` into `out` (proto messages made by ToProto), answering
+// the next page's token; `request` has page_size and page_token.
+template <typename Request, typename Item, typename Message>
+absl::StatusOr<std::string> PageInto(const Request& request, const std::vector<Item>& items,
+                                     google::protobuf::RepeatedPtrField<Message>* out) {
+  return Paginate(items, request.page_size(), request.page_token(), [&](const Item& item) {
+    Message* m = out->Add();
+    ToProto(item, m);
+    return m->ByteSizeLong();
+  });
 }
 
 }  // namespace graft::server

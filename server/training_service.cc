@@ -45,11 +45,7 @@ grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::L
   for (auto& j : *jobs) {
     if (Owns(who, j.owner)) mine.push_back(std::move(j));
   }
-  const auto next = Paginate(mine, request->page_size(), request->page_token(), [&](const core::JobRecord& j) {
-    v1::Job* out = response->add_jobs();
-    ToProto(j, out);
-    return out->ByteSizeLong();
-  });
+  const auto next = PageInto(*request, mine, response->mutable_jobs());
   if (!next.ok()) return ToGrpcStatus(next.status());
   response->set_next_page_token(*next);
   return grpc::Status::OK;
