@@ -10,6 +10,10 @@
 #include "core/util/log.h"
 #include "server/server.h"
 
+#include <torch/version.h>
+
+#include "core/util/device.h"
+
 namespace {
 
 std::string DefaultDataDir() {
@@ -139,6 +143,9 @@ int main(int argc, char** argv) {
                  << ((*server)->metrics_port() >= 0 ? options.host + ":" + std::to_string((*server)->metrics_port()) + "/metrics"
                                                     : std::string("off"))
                  << " data_dir " << options.data_dir << " zoo_dir " << (*server)->zoo_dir();
+  ABSL_LOG(INFO) << "graftd runs on LibTorch " << TORCH_VERSION << ", CUDA "
+                 << (graft::core::CudaCompiled() ? "compiled in" : "not compiled in") << ", "
+                 << (graft::core::CudaAvailable() ? "a CUDA device available" : "no CUDA device");
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include "core/util/device.h"
+
 #include <prometheus/text_serializer.h>
 
 #include <torch/version.h>
@@ -71,7 +73,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   backbone_load_seconds_ = &BuildGauge().Name("graft_backbone_load_seconds").Help("Seconds to load a backbone's weights at start").Register(*registry_);
   backbone_resident_bytes_ = &BuildGauge().Name("graft_backbone_resident_bytes").Help("Bytes of backbone weights resident, by backbone and device").Register(*registry_);
   build_info_ = &BuildGauge().Name("graft_build_info").Help("Build information; value is 1").Register(*registry_);
-  build_info_->Add({{"version", GRAFT_VERSION}, {"torch_version", TORCH_VERSION}}).Set(1);
+  build_info_
+      ->Add({{"version", GRAFT_VERSION},
+             {"torch_version", TORCH_VERSION},
+             {"cuda_compiled", core::CudaCompiled() ? "true" : "false"},
+             {"cuda_available", core::CudaAvailable() ? "true" : "false"}})
+      .Set(1);
   jobs_ = &BuildGauge().Name("graft_jobs").Help("Jobs by state").Register(*registry_);
   for (auto s : {core::JobState::kQueued, core::JobState::kRunning, core::JobState::kSucceeded, core::JobState::kFailed,
                  core::JobState::kCancelled}) {

@@ -1,4 +1,5 @@
 #include "core/zoo/backbone.h"
+#include "core/util/torch_compat.h"
 
 #include <torch/nn/functional/pooling.h>
 
@@ -22,7 +23,7 @@ void BackboneImpl::UseOneDnnLayout() {
     if (conv == nullptr) continue;
     const auto& o = conv->options;
     const torch::Tensor reordered = torch::mkldnn_reorder_conv2d_weight(
-        conv->weight.contiguous().to_mkldnn(), c10::get<torch::ExpandingArray<2>>(o.padding()), o.stride(),
+        conv->weight.contiguous().to_mkldnn(), compat::Get<torch::ExpandingArray<2>>(o.padding()), o.stride(),
         o.dilation(), o.groups());
     // The forward reads the `weight` member; the dense parameter it replaces
     // keeps its name but gives its memory back.

@@ -1,4 +1,5 @@
 #include "core/zoo/keras_native.h"
+#include "core/util/torch_compat.h"
 
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/modules/linear.h>
@@ -181,7 +182,7 @@ class IrConv : public UnaryModule {
   torch::Tensor forward(const torch::Tensor& x) override {
     if (folded_) {
       const auto& o = conv_->options;
-      return torch::relu(torch::conv2d(x, weight_, bias_, o.stride(), c10::get<torch::ExpandingArray<2>>(o.padding())));
+      return torch::relu(torch::conv2d(x, weight_, bias_, o.stride(), compat::Get<torch::ExpandingArray<2>>(o.padding())));
     }
     return torch::relu(bn_->forward(conv_->forward(x)));
   }

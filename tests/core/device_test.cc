@@ -8,6 +8,7 @@
 
 #include "core/serve/predictor.h"
 #include "core/util/device.h"
+#include "core/util/torch_compat.h"
 #include "core/util/files.h"
 #include "core/zoo/zoo.h"
 #include "tests/testing/paths.h"
@@ -24,6 +25,31 @@ TEST(DeviceTest, OnCpuTransfersKeepValuesAndMixedPrecisionIsOff) {
   EXPECT_FALSE(scope.active());
   const torch::Tensor w = torch::randn({4, 3});
   EXPECT_EQ(torch::matmul(torch::randn({2, 4}), w).scalar_type(), torch::kFloat32);
+}
+
+TEST(DeviceTest, ScopedAutocastRestoresTheStateAndDtypeItFound) {
+  // CPU autocast exists on every LibTorch graft builds with (1.13 and 2.x);
+  // 1.13's takes bfloat16 only.
+  const c10::DeviceType cpu = c10::DeviceType::CPU;
+  const torch::Tensor a = torch::randn({2, 4}), b = torch::randn({4, 3});
+  ASSERT_FALSE(compat::AutocastEnabled(cpu));
+  const c10::ScalarType before = compat::AutocastDtype(cpu);
+  {
+    const ScopedAutocast outer(cpu, torch::kBFloat16);
+    EXPECT_TRUE(compat::AutocastEnabled(cpu));
+    EXPECT_EQ(compat::AutocastDtype(cpu), torch::kBFloat16);
+    EXPECT_EQ(torch::matmul(a, b).scalar_type(), torch::kBFloat16);  // autocast really applies
+    {
+      compat::SetAutocastEnabled(cpu, false);  // someone inside turns it off
+      const ScopedAutocast inner(cpu, torch::kBFloat16);
+      EXPECT_TRUE(compat::AutocastEnabled(cpu));
+    }
+    EXPECT_FALSE(compat::AutocastEnabled(cpu));  // the state the inner scope found
+    EXPECT_EQ(compat::AutocastDtype(cpu), torch::kBFloat16);
+  }
+  EXPECT_FALSE(compat::AutocastEnabled(cpu));
+  EXPECT_EQ(compat::AutocastDtype(cpu), before);
+  EXPECT_EQ(torch::matmul(a, b).scalar_type(), torch::kFloat32);
 }
 
 class CudaTest : public ::testing::Test {

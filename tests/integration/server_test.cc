@@ -1,6 +1,8 @@
 // graftd in-process on 127.0.0.1:0 with the real client library.
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -332,7 +334,10 @@ TEST_F(ServerTest, MetricsPageCountsRpcsAndImages) {
   EXPECT_NE(page.find("graft_images_predicted_total{backbone=\"squeezenet1_1\"} 2"), std::string::npos) << page;
   EXPECT_NE(page.find("graft_backbone_resident_bytes{backbone=\"mobilenet_v2\",device=\"cpu\"}"), std::string::npos);
   EXPECT_NE(page.find("graft_backbone_load_seconds{backbone=\"mobilenet_v2\"}"), std::string::npos);
-  EXPECT_NE(page.find("graft_build_info{"), std::string::npos);
+  // The LibTorch it runs on and its CUDA: this CPU machine's LibTorch has none.
+  const std::string cuda = torch::cuda::is_available() ? "true" : "false";
+  EXPECT_NE(page.find("cuda_available=\"" + cuda + "\""), std::string::npos) << page;
+  EXPECT_NE(page.find("torch_version=\"" + std::string(TORCH_VERSION) + "\""), std::string::npos) << page;
   EXPECT_NE(graft::testing::HttpGet(server_->metrics_port(), "/other").find("404"), std::string::npos);
 }
 

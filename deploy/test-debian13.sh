@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds graft against Debian 13 (trixie: LibTorch 2.6, gcc 14, Abseil with
+# absl/log) and runs the whole test suite there, in a Debian 13 root made with
+# debootstrap. The root is kept outside the clone (GRAFT_DEBIAN13_ROOT,
+# default /var/cache/graft/debian13) and reused; packages come from the same
+# deploy/install-deps.sh. Needs root. CI runs it after the Debian 12 suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+SHARED="$(cd .. && pwd)/shared"
+ROOT="${GRAFT_DEBIAN13_ROOT:-/var/cache/graft/debian13}"
+MIRROR="${GRAFT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+JOBS="${GRAFT_JOBS:-$(nproc)}"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-debian13: needs root (debootstrap, chroot, mounts)" >&2
+  exit 1
+fi
+if [ ! -f "$ROOT/.graft-root-ready" ]; then
+  command -v debootstrap >/dev/null || { apt-get update -q && apt-get install -y -q debootstrap; }
+  rm -rf "$ROOT"
+  mkdir -p "$ROOT"
+  echo "test-debian13: making a Debian 13 root in $ROOT"
+  debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null
+  touch "$ROOT/.graft-root-ready"
+fi
+
+mounts=()
+cleanup() {
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+bind() {  # bind SRC DST [ro]
+  mkdir -p "$2"
+  mount --bind "$1" "$2"
+  mounts+=("$2")
+  if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2"; fi
+}
+mkdir -p "$ROOT/proc" "$ROOT/dev" "$ROOT/tmp"
+mount -t proc proc "$ROOT/proc"
+mounts+=("$ROOT/proc")
+bind /dev "$ROOT/dev"
+bind /dev/pts "$ROOT/dev/pts"
+bind /dev/shm "$ROOT/dev/shm"
+bind "$REPO" "$ROOT/src/main"
+bind "$SHARED" "$ROOT/src/shared" ro
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+chmod 1777 "$ROOT/tmp"
+
+# The build directory lives in the Debian 13 root, apart from the host's build/.
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 CI="${CI:-}" \
+  GRAFT_BUILD_DIR=/build-debian13 GRAFT_JOBS="$JOBS" GRAFT_TEST_JOBS="${GRAFT_TEST_JOBS:-2}" \
+  /bin/bash -c 'cd /src/main && git config --global --add safe.directory /src/main 2>/dev/null; bash deploy/test.sh'
