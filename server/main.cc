@@ -89,6 +89,7 @@ void OnSignal(int) { g_stop = true; }
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("graftd: the graft transfer-learning server");
   absl::ParseCommandLine(argc, argv);
+  graft::InitLogging();
 
   // OpenCV's decoders check their own pixel limit (read once, at the first
   // decode): held to graftd's, as a second line behind graft's header checks.

@@ -1,6 +1,27 @@
 #include "core/util/log.h"
 
-#if !__has_include("absl/log/log.h")
+#if __has_include("absl/log/absl_log.h")
+
+#include "absl/log/globals.h"
+#include "absl/log/initialize.h"
+
+namespace graft {
+
+void InitLogging() {
+  absl::InitializeLog();
+  absl::SetStderrThreshold(absl::LogSeverityAtLeast::kInfo);
+}
+
+}  // namespace graft
+
+#else
+
+namespace graft {
+
+void InitLogging() {}
+
+}  // namespace graft
+
 
 #include <unistd.h>
 

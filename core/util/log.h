@@ -1,13 +1,21 @@
 #pragma once
 
 // ABSL_LOG / ABSL_CHECK. Abseil's logging library arrived in 20230125; Debian
-// 12 ships 20220623, so where absl/log is missing this header provides the
-// same two macros (stream style, severities INFO, WARNING, ERROR, FATAL).
+// 12 ships 20220623, so where absl/log is missing (the switch below, the one
+// place that knows) this header provides the same two macros (stream style, severities INFO, WARNING, ERROR, FATAL).
 // LibTorch's c10 defines LOG and CHECK, hence the prefixed names.
 
-#if __has_include("absl/log/log.h")
-#include "absl/log/check.h"
-#include "absl/log/log.h"
+namespace graft {
+// Once at the start of a program: INFO and above go to stderr, with either
+// implementation (Abseil's own sends only ERROR there unless told).
+void InitLogging();
+}  // namespace graft
+
+// absl_log.h and absl_check.h define only the ABSL_-prefixed macros (log.h
+// and check.h would define LOG and CHECK, which c10 owns).
+#if __has_include("absl/log/absl_log.h")
+#include "absl/log/absl_check.h"
+#include "absl/log/absl_log.h"
 #else
 
 #include <sstream>
