@@ -1,18 +1,29 @@
-# graftd on Debian 12, built from Debian packages only (deploy/install-deps.sh).
-FROM debian:12 AS build
+# graftd from Debian packages only (deploy/install-deps.sh).
+#   docker build -t graft .                       # Debian 12, LibTorch 1.13
+#   docker build --build-arg DEBIAN=13 -t graft . # Debian 13, LibTorch 2.6
+ARG DEBIAN=12
+
+FROM debian:${DEBIAN} AS build
 WORKDIR /src
 COPY deploy/install-deps.sh deploy/install-deps.sh
 RUN bash deploy/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGRAFT_BUILD_TESTS=OFF -DGRAFT_BUILD_BENCH=OFF \
- && cmake --build build -j"$(nproc)" --target graftd graft
+ && cmake --build build -j"$(nproc)" --target graftd graft \
+ && mkdir -p /out && cp build/server/graftd build/client/graft /out/ \
+ # The runtime packages: those that own the shared libraries the two binaries load.
+ && ldd /out/graftd /out/graft | awk '$3 ~ /^\// {print $3}' | sort -u \
+    | xargs -r realpath | xargs -r dpkg -S 2>/dev/null | cut -d: -f1 | sort -u > /out/runtime-packages.txt
 
-FROM debian:12
-COPY deploy/install-deps.sh /tmp/install-deps.sh
-# Runtime libraries come with the same packages the build used.
-RUN bash /tmp/install-deps.sh && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
-COPY --from=build /src/build/server/graftd /usr/local/bin/graftd
-COPY --from=build /src/build/client/graft /usr/local/bin/graft
+FROM debian:${DEBIAN}
+COPY --from=build /out/runtime-packages.txt /tmp/runtime-packages.txt
+# Runtime libraries only: no compiler, headers, Python or test packages.
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      ca-certificates $(cat /tmp/runtime-packages.txt) \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
+COPY --from=build /out/graftd /usr/local/bin/graftd
+COPY --from=build /out/graft /usr/local/bin/graft
 # graftd runs as an unprivileged user that owns only its data directory.
 RUN useradd --system --uid 10001 --home-dir /var/lib/graft --shell /usr/sbin/nologin graft \
  && mkdir -p /var/lib/graft && chown graft:graft /var/lib/graft
