@@ -1,6 +1,7 @@
 #include "core/zoo/backbone.h"
 #include "core/util/torch_compat.h"
 
+#include <c10/core/InferenceMode.h>
 #include <torch/nn/functional/pooling.h>
 
 #include <algorithm>
@@ -11,9 +12,23 @@ namespace graft::core {
 
 torch::Tensor BackboneImpl::ForwardTrunk(torch::Tensor x, size_t begin, size_t end) {
   const bool convert = onednn_ && !x.is_mkldnn() && begin < end;
-  if (convert) x = x.contiguous().to_mkldnn();
-  for (size_t i = begin; i < end && i < blocks_.size(); ++i) x = ForwardBlock(i, x);
-  return convert ? x.to_dense() : x;
+  if (!convert) {
+    for (size_t i = begin; i < end && i < blocks_.size(); ++i) x = ForwardBlock(i, x);
+    return x;
+  }
+  // oneDNN tensors have no autograd, and LibTorch 2.x asserts on their max
+  // pool whenever autograd keys are dispatched, NoGradGuard or not: the
+  // blocks run in inference mode, and a caller outside it (the trainer's
+  // frozen prefix) gets an ordinary tensor back.
+  const bool inference = c10::InferenceMode::is_enabled();
+  torch::Tensor y;
+  {
+    c10::InferenceMode guard;
+    torch::Tensor m = x.contiguous().to_mkldnn();
+    for (size_t i = begin; i < end && i < blocks_.size(); ++i) m = ForwardBlock(i, m);
+    y = m.to_dense();
+  }
+  return inference ? y : y.clone();
 }
 
 void BackboneImpl::UseOneDnnLayout() {
