@@ -61,7 +61,7 @@ absl::StatusOr<std::string> BackbonesService::TorchScriptSource(const v1::Regist
   if (register_.import_dir.empty()) {
     return absl::PermissionDeniedError(
         "torchscript_path: graftd has no --backbone_import_dir; send the module's bytes instead (graft backbones "
-        "register --file)");
+        "register sends them unless --server_path)");
   }
   ASSIGN_OR_RETURN(const auto import_dir, Canonical(register_.import_dir));
   auto canonical = Canonical(request.torchscript_path());

@@ -38,10 +38,6 @@ absl::Status CheckArchiveFormat(v1::UploadFormat format, const std::string& path
                                                  "; declare the right format or leave it unspecified"));
 }
 
-}  // namespace
-
-namespace {
-
 // Removes the staging directory however the upload ends.
 class StagingGuard {
  public:
@@ -140,13 +136,8 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   if (request.split_fraction < 0 || request.split_fraction >= 1) {
     return absl::InvalidArgumentError("header.split.fraction must be in [0, 1)");
   }
-  if (folder) {
-    if (static_cast<int64_t>(files.size() + rejected.size()) > limits.max_archive_entries) {
-      return absl::ResourceExhaustedError(absl::StrCat("the upload holds more than ", limits.max_archive_entries,
-                                                       " files (--max_archive_entries)"));
-    }
-    return store_.IngestFolder(request, files, std::move(rejected));
-  }
+  // The loop refused a folder past --max_archive_entries file by file.
+  if (folder) return store_.IngestFolder(request, files, std::move(rejected));
   archive.close();
   if (received == 0) return absl::InvalidArgumentError("the upload holds no data");
   RETURN_IF_ERROR(CheckArchiveFormat(header.format(), archive_path));

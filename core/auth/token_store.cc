@@ -30,14 +30,9 @@ std::string RawSha256(std::string_view data) {
 }
 
 absl::Status CheckTokenName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return absl::InvalidArgumentError("token name: 1 to 64 characters required");
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token name '", name, "' may only hold letters, digits, '-', '_' and '.'"));
-    }
-  }
-  return absl::OkStatus();
+  if (IsPlainName(name, 64)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("token name '", name, "' must be 1 to 64 letters, digits, '-', '_' or '.'"));
 }
 
 }  // namespace

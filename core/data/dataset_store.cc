@@ -157,11 +157,9 @@ absl::Status MigrateOwners(Database& db) {
 
 absl::Status DatasetStore::CheckName(const std::string& name) {
   if (name.empty() || name.size() > 128) return absl::InvalidArgumentError("header.name: 1 to 128 characters required");
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("header.name: '", name, "' may only hold letters, digits, '-', '_' and '.'"));
-    }
+  if (!IsPlainName(name, 128)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.name: '", name, "' may only hold letters, digits, '-', '_' and '.'"));
   }
   if (LooksLikeId(name)) {
     return absl::InvalidArgumentError(

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cctype>
 #include <chrono>
 #include <random>
 
@@ -19,6 +20,14 @@ std::string NewId(const std::string& prefix) {
     bits >>= 4;
   }
   return id;
+}
+
+bool IsPlainName(const std::string& text, size_t max_chars) {
+  if (text.empty() || text.size() > max_chars) return false;
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
 }
 
 bool LooksLikeId(const std::string& text) {

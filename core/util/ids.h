@@ -10,6 +10,10 @@ namespace graft::core {
 // "<prefix>-<12 random hex digits>", e.g. "job-3f9a0c1b22de".
 std::string NewId(const std::string& prefix);
 
+// 1 to `max_chars` of letters, digits, '-', '_' and '.': what names of
+// datasets, tokens and custom backbones may hold.
+bool IsPlainName(const std::string& text, size_t max_chars);
+
 // True for text in NewId's form: lowercase letters, '-', 12 hex digits.
 // Names users choose may never take this form, so ids and names never clash.
 bool LooksLikeId(const std::string& text);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/util/files.h"
+#include "core/util/ids.h"
 #include "core/util/status_macros.h"
 #include "core/zoo/archive_check.h"
 #include "core/util/torch_status.h"
@@ -82,10 +83,7 @@ class TorchScriptBackboneImpl : public BackboneImpl {
 }  // namespace
 
 absl::Status ValidateCustomName(const std::string& name) {
-  const bool ok = !name.empty() && name.size() <= 64 && std::isalnum(static_cast<unsigned char>(name[0])) &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-                  });
+  const bool ok = IsPlainName(name, 64) && std::isalnum(static_cast<unsigned char>(name[0]));
   if (!ok) {
     return absl::InvalidArgumentError(absl::StrCat(
         "backbone name '", name, "' must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"));
