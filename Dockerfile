@@ -11,9 +11,9 @@ COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGRAFT_BUILD_TESTS=OFF -DGRAFT_BUILD_BENCH=OFF \
  && cmake --build build -j"$(nproc)" --target graftd graft \
  && mkdir -p /out && cp build/server/graftd build/client/graft /out/ \
- # The runtime packages: those that own the shared libraries the two binaries load.
- && ldd /out/graftd /out/graft | awk '$3 ~ /^\// {print $3}' | sort -u \
-    | xargs -r realpath | xargs -r dpkg -S 2>/dev/null | cut -d: -f1 | sort -u > /out/runtime-packages.txt
+ # The runtime packages: those that own the shared libraries the two binaries
+ # load (deploy/check-runtime.sh proves the same list in a bare root).
+ && bash deploy/runtime-packages.sh /out/graftd /out/graft > /out/runtime-packages.txt
 
 FROM debian:${DEBIAN}
 COPY --from=build /out/runtime-packages.txt /tmp/runtime-packages.txt

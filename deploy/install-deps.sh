@@ -14,6 +14,11 @@ PACKAGES=(
   python3 python3-torch python3-torchvision python3-grpcio python3-numpy python3-pil
 )
 
+if [ "${1:-}" = "--print" ]; then  # the list, for deploy/check-runtime.sh
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
