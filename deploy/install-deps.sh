@@ -14,6 +14,13 @@ PACKAGES=(
   python3 python3-torch python3-torchvision python3-grpcio python3-numpy python3-pil
 )
 
+# deploy/fuzz.sh and deploy/sanitize.sh add libFuzzer and the sanitizer
+# runtimes (clang 14, Debian 12's).
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang-14 libclang-rt-14-dev)
+  shift
+fi
+
 if [ "${1:-}" = "--print" ]; then  # the list, for deploy/check-runtime.sh
   printf '%s\n' "${PACKAGES[@]}"
   exit 0

@@ -214,6 +214,7 @@ void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
       break;
     case core::JobEventType::kCheckpoint:
       out->mutable_checkpoint()->set_epoch(e.epoch_number);
+      out->mutable_checkpoint()->set_batch(e.batch);
       break;
     case core::JobEventType::kProgress:
       out->mutable_progress()->set_epoch(e.epoch_number);

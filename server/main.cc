@@ -68,6 +68,12 @@ ABSL_FLAG(int, max_queued_jobs, 16, "Jobs waiting beyond the running ones; Creat
 ABSL_FLAG(int64_t, max_upload_file_bytes, 64LL << 20, "Largest file accepted in a dataset upload.");
 ABSL_FLAG(int64_t, max_dataset_bytes, 8LL << 30, "Largest dataset upload, in bytes.");
 ABSL_FLAG(int64_t, feature_cache_bytes, 2LL << 30, "Memory for cached frozen-backbone features per job.");
+ABSL_FLAG(double, checkpoint_interval_s, 300,
+          "A running job also checkpoints within an epoch this often (at a batch boundary), so a crash loses at most "
+          "this much of a long epoch; 0: at epoch ends only. A shutdown always checkpoints at the next batch.");
+ABSL_FLAG(double, shutdown_grace_s, 30,
+          "On SIGTERM/SIGINT: RPCs in flight may finish for this long while running jobs checkpoint; then graftd "
+          "exits 0. Keep Kubernetes' terminationGracePeriodSeconds above it.");
 ABSL_FLAG(bool, allow_download, false, "Let PullBackbone (graft backbones pull) fetch official weights into the zoo directory, hash-checked.");
 ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where PullBackbone fetches <official file name> from (a mirror).");
 ABSL_FLAG(bool, mixed_precision, true,
@@ -113,6 +119,8 @@ int main(int argc, char** argv) {
   options.max_upload_file_bytes = absl::GetFlag(FLAGS_max_upload_file_bytes);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
   options.feature_cache_bytes = absl::GetFlag(FLAGS_feature_cache_bytes);
+  options.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
+  options.shutdown_grace_s = absl::GetFlag(FLAGS_shutdown_grace_s);
   options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.retain_host_memory = absl::GetFlag(FLAGS_retain_host_memory);

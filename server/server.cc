@@ -126,6 +126,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     ABSL_LOG(WARNING) << "--retain_host_memory: this C library offers no control over returning memory; ignored";
   }
   std::unique_ptr<GraftServer> s(new GraftServer());
+  s->shutdown_grace_s_ = options.shutdown_grace_s;
   std::error_code ec;
   for (const char* sub : {"", "datasets", "models", "checkpoints", "zoo", "cache"}) {
     fs::create_directories(fs::path(options.data_dir) / sub, ec);
@@ -199,6 +200,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.max_job_memory_bytes = options.max_job_memory_bytes;
   runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
+  runner_options.checkpoint_interval_s = options.checkpoint_interval_s;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;
   runner_options.mixed_precision = options.mixed_precision;
   if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
@@ -297,7 +299,11 @@ void GraftServer::Wait() {
 void GraftServer::Shutdown() {
   if (server_) {
     if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    // Running jobs checkpoint at their next batch while the RPCs in flight
+    // finish; watchers end at once (UNAVAILABLE), new calls are refused.
+    if (runner_) runner_->RequestStop();
+    const auto grace = std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, shutdown_grace_s_) * 1000));
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
   }
 }
 

@@ -43,6 +43,8 @@ struct ServerOptions {
   int64_t max_upload_file_bytes = 64LL << 20;
   int64_t max_dataset_bytes = 8LL << 30;
   int64_t feature_cache_bytes = 2LL << 30;
+  double checkpoint_interval_s = 300;  // mid-epoch checkpoints; 0: at epoch ends only
+  double shutdown_grace_s = 30;        // in-flight RPCs may finish this long after a SIGTERM
   bool feature_cache_fp16 = true;
   bool feature_cache_spill = true;
   bool mixed_precision = true;  // CUDA only: float16 inference, bfloat16 training autocast
@@ -84,6 +86,9 @@ class GraftServer {
   static std::string AdminTokenPath(const std::string& data_dir);
 
   void Wait();
+  // Stops serving: health NOT_SERVING, running jobs checkpoint at their next
+  // batch, in-flight RPCs get --shutdown_grace_s to finish, new ones are
+  // refused. Idempotent.
   void Shutdown();
 
  private:
@@ -91,6 +96,7 @@ class GraftServer {
   struct Services;
 
   std::string zoo_dir_;
+  double shutdown_grace_s_ = 30;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<core::Zoo> zoo_;
   std::unique_ptr<core::Database> db_;

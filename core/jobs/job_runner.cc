@@ -60,10 +60,11 @@ class JobRunner::Run : public TrainEvents {
     e.epoch_number = epoch;
     Log(runner_.Record(job_, e));
   }
-  void OnCheckpoint(int epoch) override {
+  void OnCheckpoint(int epoch, int batch) override {
     JobEvent e;
     e.type = JobEventType::kCheckpoint;
     e.epoch_number = epoch;
+    e.batch = batch;
     Log(runner_.Record(job_, e));
   }
 
@@ -156,7 +157,16 @@ absl::Status JobRunner::Start() {
         JobEvent e;
         e.type = JobEventType::kState;
         e.state = JobState::kRunning;
-        e.reason = absl::StrCat("graftd restarted; resuming after epoch ", job.epochs_done);
+        // Where the checkpoint is: its event says (a mid-epoch one names the batch).
+        JobEvent last;
+        if (auto events = jobs_.Events(job.id, 0); events.ok()) {
+          for (const JobEvent& ev : *events) {
+            if (ev.type == JobEventType::kCheckpoint) last = ev;
+          }
+        }
+        e.reason = last.batch > 0 ? absl::StrCat("graftd restarted; resuming epoch ", last.epoch_number, " after batch ",
+                                                 last.batch)
+                                  : absl::StrCat("graftd restarted; resuming after epoch ", job.epochs_done);
         RETURN_IF_ERROR(Record(job, e).status());
         queue_.push_front(job.id);
       } else {
@@ -171,15 +181,26 @@ absl::Status JobRunner::Start() {
   return absl::OkStatus();
 }
 
+void JobRunner::RequestStop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    // A user's cancel stays a cancel; every other running job checkpoints at
+    // its next batch boundary and stays RUNNING.
+    for (auto& [id, token] : running_) {
+      if (user_cancelled_.count(id) == 0) token->Stop();
+    }
+  }
+  work_cv_.notify_all();
+  Notify();
+}
+
 void JobRunner::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && workers_.empty()) return;
-    stopping_ = true;
-    for (auto& [id, token] : running_) token->Cancel();
   }
-  work_cv_.notify_all();
-  Notify();
+  RequestStop();
   for (auto& w : workers_) w.join();
   workers_.clear();
 }
@@ -334,6 +355,7 @@ void JobRunner::Execute(const std::string& id) {
   TrainInput input;
   input.spec = job.spec;
   input.checkpoint_path = CheckpointPath(id);
+  input.checkpoint_interval_s = options_.checkpoint_interval_s;
   input.feature_cache.memory_bytes = options_.feature_cache_bytes;
   input.feature_cache.spill_dir = options_.feature_spill_dir;
   input.feature_cache.half = options_.feature_cache_fp16;
@@ -418,6 +440,10 @@ absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::f
       }
     }
     if (!alive()) return absl::CancelledError("the watcher went away");
+    if (stopping_) {
+      return absl::UnavailableError(
+          "graftd is shutting down; watch again once it is back (events replay from the start)");
+    }
     event_cv_.wait_for(lock, std::chrono::milliseconds(250));
   }
 }

@@ -36,6 +36,7 @@ struct RunnerOptions {
   int max_queued_jobs_per_principal = 4;  // QUEUED jobs one principal may hold
   int64_t max_job_memory_bytes = 8LL << 30;  // a job's estimated cost (EstimateJobCost) at Submit
   std::string checkpoint_dir;
+  double checkpoint_interval_s = 300;  // mid-epoch checkpoints (TrainInput::checkpoint_interval_s)
   int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
   std::string feature_spill_dir;             // beyond it; empty: recompute instead
   bool feature_cache_fp16 = true;
@@ -54,8 +55,11 @@ class JobRunner {
 
   // Recovers jobs left by a previous process and starts the workers.
   absl::Status Start();
-  // Stops the workers; running jobs stay RUNNING with their checkpoints and
-  // resume on the next Start.
+  // Starts stopping without waiting: running jobs checkpoint at their next
+  // batch boundary, watchers end with UNAVAILABLE, nothing new starts.
+  void RequestStop();
+  // RequestStop, then waits for the workers; running jobs stay RUNNING with
+  // their checkpoints and resume on the next Start.
   void Stop();
 
   // A job owned by `by`, on a dataset `by` owns (any dataset for an admin).

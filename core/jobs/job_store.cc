@@ -134,6 +134,7 @@ absl::StatusOr<JobEvent> JobStore::Append(JobEvent e) {
   nlohmann::json j = {{"type", static_cast<int>(e.type)}, {"state", static_cast<int>(e.state)},
                       {"reason", e.reason}, {"epoch", EpochMetricsToJson(e.epoch)},
                       {"epoch_number", e.epoch_number}, {"best_epoch", e.best_epoch}, {"best_value", e.best_value}};
+  if (e.type == JobEventType::kCheckpoint && e.batch > 0) j["batch"] = e.batch;
   ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO job_events VALUES (?, ?, ?, ?)"));
   ins.Bind(1, e.job_id).Bind(2, e.seq).Bind(3, e.time).Bind(4, j.dump());
   RETURN_IF_ERROR(ins.Run());
@@ -162,6 +163,7 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id
     e.epoch_number = j.value("epoch_number", 0);
     e.best_epoch = j.value("best_epoch", 0);
     e.best_value = j.value("best_value", 0.0);
+    e.batch = j.value("batch", 0);
     out.push_back(e);
   }
   return out;

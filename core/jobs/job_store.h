@@ -46,7 +46,7 @@ struct JobEvent {
   int epoch_number = 0;                // kEarlyStop, kBestRestored, kCheckpoint, kProgress
   int best_epoch = 0;                  // kEarlyStop
   double best_value = 0;               // kEarlyStop
-  int batch = 0, batches = 0;          // kProgress
+  int batch = 0, batches = 0;          // kProgress; batch also for a mid-epoch kCheckpoint
 };
 
 // Jobs and their events in SQLite; every change is durable when it returns.

@@ -179,8 +179,27 @@ std::pair<double, double> Trainer::Evaluate() {
   return {loss_sum / n, correct / n};
 }
 
+absl::Status Trainer::SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt) {
+  TrainerCheckpoint save;
+  save.stage = progress_.stage;
+  save.epoch = epoch;
+  save.weights = TrainedState();
+  save.best_weights = progress_.best_weights;
+  save.stopper = progress_.stopper;
+  save.best_metrics = progress_.best_metrics;
+  save.last_metrics = progress_.last_metrics;
+  save.batches_done = done.batches_done;
+  save.partial_loss_sum = done.loss_sum;
+  save.partial_correct = done.correct;
+  save.partial_seen = done.seen;
+  RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, save, opt));
+  last_save_ = Clock::now();
+  events_.OnCheckpoint(epoch, done.batches_done);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage, int epoch,
-                                              torch::optim::Optimizer& opt) {
+                                              torch::optim::Optimizer& opt, const Resume& resume) {
   const StageSpec& st = spec_.stages[stage];
   const auto start = Clock::now();
   torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
@@ -200,15 +219,33 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   // Batch norm cannot train on one image: a lone last image sits this epoch out.
   if (bn_trains && all_batches.back().size() == 1) all_batches.pop_back();
   const int batches = static_cast<int>(all_batches.size());
-  Feed feed = StartFeed(all_batches, /*train=*/true, Mix(spec_.seed, static_cast<uint64_t>(epoch), 1));
-  double loss_sum = 0, correct = 0, seen = 0, lr = st.optimizer.learning_rate;
-  for (int b = 0; b < batches; ++b) {
-    if (cancel_.cancelled()) return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
+  // The order is the epoch's own (seeded), so a resumed epoch skips exactly
+  // the batches its checkpoint holds.
+  const int first = std::min(resume.batches_done, batches);
+  Feed feed = StartFeed({all_batches.begin() + first, all_batches.end()}, /*train=*/true,
+                        Mix(spec_.seed, static_cast<uint64_t>(epoch), 1));
+  double loss_sum = resume.loss_sum, correct = resume.correct, seen = resume.seen, lr = st.optimizer.learning_rate;
+  int saved_at = first;
+  const auto running = [&](int b) { return Resume{b, loss_sum, correct, seen}; };
+  for (int b = first; b < batches; ++b) {
+    if (cancel_.cancelled()) {
+      if (cancel_.stop_requested()) {
+        if (b > saved_at) RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+        return absl::UnavailableError(absl::StrCat("stopped for a shutdown at epoch ", epoch, ", batch ", b + 1,
+                                                   "; the job resumes there after the restart"));
+      }
+      return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
+    }
+    if (in_.checkpoint_interval_s > 0 && b > saved_at &&
+        std::chrono::duration<double>(Clock::now() - last_save_).count() >= in_.checkpoint_interval_s) {
+      RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+      saved_at = b;
+    }
     const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    const torch::Tensor logits = Tail(AtK(feed, static_cast<size_t>(b), rng));
+    const torch::Tensor logits = Tail(AtK(feed, static_cast<size_t>(b - first), rng));
     const torch::Tensor loss = Loss(logits, labels, true);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
@@ -233,7 +270,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   m.val_loss = val_loss;
   m.val_accuracy = val_acc;
   m.learning_rate = lr;
-  m.images_per_second = seen / std::max(train_seconds + setup_seconds_, 1e-9);
+  m.images_per_second = (seen - resume.seen) / std::max(train_seconds + setup_seconds_, 1e-9);
   m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count() + setup_seconds_;
   setup_seconds_ = 0;
   return m;
@@ -252,8 +289,14 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   if (resuming) {
     ASSIGN_OR_RETURN(ckpt, LoadTrainerCheckpoint(in_.checkpoint_path));
     RETURN_IF_ERROR(LoadTrainedState(ckpt.weights));
-    ABSL_LOG(INFO) << "resuming after epoch " << ckpt.epoch << " from " << in_.checkpoint_path;
+    if (ckpt.batches_done > 0) {
+      ABSL_LOG(INFO) << "resuming epoch " << ckpt.epoch << " after batch " << ckpt.batches_done << " from "
+                     << in_.checkpoint_path;
+    } else {
+      ABSL_LOG(INFO) << "resuming after epoch " << ckpt.epoch << " from " << in_.checkpoint_path;
+    }
   }
+  last_save_ = Clock::now();
   int epoch = 0;
   for (size_t stage = 0; stage < spec_.stages.size(); ++stage) {
     const StageSpec& st = spec_.stages[stage];
@@ -266,6 +309,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     StateDict best_state;
     EpochMetrics best_metrics, last_metrics;
     int start_in_stage = 0;
+    Resume resume;
     if (resuming && stage == ckpt.stage) {
       RETURN_IF_ERROR(GuardInternal("restoring optimizer", [&]() -> absl::Status {
         torch::serialize::InputArchive archive;
@@ -280,6 +324,10 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
       best_metrics = ckpt.best_metrics;
       last_metrics = ckpt.last_metrics;
       start_in_stage = ckpt.stopped ? st.epochs : ckpt.epoch - first_epoch_of_stage + 1;
+      if (ckpt.batches_done > 0) {  // within ckpt.epoch: run the rest of it
+        start_in_stage = ckpt.epoch - first_epoch_of_stage;
+        resume = Resume{ckpt.batches_done, ckpt.partial_loss_sum, ckpt.partial_correct, ckpt.partial_seen};
+      }
       out.final_metrics = ckpt.last_metrics;
       resuming = false;
     }
@@ -287,7 +335,9 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     bool stopped = false;
     for (int e = start_in_stage; e < st.epochs && !stopped; ++e) {
       const int global = first_epoch_of_stage + e;
-      ASSIGN_OR_RETURN(last_metrics, RunEpoch(stage, e, global, *opt));
+      progress_ = StageProgress{stage, stopper.state(), best_state, best_metrics, last_metrics};
+      ASSIGN_OR_RETURN(last_metrics, RunEpoch(stage, e, global, *opt, resume));
+      resume = Resume{};
       last_epoch = global;
       events_.OnEpoch(last_metrics);
       const double monitored = spec_.early_stopping.monitor == Monitor::kValAccuracy ? last_metrics.val_accuracy
@@ -311,7 +361,8 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
       save.last_metrics = last_metrics;
       save.stopped = stopped;
       RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, save, *opt));
-      events_.OnCheckpoint(global);
+      last_save_ = Clock::now();
+      events_.OnCheckpoint(global, 0);
     }
     out.final_metrics = last_metrics;
     out.best_metrics = best_metrics;

@@ -39,7 +39,8 @@ class TrainEvents {
   virtual void OnProgress(int epoch, int batch, int batches) {}
   virtual void OnEarlyStop(int epoch, int best_epoch, double best_value) {}
   virtual void OnBestRestored(int epoch) {}
-  virtual void OnCheckpoint(int epoch) {}
+  // `batch` 0: after the epoch; otherwise within it, after that many batches.
+  virtual void OnCheckpoint(int epoch, int batch) {}
 };
 
 struct TrainInput {
@@ -48,6 +49,10 @@ struct TrainInput {
   std::vector<DatasetImage> images;
   int num_classes = 0;
   std::string checkpoint_path;  // saved after every epoch; resumed from when present
+  // Also saved mid-epoch at the first batch boundary this many seconds after
+  // the last save (0: at epoch ends only), and always at a shutdown
+  // (CancellationToken::Stop) so that long epochs lose at most this much.
+  double checkpoint_interval_s = 0;
   // Where cached frozen features go (memory budget, spill directory, fp16);
   // its device is the backbone's.
   FeatureCacheOptions feature_cache;

@@ -70,7 +70,9 @@ absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpo
                            {"best_epoch", c.stopper.best_epoch},
                            {"wait", c.stopper.wait},
                            {"best_metrics", EpochMetricsToJson(c.best_metrics)},
-                           {"last_metrics", EpochMetricsToJson(c.last_metrics)}};
+                           {"last_metrics", EpochMetricsToJson(c.last_metrics)},
+                           {"batches_done", c.batches_done},
+                           {"partial", {c.partial_loss_sum, c.partial_correct, c.partial_seen}}};
     archive.write("meta", c10::IValue(meta.dump()));
     WriteState(archive, "weights", c.weights);
     WriteState(archive, "best_weights", c.best_weights);
@@ -103,6 +105,13 @@ absl::StatusOr<TrainerCheckpoint> LoadTrainerCheckpoint(const std::string& path)
                            c.stopper.wait = meta.at("wait").get<int>();
                            c.best_metrics = EpochMetricsFromJson(meta.at("best_metrics"));
                            c.last_metrics = EpochMetricsFromJson(meta.at("last_metrics"));
+                           c.batches_done = meta.value("batches_done", 0);
+                           if (c.batches_done > 0) {
+                             const auto& partial = meta.at("partial");
+                             c.partial_loss_sum = partial.at(0).get<double>();
+                             c.partial_correct = partial.at(1).get<double>();
+                             c.partial_seen = partial.at(2).get<double>();
+                           }
                            c.weights = ReadState(archive, "weights");
                            c.best_weights = ReadState(archive, "best_weights");
                            return c;

@@ -11,7 +11,7 @@
 namespace graft::core {
 
 // Everything a training run needs to continue after a restart, saved after
-// every epoch (atomically: a temporary file, then rename).
+// every epoch and within long ones (atomically: a temporary file, then rename).
 struct TrainerCheckpoint {
   size_t stage = 0;  // 0-based stage of the last finished epoch
   int epoch = 0;     // last finished epoch, 1-based across stages
@@ -21,6 +21,15 @@ struct TrainerCheckpoint {
   EarlyStopping::State stopper;
   EpochMetrics best_metrics;
   EpochMetrics last_metrics;
+  // A mid-epoch checkpoint (at shutdown, or every --checkpoint_interval_s):
+  // `epoch` is the epoch in progress, `weights` hold its first
+  // `batches_done` batches, and the running sums of its metrics come along;
+  // the stopper, best and last metrics are as of the epoch before it. 0: the
+  // checkpoint is of a finished epoch.
+  int batches_done = 0;
+  double partial_loss_sum = 0;
+  double partial_correct = 0;
+  double partial_seen = 0;
 };
 
 absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpoint& checkpoint,

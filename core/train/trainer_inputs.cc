@@ -31,9 +31,9 @@ absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
 absl::Status Trainer::DecodeAll() {
   decoded_.resize(in_.images.size());
   std::vector<std::future<absl::Status>> parts;
-  const size_t chunk = 16;
+  constexpr size_t chunk = 16;
   for (size_t first = 0; first < in_.images.size(); first += chunk) {
-    parts.push_back(pool_->Submit([this, first, chunk]() -> absl::Status {
+    parts.push_back(pool_->Submit([this, first]() -> absl::Status {
       for (size_t i = first; i < std::min(first + chunk, in_.images.size()); ++i) {
         if (cancel_.cancelled()) return absl::CancelledError("cancelled while loading images");
         ASSIGN_OR_RETURN(decoded_[i], LoadImage(i));

@@ -14,6 +14,7 @@
 #include <opencv2/core.hpp>
 
 #include "core/train/feature_cache.h"
+#include "core/train/early_stopping.h"
 #include "core/train/head.h"
 #include "core/train/trainer.h"
 #include "core/util/thread_pool.h"
@@ -51,6 +52,21 @@ class Trainer {
     std::deque<std::future<torch::Tensor>> ahead;
   };
 
+  // Where an epoch starts: at its first batch, or after the batches a
+  // mid-epoch checkpoint holds, with their running sums.
+  struct Resume {
+    int batches_done = 0;
+    double loss_sum = 0, correct = 0, seen = 0;
+  };
+  // The state of the stage as of the last finished epoch, which a mid-epoch
+  // checkpoint stores beside the weights of the epoch in progress.
+  struct StageProgress {
+    size_t stage = 0;
+    EarlyStopping::State stopper;
+    StateDict best_weights;
+    EpochMetrics best_metrics, last_metrics;
+  };
+
   absl::Status Setup();
   absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
   absl::Status DecodeAll();
@@ -68,7 +84,10 @@ class Trainer {
   void SetStageTrainable(int trainable_blocks);
   // The head and every parameter SetStageTrainable left trainable.
   std::vector<torch::Tensor> StageParameters();
-  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt);
+  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt,
+                                        const Resume& resume);
+  // Saves a checkpoint within `epoch` after `batches_done` batches.
+  absl::Status SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt);
   std::pair<double, double> Evaluate();
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
   StateDict TrainedState();
@@ -93,6 +112,8 @@ class Trainer {
   int views_ = 1;                        // cached rows per training image
   torch::Tensor class_weights_;
   double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
+  StageProgress progress_;
+  Clock::time_point last_save_;
   std::string cache_desc_ = "none";
   std::unique_ptr<ThreadPool> pool_;  // last: its pending tasks finish before the rest goes
 };

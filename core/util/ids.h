@@ -27,11 +27,20 @@ double NowSeconds();
 // Cooperative cancellation, checked between batches.
 class CancellationToken {
  public:
+  // The user's cancel: the work ends, nothing is kept.
   void Cancel() { cancelled_ = true; }
+  // A shutdown: every cancellation point stops as for Cancel, and training
+  // first writes a checkpoint at its batch boundary so the job resumes there.
+  void Stop() {
+    stop_ = true;
+    cancelled_ = true;
+  }
   bool cancelled() const { return cancelled_; }
+  bool stop_requested() const { return stop_; }
 
  private:
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace graft::core

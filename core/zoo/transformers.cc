@@ -81,7 +81,7 @@ class EncoderBlock : public UnaryModule {
 
 class ViTImpl : public BackboneImpl {
  public:
-  ViTImpl(int64_t patch, int64_t num_classes) : patch_(patch) {
+  ViTImpl(int64_t patch, int64_t num_classes) {
     constexpr int64_t kDim = 768, kLayers = 12, kHeads = 12, kMlp = 3072, kImage = 224;
     conv_proj_ = register_module("conv_proj", MakeConv(3, kDim, patch, patch, 0, 1, true));
     class_token_ = register_parameter("class_token", torch::zeros({1, 1, kDim}));
@@ -130,7 +130,6 @@ class ViTImpl : public BackboneImpl {
     return torch::cat({cls, grid_pos.flatten(2).transpose(1, 2)}, 1);
   }
 
-  int64_t patch_;
   torch::nn::Conv2d conv_proj_{nullptr};
   torch::Tensor class_token_, pos_;
   std::vector<std::shared_ptr<EncoderBlock>> layers_;

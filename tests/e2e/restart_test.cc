@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -161,6 +162,132 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   EXPECT_EQ(all->datasets_size(), 1);
   EXPECT_EQ(CountFiles(data + "/datasets/staging"), 0);
   EXPECT_EQ(CountFiles(data + "/datasets/blobs"), blobs);
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+}
+
+// The events of a job once it has ended: epochs run, state reasons, and the
+// mid-epoch checkpoints (epoch, batch).
+struct JobHistory {
+  std::vector<int> epochs;
+  std::vector<std::string> reasons;
+  std::vector<std::pair<int, int>> mid_epoch_checkpoints;
+};
+
+JobHistory History(client::GraftClient& c, const std::string& id) {
+  JobHistory h;
+  (void)c.WatchJob(id, false, [&](const v1::JobEvent& e) {
+    if (e.has_epoch()) h.epochs.push_back(e.epoch().epoch());
+    if (e.has_state()) h.reasons.push_back(e.state().reason());
+    if (e.has_checkpoint() && e.checkpoint().batch() > 0) {
+      h.mid_epoch_checkpoints.emplace_back(e.checkpoint().epoch(), e.checkpoint().batch());
+    }
+    return true;
+  });
+  return h;
+}
+
+bool HasReasonStartingWith(const JobHistory& h, const std::string& prefix) {
+  return std::any_of(h.reasons.begin(), h.reasons.end(),
+                     [&](const std::string& r) { return r.rfind(prefix, 0) == 0; });
+}
+
+// SIGTERM in the middle of epoch 1: predicts in flight end well, the job
+// checkpoints at its next batch, graftd exits 0, and after the restart the
+// job goes on from that batch (not from the start of the epoch).
+TEST(Restart, SigtermCheckpointsMidEpochAndTheJobResumesThere) {
+  graft::testing::TempDir dir;
+  const std::string data = dir.Join("data");
+  graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
+  const std::vector<std::string> flags = {"--checkpoint_interval_s=0", "--shutdown_grace_s=20"};
+  ASSERT_TRUE(graftd.Start(flags)) << graftd.log();
+  auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
+  ASSERT_TRUE(c->UploadDataset(Hymenoptera(), "hym").ok());
+  auto job = c->CreateJob(Spec(2, true));
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(WaitForBatch(*c, job->id(), 1, 4));
+
+  // Predicts keep coming while graftd stops: each succeeds or is refused as
+  // UNAVAILABLE (the server going away), never cut off any other way.
+  std::atomic<bool> done{false};
+  std::vector<absl::StatusCode> codes;
+  std::thread predictor([&]() {
+    client::GraftClient p(graftd.address(), Admin(graftd));
+    v1::PredictRequest predict;
+    predict.set_backbone("mobilenet_v2");  // the ImageNet head, batched like any predict
+    predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+    while (!done) {
+      const auto r = p.Predict(predict);
+      codes.push_back(r.status().code());
+      if (!r.ok()) break;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto stop_start = std::chrono::steady_clock::now();
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+  const double stop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_start).count();
+  done = true;
+  predictor.join();
+  c.reset();
+  EXPECT_LT(stop_seconds, 20) << "graftd waited out its whole grace period";
+  ASSERT_FALSE(codes.empty());
+  EXPECT_EQ(codes.front(), absl::StatusCode::kOk);
+  for (size_t i = 0; i + 1 < codes.size(); ++i) EXPECT_EQ(codes[i], absl::StatusCode::kOk);
+  EXPECT_TRUE(codes.back() == absl::StatusCode::kOk || codes.back() == absl::StatusCode::kUnavailable)
+      << "last predict: " << static_cast<int>(codes.back());
+  EXPECT_TRUE(fs::exists(data + "/checkpoints/" + job->id() + ".ckpt"));
+
+  ASSERT_TRUE(graftd.Start(flags)) << graftd.log();
+  c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
+  const JobHistory h = History(*c, job->id());
+  ASSERT_EQ(h.mid_epoch_checkpoints.size(), 1u);
+  EXPECT_EQ(h.mid_epoch_checkpoints[0].first, 1);
+  EXPECT_GE(h.mid_epoch_checkpoints[0].second, 4);
+  EXPECT_TRUE(HasReasonStartingWith(h, "graftd restarted; resuming epoch 1 after batch " +
+                                           std::to_string(h.mid_epoch_checkpoints[0].second)))
+      << ::testing::PrintToString(h.reasons);
+  EXPECT_EQ(h.epochs, (std::vector<int>{1, 2}));
+  const v1::Job ended = *c->GetJob(job->id());
+  EXPECT_EQ(ended.state(), v1::JOB_STATE_SUCCEEDED) << ended.error();
+  EXPECT_EQ(ended.last().epoch(), 2);
+  EXPECT_GT(ended.last().val_accuracy(), 0.5);
+  EXPECT_FALSE(fs::exists(data + "/checkpoints/" + job->id() + ".ckpt"));
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+}
+
+// --checkpoint_interval_s: a SIGKILL in epoch 1 no longer loses the job; it
+// resumes from its last mid-epoch checkpoint.
+TEST(Restart, PeriodicMidEpochCheckpointsSurviveSigkill) {
+  graft::testing::TempDir dir;
+  const std::string data = dir.Join("data");
+  graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
+  const std::vector<std::string> flags = {"--checkpoint_interval_s=0.1"};
+  ASSERT_TRUE(graftd.Start(flags)) << graftd.log();
+  auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
+  ASSERT_TRUE(c->UploadDataset(Hymenoptera(), "hym").ok());
+  auto job = c->CreateJob(Spec(2, true));
+  ASSERT_TRUE(job.ok()) << job.status();
+  // Killed right after the first mid-epoch checkpoint of epoch 1.
+  int saved_batch = 0;
+  (void)c->WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
+    if (e.has_checkpoint() && e.checkpoint().epoch() == 1 && e.checkpoint().batch() > 0) {
+      saved_batch = e.checkpoint().batch();
+      graftd.Stop(SIGKILL);
+      return false;
+    }
+    return !e.has_epoch();
+  });
+  ASSERT_GT(saved_batch, 0) << "epoch 1 ended before any mid-epoch checkpoint";
+  c.reset();
+
+  ASSERT_TRUE(graftd.Start(flags)) << graftd.log();
+  c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
+  const JobHistory h = History(*c, job->id());
+  EXPECT_TRUE(HasReasonStartingWith(h, "graftd restarted; resuming epoch 1 after batch "))
+      << ::testing::PrintToString(h.reasons);
+  ASSERT_FALSE(h.mid_epoch_checkpoints.empty());
+  EXPECT_GE(h.mid_epoch_checkpoints.back().second, saved_batch);
+  EXPECT_EQ(h.epochs, (std::vector<int>{1, 2}));
+  EXPECT_EQ(c->GetJob(job->id())->state(), v1::JOB_STATE_SUCCEEDED) << c->GetJob(job->id())->error();
   EXPECT_EQ(graftd.Stop(SIGTERM), 0);
 }
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds graft's libFuzzer harnesses (clang-14, ASan+UBSan, -DGRAFT_FUZZ=ON) in
+# build-fuzz/ and runs each: first every kept regression input in
+# tests/fuzz/regressions/<harness>/ once, then fuzzing for SECONDS (default
+# 60) from the build-time seeds plus the corpus kept in build-fuzz between runs.
+#   deploy/fuzz.sh [SECONDS] [HARNESS...]
+#   GRAFT_FUZZ_RUNS=1000000 deploy/fuzz.sh 0 image   # a campaign: N executions
+# Exits non-zero on any crash, leak, UBSan finding or broken invariant; the
+# input is left in build-fuzz/tests/fuzz/crashes/<harness>/. A summary table
+# (executions, coverage, corpus) is printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-60}"
+shift || true
+BUILD="${GRAFT_FUZZ_BUILD_DIR:-build-fuzz}"
+JOBS="${GRAFT_JOBS:-$(nproc)}"
+ALL=(image archive pth pickle torch_archive safetensors job_spec model_json manifest)
+HARNESSES=("$@")
+[ "${#HARNESSES[@]}" -gt 0 ] || HARNESSES=("${ALL[@]}")
+
+bash deploy/install-deps.sh --fuzz >/dev/null
+if [ ! -f "$BUILD/build.ninja" ]; then
+  CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DGRAFT_FUZZ=ON -DGRAFT_BUILD_TESTS=OFF -DGRAFT_BUILD_BENCH=OFF >/dev/null
+fi
+targets=(graft_fuzz_seed_corpora)
+for h in "${HARNESSES[@]}"; do targets+=("graft_fuzz_$h"); done
+cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}"
+
+FUZZ="$BUILD/tests/fuzz"
+# LibTorch and OpenCV are not instrumented; their own allocations stay
+# theirs. Leaks are checked (graft's own objects are instrumented).
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:abort_on_error=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export OMP_NUM_THREADS=1
+failed=()
+summary="$(mktemp)"
+for h in "${HARNESSES[@]}"; do
+  bin="$FUZZ/graft_fuzz_$h"
+  case "$h" in
+    image|archive|pth|torch_archive) max_len=65536 ;;
+    *) max_len=16384 ;;
+  esac
+  # 1. Kept regression inputs: each must run clean.
+  reg="tests/fuzz/regressions/$h"
+  if [ -d "$reg" ] && [ -n "$(ls -A "$reg")" ]; then
+    if ! "$bin" -rss_limit_mb=4096 "$reg"/* >"$FUZZ/$h.regressions.log" 2>&1; then
+      echo "fuzz: $h: a kept regression input fails again:" >&2
+      tail -40 "$FUZZ/$h.regressions.log" >&2
+      failed+=("$h (regression)")
+      continue
+    fi
+  fi
+  # 2. Fuzzing.
+  corpus="$FUZZ/corpus/$h"
+  crashes="$FUZZ/crashes/$h"
+  mkdir -p "$corpus" "$crashes"
+  limit=(-max_total_time="$SECS")
+  if [ -n "${GRAFT_FUZZ_RUNS:-}" ]; then limit=(-runs="$GRAFT_FUZZ_RUNS"); fi
+  log="$FUZZ/$h.log"
+  start=$(date +%s)
+  set +e
+  "$bin" "${limit[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" "$corpus" "$FUZZ/seeds/$h" >"$log" 2>&1
+  rc=$?
+  set -e
+  secs=$(( $(date +%s) - start ))
+  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
+  cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
+  printf '%-14s %12s execs %6ss  %-22s corpus %5s  rc %s\n' "$h" "${execs:-?}" "$secs" "${cov:-?}" \
+    "$(ls "$corpus" | wc -l)" "$rc" | tee -a "$summary"
+  if [ "$rc" -ne 0 ]; then
+    echo "fuzz: $h found a failure (input in $crashes):" >&2
+    grep -E 'ERROR|runtime error|graft fuzz|SUMMARY|Test unit written' "$log" | head -20 >&2
+    failed+=("$h")
+  fi
+done
+echo "--- fuzz summary"
+cat "$summary"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzz: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz: all ${#HARNESSES[@]} harnesses clean"
