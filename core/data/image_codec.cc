@@ -95,9 +95,7 @@ absl::StatusOr<ImageHeader> ProbeTiff(std::string_view b) {
   return h;
 }
 
-}  // namespace
-
-absl::StatusOr<ImageHeader> ProbeImage(std::string_view b) {
+absl::StatusOr<ImageHeader> ProbeFormat(std::string_view b) {
   if (b.empty()) return absl::InvalidArgumentError("empty image bytes");
   if (b.size() >= 3 && static_cast<uint8_t>(b[0]) == 0xFF && static_cast<uint8_t>(b[1]) == 0xD8) return ProbeJpeg(b);
   if (b.size() >= 8 && b.substr(0, 8) == std::string_view("\x89PNG\r\n\x1a\n", 8)) {
@@ -117,6 +115,21 @@ absl::StatusOr<ImageHeader> ProbeImage(std::string_view b) {
     return absl::InvalidArgumentError("GIF is not a supported image format (JPEG, PNG, BMP, WebP, TIFF)");
   }
   return absl::InvalidArgumentError("not an image: unrecognised format (expected JPEG, PNG, BMP, WebP or TIFF)");
+}
+
+}  // namespace
+
+absl::StatusOr<ImageHeader> ProbeImage(std::string_view b) {
+  ASSIGN_OR_RETURN(ImageHeader h, ProbeFormat(b));
+  // PNG and TIFF headers can declare sides up to 2^32 - 1, whose products
+  // overflow: no decoder accepts such an image, and every size computed from
+  // a header stays far inside int64 below this bound.
+  constexpr int64_t kMaxSide = int64_t{1} << 24;
+  if (h.width > kMaxSide || h.height > kMaxSide) {
+    return absl::InvalidArgumentError(absl::StrCat(h.format, " header declares ", h.width, "x", h.height,
+                                                   " pixels; a side may be at most ", kMaxSide));
+  }
+  return h;
 }
 
 int64_t DecodeBytesEstimate(const ImageHeader& header) {

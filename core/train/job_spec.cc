@@ -1,6 +1,9 @@
 #include "core/train/job_spec.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +35,28 @@ absl::Status Bad(const std::string& field, const std::string& what) {
 }  // namespace
 
 absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
+  if (s.stages.size() > 16) return Bad("stages", "at most 16 stages");
+  // Every real-valued field is finite first: NaN passes any range check
+  // written as `x < lo || x > hi` (found by fuzzing: a NaN
+  // validation_fraction was accepted and stored), and infinity is no rate.
+  std::vector<std::pair<std::string, double>> reals = {
+      {"validation_fraction", s.validation_fraction},          {"head.dropout", s.head.dropout},
+      {"augmentation.crop_scale_min", s.augmentation.crop_scale_min}, {"augmentation.color_jitter", s.augmentation.color_jitter},
+      {"label_smoothing", s.label_smoothing},                  {"early_stopping.min_delta", s.early_stopping.min_delta}};
+  for (size_t i = 0; i < s.stages.size(); ++i) {
+    const StageSpec& st = s.stages[i];
+    const std::string f = absl::StrCat("stages[", i, "]");
+    reals.insert(reals.end(), {{f + ".optimizer.learning_rate", st.optimizer.learning_rate},
+                               {f + ".optimizer.momentum", st.optimizer.momentum},
+                               {f + ".optimizer.weight_decay", st.optimizer.weight_decay},
+                               {f + ".optimizer.beta1", st.optimizer.beta1},
+                               {f + ".optimizer.beta2", st.optimizer.beta2},
+                               {f + ".schedule.gamma", st.schedule.gamma},
+                               {f + ".schedule.min_lr", st.schedule.min_lr}});
+  }
+  for (const auto& [field, value] : reals) {
+    if (!std::isfinite(value)) return Bad(field, absl::StrCat("must be a finite number, got ", value));
+  }
   if (s.backbone.empty()) return Bad("backbone", "required (a name from graft backbones)");
   if (s.dataset.empty()) return Bad("dataset", "required (a dataset id or name)");
   if (s.validation_fraction < 0 || s.validation_fraction >= 1) {
@@ -43,7 +68,6 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (s.batch_size == 0) s.batch_size = 32;
   if (s.batch_size < 1 || s.batch_size > 4096) return Bad("batch_size", absl::StrCat("must be 1..4096, got ", s.batch_size));
   if (s.head.hidden_units.size() > 16) return Bad("head.hidden_units", "at most 16 hidden layers");
-  if (s.stages.size() > 16) return Bad("stages", "at most 16 stages");
   for (size_t i = 0; i < s.head.hidden_units.size(); ++i) {
     if (s.head.hidden_units[i] < 1 || s.head.hidden_units[i] > 65536) {
       return Bad(absl::StrCat("head.hidden_units[", i, "]"), "must be 1..65536");

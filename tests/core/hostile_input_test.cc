@@ -1,10 +1,14 @@
 // Hostile files against graft's own parsers: TIFF headers that decoders
 // would read differently, pickles that nest through the memo or refer to
-// themselves, and the decode memory budget.
+// themselves, and the decode memory budget. The last tests keep what the fuzz
+// harnesses (tests/fuzz) found, as plain tests.
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
+#include <functional>
+#include <limits>
 #include <cstring>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
@@ -12,7 +16,10 @@
 
 #include "core/data/decode_budget.h"
 #include "core/data/image_codec.h"
+#include "core/train/job_spec.h"
 #include "core/zoo/archive_check.h"
+#include "tests/testing/archive_writer.h"
+#include "tests/testing/temp_dir.h"
 
 namespace graft::core {
 namespace {
@@ -106,6 +113,75 @@ TEST(DecodeBudgetTest, DecodeImageHoldsItsEstimateWhileItDecodes) {
   DecodeBudget enough(100 * 100 * 10, std::chrono::milliseconds(10));
   EXPECT_TRUE(DecodeImage(png, DecodeLimits{40'000'000, &enough}).ok());
   EXPECT_EQ(enough.in_use(), 0);
+}
+
+std::string Be32(uint32_t v) {
+  return std::string{static_cast<char>(v >> 24), static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 8) & 0xff),
+                     static_cast<char>(v & 0xff)};
+}
+
+// Found by fuzz_image: a PNG header's sides (up to 2^32 - 1 each) multiplied
+// past int64 before the pixel limit was checked.
+TEST(FuzzFoundTest, ImageSidesBeyondAnyDecoderAreRefusedBeforeTheirProduct) {
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + Be32(13) + "IHDR" + Be32(0xFFFFFFF7u) + Be32(0xFFFF0006u) +
+                          std::string("\x08\x02\x00\x00\x00", 5) + std::string(64, '\0');
+  const auto probed = ProbeImage(png);
+  ASSERT_EQ(probed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(probed.status().message().find("a side may be at most 16777216"), std::string::npos) << probed.status();
+  EXPECT_EQ(DecodeImage(png, DecodeLimits{}).status().code(), absl::StatusCode::kInvalidArgument);
+  // The largest side still allowed probes, and the pixel limit refuses it.
+  const std::string wide = std::string("\x89PNG\r\n\x1a\n", 8) + Be32(13) + "IHDR" + Be32(1u << 24) + Be32(1u << 24) +
+                           std::string(69, '\0');
+  ASSERT_TRUE(ProbeImage(wide).ok());
+  const auto decoded = DecodeImage(wide, DecodeLimits{});
+  EXPECT_NE(decoded.status().message().find("--max_image_pixels"), std::string::npos) << decoded.status();
+}
+
+// Found by fuzz_job_spec: NaN passed every range check written as
+// `x < lo || x > hi`, and a NaN validation_fraction was stored.
+TEST(FuzzFoundTest, JobSpecRealsMustBeFinite) {
+  const auto check = [](const std::function<void(JobSpec&)>& set) {
+    JobSpec spec;
+    spec.backbone = "mobilenet_v2";
+    spec.dataset = "d";
+    spec.stages.push_back(StageSpec{});
+    set(spec);
+    return NormalizeJobSpec(spec, 17);
+  };
+  const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+  const auto fraction = check([&](JobSpec& s) { s.validation_fraction = nan; });
+  EXPECT_EQ(fraction.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fraction.message(), "spec.validation_fraction: must be a finite number, got nan");
+  EXPECT_NE(check([&](JobSpec& s) { s.stages[0].optimizer.momentum = nan; }).message().find("stages[0].optimizer.momentum"),
+            std::string::npos);
+  EXPECT_NE(check([&](JobSpec& s) { s.stages[0].optimizer.weight_decay = inf; }).message().find("weight_decay"),
+            std::string::npos);
+  EXPECT_FALSE(check([&](JobSpec& s) { s.head.dropout = nan; }).ok());
+  EXPECT_FALSE(check([&](JobSpec& s) { s.augmentation.crop_scale_min = nan; }).ok());
+  EXPECT_FALSE(check([&](JobSpec& s) { s.early_stopping.min_delta = inf; }).ok());
+  EXPECT_TRUE(check([&](JobSpec& s) { s.validation_fraction = 0.2; }).ok());
+}
+
+// Found by fuzz_pth: archives LibTorch's reader refuses in its constructor
+// leaked its zip state (~600 bytes each), so graft refuses them first.
+TEST(FuzzFoundTest, TorchArchivesLibTorchWouldRefuseAreRefusedBeforeIt) {
+  graft::testing::TempDir dir;
+  const std::string pickle("\x80\x02}q\x00.", 6);  // an empty dict
+  const auto check = [&](const std::vector<graft::testing::ArchiveEntry>& entries) {
+    const std::string path = dir.Join("a.pt");
+    EXPECT_TRUE(graft::testing::WriteArchive(path, "zip", entries));
+    return CheckTorchArchive(path);
+  };
+  EXPECT_TRUE(check({{"archive/data.pkl", pickle, ""}, {"archive/version", "3\n", ""}}).ok());
+  EXPECT_TRUE(check({{"archive/data.pkl", pickle, ""}, {"archive/.data/version", "3\n", ""}}).ok());
+  const auto no_version = check({{"archive/data.pkl", pickle, ""}});
+  EXPECT_NE(no_version.message().find("no version record"), std::string::npos) << no_version;
+  const auto future = check({{"archive/data.pkl", pickle, ""}, {"archive/version", "99\n", ""}});
+  EXPECT_NE(future.message().find("format version '99' is not one this LibTorch reads"), std::string::npos) << future;
+  const auto words = check({{"archive/data.pkl", pickle, ""}, {"archive/version", "three", ""}});
+  EXPECT_NE(words.message().find("is not one this LibTorch reads"), std::string::npos) << words;
+  const auto flat = check({{"data.pkl", pickle, ""}, {"version", "3\n", ""}});
+  EXPECT_NE(flat.message().find("is not in a folder"), std::string::npos) << flat;
 }
 
 }  // namespace
