@@ -29,8 +29,10 @@ cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}"
 
 FUZZ="$BUILD/tests/fuzz"
 # LibTorch and OpenCV are not instrumented; their own allocations stay
-# theirs. Leaks are checked (graft's own objects are instrumented).
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:abort_on_error=0}"
+# theirs. Leaks are checked (graft's own objects are instrumented). A small
+# quarantine: freed memory held back for use-after-free checks counts against
+# -rss_limit_mb.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:quarantine_size_mb=64:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export OMP_NUM_THREADS=1
 failed=()

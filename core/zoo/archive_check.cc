@@ -274,6 +274,7 @@ uint64_t Le(const std::string& b, size_t at, int bytes) {
 struct Record {
   std::string name;
   int method = 0;
+  int flags = 0;
   uint32_t crc = 0;
   uint64_t compressed = 0, size = 0, offset = 0;
 };
@@ -300,7 +301,9 @@ absl::StatusOr<std::vector<Record>> Directory(std::ifstream& in, uint64_t file_s
   if (eocd == std::string::npos) return absl::InvalidArgumentError("not a zip archive (no end of central directory)");
   uint64_t entries = Le(tail, eocd + 10, 2), cd_size = Le(tail, eocd + 12, 4), cd_offset = Le(tail, eocd + 16, 4);
   const uint64_t eocd_at = file_size - tail_size + eocd;
-  if ((entries == 0xffff || cd_size == 0xffffffff || cd_offset == 0xffffffff) && eocd_at >= 20) {
+  // A zip64 locator, when there is one, is what counts (as for LibTorch's
+  // miniz, which reads the zip64 record whenever the locator is there).
+  if (eocd_at >= 20) {
     ASSIGN_OR_RETURN(const std::string locator, ReadAt(in, eocd_at - 20, 20));
     if (Le(locator, 0, 4) == 0x07064b50) {
       const uint64_t at = Le(locator, 8, 8);
@@ -326,6 +329,7 @@ absl::StatusOr<std::vector<Record>> Directory(std::ifstream& in, uint64_t file_s
     Record r;
     r.method = static_cast<int>(Le(cd, p + 10, 2));
     r.crc = static_cast<uint32_t>(Le(cd, p + 16, 4));
+    r.flags = static_cast<int>(Le(cd, p + 8, 2));
     r.compressed = Le(cd, p + 20, 4);
     r.size = Le(cd, p + 24, 4);
     const size_t name_len = Le(cd, p + 28, 2), extra_len = Le(cd, p + 30, 2), comment_len = Le(cd, p + 32, 2);
@@ -417,10 +421,22 @@ absl::Status CheckPickle(const std::string& data, int max_depth) {
   return absl::OkStatus();
 }
 
-absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& limits) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
+struct TorchZip::Impl {
+  std::string path;
+  std::ifstream in;
+  uint64_t size = 0;
+  std::string folder;
+  std::unordered_map<std::string, Record> records;  // by name inside the folder
+};
+
+absl::StatusOr<TorchZip> TorchZip::Open(const std::string& path, const ArchiveLimits& limits) {
+  auto impl = std::make_shared<Impl>();
+  impl->path = path;
+  impl->in.open(path, std::ios::binary | std::ios::ate);
+  std::ifstream& in = impl->in;
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
   const auto size = static_cast<uint64_t>(in.tellg());
+  impl->size = size;
   const auto refuse = [&](const absl::Status& s) {
     return absl::InvalidArgumentError(absl::StrCat("'", path, "' refused before loading: ", s.message()));
   };
@@ -467,6 +483,12 @@ absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& lim
     if (r.method != 0 && r.method != 8) {
       return refuse(absl::InvalidArgumentError(absl::StrCat("record ", r.name, " uses zip method ", r.method)));
     }
+    // Encrypted (bits 0 and 6) or patch data (bit 5): no torch archive has
+    // them, and LibTorch's reader fails on them (in its constructor, leaking).
+    if ((r.flags & 0x61) != 0) {
+      return refuse(absl::InvalidArgumentError(
+          absl::StrCat("record ", r.name, " is encrypted or patch data (zip flags ", r.flags, ")")));
+    }
     if (!pickle && !code) continue;
     auto bytes = RecordBytes(in, size, r);
     if (!bytes.ok()) return refuse(bytes.status());
@@ -474,7 +496,29 @@ absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& lim
                                         : CheckCodeDepth(*bytes, r.name, limits.max_code_depth);
     if (!checked.ok()) return refuse(absl::InvalidArgumentError(absl::StrCat(r.name, ": ", checked.message())));
   }
-  return absl::OkStatus();
+  impl->folder = folder;
+  for (Record& r : *records) {
+    if (absl::StartsWith(r.name, folder)) impl->records.emplace(r.name.substr(folder.size()), std::move(r));
+  }
+  TorchZip zip;
+  zip.impl_ = std::move(impl);
+  return zip;
+}
+
+bool TorchZip::Has(const std::string& name) const { return impl_->records.count(name) > 0; }
+
+absl::StatusOr<std::string> TorchZip::Read(const std::string& name) const {
+  const auto it = impl_->records.find(name);
+  if (it == impl_->records.end()) {
+    return absl::NotFoundError(absl::StrCat("record '", impl_->folder, name, "' is missing from '", impl_->path, "'"));
+  }
+  auto bytes = RecordBytes(impl_->in, impl_->size, it->second);
+  if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat("'", impl_->path, "': ", bytes.status().message()));
+  return bytes;
+}
+
+absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& limits) {
+  return TorchZip::Open(path, limits).status();
 }
 
 }  // namespace graft::core

@@ -7,9 +7,11 @@
 // destructors of what it builds recurse once per nesting level).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace graft::core {
 
@@ -25,6 +27,22 @@ struct ArchiveLimits {
 // pickle within the limits with no reference cycle; code/ sources nest
 // brackets at most max_code_depth deep.
 absl::Status CheckTorchArchive(const std::string& path, const ArchiveLimits& limits = {});
+
+// A checked torch archive (CheckTorchArchive's checks, in Open), whose
+// records graft reads itself: the .pth reader never hands a file to
+// LibTorch's zip reader (whose constructor leaks when it refuses one).
+class TorchZip {
+ public:
+  static absl::StatusOr<TorchZip> Open(const std::string& path, const ArchiveLimits& limits = {});
+  // Names inside the archive's one folder, e.g. "data.pkl", "data/0".
+  bool Has(const std::string& name) const;
+  // Inflated and CRC-checked; NOT_FOUND for a missing record.
+  absl::StatusOr<std::string> Read(const std::string& name) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
 
 // One pickle (protocols 0-5): well formed, at most `max_depth` containers
 // deep (shared references through the memo followed), no cycle.

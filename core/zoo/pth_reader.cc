@@ -5,7 +5,6 @@
 // torch._utils._rebuild_tensor_v2 from persistent storage ids.
 // LibTorch 1.13's torch::pickle_load cannot rebuild that OrderedDict.
 
-#include <caffe2/serialize/inline_container.h>
 
 #include <cstring>
 #include <fstream>
@@ -73,7 +72,7 @@ absl::StatusOr<torch::ScalarType> StorageDtype(const std::string& name) {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& data, caffe2::serialize::PyTorchStreamReader& zip)
+  Unpickler(const std::string& data, const TorchZip& zip)
       : data_(data), zip_(zip) {}
 
   absl::StatusOr<PyRef> Run() {
@@ -289,12 +288,13 @@ class Unpickler {
     if (cached != storages_.end()) return cached->second;
     ASSIGN_OR_RETURN(const torch::ScalarType dtype, StorageDtype(type->name));
     const std::string record = "data/" + *key;
-    if (!zip_.hasRecord(record)) return Error(absl::StrCat("storage record '", record, "' missing from the archive"));
-    auto [ptr, bytes] = zip_.getRecord(record);
+    if (!zip_.Has(record)) return Error(absl::StrCat("storage record '", record, "' missing from the archive"));
+    ASSIGN_OR_RETURN(const std::string data, zip_.Read(record));
+    const size_t bytes = data.size();
     const size_t element = c10::elementSize(dtype);
     if (bytes % element != 0) return Error(absl::StrCat("storage '", *key, "' size is not a multiple of its element"));
     torch::Tensor flat = torch::empty({static_cast<int64_t>(bytes / element)}, torch::TensorOptions().dtype(dtype));
-    if (bytes > 0) std::memcpy(flat.data_ptr(), ptr.get(), bytes);
+    if (bytes > 0) std::memcpy(flat.data_ptr(), data.data(), bytes);
     PyRef storage = Make(PyStorage{flat});
     storages_[*key] = storage;
     return storage;
@@ -343,7 +343,7 @@ class Unpickler {
   }
 
   const std::string& data_;
-  caffe2::serialize::PyTorchStreamReader& zip_;
+  const TorchZip& zip_;
   size_t pos_ = 0;
   bool truncated_ = false;
   std::vector<PyRef> stack_;
@@ -363,10 +363,11 @@ absl::StatusOr<StateDict> ReadPthUnguarded(const std::string& path) {
                 "supported, re-save with torch.save(state_dict, path)"));
     }
   }
-  caffe2::serialize::PyTorchStreamReader zip(path);
-  if (!zip.hasRecord("data.pkl")) return absl::InvalidArgumentError(absl::StrCat(path, ": no data.pkl in archive"));
-  auto [ptr, size] = zip.getRecord("data.pkl");
-  const std::string pickle(static_cast<const char*>(ptr.get()), size);
+  // graft's own zip reading, checked as a whole first (CheckTorchArchive's
+  // checks): limits, CRCs, one folder, a version LibTorch reads, every pickle.
+  ASSIGN_OR_RETURN(const TorchZip zip, TorchZip::Open(path));
+  if (!zip.Has("data.pkl")) return absl::InvalidArgumentError(absl::StrCat(path, ": no data.pkl in archive"));
+  ASSIGN_OR_RETURN(const std::string pickle, zip.Read("data.pkl"));
   Unpickler unpickler(pickle, zip);
   auto root = unpickler.Run();
   if (!root.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", root.status().message()));
@@ -388,8 +389,6 @@ absl::StatusOr<StateDict> ReadPthUnguarded(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<StateDict> ReadPth(const std::string& path) {
-  // The unpickler below builds a tree and recurses as deep as it nests.
-  RETURN_IF_ERROR(CheckTorchArchive(path));
   return GuardExceptions(absl::StatusCode::kInvalidArgument, path, [&]() { return ReadPthUnguarded(path); });
 }
 
