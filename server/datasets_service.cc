@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/files.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/paging.h"
@@ -68,11 +69,18 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   bool current_bad = false;
   int64_t current_bytes = 0;
   int64_t received = 0;
-  auto finish_file = [&]() {
-    if (current.is_open()) current.close();
+  // Staged bytes are checked as they go: a full disk is RESOURCE_EXHAUSTED
+  // naming it, never a truncated file that later reads as a corrupt image.
+  std::string current_staged;
+  auto finish_file = [&]() -> absl::Status {
+    if (current.is_open()) {
+      current.close();
+      if (current.fail()) return core::WriteError("upload", current_staged, errno);
+    }
     current_path.clear();
     current_bad = false;
     current_bytes = 0;
+    return absl::OkStatus();
   };
 
   v1::UploadDatasetRequest msg;
@@ -92,10 +100,11 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
     if (ctx->IsCancelled()) return absl::CancelledError("the upload was interrupted; nothing was kept");
     if (!folder) {
       archive.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+      if (!archive) return core::WriteError("upload", archive_path, errno);
       continue;
     }
     if (!chunk.path().empty() && chunk.path() != current_path) {
-      finish_file();
+      RETURN_IF_ERROR(finish_file());
       if (static_cast<int64_t>(files.size() + rejected.size()) >= limits.max_archive_entries) {
         return absl::ResourceExhaustedError(absl::StrCat("the upload holds more than ", limits.max_archive_entries,
                                                          " files (--max_archive_entries)"));
@@ -107,6 +116,8 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
       } else {
         const std::string staged = (fs::path(staging) / std::to_string(files.size())).string();
         current.open(staged, std::ios::binary);
+        if (!current) return core::WriteError("upload", staged, errno);
+        current_staged = staged;
         files.push_back({current_path, staged});
       }
     } else if (current_path.empty()) {
@@ -121,11 +132,12 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
         current_bad = true;
       } else {
         current.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+        if (!current) return core::WriteError("upload", current_staged, errno);
       }
     }
-    if (chunk.last()) finish_file();
+    if (chunk.last()) RETURN_IF_ERROR(finish_file());
   }
-  finish_file();
+  RETURN_IF_ERROR(finish_file());
   if (ctx->IsCancelled()) return absl::CancelledError("the upload was interrupted; nothing was kept");
   core::UploadRequest request;
   request.name = header.name();
@@ -139,6 +151,7 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   // The loop refused a folder past --max_archive_entries file by file.
   if (folder) return store_.IngestFolder(request, files, std::move(rejected));
   archive.close();
+  if (archive.fail()) return core::WriteError("upload", archive_path, errno);
   if (received == 0) return absl::InvalidArgumentError("the upload holds no data");
   RETURN_IF_ERROR(CheckArchiveFormat(header.format(), archive_path));
   return store_.IngestArchive(request, archive_path);

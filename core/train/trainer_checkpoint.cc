@@ -2,10 +2,13 @@
 
 #include <torch/serialize.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/files.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
@@ -57,10 +60,8 @@ StateDict ReadState(torch::serialize::InputArchive& archive, const std::string& 
   return out;
 }
 
-}  // namespace
-
-absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpoint& c,
-                                   torch::optim::Optimizer& optimizer) {
+absl::Status SaveTrainerCheckpointUnchecked(const std::string& path, const TrainerCheckpoint& c,
+                                            torch::optim::Optimizer& optimizer) {
   return GuardInternal("saving checkpoint " + path, [&]() -> absl::Status {
     torch::serialize::OutputArchive archive;
     nlohmann::json meta = {{"stage", c.stage},
@@ -86,6 +87,21 @@ absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpo
     }
     return absl::OkStatus();
   });
+}
+
+}  // namespace
+
+absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpoint& c,
+                                   torch::optim::Optimizer& optimizer) {
+  const absl::Status saved = SaveTrainerCheckpointUnchecked(path, c, optimizer);
+  if (saved.ok()) return saved;
+  // LibTorch's writer reports a full disk as a generic write failure; the
+  // half-written temporary goes either way (the last checkpoint stays).
+  const bool full = DiskNearlyFull(path);
+  std::error_code ec;
+  std::filesystem::remove(path + ".tmp", ec);
+  if (full) return WriteError("checkpoint", path, ENOSPC);
+  return saved;
 }
 
 absl::StatusOr<TrainerCheckpoint> LoadTrainerCheckpoint(const std::string& path) {

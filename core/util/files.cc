@@ -1,7 +1,10 @@
 #include "core/util/files.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <cerrno>
 #include <cstring>
@@ -23,27 +26,44 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return std::move(out).str();
 }
 
+bool DiskNearlyFull(const std::string& path, int64_t bytes) {
+  std::filesystem::path p(path);
+  std::error_code ec;
+  while (!p.empty() && !std::filesystem::exists(p, ec)) p = p.parent_path();
+  struct statvfs st {};
+  if (p.empty() || ::statvfs(p.c_str(), &st) != 0) return false;
+  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize) < bytes;
+}
+
+absl::Status WriteError(const std::string& what, const std::string& path, int err) {
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG || DiskNearlyFull(path)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no space left on the disk holding '", path, "' while writing the ", what, " (",
+        std::strerror(err == 0 ? ENOSPC : err), "); nothing of it was kept: free space there (or move --data_dir) and retry"));
+  }
+  return absl::UnavailableError(absl::StrCat("cannot write the ", what, " to '", path, "': ", std::strerror(err)));
+}
+
 absl::Status WriteFileAtomic(const std::string& path, const std::string& contents) {
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
-  }
+  if (fd < 0) return WriteError("file", tmp, errno);
   size_t done = 0;
   while (done < contents.size()) {
     const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const std::string err = std::strerror(errno);
+      const int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      return absl::UnavailableError(absl::StrCat("cannot write '", tmp, "': ", err));
+      return WriteError("file", path, err);
     }
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
     ::unlink(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot flush '", tmp, "'"));
+    return WriteError("file", path, err);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string err = std::strerror(errno);

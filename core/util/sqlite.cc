@@ -25,9 +25,10 @@ Database::~Database() { sqlite3_close_v2(db_); }
 absl::Status Database::Exec(const std::string& sql) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     const std::string message = err ? err : "unknown error";
     sqlite3_free(err);
+    if ((rc & 0xff) == SQLITE_FULL) return absl::ResourceExhaustedError(absl::StrCat("the database disk is full: ", message));
     return absl::InternalError(absl::StrCat("sqlite: ", message));
   }
   return absl::OkStatus();
@@ -78,6 +79,11 @@ absl::StatusOr<bool> Statement::Step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
+  if ((rc & 0xff) == SQLITE_FULL) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no space left on the disk holding the database (", sqlite3_errmsg(db_->db_),
+                     "); nothing of this change was kept: free space there (or move --data_dir) and retry"));
+  }
   return absl::InternalError(absl::StrCat("sqlite step: ", sqlite3_errmsg(db_->db_)));
 }
 

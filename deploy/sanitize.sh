@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds graft and its tests with sanitizers and runs them:
+#   deploy/sanitize.sh asan    ASan+UBSan (build-asan/): the core, integration
+#                              and e2e suites (graftd children instrumented too)
+#   deploy/sanitize.sh tsan    TSan (build-tsan/): batcher, job runner, dataset
+#                              store and server tests
+#   deploy/sanitize.sh         both
+# LibTorch, OpenCV, gRPC and the other Debian libraries are not instrumented;
+# the suppressions in tests/sanitizers/ name each one and why. Extra ctest
+# arguments go after the mode: deploy/sanitize.sh asan -R Batcher
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE="${1:-all}"
+shift || true
+JOBS="${GRAFT_JOBS:-$(nproc)}"
+SUPP="$(pwd)/tests/sanitizers"
+bash deploy/install-deps.sh >/dev/null
+
+configure() {  # configure DIR SANITIZERS
+  if [ ! -f "$1/build.ninja" ]; then
+    # -O1 with line tables: fast enough to run the suites, exact enough to read a report.
+    cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g1 -DNDEBUG" \
+      -DGRAFT_SANITIZE="$2" -DGRAFT_BUILD_BENCH=OFF >/dev/null
+  fi
+  cmake --build "$1" -j"$JOBS"
+}
+
+status=0
+if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
+  configure build-asan address,undefined
+  export ASAN_OPTIONS="detect_leaks=1:alloc_dealloc_mismatch=0:quarantine_size_mb=64:strict_string_checks=1"
+  export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+  # Everything but the parity references (Python writes them; they test
+  # numerics, not memory) and the CMake configure probe.
+  (cd build-asan && ctest -j"${GRAFT_TEST_JOBS:-2}" --timeout 1500 --output-on-failure \
+     -E "parity|Parity|cmake_rejects" "$@") || status=1
+  unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+fi
+if [ "$MODE" = tsan ] || [ "$MODE" = all ]; then
+  configure build-tsan thread
+  # One OpenMP thread: libgomp's own synchronisation is invisible to TSan.
+  export OMP_NUM_THREADS=1
+  export TSAN_OPTIONS="suppressions=$SUPP/tsan.supp:halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0"
+  (cd build-tsan && ctest -j"${GRAFT_TEST_JOBS:-2}" --timeout 1500 --output-on-failure \
+     -R "Batcher|JobRunner|DatasetStore|ServerTest|Training|Restart" -E "parity|Parity|Cuda" "$@") || status=1
+fi
+if [ "$status" -ne 0 ]; then
+  echo "sanitize: FAILED ($MODE)" >&2
+  exit 1
+fi
+echo "sanitize: $MODE clean"
