@@ -48,6 +48,12 @@ class DatasetStore::Collector {
   };
 
   Collector(DatasetStore& store) : store_(store) {}
+  ~Collector() { ReleasePins(); }
+  // Before removing what a refused upload created, and after a commit.
+  void ReleasePins() {
+    store_.Unpin(pinned_);
+    pinned_.clear();
+  }
 
   absl::Status Visit(const UploadEntry& e, const std::function<absl::Status(std::string*, int64_t)>& read) {
     if (e.directory) return absl::OkStatus();
@@ -79,6 +85,8 @@ class DatasetStore::Collector {
     }
     const std::string sha = Sha256Hex(data);
     const std::string blob = store_.BlobPath(sha);
+    store_.Pin(sha);
+    pinned_.push_back(sha);
     std::error_code ec;
     if (!fs::exists(blob, ec)) {
       fs::create_directories(fs::path(blob).parent_path(), ec);
@@ -105,6 +113,7 @@ class DatasetStore::Collector {
 
  private:
   DatasetStore& store_;
+  std::vector<std::string> pinned_;
 };
 
 absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
@@ -223,12 +232,28 @@ absl::StatusOr<IngestResult> DatasetStore::IngestArchive(const UploadRequest& re
   const absl::Status walked = ForEachArchiveEntry(
       archive_path, [&](const UploadEntry& e, const auto& read) { return collector.Visit(e, read); }, walk);
   result = walked.ok() ? Commit(request, collector) : absl::StatusOr<IngestResult>(walked);
+  collector.ReleasePins();
   if (!result.ok()) RemoveUnreferenced(collector.created_);
   return result;
 }
 
+void DatasetStore::Pin(const std::string& sha) {
+  std::lock_guard<std::mutex> lock(gc_mu_);
+  ++pinned_[sha];
+}
+
+void DatasetStore::Unpin(const std::vector<std::string>& shas) {
+  std::lock_guard<std::mutex> lock(gc_mu_);
+  for (const std::string& sha : shas) {
+    const auto it = pinned_.find(sha);
+    if (it != pinned_.end() && --it->second == 0) pinned_.erase(it);
+  }
+}
+
 void DatasetStore::RemoveUnreferenced(const std::vector<std::string>& blobs) {
+  std::lock_guard<std::mutex> lock(gc_mu_);
   for (const std::string& sha : blobs) {
+    if (pinned_.count(sha) > 0) continue;  // another upload in progress holds it
     auto q = db_.Prepare("SELECT 1 FROM dataset_images WHERE sha256 = ? LIMIT 1");
     if (!q.ok()) return;
     q->Bind(1, sha);
@@ -259,11 +284,13 @@ absl::StatusOr<IngestResult> DatasetStore::IngestFolder(const UploadRequest& req
       return absl::OkStatus();
     });
     if (!visited.ok()) {
+      collector.ReleasePins();
       RemoveUnreferenced(collector.created_);
       return visited;
     }
   }
   auto result = Commit(request, collector);
+  collector.ReleasePins();
   if (!result.ok()) RemoveUnreferenced(collector.created_);
   return result;
 }
@@ -557,6 +584,10 @@ absl::Status DatasetStore::Delete(const std::string& id) {
 }
 
 absl::Status DatasetStore::CollectGarbage() {
+  // Under gc_mu_ from the query to the last removal: an upload pins a blob
+  // before it looks for it, so it either sees the file gone (and writes it
+  // again) or keeps it from being removed.
+  std::lock_guard<std::mutex> lock(gc_mu_);
   std::set<std::string> referenced;
   {
     ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT DISTINCT sha256 FROM dataset_images"));
@@ -572,7 +603,7 @@ absl::Status DatasetStore::CollectGarbage() {
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file()) continue;
     const std::string name = it->path().filename().string();
-    if (referenced.count(name) == 0) {
+    if (referenced.count(name) == 0 && pinned_.count(name) == 0) {
       fs::remove(it->path(), ec);
       ++removed;
     }

@@ -4,6 +4,8 @@
 #include <optional>
 
 #include <memory>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -92,10 +94,18 @@ class DatasetStore {
   absl::Status CollectGarbage();
   // Removes those of `blobs` no dataset references (a refused upload's).
   void RemoveUnreferenced(const std::vector<std::string>& blobs);
+  // Blobs an upload in progress has written or found (not yet referenced by
+  // a committed dataset): garbage collection leaves them alone. Found by the
+  // kill -9 campaign: a delete during an upload removed the upload's blobs,
+  // and the committed dataset referenced missing files.
+  void Pin(const std::string& sha);
+  void Unpin(const std::vector<std::string>& shas);
 
   Database& db_;
   std::string root_;
   UploadLimits limits_;
+  std::mutex gc_mu_;  // held by garbage collection, and to pin
+  std::map<std::string, int> pinned_;
 };
 
 }  // namespace graft::core
