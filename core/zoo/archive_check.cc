@@ -3,6 +3,7 @@
 #include <caffe2/serialize/versions.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <unordered_map>
@@ -375,15 +376,25 @@ absl::StatusOr<std::string> RecordBytes(std::ifstream& in, uint64_t file_size, c
     return raw;
   }
   // Deflate, inflated to at most the size the directory declares (checked
-  // against the limits before this is called).
-  std::string out(r.size, '\0');
+  // against the limits before this is called). The output grows with what
+  // actually inflates: a declared size is a claim, and allocating it up front
+  // let a 1 KB file claim gigabytes (found by fuzzing).
+  std::string out;
   z_stream z{};
   if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return absl::InternalError("zlib");
   z.next_in = reinterpret_cast<Bytef*>(raw.data());
   z.avail_in = static_cast<uInt>(raw.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  const int rc = inflate(&z, Z_FINISH);
+  int rc = Z_OK;
+  while (rc == Z_OK && out.size() <= r.size) {
+    const size_t have = out.size();
+    const size_t room = std::min<uint64_t>(std::max<uint64_t>(have, 64 << 10), r.size + 1 - have);
+    out.resize(have + room);
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + have);
+    z.avail_out = static_cast<uInt>(room);
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.resize(have + room - z.avail_out);
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) break;  // input ended before the stream did
+  }
   const uint64_t produced = z.total_out;
   inflateEnd(&z);
   if (rc != Z_STREAM_END || produced != r.size) {
