@@ -1,4 +1,5 @@
 #include "core/serve/model_store.h"
+#include "core/util/json.h"
 
 #include <c10/core/InferenceMode.h>
 
@@ -43,19 +44,19 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
     m.backbone = j.at("backbone").get<std::string>();
     m.class_names = j.at("class_names").get<std::vector<std::string>>();
     const auto& p = j.at("preprocessing");
-    m.preprocessing.height = p.at("height").get<int>();
-    m.preprocessing.width = p.at("width").get<int>();
-    m.preprocessing.resize_size = p.at("resize_size").get<int>();
-    m.preprocessing.mean = p.at("mean").get<std::array<float, 3>>();
-    m.preprocessing.std = p.at("std").get<std::array<float, 3>>();
+    m.preprocessing.height = JsonInt<int>(p.at("height"));
+    m.preprocessing.width = JsonInt<int>(p.at("width"));
+    m.preprocessing.resize_size = JsonInt<int>(p.at("resize_size"));
+    m.preprocessing.mean = JsonFloat3(p.at("mean"));
+    m.preprocessing.std = JsonFloat3(p.at("std"));
     m.preprocessing.interpolation = p.value("interpolation", "bilinear");
     m.final_metrics = EpochMetricsFromJson(j.at("final_metrics"));
     m.best_metrics = EpochMetricsFromJson(j.at("best_metrics"));
     m.spec = j.at("spec").get<JobSpec>();
     m.created_at = j.value("created_at", 0.0);
-    m.bytes = j.value("bytes", int64_t{0});
+    m.bytes = JsonInt(j, "bytes", int64_t{0});
     m.trained_blocks = j.value("trained_blocks", std::vector<std::string>{});
-    m.first_trained_block = j.at("first_trained_block").get<int>();
+    m.first_trained_block = JsonInt<int>(j.at("first_trained_block"));
     return m;
   });
 }

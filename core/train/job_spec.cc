@@ -1,4 +1,5 @@
 #include "core/train/job_spec.h"
+#include "core/util/json.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -165,19 +166,19 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.backbone = j.value("backbone", "");
   s.dataset = j.value("dataset", "");
   s.validation_fraction = j.value("validation_fraction", 0.0);
-  s.input_size = j.value("input_size", 0);
+  s.input_size = JsonInt(j, "input_size", 0);
   if (j.contains("head")) {
     const auto& h = j["head"];
-    s.head.hidden_units = h.value("hidden_units", std::vector<int>{});
+    s.head.hidden_units = JsonInts<int>(h, "hidden_units");
     s.head.dropout = h.value("dropout", 0.0);
     s.head.activation = h.value("activation", "relu");
   }
   for (const auto& st : j.value("stages", nlohmann::json::array())) {
     StageSpec stage;
-    stage.epochs = st.value("epochs", 10);
+    stage.epochs = JsonInt(st, "epochs", 10);
     stage.train = st.value("train", "head");
     const auto o = st.value("optimizer", nlohmann::json::object());
-    stage.optimizer.kind = static_cast<OptimizerKind>(o.value("kind", 2));
+    stage.optimizer.kind = static_cast<OptimizerKind>(JsonInt(o, "kind", 2));
     stage.optimizer.learning_rate = o.value("learning_rate", 1e-3);
     stage.optimizer.momentum = o.value("momentum", 0.0);
     stage.optimizer.nesterov = o.value("nesterov", false);
@@ -185,30 +186,30 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
     stage.optimizer.beta1 = o.value("beta1", 0.9);
     stage.optimizer.beta2 = o.value("beta2", 0.999);
     const auto sc = st.value("schedule", nlohmann::json::object());
-    stage.schedule.kind = static_cast<ScheduleKind>(sc.value("kind", 1));
-    stage.schedule.step_epochs = sc.value("step_epochs", 0);
+    stage.schedule.kind = static_cast<ScheduleKind>(JsonInt(sc, "kind", 1));
+    stage.schedule.step_epochs = JsonInt(sc, "step_epochs", 0);
     stage.schedule.gamma = sc.value("gamma", 0.1);
-    stage.schedule.warmup_epochs = sc.value("warmup_epochs", 0);
+    stage.schedule.warmup_epochs = JsonInt(sc, "warmup_epochs", 0);
     stage.schedule.min_lr = sc.value("min_lr", 0.0);
     s.stages.push_back(stage);
   }
-  s.batch_size = j.value("batch_size", 32);
+  s.batch_size = JsonInt(j, "batch_size", 32);
   const auto a = j.value("augmentation", nlohmann::json::object());
   s.augmentation.horizontal_flip = a.value("horizontal_flip", false);
   s.augmentation.random_resized_crop = a.value("random_resized_crop", false);
   s.augmentation.crop_scale_min = a.value("crop_scale_min", 0.08);
   s.augmentation.color_jitter = a.value("color_jitter", 0.0);
-  s.augmentation.cached_views = a.value("cached_views", 0);
+  s.augmentation.cached_views = JsonInt(a, "cached_views", 0);
   s.label_smoothing = j.value("label_smoothing", 0.0);
   s.class_weighting = j.value("class_weighting", false);
   const auto e = j.value("early_stopping", nlohmann::json::object());
   s.early_stopping.enabled = e.value("enabled", false);
-  s.early_stopping.monitor = static_cast<Monitor>(e.value("monitor", 1));
-  s.early_stopping.mode = static_cast<MonitorMode>(e.value("mode", 0));
-  s.early_stopping.patience = e.value("patience", 5);
+  s.early_stopping.monitor = static_cast<Monitor>(JsonInt(e, "monitor", 1));
+  s.early_stopping.mode = static_cast<MonitorMode>(JsonInt(e, "mode", 0));
+  s.early_stopping.patience = JsonInt(e, "patience", 5);
   s.early_stopping.min_delta = e.value("min_delta", 0.0);
   s.early_stopping.restore_best = e.value("restore_best", true);
-  s.seed = j.value("seed", uint64_t{0});
+  s.seed = JsonInt(j, "seed", uint64_t{0});
 }
 
 }  // namespace graft::core

@@ -1,4 +1,5 @@
 #include "core/train/trainer_checkpoint.h"
+#include "core/util/json.h"
 
 #include <torch/serialize.h>
 
@@ -20,8 +21,8 @@ nlohmann::json EpochMetricsToJson(const EpochMetrics& m) {
 
 EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
   EpochMetrics m;
-  m.stage = j.value("stage", 0);
-  m.epoch = j.value("epoch", 0);
+  m.stage = JsonInt(j, "stage", 0);
+  m.epoch = JsonInt(j, "epoch", 0);
   m.train_loss = j.value("train_loss", 0.0);
   m.train_accuracy = j.value("train_accuracy", 0.0);
   m.val_loss = j.value("val_loss", 0.0);

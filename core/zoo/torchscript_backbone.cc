@@ -1,4 +1,5 @@
 #include "core/zoo/torchscript_backbone.h"
+#include "core/util/json.h"
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
@@ -209,16 +210,16 @@ absl::StatusOr<CustomBackboneDef> ReadCustomManifest(const std::string& path) {
         fs::path script = j.at("torchscript").get<std::string>();
         if (script.is_relative()) script = fs::path(path).parent_path() / script;
         def.torchscript_path = script.string();
-        def.feature_dim = j.at("feature_dim").get<int64_t>();
+        def.feature_dim = JsonInt<int64_t>(j.at("feature_dim"));
         bool mean_std_set = false;
         if (j.contains("preprocessing")) {
           const auto& p = j.at("preprocessing");
-          def.preprocessing.height = p.value("height", 0);
-          def.preprocessing.width = p.value("width", 0);
-          def.preprocessing.resize_size = p.value("resize_size", 0);
+          def.preprocessing.height = JsonInt(p, "height", 0);
+          def.preprocessing.width = JsonInt(p, "width", 0);
+          def.preprocessing.resize_size = JsonInt(p, "resize_size", 0);
           if (p.contains("mean") || p.contains("std")) {
-            def.preprocessing.mean = p.at("mean").get<std::array<float, 3>>();
-            def.preprocessing.std = p.at("std").get<std::array<float, 3>>();
+            def.preprocessing.mean = JsonFloat3(p.at("mean"));
+            def.preprocessing.std = JsonFloat3(p.at("std"));
             mean_std_set = true;
           }
           def.preprocessing.interpolation = p.value("interpolation", "");

@@ -12,11 +12,15 @@
 #include <cstring>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "core/data/decode_budget.h"
 #include "core/data/image_codec.h"
+#include "core/serve/model_store.h"
 #include "core/train/job_spec.h"
+#include "core/util/files.h"
+#include "core/zoo/torchscript_backbone.h"
 #include "core/zoo/archive_check.h"
 #include "tests/testing/archive_writer.h"
 #include "tests/testing/temp_dir.h"
@@ -182,6 +186,33 @@ TEST(FuzzFoundTest, TorchArchivesLibTorchWouldRefuseAreRefusedBeforeIt) {
   EXPECT_NE(words.message().find("is not one this LibTorch reads"), std::string::npos) << words;
   const auto flat = check({{"data.pkl", pickle, ""}, {"version", "3\n", ""}});
   EXPECT_NE(flat.message().find("is not in a folder"), std::string::npos) << flat;
+}
+
+// Found by fuzz_model_json and fuzz_manifest: nlohmann casts a JSON float to
+// an integer (or a double to a float) unchecked, undefined out of range.
+TEST(FuzzFoundTest, JsonNumbersOutOfRangeAreErrorsNotCasts) {
+  graft::testing::TempDir dir;
+  const std::string manifest = dir.Join("m.json");
+  ASSERT_TRUE(WriteFileAtomic(manifest, R"({"name": "m", "torchscript": "m.pt", "feature_dim": 1e103})").ok());
+  const auto def = ReadCustomManifest(manifest);
+  EXPECT_EQ(def.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(def.status().message().find("out of range"), std::string::npos) << def.status();
+  ASSERT_TRUE(WriteFileAtomic(manifest, R"({"name": "m", "torchscript": "m.pt", "feature_dim": 8,
+      "preprocessing": {"mean": [1e300, 0, 0], "std": [1, 1, 1]}})").ok());
+  EXPECT_EQ(ReadCustomManifest(manifest).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(WriteFileAtomic(manifest, R"({"name": "m", "torchscript": "m.pt", "feature_dim": 8.0})").ok());
+  EXPECT_TRUE(ReadCustomManifest(manifest).ok());
+
+  ModelInfo info;
+  info.id = "model-0123456789ab";
+  info.backbone = "mobilenet_v2";
+  info.class_names = {"a", "b"};
+  nlohmann::json j = nlohmann::json::parse(ModelInfoToJson(info));
+  ASSERT_TRUE(ModelInfoFromJson(j.dump()).ok());
+  j["preprocessing"]["height"] = 2.25e85;
+  const auto bad = ModelInfoFromJson(j.dump());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(bad.status().message().find("out of range"), std::string::npos) << bad.status();
 }
 
 }  // namespace
