@@ -22,16 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int CountFiles(const std::string& dir) {
-  int n = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    n += it->is_regular_file() ? 1 : 0;
-  }
-  return n;
-}
-
 // `per_class` noise PNGs (incompressible, ~200 KB each) in two class folders.
 void NoiseDataset(const std::string& dir, int per_class, int seed) {
   cv::RNG rng(static_cast<uint64_t>(seed));
@@ -82,7 +72,7 @@ TEST(DiskFull, UploadsFailNamingTheDiskNothingIsLostAndFreedSpaceWorksAgain) {
   auto a = c.UploadDataset(dir.Join("a"), "a");
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_EQ(a->dataset().train_images() + a->dataset().val_images(), 40);
-  const int blobs = CountFiles(data + "/datasets/blobs");
+  const int blobs = graft::testing::CountFiles(data + "/datasets/blobs");
 
   auto b = c.UploadDataset(dir.Join("b"), "b");
   ASSERT_EQ(b.status().code(), absl::StatusCode::kResourceExhausted) << b.status();
@@ -93,8 +83,8 @@ TEST(DiskFull, UploadsFailNamingTheDiskNothingIsLostAndFreedSpaceWorksAgain) {
   auto still = c.GetDataset("a");
   ASSERT_TRUE(still.ok()) << still.status();
   EXPECT_EQ(still->train_images() + still->val_images(), 40);
-  EXPECT_EQ(CountFiles(data + "/datasets/blobs"), blobs);
-  EXPECT_EQ(CountFiles(data + "/datasets/staging"), 0);
+  EXPECT_EQ(graft::testing::CountFiles(data + "/datasets/blobs"), blobs);
+  EXPECT_EQ(graft::testing::CountFiles(data + "/datasets/staging"), 0);
   v1::PredictRequest predict;
   predict.set_backbone("mobilenet_v2");
   predict.add_images()->set_encoded(core::ReadFile(graft::testing::SharedDir() + "/images/dog.jpg").value());

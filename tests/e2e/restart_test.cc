@@ -59,16 +59,6 @@ bool WaitForBatch(client::GraftClient& c, const std::string& id, int epoch, int 
   return reached;
 }
 
-int CountFiles(const std::string& dir) {
-  int n = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    n += it->is_regular_file() ? 1 : 0;
-  }
-  return n;
-}
-
 TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   graft::testing::TempDir dir;
   const std::string data = dir.Join("data");
@@ -78,7 +68,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
 
   auto up = c->UploadDataset(Hymenoptera(), "hym");
   ASSERT_TRUE(up.ok()) << up.status();
-  const int blobs = CountFiles(data + "/datasets/blobs");
+  const int blobs = graft::testing::CountFiles(data + "/datasets/blobs");
 
   // An earlier model, and what it says about one image.
   auto first = c->CreateJob(Spec(1, false));
@@ -160,8 +150,8 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   auto all = c->ListDatasets();
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->datasets_size(), 1);
-  EXPECT_EQ(CountFiles(data + "/datasets/staging"), 0);
-  EXPECT_EQ(CountFiles(data + "/datasets/blobs"), blobs);
+  EXPECT_EQ(graft::testing::CountFiles(data + "/datasets/staging"), 0);
+  EXPECT_EQ(graft::testing::CountFiles(data + "/datasets/blobs"), blobs);
   EXPECT_EQ(graftd.Stop(SIGTERM), 0);
 }
 

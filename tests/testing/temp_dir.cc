@@ -20,4 +20,14 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+int CountFiles(const std::string& dir) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    n += it->is_regular_file() ? 1 : 0;
+  }
+  return n;
+}
+
 }  // namespace graft::testing

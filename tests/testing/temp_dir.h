@@ -19,4 +19,7 @@ class TempDir {
   std::string path_;
 };
 
+// Regular files under `dir`, recursively (0 when it does not exist).
+int CountFiles(const std::string& dir);
+
 }  // namespace graft::testing
