@@ -5,6 +5,7 @@
 # 60) from the build-time seeds plus the corpus kept in build-fuzz between runs.
 #   deploy/fuzz.sh [SECONDS] [HARNESS...]
 #   GRAFT_FUZZ_RUNS=1000000 deploy/fuzz.sh 0 image   # a campaign: N executions
+# Harnesses run side by side, GRAFT_FUZZ_PARALLEL (default: the cores) at a time.
 # Exits non-zero on any crash, leak, UBSan finding or broken invariant; the
 # input is left in build-fuzz/tests/fuzz/crashes/<harness>/. A summary table
 # (executions, coverage, corpus) is printed at the end.
@@ -35,47 +36,61 @@ FUZZ="$BUILD/tests/fuzz"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:quarantine_size_mb=64:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export OMP_NUM_THREADS=1
-failed=()
-summary="$(mktemp)"
-for h in "${HARNESSES[@]}"; do
-  bin="$FUZZ/graft_fuzz_$h"
+OUT="$(mktemp -d)"
+# One harness: regressions, then fuzzing; its summary line in $OUT/<h>.line,
+# a failure in $OUT/<h>.failed.
+run_one() {
+  local h="$1" bin="$FUZZ/graft_fuzz_$1" max_len=16384
   case "$h" in
     image|archive|pth|torch_archive) max_len=65536 ;;
-    *) max_len=16384 ;;
   esac
   # 1. Kept regression inputs: each must run clean.
-  reg="tests/fuzz/regressions/$h"
+  local reg="tests/fuzz/regressions/$h"
   if [ -d "$reg" ] && [ -n "$(ls -A "$reg")" ]; then
     if ! "$bin" -rss_limit_mb=4096 "$reg"/* >"$FUZZ/$h.regressions.log" 2>&1; then
-      echo "fuzz: $h: a kept regression input fails again:" >&2
-      tail -40 "$FUZZ/$h.regressions.log" >&2
-      failed+=("$h (regression)")
-      continue
+      echo "$h (regression)" > "$OUT/$h.failed"
+      { echo "fuzz: $h: a kept regression input fails again:"; tail -40 "$FUZZ/$h.regressions.log"; } >&2 || true
+      return
     fi
   fi
   # 2. Fuzzing.
-  corpus="$FUZZ/corpus/$h"
-  crashes="$FUZZ/crashes/$h"
+  local corpus="$FUZZ/corpus/$h" crashes="$FUZZ/crashes/$h" log="$FUZZ/$h.log"
   mkdir -p "$corpus" "$crashes"
-  limit=(-max_total_time="$SECS")
+  local limit=(-max_total_time="$SECS")
   if [ -n "${GRAFT_FUZZ_RUNS:-}" ]; then limit=(-runs="$GRAFT_FUZZ_RUNS"); fi
-  log="$FUZZ/$h.log"
+  local start rc=0
   start=$(date +%s)
-  set +e
   "$bin" "${limit[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
-    -artifact_prefix="$crashes/" "$corpus" "$FUZZ/seeds/$h" >"$log" 2>&1
-  rc=$?
-  set -e
-  secs=$(( $(date +%s) - start ))
-  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
+    -artifact_prefix="$crashes/" "$corpus" "$FUZZ/seeds/$h" >"$log" 2>&1 || rc=$?
+  local secs=$(( $(date +%s) - start ))
+  local execs cov
+  if [ "$rc" -ne 0 ]; then echo "$h" > "$OUT/$h.failed"; fi
+  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)"
+  cov="$(grep -aoE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)"
   printf '%-14s %12s execs %6ss  %-22s corpus %5s  rc %s\n' "$h" "${execs:-?}" "$secs" "${cov:-?}" \
-    "$(ls "$corpus" | wc -l)" "$rc" | tee -a "$summary"
+    "$(ls "$corpus" | wc -l)" "$rc" | tee "$OUT/$h.line" || true
   if [ "$rc" -ne 0 ]; then
-    echo "fuzz: $h found a failure (input in $crashes):" >&2
-    grep -E 'ERROR|runtime error|graft fuzz|SUMMARY|Test unit written' "$log" | head -20 >&2
-    failed+=("$h")
+    { echo "fuzz: $h found a failure (input in $crashes):"
+      grep -aE 'ERROR|runtime error|graft fuzz|SUMMARY|Test unit written' "$log" | head -20; } >&2 || true
   fi
+}
+# Harnesses run side by side, one per core (GRAFT_FUZZ_PARALLEL), each single-threaded.
+PARALLEL="${GRAFT_FUZZ_PARALLEL:-$JOBS}"
+running=0
+for h in "${HARNESSES[@]}"; do
+  if [ "$running" -ge "$PARALLEL" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_one "$h" &
+  running=$((running + 1))
+done
+wait
+summary="$(mktemp)"
+failed=()
+for h in "${HARNESSES[@]}"; do
+  if [ -f "$OUT/$h.line" ]; then cat "$OUT/$h.line" >> "$summary"; fi
+  if [ -f "$OUT/$h.failed" ]; then failed+=("$(cat "$OUT/$h.failed")"); fi
 done
 echo "--- fuzz summary"
 cat "$summary"
