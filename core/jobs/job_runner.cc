@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "core/train/early_stopping.h"
@@ -175,6 +176,19 @@ absl::Status JobRunner::Start() {
     } else if (job.state == JobState::kQueued) {
       queue_.push_back(job.id);
     }
+  }
+  // Only a job that resumes keeps its checkpoint. A kill between publishing a
+  // model (or ending a job) and removing the checkpoint, or in the middle of
+  // writing one, leaves files nobody will read again.
+  std::set<std::string> keep;
+  for (const std::string& id : queue_) keep.insert(id + ".ckpt");
+  std::error_code walk;
+  for (auto it = fs::directory_iterator(options_.checkpoint_dir, walk); !walk && it != fs::directory_iterator();
+       it.increment(walk)) {
+    if (keep.count(it->path().filename().string()) > 0) continue;
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (rm) ABSL_LOG(WARNING) << "removing stale checkpoint " << it->path().string() << ": " << rm.message();
   }
   stopping_ = false;
   for (int i = 0; i < std::max(1, options_.max_concurrent_jobs); ++i) workers_.emplace_back([this]() { Worker(); });

@@ -121,9 +121,18 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   ASSERT_TRUE(WaitForBatch(*c, early->id(), 1, 2));
   graftd.Stop(SIGKILL);
   c.reset();
+  // What a kill at other moments leaves: the checkpoint of a job whose model
+  // was already published, a half-written checkpoint. Nobody resumes from them.
+  const std::string ended_ckpt = data + "/checkpoints/" + model_job.id() + ".ckpt";
+  const std::string half_written = data + "/checkpoints/" + early->id() + ".ckpt.tmp-1234";
+  ASSERT_TRUE(core::WriteFileAtomic(ended_ckpt, "stale").ok());
+  ASSERT_TRUE(core::WriteFileAtomic(half_written, "half").ok());
 
   // SIGKILL during an upload: nothing of it is kept.
   ASSERT_TRUE(graftd.Start()) << graftd.log();
+  EXPECT_FALSE(fs::exists(ended_ckpt)) << "the checkpoint of an ended job survives restarts";
+  EXPECT_FALSE(fs::exists(half_written));
+  EXPECT_EQ(graft::testing::CountFiles(data + "/checkpoints"), 0);
   c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
   const v1::Job failed = *c->GetJob(early->id());
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
