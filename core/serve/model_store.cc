@@ -171,16 +171,24 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
   ASSIGN_OR_RETURN(auto model, Load(info, weights));
   const fs::path tmp = fs::path(root_) / (info.id + ".tmp");
   const fs::path dir = fs::path(root_) / info.id;
+  // A failed publish (a full disk, most often) keeps nothing of the model.
+  auto discard = [&](absl::Status why) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    fs::remove_all(dir, ignored);
+    return why;
+  };
   std::error_code ec;
   fs::create_directories(tmp, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", tmp.string(), ": ", ec.message()));
-  RETURN_IF_ERROR(WriteFileAtomic((tmp / "weights.safetensors").string(), bytes));
-  RETURN_IF_ERROR(WriteFileAtomic((tmp / "model.json").string(), ModelInfoToJson(info)));
+  if (ec) return discard(WriteError("model", tmp.string(), ec.value()));
+  if (auto s = WriteFileAtomic((tmp / "weights.safetensors").string(), bytes); !s.ok()) return discard(s);
+  if (auto s = WriteFileAtomic((tmp / "model.json").string(), ModelInfoToJson(info)); !s.ok()) return discard(s);
   fs::rename(tmp, dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot publish ", dir.string(), ": ", ec.message()));
-  ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO models VALUES (?, ?, ?, ?)"));
-  ins.Bind(1, info.id).Bind(2, info.job_id).Bind(3, info.created_at).Bind(4, ModelInfoToJson(info));
-  RETURN_IF_ERROR(ins.Run());
+  if (ec) return discard(WriteError("model", dir.string(), ec.value()));
+  auto ins = db_.Prepare("INSERT INTO models VALUES (?, ?, ?, ?)");
+  if (!ins.ok()) return discard(ins.status());
+  ins->Bind(1, info.id).Bind(2, info.job_id).Bind(3, info.created_at).Bind(4, ModelInfoToJson(info));
+  if (auto s = ins->Run(); !s.ok()) return discard(s);
   std::lock_guard<std::mutex> lock(mu_);
   models_[info.id] = model;
   return info;

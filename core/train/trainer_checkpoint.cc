@@ -3,6 +3,9 @@
 
 #include <torch/serialize.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/files.h"
+#include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
@@ -61,9 +65,54 @@ StateDict ReadState(torch::serialize::InputArchive& archive, const std::string& 
   return out;
 }
 
+// LibTorch's zip writer must never see a failed write: in 1.13 its
+// destructor writes the end of the archive again and throws out of the
+// unwinding, which terminates the process (a full disk killed graftd). So
+// graft writes the bytes itself, remembers the first error, and tells the
+// writer every write went through.
+class CheckpointFile {
+ public:
+  explicit CheckpointFile(const std::string& tmp) {
+    fd_ = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) error_ = errno;
+  }
+  ~CheckpointFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  size_t Write(const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    size_t done = 0;
+    while (error_ == 0 && done < n) {
+      const ssize_t w = ::write(fd_, p + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        error_ = w < 0 ? errno : ENOSPC;
+        break;
+      }
+      done += static_cast<size_t>(w);
+    }
+    return n;
+  }
+  // 0 or the errno of the first failure, fsync and close included.
+  int Finish() {
+    if (fd_ >= 0) {
+      if (error_ == 0 && ::fsync(fd_) != 0) error_ = errno;
+      if (::close(fd_) != 0 && error_ == 0) error_ = errno;
+      fd_ = -1;
+    }
+    return error_;
+  }
+
+ private:
+  int fd_ = -1;
+  int error_ = 0;
+};
+
 absl::Status SaveTrainerCheckpointUnchecked(const std::string& path, const TrainerCheckpoint& c,
                                             torch::optim::Optimizer& optimizer) {
-  return GuardInternal("saving checkpoint " + path, [&]() -> absl::Status {
+  const std::string tmp = path + ".tmp";
+  int error = 0;
+  RETURN_IF_ERROR(GuardInternal("saving checkpoint " + path, [&]() -> absl::Status {
     torch::serialize::OutputArchive archive;
     nlohmann::json meta = {{"stage", c.stage},
                            {"epoch", c.epoch},
@@ -81,13 +130,21 @@ absl::Status SaveTrainerCheckpointUnchecked(const std::string& path, const Train
     torch::serialize::OutputArchive optimizer_archive;
     optimizer.save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
-    const std::string tmp = path + ".tmp";
-    archive.save_to(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      return absl::UnavailableError(absl::StrCat("cannot rename checkpoint to ", path));
-    }
+    CheckpointFile file(tmp);
+    archive.save_to([&file](const void* data, size_t n) { return file.Write(data, n); });
+    error = file.Finish();
     return absl::OkStatus();
-  });
+  }));
+  if (error != 0) {
+    ::unlink(tmp.c_str());
+    return WriteError("checkpoint", path, error);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return WriteError("checkpoint", path, err);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -96,12 +153,9 @@ absl::Status SaveTrainerCheckpoint(const std::string& path, const TrainerCheckpo
                                    torch::optim::Optimizer& optimizer) {
   const absl::Status saved = SaveTrainerCheckpointUnchecked(path, c, optimizer);
   if (saved.ok()) return saved;
-  // LibTorch's writer reports a full disk as a generic write failure; the
-  // half-written temporary goes either way (the last checkpoint stays).
-  const bool full = DiskNearlyFull(path);
+  // Whatever failed, the half-written temporary goes (the last checkpoint stays).
   std::error_code ec;
   std::filesystem::remove(path + ".tmp", ec);
-  if (full) return WriteError("checkpoint", path, ENOSPC);
   return saved;
 }
 

@@ -60,8 +60,10 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& content
     }
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
+  const int synced = ::fsync(fd) == 0 ? 0 : errno;
+  const int closed = ::close(fd) == 0 ? 0 : errno;
+  if (synced != 0 || closed != 0) {
+    const int err = synced != 0 ? synced : closed;
     ::unlink(tmp.c_str());
     return WriteError("file", path, err);
   }

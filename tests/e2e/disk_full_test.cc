@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -95,6 +96,71 @@ TEST(DiskFull, UploadsFailNamingTheDiskNothingIsLostAndFreedSpaceWorksAgain) {
   auto again = c.UploadDataset(dir.Join("b"), "b");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->dataset().train_images() + again->dataset().val_images(), 50);
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+}
+
+TEST(DiskFull, ACheckpointThatDoesNotFitFailsTheJobNamingTheDiskAndFreedSpaceWorksAgain) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs as the data directory";
+  graft::testing::TempDir dir;
+  const std::string data = dir.Join("data");
+  TmpfsMount tmpfs(data, "32m");
+  ASSERT_TRUE(tmpfs.mounted()) << "mount tmpfs: " << std::strerror(errno);
+  NoiseDataset(dir.Join("n"), 6, 3);  // ~2.4 MB
+
+  graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
+  ASSERT_TRUE(graftd.Start()) << graftd.log();
+  client::ClientOptions admin;
+  admin.token = graftd.admin_token();
+  client::GraftClient c(graftd.address(), admin);
+  ASSERT_TRUE(c.UploadDataset(dir.Join("n"), "n").ok());
+
+  // A 512-unit head: 2.6 MB of weights, a checkpoint of ~10 MB (weights, best
+  // weights, Adam's two moments). With 24 MB of other data it does not fit.
+  {
+    std::ofstream filler(data + "/filler", std::ios::binary);
+    const std::string mib(1 << 20, 'x');
+    for (int i = 0; i < 24; ++i) filler << mib;
+    ASSERT_TRUE(filler.good());
+  }
+  v1::JobSpec spec;
+  spec.set_backbone("mobilenet_v2");
+  spec.set_dataset("n");
+  spec.set_input_size(64);
+  spec.set_batch_size(4);
+  spec.mutable_head()->add_hidden_units(512);
+  spec.add_stages()->set_epochs(2);
+  auto job = c.CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const absl::Status watched = c.WatchJob(job->id(), false, [](const v1::JobEvent&) { return true; });
+  ASSERT_TRUE(watched.ok()) << watched << core::ReadFile(graftd.log()).value_or("");
+  const v1::Job failed = *c.GetJob(job->id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(failed.error().find("no space left on the disk holding '" + data + "/checkpoints/"), std::string::npos)
+      << failed.error();
+  EXPECT_EQ(graft::testing::CountFiles(data + "/checkpoints"), 0) << "a half-written checkpoint stays";
+  EXPECT_EQ(graft::testing::CountFiles(data + "/models"), 0);
+  // graftd goes on serving; the dataset is whole.
+  auto dataset = c.GetDataset("n");
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ(dataset->train_images() + dataset->val_images(), 12);
+  v1::PredictRequest predict;
+  predict.set_backbone("mobilenet_v2");
+  predict.add_images()->set_encoded(core::ReadFile(graft::testing::SharedDir() + "/images/dog.jpg").value());
+  EXPECT_TRUE(c.Predict(predict).ok());
+
+  // Space freed: the same job trains, checkpoints, publishes and serves.
+  fs::remove(data + "/filler");
+  auto again = c.CreateJob(spec);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(c.WatchJob(again->id(), false, [](const v1::JobEvent&) { return true; }).ok());
+  const v1::Job done = *c.GetJob(again->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  v1::PredictRequest with_model;
+  with_model.add_models(done.model_id());
+  with_model.add_images()->set_encoded(predict.images(0).encoded());
+  auto answer = c.Predict(with_model);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->results(0).predictions(0).top_size(), 2);
   EXPECT_EQ(graftd.Stop(SIGTERM), 0);
 }
 
