@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev libarchive-dev libssl-dev zlib1g-dev libcpp-httplib-dev openssl libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev
   python3 python3-torch python3-torchvision python3-grpcio python3-numpy python3-pil
+  python3-sklearn chromium
 )
 
 # deploy/fuzz.sh and deploy/sanitize.sh add libFuzzer and the sanitizer

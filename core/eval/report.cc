@@ -1,0 +1,265 @@
+#include "core/eval/report.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/json.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+namespace {
+
+constexpr double kMinProbability = 1e-15;
+
+double F1(double precision, double recall) {
+  return precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+}
+
+// Per-class counts from a confusion matrix: precision, recall, F1, support.
+std::vector<ClassReport> ClassReports(const std::vector<int64_t>& confusion, const std::vector<std::string>& names) {
+  const size_t c = names.size();
+  std::vector<ClassReport> out(c);
+  for (size_t k = 0; k < c; ++k) {
+    out[k].name = names[k];
+    for (size_t j = 0; j < c; ++j) {
+      out[k].support += confusion[k * c + j];
+      out[k].predicted += confusion[j * c + k];
+    }
+    const double tp = static_cast<double>(confusion[k * c + k]);
+    out[k].precision = out[k].predicted > 0 ? tp / static_cast<double>(out[k].predicted) : 0;
+    out[k].recall = out[k].support > 0 ? tp / static_cast<double>(out[k].support) : 0;
+    out[k].f1 = F1(out[k].precision, out[k].recall);
+  }
+  return out;
+}
+
+double MacroF1Of(const std::vector<ClassReport>& classes) {
+  double sum = 0;
+  int present = 0;
+  for (const ClassReport& k : classes) {
+    if (k.support == 0 && k.predicted == 0) continue;
+    sum += k.f1;
+    ++present;
+  }
+  return present > 0 ? sum / present : 0;
+}
+
+}  // namespace
+
+double MacroF1(const torch::Tensor& predicted, const torch::Tensor& labels, int num_classes) {
+  const torch::Tensor p = predicted.to(torch::kCPU, torch::kLong).contiguous();
+  const torch::Tensor l = labels.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t* pp = p.data_ptr<int64_t>();
+  const int64_t* lp = l.data_ptr<int64_t>();
+  const size_t c = static_cast<size_t>(num_classes);
+  std::vector<int64_t> confusion(c * c, 0);
+  for (int64_t i = 0; i < l.numel(); ++i) {
+    if (lp[i] < 0 || lp[i] >= num_classes || pp[i] < 0 || pp[i] >= num_classes) continue;
+    ++confusion[static_cast<size_t>(lp[i]) * c + static_cast<size_t>(pp[i])];
+  }
+  return MacroF1Of(ClassReports(confusion, std::vector<std::string>(c)));
+}
+
+absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilities, const std::vector<int>& labels,
+                                               const std::vector<std::string>& files,
+                                               const std::vector<std::string>& class_names,
+                                               const ReportOptions& options) {
+  const int64_t c = static_cast<int64_t>(class_names.size());
+  if (probabilities.dim() != 2 || probabilities.size(1) != c || c == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("probabilities must be [images, ", c, "], got ", probabilities.dim(), " dimensions"));
+  }
+  const int64_t n = probabilities.size(0);
+  if (static_cast<int64_t>(labels.size()) != n || static_cast<int64_t>(files.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat(n, " rows of probabilities but ", labels.size(), " labels and ",
+                                                   files.size(), " file names"));
+  }
+  if (n == 0) return absl::InvalidArgumentError("no images to evaluate");
+  for (int label : labels) {
+    if (label < 0 || label >= c) return absl::InvalidArgumentError(absl::StrCat("label ", label, " is not a class"));
+  }
+  const torch::Tensor p = probabilities.to(torch::kCPU, torch::kDouble).contiguous();
+  const double* rows = p.data_ptr<double>();
+  const int top = static_cast<int>(std::min<int64_t>(5, c));
+  const int bins = std::max(1, options.bins);
+
+  EvaluationReport r;
+  r.images = n;
+  r.confusion.assign(static_cast<size_t>(c * c), 0);
+  r.reliability.resize(static_cast<size_t>(bins));
+  for (int b = 0; b < bins; ++b) {
+    r.reliability[b].lower = static_cast<double>(b) / bins;
+    r.reliability[b].upper = static_cast<double>(b + 1) / bins;
+  }
+  std::vector<double> bin_confidence(bins, 0), bin_correct(bins, 0);
+  std::vector<HardExample> examples;
+  examples.reserve(static_cast<size_t>(n));
+  double correct = 0, top_correct = 0, loss = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double* row = rows + i * c;
+    const int truth = labels[static_cast<size_t>(i)];
+    int best = 0;
+    for (int64_t k = 1; k < c; ++k) {
+      if (row[k] > row[best]) best = static_cast<int>(k);
+    }
+    // Rank of the true class: how many classes score strictly higher (ties
+    // go to the lower index, as argmax and top-k do).
+    int64_t above = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      if (row[k] > row[truth] || (row[k] == row[truth] && k < truth)) ++above;
+    }
+    const bool right = best == truth;
+    correct += right;
+    top_correct += above < top;
+    const double p_true = std::clamp(row[truth], kMinProbability, 1.0);
+    const double example_loss = -std::log(p_true);
+    loss += example_loss;
+    ++r.confusion[static_cast<size_t>(truth * c + best)];
+    const double confidence = row[best];
+    int b = static_cast<int>(std::ceil(confidence * bins)) - 1;
+    b = std::clamp(b, 0, bins - 1);
+    ++r.reliability[b].count;
+    bin_confidence[b] += confidence;
+    bin_correct[b] += right;
+    examples.push_back({files[static_cast<size_t>(i)], truth, best, row[best], row[truth], example_loss});
+  }
+  r.accuracy = correct / n;
+  r.top5_accuracy = top_correct / n;
+  r.log_loss = loss / n;
+  for (int b = 0; b < bins; ++b) {
+    ReliabilityBin& bin = r.reliability[b];
+    if (bin.count == 0) continue;
+    bin.confidence = bin_confidence[b] / bin.count;
+    bin.accuracy = bin_correct[b] / bin.count;
+    r.expected_calibration_error += std::abs(bin.accuracy - bin.confidence) * bin.count / n;
+  }
+  r.classes = ClassReports(r.confusion, class_names);
+  r.macro_f1 = MacroF1Of(r.classes);
+  for (const ClassReport& k : r.classes) r.weighted_f1 += k.f1 * static_cast<double>(k.support) / n;
+  for (int64_t t = 0; t < c; ++t) {
+    for (int64_t q = 0; q < c; ++q) {
+      const int64_t count = r.confusion[static_cast<size_t>(t * c + q)];
+      if (t != q && count > 0) r.most_confused.push_back({static_cast<int>(t), static_cast<int>(q), count});
+    }
+  }
+  std::stable_sort(r.most_confused.begin(), r.most_confused.end(),
+                   [](const ConfusedPair& a, const ConfusedPair& b) { return a.count > b.count; });
+  if (r.most_confused.size() > static_cast<size_t>(std::max(0, options.confused_pairs))) {
+    r.most_confused.resize(static_cast<size_t>(std::max(0, options.confused_pairs)));
+  }
+  const size_t hardest = std::min(examples.size(), static_cast<size_t>(std::max(0, options.hardest)));
+  std::partial_sort(examples.begin(), examples.begin() + static_cast<long>(hardest), examples.end(),
+                    [](const HardExample& a, const HardExample& b) {
+                      return a.loss != b.loss ? a.loss > b.loss : a.file < b.file;
+                    });
+  examples.resize(hardest);
+  r.highest_loss = std::move(examples);
+  return r;
+}
+
+nlohmann::json EvaluationReportToJson(const EvaluationReport& r) {
+  nlohmann::json classes = nlohmann::json::array();
+  for (const ClassReport& k : r.classes) {
+    classes.push_back({{"name", k.name},
+                       {"precision", k.precision},
+                       {"recall", k.recall},
+                       {"f1", k.f1},
+                       {"support", k.support},
+                       {"predicted", k.predicted}});
+  }
+  nlohmann::json confused = nlohmann::json::array();
+  for (const ConfusedPair& p : r.most_confused) confused.push_back({p.true_class, p.predicted_class, p.count});
+  nlohmann::json bins = nlohmann::json::array();
+  for (const ReliabilityBin& b : r.reliability) {
+    bins.push_back({{"lower", b.lower}, {"upper", b.upper}, {"count", b.count}, {"confidence", b.confidence},
+                    {"accuracy", b.accuracy}});
+  }
+  nlohmann::json hard = nlohmann::json::array();
+  for (const HardExample& e : r.highest_loss) {
+    hard.push_back({{"file", e.file},
+                    {"true_class", e.true_class},
+                    {"predicted_class", e.predicted_class},
+                    {"predicted_probability", e.predicted_probability},
+                    {"true_probability", e.true_probability},
+                    {"loss", e.loss}});
+  }
+  return {{"model", r.model},
+          {"dataset", r.dataset},
+          {"split", r.split},
+          {"images", r.images},
+          {"accuracy", r.accuracy},
+          {"top5_accuracy", r.top5_accuracy},
+          {"log_loss", r.log_loss},
+          {"macro_f1", r.macro_f1},
+          {"weighted_f1", r.weighted_f1},
+          {"expected_calibration_error", r.expected_calibration_error},
+          {"classes", classes},
+          {"confusion", r.confusion},
+          {"most_confused", confused},
+          {"reliability", bins},
+          {"highest_loss", hard},
+          {"computed_at", r.computed_at},
+          {"seconds", r.seconds}};
+}
+
+absl::StatusOr<EvaluationReport> EvaluationReportFromJson(const nlohmann::json& j) {
+  return GuardExceptions(absl::StatusCode::kDataLoss, "reading an evaluation report",
+                         [&]() -> absl::StatusOr<EvaluationReport> {
+                           EvaluationReport r;
+                           r.model = j.at("model").get<std::string>();
+                           r.dataset = j.at("dataset").get<std::string>();
+                           r.split = j.at("split").get<std::string>();
+                           r.images = JsonInt<int64_t>(j.at("images"));
+                           r.accuracy = j.at("accuracy").get<double>();
+                           r.top5_accuracy = j.at("top5_accuracy").get<double>();
+                           r.log_loss = j.at("log_loss").get<double>();
+                           r.macro_f1 = j.at("macro_f1").get<double>();
+                           r.weighted_f1 = j.at("weighted_f1").get<double>();
+                           r.expected_calibration_error = j.at("expected_calibration_error").get<double>();
+                           for (const auto& k : j.at("classes")) {
+                             r.classes.push_back({k.at("name").get<std::string>(), k.at("precision").get<double>(),
+                                                  k.at("recall").get<double>(), k.at("f1").get<double>(),
+                                                  JsonInt<int64_t>(k.at("support")),
+                                                  JsonInt<int64_t>(k.at("predicted"))});
+                           }
+                           for (const auto& v : j.at("confusion")) r.confusion.push_back(JsonInt<int64_t>(v));
+                           const size_t c = r.classes.size();
+                           if (r.confusion.size() != c * c) {
+                             return absl::DataLossError("the confusion matrix does not match the classes");
+                           }
+                           for (const auto& p : j.at("most_confused")) {
+                             const int t = JsonInt<int>(p.at(0)), q = JsonInt<int>(p.at(1));
+                             if (t < 0 || q < 0 || static_cast<size_t>(t) >= c || static_cast<size_t>(q) >= c) {
+                               return absl::DataLossError("a confused pair names no class");
+                             }
+                             r.most_confused.push_back({t, q, JsonInt<int64_t>(p.at(2))});
+                           }
+                           for (const auto& b : j.at("reliability")) {
+                             r.reliability.push_back({b.at("lower").get<double>(), b.at("upper").get<double>(),
+                                                      JsonInt<int64_t>(b.at("count")),
+                                                      b.at("confidence").get<double>(),
+                                                      b.at("accuracy").get<double>()});
+                           }
+                           for (const auto& e : j.at("highest_loss")) {
+                             HardExample h{e.at("file").get<std::string>(), JsonInt<int>(e.at("true_class")),
+                                           JsonInt<int>(e.at("predicted_class")),
+                                           e.at("predicted_probability").get<double>(),
+                                           e.at("true_probability").get<double>(), e.at("loss").get<double>()};
+                             if (h.true_class < 0 || h.predicted_class < 0 || static_cast<size_t>(h.true_class) >= c ||
+                                 static_cast<size_t>(h.predicted_class) >= c) {
+                               return absl::DataLossError("a highest-loss image names no class");
+                             }
+                             r.highest_loss.push_back(std::move(h));
+                           }
+                           r.computed_at = j.value("computed_at", 0.0);
+                           r.seconds = j.value("seconds", 0.0);
+                           return r;
+                         });
+}
+
+}  // namespace graft::core
