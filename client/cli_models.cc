@@ -1,6 +1,9 @@
-// graft models [show ID | rm ID] | export MODEL -o FILE
+// graft models [show ID | rm ID] | export MODEL -o FILE | evaluate MODEL --dataset D [--split S]
 
+#include <algorithm>
 #include <iomanip>
+#include <iostream>
+#include <sstream>
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +34,55 @@ absl::Status List(GraftClient& client, const Globals& g, std::ostream& out) {
   return absl::OkStatus();
 }
 
+std::string Fixed(double v, int digits = 4) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+void PrintReport(const v1::EvaluationReport& r, std::ostream& out) {
+  const int c = r.classes_size();
+  auto name = [&r](int k) { return k >= 0 && k < r.classes_size() ? r.classes(k).name() : std::to_string(k); };
+  out << "evaluated on " << r.images() << " images of " << r.dataset() << " (" << r.split() << ")"
+      << " in " << Fixed(r.seconds(), 1) << " s\n"
+      << "  accuracy " << Fixed(r.accuracy()) << "   top-5 " << Fixed(r.top5_accuracy()) << "   log loss "
+      << Fixed(r.log_loss()) << "\n"
+      << "  macro F1 " << Fixed(r.macro_f1()) << "   weighted F1 " << Fixed(r.weighted_f1())
+      << "   calibration error (ECE) " << Fixed(r.expected_calibration_error()) << "\n\n";
+  size_t width = 5;
+  for (const auto& k : r.classes()) width = std::max(width, std::min<size_t>(k.name().size(), 24));
+  width += 2;
+  out << std::left << std::setw(static_cast<int>(width)) << "CLASS" << std::setw(11) << "PRECISION" << std::setw(9)
+      << "RECALL" << std::setw(9) << "F1" << "SUPPORT\n";
+  for (const auto& k : r.classes()) {
+    out << std::left << std::setw(static_cast<int>(width)) << k.name().substr(0, 24) << std::setw(11) << Fixed(k.precision())
+        << std::setw(9) << Fixed(k.recall()) << std::setw(9) << Fixed(k.f1()) << k.support() << "\n";
+  }
+  if (c > 0 && c <= 20 && r.confusion_size() == c * c) {
+    out << "\nconfusion (rows: true class, columns: predicted, in the order above)\n";
+    for (int t = 0; t < c; ++t) {
+      out << std::left << std::setw(static_cast<int>(width)) << name(t).substr(0, 24);
+      for (int q = 0; q < c; ++q) out << std::right << std::setw(7) << r.confusion(t * c + q);
+      out << "\n";
+    }
+  } else if (c > 20) {
+    out << "\nconfusion: " << c << " x " << c << " (--json has it)\n";
+  }
+  if (r.most_confused_size() > 0) {
+    out << "\nmost confused (true -> predicted: images)\n";
+    for (const auto& p : r.most_confused()) {
+      out << "  " << name(p.true_class()) << " -> " << name(p.predicted_class()) << ": " << p.count() << "\n";
+    }
+  }
+  if (r.highest_loss_size() > 0) {
+    out << "\nhighest loss\n";
+    for (const auto& e : r.highest_loss()) {
+      out << "  " << e.file() << "  true " << name(e.true_class()) << " (" << Fixed(e.true_probability(), 3)
+          << "), predicted " << name(e.predicted_class()) << " (" << Fixed(e.predicted_probability(), 3) << ")\n";
+    }
+  }
+}
+
 void PrintModel(const v1::Model& m, std::ostream& out) {
   out << "id:       " << m.id() << "\n"
       << "job:      " << m.job_id() << "\n"
@@ -42,6 +94,10 @@ void PrintModel(const v1::Model& m, std::ostream& out) {
       << "best:     " << EpochRow(m.best_metrics()) << "\n"
       << "final:    " << EpochRow(m.final_metrics()) << "\n"
       << "created:  " << Timestamp(m.created_at().seconds()) << "\n";
+  if (m.has_report()) {
+    out << "\n";
+    PrintReport(m.report(), out);
+  }
 }
 
 }  // namespace
@@ -65,6 +121,33 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
       if (auto s = c.DeleteModel(*rm_id); !s.ok()) return s;
       out << "deleted model " << *rm_id << "\n";
       return absl::OkStatus();
+    };
+  });
+  struct EvaluateArgs {
+    std::string model, dataset, split = "val";
+  };
+  auto ev = std::make_shared<EvaluateArgs>();
+  auto* evaluate = app.add_subcommand("evaluate", "a model's report on a stored dataset (or its val or train part)");
+  evaluate->add_option("model", ev->model, "model id")->required();
+  evaluate->add_option("--dataset,-d", ev->dataset, "dataset id or name")->required();
+  evaluate->add_option("--split", ev->split, "val (default), train or all")->check(CLI::IsMember({"val", "train", "all"}));
+  evaluate->callback([&g, &out, action, ev]() {
+    *action = [&g, &out, ev](GraftClient& c) -> absl::Status {
+      v1::EvaluateRequest request;
+      request.set_model(ev->model);
+      request.set_dataset(ev->dataset);
+      request.set_split(ev->split == "train" ? v1::DATASET_SPLIT_TRAIN
+                        : ev->split == "all" ? v1::DATASET_SPLIT_ALL
+                                             : v1::DATASET_SPLIT_VAL);
+      const bool tty = StderrIsTty() && !g.json;
+      auto report = c.Evaluate(request, [tty](const v1::EvaluateProgress& p) {
+        if (tty && p.images_total() > 0) {
+          std::cerr << "\r" << Bar(static_cast<double>(p.images_done()) / p.images_total(), 30) << " "
+                    << p.images_done() << "/" << p.images_total() << std::flush;
+        }
+      });
+      if (tty) std::cerr << "\n";
+      return Show(report, g, out, PrintReport);
     };
   });
   auto model = std::make_shared<std::string>();

@@ -303,6 +303,27 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
   return out;
 }
 
+absl::StatusOr<v1::EvaluationReport> GraftClient::Evaluate(
+    const v1::EvaluateRequest& request, const std::function<void(const v1::EvaluateProgress&)>& progress) {
+  grpc::ClientContext ctx;
+  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
+  auto reader = models_->Evaluate(&ctx, request);
+  v1::EvaluateProgress p;
+  v1::EvaluationReport report;
+  bool got = false;
+  while (reader->Read(&p)) {
+    if (progress) progress(p);
+    if (p.has_report()) {
+      report = p.report();
+      got = true;
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return FromGrpc(s, target_);
+  if (!got) return absl::InternalError("graftd ended the evaluation without a report");
+  return report;
+}
+
 }  // namespace graft::client
 
 namespace graft::client {

@@ -75,6 +75,10 @@ class GraftClient {
   absl::Status DeleteModel(const std::string& id);
   // The model as one safetensors file's bytes.
   absl::StatusOr<std::string> ExportModel(const std::string& id);
+  // Runs the model over a stored dataset; `progress` sees each progress
+  // message (images done of total); returns the report.
+  absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
+                                                const std::function<void(const v1::EvaluateProgress&)>& progress = {});
 
   // Tokens (admin), and who the token is (any role).
   absl::StatusOr<v1::CreateTokenResponse> CreateToken(const std::string& name, v1::Role role);

@@ -257,6 +257,55 @@ void ToProto(const core::ModelInfo& m, v1::Model* out) {
   SetTime(m.created_at, out->mutable_created_at());
   out->set_bytes(m.bytes);
   for (const auto& b : m.trained_blocks) out->add_trained_blocks(b);
+  if (m.report) ToProto(*m.report, out->mutable_report());
+}
+
+void ToProto(const core::EvaluationReport& r, v1::EvaluationReport* out) {
+  out->set_model(r.model);
+  out->set_dataset(r.dataset);
+  out->set_split(r.split);
+  out->set_images(r.images);
+  out->set_accuracy(r.accuracy);
+  out->set_top5_accuracy(r.top5_accuracy);
+  out->set_log_loss(r.log_loss);
+  out->set_macro_f1(r.macro_f1);
+  out->set_weighted_f1(r.weighted_f1);
+  out->set_expected_calibration_error(r.expected_calibration_error);
+  for (const core::ClassReport& k : r.classes) {
+    v1::ClassReport* c = out->add_classes();
+    c->set_name(k.name);
+    c->set_precision(k.precision);
+    c->set_recall(k.recall);
+    c->set_f1(k.f1);
+    c->set_support(k.support);
+    c->set_predicted(k.predicted);
+  }
+  for (int64_t v : r.confusion) out->add_confusion(v);
+  for (const core::ConfusedPair& p : r.most_confused) {
+    v1::ConfusedPair* c = out->add_most_confused();
+    c->set_true_class(p.true_class);
+    c->set_predicted_class(p.predicted_class);
+    c->set_count(p.count);
+  }
+  for (const core::ReliabilityBin& b : r.reliability) {
+    v1::ReliabilityBin* c = out->add_reliability();
+    c->set_lower(b.lower);
+    c->set_upper(b.upper);
+    c->set_count(b.count);
+    c->set_confidence(b.confidence);
+    c->set_accuracy(b.accuracy);
+  }
+  for (const core::HardExample& e : r.highest_loss) {
+    v1::HardExample* c = out->add_highest_loss();
+    c->set_file(e.file);
+    c->set_true_class(e.true_class);
+    c->set_predicted_class(e.predicted_class);
+    c->set_predicted_probability(e.predicted_probability);
+    c->set_true_probability(e.true_probability);
+    c->set_loss(e.loss);
+  }
+  SetTime(r.computed_at, out->mutable_computed_at());
+  out->set_seconds(r.seconds);
 }
 
 }  // namespace graft::server

@@ -19,6 +19,7 @@ void ToProto(const core::JobRecord& in, v1::Job* out);
 void ToProto(const core::JobEvent& in, v1::JobEvent* out);
 void ToProto(const core::DatasetInfo& in, v1::Dataset* out);
 void ToProto(const core::ModelInfo& in, v1::Model* out);
+void ToProto(const core::EvaluationReport& in, v1::EvaluationReport* out);
 v1::JobState ToProto(core::JobState state);
 absl::StatusOr<std::optional<core::JobState>> FromProto(v1::JobState state);
 

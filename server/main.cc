@@ -45,6 +45,7 @@ ABSL_FLAG(int64_t, max_decode_bytes, 2LL << 30,
           "for room, then is refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_archive_entries, 2'000'000, "Most entries in one dataset upload (archive or folder).");
 ABSL_FLAG(int, max_concurrent_uploads, 4, "Dataset uploads in progress at once.");
+ABSL_FLAG(int, max_concurrent_evaluations, 2, "Evaluate calls running at once (each runs a model over a stored dataset).");
 ABSL_FLAG(int, max_queued_jobs_per_principal, 4, "Queued jobs one principal may hold; CreateJob answers RESOURCE_EXHAUSTED past it.");
 ABSL_FLAG(int64_t, max_job_memory_bytes, 8LL << 30,
           "A job's estimated memory (trainable weights, gradients, optimizer state, activations at its batch and input "
@@ -139,6 +140,7 @@ int main(int argc, char** argv) {
   options.max_decode_bytes = absl::GetFlag(FLAGS_max_decode_bytes);
   options.max_archive_entries = absl::GetFlag(FLAGS_max_archive_entries);
   options.max_concurrent_uploads = absl::GetFlag(FLAGS_max_concurrent_uploads);
+  options.max_concurrent_evaluations = absl::GetFlag(FLAGS_max_concurrent_evaluations);
   options.max_queued_jobs_per_principal = absl::GetFlag(FLAGS_max_queued_jobs_per_principal);
   options.max_watch_streams_per_principal = absl::GetFlag(FLAGS_max_watch_streams_per_principal);
   options.max_job_memory_bytes = absl::GetFlag(FLAGS_max_job_memory_bytes);

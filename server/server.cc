@@ -193,7 +193,17 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->metrics_->SetDatasets(static_cast<double>(s->datasets_->List().size()));
   s->metrics_->SetModels(static_cast<double>(s->models_->size()));
 
+  core::PredictorOptions predictor_options;
+  predictor_options.limits.max_pixels = options.max_image_pixels;
+  predictor_options.limits.budget = s->decode_budget_.get();
+  predictor_options.batching.max_batch_size = options.max_batch_size;
+  predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
+  predictor_options.decode_on = decode_on.at(options.decode_on);
+  predictor_options.batching.mixed_precision = options.mixed_precision;
+  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
+
   core::RunnerOptions runner_options;
+  runner_options.predictor = s->predictor_.get();
   runner_options.max_concurrent_jobs = options.max_concurrent_jobs;
   runner_options.max_queued_jobs = options.max_queued_jobs;
   runner_options.max_queued_jobs_per_principal = options.max_queued_jobs_per_principal;
@@ -206,15 +216,6 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
   s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,
                                                  s->metrics_.get());
-
-  core::PredictorOptions predictor_options;
-  predictor_options.limits.max_pixels = options.max_image_pixels;
-  predictor_options.limits.budget = s->decode_budget_.get();
-  predictor_options.batching.max_batch_size = options.max_batch_size;
-  predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
-  predictor_options.decode_on = decode_on.at(options.decode_on);
-  predictor_options.batching.mixed_precision = options.mixed_precision;
-  s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 
   s->services_ = std::make_unique<Services>();
   BackboneHooks hooks;
@@ -246,7 +247,8 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth, options.max_concurrent_uploads);
   s->services_->training =
       std::make_unique<TrainingService>(*s->runner_, auth, options.max_watch_streams_per_principal);
-  s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_, auth);
+  s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_, auth, s->predictor_.get(),
+                                                         s->datasets_.get(), options.max_concurrent_evaluations);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();

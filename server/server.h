@@ -64,6 +64,7 @@ struct ServerOptions {
   int64_t max_decode_bytes = 2LL << 30;       // image decodes in flight, uploads and serving together
   int64_t max_archive_entries = 2'000'000;
   int max_concurrent_uploads = 4;
+  int max_concurrent_evaluations = 2;  // Evaluate streams at once
   int max_queued_jobs_per_principal = 4;
   int64_t max_job_memory_bytes = 8LL << 30;  // a job's estimated cost at CreateJob
   int max_watch_streams_per_principal = 16;
@@ -106,8 +107,8 @@ class GraftServer {
   std::unique_ptr<core::DatasetStore> datasets_;
   std::unique_ptr<core::JobStore> jobs_;
   std::unique_ptr<core::ModelStore> models_;
+  std::unique_ptr<core::Predictor> predictor_;  // before runner_: jobs evaluate through it
   std::unique_ptr<core::JobRunner> runner_;
-  std::unique_ptr<core::Predictor> predictor_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

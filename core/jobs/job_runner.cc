@@ -8,6 +8,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "core/eval/evaluator.h"
 #include "core/train/early_stopping.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
@@ -415,7 +416,32 @@ void JobRunner::Execute(const std::string& id) {
   info.created_at = NowSeconds();
   info.trained_blocks = trained->trained_blocks;
   info.first_trained_block = trained->first_trained_block;
-  auto published = models_.Publish(info, trained->weights);
+  auto prepared = models_.Prepare(info, trained->weights);
+  if (!prepared.ok()) return fail(JobState::kFailed, absl::StrCat("loading the model: ", prepared.status().message()));
+  if (options_.predictor != nullptr) {
+    DatasetPass pass;
+    pass.model = *prepared;
+    for (const DatasetImage& image : input.images) {
+      if (image.split == Split::kVal) pass.images.push_back(image);
+    }
+    for (const auto& c : dataset->classes) pass.dataset_classes.push_back(c.name);
+    auto report = EvaluateModel(*options_.predictor, pass, dataset->name, "val", {},
+                                [&token]() { return token->cancelled(); });
+    if (report.ok()) {
+      info.report = std::move(*report);
+    } else if (token->cancelled()) {
+      bool user;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        user = user_cancelled_.count(id) > 0;
+        if (stopping_ && !user) return;  // resumes after the last epoch and evaluates then
+      }
+      return fail(JobState::kCancelled, "cancelled while evaluating the model");
+    } else {
+      ABSL_LOG(ERROR) << "job " << id << ": the model is published without its report: " << report.status().message();
+    }
+  }
+  auto published = models_.Publish(info, trained->weights, *prepared);
   if (!published.ok()) return fail(JobState::kFailed, absl::StrCat("publishing the model: ", published.status().message()));
   if (observer_) observer_->OnModelsChanged(models_.size());
   // Recorded before the checkpoint goes: a restart in between finds the model

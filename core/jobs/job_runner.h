@@ -20,6 +20,8 @@
 
 namespace graft::core {
 
+class Predictor;
+
 // Hooks for metrics; called on runner threads.
 class JobObserver {
  public:
@@ -41,6 +43,10 @@ struct RunnerOptions {
   std::string feature_spill_dir;             // beyond it; empty: recompute instead
   bool feature_cache_fp16 = true;
   bool mixed_precision = true;  // CUDA only (TrainInput::mixed_precision)
+  // Evaluates each trained model on its job's validation split through the
+  // serving path before publishing it (the report stored with the model).
+  // Null: no report.
+  const Predictor* predictor = nullptr;
 };
 
 // Runs fine-tuning jobs: a bounded queue, `max_concurrent_jobs` workers,

@@ -31,6 +31,7 @@ std::string ModelInfoToJson(const ModelInfo& m) {
                       {"bytes", m.bytes},
                       {"trained_blocks", m.trained_blocks},
                       {"first_trained_block", m.first_trained_block}};
+  if (m.report) j["report"] = EvaluationReportToJson(*m.report);
   return j.dump();
 }
 
@@ -57,6 +58,13 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
     m.bytes = JsonInt(j, "bytes", int64_t{0});
     m.trained_blocks = j.value("trained_blocks", std::vector<std::string>{});
     m.first_trained_block = JsonInt<int>(j.at("first_trained_block"));
+    if (const auto it = j.find("report"); it != j.end()) {
+      ASSIGN_OR_RETURN(EvaluationReport report, EvaluationReportFromJson(*it));
+      if (report.classes.size() != m.class_names.size()) {
+        return absl::DataLossError("the report's classes are not the model's");
+      }
+      m.report = std::move(report);
+    }
     return m;
   });
 }
@@ -165,10 +173,27 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ModelStore::Load(const ModelInfo& 
   });
 }
 
-absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& weights) {
+absl::StatusOr<std::shared_ptr<const ServingModel>> ModelStore::Prepare(const ModelInfo& info,
+                                                                        const StateDict& weights) {
+  ASSIGN_OR_RETURN(auto model, Load(info, weights));
+  return std::shared_ptr<const ServingModel>(std::move(model));
+}
+
+absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& weights,
+                                              std::shared_ptr<const ServingModel> prepared) {
   ASSIGN_OR_RETURN(const std::string bytes, SerializeSafetensors(weights));
   info.bytes = static_cast<int64_t>(bytes.size());
-  ASSIGN_OR_RETURN(auto model, Load(info, weights));
+  std::shared_ptr<ServingModel> model;
+  if (prepared != nullptr) {
+    // The prepared model's modules, with the final metadata (bytes, report).
+    model = std::make_shared<ServingModel>();
+    model->info_ = info;
+    model->backbone_ = prepared->backbone_;
+    model->own_ = prepared->own_;
+    model->head_ = prepared->head_;
+  } else {
+    ASSIGN_OR_RETURN(model, Load(info, weights));
+  }
   const fs::path tmp = fs::path(root_) / (info.id + ".tmp");
   const fs::path dir = fs::path(root_) / info.id;
   // A failed publish (a full disk, most often) keeps nothing of the model.

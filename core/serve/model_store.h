@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "core/train/job_spec.h"
 #include "core/train/trainer.h"
 #include "core/util/sqlite.h"
+#include "core/eval/report.h"
 #include "core/zoo/zoo.h"
 
 namespace graft::core {
@@ -30,6 +32,9 @@ struct ModelInfo {
   int64_t bytes = 0;
   std::vector<std::string> trained_blocks;
   int first_trained_block = 0;
+  // Made at the end of the job on its validation split (absent for models
+  // published before graft made reports).
+  std::optional<EvaluationReport> report;
 };
 
 // A published model ready to serve: the shared resident backbone for blocks
@@ -62,8 +67,13 @@ class ModelStore {
  public:
   static absl::StatusOr<std::unique_ptr<ModelStore>> Open(Database& db, const std::string& root, const Zoo& zoo);
 
+  // A servable model from its metadata and weights, not yet published (what
+  // a job evaluates before it publishes).
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Prepare(const ModelInfo& info, const StateDict& weights);
   // Writes the model's files atomically, records it and makes it servable.
-  absl::StatusOr<ModelInfo> Publish(ModelInfo info, const StateDict& weights);
+  // `prepared`: what Prepare made of the same info and weights (else loaded here).
+  absl::StatusOr<ModelInfo> Publish(ModelInfo info, const StateDict& weights,
+                                    std::shared_ptr<const ServingModel> prepared = nullptr);
   std::vector<ModelInfo> List();
   absl::StatusOr<std::shared_ptr<const ServingModel>> Get(const std::string& id);
   absl::Status Delete(const std::string& id);

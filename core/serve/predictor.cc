@@ -209,6 +209,24 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   return result;
 }
 
+absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<const ServingModel>& model,
+                                                       const std::vector<ImageInput>& inputs,
+                                                       const CancelledFn& cancelled) const {
+  UseOneComputeThreadHere();  // the batcher thread runs the forward passes
+  Timing timing;
+  const std::shared_ptr<ResidentBackbone> backbone = model->backbone();
+  const int k = model->first_block();
+  ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
+                                                     /*classify=*/false, timing, cancelled));
+  const int n = static_cast<int>(backbone->module->blocks().size());
+  return GuardInternal("model " + model->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
+    c10::InferenceMode guard;
+    const torch::Tensor& at_k = trunk.at.at(k);
+    const torch::Tensor logits = model->Forward(k == n ? BackboneImpl::Pool(at_k) : at_k);
+    return torch::softmax(logits.to(torch::kCPU).to(torch::kFloat32), 1).contiguous();
+  });
+}
+
 absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std::vector<ImageInput>& inputs,
                                              const std::string& block, const CancelledFn& cancelled) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes

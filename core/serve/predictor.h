@@ -94,6 +94,12 @@ class Predictor {
                                                    const std::vector<ImageInput>& inputs,
                                                    std::optional<int> top_k,
                                                    const CancelledFn& cancelled = {}) const;
+  // Class probabilities ([N, classes] float32 on CPU) of one model, computed
+  // as Predict computes them (same batcher, same preprocessing); the model
+  // need not be published yet (a job's report is made before it is).
+  absl::StatusOr<torch::Tensor> Probabilities(const std::shared_ptr<const ServingModel>& model,
+                                              const std::vector<ImageInput>& inputs,
+                                              const CancelledFn& cancelled = {}) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,

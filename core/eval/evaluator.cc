@@ -1,0 +1,109 @@
+#include "core/eval/evaluator.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/util/files.h"
+#include "core/util/ids.h"
+#include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+
+absl::StatusOr<std::vector<int>> ModelLabels(const ServingModel& model, const std::vector<std::string>& dataset_classes,
+                                             const std::vector<DatasetImage>& images) {
+  std::map<std::string, int> index;
+  const auto& names = model.info().class_names;
+  for (size_t i = 0; i < names.size(); ++i) index.emplace(names[i], static_cast<int>(i));
+  std::vector<int> mapped(dataset_classes.size(), -1);
+  for (size_t k = 0; k < dataset_classes.size(); ++k) {
+    if (auto it = index.find(dataset_classes[k]); it != index.end()) mapped[k] = it->second;
+  }
+  std::vector<int> out;
+  std::vector<std::string> unknown;
+  out.reserve(images.size());
+  for (const DatasetImage& image : images) {
+    const int label = image.label;
+    if (label < 0 || static_cast<size_t>(label) >= mapped.size()) {
+      return absl::DataLossError(absl::StrCat("image '", image.path, "' has label ", label, " outside its dataset"));
+    }
+    if (mapped[label] < 0) {
+      if (std::find(unknown.begin(), unknown.end(), dataset_classes[label]) == unknown.end()) {
+        unknown.push_back(dataset_classes[label]);
+      }
+      continue;
+    }
+    out.push_back(mapped[label]);
+  }
+  if (!unknown.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("the dataset has images of classes model ", model.info().id,
+                                                   " does not predict: ", absl::StrJoin(unknown, ", "),
+                                                   " (its classes: ", absl::StrJoin(names, ", "), ")"));
+  }
+  return out;
+}
+
+absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass, const ChunkFn& on_chunk,
+                            const PassProgressFn& progress, const CancelledFn& cancelled) {
+  const int64_t total = static_cast<int64_t>(pass.images.size());
+  const size_t chunk = static_cast<size_t>(std::max(1, pass.chunk));
+  for (size_t start = 0; start < pass.images.size(); start += chunk) {
+    if (cancelled && cancelled()) return absl::CancelledError("cancelled by the client");
+    const size_t end = std::min(pass.images.size(), start + chunk);
+    std::vector<ImageInput> inputs;
+    std::vector<const DatasetImage*> images;
+    for (size_t i = start; i < end; ++i) {
+      auto bytes = ReadFile(pass.images[i].blob_path);
+      if (!bytes.ok()) {
+        return absl::DataLossError(absl::StrCat("stored image '", pass.images[i].path, "': ", bytes.status().message()));
+      }
+      inputs.push_back({std::move(*bytes), {}});
+      images.push_back(&pass.images[i]);
+    }
+    auto probs = predictor.Probabilities(pass.model, inputs, cancelled);
+    if (!probs.ok()) {
+      // Name the image when it was one image's fault (the Predictor says "image i: ...").
+      return absl::Status(probs.status().code(),
+                          absl::StrCat("images ", start, "..", end - 1, " (from '", pass.images[start].path,
+                                       "'): ", probs.status().message()));
+    }
+    RETURN_IF_ERROR(on_chunk(images, *probs));
+    if (progress) progress(static_cast<int64_t>(end), total);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const DatasetPass& pass,
+                                               const std::string& dataset, const std::string& split,
+                                               const PassProgressFn& progress, const CancelledFn& cancelled) {
+  const auto start = std::chrono::steady_clock::now();
+  if (pass.images.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset, "' has no ", split, " images"));
+  }
+  ASSIGN_OR_RETURN(const std::vector<int> labels, ModelLabels(*pass.model, pass.dataset_classes, pass.images));
+  std::vector<torch::Tensor> parts;
+  std::vector<std::string> files;
+  files.reserve(pass.images.size());
+  RETURN_IF_ERROR(RunDatasetPass(
+      predictor, pass,
+      [&](const std::vector<const DatasetImage*>& images, const torch::Tensor& probs) {
+        parts.push_back(probs);
+        for (const DatasetImage* image : images) files.push_back(image->path);
+        return absl::OkStatus();
+      },
+      progress, cancelled));
+  ASSIGN_OR_RETURN(EvaluationReport report,
+                   ComputeReport(torch::cat(parts), labels, files, pass.model->info().class_names));
+  report.model = pass.model->info().id;
+  report.dataset = dataset;
+  report.split = split;
+  report.computed_at = NowSeconds();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace graft::core

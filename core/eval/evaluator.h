@@ -1,0 +1,48 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "core/data/dataset.h"
+#include "core/eval/report.h"
+#include "core/serve/predictor.h"
+
+namespace graft::core {
+
+// A model over a stored dataset's images, in chunks through the Predictor
+// (the same batcher and preprocessing as Predict).
+struct DatasetPass {
+  std::shared_ptr<const ServingModel> model;
+  std::vector<DatasetImage> images;         // the part to run, in order
+  std::vector<std::string> dataset_classes; // the dataset's label -> class name
+  int chunk = 32;                           // images per Predictor call
+};
+
+// Called after each chunk: images done, images in all.
+using PassProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+// Each chunk's probabilities ([n, model classes]) with its images, in order.
+using ChunkFn = std::function<absl::Status(const std::vector<const DatasetImage*>& images, const torch::Tensor& probs)>;
+
+// Runs the pass; CANCELLED once `cancelled` says so (checked per chunk).
+absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass, const ChunkFn& on_chunk,
+                            const PassProgressFn& progress = {}, const CancelledFn& cancelled = {});
+
+// The dataset's labels as the model's class indices; INVALID_ARGUMENT naming
+// the dataset classes the model does not have (only for classes with images
+// in `images`).
+absl::StatusOr<std::vector<int>> ModelLabels(const ServingModel& model, const std::vector<std::string>& dataset_classes,
+                                             const std::vector<DatasetImage>& images);
+
+// The evaluation report of `pass` (dataset and split name the report).
+absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const DatasetPass& pass,
+                                               const std::string& dataset, const std::string& split,
+                                               const PassProgressFn& progress = {},
+                                               const CancelledFn& cancelled = {});
+
+}  // namespace graft::core
