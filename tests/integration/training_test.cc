@@ -153,6 +153,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
 
   // Predict(model) over the validation images agrees with the reported accuracy.
   int correct = 0, total = 0;
+  std::vector<int64_t> served_confusion(4, 0);
   for (const std::string cls : {"ants", "bees"}) {
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(Hymenoptera() + "/val/" + cls)) files.push_back(f.path().string());
@@ -171,6 +172,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
       ASSERT_TRUE(p.ok()) << p.status();
       for (const auto& pred : p->results(0).predictions()) {
         correct += pred.top(0).label() == cls;
+        ++served_confusion[(cls == "bees" ? 2 : 0) + pred.top(0).index()];
         ++total;
       }
     }
@@ -179,6 +181,72 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   const double served = static_cast<double>(correct) / total;
   EXPECT_NEAR(served, model->best_metrics().val_accuracy(), 1.5 / total)
       << "served " << correct << "/" << total << " vs reported " << model->best_metrics().val_accuracy();
+
+  // The report made at the job's end went through the serving path: its
+  // confusion matrix is what Predict said image by image.
+  ASSERT_TRUE(model->has_report());
+  const v1::EvaluationReport& report = model->report();
+  EXPECT_EQ(report.model(), done.model_id());
+  EXPECT_EQ(report.dataset(), "hym-tgz");
+  EXPECT_EQ(report.split(), "val");
+  EXPECT_EQ(report.images(), total);
+  EXPECT_EQ(std::vector<int64_t>(report.confusion().begin(), report.confusion().end()), served_confusion);
+  EXPECT_DOUBLE_EQ(report.accuracy(), served);
+  ASSERT_EQ(report.classes_size(), 2);
+  EXPECT_EQ(report.classes(1).name(), "bees");
+  EXPECT_EQ(report.classes(0).support() + report.classes(1).support(), total);
+  EXPECT_EQ(report.reliability_size(), 15);
+  EXPECT_EQ(report.highest_loss_size(), 16);
+  EXPECT_NE(report.highest_loss(0).file().find("val/"), std::string::npos) << report.highest_loss(0).file();
+  auto listed = client_->ListModels();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_FALSE(listed->models(0).has_report()) << "listings leave the report out";
+
+  // Evaluate on the same images (the folder upload of them) gives the same
+  // figures, with progress as it goes; the train part is the train images.
+  v1::EvaluateRequest evaluate;
+  evaluate.set_model(done.model_id());
+  evaluate.set_dataset("hym-folder");
+  int64_t last_done = 0;
+  bool monotonic = true;
+  auto again = client_->Evaluate(evaluate, [&](const v1::EvaluateProgress& p) {
+    monotonic &= p.images_done() >= last_done && p.images_total() == total;
+    last_done = p.images_done();
+  });
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(monotonic);
+  EXPECT_EQ(last_done, total);
+  EXPECT_EQ(std::vector<int64_t>(again->confusion().begin(), again->confusion().end()), served_confusion);
+  EXPECT_DOUBLE_EQ(again->accuracy(), report.accuracy());
+  EXPECT_NEAR(again->log_loss(), report.log_loss(), 1e-9);
+  EXPECT_NEAR(again->macro_f1(), report.macro_f1(), 1e-12);
+  EXPECT_NEAR(again->expected_calibration_error(), report.expected_calibration_error(), 1e-9);
+  EXPECT_NEAR(again->highest_loss(0).loss(), report.highest_loss(0).loss(), 1e-9);
+  evaluate.set_split(v1::DATASET_SPLIT_TRAIN);
+  auto on_train = client_->Evaluate(evaluate);
+  ASSERT_TRUE(on_train.ok()) << on_train.status();
+  EXPECT_EQ(on_train->images(), d.train_images());
+  EXPECT_EQ(on_train->split(), "train");
+  EXPECT_GT(on_train->accuracy(), 0.8);
+  // What cannot be evaluated says why.
+  evaluate.set_dataset("no-such-dataset");
+  EXPECT_EQ(client_->Evaluate(evaluate).status().code(), absl::StatusCode::kNotFound);
+  const std::string colours = dir_.Join("colours");
+  for (const std::string cls : {"ants", "red"}) {
+    fs::create_directories(colours + "/" + cls);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(core::WriteFileAtomic(colours + "/" + cls + "/" + std::to_string(i) + ".png",
+                                        graft::testing::EncodeImage("png", 32 + i, 32, 200, 20 * i, 0))
+                      .ok());
+    }
+  }
+  ASSERT_TRUE(client_->UploadDataset(colours, "colours").ok());
+  evaluate.set_dataset("colours");
+  evaluate.set_split(v1::DATASET_SPLIT_ALL);
+  const auto unknown = client_->Evaluate(evaluate);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("does not predict: red (its classes: ants, bees)"), std::string::npos)
+      << unknown.status();
 
   // ExportModel: one safetensors file with torchvision names. Reloaded into a
   // fresh graft MobileNetV2 and into torchvision, it predicts what Predict does.
