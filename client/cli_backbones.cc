@@ -1,7 +1,9 @@
 // graft backbones | backbone | predict | embed | health
 
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
+#include <iostream>
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
@@ -84,10 +86,81 @@ struct PredictOptions {
   int top_k = 0;
   std::string block;
   std::vector<std::string> images;
+  std::string dataset, split = "val", output;
 };
 
+// graft predict --model M --dataset D [-o FILE.csv|.jsonl]: every image's
+// top-k, written as it streams (to a temporary renamed at the end).
+absl::Status PredictDataset(GraftClient& client, const PredictOptions& o, std::ostream& out) {
+  if (o.models.size() != 1 || !o.backbone.empty() || !o.images.empty()) {
+    return absl::InvalidArgumentError("--dataset takes exactly one --model and no image files");
+  }
+  const bool jsonl = o.output.size() >= 6 && o.output.compare(o.output.size() - 6, 6, ".jsonl") == 0;
+  const bool csv = o.output.size() >= 4 && o.output.compare(o.output.size() - 4, 4, ".csv") == 0;
+  if (!o.output.empty() && !jsonl && !csv) return absl::InvalidArgumentError("-o must end in .csv or .jsonl");
+  v1::PredictDatasetRequest request;
+  request.set_model(o.models[0]);
+  request.set_dataset(o.dataset);
+  request.set_split(o.split == "train" ? v1::DATASET_SPLIT_TRAIN
+                    : o.split == "all" ? v1::DATASET_SPLIT_ALL
+                                       : v1::DATASET_SPLIT_VAL);
+  if (o.top_k != 0) request.set_top_k(o.top_k);
+  const std::string tmp = o.output + ".part";
+  std::ofstream file;
+  if (!o.output.empty()) {
+    file.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return absl::UnavailableError(absl::StrCat("cannot write '", tmp, "'"));
+  }
+  std::ostream& sink = o.output.empty() ? out : file;
+  bool header = false;
+  int64_t rows = 0, right = 0;
+  const bool tty = StderrIsTty() && !o.output.empty();
+  absl::Status s = client.PredictDataset(request, [&](const v1::PredictDatasetResponse& batch) {
+    for (const v1::DatasetPrediction& p : batch.predictions()) {
+      if (jsonl) {
+        sink << ToJsonLine(p) << "\n";
+      } else {
+        if (!header) {
+          sink << "file,true_label,true_index";
+          for (int j = 1; j <= p.top_size(); ++j) sink << ",label_" << j << ",probability_" << j;
+          sink << "\n";
+          header = true;
+        }
+        sink << CsvField(p.file()) << "," << CsvField(p.true_label()) << "," << p.true_index();
+        for (const auto& c : p.top()) sink << "," << CsvField(c.label()) << "," << c.probability();
+        sink << "\n";
+      }
+      ++rows;
+      right += p.top_size() > 0 && p.top(0).index() == p.true_index();
+    }
+    if (tty && batch.images_total() > 0) {
+      std::cerr << "\r" << Bar(static_cast<double>(batch.images_done()) / batch.images_total(), 30) << " "
+                << batch.images_done() << "/" << batch.images_total() << std::flush;
+    }
+    return static_cast<bool>(sink);
+  });
+  if (tty) std::cerr << "\n";
+  if (!o.output.empty()) {
+    file.close();
+    if (s.ok() && !file) s = absl::UnavailableError(absl::StrCat("writing '", tmp, "' failed"));
+    std::error_code ec;
+    if (s.ok()) {
+      std::filesystem::rename(tmp, o.output, ec);
+      if (ec) s = absl::UnavailableError(absl::StrCat("cannot rename '", tmp, "' to '", o.output, "': ", ec.message()));
+    }
+    if (!s.ok()) std::filesystem::remove(tmp, ec);
+  }
+  if (!s.ok()) return s;
+  if (!o.output.empty()) {
+    out << "wrote " << rows << " predictions to " << o.output << " (top-1 right on " << right << ")\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Predict(GraftClient& client, const Globals& g, const PredictOptions& o, std::ostream& out) {
+  if (!o.dataset.empty()) return PredictDataset(client, o, out);
   if (o.backbone.empty() == o.models.empty()) return absl::InvalidArgumentError("give --backbone or --model");
+  if (o.images.empty()) return absl::InvalidArgumentError("give image files (or --dataset)");
   v1::PredictRequest request;
   request.set_backbone(o.backbone);
   for (const auto& m : o.models) request.add_models(m);
@@ -266,7 +339,12 @@ void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Act
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   predict->add_option("--top_k,-k", po->top_k, "classes per image (default 5, or fewer classes)");
-  predict->add_option("images", po->images, "image files")->required()->check(CLI::ExistingFile);
+  predict->add_option("images", po->images, "image files")->check(CLI::ExistingFile);
+  predict->add_option("--dataset,-d", po->dataset,
+                      "instead of image files: every image of a stored dataset (one --model), streamed");
+  predict->add_option("--split", po->split, "with --dataset: val (default), train or all")
+      ->check(CLI::IsMember({"val", "train", "all"}));
+  predict->add_option("--output,-o", po->output, "with --dataset: FILE.csv or FILE.jsonl (default: CSV on stdout)");
   predict->callback([&g, &out, action, po]() {
     *action = [&g, &out, po](GraftClient& c) { return Predict(c, g, *po, out); };
   });

@@ -18,6 +18,22 @@ std::string ToJson(const google::protobuf::Message& m) {
   return s;
 }
 
+std::string ToJsonLine(const google::protobuf::Message& m) {
+  std::string s;
+  (void)google::protobuf::util::MessageToJsonString(m, &s, google::protobuf::util::JsonPrintOptions());
+  return s;
+}
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 std::string HumanBytes(int64_t bytes) {
   if (bytes <= 0) return "-";
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -25,6 +25,10 @@ struct Globals {
 
 // One JSON document with the proto JSON mapping's field names.
 std::string ToJson(const google::protobuf::Message& m);
+// The same on one line (JSON Lines).
+std::string ToJsonLine(const google::protobuf::Message& m);
+// One CSV field (RFC 4180: quoted when it holds a comma, quote or line break).
+std::string CsvField(const std::string& s);
 std::string HumanBytes(int64_t bytes);
 std::string HumanDuration(double seconds);
 std::string Timestamp(int64_t seconds);

@@ -303,6 +303,26 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
   return out;
 }
 
+absl::Status GraftClient::PredictDataset(const v1::PredictDatasetRequest& request,
+                                         const std::function<bool(const v1::PredictDatasetResponse&)>& on_batch) {
+  grpc::ClientContext ctx;
+  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
+  auto reader = models_->PredictDataset(&ctx, request);
+  v1::PredictDatasetResponse batch;
+  bool stopped = false;
+  while (reader->Read(&batch)) {
+    if (!on_batch(batch)) {
+      stopped = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (stopped) return absl::CancelledError("stopped by the caller");
+  if (!s.ok()) return FromGrpc(s, target_);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::EvaluationReport> GraftClient::Evaluate(
     const v1::EvaluateRequest& request, const std::function<void(const v1::EvaluateProgress&)>& progress) {
   grpc::ClientContext ctx;

@@ -77,6 +77,10 @@ class GraftClient {
   absl::StatusOr<std::string> ExportModel(const std::string& id);
   // Runs the model over a stored dataset; `progress` sees each progress
   // message (images done of total); returns the report.
+  // Streams a model's predictions over a stored dataset; `on_batch` sees each
+  // message in order (false: stop and cancel the call).
+  absl::Status PredictDataset(const v1::PredictDatasetRequest& request,
+                              const std::function<bool(const v1::PredictDatasetResponse&)>& on_batch);
   absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
                                                 const std::function<void(const v1::EvaluateProgress&)>& progress = {});
 

@@ -1,5 +1,7 @@
 #include "server/models_service.h"
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "core/eval/evaluator.h"
 #include "core/util/status_macros.h"
@@ -74,57 +76,120 @@ grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::
   return grpc::Status::OK;
 }
 
+// One Evaluate or PredictDataset at a time per slot of --max_concurrent_evaluations.
+class ModelsService::PassSlot {
+ public:
+  explicit PassSlot(ModelsService& s) : s_(s), held_(s.passes_.fetch_add(1) < s.max_passes_) {}
+  ~PassSlot() { s_.passes_.fetch_sub(1); }
+  absl::Status status() const {
+    if (held_) return absl::OkStatus();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        s_.max_passes_, " evaluations or dataset predictions are running, the most at once "
+                        "(--max_concurrent_evaluations); retry when one ends"));
+  }
+
+ private:
+  ModelsService& s_;
+  bool held_;
+};
+
+absl::StatusOr<ModelsService::Pass> ModelsService::PreparePass(const core::Principal& who, const std::string& model_ref,
+                                                               const std::string& dataset_ref, v1::DatasetSplit split) {
+  if (predictor_ == nullptr || datasets_ == nullptr) return absl::UnimplementedError("no dataset passes here");
+  if (!v1::DatasetSplit_IsValid(split)) {
+    return absl::InvalidArgumentError(absl::StrCat("split ", split, " is not one of val, train, all"));
+  }
+  Pass pass;
+  ASSIGN_OR_RETURN(pass.run.model, store_.Get(model_ref));
+  RETURN_IF_ERROR(CheckOwner(who, pass.run.model->info().owner, absl::StrCat("model '", model_ref, "'")));
+  ASSIGN_OR_RETURN(pass.dataset, datasets_->Resolve(dataset_ref, who.name, who.admin()));
+  RETURN_IF_ERROR(CheckOwner(who, pass.dataset.owner, absl::StrCat("dataset '", dataset_ref, "'")));
+  ASSIGN_OR_RETURN(const std::vector<core::DatasetImage> images, datasets_->Images(pass.dataset.id));
+  pass.split = split == v1::DATASET_SPLIT_TRAIN ? "train" : split == v1::DATASET_SPLIT_ALL ? "all" : "val";
+  for (const core::DatasetImage& image : images) {
+    if (pass.split == "all" || (pass.split == "val") == (image.split == core::Split::kVal)) {
+      pass.run.images.push_back(image);
+    }
+  }
+  for (const auto& c : pass.dataset.classes) pass.run.dataset_classes.push_back(c.name);
+  return pass;
+}
+
 grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::EvaluateRequest* request,
                                      grpc::ServerWriter<v1::EvaluateProgress>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "Evaluate");
-  if (predictor_ == nullptr || datasets_ == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no evaluator");
-  if (evaluations_.fetch_add(1) >= max_evaluations_) {
-    evaluations_.fetch_sub(1);
-    return ToGrpcStatus(absl::ResourceExhaustedError(
-        absl::StrCat(max_evaluations_, " evaluations are running, the most at once (--max_concurrent_evaluations); retry "
-                                       "when one ends")));
-  }
-  const absl::Status s = RunEvaluation(who, context, *request, writer);
-  evaluations_.fetch_sub(1);
-  return ToGrpcStatus(s);
+  PassSlot slot(*this);
+  if (!slot.status().ok()) return ToGrpcStatus(slot.status());
+  return ToGrpcStatus([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Pass pass, PreparePass(who, request->model(), request->dataset(), request->split()));
+    bool gone = false;
+    auto progress = [&](int64_t done, int64_t total) {
+      v1::EvaluateProgress p;
+      p.set_images_done(done);
+      p.set_images_total(total);
+      if (!writer->Write(p)) gone = true;
+    };
+    ASSIGN_OR_RETURN(const core::EvaluationReport report,
+                     core::EvaluateModel(*predictor_, pass.run, pass.dataset.name, pass.split, progress,
+                                         [&]() { return gone || context->IsCancelled(); }));
+    v1::EvaluateProgress last;
+    last.set_images_done(report.images);
+    last.set_images_total(report.images);
+    ToProto(report, last.mutable_report());
+    if (!writer->Write(last)) return absl::CancelledError("the client went away");
+    return absl::OkStatus();
+  }());
 }
 
-absl::Status ModelsService::RunEvaluation(const core::Principal& who, grpc::ServerContext* context,
-                                          const v1::EvaluateRequest& request,
-                                          grpc::ServerWriter<v1::EvaluateProgress>* writer) {
-  ASSIGN_OR_RETURN(auto model, store_.Get(request.model()));
-  RETURN_IF_ERROR(CheckOwner(who, model->info().owner, absl::StrCat("model '", request.model(), "'")));
-  ASSIGN_OR_RETURN(const core::DatasetInfo dataset, datasets_->Resolve(request.dataset(), who.name, who.admin()));
-  RETURN_IF_ERROR(CheckOwner(who, dataset.owner, absl::StrCat("dataset '", request.dataset(), "'")));
-  ASSIGN_OR_RETURN(const std::vector<core::DatasetImage> images, datasets_->Images(dataset.id));
-  std::string split = "val";
-  if (request.split() == v1::DATASET_SPLIT_TRAIN) split = "train";
-  if (request.split() == v1::DATASET_SPLIT_ALL) split = "all";
-  if (!v1::DatasetSplit_IsValid(request.split())) {
-    return absl::InvalidArgumentError(absl::StrCat("split ", request.split(), " is not one of val, train, all"));
-  }
-  core::DatasetPass pass;
-  pass.model = model;
-  for (const core::DatasetImage& image : images) {
-    if (split == "all" || (split == "val") == (image.split == core::Split::kVal)) pass.images.push_back(image);
-  }
-  for (const auto& c : dataset.classes) pass.dataset_classes.push_back(c.name);
-  bool gone = false;
-  auto progress = [&](int64_t done, int64_t total) {
-    v1::EvaluateProgress p;
-    p.set_images_done(done);
-    p.set_images_total(total);
-    if (!writer->Write(p)) gone = true;
-  };
-  ASSIGN_OR_RETURN(const core::EvaluationReport report,
-                   core::EvaluateModel(*predictor_, pass, dataset.name, split, progress,
-                                       [&]() { return gone || context->IsCancelled(); }));
-  v1::EvaluateProgress last;
-  last.set_images_done(report.images);
-  last.set_images_total(report.images);
-  ToProto(report, last.mutable_report());
-  if (!writer->Write(last)) return absl::CancelledError("the client went away");
-  return absl::OkStatus();
+grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v1::PredictDatasetRequest* request,
+                                           grpc::ServerWriter<v1::PredictDatasetResponse>* writer) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "PredictDataset");
+  PassSlot slot(*this);
+  if (!slot.status().ok()) return ToGrpcStatus(slot.status());
+  return ToGrpcStatus([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Pass pass, PreparePass(who, request->model(), request->dataset(), request->split()));
+    const auto& names = pass.run.model->info().class_names;
+    ASSIGN_OR_RETURN(const int k, core::ResolveTopK(request->has_top_k() ? std::optional<int>(request->top_k())
+                                                                          : std::nullopt,
+                                                    static_cast<int64_t>(names.size())));
+    if (pass.run.images.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("dataset '", pass.dataset.name, "' has no ", pass.split, " images"));
+    }
+    std::map<std::string, int> index;
+    for (size_t i = 0; i < names.size(); ++i) index.emplace(names[i], static_cast<int>(i));
+    const int64_t total = static_cast<int64_t>(pass.run.images.size());
+    int64_t done = 0;
+    bool gone = false;
+    RETURN_IF_ERROR(core::RunDatasetPass(
+        *predictor_, pass.run,
+        [&](const std::vector<const core::DatasetImage*>& images, const torch::Tensor& probs) -> absl::Status {
+          const auto top = core::TopKOfProbabilities(probs, k, names);
+          v1::PredictDatasetResponse response;
+          for (size_t i = 0; i < images.size(); ++i) {
+            v1::DatasetPrediction* p = response.add_predictions();
+            p->set_file(images[i]->path);
+            const std::string& label = pass.run.dataset_classes.at(static_cast<size_t>(images[i]->label));
+            p->set_true_label(label);
+            const auto it = index.find(label);
+            p->set_true_index(it == index.end() ? -1 : it->second);
+            for (const core::ClassScore& c : top[i]) {
+              v1::ClassScore* out = p->add_top();
+              out->set_index(c.index);
+              out->set_label(c.label);
+              out->set_probability(c.probability);
+            }
+          }
+          done += static_cast<int64_t>(images.size());
+          response.set_images_done(done);
+          response.set_images_total(total);
+          if (!writer->Write(response)) gone = true;
+          return absl::OkStatus();
+        },
+        {}, [&]() { return gone || context->IsCancelled(); }));
+    if (gone) return absl::CancelledError("the client went away");
+    return absl::OkStatus();
+  }());
 }
 
 }  // namespace graft::server

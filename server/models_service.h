@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "core/data/dataset_store.h"
+#include "core/eval/evaluator.h"
 #include "core/serve/model_store.h"
 #include "core/serve/predictor.h"
 #include "graft/v1/models.grpc.pb.h"
@@ -22,7 +23,7 @@ class ModelsService final : public v1::Models::Service {
         auth_(auth),
         predictor_(predictor),
         datasets_(datasets),
-        max_evaluations_(max_concurrent_evaluations) {}
+        max_passes_(max_concurrent_evaluations) {}
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*, v1::ListModelsResponse*) override;
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*, v1::Model*) override;
@@ -31,18 +32,27 @@ class ModelsService final : public v1::Models::Service {
                            grpc::ServerWriter<v1::ExportModelChunk>*) override;
   grpc::Status Evaluate(grpc::ServerContext*, const v1::EvaluateRequest*,
                         grpc::ServerWriter<v1::EvaluateProgress>*) override;
+  grpc::Status PredictDataset(grpc::ServerContext*, const v1::PredictDatasetRequest*,
+                              grpc::ServerWriter<v1::PredictDatasetResponse>*) override;
 
  private:
-  absl::Status RunEvaluation(const core::Principal& who, grpc::ServerContext* context, const v1::EvaluateRequest& request,
-                             grpc::ServerWriter<v1::EvaluateProgress>* writer);
+  class PassSlot;
+  struct Pass {
+    core::DatasetPass run;
+    core::DatasetInfo dataset;
+    std::string split;  // val, train or all
+  };
+  // The model and the dataset part, each checked against `who`.
+  absl::StatusOr<Pass> PreparePass(const core::Principal& who, const std::string& model_ref,
+                                   const std::string& dataset_ref, v1::DatasetSplit split);
 
   core::ModelStore& store_;
   Metrics& metrics_;
   const Auth& auth_;
   const core::Predictor* predictor_;
   core::DatasetStore* datasets_;
-  const int max_evaluations_;
-  std::atomic<int> evaluations_{0};
+  const int max_passes_;
+  std::atomic<int> passes_{0};  // Evaluate and PredictDataset calls running
 };
 
 // Whether `who` may use a model `owner` made to predict or read its metadata:

@@ -38,6 +38,12 @@ absl::Status CheckTensor(const torch::Tensor& t, size_t index, const Preprocessi
   return absl::OkStatus();
 }
 
+std::vector<std::vector<ClassScore>> TopK(const torch::Tensor& logits, int k, const std::vector<std::string>& labels) {
+  return TopKOfProbabilities(torch::softmax(logits.to(torch::kCPU).to(torch::kFloat32), 1), k, labels);
+}
+
+}  // namespace
+
 absl::StatusOr<int> ResolveTopK(std::optional<int> top_k, int64_t classes) {
   const int k = top_k.value_or(static_cast<int>(std::min<int64_t>(kDefaultTopK, classes)));
   if (k <= 0 || k > classes) {
@@ -46,8 +52,8 @@ absl::StatusOr<int> ResolveTopK(std::optional<int> top_k, int64_t classes) {
   return k;
 }
 
-std::vector<std::vector<ClassScore>> TopK(const torch::Tensor& logits, int k, const std::vector<std::string>& labels) {
-  const torch::Tensor probs = torch::softmax(logits.to(torch::kCPU).to(torch::kFloat32), 1);
+std::vector<std::vector<ClassScore>> TopKOfProbabilities(const torch::Tensor& probs, int k,
+                                                         const std::vector<std::string>& labels) {
   const auto [values, indices] = probs.topk(k, 1);
   std::vector<std::vector<ClassScore>> out;
   for (int64_t i = 0; i < values.size(0); ++i) {
@@ -61,8 +67,6 @@ std::vector<std::vector<ClassScore>> TopK(const torch::Tensor& logits, int k, co
   }
   return out;
 }
-
-}  // namespace
 
 absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, const std::vector<ImageInput>& inputs,
                                                     bool defer, Timing& timing) const {

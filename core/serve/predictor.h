@@ -75,6 +75,13 @@ struct PredictorOptions {
   int64_t max_images = 256;   // per request
 };
 
+// top_k unset: 5, or the number of classes when fewer; INVALID_ARGUMENT
+// outside [1, classes].
+absl::StatusOr<int> ResolveTopK(std::optional<int> top_k, int64_t classes);
+// The k best classes of each row of `probs` ([N, C] on CPU), best first.
+std::vector<std::vector<ClassScore>> TopKOfProbabilities(const torch::Tensor& probs, int k,
+                                                         const std::vector<std::string>& labels);
+
 // Polled while a request waits; true once its caller has gone.
 using CancelledFn = std::function<bool()>;
 

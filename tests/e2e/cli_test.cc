@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/util/files.h"
 #include "tests/testing/graftd_process.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
@@ -187,6 +189,39 @@ TEST_F(CliTest, UploadTrainWatchPredictExport) {
   const CmdResult predict = Graft("predict -m " + model + " " + data + "/val/bees/10870992_eebeeb3a12.jpg");
   ASSERT_EQ(predict.exit_code, 0) << predict.out;
   EXPECT_NE(predict.out.find("   1  bees"), std::string::npos) << predict.out;
+  // The report: at the job's end (models show) and on demand (evaluate).
+  const CmdResult show = Graft("models show " + model);
+  ASSERT_EQ(show.exit_code, 0) << show.out;
+  EXPECT_NE(show.out.find("evaluated on 153 images of hym (val)"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("CLASS  PRECISION  RECALL   F1       SUPPORT\nants"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("confusion (rows: true class, columns: predicted"), std::string::npos) << show.out;
+  const CmdResult evaluated = Graft("evaluate " + model + " --dataset hym --split train");
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.out;
+  EXPECT_NE(evaluated.out.find("evaluated on 244 images of hym (train)"), std::string::npos) << evaluated.out;
+  const auto report = nlohmann::json::parse(Graft("--json evaluate " + model + " -d hym").out);
+  EXPECT_EQ(report["images"], "153");  // int64 is a string in proto JSON
+  EXPECT_EQ(report["classes"].size(), 2u);
+  EXPECT_EQ(report["confusion"].size(), 4u);
+  // Batch prediction to CSV and JSON Lines: one row per image, in dataset order.
+  const std::string csv = dir_.Join("val.csv"), jsonl = dir_.Join("val.jsonl");
+  const CmdResult to_csv = Graft("predict -m " + model + " --dataset hym -o " + csv);
+  ASSERT_EQ(to_csv.exit_code, 0) << to_csv.out;
+  EXPECT_NE(to_csv.out.find("wrote 153 predictions to " + csv), std::string::npos) << to_csv.out;
+  const std::string rows = core::ReadFile(csv).value();
+  EXPECT_EQ(rows.rfind("file,true_label,true_index,label_1,probability_1,label_2,probability_2\nval/ants/", 0), 0u)
+      << rows.substr(0, 200);
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 154);
+  ASSERT_EQ(Graft("predict -m " + model + " --dataset hym --split all -k 1 -o " + jsonl).exit_code, 0);
+  const std::string lines = core::ReadFile(jsonl).value();
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 153 + 244);
+  const auto first = nlohmann::json::parse(lines.substr(0, lines.find('\n')));
+  EXPECT_EQ(first["trueLabel"], "ants");
+  EXPECT_EQ(first["top"].size(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(jsonl + ".part"));
+  const CmdResult no_model = Graft("predict --dataset hym -o " + csv);
+  EXPECT_EQ(no_model.exit_code, 1);
+  EXPECT_NE(no_model.out.find("--dataset takes exactly one --model"), std::string::npos) << no_model.out;
+
   const std::string file = dir_.Join("model.safetensors");
   const CmdResult exported = Graft("export " + model + " -o " + file);
   ASSERT_EQ(exported.exit_code, 0) << exported.out;

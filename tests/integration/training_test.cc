@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "client/client.h"
@@ -154,6 +155,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   // Predict(model) over the validation images agrees with the reported accuracy.
   int correct = 0, total = 0;
   std::vector<int64_t> served_confusion(4, 0);
+  std::map<std::string, v1::ClassScore> served_top1;  // by file name
   for (const std::string cls : {"ants", "bees"}) {
     std::vector<std::string> files;
     for (const auto& f : fs::directory_iterator(Hymenoptera() + "/val/" + cls)) files.push_back(f.path().string());
@@ -162,15 +164,17 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
       v1::PredictRequest r;
       r.add_models(done.model_id());
       r.set_top_k(1);
-      std::vector<std::string> batch;
+      std::vector<std::string> batch_files;
       for (size_t i = b; i < std::min(files.size(), b + 16); ++i) {
         const std::string bytes = core::ReadFile(files[i]).value();
         if (bytes.rfind("GIF", 0) == 0) continue;  // rejected at upload
         r.add_images()->set_encoded(bytes);
+        batch_files.push_back(files[i]);
       }
       auto p = client_->Predict(r);
       ASSERT_TRUE(p.ok()) << p.status();
       for (const auto& pred : p->results(0).predictions()) {
+        served_top1[fs::path(batch_files[static_cast<size_t>(pred.image_index())]).filename().string()] = pred.top(0);
         correct += pred.top(0).label() == cls;
         ++served_confusion[(cls == "bees" ? 2 : 0) + pred.top(0).index()];
         ++total;
@@ -228,6 +232,30 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   EXPECT_EQ(on_train->images(), d.train_images());
   EXPECT_EQ(on_train->split(), "train");
   EXPECT_GT(on_train->accuracy(), 0.8);
+  // PredictDataset over the same images agrees with Predict image by image.
+  v1::PredictDatasetRequest listing;
+  listing.set_model(done.model_id());
+  listing.set_dataset("hym-folder");
+  int rows = 0;
+  ASSERT_TRUE(client_->PredictDataset(listing, [&](const v1::PredictDatasetResponse& r) -> bool {
+    for (const auto& p : r.predictions()) {
+      ++rows;
+      const std::string name = fs::path(p.file()).filename().string();
+      EXPECT_EQ(p.file().rfind("val/" + p.true_label() + "/", 0), 0u) << p.file();
+      EXPECT_EQ(p.true_index(), p.true_label() == "bees" ? 1 : 0);
+      EXPECT_EQ(p.top_size(), 2);
+      if (p.top_size() == 0 || !served_top1.count(name)) {
+        ADD_FAILURE() << "no prediction, or no Predict answer, for " << name;
+        continue;
+      }
+      EXPECT_EQ(p.top(0).index(), served_top1[name].index()) << name;
+      EXPECT_NEAR(p.top(0).probability(), served_top1[name].probability(), 1e-5) << name;
+    }
+    EXPECT_EQ(r.images_total(), total);
+    return true;
+  }).ok());
+  EXPECT_EQ(rows, total);
+
   // What cannot be evaluated says why.
   evaluate.set_dataset("no-such-dataset");
   EXPECT_EQ(client_->Evaluate(evaluate).status().code(), absl::StatusCode::kNotFound);
