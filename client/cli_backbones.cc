@@ -334,7 +334,7 @@ void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Act
   auto po = std::make_shared<PredictOptions>();
   auto* predict = app.add_subcommand("predict", "classify images with a pretrained backbone or fine-tuned models");
   predict->add_option("--backbone,-b", po->backbone, "backbone name or alias (its ImageNet head)");
-  predict->add_option("--model,-m", po->models, "model id (repeat for several models of one backbone)")
+  predict->add_option("--model,-m", po->models, "model id, NAME, NAME:VERSION or NAME@ALIAS (repeat for several models of one backbone)")
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);

@@ -15,7 +15,7 @@ namespace graft::client {
 namespace {
 
 struct TrainOptions {
-  std::string spec_file, backbone, dataset, name;
+  std::string spec_file, backbone, dataset, name, model_name;
   int epochs = 0;
   std::string train = "head", optimizer = "adam", schedule = "constant";
   double lr = 0, momentum = 0, weight_decay = 0, gamma = 0.1;
@@ -55,6 +55,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   if (!o.backbone.empty()) spec.set_backbone(o.backbone);
   if (!o.dataset.empty()) spec.set_dataset(o.dataset);
   if (!o.name.empty()) spec.set_name(o.name);
+  if (!o.model_name.empty()) spec.set_model_name(o.model_name);
   if (!o.spec_file.empty() && o.epochs == 0) return spec;  // the file says it all
   auto* stage = spec.add_stages();
   stage->set_epochs(o.epochs == 0 ? 10 : o.epochs);
@@ -193,6 +194,8 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
   train->add_option("--backbone,-b", o->backbone, "backbone name or alias");
   train->add_option("--dataset,-d", o->dataset, "dataset id or name");
   train->add_option("--name", o->name, "a label for listings");
+  train->add_option("--model_name", o->model_name,
+                    "publish the model as the next version of this name (then NAME, NAME:VERSION, NAME@ALIAS)");
   train->add_option("--epochs,-e", o->epochs, "epochs of the first stage (default 10)");
   train->add_option("--train", o->train, "what the first stage trains: head, top:N or all")->capture_default_str();
   train->add_option("--optimizer", o->optimizer, "sgd, adam, adamw or rmsprop")

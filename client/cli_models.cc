@@ -22,12 +22,14 @@ absl::Status List(GraftClient& client, const Globals& g, std::ostream& out) {
     out << ToJson(*r) << "\n";
     return absl::OkStatus();
   }
-  out << std::left << std::setw(20) << "ID" << std::setw(15) << "BACKBONE" << std::setw(9) << "CLASSES" << std::setw(9)
-      << "VAL_ACC" << std::setw(11) << "SIZE" << std::setw(18) << "JOB" << "CREATED\n";
+  out << std::left << std::setw(20) << "ID" << std::setw(20) << "NAME" << std::setw(15) << "BACKBONE" << std::setw(9)
+      << "CLASSES" << std::setw(9) << "VAL_ACC" << std::setw(11) << "SIZE" << std::setw(18) << "JOB" << "CREATED\n";
   for (const auto& m : r->models()) {
     std::ostringstream acc;
     acc << std::fixed << std::setprecision(4) << m.best_metrics().val_accuracy();
-    out << std::left << std::setw(20) << m.id() << std::setw(15) << m.backbone() << std::setw(9) << m.class_names_size()
+    const std::string name = m.name().empty() ? "-" : absl::StrCat(m.name(), ":", m.version());
+    out << std::left << std::setw(20) << m.id() << std::setw(20) << name << std::setw(15) << m.backbone() << std::setw(9)
+        << m.class_names_size()
         << std::setw(9) << acc.str() << std::setw(11) << HumanBytes(m.bytes()) << std::setw(18) << m.job_id()
         << Timestamp(m.created_at().seconds()) << "\n";
   }
@@ -84,8 +86,12 @@ void PrintReport(const v1::EvaluationReport& r, std::ostream& out) {
 }
 
 void PrintModel(const v1::Model& m, std::ostream& out) {
-  out << "id:       " << m.id() << "\n"
-      << "job:      " << m.job_id() << "\n"
+  out << "id:       " << m.id() << "\n";
+  if (!m.name().empty()) {
+    out << "name:     " << m.name() << ":" << m.version()
+        << (m.aliases_size() ? " (" + absl::StrJoin(m.aliases(), ", ") + ")" : "") << "\n";
+  }
+  out << "job:      " << m.job_id() << "\n"
       << "backbone: " << m.backbone() << "\n"
       << "classes:  " << absl::StrJoin(m.class_names(), ", ") << "\n"
       << "input:    " << m.preprocessing().height() << "x" << m.preprocessing().width() << "\n"
@@ -109,13 +115,42 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
   });
   auto id = std::make_shared<std::string>();
   auto* show = models->add_subcommand("show", "one model in full");
-  show->add_option("id", *id, "model id")->required();
+  show->add_option("id", *id, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
   show->callback([&g, &out, action, id]() {
     *action = [&g, &out, id](GraftClient& c) { return Show(c.GetModel(*id), g, out, PrintModel); };
   });
+  struct AliasArgs {
+    std::string name, alias;
+    int64_t version = 0;
+    bool remove = false;
+  };
+  auto al = std::make_shared<AliasArgs>();
+  auto* alias = models->add_subcommand("alias", "point NAME@ALIAS at a version (moving it back is the rollback)");
+  alias->add_option("name", al->name, "model name")->required();
+  alias->add_option("alias", al->alias, "alias (NAME alone means the alias 'default' when set)")->required();
+  alias->add_option("version", al->version, "version the alias points to");
+  alias->add_flag("--rm", al->remove, "delete the alias instead");
+  alias->callback([&g, &out, action, al]() {
+    *action = [&g, &out, al](GraftClient& c) -> absl::Status {
+      if (al->remove) {
+        if (auto s = c.DeleteModelAlias(al->name, al->alias); !s.ok()) return s;
+        out << al->name << "@" << al->alias << " deleted\n";
+        return absl::OkStatus();
+      }
+      if (al->version < 1) return absl::InvalidArgumentError("give the version the alias points to (1, 2, ...)");
+      auto m = c.SetModelAlias(al->name, al->alias, al->version);
+      if (!m.ok()) return m.status();
+      if (g.json) {
+        out << ToJson(*m) << "\n";
+      } else {
+        out << al->name << "@" << al->alias << " -> version " << m->version() << " (" << m->id() << ")\n";
+      }
+      return absl::OkStatus();
+    };
+  });
   auto rm_id = std::make_shared<std::string>();
   auto* rm = models->add_subcommand("rm", "delete a model (requests in flight finish on it)");
-  rm->add_option("id", *rm_id, "model id")->required();
+  rm->add_option("id", *rm_id, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
   rm->callback([&out, action, rm_id]() {
     *action = [&out, rm_id](GraftClient& c) -> absl::Status {
       if (auto s = c.DeleteModel(*rm_id); !s.ok()) return s;
@@ -128,7 +163,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
   };
   auto ev = std::make_shared<EvaluateArgs>();
   auto* evaluate = app.add_subcommand("evaluate", "a model's report on a stored dataset (or its val or train part)");
-  evaluate->add_option("model", ev->model, "model id")->required();
+  evaluate->add_option("model", ev->model, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
   evaluate->add_option("--dataset,-d", ev->dataset, "dataset id or name")->required();
   evaluate->add_option("--split", ev->split, "val (default), train or all")->check(CLI::IsMember({"val", "train", "all"}));
   evaluate->callback([&g, &out, action, ev]() {
@@ -153,7 +188,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
   auto model = std::make_shared<std::string>();
   auto file = std::make_shared<std::string>();
   auto* exp = app.add_subcommand("export", "write a model as one safetensors file (torchvision names + metadata)");
-  exp->add_option("model", *model, "model id")->required();
+  exp->add_option("model", *model, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
   exp->add_option("--output,-o", *file, "output file")->required();
   exp->callback([&out, action, model, file]() {
     *action = [&out, model, file](GraftClient& c) -> absl::Status {

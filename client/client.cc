@@ -303,6 +303,22 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
   return out;
 }
 
+absl::StatusOr<v1::Model> GraftClient::SetModelAlias(const std::string& name, const std::string& alias,
+                                                     int64_t version) {
+  v1::SetModelAliasRequest r;
+  r.set_name(name);
+  r.set_alias(alias);
+  r.set_version(version);
+  return Call(*this, models_.get(), &v1::Models::Stub::SetModelAlias, r, 30);
+}
+
+absl::Status GraftClient::DeleteModelAlias(const std::string& name, const std::string& alias) {
+  v1::DeleteModelAliasRequest r;
+  r.set_name(name);
+  r.set_alias(alias);
+  return Call(*this, models_.get(), &v1::Models::Stub::DeleteModelAlias, r, 30).status();
+}
+
 absl::Status GraftClient::PredictDataset(const v1::PredictDatasetRequest& request,
                                          const std::function<bool(const v1::PredictDatasetResponse&)>& on_batch) {
   grpc::ClientContext ctx;

@@ -81,6 +81,8 @@ class GraftClient {
   // message in order (false: stop and cancel the call).
   absl::Status PredictDataset(const v1::PredictDatasetRequest& request,
                               const std::function<bool(const v1::PredictDatasetResponse&)>& on_batch);
+  absl::StatusOr<v1::Model> SetModelAlias(const std::string& name, const std::string& alias, int64_t version);
+  absl::Status DeleteModelAlias(const std::string& name, const std::string& alias);
   absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
                                                 const std::function<void(const v1::EvaluateProgress&)>& progress = {});
 

@@ -75,10 +75,21 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   return admission;
 }
 
+absl::StatusOr<std::string> InferenceService::ResolveModel(const core::Principal& who, const std::string& ref) const {
+  if (models_ == nullptr) return ref;
+  return models_->Resolve(ref, who.name, who.role == core::Role::kInference || who.admin());
+}
+
 grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Predict");
-  const auto admitted = Admit(who, request->images(), {request->models().begin(), request->models().end()});
+  std::vector<std::string> ids;
+  for (const std::string& ref : request->models()) {
+    auto id = ResolveModel(who, ref);
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    ids.push_back(*id);
+  }
+  const auto admitted = Admit(who, request->images(), ids);
   if (!admitted.ok()) return ToGrpcStatus(admitted.status());
   if (request->models_size() > 0 && !request->backbone().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("set either backbone or models, not both"));
@@ -90,7 +101,6 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
   const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
   if (request->models_size() > 0) {
-    const std::vector<std::string> ids(request->models().begin(), request->models().end());
     const auto result = predictor_.PredictModels(ids, *inputs, top_k, Cancelled(context));
     if (!result.ok()) return ToGrpcStatus(result.status());
     for (const core::ModelPredictions& m : result->models) {
@@ -119,7 +129,11 @@ grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::Emb
                                      v1::EmbedResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Embed");
   std::vector<std::string> ids;
-  if (!request->model().empty()) ids.push_back(request->model());
+  if (!request->model().empty()) {
+    auto id = ResolveModel(who, request->model());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    ids.push_back(*id);
+  }
   const auto admitted = Admit(who, request->images(), ids);
   if (!admitted.ok()) return ToGrpcStatus(admitted.status());
   if (!request->model().empty() && !request->backbone().empty()) {
@@ -134,7 +148,7 @@ grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::Emb
   const auto inputs = FromProto(request->images());
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
   const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block(), Cancelled(context))
-                                               : predictor_.EmbedModel(request->model(), *inputs, Cancelled(context));
+                                               : predictor_.EmbedModel(ids[0], *inputs, Cancelled(context));
   if (!result.ok()) return ToGrpcStatus(result.status());
   const torch::Tensor& e = result->embeddings;
   const int64_t dim = e.size(1);

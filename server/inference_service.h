@@ -37,6 +37,8 @@ class InferenceService final : public v1::Inference::Service {
   absl::StatusOr<Admission> Admit(const core::Principal& who,
                                   const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
                                   const std::vector<std::string>& model_ids) const;
+  // A model id, NAME, NAME:VERSION or NAME@ALIAS as the id it means for `who`.
+  absl::StatusOr<std::string> ResolveModel(const core::Principal& who, const std::string& ref) const;
 
   Metrics& metrics_;
   const Auth& auth_;

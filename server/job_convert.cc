@@ -50,6 +50,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   RETURN_IF_ERROR(CheckEnums(in));
   core::JobSpec s;
   s.name = in.name();
+  s.model_name = in.model_name();
   s.backbone = in.backbone();
   s.dataset = in.dataset();
   s.validation_fraction = in.validation_fraction();
@@ -111,6 +112,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
 
 void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   out->set_name(s.name);
+  out->set_model_name(s.model_name);
   out->set_backbone(s.backbone);
   out->set_dataset(s.dataset);
   out->set_validation_fraction(static_cast<float>(s.validation_fraction));
@@ -248,6 +250,8 @@ void ToProto(const core::ModelInfo& m, v1::Model* out) {
   out->set_id(m.id);
   out->set_job_id(m.job_id);
   out->set_owner(m.owner);
+  out->set_name(m.name);
+  out->set_version(m.version);
   out->set_backbone(m.backbone);
   for (const auto& c : m.class_names) out->add_class_names(c);
   ToProto(m.preprocessing, out->mutable_preprocessing());

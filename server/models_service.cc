@@ -33,24 +33,29 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::L
 grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
                                      v1::Model* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetModel");
-  auto m = store_.Get(request->id());
+  auto id = ResolveFor(who, request->id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto m = store_.Get(*id);
   if (!m.ok()) return ToGrpcStatus(m.status());
   if (!MayUseModel(who, (*m)->info().owner)) {
     return ToGrpcStatus(CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", request->id(), "'")));
   }
   ToProto((*m)->info(), response);
+  for (const std::string& alias : store_.Aliases((*m)->info())) response->add_aliases(alias);
   return grpc::Status::OK;
 }
 
 grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::DeleteModelRequest* request,
                                         v1::DeleteModelResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "DeleteModel");
-  auto m = store_.Get(request->id());
+  auto id = ResolveFor(who, request->id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto m = store_.Get(*id);
   if (!m.ok()) return ToGrpcStatus(m.status());
   if (auto s = CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", request->id(), "'")); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  if (auto s = store_.Delete(request->id()); !s.ok()) return ToGrpcStatus(s);
+  if (auto s = store_.Delete(*id); !s.ok()) return ToGrpcStatus(s);
   metrics_.SetModels(static_cast<double>(store_.size()));
   return grpc::Status::OK;
 }
@@ -58,12 +63,14 @@ grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::
 grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::ExportModelRequest* request,
                                         grpc::ServerWriter<v1::ExportModelChunk>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "ExportModel");
-  auto m = store_.Get(request->id());
+  auto id = ResolveFor(who, request->id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto m = store_.Get(*id);
   if (!m.ok()) return ToGrpcStatus(m.status());
   if (auto s = CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", request->id(), "'")); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  auto bytes = store_.Export(request->id());
+  auto bytes = store_.Export(*id);
   if (!bytes.ok()) return ToGrpcStatus(bytes.status());
   constexpr size_t kChunk = 1 << 20;
   for (size_t offset = 0; offset < bytes->size(); offset += kChunk) {
@@ -74,6 +81,45 @@ grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::
     if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
   return grpc::Status::OK;
+}
+
+absl::StatusOr<std::string> ModelsService::ResolveFor(const core::Principal& who, const std::string& ref) {
+  return store_.Resolve(ref, who.name, who.role == core::Role::kInference || who.admin());
+}
+
+namespace {
+
+// "OWNER/NAME" (admins) or "NAME" (the caller's) as owner and name.
+absl::StatusOr<std::pair<std::string, std::string>> OwnedName(const core::Principal& who, const std::string& text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos) return std::make_pair(who.name, text);
+  const std::string owner = text.substr(0, slash);
+  if (owner != who.name && !who.admin()) {
+    return absl::PermissionDeniedError(absl::StrCat("model name '", text, "' belongs to another principal"));
+  }
+  return std::make_pair(owner, text.substr(slash + 1));
+}
+
+}  // namespace
+
+grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1::SetModelAliasRequest* request,
+                                          v1::Model* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "SetModelAlias");
+  const auto owned = OwnedName(who, request->name());
+  if (!owned.ok()) return ToGrpcStatus(owned.status());
+  const auto info = store_.SetAlias(owned->first, owned->second, request->alias(), request->version());
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  ToProto(*info, response);
+  for (const std::string& alias : store_.Aliases(*info)) response->add_aliases(alias);
+  return grpc::Status::OK;
+}
+
+grpc::Status ModelsService::DeleteModelAlias(grpc::ServerContext* context, const v1::DeleteModelAliasRequest* request,
+                                             v1::DeleteModelAliasResponse*) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "DeleteModelAlias");
+  const auto owned = OwnedName(who, request->name());
+  if (!owned.ok()) return ToGrpcStatus(owned.status());
+  return ToGrpcStatus(store_.DeleteAlias(owned->first, owned->second, request->alias()));
 }
 
 // One Evaluate or PredictDataset at a time per slot of --max_concurrent_evaluations.
@@ -100,7 +146,8 @@ absl::StatusOr<ModelsService::Pass> ModelsService::PreparePass(const core::Princ
     return absl::InvalidArgumentError(absl::StrCat("split ", split, " is not one of val, train, all"));
   }
   Pass pass;
-  ASSIGN_OR_RETURN(pass.run.model, store_.Get(model_ref));
+  ASSIGN_OR_RETURN(const std::string id, ResolveFor(who, model_ref));
+  ASSIGN_OR_RETURN(pass.run.model, store_.Get(id));
   RETURN_IF_ERROR(CheckOwner(who, pass.run.model->info().owner, absl::StrCat("model '", model_ref, "'")));
   ASSIGN_OR_RETURN(pass.dataset, datasets_->Resolve(dataset_ref, who.name, who.admin()));
   RETURN_IF_ERROR(CheckOwner(who, pass.dataset.owner, absl::StrCat("dataset '", dataset_ref, "'")));

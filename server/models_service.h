@@ -34,9 +34,13 @@ class ModelsService final : public v1::Models::Service {
                         grpc::ServerWriter<v1::EvaluateProgress>*) override;
   grpc::Status PredictDataset(grpc::ServerContext*, const v1::PredictDatasetRequest*,
                               grpc::ServerWriter<v1::PredictDatasetResponse>*) override;
+  grpc::Status SetModelAlias(grpc::ServerContext*, const v1::SetModelAliasRequest*, v1::Model*) override;
+  grpc::Status DeleteModelAlias(grpc::ServerContext*, const v1::DeleteModelAliasRequest*,
+                                v1::DeleteModelAliasResponse*) override;
 
  private:
   class PassSlot;
+  absl::StatusOr<std::string> ResolveFor(const core::Principal& who, const std::string& ref);
   struct Pass {
     core::DatasetPass run;
     core::DatasetInfo dataset;

@@ -403,6 +403,7 @@ void JobRunner::Execute(const std::string& id) {
   info.id = NewId("model");
   info.job_id = id;
   info.owner = job.owner;
+  info.name = job.spec.model_name;
   info.backbone = job.spec.backbone;
   for (const auto& c : dataset->classes) info.class_names.push_back(c.name);
   info.preprocessing = input.resident->spec->preprocessing;

@@ -20,6 +20,8 @@ std::string ModelInfoToJson(const ModelInfo& m) {
   nlohmann::json j = {{"id", m.id},
                       {"job_id", m.job_id},
                       {"owner", m.owner},
+                      {"name", m.name},
+                      {"version", m.version},
                       {"backbone", m.backbone},
                       {"class_names", m.class_names},
                       {"preprocessing", {{"height", p.height}, {"width", p.width}, {"resize_size", p.resize_size},
@@ -42,6 +44,8 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
     m.id = j.at("id").get<std::string>();
     m.job_id = j.value("job_id", "");
     m.owner = j.value("owner", "");
+    m.name = j.value("name", "");
+    m.version = JsonInt(j, "version", int64_t{0});
     m.backbone = j.at("backbone").get<std::string>();
     m.class_names = j.at("class_names").get<std::vector<std::string>>();
     const auto& p = j.at("preprocessing");
@@ -122,7 +126,9 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     if (entry.path().extension() == ".tmp") fs::remove_all(entry.path(), ec);
   }
+  RETURN_IF_ERROR(store->OpenNames());
   std::vector<ModelInfo> infos = store->List();
+  for (const ModelInfo& info : infos) store->IndexLocked(info);
   for (const ModelInfo& info : infos) {
     auto weights = ReadSafetensors((fs::path(root) / info.id / "weights.safetensors").string());
     if (!weights.ok()) {
@@ -183,6 +189,9 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
                                               std::shared_ptr<const ServingModel> prepared) {
   ASSIGN_OR_RETURN(const std::string bytes, SerializeSafetensors(weights));
   info.bytes = static_cast<int64_t>(bytes.size());
+  if (!info.name.empty()) {
+    ASSIGN_OR_RETURN(info.version, ReserveVersion(info.owner, info.name));
+  }
   std::shared_ptr<ServingModel> model;
   if (prepared != nullptr) {
     // The prepared model's modules, with the final metadata (bytes, report).
@@ -216,6 +225,7 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
   if (auto s = ins->Run(); !s.ok()) return discard(s);
   std::lock_guard<std::mutex> lock(mu_);
   models_[info.id] = model;
+  IndexLocked(info);
   return info;
 }
 
@@ -242,14 +252,27 @@ size_t ModelStore::size() {
 }
 
 absl::Status ModelStore::Delete(const std::string& id) {
+  std::optional<ModelInfo> info;
+  for (auto& m : List()) {
+    if (m.id == id) info = std::move(m);  // also a model that failed to load
+  }
+  if (!info) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (models_.erase(id) == 0) {
-      // Also allow deleting a model that failed to load.
-      bool listed = false;
-      for (const auto& m : List()) listed = listed || m.id == id;
-      if (!listed) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
+    if (!info->name.empty()) {
+      const auto it = aliases_.find({info->owner, info->name});
+      if (it != aliases_.end()) {
+        for (const auto& [alias, version] : it->second) {
+          if (version == info->version) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "version ", version, " of '", info->name, "' is what its alias '", alias,
+                "' points to; move or delete the alias first (SetModelAlias / DeleteModelAlias)"));
+          }
+        }
+      }
     }
+    models_.erase(id);
+    UnindexLocked(*info);
   }
   ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM models WHERE id = ?"));
   del.Bind(1, id);

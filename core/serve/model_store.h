@@ -22,6 +22,8 @@ struct ModelInfo {
   std::string id;
   std::string job_id;
   std::string owner;  // the principal whose job made it
+  std::string name;     // the job's model_name; empty: none
+  int64_t version = 0;  // 1, 2, ... among the owner's models of that name; 0 without a name
   std::string backbone;
   std::vector<std::string> class_names;
   Preprocessing preprocessing;
@@ -82,15 +84,39 @@ class ModelStore {
   absl::StatusOr<std::string> Export(const std::string& id);
   size_t size();
 
+  // Names, versions and aliases (core/serve/model_names.cc). Publishing a
+  // model with a name gives it the owner's next version of that name
+  // (versions are never reused). Delete refuses a version an alias points to.
+  //
+  // The model id `ref` (ParseModelRef's grammar) means for `caller`: with
+  // `any_owner` (inference principals, admins) a bare NAME may be any
+  // principal's when only one has it; otherwise only the caller's names.
+  absl::StatusOr<std::string> Resolve(const std::string& ref, const std::string& caller, bool any_owner);
+  // Points owner's NAME@ALIAS at VERSION (which must exist), atomically:
+  // requests resolved before finish on the old version. Returns its model.
+  absl::StatusOr<ModelInfo> SetAlias(const std::string& owner, const std::string& name, const std::string& alias,
+                                     int64_t version);
+  absl::Status DeleteAlias(const std::string& owner, const std::string& name, const std::string& alias);
+  // The aliases that point at the model, "latest" first when it is the newest.
+  std::vector<std::string> Aliases(const ModelInfo& info);
+
  private:
   ModelStore(Database& db, std::string root, const Zoo& zoo) : db_(db), root_(std::move(root)), zoo_(zoo) {}
   absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
 
+  absl::Status OpenNames();
+  absl::StatusOr<int64_t> ReserveVersion(const std::string& owner, const std::string& name);
+  void IndexLocked(const ModelInfo& info);
+  void UnindexLocked(const ModelInfo& info);
+
+  using NameKey = std::pair<std::string, std::string>;  // owner, name
   Database& db_;
   std::string root_;
   const Zoo& zoo_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const ServingModel>> models_;
+  std::map<NameKey, std::map<int64_t, std::string>> versions_;   // -> version -> id
+  std::map<NameKey, std::map<std::string, int64_t>> aliases_;    // -> alias -> version
 };
 
 std::string ModelInfoToJson(const ModelInfo& info);

@@ -8,6 +8,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/serve/model_ref.h"
+#include "core/util/status_macros.h"
 
 namespace graft::core {
 
@@ -59,6 +61,7 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
     if (!std::isfinite(value)) return Bad(field, absl::StrCat("must be a finite number, got ", value));
   }
   if (s.backbone.empty()) return Bad("backbone", "required (a name from graft backbones)");
+  if (!s.model_name.empty()) RETURN_IF_ERROR(ValidateModelName(s.model_name, "model_name"));
   if (s.dataset.empty()) return Bad("dataset", "required (a dataset id or name)");
   if (s.validation_fraction < 0 || s.validation_fraction >= 1) {
     return Bad("validation_fraction", "must be 0 (the dataset's split) or in (0, 1)");
@@ -142,6 +145,7 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
   const auto& a = s.augmentation;
   const auto& e = s.early_stopping;
   j = {{"name", s.name},
+       {"model_name", s.model_name},
        {"backbone", s.backbone},
        {"dataset", s.dataset},
        {"validation_fraction", s.validation_fraction},
@@ -163,6 +167,7 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
 void from_json(const nlohmann::json& j, JobSpec& s) {
   s = JobSpec{};
   s.name = j.value("name", "");
+  s.model_name = j.value("model_name", "");
   s.backbone = j.value("backbone", "");
   s.dataset = j.value("dataset", "");
   s.validation_fraction = j.value("validation_fraction", 0.0);

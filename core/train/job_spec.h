@@ -71,6 +71,9 @@ struct EarlyStoppingSpec {
 
 struct JobSpec {
   std::string name;
+  // Publishes the model as the owner's next version of this name (see
+  // ModelStore::Resolve); empty: the model has only its id.
+  std::string model_name;
   std::string backbone;
   std::string dataset;
   double validation_fraction = 0;  // > 0: re-split a FLAT dataset for this job

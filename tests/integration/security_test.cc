@@ -35,6 +35,10 @@ const std::map<std::string, v1::Role>& MinimumRoles() {
       {"graft.v1.Models/GetModel", v1::ROLE_INFERENCE},
       {"graft.v1.Models/DeleteModel", v1::ROLE_TRAIN},
       {"graft.v1.Models/ExportModel", v1::ROLE_TRAIN},
+      {"graft.v1.Models/Evaluate", v1::ROLE_TRAIN},
+      {"graft.v1.Models/PredictDataset", v1::ROLE_TRAIN},
+      {"graft.v1.Models/SetModelAlias", v1::ROLE_TRAIN},
+      {"graft.v1.Models/DeleteModelAlias", v1::ROLE_TRAIN},
   };
   return *roles;
 }
