@@ -51,20 +51,6 @@ double MacroF1Of(const std::vector<ClassReport>& classes) {
 
 }  // namespace
 
-double MacroF1(const torch::Tensor& predicted, const torch::Tensor& labels, int num_classes) {
-  const torch::Tensor p = predicted.to(torch::kCPU, torch::kLong).contiguous();
-  const torch::Tensor l = labels.to(torch::kCPU, torch::kLong).contiguous();
-  const int64_t* pp = p.data_ptr<int64_t>();
-  const int64_t* lp = l.data_ptr<int64_t>();
-  const size_t c = static_cast<size_t>(num_classes);
-  std::vector<int64_t> confusion(c * c, 0);
-  for (int64_t i = 0; i < l.numel(); ++i) {
-    if (lp[i] < 0 || lp[i] >= num_classes || pp[i] < 0 || pp[i] >= num_classes) continue;
-    ++confusion[static_cast<size_t>(lp[i]) * c + static_cast<size_t>(pp[i])];
-  }
-  return MacroF1Of(ClassReports(confusion, std::vector<std::string>(c)));
-}
-
 absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilities, const std::vector<int>& labels,
                                                const std::vector<std::string>& files,
                                                const std::vector<std::string>& class_names,

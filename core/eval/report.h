@@ -80,9 +80,6 @@ absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilitie
                                                const std::vector<std::string>& class_names,
                                                const ReportOptions& options = {});
 
-// The number to monitor for early stopping: macro F1 of argmax predictions.
-double MacroF1(const torch::Tensor& predicted, const torch::Tensor& labels, int num_classes);
-
 nlohmann::json EvaluationReportToJson(const EvaluationReport& r);
 absl::StatusOr<EvaluationReport> EvaluationReportFromJson(const nlohmann::json& j);
 
