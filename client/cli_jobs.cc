@@ -5,6 +5,8 @@
 #include <iomanip>
 #include <map>
 #include <ostream>
+#include <unistd.h>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/cli_commands.h"
@@ -29,7 +31,7 @@ struct TrainOptions {
   int batch_size = 0, input_size = 0, cached_views = 0;
   bool flip = false, crop = false;
   double crop_scale_min = 0, color_jitter = 0, label_smoothing = 0, val_fraction = 0;
-  bool class_weighting = false, early_stopping = false, no_restore_best = false;
+  bool class_weighting = false, balanced_sampling = false, early_stopping = false, no_restore_best = false;
   std::string monitor = "val_loss";
   int patience = 0;
   double min_delta = 0;
@@ -90,9 +92,12 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   a->set_cached_views(o.cached_views);
   spec.set_label_smoothing(static_cast<float>(o.label_smoothing));
   spec.set_class_weighting(o.class_weighting);
+  spec.set_balanced_sampling(o.balanced_sampling);
   auto* e = spec.mutable_early_stopping();
   e->set_enabled(o.early_stopping);
-  e->set_monitor(o.monitor == "val_accuracy" ? v1::MONITOR_VAL_ACCURACY : v1::MONITOR_VAL_LOSS);
+  e->set_monitor(o.monitor == "val_accuracy"   ? v1::MONITOR_VAL_ACCURACY
+                 : o.monitor == "val_macro_f1" ? v1::MONITOR_VAL_MACRO_F1
+                                               : v1::MONITOR_VAL_LOSS);
   e->set_patience(o.patience);
   e->set_min_delta(o.min_delta);
   e->set_disable_restore_best(o.no_restore_best);
@@ -104,11 +109,20 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
 // terminal), then its end. Non-OK when the job did not succeed.
 absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id, std::ostream& out, std::ostream& err) {
   const bool tty = StderrIsTty() && !g.json;
+  // On a terminal the learning curves stay under the table, redrawn as each
+  // epoch comes; otherwise they are printed once at the end.
+  const bool live_curves = ::isatty(STDOUT_FILENO) == 1 && !g.json;
   bool header = false;
   bool bar = false;
+  std::vector<v1::EpochMetrics> epochs;
+  bool curves_shown = false;
   auto clear_bar = [&]() {
     if (bar) err << "\r" << std::string(60, ' ') << "\r" << std::flush;
     bar = false;
+  };
+  auto erase_curves = [&]() {
+    if (curves_shown) out << "\x1b[2F\x1b[J";  // up two lines, clear to the end of the screen
+    curves_shown = false;
   };
   const absl::Status s = client.WatchJob(id, tty, [&](const v1::JobEvent& e) {
     if (g.json) {
@@ -123,6 +137,7 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
       return true;
     }
     clear_bar();
+    erase_curves();
     if (e.has_state()) {
       out << "state: " << StateName(e.state().state());
       if (!e.state().reason().empty()) out << " (" << e.state().reason() << ")";
@@ -131,17 +146,23 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
       if (!header) out << EpochHeader() << "\n";
       header = true;
       out << EpochRow(e.epoch()) << "\n";
+      epochs.push_back(e.epoch());
     } else if (e.has_early_stop()) {
       out << "early stop at epoch " << e.early_stop().epoch() << ": best epoch " << e.early_stop().best_epoch()
           << " (" << e.early_stop().best_value() << ")\n";
     } else if (e.has_best_restored()) {
       out << "restored the weights of epoch " << e.best_restored().epoch() << "\n";
     }
+    if (live_curves && !epochs.empty()) {
+      out << LearningCurves(epochs) << "\n";
+      curves_shown = true;
+    }
     out << std::flush;
     return true;
   });
   clear_bar();
   if (!s.ok()) return s;
+  if (!live_curves && !g.json && !epochs.empty()) out << "learning curves:\n" << LearningCurves(epochs) << "\n";
   auto job = client.GetJob(id);
   if (!job.ok()) return job.status();
   if (job->state() == v1::JOB_STATE_SUCCEEDED) {
@@ -228,9 +249,10 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
                     "augment: cache K augmented views per training image (frozen part runs once)");
   train->add_option("--label_smoothing", o->label_smoothing, "label smoothing");
   train->add_flag("--class_weighting", o->class_weighting, "weight the loss by inverse class frequency");
+  train->add_flag("--balanced_sampling", o->balanced_sampling, "draw every class equally often in training");
   train->add_flag("--early_stopping", o->early_stopping, "stop after --patience epochs without improvement");
-  train->add_option("--monitor", o->monitor, "val_loss or val_accuracy")
-      ->check(CLI::IsMember({"val_loss", "val_accuracy"}))->capture_default_str();
+  train->add_option("--monitor", o->monitor, "val_loss, val_accuracy or val_macro_f1 (imbalanced classes)")
+      ->check(CLI::IsMember({"val_loss", "val_accuracy", "val_macro_f1"}))->capture_default_str();
   train->add_option("--patience", o->patience, "epochs without improvement before stopping (default 5)");
   train->add_option("--min_delta", o->min_delta, "smallest change that counts as an improvement");
   train->add_flag("--no_restore_best", o->no_restore_best, "keep the last epoch's weights, not the best");

@@ -1,4 +1,5 @@
 // graft models [show ID | rm ID] | export MODEL -o FILE | evaluate MODEL --dataset D [--split S]
+// | report MODEL -o FILE.html
 
 #include <algorithm>
 #include <iomanip>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "client/cli_commands.h"
 #include "client/client.h"
+#include "client/report_html.h"
 #include "core/util/files.h"
 
 namespace graft::client {
@@ -183,6 +185,37 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
       });
       if (tty) std::cerr << "\n";
       return Show(report, g, out, PrintReport);
+    };
+  });
+  struct ReportArgs {
+    std::string model, output, dataset, split = "val";
+  };
+  auto ra = std::make_shared<ReportArgs>();
+  auto* report = app.add_subcommand("report", "write a model's report as one self-contained HTML page");
+  report->add_option("model", ra->model, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
+  report->add_option("--output,-o", ra->output, "output file (.html)")->required();
+  report->add_option("--dataset,-d", ra->dataset, "evaluate on this dataset now instead of using the job's report");
+  report->add_option("--split", ra->split, "with --dataset: val (default), train or all")
+      ->check(CLI::IsMember({"val", "train", "all"}));
+  report->callback([&out, action, ra]() {
+    *action = [&out, ra](GraftClient& c) -> absl::Status {
+      auto m = c.GetModel(ra->model);
+      if (!m.ok()) return m.status();
+      if (!ra->dataset.empty()) {
+        v1::EvaluateRequest request;
+        request.set_model(m->id());
+        request.set_dataset(ra->dataset);
+        request.set_split(ra->split == "train" ? v1::DATASET_SPLIT_TRAIN
+                          : ra->split == "all" ? v1::DATASET_SPLIT_ALL
+                                               : v1::DATASET_SPLIT_VAL);
+        auto r = c.Evaluate(request, [](const v1::EvaluateProgress&) {});
+        if (!r.ok()) return r.status();
+        *m->mutable_report() = std::move(*r);
+      }
+      const std::string html = RenderReportHtml(*m);
+      if (auto s = core::WriteFileAtomic(ra->output, html); !s.ok()) return s;
+      out << "wrote " << ra->output << " (" << HumanBytes(static_cast<int64_t>(html.size())) << ")\n";
+      return absl::OkStatus();
     };
   });
   auto model = std::make_shared<std::string>();

@@ -3,6 +3,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <iomanip>
@@ -84,17 +86,62 @@ std::string StateName(v1::JobState s) {
 
 std::string EpochHeader() {
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "%5s %5s %8s %7s %8s %7s %9s %8s %7s", "epoch", "stage", "loss", "acc", "val_loss",
-                "val_acc", "lr", "img/s", "time");
+  std::snprintf(buf, sizeof(buf), "%5s %5s %8s %7s %8s %7s %7s %9s %8s %7s", "epoch", "stage", "loss", "acc",
+                "val_loss", "val_acc", "val_f1", "lr", "img/s", "time");
   return buf;
 }
 
 std::string EpochRow(const v1::EpochMetrics& m) {
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "%5d %5d %8.4f %7.4f %8.4f %7.4f %9.2e %8.1f %6.1fs", m.epoch(), m.stage(),
-                m.train_loss(), m.train_accuracy(), m.val_loss(), m.val_accuracy(), m.learning_rate(),
-                m.images_per_second(), m.epoch_seconds());
+  std::snprintf(buf, sizeof(buf), "%5d %5d %8.4f %7.4f %8.4f %7.4f %7.4f %9.2e %8.1f %6.1fs", m.epoch(), m.stage(),
+                m.train_loss(), m.train_accuracy(), m.val_loss(), m.val_accuracy(), m.val_macro_f1(),
+                m.learning_rate(), m.images_per_second(), m.epoch_seconds());
   return buf;
+}
+
+std::string Sparkline(const std::vector<double>& values, double lo, double hi) {
+  static const char* const kBlocks[8] = {"\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
+  std::string out;
+  for (double v : values) {
+    if (!std::isfinite(v)) {
+      out += ' ';
+      continue;
+    }
+    const double t = hi > lo ? (std::clamp(v, lo, hi) - lo) / (hi - lo) : 0.5;
+    out += kBlocks[static_cast<int>(std::lround(t * 7))];
+  }
+  return out;
+}
+
+std::string LearningCurves(const std::vector<v1::EpochMetrics>& all) {
+  constexpr size_t kMax = 60;
+  const std::vector<v1::EpochMetrics> epochs(all.size() > kMax ? all.end() - kMax : all.begin(), all.end());
+  auto line = [&](const char* label, auto train, auto val) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (const auto& e : epochs) {
+      for (double v : {train(e), val(e)}) {
+        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+      }
+    }
+    if (!std::isfinite(lo)) lo = hi = 0;
+    auto curve = [&](auto value) {
+      std::string out;
+      for (size_t i = 0; i < epochs.size(); ++i) {
+        if (i > 0 && epochs[i].stage() != epochs[i - 1].stage()) out += '|';
+        out += Sparkline({value(epochs[i])}, lo, hi);
+      }
+      return out;
+    };
+    std::ostringstream o;
+    o << std::left << std::setw(9) << label << "train " << curve(train) << "  val " << curve(val) << "  ("
+      << std::fixed << std::setprecision(3) << lo << " .. " << hi << ")";
+    return o.str();
+  };
+  return line("loss", [](const v1::EpochMetrics& e) { return e.train_loss(); },
+              [](const v1::EpochMetrics& e) { return e.val_loss(); }) +
+         "\n" +
+         line("accuracy", [](const v1::EpochMetrics& e) { return e.train_accuracy(); },
+              [](const v1::EpochMetrics& e) { return e.val_accuracy(); });
 }
 
 }  // namespace graft::client

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -47,6 +48,13 @@ absl::Status Show(const absl::StatusOr<M>& m, const Globals& g, std::ostream& ou
   }
   return absl::OkStatus();
 }
+
+// One character per value from the eight blocks ▁▂▃▄▅▆▇█, scaled over
+// [lo, hi] (values outside are clamped; a non-finite value is a space).
+std::string Sparkline(const std::vector<double>& values, double lo, double hi);
+// The learning curves so far as two lines (loss; accuracy), train and val on
+// one scale per line, '|' where a stage begins; the last 60 epochs at most.
+std::string LearningCurves(const std::vector<v1::EpochMetrics>& epochs);
 
 // One row of the per-epoch table, and its header.
 std::string EpochHeader();

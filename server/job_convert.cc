@@ -97,9 +97,12 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.augmentation.cached_views = a.cached_views();
   s.label_smoothing = in.label_smoothing();
   s.class_weighting = in.class_weighting();
+  s.balanced_sampling = in.balanced_sampling();
   const auto& e = in.early_stopping();
   s.early_stopping.enabled = e.enabled();
-  s.early_stopping.monitor = e.monitor() == v1::MONITOR_VAL_ACCURACY ? core::Monitor::kValAccuracy : core::Monitor::kValLoss;
+  s.early_stopping.monitor = e.monitor() == v1::MONITOR_VAL_ACCURACY   ? core::Monitor::kValAccuracy
+                             : e.monitor() == v1::MONITOR_VAL_MACRO_F1 ? core::Monitor::kValMacroF1
+                                                                       : core::Monitor::kValLoss;
   s.early_stopping.mode = e.mode() == v1::MONITOR_MODE_MIN   ? core::MonitorMode::kMin
                           : e.mode() == v1::MONITOR_MODE_MAX ? core::MonitorMode::kMax
                                                              : core::MonitorMode::kAuto;
@@ -148,9 +151,12 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   a->set_cached_views(s.augmentation.cached_views);
   out->set_label_smoothing(static_cast<float>(s.label_smoothing));
   out->set_class_weighting(s.class_weighting);
+  out->set_balanced_sampling(s.balanced_sampling);
   auto* e = out->mutable_early_stopping();
   e->set_enabled(s.early_stopping.enabled);
-  e->set_monitor(s.early_stopping.monitor == core::Monitor::kValAccuracy ? v1::MONITOR_VAL_ACCURACY : v1::MONITOR_VAL_LOSS);
+  e->set_monitor(s.early_stopping.monitor == core::Monitor::kValAccuracy   ? v1::MONITOR_VAL_ACCURACY
+                 : s.early_stopping.monitor == core::Monitor::kValMacroF1 ? v1::MONITOR_VAL_MACRO_F1
+                                                                          : v1::MONITOR_VAL_LOSS);
   e->set_mode(static_cast<v1::MonitorMode>(static_cast<int>(s.early_stopping.mode)));
   e->set_patience(s.early_stopping.patience);
   e->set_min_delta(s.early_stopping.min_delta);
@@ -165,6 +171,7 @@ void ToProto(const core::EpochMetrics& m, v1::EpochMetrics* out) {
   out->set_train_accuracy(m.train_accuracy);
   out->set_val_loss(m.val_loss);
   out->set_val_accuracy(m.val_accuracy);
+  out->set_val_macro_f1(m.val_macro_f1);
   out->set_learning_rate(m.learning_rate);
   out->set_images_per_second(m.images_per_second);
   out->set_epoch_seconds(m.epoch_seconds);
@@ -262,6 +269,8 @@ void ToProto(const core::ModelInfo& m, v1::Model* out) {
   out->set_bytes(m.bytes);
   for (const auto& b : m.trained_blocks) out->add_trained_blocks(b);
   if (m.report) ToProto(*m.report, out->mutable_report());
+  for (const core::EpochMetrics& e : m.history) ToProto(e, out->add_history());
+  for (int e : m.restored_epochs) out->add_restored_epochs(e);
 }
 
 void ToProto(const core::EvaluationReport& r, v1::EvaluationReport* out) {
@@ -307,6 +316,7 @@ void ToProto(const core::EvaluationReport& r, v1::EvaluationReport* out) {
     c->set_predicted_probability(e.predicted_probability);
     c->set_true_probability(e.true_probability);
     c->set_loss(e.loss);
+    c->set_thumbnail(e.thumbnail);
   }
   SetTime(r.computed_at, out->mutable_computed_at());
   out->set_seconds(r.seconds);

@@ -21,7 +21,9 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::L
   std::vector<core::ModelInfo> usable;
   for (auto& m : store_.List()) {
     if (!MayUseModel(who, m.owner)) continue;
-    m.report.reset();  // GetModel has it; a page of reports could near the message limit
+    m.report.reset();  // GetModel has these; a page of reports could near the message limit
+    m.history.clear();
+    m.restored_epochs.clear();
     usable.push_back(std::move(m));
   }
   const auto next = PageInto(*request, usable, response->mutable_models());

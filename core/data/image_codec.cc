@@ -3,6 +3,9 @@
 #include "core/data/decode_budget.h"
 
 #include <opencv2/imgcodecs.hpp>
+
+#include <algorithm>
+#include <vector>
 #include <opencv2/imgproc.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -185,6 +188,27 @@ absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& 
                            cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
                            return rgb;
                          });
+}
+
+absl::StatusOr<std::string> JpegThumbnail(std::string_view bytes, int max_side, const DecodeLimits& limits) {
+  if (max_side < 1) return absl::InvalidArgumentError("a thumbnail needs a side of at least 1 pixel");
+  ASSIGN_OR_RETURN(const cv::Mat rgb, DecodeImage(bytes, limits));
+  return GuardExceptions(absl::StatusCode::kInternal, "making a thumbnail", [&]() -> absl::StatusOr<std::string> {
+    const double scale = std::min(1.0, static_cast<double>(max_side) / std::max(rgb.cols, rgb.rows));
+    cv::Mat small = rgb;
+    if (scale < 1.0) {
+      const int w = std::max(1, static_cast<int>(rgb.cols * scale + 0.5));
+      const int h = std::max(1, static_cast<int>(rgb.rows * scale + 0.5));
+      cv::resize(rgb, small, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+    }
+    cv::Mat bgr;
+    cv::cvtColor(small, bgr, cv::COLOR_RGB2BGR);
+    std::vector<uchar> out;
+    if (!cv::imencode(".jpg", bgr, out, {cv::IMWRITE_JPEG_QUALITY, 85})) {
+      return absl::InternalError("the JPEG encoder refused the thumbnail");
+    }
+    return std::string(out.begin(), out.end());
+  });
 }
 
 }  // namespace graft::core

@@ -39,4 +39,8 @@ int64_t DecodeBytesEstimate(const ImageHeader& header);
 // order, each once), so the pixel limit holds for what is decoded.
 absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& limits);
 
+// A JPEG (quality 85) of the image in `bytes`, scaled down (never up) with
+// area averaging to fit max_side x max_side: the thumbnails of reports.
+absl::StatusOr<std::string> JpegThumbnail(std::string_view bytes, int max_side, const DecodeLimits& limits);
+
 }  // namespace graft::core

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/data/image_codec.h"
 #include "core/util/files.h"
 #include "core/util/ids.h"
 #include "core/util/status_macros.h"
@@ -98,6 +99,20 @@ absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const
       progress, cancelled));
   ASSIGN_OR_RETURN(EvaluationReport report,
                    ComputeReport(torch::cat(parts), labels, files, pass.model->info().class_names));
+  // Thumbnails of the hardest images for the HTML report. The stored images
+  // passed ingestion's decode checks; one that no longer decodes gets none.
+  std::map<std::string, const DatasetImage*> by_path;
+  for (const HardExample& e : report.highest_loss) by_path.emplace(e.file, nullptr);
+  for (const DatasetImage& image : pass.images) {
+    if (auto it = by_path.find(image.path); it != by_path.end() && it->second == nullptr) it->second = &image;
+  }
+  for (HardExample& e : report.highest_loss) {
+    const DatasetImage* image = by_path[e.file];
+    if (image == nullptr) continue;
+    auto bytes = ReadFile(image->blob_path);
+    if (!bytes.ok()) continue;
+    if (auto thumbnail = JpegThumbnail(*bytes, kThumbnailSide, {}); thumbnail.ok()) e.thumbnail = std::move(*thumbnail);
+  }
   report.model = pass.model->info().id;
   report.dataset = dataset;
   report.split = split;

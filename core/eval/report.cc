@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/util/json.h"
 #include "core/util/torch_status.h"
@@ -112,7 +113,7 @@ absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilitie
     ++r.reliability[b].count;
     bin_confidence[b] += confidence;
     bin_correct[b] += right;
-    examples.push_back({files[static_cast<size_t>(i)], truth, best, row[best], row[truth], example_loss});
+    examples.push_back({files[static_cast<size_t>(i)], truth, best, row[best], row[truth], example_loss, {}});
   }
   r.accuracy = correct / n;
   r.top5_accuracy = top_correct / n;
@@ -173,6 +174,7 @@ nlohmann::json EvaluationReportToJson(const EvaluationReport& r) {
                     {"predicted_probability", e.predicted_probability},
                     {"true_probability", e.true_probability},
                     {"loss", e.loss}});
+    if (!e.thumbnail.empty()) hard.back()["thumbnail"] = absl::Base64Escape(e.thumbnail);
   }
   return {{"model", r.model},
           {"dataset", r.dataset},
@@ -235,10 +237,14 @@ absl::StatusOr<EvaluationReport> EvaluationReportFromJson(const nlohmann::json& 
                              HardExample h{e.at("file").get<std::string>(), JsonInt<int>(e.at("true_class")),
                                            JsonInt<int>(e.at("predicted_class")),
                                            e.at("predicted_probability").get<double>(),
-                                           e.at("true_probability").get<double>(), e.at("loss").get<double>()};
+                                           e.at("true_probability").get<double>(), e.at("loss").get<double>(), {}};
                              if (h.true_class < 0 || h.predicted_class < 0 || static_cast<size_t>(h.true_class) >= c ||
                                  static_cast<size_t>(h.predicted_class) >= c) {
                                return absl::DataLossError("a highest-loss image names no class");
+                             }
+                             if (const auto t = e.find("thumbnail"); t != e.end() &&
+                                 !absl::Base64Unescape(t->get<std::string>(), &h.thumbnail)) {
+                               return absl::DataLossError("a highest-loss image's thumbnail is not base64");
                              }
                              r.highest_loss.push_back(std::move(h));
                            }

@@ -43,7 +43,10 @@ struct HardExample {
   double predicted_probability = 0;
   double true_probability = 0;
   double loss = 0;        // -log(true_probability)
+  std::string thumbnail;  // JPEG, at most kThumbnailSide pixels a side; empty: none
 };
+
+inline constexpr int kThumbnailSide = 128;
 
 struct EvaluationReport {
   std::string model;     // model id

@@ -3,7 +3,9 @@
 #include "core/train/job_cost.h"
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 
@@ -413,6 +415,23 @@ void JobRunner::Execute(const std::string& id) {
   }
   info.final_metrics = trained->final_metrics;
   info.best_metrics = trained->best_metrics;
+  // The learning curves from the job's events (a job resumed after a restart
+  // may have an epoch twice: the last one counts).
+  if (auto events = jobs_.Events(id, 0); events.ok()) {
+    std::map<int, EpochMetrics> epochs;
+    for (const JobEvent& e : *events) {
+      if (e.type == JobEventType::kEpoch) epochs[e.epoch.epoch] = e.epoch;
+      if (e.type == JobEventType::kBestRestored &&
+          std::find(info.restored_epochs.begin(), info.restored_epochs.end(), e.epoch_number) ==
+              info.restored_epochs.end()) {
+        info.restored_epochs.push_back(e.epoch_number);
+      }
+    }
+    for (auto& [n, m] : epochs) info.history.push_back(std::move(m));
+  } else {
+    ABSL_LOG(ERROR) << "job " << id << ": the model is published without its learning curves: "
+                    << events.status().message();
+  }
   info.spec = job.spec;
   info.created_at = NowSeconds();
   info.trained_blocks = trained->trained_blocks;

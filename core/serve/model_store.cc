@@ -33,6 +33,10 @@ std::string ModelInfoToJson(const ModelInfo& m) {
                       {"bytes", m.bytes},
                       {"trained_blocks", m.trained_blocks},
                       {"first_trained_block", m.first_trained_block}};
+  nlohmann::json history = nlohmann::json::array();
+  for (const EpochMetrics& e : m.history) history.push_back(EpochMetricsToJson(e));
+  j["history"] = std::move(history);
+  j["restored_epochs"] = m.restored_epochs;
   if (m.report) j["report"] = EvaluationReportToJson(*m.report);
   return j.dump();
 }
@@ -62,6 +66,12 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
     m.bytes = JsonInt(j, "bytes", int64_t{0});
     m.trained_blocks = j.value("trained_blocks", std::vector<std::string>{});
     m.first_trained_block = JsonInt<int>(j.at("first_trained_block"));
+    if (const auto it = j.find("history"); it != j.end()) {
+      for (const auto& e : *it) m.history.push_back(EpochMetricsFromJson(e));
+    }
+    if (const auto it = j.find("restored_epochs"); it != j.end()) {
+      for (const auto& e : *it) m.restored_epochs.push_back(JsonInt<int>(e));
+    }
     if (const auto it = j.find("report"); it != j.end()) {
       ASSIGN_OR_RETURN(EvaluationReport report, EvaluationReportFromJson(*it));
       if (report.classes.size() != m.class_names.size()) {

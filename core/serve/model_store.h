@@ -29,6 +29,10 @@ struct ModelInfo {
   Preprocessing preprocessing;
   EpochMetrics final_metrics;
   EpochMetrics best_metrics;
+  // Every epoch the job ran, in order (its learning curves), and the epochs
+  // whose weights were restored at the end of a stage.
+  std::vector<EpochMetrics> history;
+  std::vector<int> restored_epochs;
   JobSpec spec;
   double created_at = 0;
   int64_t bytes = 0;

@@ -7,7 +7,7 @@ namespace graft::core {
 
 EarlyStopping::EarlyStopping(const EarlyStoppingSpec& spec) : spec_(spec) {
   minimize_ = spec.mode == MonitorMode::kMin ||
-              (spec.mode == MonitorMode::kAuto && spec.monitor == Monitor::kValLoss);
+              (spec.mode == MonitorMode::kAuto && spec.monitor == Monitor::kValLoss);  // accuracy, macro F1: max
 }
 
 EarlyStopping::Decision EarlyStopping::Update(int epoch, double value) {

@@ -122,7 +122,16 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
                                             "color_jitter); without one the features are cached anyway");
   }
   if (s.label_smoothing < 0 || s.label_smoothing >= 1) return Bad("label_smoothing", "must be in [0, 1)");
+  if (s.balanced_sampling && s.class_weighting) {
+    return Bad("balanced_sampling", "and class_weighting both correct for class imbalance; choose one");
+  }
   EarlyStoppingSpec& e = s.early_stopping;
+  if (e.monitor != Monitor::kValLoss && e.monitor != Monitor::kValAccuracy && e.monitor != Monitor::kValMacroF1) {
+    return Bad("early_stopping.monitor", "must be val_loss, val_accuracy or val_macro_f1");
+  }
+  if (e.mode != MonitorMode::kAuto && e.mode != MonitorMode::kMin && e.mode != MonitorMode::kMax) {
+    return Bad("early_stopping.mode", "must be auto, min or max");
+  }
   if (e.patience == 0 && e.enabled) e.patience = 5;
   if (e.patience < 0) return Bad("early_stopping.patience", "must be >= 0");
   if (e.min_delta < 0) return Bad("early_stopping.min_delta", "must be >= 0");
@@ -158,6 +167,7 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
                          {"cached_views", a.cached_views}}},
        {"label_smoothing", s.label_smoothing},
        {"class_weighting", s.class_weighting},
+       {"balanced_sampling", s.balanced_sampling},
        {"early_stopping", {{"enabled", e.enabled}, {"monitor", static_cast<int>(e.monitor)},
                            {"mode", static_cast<int>(e.mode)}, {"patience", e.patience},
                            {"min_delta", e.min_delta}, {"restore_best", e.restore_best}}},
@@ -207,6 +217,7 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.augmentation.cached_views = JsonInt(a, "cached_views", 0);
   s.label_smoothing = j.value("label_smoothing", 0.0);
   s.class_weighting = j.value("class_weighting", false);
+  s.balanced_sampling = j.value("balanced_sampling", false);
   const auto e = j.value("early_stopping", nlohmann::json::object());
   s.early_stopping.enabled = e.value("enabled", false);
   s.early_stopping.monitor = static_cast<Monitor>(JsonInt(e, "monitor", 1));

@@ -57,7 +57,7 @@ struct AugmentationSpec {
   bool any() const { return horizontal_flip || random_resized_crop || color_jitter > 0; }
 };
 
-enum class Monitor { kValLoss = 1, kValAccuracy = 2 };
+enum class Monitor { kValLoss = 1, kValAccuracy = 2, kValMacroF1 = 3 };
 enum class MonitorMode { kAuto = 0, kMin = 1, kMax = 2 };
 
 struct EarlyStoppingSpec {
@@ -84,6 +84,10 @@ struct JobSpec {
   AugmentationSpec augmentation;
   double label_smoothing = 0;
   bool class_weighting = false;
+  // Each epoch draws as many training images as there are, every class with
+  // the same chance (with replacement; PyTorch's WeightedRandomSampler with
+  // 1/class-count weights).
+  bool balanced_sampling = false;
   EarlyStoppingSpec early_stopping;
   uint64_t seed = 0;
 

@@ -138,6 +138,10 @@ absl::Status Trainer::Setup() {
     if (in_.images[i].split == Split::kTrain) {
       train_items_.push_back(static_cast<int64_t>(i));
       counts[static_cast<size_t>(in_.images[i].label)] += 1;
+      if (spec_.balanced_sampling) {
+        train_by_class_.resize(static_cast<size_t>(in_.num_classes));
+        train_by_class_[static_cast<size_t>(in_.images[i].label)].push_back(static_cast<int64_t>(i));
+      }
     } else {
       val_items_.push_back(static_cast<int64_t>(i));
     }
@@ -156,11 +160,14 @@ absl::Status Trainer::Setup() {
   return absl::OkStatus();
 }
 
-std::pair<double, double> Trainer::Evaluate() {
+Trainer::ValMetrics Trainer::Evaluate() {
   torch::NoGradGuard no_grad;
   if (own_) own_->eval();
   head_->eval();
   double loss_sum = 0, correct = 0;
+  // Per class: true positives, images predicted as it, images of it.
+  torch::Tensor tp = torch::zeros({in_.num_classes}, torch::kLong), predicted = torch::zeros({in_.num_classes}, torch::kLong),
+                support = torch::zeros({in_.num_classes}, torch::kLong);
   std::mt19937_64 rng(0);
   std::vector<std::vector<int64_t>> batches;
   for (size_t b = 0; b < val_items_.size(); b += static_cast<size_t>(spec_.batch_size)) {
@@ -173,10 +180,25 @@ std::pair<double, double> Trainer::Evaluate() {
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
     const torch::Tensor logits = Tail(AtK(feed, b, rng));
     loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
-    correct += logits.argmax(1).eq(labels).sum().item<double>();
+    const torch::Tensor guess = logits.argmax(1).cpu(), truth = labels.cpu();
+    const torch::Tensor right = guess.eq(truth);
+    correct += right.sum().item<double>();
+    tp.index_add_(0, truth.masked_select(right), torch::ones({right.sum().item<int64_t>()}, torch::kLong));
+    predicted.index_add_(0, guess, torch::ones({guess.size(0)}, torch::kLong));
+    support.index_add_(0, truth, torch::ones({truth.size(0)}, torch::kLong));
   }
   const double n = static_cast<double>(val_items_.size());
-  return {loss_sum / n, correct / n};
+  // Macro F1 as the report (and scikit-learn) define it: over the classes
+  // with images or predictions; F1 = 2 tp / (support + predicted).
+  double f1_sum = 0;
+  int f1_classes = 0;
+  const auto tp_a = tp.accessor<int64_t, 1>(), pred_a = predicted.accessor<int64_t, 1>(), sup_a = support.accessor<int64_t, 1>();
+  for (int64_t c = 0; c < in_.num_classes; ++c) {
+    if (sup_a[c] + pred_a[c] == 0) continue;
+    f1_sum += 2.0 * static_cast<double>(tp_a[c]) / static_cast<double>(sup_a[c] + pred_a[c]);
+    ++f1_classes;
+  }
+  return {loss_sum / n, correct / n, f1_classes > 0 ? f1_sum / f1_classes : 0.0};
 }
 
 absl::Status Trainer::SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt) {
@@ -204,8 +226,9 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   const auto start = Clock::now();
   torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
   std::mt19937_64 rng(spec_.seed * 104729 + static_cast<uint64_t>(epoch));
-  std::vector<int64_t> order = train_items_;
-  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<int64_t> order =
+      spec_.balanced_sampling ? BalancedOrder(train_by_class_, train_items_.size(), rng) : train_items_;
+  if (!spec_.balanced_sampling) std::shuffle(order.begin(), order.end(), rng);
   const int trainable = TrainableBlocks(st.train, n_);
   SetStageTrainable(trainable);
   head_->train();
@@ -261,14 +284,15 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     events_.OnProgress(epoch, b + 1, batches);
   }
   const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const auto [val_loss, val_acc] = Evaluate();
+  const ValMetrics val = Evaluate();
   EpochMetrics m;
   m.stage = static_cast<int>(stage) + 1;
   m.epoch = epoch;
   m.train_loss = seen > 0 ? loss_sum / seen : 0;
   m.train_accuracy = seen > 0 ? correct / seen : 0;
-  m.val_loss = val_loss;
-  m.val_accuracy = val_acc;
+  m.val_loss = val.loss;
+  m.val_accuracy = val.accuracy;
+  m.val_macro_f1 = val.macro_f1;
   m.learning_rate = lr;
   m.images_per_second = (seen - resume.seen) / std::max(train_seconds + setup_seconds_, 1e-9);
   m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count() + setup_seconds_;
@@ -340,8 +364,10 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
       resume = Resume{};
       last_epoch = global;
       events_.OnEpoch(last_metrics);
-      const double monitored = spec_.early_stopping.monitor == Monitor::kValAccuracy ? last_metrics.val_accuracy
-                                                                                      : last_metrics.val_loss;
+      const Monitor monitor = spec_.early_stopping.monitor;
+      const double monitored = monitor == Monitor::kValAccuracy   ? last_metrics.val_accuracy
+                               : monitor == Monitor::kValMacroF1 ? last_metrics.val_macro_f1
+                                                                 : last_metrics.val_loss;
       const auto decision = stopper.Update(global, monitored);
       if (decision.improved) {
         best_state = TrainedState();
@@ -379,6 +405,22 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
 }
 
 }  // namespace trainer_internal
+
+std::vector<int64_t> BalancedOrder(const std::vector<std::vector<int64_t>>& by_class, size_t n, std::mt19937_64& rng) {
+  std::vector<const std::vector<int64_t>*> classes;
+  for (const auto& c : by_class) {
+    if (!c.empty()) classes.push_back(&c);
+  }
+  std::vector<int64_t> order;
+  if (classes.empty()) return order;
+  order.reserve(n);
+  std::uniform_int_distribution<size_t> pick_class(0, classes.size() - 1);
+  for (size_t i = 0; i < n; ++i) {
+    const std::vector<int64_t>& c = *classes[pick_class(rng)];
+    order.push_back(c[std::uniform_int_distribution<size_t>(0, c.size() - 1)(rng)]);
+  }
+  return order;
+}
 
 int EpochToRestore(bool restore_best, int best_epoch, int last_epoch) {
   return (restore_best && best_epoch > 0 && best_epoch != last_epoch) ? best_epoch : 0;

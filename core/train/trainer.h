@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <random>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -23,6 +24,7 @@ struct EpochMetrics {
   double train_accuracy = 0;
   double val_loss = 0;
   double val_accuracy = 0;
+  double val_macro_f1 = 0;  // mean F1 over the classes with val images or predictions
   double learning_rate = 0;
   double images_per_second = 0;
   double epoch_seconds = 0;
@@ -81,6 +83,10 @@ struct TrainedModel {
 // augmentation run on a thread pool ahead of the compute. CANCELLED when `cancel` trips (checked every
 // batch); INVALID_ARGUMENT naming epoch and batch when the loss is not finite.
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events);
+
+// balanced_sampling's epoch order: n draws, each a uniformly drawn image of a
+// uniformly drawn class (classes without images are skipped; none: empty).
+std::vector<int64_t> BalancedOrder(const std::vector<std::vector<int64_t>>& by_class, size_t n, std::mt19937_64& rng);
 
 // The epoch whose weights must be loaded at the end of a stage: the best epoch
 // when restoring is on and it is not the last epoch run; 0 otherwise.

@@ -19,7 +19,8 @@
 namespace graft::core {
 nlohmann::json EpochMetricsToJson(const EpochMetrics& m) {
   return {{"stage", m.stage}, {"epoch", m.epoch}, {"train_loss", m.train_loss}, {"train_accuracy", m.train_accuracy},
-          {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy}, {"learning_rate", m.learning_rate},
+          {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy},
+          {"val_macro_f1", m.val_macro_f1}, {"learning_rate", m.learning_rate},
           {"images_per_second", m.images_per_second}, {"epoch_seconds", m.epoch_seconds}};
 }
 
@@ -31,6 +32,7 @@ EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
   m.train_accuracy = j.value("train_accuracy", 0.0);
   m.val_loss = j.value("val_loss", 0.0);
   m.val_accuracy = j.value("val_accuracy", 0.0);
+  m.val_macro_f1 = j.value("val_macro_f1", 0.0);
   m.learning_rate = j.value("learning_rate", 0.0);
   m.images_per_second = j.value("images_per_second", 0.0);
   m.epoch_seconds = j.value("epoch_seconds", 0.0);

@@ -88,7 +88,10 @@ class Trainer {
                                         const Resume& resume);
   // Saves a checkpoint within `epoch` after `batches_done` batches.
   absl::Status SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt);
-  std::pair<double, double> Evaluate();
+  struct ValMetrics {
+    double loss = 0, accuracy = 0, macro_f1 = 0;
+  };
+  ValMetrics Evaluate();
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
   StateDict TrainedState();
   absl::Status LoadTrainedState(const StateDict& state);
@@ -105,6 +108,7 @@ class Trainer {
   BackbonePtr own_;  // trainable copy (blocks >= k_), null when only the head trains
   ClassifierHead head_{nullptr};
   std::vector<int64_t> train_items_, val_items_;
+  std::vector<std::vector<int64_t>> train_by_class_;  // balanced_sampling: training images per class
   torch::Tensor labels_;         // [N] all images
   std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size (uncached runs)
   std::unique_ptr<FeatureCache> cache_;  // activations at block k, when cached

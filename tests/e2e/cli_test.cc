@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -177,7 +179,7 @@ TEST_F(CliTest, UploadTrainWatchPredictExport) {
   const CmdResult train = Graft("train -b MobileNetV2 -d hym -e 2 --input_size 112 --seed 5 --watch");
   ASSERT_EQ(train.exit_code, 0) << train.out;
   EXPECT_NE(train.out.find("state: RUNNING"), std::string::npos) << train.out;
-  EXPECT_NE(train.out.find("epoch stage     loss     acc val_loss val_acc        lr    img/s    time"), std::string::npos)
+  EXPECT_NE(train.out.find("epoch stage     loss     acc val_loss val_acc  val_f1        lr    img/s    time"), std::string::npos)
       << train.out;
   EXPECT_NE(train.out.find("state: SUCCEEDED"), std::string::npos);
   const auto at = train.out.find("model: model-");
@@ -250,6 +252,53 @@ TEST_F(CliTest, UploadTrainWatchPredictExport) {
 
 namespace graft {
 namespace {
+
+// graft report's page in a real browser (Debian's chromium, headless, driven
+// by tests/report/browser_check.py over the DevTools protocol): no console
+// error, no request, one point per epoch on every curve, the stage boundary
+// and restored epoch marked, the confusion cells the report's; a screenshot.
+TEST_F(CliTest, ReportPageOpensInABrowserWithEveryEpochAndTheReportsConfusion) {
+  const std::string data = graft::testing::SharedDir() + "/data/hymenoptera";
+  ASSERT_EQ(Graft("datasets upload " + data + " --name hym").exit_code, 0);
+  // Two stages, macro F1 monitored, classes drawn evenly.
+  const CmdResult train = Graft(
+      "train -b MobileNetV2 -d hym -e 2 --fine_tune_epochs 2 --fine_tune top:1 --input_size 112 --seed 3 "
+      "--early_stopping --monitor val_macro_f1 --patience 3 --balanced_sampling --model_name insects --watch");
+  ASSERT_EQ(train.exit_code, 0) << train.out;
+  // Not a terminal: graft watch prints the learning curves once, at the end.
+  const auto curves = train.out.find("learning curves:\nloss     train ");
+  ASSERT_NE(curves, std::string::npos) << train.out;
+  const std::string loss_line = train.out.substr(curves + 17, train.out.find('\n', curves + 17) - curves - 17);
+  // 4 epochs: 2 + '|' + 2 blocks per curve (each block 3 bytes of UTF-8).
+  EXPECT_NE(loss_line.find("train "), std::string::npos);
+  const std::string train_curve = loss_line.substr(15, loss_line.find("  val ") - 15);
+  EXPECT_EQ(train_curve.size(), 4 * 3 + 1u) << loss_line;
+  EXPECT_EQ(train_curve[6], '|') << loss_line;
+
+  const std::string page = dir_.Join("report.html"), model_json = dir_.Join("model.json"), shot = dir_.Join("report.png");
+  const CmdResult report = Graft("report insects -o " + page);
+  ASSERT_EQ(report.exit_code, 0) << report.out;
+  EXPECT_NE(report.out.find("wrote " + page), std::string::npos) << report.out;
+  const CmdResult show = Graft("--json models show insects");
+  ASSERT_EQ(show.exit_code, 0) << show.out;
+  ASSERT_TRUE(core::WriteFileAtomic(model_json, show.out).ok());
+  const auto model = nlohmann::json::parse(show.out);
+  EXPECT_EQ(model["history"].size(), 4u);
+  EXPECT_EQ(model["spec"]["earlyStopping"]["monitor"], "MONITOR_VAL_MACRO_F1");
+  EXPECT_EQ(model["spec"]["balancedSampling"], true);
+
+  const CmdResult browser = Shell(std::string(GRAFT_PYTHON) + " " + GRAFT_SOURCE_DIR + "/tests/report/browser_check.py " +
+                                  page + " " + model_json + " " + shot);
+  EXPECT_EQ(browser.exit_code, 0) << browser.out;
+  const std::string png = core::ReadFile(shot).value_or("");
+  EXPECT_EQ(png.rfind("\x89PNG\r\n\x1a\n", 0), 0u) << "no PNG screenshot";
+  std::cout << browser.out;
+  // Kept for a person to look at when GRAFT_KEEP_REPORT names a folder.
+  if (const char* keep = std::getenv("GRAFT_KEEP_REPORT")) {
+    std::filesystem::copy_file(page, std::string(keep) + "/report.html", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(shot, std::string(keep) + "/report.png", std::filesystem::copy_options::overwrite_existing);
+  }
+}
 
 TEST_F(CliTest, TokensAreMadeByTheAdminAndHoldTheirRoles) {
   // Without a token nothing but health answers, and the message says what to do.

@@ -1,6 +1,7 @@
 // Datasets, fine-tuning jobs and models through gRPC on 127.0.0.1:0.
 
 #include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -202,9 +203,32 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   EXPECT_EQ(report.reliability_size(), 15);
   EXPECT_EQ(report.highest_loss_size(), 16);
   EXPECT_NE(report.highest_loss(0).file().find("val/"), std::string::npos) << report.highest_loss(0).file();
+  // Thumbnails of the hardest images for the HTML report: JPEGs within 128 px.
+  for (const auto& hard : report.highest_loss()) {
+    const std::string& jpeg = hard.thumbnail();
+    ASSERT_EQ(jpeg.rfind("\xff\xd8", 0), 0u) << hard.file() << " has no JPEG thumbnail";
+    const cv::Mat thumb = cv::imdecode(std::vector<uchar>(jpeg.begin(), jpeg.end()), cv::IMREAD_COLOR);
+    ASSERT_FALSE(thumb.empty()) << hard.file();
+    EXPECT_EQ(std::max(thumb.cols, thumb.rows), 128) << hard.file();  // every hymenoptera image is larger
+  }
+  // The learning curves travel with the model: one entry per epoch, the last
+  // the final metrics; the trainer's per-epoch macro F1 is the report's (up to
+  // the images the serving path decides differently, as for accuracy).
+  ASSERT_EQ(model->history_size(), 4);
+  for (int e = 0; e < 4; ++e) EXPECT_EQ(model->history(e).epoch(), e + 1);
+  EXPECT_DOUBLE_EQ(model->history(3).val_loss(), model->final_metrics().val_loss());
+  if (model->best_metrics().epoch() != 4) {
+    EXPECT_EQ(std::vector<int>(model->restored_epochs().begin(), model->restored_epochs().end()),
+              std::vector<int>{model->best_metrics().epoch()});
+  } else {
+    EXPECT_EQ(model->restored_epochs_size(), 0);
+  }
+  EXPECT_GT(model->best_metrics().val_macro_f1(), 0.9);
+  EXPECT_NEAR(model->best_metrics().val_macro_f1(), report.macro_f1(), 3.0 / total);
   auto listed = client_->ListModels();
   ASSERT_TRUE(listed.ok());
   EXPECT_FALSE(listed->models(0).has_report()) << "listings leave the report out";
+  EXPECT_EQ(listed->models(0).history_size(), 0) << "and the learning curves";
 
   // Evaluate on the same images (the folder upload of them) gives the same
   // figures, with progress as it goes; the train part is the train images.
@@ -617,6 +641,11 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
   s.mutable_augmentation()->set_horizontal_flip(true);
   s.mutable_augmentation()->set_cached_views(65);
   expect(s, absl::StatusCode::kInvalidArgument, "spec.augmentation.cached_views: must be 0..64");
+  s = Spec("hym", 1);
+  s.set_balanced_sampling(true);
+  s.set_class_weighting(true);
+  expect(s, absl::StatusCode::kInvalidArgument,
+         "spec.balanced_sampling: and class_weighting both correct for class imbalance; choose one");
   s = Spec("nope", 1);
   expect(s, absl::StatusCode::kNotFound, "spec.dataset: no dataset 'nope'");
   s = Spec("hym", 1);

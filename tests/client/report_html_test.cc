@@ -1,0 +1,114 @@
+// The HTML report's page from a model: what a reader sees, and that nothing
+// a client named (classes, files) can become markup.
+#include "client/report_html.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+#include <string>
+
+namespace graft::client {
+namespace {
+
+int Count(const std::string& haystack, const std::string& needle) {
+  int n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+v1::Model SampleModel() {
+  v1::Model m;
+  m.set_id("model-abc");
+  m.set_name("ants");
+  m.set_version(2);
+  m.set_backbone("mobilenet_v2");
+  const std::vector<std::string> classes = {"ants", "<script>alert(1)</script>", "bees & wasps"};
+  for (const auto& c : classes) m.add_class_names(c);
+  // Two stages: epochs 1-3 train the head, 4-5 the top blocks; epoch 2 and 5 restored.
+  for (int e = 1; e <= 5; ++e) {
+    auto* h = m.add_history();
+    h->set_epoch(e);
+    h->set_stage(e <= 3 ? 1 : 2);  // 1-based
+    h->set_train_loss(1.0 / e);
+    h->set_val_loss(e == 4 ? std::nan("") : 1.2 / e);
+    h->set_train_accuracy(0.5 + 0.08 * e);
+    h->set_val_accuracy(0.45 + 0.07 * e);
+  }
+  m.add_restored_epochs(3);
+  m.add_restored_epochs(5);
+  auto* r = m.mutable_report();
+  r->set_dataset("insects");
+  r->set_split("val");
+  r->set_images(12);
+  r->set_accuracy(0.75);
+  for (const auto& c : classes) r->add_classes()->set_name(c);
+  const int confusion[9] = {4, 0, 1, 1, 3, 0, 0, 1, 2};
+  for (int v : confusion) r->add_confusion(v);
+  auto* bin = r->add_reliability();
+  bin->set_lower(0.6);
+  bin->set_upper(0.8);
+  bin->set_count(12);
+  bin->set_accuracy(0.75);
+  bin->set_confidence(0.7);
+  auto* hard = r->add_highest_loss();
+  hard->set_file("val/ants/\"><img src=x onerror=alert(1)>.jpg");
+  hard->set_true_class(0);
+  hard->set_predicted_class(2);
+  hard->set_thumbnail(std::string("\xff\xd8\xff\xe0 not really a jpeg", 22));
+  return m;
+}
+
+TEST(ReportHtml, ShowsEveryEpochStageAndRestoredEpochOnBothCharts) {
+  const std::string html = RenderReportHtml(SampleModel());
+  // 4 series x 5 epochs, less the NaN val loss of epoch 4 (a diverged epoch has no point).
+  EXPECT_EQ(Count(html, "class=\"point\""), 19);
+  EXPECT_EQ(Count(html, "data-series=\"val_accuracy\""), 1);
+  EXPECT_EQ(Count(html, "class=\"stage-boundary\" data-stage=\"2\""), 2);  // loss and accuracy charts
+  EXPECT_EQ(Count(html, "class=\"restored\" data-epoch=\"3\""), 2);
+  EXPECT_EQ(Count(html, "class=\"restored\" data-epoch=\"5\""), 2);
+  EXPECT_EQ(html.find("nan"), std::string::npos) << "a NaN reached the SVG";
+  EXPECT_NE(html.find("<h1>ants:2 (model-abc)</h1>"), std::string::npos);
+}
+
+TEST(ReportHtml, ConfusionCellsHoldTheReportsCounts) {
+  const v1::Model m = SampleModel();
+  const std::string html = RenderReportHtml(m);
+  EXPECT_EQ(Count(html, "<td class=\"cell"), 9);
+  const std::regex cell(R"re(data-true="(\d)" data-predicted="(\d)"[^>]*>(\d+)</td>)re");
+  int seen = 0;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), cell); it != std::sregex_iterator(); ++it, ++seen) {
+    const int t = std::stoi((*it)[1]), q = std::stoi((*it)[2]);
+    EXPECT_EQ(std::stoll((*it)[3]), m.report().confusion(t * 3 + q)) << t << "," << q;
+  }
+  EXPECT_EQ(seen, 9);
+  EXPECT_EQ(Count(html, "class=\"rel-bar\" data-count=\"12\""), 1);
+}
+
+TEST(ReportHtml, ClientNamesAreEscapedAndNothingIsFetched) {
+  const std::string html = RenderReportHtml(SampleModel());
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("<img src=x"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("bees &amp; wasps"), std::string::npos);
+  EXPECT_NE(html.find("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;.jpg"), std::string::npos);
+  EXPECT_NE(html.find("default-src 'none'; img-src data:"), std::string::npos);
+  // The only URLs: the SVG namespace (not fetched) and data: thumbnails.
+  const std::regex url(R"re((https?|ftp|wss?)://[^"' ]*)re");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), url); it != std::sregex_iterator(); ++it) {
+    EXPECT_EQ((*it)[0].str(), "http://www.w3.org/2000/svg");
+  }
+  EXPECT_EQ(Count(html, "src=\"data:image/jpeg;base64,"), 1);
+}
+
+TEST(ReportHtml, AModelWithoutHistoryOrReportSaysSo) {
+  v1::Model m;
+  m.set_id("model-old");
+  const std::string html = RenderReportHtml(m);
+  EXPECT_NE(html.find("No learning curves were recorded"), std::string::npos);
+  EXPECT_NE(html.find("has no evaluation report"), std::string::npos);
+  EXPECT_EQ(Count(html, "class=\"point\""), 0);
+}
+
+}  // namespace
+}  // namespace graft::client
