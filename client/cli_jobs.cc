@@ -2,7 +2,9 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <chrono>
 #include <iomanip>
+#include <thread>
 #include <map>
 #include <ostream>
 #include <unistd.h>
@@ -124,7 +126,9 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
     if (curves_shown) out << "\x1b[2F\x1b[J";  // up two lines, clear to the end of the screen
     curves_shown = false;
   };
-  const absl::Status s = client.WatchJob(id, tty, [&](const v1::JobEvent& e) {
+  int64_t last_seq = 0;  // the last stored event seen: a lost stream resumes after it
+  const auto handle = [&](const v1::JobEvent& e) {
+    if (!e.has_progress()) last_seq = e.seq();
     if (g.json) {
       out << ToJson(e) << "\n" << std::flush;
       return true;
@@ -159,7 +163,16 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
     }
     out << std::flush;
     return true;
-  });
+  };
+  absl::Status s = client.WatchJob(id, tty, handle);
+  // A stream that breaks once events came (graftd restarting, a network
+  // blip) is resumed after the last event seen, for up to two minutes.
+  for (int attempt = 0; s.code() == absl::StatusCode::kUnavailable && last_seq > 0 && attempt < 120; ++attempt) {
+    clear_bar();
+    if (attempt == 0) err << "graft: " << s.message() << "; resuming after event " << last_seq << "\n" << std::flush;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    s = client.WatchJob(id, tty, handle, last_seq);
+  }
   clear_bar();
   if (!s.ok()) return s;
   if (!live_curves && !g.json && !epochs.empty()) out << "learning curves:\n" << LearningCurves(epochs) << "\n";

@@ -232,10 +232,11 @@ absl::StatusOr<v1::Job> GraftClient::CancelJob(const std::string& id) {
 }
 
 absl::Status GraftClient::WatchJob(const std::string& id, bool progress,
-                                   const std::function<bool(const v1::JobEvent&)>& on_event) {
+                                   const std::function<bool(const v1::JobEvent&)>& on_event, int64_t from_seq) {
   v1::WatchJobRequest r;
   r.set_id(id);
   r.set_progress(progress);
+  r.set_from_seq(from_seq);
   grpc::ClientContext ctx;
   if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
   auto reader = training_->WatchJob(&ctx, r);

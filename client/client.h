@@ -68,7 +68,10 @@ class GraftClient {
   absl::StatusOr<v1::Job> CancelJob(const std::string& id);
   // Calls `on_event` for every event (replayed, then live) until the job
   // ends or `on_event` returns false.
-  absl::Status WatchJob(const std::string& id, bool progress, const std::function<bool(const v1::JobEvent&)>& on_event);
+  // Streams the job's events after `from_seq` (0: all) until it ends or
+  // `on_event` returns false.
+  absl::Status WatchJob(const std::string& id, bool progress, const std::function<bool(const v1::JobEvent&)>& on_event,
+                        int64_t from_seq = 0);
 
   absl::StatusOr<v1::ListModelsResponse> ListModels();
   absl::StatusOr<v1::Model> GetModel(const std::string& id);

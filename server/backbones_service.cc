@@ -93,7 +93,6 @@ grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const
 grpc::Status BackbonesService::GetBackbone(grpc::ServerContext* context, const v1::GetBackboneRequest* request,
                                            v1::Backbone* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetBackbone");
-  if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   ToProto(*status, response);
@@ -140,7 +139,6 @@ grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
                                                   const v1::UnregisterBackboneRequest* request,
                                                   v1::UnregisterBackboneResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnregisterBackbone");
-  if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   const std::string& name = status->spec->name;
@@ -159,7 +157,6 @@ grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
 grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const v1::PullBackboneRequest* request,
                                             grpc::ServerWriter<v1::PullBackboneProgress>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PullBackbone");
-  if (request->name().empty()) return ToGrpcStatus(absl::InvalidArgumentError("name is required"));
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   const core::BackboneSpec& spec = *status->spec;

@@ -82,7 +82,7 @@ grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::W
         ToProto(e, &out);
         return writer->Write(out);
       },
-      [&]() { return !context->IsCancelled(); });
+      [&]() { return !context->IsCancelled(); }, request->from_seq());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (--watching_[who.name] == 0) watching_.erase(who.name);

@@ -476,9 +476,10 @@ void JobRunner::Execute(const std::string& id) {
 }
 
 absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::function<bool(const JobEvent&)>& emit,
-                              const std::function<bool()>& alive) {
+                              const std::function<bool()>& alive, int64_t after_seq) {
   RETURN_IF_ERROR(jobs_.Get(id).status());
-  int64_t last_seq = 0;
+  if (after_seq < 0) return absl::InvalidArgumentError(absl::StrCat("from_seq must be >= 0, got ", after_seq));
+  int64_t last_seq = after_seq;
   JobEvent last_progress;
   while (true) {
     ASSIGN_OR_RETURN(const JobRecord job, jobs_.Get(id));
@@ -494,15 +495,17 @@ absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::f
       if (it != progress_.end() && (it->second.epoch_number != last_progress.epoch_number ||
                                     it->second.batch != last_progress.batch)) {
         last_progress = it->second;
+        JobEvent live = last_progress;
+        live.seq = last_seq;
         lock.unlock();
-        if (!emit(last_progress)) return absl::OkStatus();
+        if (!emit(live)) return absl::OkStatus();
         lock.lock();
       }
     }
     if (!alive()) return absl::CancelledError("the watcher went away");
     if (stopping_) {
       return absl::UnavailableError(
-          "graftd is shutting down; watch again once it is back (events replay from the start)");
+          "graftd is shutting down; watch again once it is back (from_seq = the last seq seen resumes there)");
     }
     event_cv_.wait_for(lock, std::chrono::milliseconds(250));
   }

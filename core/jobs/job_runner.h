@@ -74,11 +74,12 @@ class JobRunner {
   absl::StatusOr<JobRecord> Get(const std::string& id) { return jobs_.Get(id); }
   absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state) { return jobs_.List(state); }
 
-  // Sends every stored event, then new ones as they come, until the job ends
-  // (returns OK), `emit` returns false or `alive` turns false (CANCELLED).
-  // With `progress`, live per-batch progress is sent too (never stored).
+  // Sends every stored event after `after_seq`, then new ones as they come,
+  // until the job ends (returns OK), `emit` returns false or `alive` turns
+  // false (CANCELLED). With `progress`, live per-batch progress is sent too
+  // (never stored; it carries the seq of the last stored event sent).
   absl::Status Watch(const std::string& id, bool progress, const std::function<bool(const JobEvent&)>& emit,
-                     const std::function<bool()>& alive);
+                     const std::function<bool()>& alive, int64_t after_seq = 0);
 
   // A job queued or running uses the dataset.
   bool DatasetInUse(const std::string& dataset_id);

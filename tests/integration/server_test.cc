@@ -239,6 +239,10 @@ TEST_F(ServerTest, UnknownAndWeightlessBackbones) {
   const auto missing = client_->Predict(Request("resnet18", {Bytes("dog.jpg")}));
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(missing.status().message().find("no ImageNet weights"), std::string::npos);
+  // An empty name is an unknown backbone, as every other empty id is unknown (not INVALID_ARGUMENT).
+  const auto empty = client_->GetBackbone("");
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(empty.status().message().find("unknown backbone ''"), std::string::npos) << empty.status();
 }
 
 // Collects a PullBackbone stream: the messages and the final status.

@@ -72,11 +72,12 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
                                                    graft::testing::AdminClientOptions(dir_.Join("data")));
   std::vector<int> epochs;
   std::vector<v1::JobState> states;
-  int64_t last_seq = 0;
+  int64_t last_seq = 0, epoch2_seq = 0;
   bool gapless = true;
   ASSERT_TRUE(second.WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
     gapless &= e.seq() == last_seq + 1;
     last_seq = e.seq();
+    if (e.has_epoch() && e.epoch().epoch() == 2) epoch2_seq = e.seq();
     if (e.has_epoch()) epochs.push_back(e.epoch().epoch());
     if (e.has_state()) states.push_back(e.state().state());
     return true;
@@ -86,6 +87,22 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   ASSERT_FALSE(states.empty());
   EXPECT_EQ(states.front(), v1::JOB_STATE_QUEUED);
   EXPECT_EQ(states.back(), v1::JOB_STATE_SUCCEEDED);
+  // A client that lost its stream after epoch 2 resumes from that event's seq
+  // and gets exactly the rest.
+  std::vector<int64_t> resumed_seqs;
+  std::vector<int> resumed_epochs;
+  ASSERT_TRUE(second.WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
+    resumed_seqs.push_back(e.seq());
+    if (e.has_epoch()) resumed_epochs.push_back(e.epoch().epoch());
+    return true;
+  }, epoch2_seq).ok());
+  ASSERT_FALSE(resumed_seqs.empty());
+  EXPECT_EQ(resumed_seqs.front(), epoch2_seq + 1);
+  EXPECT_EQ(resumed_seqs.back(), last_seq);
+  EXPECT_EQ(resumed_epochs, (std::vector<int>{3, 4}));
+  const absl::Status negative = second.WatchJob(job->id(), false, [](const v1::JobEvent&) { return true; }, -1);
+  EXPECT_EQ(negative.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(negative.message().find("from_seq must be >= 0, got -1"), std::string::npos) << negative;
 
   const v1::Job done = *client_->GetJob(job->id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
