@@ -48,6 +48,23 @@ void ToProto(const core::Timing& in, v1::Timing* out) {
   out->set_batch_images(in.batch_images);
 }
 
+namespace {
+
+// raw_values' little-endian float32 into host floats.
+void CopyLittleEndianFloats(const std::string& bytes, float* out) {
+  if constexpr (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
+    std::memcpy(out, bytes.data(), bytes.size());
+  } else {
+    for (size_t k = 0; k + 4 <= bytes.size(); k += 4) {
+      const auto* b = reinterpret_cast<const unsigned char*>(bytes.data() + k);
+      const uint32_t v = uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
+      std::memcpy(out + k / 4, &v, 4);
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<core::ImageInput>> FromProto(
     const google::protobuf::RepeatedPtrField<v1::ImageInput>& images) {
   std::vector<core::ImageInput> out;
@@ -65,13 +82,29 @@ absl::StatusOr<std::vector<core::ImageInput>> FromProto(
         numel *= d;
         if (numel > (int64_t{1} << 31)) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": tensor too large"));
       }
-      if (t.shape().empty() || numel != t.values_size()) {
+      const bool raw = !t.raw_values().empty();
+      if (raw && t.values_size() > 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("image ", i, ": tensor has both values and raw_values; send one of them"));
+      }
+      if (raw && (t.raw_values().size() % sizeof(float) != 0 || t.shape().empty() ||
+                  static_cast<int64_t>(t.raw_values().size() / sizeof(float)) != numel)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("image ", i, ": tensor raw_values has ", t.raw_values().size(),
+                         " bytes but its shape holds ", t.shape().empty() ? 0 : numel, " float32 values (",
+                         t.shape().empty() ? 0 : numel * static_cast<int64_t>(sizeof(float)), " bytes)"));
+      }
+      if (!raw && (t.shape().empty() || numel != t.values_size())) {
         return absl::InvalidArgumentError(absl::StrCat("image ", i, ": tensor has ", t.values_size(),
                                                        " values but its shape holds ", t.shape().empty() ? 0 : numel));
       }
       auto tensor = core::GuardInternal("tensor input", [&]() -> absl::StatusOr<torch::Tensor> {
         torch::Tensor x = torch::empty(std::vector<int64_t>(t.shape().begin(), t.shape().end()), torch::kFloat32);
-        std::memcpy(x.data_ptr<float>(), t.values().data(), sizeof(float) * numel);
+        if (raw) {
+          CopyLittleEndianFloats(t.raw_values(), x.data_ptr<float>());
+        } else {
+          std::memcpy(x.data_ptr<float>(), t.values().data(), sizeof(float) * numel);
+        }
         return x;
       });
       if (!tensor.ok()) return tensor.status();

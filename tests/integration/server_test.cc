@@ -181,6 +181,33 @@ TEST_F(ServerTest, RawTensorGivesTheSameAnswerAsEncodedBytes) {
   EXPECT_EQ(Short(preds[0].top(0).label()), "kite");  // the bird, as torchvision has it
   EXPECT_EQ(preds[0].top(0).index(), preds[1].top(0).index());
   EXPECT_NEAR(preds[0].top(0).probability(), preds[1].top(0).probability(), 1e-4);
+
+  // The same tensor as raw little-endian float32 bytes answers the same.
+  v1::PredictRequest raw;
+  raw.set_backbone("mobilenet_v2");
+  raw.set_top_k(3);
+  auto* rt = raw.add_images()->mutable_tensor();
+  for (int64_t d : {1, 3, 224, 224}) rt->add_shape(d);
+  rt->set_raw_values(std::string(reinterpret_cast<const char*>(c.data_ptr<float>()), c.numel() * sizeof(float)));
+  const auto from_raw = client_->Predict(raw);
+  ASSERT_TRUE(from_raw.ok()) << from_raw.status();
+  EXPECT_EQ(from_raw->results(0).predictions(0).top(0).index(), preds[0].top(0).index());
+  EXPECT_FLOAT_EQ(from_raw->results(0).predictions(0).top(0).probability(), preds[0].top(0).probability());
+  // A byte count that is not the shape's, or both forms at once, is refused by name.
+  rt->mutable_raw_values()->pop_back();
+  auto bad = client_->Predict(raw);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("image 0: tensor raw_values has 602111 bytes but its shape holds 150528 "
+                                        "float32 values (602112 bytes)"),
+            std::string::npos)
+      << bad.status();
+  rt->set_raw_values(std::string(12, '\0'));
+  rt->clear_shape();
+  rt->add_shape(3);
+  rt->add_values(1.0f);
+  bad = client_->Predict(raw);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("both values and raw_values"), std::string::npos) << bad.status();
 }
 
 TEST_F(ServerTest, EmbedReturnsOneVectorPerImage) {
