@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <thread>
@@ -175,6 +176,9 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
   }
   clear_bar();
   if (!s.ok()) return s;
+  if (!g.json && std::any_of(epochs.begin(), epochs.end(), [](const v1::EpochMetrics& e) { return e.frozen_part_cached(); })) {
+    out << "* the frozen part's output was cached: img/s counts the trainable part (the first such epoch built the cache)\n";
+  }
   if (!live_curves && !g.json && !epochs.empty()) out << "learning curves:\n" << LearningCurves(epochs) << "\n";
   auto job = client.GetJob(id);
   if (!job.ok()) return job.status();

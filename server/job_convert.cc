@@ -175,6 +175,7 @@ void ToProto(const core::EpochMetrics& m, v1::EpochMetrics* out) {
   out->set_learning_rate(m.learning_rate);
   out->set_images_per_second(m.images_per_second);
   out->set_epoch_seconds(m.epoch_seconds);
+  out->set_frozen_part_cached(m.frozen_part_cached);
 }
 
 v1::JobState ToProto(core::JobState state) { return static_cast<v1::JobState>(static_cast<int>(state)); }

@@ -296,6 +296,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   m.learning_rate = lr;
   m.images_per_second = (seen - resume.seen) / std::max(train_seconds + setup_seconds_, 1e-9);
   m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count() + setup_seconds_;
+  m.frozen_part_cached = cache_ != nullptr;
   setup_seconds_ = 0;
   return m;
 }

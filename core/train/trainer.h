@@ -26,8 +26,12 @@ struct EpochMetrics {
   double val_accuracy = 0;
   double val_macro_f1 = 0;  // mean F1 over the classes with val images or predictions
   double learning_rate = 0;
+  // Training images per second of the epoch's wall time. With the frozen
+  // part cached only the trainable part ran (the epoch that built the cache
+  // counts building it): `frozen_part_cached` says so.
   double images_per_second = 0;
   double epoch_seconds = 0;
+  bool frozen_part_cached = false;
 };
 
 nlohmann::json EpochMetricsToJson(const EpochMetrics& m);

@@ -21,7 +21,8 @@ nlohmann::json EpochMetricsToJson(const EpochMetrics& m) {
   return {{"stage", m.stage}, {"epoch", m.epoch}, {"train_loss", m.train_loss}, {"train_accuracy", m.train_accuracy},
           {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy},
           {"val_macro_f1", m.val_macro_f1}, {"learning_rate", m.learning_rate},
-          {"images_per_second", m.images_per_second}, {"epoch_seconds", m.epoch_seconds}};
+          {"images_per_second", m.images_per_second}, {"epoch_seconds", m.epoch_seconds},
+          {"frozen_part_cached", m.frozen_part_cached}};
 }
 
 EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
@@ -36,6 +37,7 @@ EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
   m.learning_rate = j.value("learning_rate", 0.0);
   m.images_per_second = j.value("images_per_second", 0.0);
   m.epoch_seconds = j.value("epoch_seconds", 0.0);
+  m.frozen_part_cached = j.value("frozen_part_cached", false);
   return m;
 }
 

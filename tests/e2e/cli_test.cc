@@ -265,6 +265,8 @@ TEST_F(CliTest, ReportPageOpensInABrowserWithEveryEpochAndTheReportsConfusion) {
       "train -b MobileNetV2 -d hym -e 2 --fine_tune_epochs 2 --fine_tune top:1 --input_size 112 --seed 3 "
       "--early_stopping --monitor val_macro_f1 --patience 3 --balanced_sampling --model_name insects --watch");
   ASSERT_EQ(train.exit_code, 0) << train.out;
+  EXPECT_NE(train.out.find("* the frozen part's output was cached: img/s counts the trainable part"), std::string::npos)
+      << train.out;
   // Not a terminal: graft watch prints the learning curves once, at the end.
   const auto curves = train.out.find("learning curves:\nloss     train ");
   ASSERT_NE(curves, std::string::npos) << train.out;

@@ -176,7 +176,12 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   // the final metrics; the trainer's per-epoch macro F1 is the report's (up to
   // the images the serving path decides differently, as for accuracy).
   ASSERT_EQ(model->history_size(), 4);
-  for (int e = 0; e < 4; ++e) EXPECT_EQ(model->history(e).epoch(), e + 1);
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_EQ(model->history(e).epoch(), e + 1);
+    // Head only, nothing augmented: the frozen part ran once, and each epoch says
+    // its images/s counts the head's work.
+    EXPECT_TRUE(model->history(e).frozen_part_cached()) << e;
+  }
   EXPECT_DOUBLE_EQ(model->history(3).val_loss(), model->final_metrics().val_loss());
   if (model->best_metrics().epoch() != 4) {
     EXPECT_EQ(std::vector<int>(model->restored_epochs().begin(), model->restored_epochs().end()),
