@@ -32,6 +32,7 @@
 #include "server/models_service.h"
 #include "server/tokens_service.h"
 #include "server/training_service.h"
+#include "grpc/health/v1/health.pb.h"
 #include "core/auth/token_store.h"
 #include "core/data/decode_budget.h"
 #include "core/util/status_macros.h"
@@ -251,7 +252,13 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                                                          s->datasets_.get(), options.max_concurrent_evaluations);
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.reflection) {
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    // gRPC's built-in health service has no protobuf descriptor of its own;
+    // touching graft's generated grpc.health.v1 classes links theirs in, so
+    // reflection resolves the service it lists.
+    (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), credentials, &s->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));

@@ -343,6 +343,21 @@ TEST_F(CliTest, TokensAreMadeByTheAdminAndHoldTheirRoles) {
   EXPECT_NE(Shell(as_app + "tokens whoami").out.find("UNAUTHENTICATED"), std::string::npos);
 }
 
+// Server reflection (--reflection), as grpcurl uses it: every service it
+// lists resolves to the file that defines it, the health service included
+// (gRPC's built-in one has no descriptor unless graft links its own in).
+TEST(Reflection, EveryListedServiceResolvesToItsFileHealthIncluded) {
+  graft::testing::TempDir dir;
+  graft::testing::GraftdProcess graftd{dir.Join("data"), dir.Join("graftd.log")};
+  ASSERT_TRUE(graftd.Start({"--reflection"})) << "see " << graftd.log();
+  const CmdResult probe = Shell(std::string(GRAFT_PYTHON) + " " + GRAFT_SOURCE_DIR + "/tests/e2e/reflection_probe.py " +
+                                graftd.address());
+  EXPECT_EQ(probe.exit_code, 0) << probe.out;
+  EXPECT_NE(probe.out.find("grpc.health.v1.Health: grpc/health/v1/health.proto"), std::string::npos) << probe.out;
+  EXPECT_NE(probe.out.find("graft.v1.Inference: graft/v1/inference.proto"), std::string::npos) << probe.out;
+  EXPECT_EQ(graftd.Stop(SIGTERM), 0);
+}
+
 TEST(CliTls, MutualTlsWithATokenEndToEnd) {
   graft::testing::TempDir dir;
   ASSERT_EQ(graft::testing::MakeTestCertificates(dir.path()), "");
