@@ -32,19 +32,30 @@ const char* CodeName(grpc::StatusCode code) {
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(grpc::experimental::ServerRpcInfo* info, Metrics* metrics)
-      : metrics_(metrics), method_(info->method() ? info->method() : ""), start_(std::chrono::steady_clock::now()) {
+      : info_(info), metrics_(metrics), method_(info->method() ? info->method() : ""),
+        start_(std::chrono::steady_clock::now()) {
     if (!method_.empty() && method_[0] == '/') method_.erase(0, 1);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      metrics_->ObserveRpc(method_, CodeName(methods->GetSendStatus().error_code()), seconds);
+      grpc::StatusCode code = methods->GetSendStatus().error_code();
+      // A call the client cancelled is CANCELLED, whatever status the handler
+      // still sends (gRPC's built-in Health.Watch finishes with UNKNOWN
+      // "OnCancel()"). graft's services are sync or callback ones, for which
+      // IsCancelled may be asked once the handler is done.
+      if (code != grpc::StatusCode::OK && info_->server_context() != nullptr &&
+          info_->server_context()->IsCancelled()) {
+        code = grpc::StatusCode::CANCELLED;
+      }
+      metrics_->ObserveRpc(method_, CodeName(code), seconds);
     }
     methods->Proceed();
   }
 
  private:
+  grpc::experimental::ServerRpcInfo* info_;
   Metrics* metrics_;
   std::string method_;
   std::chrono::steady_clock::time_point start_;

@@ -9,8 +9,10 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include <chrono>
 #include <future>
 #include <random>
+#include <thread>
 
 #include "client/client.h"
 #include "core/data/image_codec.h"
@@ -18,6 +20,7 @@
 #include "core/util/files.h"
 #include "core/zoo/registry.h"
 #include "graft/v1/inference.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "server/server.h"
 #include "tests/testing/local_server.h"
 #include "tests/testing/http_get.h"
@@ -88,6 +91,27 @@ TEST_F(ServerTest, HealthIsServing) {
   const auto h = client_->Health();
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_EQ(h->status(), ::grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // A probe that watches and then hangs up is counted CANCELLED, not UNKNOWN.
+  auto stub = ::grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  auto watch = stub->Watch(&ctx, ::grpc::health::v1::HealthCheckRequest());
+  ::grpc::health::v1::HealthCheckResponse first;
+  ASSERT_TRUE(watch->Read(&first));
+  EXPECT_EQ(first.status(), ::grpc::health::v1::HealthCheckResponse::SERVING);
+  ctx.TryCancel();
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  std::string page;
+  for (int i = 0; i < 50; ++i) {
+    page = graft::testing::HttpGet(server_->metrics_port(), "/metrics");
+    if (page.find("method=\"grpc.health.v1.Health/Watch\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"CANCELLED\",method=\"grpc.health.v1.Health/Watch\"} 1"),
+            std::string::npos)
+      << page;
+  EXPECT_EQ(page.find("code=\"UNKNOWN\",method=\"grpc.health.v1.Health/Watch\""), std::string::npos) << page;
 }
 
 TEST_F(ServerTest, ListsBackbonesWithMetadataAndResidency) {
