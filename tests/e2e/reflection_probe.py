@@ -30,33 +30,31 @@ def field(number, payload):  # a length-delimited field
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
+def read_varint(buf, i):
+    """The varint at buf[i:] and the index after it."""
+    value, shift = 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
 def fields(buf):
     """Top-level (number, value) pairs of a message; value is bytes or int."""
     i, out = 0, []
     while i < len(buf):
-        key, shift = 0, 0
-        while True:
-            b = buf[i]; i += 1
-            key |= (b & 0x7F) << shift; shift += 7
-            if not b & 0x80:
-                break
+        key, i = read_varint(buf, i)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            v, shift = 0, 0
-            while True:
-                b = buf[i]; i += 1
-                v |= (b & 0x7F) << shift; shift += 7
-                if not b & 0x80:
-                    break
-            out.append((number, v))
+            value, i = read_varint(buf, i)
+            out.append((number, value))
         elif wire == 2:
-            n, shift = 0, 0
-            while True:
-                b = buf[i]; i += 1
-                n |= (b & 0x7F) << shift; shift += 7
-                if not b & 0x80:
-                    break
-            out.append((number, buf[i:i + n])); i += n
+            n, i = read_varint(buf, i)
+            out.append((number, buf[i:i + n]))
+            i += n
         else:
             raise ValueError(f"unexpected wire type {wire}")
     return out
