@@ -132,18 +132,50 @@ std::string ReliabilityDiagram(const v1::EvaluationReport& r) {
   return o.str();
 }
 
+}  // namespace
+
+std::vector<int> ConfusionClassesShown(const v1::EvaluationReport& r) {
+  const int c = r.classes_size();
+  std::vector<int> shown(static_cast<size_t>(std::max(c, 0)));
+  for (int k = 0; k < c; ++k) shown[static_cast<size_t>(k)] = k;
+  if (c <= kMaxConfusionClasses || r.confusion_size() != c * c) return shown;
+  // The classes most involved in errors: off-diagonal images in their row
+  // (taken for another class) and column (another class taken for them).
+  std::vector<int64_t> errors(static_cast<size_t>(c), 0);
+  for (int t = 0; t < c; ++t) {
+    for (int q = 0; q < c; ++q) {
+      if (t == q) continue;
+      errors[static_cast<size_t>(t)] += r.confusion(t * c + q);
+      errors[static_cast<size_t>(q)] += r.confusion(t * c + q);
+    }
+  }
+  std::stable_sort(shown.begin(), shown.end(),
+                   [&](int a, int b) { return errors[static_cast<size_t>(a)] > errors[static_cast<size_t>(b)]; });
+  shown.resize(kMaxConfusionClasses);
+  std::sort(shown.begin(), shown.end());
+  return shown;
+}
+
+namespace {
+
 std::string ConfusionTable(const v1::EvaluationReport& r) {
   const int c = r.classes_size();
   if (c == 0 || r.confusion_size() != c * c) return "<p>No confusion matrix.</p>\n";
+  const std::vector<int> shown = ConfusionClassesShown(r);
   std::ostringstream o;
+  if (static_cast<int>(shown.size()) < c) {
+    o << "<p class=\"sub\" id=\"confusion-note\">The " << shown.size() << " of " << c
+      << " classes most involved in errors (rows and columns); <code>graft --json models show</code> has the whole "
+         "matrix.</p>\n";
+  }
   o << "<div class=\"scroll\"><table id=\"confusion\" class=\"heat\">\n<tr><th class=\"corner\">true \\ predicted</th>";
-  for (int q = 0; q < c; ++q) o << "<th class=\"col\" title=\"" << HtmlEscape(r.classes(q).name()) << "\">" << HtmlEscape(r.classes(q).name()) << "</th>";
+  for (int q : shown) o << "<th class=\"col\" title=\"" << HtmlEscape(r.classes(q).name()) << "\">" << HtmlEscape(r.classes(q).name()) << "</th>";
   o << "</tr>\n";
-  for (int t = 0; t < c; ++t) {
+  for (int t : shown) {
     int64_t row = 0;
     for (int q = 0; q < c; ++q) row += r.confusion(t * c + q);
     o << "<tr><th class=\"row\">" << HtmlEscape(r.classes(t).name()) << "</th>";
-    for (int q = 0; q < c; ++q) {
+    for (int q : shown) {
       const int64_t v = r.confusion(t * c + q);
       const double share = row > 0 ? static_cast<double>(v) / static_cast<double>(row) : 0.0;
       // Diagonal cells blue, errors red; the shade is the share of the true class's images.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "graft/v1/models.pb.h"
 
@@ -14,6 +15,12 @@ namespace graft::client {
 // resource: a Content-Security-Policy forbids both. Every string from the
 // model (class and file names, ids) is HTML-escaped.
 std::string RenderReportHtml(const v1::Model& model);
+
+// The page's heat map shows at most this many classes (a 1000-class model's
+// full matrix would be a million cells): those most involved in errors.
+inline constexpr int kMaxConfusionClasses = 50;
+// The model class indices the heat map shows, ascending.
+std::vector<int> ConfusionClassesShown(const v1::EvaluationReport& report);
 
 // `s` with & < > " ' as character references.
 std::string HtmlEscape(const std::string& s);

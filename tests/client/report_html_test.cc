@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 #include <string>
@@ -99,6 +100,37 @@ TEST(ReportHtml, ClientNamesAreEscapedAndNothingIsFetched) {
     EXPECT_EQ((*it)[0].str(), "http://www.w3.org/2000/svg");
   }
   EXPECT_EQ(Count(html, "src=\"data:image/jpeg;base64,"), 1);
+}
+
+TEST(ReportHtml, ManyClassesShowTheFiftyMostInvolvedInErrors) {
+  // 60 classes, 10 images each, all right except class 7 taken for 42 (and a
+  // few others for their neighbour): the page must not hold 3600 cells.
+  constexpr int kC = 60;
+  v1::Model m;
+  m.set_id("model-many");
+  auto* r = m.mutable_report();
+  for (int k = 0; k < kC; ++k) r->add_classes()->set_name("class" + std::to_string(k));
+  std::vector<int64_t> confusion(kC * kC, 0);
+  for (int k = 0; k < kC; ++k) confusion[k * kC + k] = 10;
+  confusion[7 * kC + 7] = 2;
+  confusion[7 * kC + 42] = 8;
+  for (int k = 0; k < 30; ++k) {
+    confusion[(2 * k) * kC + 2 * k] -= 1;
+    confusion[(2 * k) * kC + 2 * k + 1] += 1;
+  }
+  for (int64_t v : confusion) r->add_confusion(v);
+  const std::vector<int> shown = ConfusionClassesShown(*r);
+  ASSERT_EQ(shown.size(), static_cast<size_t>(kMaxConfusionClasses));
+  EXPECT_TRUE(std::is_sorted(shown.begin(), shown.end()));
+  EXPECT_NE(std::find(shown.begin(), shown.end(), 7), shown.end());
+  EXPECT_NE(std::find(shown.begin(), shown.end(), 42), shown.end());
+  const std::string html = RenderReportHtml(m);
+  EXPECT_EQ(Count(html, "<td class=\"cell"), kMaxConfusionClasses * kMaxConfusionClasses);
+  EXPECT_NE(html.find("The 50 of 60 classes most involved in errors"), std::string::npos);
+  EXPECT_NE(html.find("data-true=\"7\" data-predicted=\"42\""), std::string::npos);
+  // A small model shows every class and no note.
+  EXPECT_EQ(ConfusionClassesShown(SampleModel().report()).size(), 3u);
+  EXPECT_EQ(RenderReportHtml(SampleModel()).find("confusion-note"), std::string::npos);
 }
 
 TEST(ReportHtml, AModelWithoutHistoryOrReportSaysSo) {

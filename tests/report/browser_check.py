@@ -206,14 +206,14 @@ def main():
     confusion = [int(v) for v in report.get("confusion", [])]
     if c == 0 or len(confusion) != c * c:
         failures.append("the model has no confusion matrix to compare")
-    cells = {(t, q): v for t, q, v in facts["cells"]}
-    if len(facts["cells"]) != c * c:
+    # The page shows every class up to 50 (then the 50 most involved in errors).
+    shown = min(c, 50)
+    if len(facts["cells"]) != shown * shown:
         failures.append(f"{len(facts['cells'])} confusion cells shown for {c} classes")
-    for t in range(c):
-        for q in range(c):
-            if cells.get((t, q)) != confusion[t * c + q]:
-                failures.append(f"confusion[{t}][{q}]: page shows {cells.get((t, q))}, "
-                                f"the report has {confusion[t * c + q]}")
+    for t, q, v in facts["cells"]:
+        if not (0 <= t < c and 0 <= q < c) or v != confusion[t * c + q]:
+            failures.append(f"confusion[{t}][{q}]: page shows {v}, the report has "
+                            f"{confusion[t * c + q] if 0 <= t < c and 0 <= q < c else 'no such cell'}")
     hardest = report.get("highestLoss", [])
     if len(facts["images"]) != sum(1 for h in hardest if h.get("thumbnail")):
         failures.append(f"{len(facts['images'])} thumbnails shown for {len(hardest)} highest-loss images")
