@@ -68,8 +68,28 @@ absl::StatusOr<Response> Call(const GraftClient& client, Stub* stub,
   return response;
 }
 
+// Follows next_page_token until the listing ends; one response holds all.
+template <typename Request, typename Response, typename Fetch, typename Merge>
+absl::StatusOr<Response> AllPages(Request request, const Fetch& fetch, const Merge& merge) {
+  Response all;
+  while (true) {
+    absl::StatusOr<Response> page = fetch(request);
+    if (!page.ok()) return page.status();
+    merge(*page, &all);
+    if (page->next_page_token().empty()) return all;
+    request.set_page_token(page->next_page_token());
+  }
+}
+
 absl::StatusOr<v1::ListBackbonesResponse> GraftClient::ListBackbones() {
-  return Call(*this, backbones_.get(), &v1::Backbones::Stub::ListBackbones, v1::ListBackbonesRequest(), 30);
+  return AllPages<v1::ListBackbonesRequest, v1::ListBackbonesResponse>(
+      v1::ListBackbonesRequest(),
+      [&](const v1::ListBackbonesRequest& r) {
+        return Call(*this, backbones_.get(), &v1::Backbones::Stub::ListBackbones, r, 30);
+      },
+      [](v1::ListBackbonesResponse& page, v1::ListBackbonesResponse* all) {
+        for (auto& b : *page.mutable_backbones()) all->add_backbones()->Swap(&b);
+      });
 }
 
 absl::StatusOr<v1::Backbone> GraftClient::GetBackbone(const std::string& name) {
@@ -165,19 +185,6 @@ absl::StatusOr<v1::UploadDatasetResponse> GraftClient::UploadDataset(
   const grpc::Status s = writer->Finish();
   if (!s.ok()) return FromGrpc(s, target_);
   return response;
-}
-
-// Follows next_page_token until the listing ends; one response holds all.
-template <typename Request, typename Response, typename Fetch, typename Merge>
-absl::StatusOr<Response> AllPages(Request request, const Fetch& fetch, const Merge& merge) {
-  Response all;
-  while (true) {
-    absl::StatusOr<Response> page = fetch(request);
-    if (!page.ok()) return page.status();
-    merge(*page, &all);
-    if (page->next_page_token().empty()) return all;
-    request.set_page_token(page->next_page_token());
-  }
 }
 
 absl::StatusOr<v1::ListDatasetsResponse> GraftClient::ListDatasets() {
@@ -373,7 +380,12 @@ absl::StatusOr<v1::CreateTokenResponse> GraftClient::CreateToken(const std::stri
 }
 
 absl::StatusOr<v1::ListTokensResponse> GraftClient::ListTokens() {
-  return Call(*this, tokens_.get(), &v1::Tokens::Stub::ListTokens, v1::ListTokensRequest(), 30);
+  return AllPages<v1::ListTokensRequest, v1::ListTokensResponse>(
+      v1::ListTokensRequest(),
+      [&](const v1::ListTokensRequest& r) { return Call(*this, tokens_.get(), &v1::Tokens::Stub::ListTokens, r, 30); },
+      [](v1::ListTokensResponse& page, v1::ListTokensResponse* all) {
+        for (auto& t : *page.mutable_tokens()) all->add_tokens()->Swap(&t);
+      });
 }
 
 absl::Status GraftClient::RevokeToken(const std::string& name) {

@@ -1,3 +1,4 @@
+#include "server/paging.h"
 #include "server/backbones_service.h"
 
 #include <stdlib.h>
@@ -83,10 +84,17 @@ absl::StatusOr<std::string> BackbonesService::TorchScriptSource(const v1::Regist
   return file.string();
 }
 
-grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const v1::ListBackbonesRequest*,
+grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const v1::ListBackbonesRequest* request,
                                              v1::ListBackbonesResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListBackbones");
-  for (const core::BackboneStatus& b : zoo_.List()) ToProto(b, response->add_backbones());
+  const auto next = Paginate(zoo_.List(), request->page_size(), request->page_token(),
+                             [&](const core::BackboneStatus& b) {
+                               v1::Backbone* out = response->add_backbones();
+                               ToProto(b, out);
+                               return out->ByteSizeLong();
+                             });
+  if (!next.ok()) return ToGrpcStatus(next.status());
+  response->set_next_page_token(*next);
   return grpc::Status::OK;
 }
 

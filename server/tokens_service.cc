@@ -1,3 +1,4 @@
+#include "server/paging.h"
 #include "server/tokens_service.h"
 
 #include <cmath>
@@ -38,11 +39,18 @@ grpc::Status TokensService::CreateToken(grpc::ServerContext* context, const v1::
   return grpc::Status::OK;
 }
 
-grpc::Status TokensService::ListTokens(grpc::ServerContext* context, const v1::ListTokensRequest*,
+grpc::Status TokensService::ListTokens(grpc::ServerContext* context, const v1::ListTokensRequest* request,
                                        v1::ListTokensResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "ListTokens");
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
-  for (const core::TokenInfo& t : tokens_->List()) ToProto(t, response->add_tokens());
+  const auto next = Paginate(tokens_->List(), request->page_size(), request->page_token(),
+                             [&](const core::TokenInfo& t) {
+                               v1::TokenInfo* out = response->add_tokens();
+                               ToProto(t, out);
+                               return out->ByteSizeLong();
+                             });
+  if (!next.ok()) return ToGrpcStatus(next.status());
+  response->set_next_page_token(*next);
   return grpc::Status::OK;
 }
 

@@ -108,6 +108,13 @@ TEST_F(SecurityTest, RevokedTokensAreRefusedAtOnce) {
   EXPECT_EQ(admin_->CreateToken("admin", v1::ROLE_ADMIN).status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(admin_->CreateToken("bad name", v1::ROLE_TRAIN).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(admin_->CreateToken("x", v1::ROLE_UNSPECIFIED).status().code(), absl::StatusCode::kInvalidArgument);
+  // Token listings come in pages too; the client follows them to the end.
+  for (int i = 0; i < 12; ++i) NewToken("page" + std::to_string(i), v1::ROLE_INFERENCE);
+  auto listed = admin_->ListTokens();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  int made = 0;
+  for (const auto& t : listed->tokens()) made += t.name().rfind("page", 0) == 0;
+  EXPECT_EQ(made, 12);
 }
 
 TEST_F(SecurityTest, TrainPrincipalsSeeOnlyTheirOwnAndInferenceTokensPredictWithAll) {

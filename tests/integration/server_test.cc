@@ -19,6 +19,7 @@
 #include "core/data/transforms.h"
 #include "core/util/files.h"
 #include "core/zoo/registry.h"
+#include "graft/v1/backbones.grpc.pb.h"
 #include "graft/v1/inference.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/server.h"
@@ -148,6 +149,35 @@ TEST_F(ServerTest, ListsBackbonesWithMetadataAndResidency) {
   const auto dense = client_->GetBackbone("DenseNet121");
   ASSERT_TRUE(dense.ok()) << dense.status();
   EXPECT_EQ(dense->name(), "densenet121");
+
+  // The listing comes in pages like every other: 10 at a time, the same backbones in the same order.
+  auto stub = v1::Backbones::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  v1::ListBackbonesRequest page_request;
+  page_request.set_page_size(10);
+  std::vector<std::string> paged;
+  int pages = 0;
+  do {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + Token());
+    v1::ListBackbonesResponse page;
+    ASSERT_TRUE(stub->ListBackbones(&ctx, page_request, &page).ok());
+    EXPECT_LE(page.backbones_size(), 10);
+    for (const auto& b : page.backbones()) paged.push_back(b.name());
+    page_request.set_page_token(page.next_page_token());
+    ++pages;
+  } while (!page_request.page_token().empty() && pages < 100);
+  std::vector<std::string> all;
+  for (const auto& b : r->backbones()) all.push_back(b.name());
+  EXPECT_EQ(paged, all);
+  EXPECT_EQ(pages, (r->backbones_size() + 9) / 10);
+  grpc::ClientContext bad_ctx;
+  bad_ctx.AddMetadata("authorization", "Bearer " + Token());
+  page_request.set_page_token("x");
+  v1::ListBackbonesResponse ignored;
+  const grpc::Status bad = stub->ListBackbones(&bad_ctx, page_request, &ignored);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("page_token: 'x' is not a token this listing gave"), std::string::npos);
   EXPECT_EQ(dense->feature_dim(), 1024);
   EXPECT_EQ(dense->blocks_size(), 1 + 58 + 3 + 1);
   EXPECT_EQ(dense->blocks(0), "stem");
