@@ -415,19 +415,10 @@ void JobRunner::Execute(const std::string& id) {
   }
   info.final_metrics = trained->final_metrics;
   info.best_metrics = trained->best_metrics;
-  // The learning curves from the job's events (a job resumed after a restart
-  // may have an epoch twice: the last one counts).
   if (auto events = jobs_.Events(id, 0); events.ok()) {
-    std::map<int, EpochMetrics> epochs;
-    for (const JobEvent& e : *events) {
-      if (e.type == JobEventType::kEpoch) epochs[e.epoch.epoch] = e.epoch;
-      if (e.type == JobEventType::kBestRestored &&
-          std::find(info.restored_epochs.begin(), info.restored_epochs.end(), e.epoch_number) ==
-              info.restored_epochs.end()) {
-        info.restored_epochs.push_back(e.epoch_number);
-      }
-    }
-    for (auto& [n, m] : epochs) info.history.push_back(std::move(m));
+    LearningCurves curves = LearningCurvesOf(*events);
+    info.history = std::move(curves.epochs);
+    info.restored_epochs = std::move(curves.restored_epochs);
   } else {
     ABSL_LOG(ERROR) << "job " << id << ": the model is published without its learning curves: "
                     << events.status().message();

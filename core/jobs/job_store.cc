@@ -1,5 +1,7 @@
 #include "core/jobs/job_store.h"
 
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -166,6 +168,20 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id
     e.batch = j.value("batch", 0);
     out.push_back(e);
   }
+  return out;
+}
+
+LearningCurves LearningCurvesOf(const std::vector<JobEvent>& events) {
+  std::map<int, EpochMetrics> epochs;
+  LearningCurves out;
+  for (const JobEvent& e : events) {
+    if (e.type == JobEventType::kEpoch) epochs[e.epoch.epoch] = e.epoch;
+    if (e.type == JobEventType::kBestRestored &&
+        std::find(out.restored_epochs.begin(), out.restored_epochs.end(), e.epoch_number) == out.restored_epochs.end()) {
+      out.restored_epochs.push_back(e.epoch_number);
+    }
+  }
+  for (auto& [n, m] : epochs) out.epochs.push_back(std::move(m));
   return out;
 }
 

@@ -68,4 +68,13 @@ class JobStore {
   Database& db_;
 };
 
+// A job's learning curves from its events: every epoch once, in order (a job
+// resumed after a restart may have an epoch twice: the last one counts), and
+// the epochs whose weights were restored, each once.
+struct LearningCurves {
+  std::vector<EpochMetrics> epochs;
+  std::vector<int> restored_epochs;
+};
+LearningCurves LearningCurvesOf(const std::vector<JobEvent>& events);
+
 }  // namespace graft::core

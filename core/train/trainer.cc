@@ -133,13 +133,13 @@ absl::Status Trainer::Setup() {
 
   std::vector<int64_t> labels;
   std::vector<double> counts(static_cast<size_t>(in_.num_classes), 0);
+  if (spec_.balanced_sampling) train_by_class_.resize(static_cast<size_t>(in_.num_classes));
   for (size_t i = 0; i < in_.images.size(); ++i) {
     labels.push_back(in_.images[i].label);
     if (in_.images[i].split == Split::kTrain) {
       train_items_.push_back(static_cast<int64_t>(i));
       counts[static_cast<size_t>(in_.images[i].label)] += 1;
       if (spec_.balanced_sampling) {
-        train_by_class_.resize(static_cast<size_t>(in_.num_classes));
         train_by_class_[static_cast<size_t>(in_.images[i].label)].push_back(static_cast<int64_t>(i));
       }
     } else {

@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "core/jobs/job_store.h"
 #include "core/train/early_stopping.h"
 #include "core/train/trainer.h"
 
@@ -51,6 +52,26 @@ TEST(EarlyStoppingMacroF1, HigherIsBetterAndPatienceCounts) {
   EXPECT_TRUE(decision.stop);
   EXPECT_EQ(stopper.state().best_epoch, 2);
   EXPECT_DOUBLE_EQ(stopper.state().best, 0.70);
+}
+
+TEST(LearningCurvesOf, EveryEpochOnceInOrderTheLastCopyCountingAndEachRestoreOnce) {
+  auto epoch = [](int n, double loss) {
+    JobEvent e;
+    e.type = JobEventType::kEpoch;
+    e.epoch.epoch = n;
+    e.epoch.val_loss = loss;
+    return e;
+  };
+  JobEvent restored;
+  restored.type = JobEventType::kBestRestored;
+  restored.epoch_number = 2;
+  // Epoch 3 ran twice (killed after its event, resumed): the second copy counts.
+  const LearningCurves c = LearningCurvesOf({epoch(1, 0.9), epoch(2, 0.5), epoch(3, 0.7), epoch(3, 0.6), restored,
+                                             restored});
+  ASSERT_EQ(c.epochs.size(), 3u);
+  EXPECT_EQ(c.epochs[2].epoch, 3);
+  EXPECT_DOUBLE_EQ(c.epochs[2].val_loss, 0.6);
+  EXPECT_EQ(c.restored_epochs, std::vector<int>{2});
 }
 
 }  // namespace
