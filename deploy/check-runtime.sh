@@ -96,7 +96,7 @@ cp "$SHARED/images/dog.jpg" "$ROOT/srv/images/"
 in_root chown -R graft:graft /var/lib/graft
 port=$((20000 + RANDOM % 20000))
 chroot --userspec=10001:10001 "$ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/var/lib/graft \
-  GRAFT_DATA_DIR=/var/lib/graft graftd --port="$port" --metrics_port=-1 > "$ROOT/tmp/graftd.log" 2>&1 &
+  GRAFT_DATA_DIR=/var/lib/graft graftd --port="$port" --metrics_port=-1 --http_port=-1 > "$ROOT/tmp/graftd.log" 2>&1 &
 pids+=($!)
 as_graft() { chroot --userspec=10001:10001 "$ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/var/lib/graft \
   graft --server "127.0.0.1:$port" --token_file /var/lib/graft/admin.token "$@"; }

@@ -8,18 +8,25 @@ namespace graft::server {
 
 absl::StatusOr<core::Principal> Auth::Authorize(const grpc::ServerContext& context, core::Role min,
                                                 const char* method) const {
-  if (tokens_ == nullptr) return core::Principal{"anonymous", core::Role::kAdmin};
   const auto& metadata = context.client_metadata();
   const auto found = metadata.find("authorization");
-  if (found == metadata.end()) {
+  if (found == metadata.end()) return AuthorizeHeader(nullptr, min, method);
+  const std::string value(found->second.data(), found->second.size());
+  return AuthorizeHeader(&value, min, method);
+}
+
+absl::StatusOr<core::Principal> Auth::AuthorizeHeader(const std::string* authorization, core::Role min,
+                                                      const char* method) const {
+  if (tokens_ == nullptr) return core::Principal{"anonymous", core::Role::kAdmin};
+  if (authorization == nullptr) {
     return absl::UnauthenticatedError(absl::StrCat(
-        method, ": no token; send the metadata 'authorization: Bearer <token>' (graft --token, $GRAFT_TOKEN or "
+        method, ": no token; send 'authorization: Bearer <token>' (graft --token, $GRAFT_TOKEN or "
         "--token_file; graftd wrote the first admin token to <data_dir>/admin.token)"));
   }
-  absl::string_view value(found->second.data(), found->second.size());
+  absl::string_view value(*authorization);
   if (!absl::ConsumePrefix(&value, "Bearer ") && !absl::ConsumePrefix(&value, "bearer ")) {
     return absl::UnauthenticatedError(
-        absl::StrCat(method, ": the authorization metadata must be 'Bearer <token>'"));
+        absl::StrCat(method, ": the authorization must be 'Bearer <token>'"));
   }
   const std::optional<core::Principal> principal = tokens_->Authenticate(std::string_view(value.data(), value.size()));
   if (!principal) return absl::UnauthenticatedError(absl::StrCat(method, ": unknown or revoked token"));

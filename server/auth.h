@@ -21,6 +21,9 @@ class Auth {
   // UNAUTHENTICATED without a known token, PERMISSION_DENIED below `min`.
   absl::StatusOr<core::Principal> Authorize(const grpc::ServerContext& context, core::Role min,
                                             const char* method) const;
+  // The same from an HTTP request's Authorization header value (null: none sent).
+  absl::StatusOr<core::Principal> AuthorizeHeader(const std::string* authorization, core::Role min,
+                                                  const char* method) const;
   bool enabled() const { return tokens_ != nullptr; }
 
  private:

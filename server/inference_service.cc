@@ -31,33 +31,20 @@ core::CancelledFn Cancelled(grpc::ServerContext* context) {
 
 }  // namespace
 
-absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
-    const core::Principal& who, const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
-    const std::vector<std::string>& model_ids) const {
-  int64_t count = 0;
-  int64_t pixels = 0;
-  int64_t tensor_bytes = 0;
+absl::StatusOr<Admission> InferenceService::Admit(const core::Principal& who,
+                                                  const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
+                                                  const std::vector<std::string>& model_ids) const {
+  RequestSize size;
   for (const v1::ImageInput& image : images) {
-    // The received values and the tensor made of them.
-    if (image.has_tensor()) tensor_bytes += static_cast<int64_t>(image.tensor().values_size()) * 4 * 2;
-    count += image.has_tensor() && image.tensor().shape_size() == 4 ? std::max<int64_t>(image.tensor().shape(0), 1) : 1;
-    if (image.has_encoded()) {
-      // Bad headers and oversized images are refused per image by the decoder, with their reason.
-      const auto header = core::ProbeImage(image.encoded());
-      if (header.ok() && header->width * header->height <= limits_.max_image_pixels) {
-        pixels += header->width * header->height;
-      }
+    if (image.has_tensor()) {
+      const v1::FloatTensor& t = image.tensor();
+      size.AddTensor(t.shape_size() == 4 ? t.shape(0) : 1, t.values_size() + static_cast<int64_t>(t.raw_values().size() / 4));
+    } else if (image.has_encoded()) {
+      size.AddEncoded(image.encoded(), limits_);
     }
   }
-  if (count > limits_.max_images) {
-    return absl::ResourceExhaustedError(absl::StrCat("the request holds ", count, " images; at most ",
-                                                     limits_.max_images, " (--max_images_per_request)"));
-  }
-  // Decoding time follows pixels: one request may not hold a batcher long.
-  if (pixels > limits_.max_pixels) {
-    return absl::ResourceExhaustedError(absl::StrCat("the request's images hold ", pixels, " pixels; at most ",
-                                                     limits_.max_pixels, " (--max_request_pixels)"));
-  }
+  auto admission = Admission::Admit(size, limits_, budget_);
+  if (!admission.ok()) return admission.status();
   for (const std::string& id : model_ids) {
     if (models_ == nullptr) break;
     auto m = models_->Get(id);
@@ -65,12 +52,6 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
     if (!MayUseModel(who, (*m)->info().owner)) {
       return CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", id, "'"));
     }
-  }
-  Admission admission;
-  if (budget_ != nullptr && tensor_bytes > 0) {
-    auto reserved = budget_->Reserve(tensor_bytes, absl::StrCat("tensor inputs of ", tensor_bytes / 2, " bytes"));
-    if (!reserved.ok()) return reserved.status();
-    admission = std::make_unique<core::DecodeBudget::Reservation>(std::move(*reserved));
   }
   return admission;
 }

@@ -4,17 +4,11 @@
 #include "graft/v1/inference.grpc.pb.h"
 #include "core/data/decode_budget.h"
 #include "core/serve/model_store.h"
+#include "server/admission.h"
 #include "server/auth.h"
 #include "server/metrics.h"
 
 namespace graft::server {
-
-// What one Predict or Embed may ask for.
-struct RequestLimits {
-  int max_images = 64;               // tensor batches counted whole (--max_images_per_request)
-  int64_t max_pixels = 100'000'000;  // encoded images, from their headers (--max_request_pixels)
-  int64_t max_image_pixels = 40'000'000;  // one image (--max_image_pixels): larger ones are refused by the decoder
-};
 
 class InferenceService final : public v1::Inference::Service {
  public:
@@ -32,8 +26,6 @@ class InferenceService final : public v1::Inference::Service {
   const core::Predictor& predictor_;
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for too many images, PERMISSION_DENIED
   // for a model `who` may not use.
-  // Holds the request's tensor bytes in the decode budget until it is destroyed.
-  using Admission = std::unique_ptr<core::DecodeBudget::Reservation>;
   absl::StatusOr<Admission> Admit(const core::Principal& who,
                                   const google::protobuf::RepeatedPtrField<v1::ImageInput>& images,
                                   const std::vector<std::string>& model_ids) const;

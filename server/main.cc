@@ -53,6 +53,9 @@ ABSL_FLAG(int64_t, max_job_memory_bytes, 8LL << 30,
 ABSL_FLAG(int, max_watch_streams_per_principal, 16, "Open WatchJob streams one principal may hold.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port.");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; 0 picks a free port, -1 disables it.");
+ABSL_FLAG(int, http_port, 8000,
+          "Open Inference Protocol REST port (/v2/...), with the gRPC port's tokens and TLS; 0 picks a free port, -1 "
+          "disables it.");
 ABSL_FLAG(std::string, data_dir, DefaultDataDir(), "Directory holding datasets, models, checkpoints and the zoo ($GRAFT_DATA_DIR).");
 ABSL_FLAG(std::string, zoo_dir, "", "Directory of backbone weights <name>-imagenet.{safetensors,pth} and imagenet_classes.txt; default <data_dir>/zoo.");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:N.");
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.zoo_dir = absl::GetFlag(FLAGS_zoo_dir);
   options.device = absl::GetFlag(FLAGS_device);
@@ -153,6 +157,8 @@ int main(int argc, char** argv) {
   ABSL_LOG(INFO) << "graftd listening: grpc " << options.host << ":" << (*server)->port() << " metrics "
                  << ((*server)->metrics_port() >= 0 ? options.host + ":" + std::to_string((*server)->metrics_port()) + "/metrics"
                                                     : std::string("off"))
+                 << " http " << ((*server)->http_port() >= 0 ? options.host + ":" + std::to_string((*server)->http_port()) + "/v2"
+                                                             : std::string("off"))
                  << " data_dir " << options.data_dir << " zoo_dir " << (*server)->zoo_dir();
   ABSL_LOG(INFO) << "graftd runs on LibTorch " << TORCH_VERSION << ", CUDA "
                  << (graft::core::CudaCompiled() ? "compiled in" : "not compiled in") << ", "

@@ -30,6 +30,9 @@
 #include "core/util/sqlite.h"
 #include "server/datasets_service.h"
 #include "server/models_service.h"
+#include "server/open_inference.h"
+#include "server/open_inference_http.h"
+#include "server/open_inference_service.h"
 #include "server/tokens_service.h"
 #include "server/training_service.h"
 #include "grpc/health/v1/health.pb.h"
@@ -86,6 +89,8 @@ struct GraftServer::Services {
   std::unique_ptr<DatasetsService> datasets;
   std::unique_ptr<TrainingService> training;
   std::unique_ptr<ModelsService> models;
+  std::unique_ptr<OpenInference> oip;
+  std::unique_ptr<OpenInferenceService> oip_grpc;
 };
 
 GraftServer::GraftServer() = default;
@@ -96,6 +101,8 @@ GraftServer::~GraftServer() {
 }
 
 int GraftServer::metrics_port() const { return metrics_->port(); }
+
+int GraftServer::http_port() const { return http_ ? http_->port() : -1; }
 
 absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
@@ -250,6 +257,11 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       std::make_unique<TrainingService>(*s->runner_, auth, options.max_watch_streams_per_principal);
   s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_, auth, s->predictor_.get(),
                                                          s->datasets_.get(), options.max_concurrent_evaluations);
+  s->services_->oip = std::make_unique<OpenInference>(
+      *s->predictor_, *s->zoo_, s->models_.get(), *s->metrics_,
+      RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels},
+      s->decode_budget_.get(), [server = s.get()] { return server->serving_.load(); });
+  s->services_->oip_grpc = std::make_unique<OpenInferenceService>(*s->services_->oip, auth);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) {
@@ -278,6 +290,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   add(s->services_->datasets.get(), v1::Datasets::service_full_name());
   add(s->services_->training.get(), v1::Training::service_full_name());
   add(s->services_->models.get(), v1::Models::service_full_name());
+  add(s->services_->oip_grpc.get(), inference::GRPCInferenceService::service_full_name());
   s->service_names_.push_back("grpc.health.v1.Health");
   if (options.reflection) s->service_names_.push_back("grpc.reflection.v1alpha.ServerReflection");
   std::set<std::string> methods;
@@ -287,6 +300,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       methods.insert(absl::StrCat(name, "/", service->method(i)->name()));
     }
   }
+  for (const std::string& label : OpenInferenceHttp::MetricLabels()) methods.insert(label);
   s->metrics_->SetKnownMethods(std::move(methods));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(s->metrics_->InterceptorFactory());
@@ -296,6 +310,18 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.host, ":", options.port));
   }
   if (auto started = s->runner_->Start(); !started.ok()) return started;
+  if (options.http_port >= 0) {
+    HttpOptions http;
+    http.host = options.host;
+    http.port = options.http_port;
+    http.tls_cert = options.tls_cert;
+    http.tls_key = options.tls_key;
+    http.tls_client_ca = options.tls_client_ca;
+    http.max_body_bytes = options.max_message_bytes;
+    ASSIGN_OR_RETURN(s->http_, OpenInferenceHttp::Start(http, *s->services_->oip, auth, *s->metrics_,
+                                                        s->decode_budget_.get()));
+  }
+  s->serving_ = true;
   // Weights are loaded before the server starts: it is SERVING from here on.
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   return s;
@@ -308,6 +334,8 @@ void GraftServer::Wait() {
 void GraftServer::Shutdown() {
   if (server_) {
     if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
+    serving_ = false;
+    if (http_) http_->Stop();
     // Running jobs checkpoint at their next batch while the RPCs in flight
     // finish; watchers end at once (UNAVAILABLE), new calls are refused.
     if (runner_) runner_->RequestStop();

@@ -2,6 +2,7 @@
 
 #include <grpcpp/server.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,11 +25,13 @@ namespace graft::server {
 
 class Metrics;
 class Auth;
+class OpenInferenceHttp;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";  // loopback; --host 0.0.0.0 to serve other machines
   int port = 50051;           // 0 picks a free port
   int metrics_port = 9464;    // 0 picks a free port; -1 disables the endpoint
+  int http_port = -1;         // Open Inference Protocol REST; 0 picks a free port; -1: off (graftd's flag: 8000)
   std::string data_dir;       // required
   std::string zoo_dir;        // empty: <data_dir>/zoo
   std::string device = "auto";
@@ -79,6 +82,7 @@ class GraftServer {
 
   int port() const { return port_; }
   int metrics_port() const;
+  int http_port() const;  // -1: off
   const std::string& zoo_dir() const { return zoo_dir_; }
   Metrics& metrics() { return *metrics_; }
   // Full names of the gRPC services registered (graft.v1.* and health).
@@ -111,6 +115,8 @@ class GraftServer {
   std::unique_ptr<core::JobRunner> runner_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<OpenInferenceHttp> http_;  // after services_: stops before them
+  std::atomic<bool> serving_{false};
   int port_ = 0;
   std::vector<std::string> service_names_;
 };

@@ -388,7 +388,8 @@ TEST(FirstUse, RunShStartsAServerThatAnswersWithTheAdminToken) {
   const std::string build_dir = std::filesystem::path(GRAFT_BIN).parent_path().parent_path().string();
   ::setenv("GRAFT_BUILD_DIR", build_dir.c_str(), 1);
   ASSERT_TRUE(graftd.StartCommand({"/bin/bash", graft::testing::SourceDir() + "/deploy/run.sh",
-                                   "--zoo_dir=" + graft::testing::WeightsDir(), "--port=0", "--metrics_port=0"}))
+                                   "--zoo_dir=" + graft::testing::WeightsDir(), "--port=0", "--metrics_port=0",
+                                   "--http_port=0"}))
       << "deploy/run.sh did not start graftd on loopback; see " << graftd.log();
   const std::string graft = "cd " + graft::testing::SourceDir() + " && GRAFT_TOKEN=$(cat " + graftd.token_file() +
                             ") " + std::string(GRAFT_BIN) + " --server=" + graftd.address() + " ";

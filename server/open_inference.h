@@ -1,0 +1,86 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/auth/token_store.h"
+#include "core/serve/model_store.h"
+#include "core/serve/predictor.h"
+#include "core/zoo/zoo.h"
+#include "inference/grpc_predict_v2.pb.h"
+#include "server/admission.h"
+#include "server/metrics.h"
+
+namespace graft::server {
+
+// The Open Inference Protocol (KServe v2) over graft's predictor, in protocol
+// messages, shared by the gRPC service and the REST endpoints (which convert
+// JSON to and from the same messages). Every published model (by id, NAME,
+// NAME:VERSION or NAME@ALIAS, or NAME with model_version) and every backbone
+// (its ImageNet head) is a model.
+//
+// Inputs: exactly one tensor, either encoded images as BYTES [N] or [N,1], or
+// preprocessed images as FP32 [N,3,H,W]; typed contents or raw contents,
+// never both. Output "probabilities": FP32 [N,C]; with the output parameter
+// "classification" = k, BYTES [N,k] of "score:index:label", best first (the
+// classification extension as Triton defines it).
+class OpenInference {
+ public:
+  static constexpr const char* kOutput = "probabilities";
+  static constexpr const char* kImageInput = "image";
+  static constexpr const char* kTensorInput = "tensor";
+
+  // `ready`: whether the server serves (false while it shuts down).
+  OpenInference(const core::Predictor& predictor, const core::Zoo& zoo, core::ModelStore* models, Metrics& metrics,
+                RequestLimits limits, core::DecodeBudget* budget, std::function<bool()> ready)
+      : predictor_(predictor),
+        zoo_(zoo),
+        models_(models),
+        metrics_(metrics),
+        limits_(limits),
+        budget_(budget),
+        ready_(std::move(ready)) {}
+
+  bool Ready() const { return ready_(); }
+  inference::ServerMetadataResponse ServerMetadata() const;
+  // NOT_FOUND for a name that is neither a model `who` may use nor a backbone.
+  absl::StatusOr<bool> ModelReady(const core::Principal& who, const std::string& name,
+                                  const std::string& version) const;
+  absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(const core::Principal& who, const std::string& name,
+                                                                 const std::string& version) const;
+  // `raw_outputs`: answer in raw_output_contents (else typed contents).
+  absl::Status ModelInfer(const core::Principal& who, const inference::ModelInferRequest& request, bool raw_outputs,
+                          const core::CancelledFn& cancelled, inference::ModelInferResponse* response) const;
+
+ private:
+  struct Target {
+    std::string name;                                 // as the caller named it
+    std::string version;                              // the version answered
+    std::shared_ptr<const core::ServingModel> model;  // null: a backbone
+    std::string backbone;                             // canonical backbone name
+    int64_t classes = 0;
+    core::Preprocessing preprocessing;
+    bool ready = false;
+  };
+  absl::StatusOr<Target> Find(const core::Principal& who, const std::string& name, const std::string& version) const;
+
+  const core::Predictor& predictor_;
+  const core::Zoo& zoo_;
+  core::ModelStore* models_;
+  Metrics& metrics_;
+  const RequestLimits limits_;
+  core::DecodeBudget* budget_;
+  std::function<bool()> ready_;
+};
+
+// Encoded BYTES elements in the protocol's raw form: each preceded by its
+// length as a 4-byte little-endian unsigned integer. `expected` elements
+// exactly, or INVALID_ARGUMENT naming `what`.
+absl::StatusOr<std::vector<std::string>> SplitRawBytes(const std::string& raw, int64_t expected,
+                                                       const std::string& what);
+void AppendRawBytes(const std::string& element, std::string* raw);
+
+}  // namespace graft::server

@@ -1,0 +1,76 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/auth.h"
+#include "server/metrics.h"
+#include "server/open_inference.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace graft::server {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0 picks a free port
+  // PEM files as for the gRPC port: both set, HTTPS; client_ca set, clients
+  // must present a certificate it signed.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  int64_t max_body_bytes = 64 << 20;  // --max_message_bytes, as gRPC
+  int workers = 16;
+  int timeout_seconds = 30;  // reading a request, writing an answer
+};
+
+// The Open Inference Protocol's HTTP/JSON endpoints (/v2, /v2/health/live|ready,
+// /v2/models/{m}[/versions/{v}][/ready|/infer]) with cpp-httplib, the library
+// of the metrics endpoint. BYTES inputs are base64 strings in JSON; Triton's
+// binary tensor data extension carries raw tensors after the JSON header.
+// The same tokens (Authorization: Bearer) as gRPC; errors are {"error": msg}
+// with the HTTP status of their code (HttpStatusOf).
+class OpenInferenceHttp {
+ public:
+  // The routes as labelled in graft_rpc_* metrics ("REST <route>").
+  static std::vector<std::string> MetricLabels();
+
+  static absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> Start(const HttpOptions& options, const OpenInference& oip,
+                                                                  const Auth& auth, Metrics& metrics,
+                                                                  core::DecodeBudget* budget);
+  ~OpenInferenceHttp();
+  int port() const { return port_; }
+  // Stops accepting; requests in flight finish.
+  void Stop();
+
+ private:
+  OpenInferenceHttp() = default;
+  std::unique_ptr<httplib::Server> http_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// The conversion between the protocol's JSON request body (with its binary
+// tail, `json_bytes` long JSON first) and a ModelInferRequest: exposed for
+// the fuzz target and tests. `binary_outputs`: the outputs to answer in
+// binary (by name; "*": all).
+struct JsonInferRequest {
+  inference::ModelInferRequest request;
+  std::vector<std::string> binary_outputs;
+};
+absl::StatusOr<JsonInferRequest> ParseJsonInferRequest(const std::string& body, size_t json_bytes);
+// The answer's JSON and the binary tail of the outputs in `binary_outputs`
+// (`response` raw or typed as OpenInference made it).
+struct JsonInferResponse {
+  std::string json;
+  std::string binary;
+};
+absl::StatusOr<JsonInferResponse> ToJsonInferResponse(const inference::ModelInferResponse& response,
+                                                      const std::vector<std::string>& binary_outputs);
+
+}  // namespace graft::server
