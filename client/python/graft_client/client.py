@@ -1,0 +1,388 @@
+"""graft_client.Client: graft's gRPC API in Python."""
+import os
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import grpc
+from google.protobuf import json_format
+
+from graft_client._gen.graft.v1 import (backbones_pb2, backbones_pb2_grpc, datasets_pb2, datasets_pb2_grpc,
+                                        inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc,
+                                        training_pb2, training_pb2_grpc)
+from graft_client._gen.grpc.health.v1 import health_pb2, health_pb2_grpc
+from graft_client.errors import GraftError, NotFound, from_rpc_error
+from graft_client.events import JobEvent, event_of
+from graft_client.images import to_image_inputs
+
+# graftd accepts messages up to 64 MiB (--max_message_bytes); gRPC clients
+# default to receiving 4 MiB, which Predict answers with many images and
+# top_k 1000 exceed.
+MAX_MESSAGE_BYTES = 64 << 20
+_CHUNK = 1 << 20
+_TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def _state_name(state: int) -> str:
+    return training_pb2.JobState.Name(state).replace("JOB_STATE_", "")
+
+
+class Client:
+    """A connection to graftd.
+
+    target: "host:port" (default $GRAFT_SERVER or localhost:50051).
+    token: the bearer token (default $GRAFT_TOKEN, else the first line of
+    token_file). tls: False (plaintext), True (system roots), or a dict with
+    "ca", and for mutual TLS "cert" and "key" (PEM file paths).
+    """
+
+    def __init__(self, target: Optional[str] = None, token: Optional[str] = None, tls=False,
+                 token_file: Optional[str] = None, timeout: float = 60.0):
+        self.target = target or os.environ.get("GRAFT_SERVER", "localhost:50051")
+        if token is None:
+            token = os.environ.get("GRAFT_TOKEN")
+        if token is None and token_file:
+            token = Path(token_file).read_text().splitlines()[0].strip()
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        if tls:
+            files = tls if isinstance(tls, dict) else {}
+            read = lambda key: Path(files[key]).read_bytes() if files.get(key) else None  # noqa: E731
+            credentials = grpc.ssl_channel_credentials(read("ca"), read("key"), read("cert"))
+            self._channel = grpc.secure_channel(self.target, credentials, options)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._inference = inference_pb2_grpc.InferenceStub(self._channel)
+        self._backbone_names = None
+        self.datasets = Datasets(self)
+        self.jobs = Jobs(self)
+        self.models = Models(self)
+        self.backbones = Backbones(self)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, timeout=None):
+        try:
+            return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def health(self) -> str:
+        """SERVING or NOT_SERVING."""
+        r = self._call(self._health.Check, health_pb2.HealthCheckRequest())
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+
+    def _is_backbone(self, name: str) -> bool:
+        if self._backbone_names is None:
+            names = set()
+            for b in self.backbones.list():
+                names.add(b.name.lower())
+                names.update(a.lower() for a in b.aliases)
+            self._backbone_names = names
+        return name.lower() in self._backbone_names
+
+    def predict(self, model: str, images, top_k: Optional[int] = 5) -> List[List[dict]]:
+        """Top-k classes of each image: [[{"label", "index", "probability"}, ...] per image], best first.
+
+        model: a model id, NAME, NAME:VERSION, NAME@ALIAS, or a backbone name
+        (its ImageNet head). images: see graft_client.images.to_image_inputs.
+        """
+        request = inference_pb2.PredictRequest(images=to_image_inputs(images))
+        if top_k is not None:
+            request.top_k = top_k
+        try:
+            request.models.append(model)
+            response = self._call(self._inference.Predict, request)
+        except NotFound:
+            if not self._is_backbone(model):
+                raise
+            del request.models[:]
+            request.backbone = model
+            response = self._call(self._inference.Predict, request)
+        return [[{"label": s.label, "index": s.index, "probability": s.probability} for s in p.top]
+                for p in response.results[0].predictions]
+
+    def embed(self, model: str, images, block: str = ""):
+        """Embeddings as a numpy array [N, dim] (a list of lists without numpy)."""
+        request = inference_pb2.EmbedRequest(images=to_image_inputs(images), block=block)
+        if self._is_backbone(model):
+            request.backbone = model
+        else:
+            request.model = model
+        response = self._call(self._inference.Embed, request)
+        rows = [list(e.values) for e in response.embeddings]
+        try:
+            import numpy as np
+            return np.asarray(rows, dtype=np.float32).reshape(len(rows), response.dim)
+        except ImportError:
+            return rows
+
+
+class Datasets:
+    def __init__(self, client: Client):
+        self._c = client
+        self._stub = datasets_pb2_grpc.DatasetsStub(client._channel)
+
+    def upload(self, path, name: str, validation_fraction: float = 0.2, seed: int = 0, progress=False):
+        """Uploads a folder (<class>/*.jpg or train/ and val/) or an archive (.zip, .tar, .tar.gz).
+
+        progress: True prints a progress line to stderr; a callable gets
+        (bytes_sent, bytes_total). Returns the UploadDatasetResponse (its
+        .dataset and the .rejected files with their reasons).
+        """
+        path = Path(path)
+        if path.is_dir():
+            files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
+                           if p.is_file() and not p.is_symlink())
+        elif path.is_file():
+            files = [(path.name, path)]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        folder = path.is_dir()
+        total = sum(p.stat().st_size for _, p in files)
+        report = _progress_printer(total) if progress is True else progress
+
+        def requests():
+            header = datasets_pb2.UploadHeader(
+                name=name, total_bytes=total,
+                format=datasets_pb2.UPLOAD_FORMAT_FOLDER if folder else datasets_pb2.UPLOAD_FORMAT_UNSPECIFIED,
+                split=datasets_pb2.ValidationSplit(fraction=validation_fraction, seed=seed))
+            yield datasets_pb2.UploadDatasetRequest(header=header)
+            sent = 0
+            for rel, p in files:
+                size = p.stat().st_size
+                with open(p, "rb") as f:
+                    offset = 0
+                    while True:
+                        data = f.read(_CHUNK)
+                        offset += len(data)
+                        last = offset >= size or not data
+                        chunk = datasets_pb2.FileChunk(data=data, last=folder and last)
+                        if folder and offset - len(data) == 0:
+                            chunk.path = rel
+                        yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
+                        sent += len(data)
+                        if report:
+                            report(sent, total)
+                        if last:
+                            break
+
+        try:
+            return self._stub.UploadDataset(requests(), metadata=self._c._metadata)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def list(self):
+        return _all_pages(self._c, self._stub.ListDatasets, datasets_pb2.ListDatasetsRequest(), "datasets")
+
+    def get(self, ref: str):
+        return self._c._call(self._stub.GetDataset, datasets_pb2.GetDatasetRequest(id=ref))
+
+    def delete(self, ref: str):
+        self._c._call(self._stub.DeleteDataset, datasets_pb2.DeleteDatasetRequest(id=ref))
+
+
+def _progress_printer(total):
+    import sys
+
+    def report(sent, _):
+        end = "\n" if sent >= total else ""
+        print(f"\rupload: {sent / 2**20:.1f} / {total / 2**20:.1f} MiB", end=end, file=sys.stderr, flush=True)
+
+    return report
+
+
+def _all_pages(client, method, request, field):
+    out = []
+    while True:
+        page = client._call(method, request)
+        out.extend(getattr(page, field))
+        if not page.next_page_token:
+            return out
+        request.page_token = page.next_page_token
+
+
+_OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 3, "rmsprop": 4}
+
+
+def job_spec(spec=None, **kwargs) -> training_pb2.JobSpec:
+    """A JobSpec from a JobSpec, a dict in its JSON form, and/or keyword arguments.
+
+    Any JobSpec field by name (backbone, dataset, head, stages, augmentation,
+    early_stopping, model_name, ...; nested values as dicts), and shortcuts:
+    epochs, learning_rate, optimizer ("adam", "sgd", ...) for the head stage;
+    fine_tune_blocks, fine_tune_epochs, fine_tune_learning_rate for a second
+    stage training the top blocks with SGD (momentum 0.9), as the Keras
+    tutorials do; patience turns on early stopping with best weights restored.
+    """
+    out = training_pb2.JobSpec()
+    if isinstance(spec, training_pb2.JobSpec):
+        out.CopyFrom(spec)
+    elif isinstance(spec, dict):
+        json_format.ParseDict(spec, out)
+    elif spec is not None:
+        raise TypeError("spec must be a JobSpec or a dict")
+    short = {k: kwargs.pop(k) for k in ("epochs", "learning_rate", "optimizer", "fine_tune_blocks",
+                                         "fine_tune_epochs", "fine_tune_learning_rate", "patience") if k in kwargs}
+    if kwargs:
+        json_format.ParseDict(kwargs, out, ignore_unknown_fields=False)
+    if any(k in short for k in ("epochs", "learning_rate", "optimizer")):
+        if not out.stages:
+            out.stages.add(train="head")
+        head = out.stages[0]
+        if "epochs" in short:
+            head.epochs = short["epochs"]
+        if "learning_rate" in short:
+            head.optimizer.learning_rate = short["learning_rate"]
+        if "optimizer" in short:
+            head.optimizer.kind = _OPTIMIZERS[short["optimizer"].lower()]
+    if "fine_tune_blocks" in short or "fine_tune_epochs" in short:
+        if not out.stages:
+            out.stages.add(train="head", epochs=10)
+        stage = out.stages.add(train=f"top:{short.get('fine_tune_blocks', 1)}",
+                               epochs=short.get("fine_tune_epochs", 10))
+        stage.optimizer.kind = training_pb2.OPTIMIZER_SGD
+        stage.optimizer.learning_rate = short.get("fine_tune_learning_rate", 1e-4)
+        stage.optimizer.momentum = 0.9
+    if "patience" in short:
+        out.early_stopping.enabled = True
+        out.early_stopping.patience = short["patience"]
+    return out
+
+
+class Jobs:
+    def __init__(self, client: Client):
+        self._c = client
+        self._stub = training_pb2_grpc.TrainingStub(client._channel)
+
+    def create(self, spec=None, **kwargs) -> "Job":
+        """Queues a fine-tuning job (see job_spec for the arguments)."""
+        job = self._c._call(self._stub.CreateJob, training_pb2.CreateJobRequest(spec=job_spec(spec, **kwargs)))
+        return Job(self._c, self._stub, job)
+
+    def get(self, job_id: str) -> "Job":
+        return Job(self._c, self._stub, self._c._call(self._stub.GetJob, training_pb2.GetJobRequest(id=job_id)))
+
+    def list(self) -> List["Job"]:
+        jobs = _all_pages(self._c, self._stub.ListJobs, training_pb2.ListJobsRequest(), "jobs")
+        return [Job(self._c, self._stub, j) for j in jobs]
+
+
+class Job:
+    """A fine-tuning job: .id, .state ("QUEUED", "RUNNING", "SUCCEEDED", ...),
+    .model_id once it succeeded, .error once it failed, and .proto (the Job message)."""
+
+    def __init__(self, client: Client, stub, proto):
+        self._c = client
+        self._stub = stub
+        self.proto = proto
+
+    id = property(lambda self: self.proto.id)
+    state = property(lambda self: _state_name(self.proto.state))
+    model_id = property(lambda self: self.proto.model_id)
+    error = property(lambda self: self.proto.error)
+
+    def __repr__(self):
+        return f"Job({self.id}, {self.state})"
+
+    def refresh(self) -> "Job":
+        self.proto = self._c._call(self._stub.GetJob, training_pb2.GetJobRequest(id=self.id))
+        return self
+
+    def cancel(self) -> "Job":
+        self.proto = self._c._call(self._stub.CancelJob, training_pb2.CancelJobRequest(id=self.id))
+        return self
+
+    def watch(self, progress: bool = False, from_seq: int = 0, reconnect_seconds: float = 120) -> Iterator[JobEvent]:
+        """Yields the job's events (replayed, then live) until it ends.
+
+        When the connection drops (graftd restarts, the network fails), it
+        reconnects for up to reconnect_seconds and resumes after the last
+        event it yielded: nothing is missed or repeated.
+        """
+        last = from_seq
+        lost_since = None
+        while True:
+            request = training_pb2.WatchJobRequest(id=self.id, progress=progress, from_seq=last)
+            try:
+                for ev in self._stub.WatchJob(request, metadata=self._c._metadata):
+                    lost_since = None
+                    event = event_of(ev)
+                    if not event.live_only:
+                        if ev.seq <= last:
+                            continue
+                        last = ev.seq
+                    yield event
+                return
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise from_rpc_error(e) from None
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > reconnect_seconds:
+                    raise from_rpc_error(e) from None
+                time.sleep(0.5)
+
+    def wait(self, timeout: Optional[float] = None, raise_on_failure: bool = True) -> "Job":
+        """Waits until the job ends; raises GraftError when it failed (unless told not to)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in self.watch():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {self.id} still {self.refresh().state} after {timeout} s")
+        self.refresh()
+        if raise_on_failure and self.state == "FAILED":
+            raise GraftError(grpc.StatusCode.ABORTED, f"job {self.id} failed: {self.error}")
+        return self
+
+
+class Models:
+    def __init__(self, client: Client):
+        self._c = client
+        self._stub = models_pb2_grpc.ModelsStub(client._channel)
+
+    def list(self):
+        return _all_pages(self._c, self._stub.ListModels, models_pb2.ListModelsRequest(), "models")
+
+    def get(self, ref: str):
+        return self._c._call(self._stub.GetModel, models_pb2.GetModelRequest(id=ref))
+
+    def delete(self, ref: str):
+        self._c._call(self._stub.DeleteModel, models_pb2.DeleteModelRequest(id=ref))
+
+    def export(self, ref: str, path) -> int:
+        """Writes the model as one safetensors file (torchvision names, metadata
+        in its header); returns its size in bytes. The file appears whole or not at all."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        size = 0
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in self._stub.ExportModel(models_pb2.ExportModelRequest(id=ref), metadata=self._c._metadata):
+                    f.write(chunk.data)
+                    size += len(chunk.data)
+            os.replace(tmp, path)
+        except grpc.RpcError as e:
+            tmp.unlink(missing_ok=True)
+            raise from_rpc_error(e) from None
+        return size
+
+
+class Backbones:
+    def __init__(self, client: Client):
+        self._c = client
+        self._stub = backbones_pb2_grpc.BackbonesStub(client._channel)
+
+    def list(self):
+        return _all_pages(self._c, self._stub.ListBackbones, backbones_pb2.ListBackbonesRequest(), "backbones")
+
+    def get(self, name: str):
+        return self._c._call(self._stub.GetBackbone, backbones_pb2.GetBackboneRequest(name=name))

@@ -1,0 +1,137 @@
+"""graft_client as a Python user uses it: upload -> train -> watch (through a
+graftd restart) -> predict -> export -> delete, and its exceptions."""
+import base64
+import json
+import struct
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+
+from conftest import IMAGES, SHARED, Graftd
+
+DATA = SHARED / "data" / "hymenoptera"
+DOG = (IMAGES / "dog.jpg").read_bytes()
+
+
+@pytest.fixture
+def server(tmp_path):
+    g = Graftd(tmp_path).start()
+    yield g
+    assert g.stop() == 0
+
+
+def val_images():
+    return [(p, cls) for cls in ("ants", "bees") for p in sorted((DATA / "val" / cls).iterdir())]
+
+
+def test_upload_train_watch_through_a_restart_predict_export_delete(server, graft_client, tmp_path):
+    from PIL import Image
+
+    c = graft_client.Client(server.address, token=server.token)
+    assert c.health() == "SERVING"
+
+    progress = []
+    uploaded = c.datasets.upload(DATA, name="bees", progress=lambda sent, total: progress.append((sent, total)))
+    assert [k.name for k in uploaded.dataset.classes] == ["ants", "bees"]
+    assert uploaded.dataset.val_images == len(val_images())
+    assert progress[-1][0] == progress[-1][1] > 0
+    assert [d.name for d in c.datasets.list()] == ["bees"]
+
+    job = c.jobs.create(backbone="MobileNetV2", dataset="bees", epochs=4, learning_rate=1e-3, model_name="bees",
+                        seed=3)
+    events, restarted = [], False
+    for event in job.watch():
+        events.append(event)
+        if isinstance(event, graft_client.EpochEnded) and not restarted:
+            # The connection drops with graftd; watch reconnects and resumes.
+            assert server.stop() == 0
+            server.start()
+            restarted = True
+    assert restarted
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), "events missed or repeated"
+    assert [e.state for e in events if isinstance(e, graft_client.StateChanged)][-1] == "SUCCEEDED"
+    epochs = [e for e in events if isinstance(e, graft_client.EpochEnded)]
+    assert [e.epoch for e in epochs] == [1, 2, 3, 4]
+    assert epochs[-1].val_accuracy >= 0.85
+    job = job.wait()
+    assert job.state == "SUCCEEDED" and job.model_id
+
+    # Predict: paths, bytes, PIL images and numpy pixels are the same image.
+    path, _ = val_images()[-1]
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    forms = c.predict("bees", [path, path.read_bytes(), Image.open(path).convert("RGB"), pixels], top_k=2)
+    assert len(forms) == 4
+    for other in forms[1:]:
+        assert other[0]["label"] == forms[0][0]["label"]
+        assert abs(other[0]["probability"] - forms[0][0]["probability"]) < 1e-5
+    right = 0
+    images = val_images()
+    for start in range(0, len(images), 32):
+        batch = images[start:start + 32]
+        for (_, cls), top in zip(batch, c.predict("bees:1", [p for p, _ in batch], top_k=1)):
+            right += top[0]["label"] == cls
+    assert right / len(images) >= 0.85
+    assert c.predict("MobileNetV2", DOG)[0][0]["label"].startswith("malamute")
+    assert c.embed("bees", DOG).shape == (1, 1280)
+
+    # The same model through the Open Inference Protocol's REST, by name and version.
+    body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                   "data": [base64.b64encode(path.read_bytes()).decode()]}]}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/v2/models/bees/versions/1/infer", body,
+                                     {"Content-Type": "application/json", "Authorization": f"Bearer {server.token}"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        out = json.loads(r.read())["outputs"][0]
+    assert out["shape"] == [1, 2]
+    assert abs(max(out["data"]) - forms[0][0]["probability"]) < 1e-5
+
+    model = c.models.get("bees")
+    assert model.id == job.model_id and list(model.class_names) == ["ants", "bees"]
+    assert [m.id for m in c.models.list()] == [model.id]
+    size = c.models.export("bees", tmp_path / "bees.safetensors")
+    exported = (tmp_path / "bees.safetensors").read_bytes()
+    assert len(exported) == size > 1_000_000
+    header = json.loads(exported[8:8 + struct.unpack("<Q", exported[:8])[0]])
+    assert "graft.model" in header["__metadata__"]
+
+    c.models.delete(model.id)
+    with pytest.raises(graft_client.NotFound) as e:
+        c.models.get(model.id)
+    assert e.value.code == grpc.StatusCode.NOT_FOUND and model.id in e.value.message
+    c.datasets.delete("bees")
+    assert c.datasets.list() == []
+
+
+def test_errors_are_exceptions_with_code_and_message(graftd, graft_client):
+    c = graft_client.Client(graftd.address, token=graftd.token)
+    with pytest.raises(graft_client.Unauthenticated) as e:
+        graft_client.Client(graftd.address, token="nope").models.list()
+    assert "unknown or revoked token" in e.value.message
+    with pytest.raises(graft_client.NotFound) as e:
+        c.predict("no-such-model", DOG)
+    assert isinstance(e.value, graft_client.GraftError) and "no-such-model" in e.value.message
+    with pytest.raises(graft_client.NotFound):
+        c.jobs.create(backbone="MobileNetV2", dataset="no-such-dataset", epochs=1)
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.jobs.create(backbone="MobileNetV2", dataset="x", batch_size=-1)
+    assert "batch_size" in e.value.message
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.predict("MobileNetV2", b"not an image")
+    assert "image 0" in e.value.message
+    with pytest.raises(TypeError):
+        c.predict("MobileNetV2", [42])
+    with pytest.raises(FileNotFoundError):
+        c.datasets.upload("/no/such/folder", name="x")
+
+
+def test_job_spec_from_keywords_like_the_keras_tutorial(graft_client):
+    spec = graft_client.job_spec(backbone="MobileNetV2", dataset="flowers", epochs=10, patience=3,
+                                 fine_tune_blocks=2, fine_tune_epochs=5, augmentation={"horizontal_flip": True})
+    assert [(s.train, s.epochs) for s in spec.stages] == [("head", 10), ("top:2", 5)]
+    assert spec.stages[1].optimizer.learning_rate == pytest.approx(1e-4)
+    assert spec.early_stopping.enabled and spec.early_stopping.patience == 3
+    assert spec.augmentation.horizontal_flip
+    with pytest.raises(Exception) as e:
+        graft_client.job_spec(backbone="x", no_such_field=1)
+    assert "no_such_field" in str(e.value)
