@@ -79,15 +79,21 @@ def graftd(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def graft_client(tmp_path_factory):
-    """graft_client installed by pip from a copy of client/python (no network)."""
+    """graft_client installed as the README says: pip, in a venv that sees
+    Debian's grpcio and protobuf, from a copy of client/python, no network."""
     root = tmp_path_factory.mktemp("sdk")
     shutil.copytree(SOURCE / "client" / "python", root / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     env = dict(os.environ, GRAFT_PROTO_DIR=str(SOURCE / "proto"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index",
-                    "--target", str(root / "site"), str(root / "src")], check=True, env=env)
-    sys.path.insert(0, str(root / "site"))
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], check=True)
+    python = str(root / "venv" / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-index", str(root / "src")],
+                   check=True, env=env)
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    sys.path.insert(0, site)
     import graft_client
 
+    assert graft_client.__file__.startswith(site), graft_client.__file__
     return graft_client
 
 
