@@ -15,7 +15,7 @@ SECS="${1:-60}"
 shift || true
 BUILD="${GRAFT_FUZZ_BUILD_DIR:-build-fuzz}"
 JOBS="${GRAFT_JOBS:-$(nproc)}"
-ALL=(image archive pth pickle torch_archive safetensors job_spec model_json manifest)
+ALL=(image archive pth pickle torch_archive safetensors job_spec model_json manifest infer_json)
 HARNESSES=("$@")
 [ "${#HARNESSES[@]}" -gt 0 ] || HARNESSES=("${ALL[@]}")
 

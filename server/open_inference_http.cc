@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
@@ -195,11 +197,12 @@ absl::StatusOr<JsonInferRequest> ParseJsonInferRequest(const std::string& body, 
         }));
       } else if (datatype == "FP32") {
         RETURN_IF_ERROR(Flatten(*data, 0, what, [&](const json& e) -> absl::Status {
-          if (!e.is_number()) {
-            return absl::InvalidArgumentError(absl::StrCat(what, ".data[", k, "] is not a number"));
+          const double v = e.is_number() ? e.get<double>() : 0;
+          if (!e.is_number() || std::abs(v) > std::numeric_limits<float>::max()) {
+            return absl::InvalidArgumentError(absl::StrCat(what, ".data[", k, "] is not a float32 number"));
           }
           ++k;
-          in->mutable_contents()->add_fp32_contents(e.get<float>());
+          in->mutable_contents()->add_fp32_contents(static_cast<float>(v));
           return absl::OkStatus();
         }));
       }

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import sys
 import tarfile
 import zipfile
@@ -169,3 +170,23 @@ for name in sorted(os.listdir(jobs)):
     if name.endswith(".json"):
         with open(os.path.join(jobs, name), "rb") as f:
             write("job_spec", name, f.read())
+
+# --- Open Inference Protocol REST bodies: 2 bytes of JSON length, then the body
+def infer_body(header, binary=b""):
+    text = json.dumps(header).encode()
+    return struct.pack("<H", len(text)) + text + binary
+
+
+def length_prefixed(*elements):
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+
+write("infer_json", "bytes.bin", infer_body({"id": "a", "inputs": [
+    {"name": "image", "datatype": "BYTES", "shape": [2], "data": ["aGVsbG8=", "d29ybGQ="]}],
+    "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}]}))
+write("infer_json", "fp32_nested.bin", infer_body({"inputs": [
+    {"name": "tensor", "datatype": "FP32", "shape": [1, 3, 1, 2], "data": [[[[0.5, 1]], [[2, 3]], [[-1, 1e-3]]]]}],
+    "parameters": {"binary_data_output": True}}))
+write("infer_json", "binary.bin", infer_body({"inputs": [
+    {"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 14}}],
+    "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]}, length_prefixed(b"abc", b"defg")))
