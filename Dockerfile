@@ -30,7 +30,7 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/graft --shell /usr/sbin/nol
 ENV GRAFT_DATA_DIR=/var/lib/graft
 VOLUME /var/lib/graft
 USER 10001:10001
-EXPOSE 50051 9464
+EXPOSE 50051 8000 9464
 HEALTHCHECK --interval=10s --timeout=5s CMD ["graft", "health"]
 ENTRYPOINT ["graftd"]
 # In a container graftd must listen beyond loopback; tokens stay on (the first
