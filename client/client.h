@@ -39,7 +39,7 @@ class GraftClient {
   absl::StatusOr<v1::ListBackbonesResponse> ListBackbones();
   absl::StatusOr<v1::Backbone> GetBackbone(const std::string& name);
   // Has graftd fetch and verify a backbone's official weights (needs graftd
-  // --allow_download); `progress` sees every progress message.
+  // no --offline); `progress` sees every progress message.
   absl::StatusOr<v1::Backbone> PullBackbone(const std::string& name,
                                             const std::function<void(const v1::PullBackboneProgress&)>& progress);
   absl::StatusOr<v1::Backbone> RegisterBackbone(const v1::RegisterBackboneRequest& request);

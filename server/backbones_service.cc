@@ -168,22 +168,23 @@ grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const 
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   const core::BackboneSpec& spec = *status->spec;
+  const std::string file = zoo_.OfficialFile(spec);
   v1::PullBackboneProgress last;
   if (!status->weights_present) {
-    if (spec.weights_file.empty()) {
+    if (file.empty()) {
       return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
           "'", spec.name, "' has no official torchvision weights file to download; put ", spec.name,
           "-imagenet.safetensors or ", spec.name, "-imagenet.pth (", spec.reference, " names) into ", zoo_.zoo_dir(),
-          " and restart")));
+          "; it is used without a restart")));
     }
-    if (!pull_.allow_download) {
+    if (!pull_.downloads) {
       return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
-          "downloads are off: start graftd with --allow_download, or put ", spec.weights_file, " into ",
-          zoo_.zoo_dir(), " and restart")));
+          "downloads are off (graftd --offline): put ", file, " into ", zoo_.zoo_dir(),
+          "; it is used without a restart")));
     }
     auto last_sent = std::chrono::steady_clock::time_point{};
     const auto downloaded = core::DownloadVerified(
-        pull_.base_url + spec.weights_file, zoo_.zoo_dir(), spec.weights_file,
+        pull_.base_url + file, zoo_.zoo_dir(), file,
         [&](const core::DownloadProgress& p) {
           const auto now = std::chrono::steady_clock::now();
           if (now - last_sent < std::chrono::milliseconds(200)) return;

@@ -20,7 +20,7 @@ struct RegisterOptions {
 };
 
 struct PullOptions {
-  bool allow_download = false;
+  bool downloads = false;  // off with graftd --offline
   std::string base_url = "https://download.pytorch.org/models/";  // + the official file name
 };
 

@@ -2,7 +2,9 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -78,8 +80,13 @@ ABSL_FLAG(double, checkpoint_interval_s, 300,
 ABSL_FLAG(double, shutdown_grace_s, 30,
           "On SIGTERM/SIGINT: RPCs in flight may finish for this long while running jobs checkpoint; then graftd "
           "exits 0. Keep Kubernetes' terminationGracePeriodSeconds above it.");
-ABSL_FLAG(bool, allow_download, false, "Let PullBackbone (graft backbones pull) fetch official weights into the zoo directory, hash-checked.");
-ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where PullBackbone fetches <official file name> from (a mirror).");
+ABSL_FLAG(bool, offline, false,
+          "Never download: official weights are otherwise fetched from --weights_base_url on first use (and by "
+          "PullBackbone), hash-checked; offline sites put the files into the zoo directory.");
+ABSL_FLAG(std::vector<std::string>, weights_file, {},
+          "NAME=FILE,...: use another torchvision weights file for a backbone (e.g. "
+          "resnet50=resnet50-11ad3fa6.pth, IMAGENET1K_V2), fetched and hash-checked like the default one.");
+ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where official weights files are fetched from on first use and by PullBackbone (a mirror).");
 ABSL_FLAG(bool, mixed_precision, true,
           "On CUDA: run inference under float16 autocast and training under bfloat16 autocast (ignored on CPU).");
 ABSL_FLAG(int, idle_rpc_threads, 64,
@@ -130,8 +137,16 @@ int main(int argc, char** argv) {
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.retain_host_memory = absl::GetFlag(FLAGS_retain_host_memory);
   options.idle_rpc_threads = absl::GetFlag(FLAGS_idle_rpc_threads);
-  options.allow_download = absl::GetFlag(FLAGS_allow_download);
+  options.offline = absl::GetFlag(FLAGS_offline);
   options.weights_base_url = absl::GetFlag(FLAGS_weights_base_url);
+  for (const std::string& pair : absl::GetFlag(FLAGS_weights_file)) {
+    const size_t eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {
+      ABSL_LOG(ERROR) << "--weights_file takes NAME=FILE pairs, got '" << pair << "'";
+      return 1;
+    }
+    options.weights_files[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
   options.feature_cache_spill = absl::GetFlag(FLAGS_feature_cache_spill);
   options.auth = absl::GetFlag(FLAGS_auth);
   options.tls_cert = absl::GetFlag(FLAGS_tls_cert);

@@ -179,7 +179,7 @@ absl::StatusOr<OpenInference::Target> OpenInference::Find(const core::Principal&
     t.backbone = backbone->spec->name;
     t.classes = backbone->spec->num_classes;
     t.preprocessing = backbone->spec->preprocessing;
-    t.ready = t.classes > 0 && zoo_.Resident(t.backbone).ok();
+    t.ready = t.classes > 0 && backbone->weights_present;  // loads at first use; asking starts no fetch
     return t;
   }
   return absl::NotFoundError(absl::StrCat("no model or backbone '", ref, "' (", model_error.message(), ")"));

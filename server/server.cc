@@ -163,6 +163,12 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   zoo_options.zoo_dir = s->zoo_dir_;
   zoo_options.device = options.device;
   zoo_options.custom_dir = (fs::path(options.data_dir) / "backbones").string();
+  core::FetchOptions fetch;
+  fetch.base_url = options.weights_base_url;
+  fetch.offline = options.offline;
+  s->fetcher_ = std::make_unique<core::WeightsFetcher>(s->zoo_dir_, fetch);
+  zoo_options.fetcher = s->fetcher_.get();
+  zoo_options.weights_files = options.weights_files;
   auto zoo = core::Zoo::Create(zoo_options);
   if (!zoo.ok()) return zoo.status();
   s->zoo_ = std::move(*zoo);
@@ -247,7 +253,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   register_options.staging_dir = (fs::path(options.data_dir) / "cache" / "register").string();
   s->services_->tokens = std::make_unique<TokensService>(s->tokens_.get(), auth);
   s->services_->backbones = std::make_unique<BackbonesService>(
-      *s->zoo_, auth, register_options, PullOptions{options.allow_download, options.weights_base_url}, std::move(hooks));
+      *s->zoo_, auth, register_options, PullOptions{!options.offline, options.weights_base_url}, std::move(hooks));
   s->services_->inference = std::make_unique<InferenceService>(
       *s->predictor_, *s->metrics_, auth, s->models_.get(),
       RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels}, s->decode_budget_.get());

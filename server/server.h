@@ -3,6 +3,7 @@
 #include <grpcpp/server.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 
 namespace graft::core {
 class Zoo;
+class WeightsFetcher;
 class Predictor;
 class Database;
 class DatasetStore;
@@ -53,8 +55,11 @@ struct ServerOptions {
   bool mixed_precision = true;  // CUDA only: float16 inference, bfloat16 training autocast
   int idle_rpc_threads = 64;  // gRPC handler threads kept waiting between bursts
   bool retain_host_memory = true;  // core::RetainHostMemory (process-wide, set at Start)
-  bool allow_download = false;  // PullBackbone fetches official weights
+  // No downloads: neither official weights on first use nor PullBackbone.
+  // graftd's --offline defaults to false; in-process servers (tests) stay off the network.
+  bool offline = true;
   std::string weights_base_url = "https://download.pytorch.org/models/";
+  std::map<std::string, std::string> weights_files;  // backbone -> torchvision file name (--weights_file)
   // Security (README "Security").
   std::string auth = "tokens";      // tokens | none
   std::string tls_cert;             // PEM files; both set: TLS on the gRPC port
@@ -103,6 +108,7 @@ class GraftServer {
   std::string zoo_dir_;
   double shutdown_grace_s_ = 30;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<core::WeightsFetcher> fetcher_;  // before zoo_: outlives it
   std::unique_ptr<core::Zoo> zoo_;
   std::unique_ptr<core::Database> db_;
   std::unique_ptr<core::TokenStore> tokens_;

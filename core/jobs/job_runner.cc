@@ -1,5 +1,7 @@
 #include "core/jobs/job_runner.h"
 
+#include "core/util/torch_status.h"
+
 #include "core/train/job_cost.h"
 
 #include <chrono>
@@ -229,11 +231,13 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     return absl::InvalidArgumentError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
                                                    "'; graft backbones lists the names"));
   }
-  ASSIGN_OR_RETURN(auto resident, std::move(found));
-  spec.backbone = resident->spec->name;
-  const int num_blocks = static_cast<int>(resident->module->blocks().size());
+  // Weights being fetched on first use: the job waits for them in QUEUED.
+  if (!found.ok() && !absl::IsUnavailable(found.status())) return found.status();
+  ASSIGN_OR_RETURN(const BackboneStatus backbone, zoo_.Get(spec.backbone));
+  spec.backbone = backbone.spec->name;
+  const int num_blocks = static_cast<int>(backbone.blocks.size());
   RETURN_IF_ERROR(NormalizeJobSpec(spec, num_blocks));
-  if (resident->spec->custom) {
+  if (backbone.spec->custom) {
     for (size_t i = 0; i < spec.stages.size(); ++i) {
       if (TrainableBlocks(spec.stages[i].train, num_blocks) > 0) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -259,8 +263,23 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset->name, "' has no validation images"));
   }
   spec.dataset = dataset->id;
+  // The estimate measures activations with a forward pass; a backbone whose
+  // weights are still being fetched is measured with random ones.
+  std::shared_ptr<ResidentBackbone> measured = found.ok() ? *found : nullptr;
+  if (measured == nullptr) {
+    ASSIGN_OR_RETURN(measured, GuardInternal("building " + spec.backbone,
+                                             [&]() -> absl::StatusOr<std::shared_ptr<ResidentBackbone>> {
+                                               auto r = std::make_shared<ResidentBackbone>();
+                                               r->spec = backbone.spec;
+                                               r->device = torch::Device(torch::kCPU);
+                                               r->module = backbone.spec->make();
+                                               r->module->eval();
+                                               r->inference = r->module;
+                                               return r;
+                                             }));
+  }
   ASSIGN_OR_RETURN(const JobCost cost,
-                   EstimateJobCost(spec, *resident, static_cast<int>(dataset->classes.size())));
+                   EstimateJobCost(spec, *measured, static_cast<int>(dataset->classes.size())));
   RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));
 
   JobRecord job;
@@ -366,6 +385,22 @@ void JobRunner::Execute(const std::string& id) {
     fs::remove(CheckpointPath(id), ec);
     if (auto s = SetState(job, state, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   };
+  // A backbone whose weights are fetched on first use: the job stays QUEUED,
+  // saying how far the fetch is (every 10%), until they are resident.
+  auto resident = zoo_.Resident(job.spec.backbone);
+  for (int said = -1; absl::IsUnavailable(resident.status());) {
+    if (token->cancelled()) {
+      if (token->stop_requested()) return;  // still QUEUED: fetched again after a restart
+      return fail(JobState::kCancelled, "cancelled while its backbone's weights were fetched");
+    }
+    const FetchProgress p = zoo_.Fetching(job.spec.backbone);
+    if (p.running && p.percent() / 10 != said) {
+      said = p.percent() / 10;
+      (void)SetState(job, JobState::kQueued, absl::StrCat("fetching weights (", p.percent(), "%)"));
+    }
+    zoo_.WaitForFetch(job.spec.backbone, [&] { return token->cancelled(); }, std::chrono::milliseconds(200));
+    resident = zoo_.Resident(job.spec.backbone);
+  }
   if (job.state != JobState::kRunning) {
     if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
   }
@@ -377,7 +412,6 @@ void JobRunner::Execute(const std::string& id) {
   input.feature_cache.spill_dir = options_.feature_spill_dir;
   input.feature_cache.half = options_.feature_cache_fp16;
   input.mixed_precision = options_.mixed_precision;
-  auto resident = zoo_.Resident(job.spec.backbone);
   auto dataset = datasets_.Get(job.spec.dataset);
   auto images = datasets_.Images(job.spec.dataset);
   if (!resident.ok() || !dataset.ok() || !images.ok()) {

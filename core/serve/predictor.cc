@@ -147,7 +147,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
                                                  std::optional<int> top_k, const CancelledFn& cancelled) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(name, cancelled));
   if (backbone->spec->num_classes == 0) {
     return absl::FailedPreconditionError(absl::StrCat("backbone '", backbone->spec->name,
                                                       "' has no ImageNet classifier: predict with a model fine-tuned "
@@ -235,7 +235,7 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
                                              const std::string& block, const CancelledFn& cancelled) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(name));
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(name, cancelled));
   const auto& blocks = backbone->module->blocks();
   int end = static_cast<int>(blocks.size());
   if (!block.empty()) {

@@ -17,6 +17,7 @@
 #include "core/util/files.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
+#include "core/zoo/download.h"
 #include "core/zoo/state_dict.h"
 
 namespace graft::core {
@@ -58,7 +59,23 @@ absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, cons
 
 absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   ASSIGN_OR_RETURN(const torch::Device device, ResolveDevice(options.device));
-  std::unique_ptr<Zoo> zoo(new Zoo(options, device));
+  for (const auto& [name, file] : options.weights_files) {
+    const BackboneSpec* spec = Registry::BuiltIn().Find(name);
+    if (spec == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("--weights_file: unknown backbone '", name, "'"));
+    }
+    // torchvision's scheme: <name>-[<tag>-]<hash>.pth, its hash checked at download.
+    if (!absl::StartsWith(file, spec->name + "-") || !absl::EndsWith(file, ".pth") || HashPrefix(file).empty() ||
+        file.find_first_of("/\\") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("--weights_file: '", file, "' for ", spec->name,
+                                                     " is not a torchvision weights file name (", spec->name,
+                                                     "-<hash>.pth, e.g. ", spec->weights_file, ")"));
+    }
+  }
+  ZooOptions canonical = options;
+  canonical.weights_files.clear();
+  for (const auto& [name, file] : options.weights_files) canonical.weights_files[Registry::BuiltIn().Find(name)->name] = file;
+  std::unique_ptr<Zoo> zoo(new Zoo(canonical, device));
   std::error_code ec;
   if (!options.zoo_dir.empty() && !fs::is_directory(options.zoo_dir, ec)) {
     ABSL_LOG(WARNING) << "zoo directory '" << options.zoo_dir << "' does not exist; no weights loaded";
@@ -88,22 +105,25 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   return zoo;
 }
 
-void Zoo::LoadEntry(Entry& entry) {
-  const BackboneSpec& spec = *entry.status.spec;
-  std::string path = spec.source;
-  if (!spec.custom) {
-    if (options_.zoo_dir.empty()) return;
-    path.clear();
-  const std::vector<std::string> candidates = {spec.name + "-imagenet.safetensors", spec.name + "-imagenet.pth",
-                                               spec.weights_file};
-  for (const std::string& name : candidates) {
+std::string Zoo::OfficialFile(const BackboneSpec& spec) const {
+  const auto chosen = options_.weights_files.find(spec.name);
+  return chosen != options_.weights_files.end() ? chosen->second : spec.weights_file;
+}
+
+std::string Zoo::FindWeightsFile(const BackboneSpec& spec) const {
+  if (options_.zoo_dir.empty()) return "";
+  for (const std::string& name : {spec.name + "-imagenet.safetensors", spec.name + "-imagenet.pth", OfficialFile(spec)}) {
     std::error_code ec;
-    if (fs::is_regular_file(fs::path(options_.zoo_dir) / name, ec)) {
-      path = (fs::path(options_.zoo_dir) / name).string();
-      break;
+    if (!name.empty() && fs::is_regular_file(fs::path(options_.zoo_dir) / name, ec)) {
+      return (fs::path(options_.zoo_dir) / name).string();
     }
   }
-  }
+  return "";
+}
+
+void Zoo::LoadEntry(Entry& entry) const {
+  const BackboneSpec& spec = *entry.status.spec;
+  const std::string path = spec.custom ? spec.source : FindWeightsFile(spec);
   if (path.empty()) return;
   entry.status.weights_path = path;
   entry.status.weights_format =
@@ -161,10 +181,25 @@ std::shared_ptr<Zoo::Entry> Zoo::FindEntryLocked(const std::string& name) const 
 }
 
 std::vector<BackboneStatus> Zoo::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
   std::vector<BackboneStatus> out;
-  for (const auto& e : entries_) out.push_back(e->status);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& e : entries_) out.push_back(e->status);
+  }
+  for (BackboneStatus& status : out) SeeZooDirectory(status);
   return out;
+}
+
+void Zoo::SeeZooDirectory(BackboneStatus& status) const {
+  // Weights put in or taken out of the zoo directory since start: seen now
+  // (loaded at first use).
+  if (status.spec->custom || !status.device.empty()) return;
+  status.weights_path = FindWeightsFile(*status.spec);
+  status.weights_present = !status.weights_path.empty();
+  status.weights_format = !status.weights_present                                    ? ""
+                          : fs::path(status.weights_path).extension() == ".safetensors" ? "safetensors"
+                                                                                       : "pth";
+  if (!status.weights_present) status.load_error.clear();
 }
 
 absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
@@ -175,6 +210,7 @@ absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
     if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
     status = e->status;
   }
+  SeeZooDirectory(status);
   if (status.blocks.empty()) {
     ASSIGN_OR_RETURN(status.blocks, BlockNames(*status.spec));
   }
@@ -198,21 +234,117 @@ absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
   return names;
 }
 
+namespace {
+
+// Changes when a file is replaced or rewritten.
+int64_t FileStamp(const std::string& path) {
+  std::error_code ec;
+  const auto time = fs::last_write_time(path, ec);
+  const auto size = fs::file_size(path, ec);
+  return ec ? 0 : static_cast<int64_t>(time.time_since_epoch().count()) ^ static_cast<int64_t>(size);
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto e = FindEntryLocked(name);
-  if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-  if (e->resident == nullptr) {
-    const std::string& n = e->status.spec->name;
-    if (!e->status.load_error.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat("backbone '", n, "' has weights at ", e->status.weights_path,
-                                                        " that could not be loaded: ", e->status.load_error));
-    }
-    return absl::FailedPreconditionError(absl::StrCat("backbone '", n, "' has no ImageNet weights in the zoo directory '",
-                                                      options_.zoo_dir, "'; put ", n, "-imagenet.safetensors or ",
-                                                      n, "-imagenet.pth there and restart graftd"));
+  std::shared_ptr<Entry> e;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    e = FindEntryLocked(name);
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+    if (e->resident != nullptr) return e->resident;
   }
-  return e->resident;
+  ASSIGN_OR_RETURN(std::shared_ptr<ResidentBackbone> loaded, LoadOnDemand(e));
+  if (loaded != nullptr) return loaded;
+  return Missing(*e);
+}
+
+absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::LoadOnDemand(const std::shared_ptr<Entry>& e) const {
+  const BackboneSpec& spec = *e->status.spec;
+  if (spec.custom) {
+    return absl::FailedPreconditionError(absl::StrCat("custom backbone '", spec.name, "' could not be loaded: ",
+                                                      e->status.load_error));
+  }
+  const std::string path = FindWeightsFile(spec);
+  if (path.empty()) return std::shared_ptr<ResidentBackbone>();
+  std::lock_guard<std::mutex> loading(load_mu_);  // one load at a time; others wait for it
+  std::string failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (e->resident != nullptr) return e->resident;
+    if (e->failed_file == path && e->failed_stamp == FileStamp(path)) failed = e->status.load_error;
+  }
+  if (failed.empty()) {
+    Entry loaded;  // built outside mu_: loading takes seconds
+    loaded.status.spec = e->status.spec;
+    loaded.status.parameter_count = e->status.parameter_count;
+    LoadEntry(loaded);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (loaded.resident != nullptr) {
+      *e = std::move(loaded);
+      return e->resident;
+    }
+    e->status = loaded.status;
+    e->failed_file = path;
+    e->failed_stamp = FileStamp(path);
+    failed = e->status.load_error;
+  }
+  return absl::FailedPreconditionError(absl::StrCat("backbone '", spec.name, "' has weights at ", path,
+                                                    " that could not be loaded: ", failed,
+                                                    "; replace the file (it is read again once it changes)"));
+}
+
+absl::Status Zoo::Missing(const Entry& e) const {
+  const BackboneSpec& spec = *e.status.spec;
+  const std::string& n = spec.name;
+  const std::string file = OfficialFile(spec);
+  const std::string put = absl::StrCat("put ", file.empty() ? "" : file + " or ", n,
+                                       "-imagenet.safetensors into the zoo directory '", options_.zoo_dir,
+                                       "' (used at once, no restart)");
+  if (file.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backbone '", n, "' has no ImageNet weights and no official file to fetch; ", put));
+  }
+  if (options_.fetcher == nullptr || options_.fetcher->options().offline) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backbone '", n, "' has no ImageNet weights and graftd is --offline; ", put));
+  }
+  const FetchProgress p = options_.fetcher->Start(file);
+  if (p.running) {
+    return absl::UnavailableError(absl::StrCat(
+        "backbone '", n, "': fetching its ImageNet weights ", options_.fetcher->Url(file), " (",
+        p.bytes_total > 0 ? absl::StrCat(p.percent(), "% of ", p.bytes_total >> 20, " MiB") : "starting",
+        "); retry in a few seconds"));
+  }
+  if (!p.result.ok()) {
+    return absl::Status(p.result.code(), absl::StrCat("backbone '", n, "': fetching its ImageNet weights failed: ",
+                                                      p.result.message(), "; ", put));
+  }
+  return absl::UnavailableError(absl::StrCat("backbone '", n, "': its weights were just fetched; retry"));
+}
+
+absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::AwaitResident(const std::string& name,
+                                                                     const std::function<bool()>& cancelled) const {
+  for (int idle = 0;; ) {
+    auto resident = Resident(name);
+    if (resident.ok() || !absl::IsUnavailable(resident.status()) || (cancelled && cancelled())) return resident;
+    // A fetch that ended without the file appearing is not waited for again.
+    if (!Fetching(name).running && ++idle > 2) return resident;
+    WaitForFetch(name, cancelled, std::chrono::seconds(1));
+  }
+}
+
+FetchProgress Zoo::Fetching(const std::string& name) const {
+  const auto status = Get(name);
+  if (!status.ok() || options_.fetcher == nullptr || OfficialFile(*status->spec).empty()) return FetchProgress{};
+  return options_.fetcher->Progress(OfficialFile(*status->spec));
+}
+
+void Zoo::WaitForFetch(const std::string& name, const std::function<bool()>& cancelled,
+                       std::chrono::milliseconds timeout) const {
+  const auto status = Get(name);
+  if (!status.ok() || options_.fetcher == nullptr || OfficialFile(*status->spec).empty()) return;
+  options_.fetcher->Wait(OfficialFile(*status->spec), cancelled, timeout);
 }
 
 absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {

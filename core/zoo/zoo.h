@@ -2,6 +2,9 @@
 
 #include <torch/types.h>
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -11,6 +14,7 @@
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
 #include "core/zoo/torchscript_backbone.h"
+#include "core/zoo/weights_fetcher.h"
 
 namespace graft::core {
 
@@ -49,6 +53,13 @@ struct ZooOptions {
   // Where registered custom backbones are kept (their TorchScript file and
   // manifest); empty: RegisterBackbone is refused.
   std::string custom_dir;
+  // Fetches official weights on first use (null: never; weights put in
+  // zoo_dir are still found without a restart).
+  WeightsFetcher* fetcher = nullptr;
+  // Backbone name -> the torchvision weights file to use instead of the
+  // registry's (another published version, e.g. resnet50-11ad3fa6.pth for
+  // IMAGENET1K_V2): fetched and hash-checked the same way (--weights_file).
+  std::map<std::string, std::string> weights_files;
 };
 
 // The backbones of the registry with their weights, loaded once at start.
@@ -64,8 +75,25 @@ class Zoo {
   std::vector<BackboneStatus> List() const;
   // NOT_FOUND for an unknown name.
   absl::StatusOr<BackboneStatus> Get(const std::string& name) const;
-  // NOT_FOUND for an unknown name; FAILED_PRECONDITION when it has no weights.
+  // The resident backbone. Weights that arrived in the zoo directory since
+  // start are loaded now (no restart). Without any: UNAVAILABLE while its
+  // official file is fetched (the fetch starts here; the message has its
+  // progress and a retry hint), FAILED_PRECONDITION when it cannot be
+  // (--offline, no official file) or the file did not load; NOT_FOUND for an
+  // unknown name.
   absl::StatusOr<std::shared_ptr<ResidentBackbone>> Resident(const std::string& name) const;
+  // Resident, waiting while its weights are fetched until `cancelled` (a
+  // client's deadline or cancel) says to stop.
+  absl::StatusOr<std::shared_ptr<ResidentBackbone>> AwaitResident(const std::string& name,
+                                                                  const std::function<bool()>& cancelled) const;
+  // The official weights file name for `spec`: the registry's, or the
+  // operator's choice (ZooOptions::weights_files); empty when there is none.
+  std::string OfficialFile(const BackboneSpec& spec) const;
+  // The first-use fetch of the backbone's official file (empty: none).
+  FetchProgress Fetching(const std::string& name) const;
+  // Waits up to `timeout` for that fetch to end.
+  void WaitForFetch(const std::string& name, const std::function<bool()>& cancelled,
+                    std::chrono::milliseconds timeout) const;
 
   // Loads a backbone whose weights arrived in the zoo directory after start
   // (PullBackbone): resident from then on. A no-op when already resident.
@@ -91,11 +119,22 @@ class Zoo {
     std::shared_ptr<ResidentBackbone> resident;
     std::string manifest_path;  // custom backbones
     bool registered = false;    // through Register: its files are ours to delete
+    // A file that failed to load, not read again until it changes.
+    std::string failed_file;
+    int64_t failed_stamp = 0;
   };
   Zoo(ZooOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
   // Callers hold mu_.
   std::shared_ptr<Entry> FindEntryLocked(const std::string& name) const;
-  void LoadEntry(Entry& entry);
+  void LoadEntry(Entry& entry) const;
+  // The weights file of a registry backbone in the zoo directory, or "".
+  std::string FindWeightsFile(const BackboneSpec& spec) const;
+
+  void SeeZooDirectory(BackboneStatus& status) const;
+  // Loads a registry backbone whose weights file appeared: null when there is none.
+  absl::StatusOr<std::shared_ptr<ResidentBackbone>> LoadOnDemand(const std::shared_ptr<Entry>& e) const;
+  // Why `e` has no weights, starting their fetch when it can.
+  absl::Status Missing(const Entry& e) const;
   // Makes a validated custom backbone resident (its spec kept for good).
   absl::StatusOr<std::shared_ptr<Entry>> MakeCustomEntry(BackboneSpec spec, std::string manifest_path,
                                                          bool registered);
@@ -104,7 +143,7 @@ class Zoo {
   ZooOptions options_;
   torch::Device device_;
   // One per registry spec (fixed at Create), then the custom backbones. An
-  // entry's contents change only in LoadNow; the list in Register and
+  // entry's contents change only in LoadNow and LoadOnDemand; the list in Register and
   // Unregister; both under mu_.
   std::vector<std::shared_ptr<Entry>> entries_;
   // Custom specs are never freed: residents, models and cached block names
@@ -112,6 +151,7 @@ class Zoo {
   std::vector<std::unique_ptr<BackboneSpec>> custom_specs_;
   mutable std::mutex mu_;
   std::mutex register_mu_;  // one Register/Unregister at a time
+  mutable std::mutex load_mu_;  // one on-demand load at a time
   std::vector<std::string> labels_;
 };
 

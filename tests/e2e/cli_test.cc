@@ -81,7 +81,7 @@ TEST_F(CliTest, BackbonesPullExplainsWhenDownloadsAreOff) {
   const CmdResult pull = Graft("backbones pull ResNet18");
   EXPECT_EQ(pull.exit_code, 1) << pull.out;
   EXPECT_NE(pull.out.find("FAILED_PRECONDITION"), std::string::npos) << pull.out;
-  EXPECT_NE(pull.out.find("--allow_download"), std::string::npos) << pull.out;
+  EXPECT_NE(pull.out.find("--offline"), std::string::npos) << pull.out;
   // Already resident: nothing to fetch, and it says so.
   const CmdResult present = Graft("backbones pull MobileNetV2");
   EXPECT_EQ(present.exit_code, 0) << present.out;

@@ -341,10 +341,10 @@ std::pair<std::vector<v1::PullBackboneProgress>, grpc::Status> Pull(int port, co
   return {messages, reader->Finish()};
 }
 
-TEST_F(ServerTest, PullBackboneNeedsAllowDownloadAndAnswersResidentOnesAtOnce) {
+TEST_F(ServerTest, PullBackboneIsOffOfflineAndAnswersResidentOnesAtOnce) {
   const auto [off, off_status] = Pull(server_->port(), "resnet18", Token());
   EXPECT_EQ(off_status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_NE(off_status.error_message().find("--allow_download"), std::string::npos) << off_status.error_message();
+  EXPECT_NE(off_status.error_message().find("--offline"), std::string::npos) << off_status.error_message();
   EXPECT_NE(off_status.error_message().find("resnet18-f37072fd.pth"), std::string::npos);
   const auto [present, present_status] = Pull(server_->port(), "MobileNetV2", Token());
   ASSERT_TRUE(present_status.ok()) << present_status.error_message();
@@ -386,7 +386,7 @@ TEST(PullBackbone, ACorruptedDownloadIsRefusedAndLeavesTheZooAsItWas) {
   mirror.Serve("/models/resnet18-f37072fd.pth", corrupted);
   ServerOptions options = graft::testing::LocalServerOptions(data.path());
   options.zoo_dir.clear();  // <data_dir>/zoo, empty
-  options.allow_download = true;
+  options.offline = false;
   options.weights_base_url = mirror.Url("/models/");
   auto server = GraftServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();

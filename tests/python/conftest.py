@@ -47,7 +47,7 @@ class Graftd:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [GRAFTD, "--host=127.0.0.1", f"--port={self.port}", "--metrics_port=-1",
+                [GRAFTD, "--host=127.0.0.1", f"--port={self.port}", "--metrics_port=-1", "--offline",
                  f"--http_port={self.http_port}", f"--data_dir={self.data_dir}", f"--zoo_dir={SHARED / 'weights'}",
                  *self.flags], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90

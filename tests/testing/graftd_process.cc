@@ -18,7 +18,7 @@ GraftdProcess::~GraftdProcess() {
 }
 
 bool GraftdProcess::Start(const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> args = {GRAFTD_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--http_port=0",
+  std::vector<std::string> args = {GRAFTD_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--http_port=0", "--offline",
                                    "--data_dir=" + data_dir_, "--zoo_dir=" + std::string(GRAFT_SHARED_DIR) + "/weights"};
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
   return StartCommand(args);

@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+
 namespace graft::testing {
 
 HttpServer::HttpServer() {
@@ -59,16 +62,19 @@ void HttpServer::Loop() {
       if (it == responses_.end()) {
         out = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
       } else {
-        const int64_t length = it->second.declared_length >= 0 ? it->second.declared_length
-                                                               : static_cast<int64_t>(it->second.body.size());
+        const int64_t length =
+            it->second.declared_length >= 0 ? it->second.declared_length : static_cast<int64_t>(it->second.body.size());
         out = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(length) +
               "\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n" + it->second.body;
       }
     }
-    for (size_t sent = 0; sent < out.size();) {
-      const ssize_t n = ::send(c, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    const int pause = pause_ms_;
+    const size_t piece = pause > 0 ? size_t{64} << 10 : out.size();
+    for (size_t sent = 0; sent < out.size() && !stop_;) {
+      const ssize_t n = ::send(c, out.data() + sent, std::min(piece, out.size() - sent), MSG_NOSIGNAL);
       if (n <= 0) break;
       sent += static_cast<size_t>(n);
+      if (pause > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause));
     }
     ::close(c);
   }

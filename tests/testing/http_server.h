@@ -18,6 +18,9 @@ class HttpServer {
   int port() const { return port_; }
   std::string Url(const std::string& path) const;
   void Serve(const std::string& path, std::string body, int64_t declared_length = -1);
+  // Sends bodies in 64 KiB pieces with this pause between them (0: at once),
+  // so that a download lasts long enough to be watched.
+  void set_pause_per_piece_ms(int ms) { pause_ms_ = ms; }
 
  private:
   struct Response {
@@ -29,6 +32,7 @@ class HttpServer {
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<int> pause_ms_{0};
   std::mutex mu_;
   std::map<std::string, Response> responses_;
   std::thread thread_;
