@@ -9,6 +9,7 @@
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 #include "server/auth.h"
+#include "server/little_endian.h"
 #include "server/models_service.h"
 
 #ifndef GRAFT_VERSION
@@ -20,17 +21,6 @@ namespace {
 
 constexpr int64_t kMaxDimension = int64_t{1} << 20;
 constexpr int64_t kMaxElements = int64_t{1} << 31;
-
-uint32_t LoadLittleEndian32(const char* p) {
-  const auto* b = reinterpret_cast<const unsigned char*>(p);
-  return uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
-}
-
-void StoreLittleEndian32(uint32_t v, std::string* out) {
-  const char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
-                     static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
-  out->append(b, 4);
-}
 
 // Elements in contents fields other than `allowed` (a field number of InferTensorContents).
 int64_t ElementsOutside(const inference::InferTensorContents& c, int allowed) {
@@ -48,6 +38,23 @@ int64_t ElementsOutside(const inference::InferTensorContents& c, int allowed) {
     if (field != allowed) n += sizes[field];
   }
   return n;
+}
+
+// Typed contents of a BYTES or FP32 input: all in its datatype's field, as
+// many as its shape holds.
+absl::Status CheckTypedContents(const inference::ModelInferRequest::InferInputTensor& in, const std::string& what,
+                                int64_t elements) {
+  const bool bytes = in.datatype() == "BYTES";
+  const char* field = bytes ? "bytes_contents" : "fp32_contents";
+  const int64_t have = bytes ? in.contents().bytes_contents_size() : in.contents().fp32_contents_size();
+  if (ElementsOutside(in.contents(), bytes ? 8 : 6) > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is ", in.datatype(), " but has contents in another datatype's field; use ", field));
+  }
+  if (have != elements) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has ", have, " ", field, "; its shape holds ", elements));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> Elements(const google::protobuf::RepeatedField<int64_t>& shape, const std::string& what) {
@@ -119,7 +126,7 @@ absl::StatusOr<std::vector<std::string>> SplitRawBytes(const std::string& raw, i
 }
 
 void AppendRawBytes(const std::string& element, std::string* raw) {
-  StoreLittleEndian32(static_cast<uint32_t>(element.size()), raw);
+  AppendLittleEndian32(static_cast<uint32_t>(element.size()), raw);
   raw->append(element);
 }
 
@@ -256,14 +263,7 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
     if (raw) {
       ASSIGN_OR_RETURN(raw_elements, SplitRawBytes(request.raw_input_contents(0), elements, what));
     } else {
-      if (ElementsOutside(in.contents(), 8) > 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, " is BYTES but has contents in another datatype's field; use bytes_contents"));
-      }
-      if (in.contents().bytes_contents_size() != elements) {
-        return absl::InvalidArgumentError(absl::StrCat(what, " has ", in.contents().bytes_contents_size(),
-                                                       " bytes_contents; its shape holds ", elements));
-      }
+      RETURN_IF_ERROR(CheckTypedContents(in, what, elements));
     }
     const auto element = [&](int64_t i) -> const std::string& {
       return raw ? raw_elements[i] : in.contents().bytes_contents(static_cast<int>(i));
@@ -285,14 +285,7 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
                                                        " bytes; its FP32 shape holds ", elements * 4));
       }
     } else {
-      if (ElementsOutside(in.contents(), 6) > 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, " is FP32 but has contents in another datatype's field; use fp32_contents"));
-      }
-      if (in.contents().fp32_contents_size() != elements) {
-        return absl::InvalidArgumentError(absl::StrCat(what, " has ", in.contents().fp32_contents_size(),
-                                                       " fp32_contents; its shape holds ", elements));
-      }
+      RETURN_IF_ERROR(CheckTypedContents(in, what, elements));
     }
     size.AddTensor(in.shape(0), elements);
   } else {
@@ -305,16 +298,10 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
                        torch::Tensor x =
                            torch::empty(std::vector<int64_t>(in.shape().begin(), in.shape().end()), torch::kFloat32);
                        float* out = x.data_ptr<float>();
-                       if (!raw) {
-                         std::memcpy(out, in.contents().fp32_contents().data(), sizeof(float) * elements);
-                       } else if constexpr (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
-                         std::memcpy(out, request.raw_input_contents(0).data(), sizeof(float) * elements);
+                       if (raw) {
+                         CopyLittleEndianFloats(request.raw_input_contents(0).data(), elements, out);
                        } else {
-                         const std::string& bytes = request.raw_input_contents(0);
-                         for (int64_t k = 0; k < elements; ++k) {
-                           const uint32_t v = LoadLittleEndian32(bytes.data() + 4 * k);
-                           std::memcpy(out + k, &v, 4);
-                         }
+                         std::memcpy(out, in.contents().fp32_contents().data(), sizeof(float) * elements);
                        }
                        return x;
                      }));
@@ -386,11 +373,7 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
   }
   std::string* raw_out = response->add_raw_output_contents();
   raw_out->reserve(probabilities.size() * 4);
-  for (float p : probabilities) {
-    uint32_t v;
-    std::memcpy(&v, &p, 4);
-    StoreLittleEndian32(v, raw_out);
-  }
+  for (float p : probabilities) AppendLittleEndianFloat(p, raw_out);
   return absl::OkStatus();
 }
 

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/util/json.h"
 #include "core/util/status_macros.h"
+#include "server/little_endian.h"
 #include "server/status_util.h"
 
 namespace graft::server {
@@ -83,26 +84,6 @@ absl::StatusOr<std::string> StringMember(const json& object, const char* key, co
   }
   if (!v->is_string()) return absl::InvalidArgumentError(absl::StrCat(what, ".", key, " must be a string"));
   return v->get<std::string>();
-}
-
-uint32_t LoadLittleEndian32(const char* p) {
-  const auto* b = reinterpret_cast<const unsigned char*>(p);
-  return uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
-}
-
-void AppendLittleEndianFloat(float f, std::string* out) {
-  uint32_t v;
-  std::memcpy(&v, &f, 4);
-  const char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
-                     static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
-  out->append(b, 4);
-}
-
-float LittleEndianFloat(const char* p) {
-  const uint32_t v = LoadLittleEndian32(p);
-  float f;
-  std::memcpy(&f, &v, 4);
-  return f;
 }
 
 }  // namespace
@@ -274,7 +255,7 @@ absl::StatusOr<JsonInferResponse> ToJsonInferResponse(const inference::ModelInfe
       if (o.datatype() == "FP32") {
         if (raw) {
           const std::string& bytes = response.raw_output_contents(i);
-          for (size_t k = 0; k + 4 <= bytes.size(); k += 4) data.push_back(LittleEndianFloat(bytes.data() + k));
+          for (size_t k = 0; k + 4 <= bytes.size(); k += 4) data.push_back(LoadLittleEndianFloat(bytes.data() + k));
         } else {
           for (float f : o.contents().fp32_contents()) data.push_back(f);
         }

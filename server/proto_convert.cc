@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/torch_status.h"
+#include "server/little_endian.h"
 
 namespace graft::server {
 
@@ -48,22 +49,6 @@ void ToProto(const core::Timing& in, v1::Timing* out) {
   out->set_batch_images(in.batch_images);
 }
 
-namespace {
-
-// raw_values' little-endian float32 into host floats.
-void CopyLittleEndianFloats(const std::string& bytes, float* out) {
-  if constexpr (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
-    std::memcpy(out, bytes.data(), bytes.size());
-  } else {
-    for (size_t k = 0; k + 4 <= bytes.size(); k += 4) {
-      const auto* b = reinterpret_cast<const unsigned char*>(bytes.data() + k);
-      const uint32_t v = uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
-      std::memcpy(out + k / 4, &v, 4);
-    }
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<std::vector<core::ImageInput>> FromProto(
     const google::protobuf::RepeatedPtrField<v1::ImageInput>& images) {
@@ -101,7 +86,7 @@ absl::StatusOr<std::vector<core::ImageInput>> FromProto(
       auto tensor = core::GuardInternal("tensor input", [&]() -> absl::StatusOr<torch::Tensor> {
         torch::Tensor x = torch::empty(std::vector<int64_t>(t.shape().begin(), t.shape().end()), torch::kFloat32);
         if (raw) {
-          CopyLittleEndianFloats(t.raw_values(), x.data_ptr<float>());
+          CopyLittleEndianFloats(t.raw_values().data(), numel, x.data_ptr<float>());
         } else {
           std::memcpy(x.data_ptr<float>(), t.values().data(), sizeof(float) * numel);
         }
