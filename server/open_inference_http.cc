@@ -31,6 +31,7 @@ constexpr int kMaxDataDepth = 8;
 constexpr int64_t kJsonMemoryFactor = 16;
 
 const char kHeaderLength[] = "Inference-Header-Content-Length";
+constexpr int kFetchWaitSeconds = 30;
 
 struct TooDeep {};
 
@@ -411,7 +412,13 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
               parsed.request.set_model_name(request.matches[1]);
               parsed.request.set_model_version(version_of(request));
               inference::ModelInferResponse answer;
-              RETURN_IF_ERROR(oip.ModelInfer(p, parsed.request, !parsed.binary_outputs.empty(), {}, &answer));
+              // HTTP carries no deadline: a first-use weights fetch is waited
+              // for as long as an answer may take to write, or until shutdown.
+              const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kFetchWaitSeconds);
+              const core::CancelledFn cancelled = [&oip, deadline] {
+                return !oip.Ready() || std::chrono::steady_clock::now() > deadline;
+              };
+              RETURN_IF_ERROR(oip.ModelInfer(p, parsed.request, !parsed.binary_outputs.empty(), cancelled, &answer));
               ASSIGN_OR_RETURN(const JsonInferResponse out, ToJsonInferResponse(answer, parsed.binary_outputs));
               if (out.binary.empty()) {
                 response.set_content(out.json, "application/json");

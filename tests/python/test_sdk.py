@@ -125,6 +125,22 @@ def test_errors_are_exceptions_with_code_and_message(graftd, graft_client):
         c.datasets.upload("/no/such/folder", name="x")
 
 
+def test_wait_times_out_on_a_job_that_cannot_start(graftd, graft_client):
+    c = graft_client.Client(graftd.address, token=graftd.token)
+    c.datasets.upload(DATA, name="for-timeout")
+    # Two jobs: the second waits QUEUED behind the first (one runs at a time).
+    first = c.jobs.create(backbone="MobileNetV2", dataset="for-timeout", epochs=30)
+    second = c.jobs.create(backbone="MobileNetV2", dataset="for-timeout", epochs=1)
+    try:
+        with pytest.raises(TimeoutError):
+            second.wait(timeout=1)
+        assert second.refresh().state == "QUEUED"
+    finally:
+        for job in (second, first):
+            job.cancel()
+    assert second.refresh().state == "CANCELLED"
+
+
 def test_job_spec_from_keywords_like_the_keras_tutorial(graft_client):
     spec = graft_client.job_spec(backbone="MobileNetV2", dataset="flowers", epochs=10, patience=3,
                                  fine_tune_blocks=2, fine_tune_epochs=5, augmentation={"horizontal_flip": True})

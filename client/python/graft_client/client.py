@@ -57,6 +57,7 @@ class Client:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._inference = inference_pb2_grpc.InferenceStub(self._channel)
         self._backbone_names = None
+        self._backbones_used = set()
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.models = Models(self)
@@ -100,15 +101,21 @@ class Client:
         request = inference_pb2.PredictRequest(images=to_image_inputs(images))
         if top_k is not None:
             request.top_k = top_k
-        try:
-            request.models.append(model)
-            response = self._call(self._inference.Predict, request)
-        except NotFound:
-            if not self._is_backbone(model):
-                raise
-            del request.models[:]
+        if model in self._backbones_used:
             request.backbone = model
             response = self._call(self._inference.Predict, request)
+        else:
+            try:
+                request.models.append(model)
+                response = self._call(self._inference.Predict, request)
+            except NotFound:
+                # Not a model: a backbone's ImageNet head, remembered as one.
+                if not self._is_backbone(model):
+                    raise
+                self._backbones_used.add(model)
+                del request.models[:]
+                request.backbone = model
+                response = self._call(self._inference.Predict, request)
         return [[{"label": s.label, "index": s.index, "probability": s.probability} for s in p.top]
                 for p in response.results[0].predictions]
 
@@ -303,19 +310,23 @@ class Job:
         self.proto = self._c._call(self._stub.CancelJob, training_pb2.CancelJobRequest(id=self.id))
         return self
 
-    def watch(self, progress: bool = False, from_seq: int = 0, reconnect_seconds: float = 120) -> Iterator[JobEvent]:
+    def watch(self, progress: bool = False, from_seq: int = 0, reconnect_seconds: float = 120,
+              timeout: Optional[float] = None) -> Iterator[JobEvent]:
         """Yields the job's events (replayed, then live) until it ends.
 
         When the connection drops (graftd restarts, the network fails), it
         reconnects for up to reconnect_seconds and resumes after the last
-        event it yielded: nothing is missed or repeated.
+        event it yielded: nothing is missed or repeated. With timeout (s), it
+        raises TimeoutError when the job has not ended by then.
         """
         last = from_seq
         lost_since = None
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             request = training_pb2.WatchJobRequest(id=self.id, progress=progress, from_seq=last)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                for ev in self._stub.WatchJob(request, metadata=self._c._metadata):
+                for ev in self._stub.WatchJob(request, metadata=self._c._metadata, timeout=left):
                     lost_since = None
                     event = event_of(ev)
                     if not event.live_only:
@@ -325,6 +336,8 @@ class Job:
                     yield event
                 return
             except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
+                    raise TimeoutError(f"job {self.id}: no end within {timeout} s") from None
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
                     raise from_rpc_error(e) from None
                 lost_since = lost_since or time.monotonic()
@@ -334,10 +347,8 @@ class Job:
 
     def wait(self, timeout: Optional[float] = None, raise_on_failure: bool = True) -> "Job":
         """Waits until the job ends; raises GraftError when it failed (unless told not to)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for _ in self.watch():
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {self.id} still {self.refresh().state} after {timeout} s")
+        for _ in self.watch(timeout=timeout):
+            pass
         self.refresh()
         if raise_on_failure and self.state == "FAILED":
             raise GraftError(grpc.StatusCode.ABORTED, f"job {self.id} failed: {self.error}")
