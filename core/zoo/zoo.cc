@@ -355,17 +355,11 @@ absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
     if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
     if (e->resident != nullptr) return e->status;
   }
-  Entry loaded;  // built outside the lock: loading takes seconds
-  loaded.status.spec = e->status.spec;
-  loaded.status.parameter_count = e->status.parameter_count;
-  LoadEntry(loaded);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (e->resident == nullptr) *e = std::move(loaded);
-  if (e->resident == nullptr) {
-    return absl::FailedPreconditionError(
-        e->status.load_error.empty() ? absl::StrCat("no weights for '", e->status.spec->name, "' in ", options_.zoo_dir)
-                                     : e->status.load_error);
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> loaded, LoadOnDemand(e));
+  if (loaded == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("no weights for '", e->status.spec->name, "' in ", options_.zoo_dir));
   }
+  std::lock_guard<std::mutex> lock(mu_);
   return e->status;
 }
 
