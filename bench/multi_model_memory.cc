@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   const fs::path weights = fs::path(graft::bench::SharedDir()) / "weights";
   fs::create_symlink(weights / (backbone + "-imagenet.safetensors"), zoo_dir / (backbone + "-imagenet.safetensors"));
   fs::create_symlink(weights / "imagenet_classes.txt", zoo_dir / "imagenet_classes.txt");
-  auto zoo = Zoo::Create({zoo_dir.string(), "cpu", "", nullptr, {}});
+  auto zoo = Zoo::Create(ZooAt(zoo_dir.string(), "cpu"));
   auto resident = zoo.ok() ? (*zoo)->Resident(backbone) : zoo.status();
   auto db = Database::Open((fs::path(dir.path()) / "graft.db").string());
   if (!resident.ok() || !db.ok()) {

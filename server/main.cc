@@ -86,6 +86,13 @@ ABSL_FLAG(bool, offline, false,
 ABSL_FLAG(std::vector<std::string>, weights_file, {},
           "NAME=FILE,...: use another torchvision weights file for a backbone (e.g. "
           "resnet50=resnet50-11ad3fa6.pth, IMAGENET1K_V2), fetched and hash-checked like the default one.");
+ABSL_FLAG(std::string, device_memory_budget, "auto",
+          "Device memory for resident backbones, published models' own weights and running jobs' estimates: auto "
+          "(90% of a GPU, half of the RAM on CPU), a share (75%), a size (6GiB, 512MiB) or none. A backbone load "
+          "beyond it evicts the least recently used backbone that is neither pinned nor in use.");
+ABSL_FLAG(std::vector<std::string>, preload, {},
+          "NAME,...: backbones loaded at start and pinned (never evicted); all: every backbone with weights. Others "
+          "load at first use.");
 ABSL_FLAG(std::string, weights_base_url, "https://download.pytorch.org/models/", "Where official weights files are fetched from on first use and by PullBackbone (a mirror).");
 ABSL_FLAG(bool, mixed_precision, true,
           "On CUDA: run inference under float16 autocast and training under bfloat16 autocast (ignored on CPU).");
@@ -139,6 +146,8 @@ int main(int argc, char** argv) {
   options.idle_rpc_threads = absl::GetFlag(FLAGS_idle_rpc_threads);
   options.offline = absl::GetFlag(FLAGS_offline);
   options.weights_base_url = absl::GetFlag(FLAGS_weights_base_url);
+  options.device_memory_budget = absl::GetFlag(FLAGS_device_memory_budget);
+  options.preload = absl::GetFlag(FLAGS_preload);
   for (const std::string& pair : absl::GetFlag(FLAGS_weights_file)) {
     const size_t eq = pair.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {

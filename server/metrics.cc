@@ -81,7 +81,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   rpc_total_ = &BuildCounter().Name("graft_rpc_requests_total").Help("RPCs handled, by method and status code").Register(*registry_);
   rpc_latency_ = &BuildHistogram().Name("graft_rpc_latency_seconds").Help("RPC latency, by method and status code").Register(*registry_);
   images_predicted_ = &BuildCounter().Name("graft_images_predicted_total").Help("Images run through Predict, by backbone").Register(*registry_);
-  backbone_load_seconds_ = &BuildGauge().Name("graft_backbone_load_seconds").Help("Seconds to load a backbone's weights at start").Register(*registry_);
+  backbone_load_seconds_ = &BuildGauge().Name("graft_backbone_load_seconds").Help("Seconds the last load of a backbone took").Register(*registry_);
+  backbone_evictions_ = &BuildCounter().Name("graft_backbone_evictions_total").Help("Backbones evicted from the device to make room, or unloaded, by backbone and device").Register(*registry_);
+  backbone_load_duration_ = &BuildHistogram().Name("graft_backbone_load_duration_seconds").Help("Loads of backbones onto the device (first use, after eviction, preload), by backbone").Register(*registry_);
+  device_memory_ = &BuildGauge().Name("graft_device_memory_bytes").Help("Device memory accounted against --device_memory_budget: kind budget, backbones, models, jobs").Register(*registry_);
   backbone_resident_bytes_ = &BuildGauge().Name("graft_backbone_resident_bytes").Help("Bytes of backbone weights resident, by backbone and device").Register(*registry_);
   build_info_ = &BuildGauge().Name("graft_build_info").Help("Build information; value is 1").Register(*registry_);
   build_info_
@@ -136,13 +139,35 @@ void Metrics::OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, i
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host, int port) {
   std::unique_ptr<Metrics> m(new Metrics());
-  auto http = MetricsHttpServer::Start(host, port, m->registry_);
+  auto http = MetricsHttpServer::Start(host, port, [metrics = m.get()] { return metrics->Text(); });
   if (!http.ok()) return http.status();
   m->http_ = std::move(*http);
   return m;
 }
 
-std::string Metrics::Text() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+std::string Metrics::Text() const {
+  {
+    // Residency changes with every load and eviction, models and jobs with their charges.
+    auto* self = const_cast<Metrics*>(this);
+    std::lock_guard<std::mutex> lock(self->backbone_gauges_mu_);
+    if (zoo_ != nullptr) self->SetBackbonesLocked(*zoo_);
+  }
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void Metrics::WatchZoo(const core::Zoo* zoo) {
+  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  zoo_ = zoo;
+}
+
+void Metrics::OnLoad(const std::string& backbone, const std::string& device, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+  backbone_load_duration_->Add({{"backbone", backbone}}, kBuckets).Observe(seconds);
+}
+
+void Metrics::OnEvict(const std::string& backbone, const std::string& device) {
+  backbone_evictions_->Add({{"backbone", backbone}, {"device", device}}).Increment();
+}
 
 std::unique_ptr<Metrics> Metrics::CreateUnexposed() { return std::unique_ptr<Metrics>(new Metrics()); }
 
@@ -166,6 +191,10 @@ void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
 
 void Metrics::SetBackbones(const core::Zoo& zoo) {
   std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  SetBackbonesLocked(zoo);
+}
+
+void Metrics::SetBackbonesLocked(const core::Zoo& zoo) {
   // Series of backbones that are gone (unregistered) go with them.
   std::set<std::string> names;
   for (const core::BackboneStatus& b : zoo.List()) names.insert(b.spec->name);
@@ -194,13 +223,18 @@ void Metrics::SetBackbones(const core::Zoo& zoo) {
   }
   backbone_gauges_.clear();
   for (const core::BackboneStatus& b : zoo.List()) {
-    if (!b.weights_present) continue;
+    if (b.device.empty()) continue;  // not resident
     auto& load = backbone_load_seconds_->Add({{"backbone", b.spec->name}});
     load.Set(b.load_seconds);
     auto& bytes = backbone_resident_bytes_->Add({{"backbone", b.spec->name}, {"device", b.device}});
     bytes.Set(static_cast<double>(b.resident_bytes));
     backbone_gauges_.push_back(&load);
     backbone_gauges_.push_back(&bytes);
+  }
+  const core::DeviceMemoryUse use = zoo.Memory();
+  for (const auto& [kind, bytes] : std::vector<std::pair<const char*, int64_t>>{
+           {"budget", use.budget}, {"backbones", use.backbones}, {"models", use.models}, {"jobs", use.jobs}}) {
+    device_memory_->Add({{"device", use.device}, {"kind", kind}}).Set(static_cast<double>(bytes));
   }
 }
 

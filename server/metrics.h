@@ -28,7 +28,7 @@ namespace graft::server {
 
 // All of graftd's Prometheus metrics. Built once in main and passed down;
 // labels are low-cardinality only (method, code, backbone).
-class Metrics : public core::JobObserver, public core::BatcherObserver {
+class Metrics : public core::JobObserver, public core::BatcherObserver, public core::ZooObserver {
  public:
   // Serves /metrics on host:port (port 0 picks a free port).
   static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& host, int port);
@@ -45,6 +45,9 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   void SetKnownMethods(std::set<std::string> methods);
   void AddImagesPredicted(const std::string& backbone, double n);
   void SetBackbones(const core::Zoo& zoo);
+  // Residency and device memory are read from `zoo` at each scrape (null:
+  // no longer; the server's shutdown).
+  void WatchZoo(const core::Zoo* zoo);
   void AddUploadBytes(double n);
   void AddRejectedFiles(double n);
   void SetDatasets(double n);
@@ -55,6 +58,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   void OnJobState(std::optional<core::JobState> from, core::JobState to) override;
   void OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, int64_t train_images) override;
   void OnModelsChanged(size_t count) override { SetModels(static_cast<double>(count)); }
+
+  // core::ZooObserver
+  void OnLoad(const std::string& backbone, const std::string& device, double seconds) override;
+  void OnEvict(const std::string& backbone, const std::string& device) override;
 
   // core::BatcherObserver
   void OnQueueDepth(const std::string& backbone, int64_t images) override;
@@ -68,6 +75,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
  private:
   std::set<std::string> known_methods_;  // set once at start, before serving
   Metrics();
+  void SetBackbonesLocked(const core::Zoo& zoo);  // backbone_gauges_mu_ held
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsHttpServer> http_;
@@ -80,6 +88,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver {
   std::vector<prometheus::Gauge*> backbone_gauges_;
   std::mutex backbone_gauges_mu_;
   std::set<std::string> known_backbones_;  // at the last SetBackbones
+  const core::Zoo* zoo_ = nullptr;          // with backbone_gauges_mu_
+  prometheus::Family<prometheus::Counter>* backbone_evictions_;
+  prometheus::Family<prometheus::Histogram>* backbone_load_duration_;
+  prometheus::Family<prometheus::Gauge>* device_memory_;
   prometheus::Family<prometheus::Gauge>* build_info_;
   prometheus::Family<prometheus::Gauge>* jobs_;
   prometheus::Family<prometheus::Counter>* epochs_;

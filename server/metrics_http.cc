@@ -1,14 +1,13 @@
 #include "server/metrics_http.h"
 
 #include <httplib.h>
-#include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
 
 namespace graft::server {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& host, int port, std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& host, int port, std::function<std::string()> text) {
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
   s->http_ = std::make_unique<httplib::Server>();
   httplib::Server& http = *s->http_;
@@ -18,9 +17,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   http.set_keep_alive_timeout(kTimeoutSeconds);
   http.set_keep_alive_max_count(16);
   http.set_payload_max_length(1 << 16);
-  http.Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
-    response.set_content(prometheus::TextSerializer().Serialize(registry->Collect()),
-                         "text/plain; version=0.0.4; charset=utf-8");
+  http.Get("/metrics", [text = std::move(text)](const httplib::Request&, httplib::Response& response) {
+    response.set_content(text(), "text/plain; version=0.0.4; charset=utf-8");
   });
   http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
     if (response.status == 404) response.set_content("graftd serves /metrics\n", "text/plain");

@@ -2,6 +2,7 @@
 
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,8 +29,9 @@ class MetricsHttpServer {
   static constexpr int kTimeoutSeconds = 2;
 
   // Binds host:port (0 picks a free port) and starts serving.
+  // `text`: the exposition a scrape gets (called on the server's threads).
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(const std::string& host, int port,
-                                                                    std::shared_ptr<prometheus::Registry> registry);
+                                                                    std::function<std::string()> text);
   ~MetricsHttpServer();
 
   int port() const { return port_; }

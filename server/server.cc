@@ -96,6 +96,7 @@ struct GraftServer::Services {
 GraftServer::GraftServer() = default;
 
 GraftServer::~GraftServer() {
+  if (metrics_) metrics_->WatchZoo(nullptr);
   Shutdown();
   if (runner_) runner_->Stop();
 }
@@ -169,10 +170,14 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->fetcher_ = std::make_unique<core::WeightsFetcher>(s->zoo_dir_, fetch);
   zoo_options.fetcher = s->fetcher_.get();
   zoo_options.weights_files = options.weights_files;
+  zoo_options.memory_budget = options.device_memory_budget;
+  zoo_options.preload = options.preload;
+  zoo_options.observer = s->metrics_.get();
   auto zoo = core::Zoo::Create(zoo_options);
   if (!zoo.ok()) return zoo.status();
   s->zoo_ = std::move(*zoo);
   s->metrics_->SetBackbones(*s->zoo_);
+  s->metrics_->WatchZoo(s->zoo_.get());
 
   auto db = core::Database::Open((fs::path(options.data_dir) / "graft.db").string());
   if (!db.ok()) return db.status();

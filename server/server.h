@@ -60,6 +60,8 @@ struct ServerOptions {
   bool offline = true;
   std::string weights_base_url = "https://download.pytorch.org/models/";
   std::map<std::string, std::string> weights_files;  // backbone -> torchvision file name (--weights_file)
+  std::string device_memory_budget = "auto";  // ZooOptions::memory_budget
+  std::vector<std::string> preload;           // pinned backbones loaded at start; "all"
   // Security (README "Security").
   std::string auth = "tokens";      // tokens | none
   std::string tls_cert;             // PEM files; both set: TLS on the gRPC port

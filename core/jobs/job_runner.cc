@@ -231,8 +231,11 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     return absl::InvalidArgumentError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
                                                    "'; graft backbones lists the names"));
   }
-  // Weights being fetched on first use: the job waits for them in QUEUED.
-  if (!found.ok() && !absl::IsUnavailable(found.status())) return found.status();
+  // Weights being fetched on first use: the job waits for them in QUEUED;
+  // no room for the backbone now: it waits for room when it starts.
+  if (!found.ok() && !absl::IsUnavailable(found.status()) && !absl::IsResourceExhausted(found.status())) {
+    return found.status();
+  }
   ASSIGN_OR_RETURN(const BackboneStatus backbone, zoo_.Get(spec.backbone));
   spec.backbone = backbone.spec->name;
   const int num_blocks = static_cast<int>(backbone.blocks.size());
@@ -387,7 +390,8 @@ void JobRunner::Execute(const std::string& id) {
   };
   // A backbone whose weights are fetched on first use: the job stays QUEUED,
   // saying how far the fetch is (every 10%), until they are resident.
-  auto resident = zoo_.Resident(job.spec.backbone);
+  const auto cancelled = [&] { return token->cancelled(); };
+  auto resident = zoo_.Resident(job.spec.backbone, cancelled);
   for (int said = -1; absl::IsUnavailable(resident.status());) {
     if (token->cancelled()) {
       if (token->stop_requested()) return;  // still QUEUED: fetched again after a restart
@@ -399,7 +403,7 @@ void JobRunner::Execute(const std::string& id) {
       (void)SetState(job, JobState::kQueued, absl::StrCat("fetching weights (", p.percent(), "%)"));
     }
     zoo_.WaitForFetch(job.spec.backbone, [&] { return token->cancelled(); }, std::chrono::milliseconds(200));
-    resident = zoo_.Resident(job.spec.backbone);
+    resident = zoo_.Resident(job.spec.backbone, cancelled);
   }
   if (job.state != JobState::kRunning) {
     if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
@@ -420,6 +424,9 @@ void JobRunner::Execute(const std::string& id) {
   }
   input.resident = *resident;
   input.images = *images;
+  // The job's estimate is held in the device memory budget while it trains.
+  const auto cost = EstimateJobCost(job.spec, **resident, static_cast<int>(dataset->classes.size()));
+  const auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
   if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
   input.num_classes = static_cast<int>(dataset->classes.size());
   Run run(*this, job, dataset->train_images);

@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "core/util/compute_threads.h"
 #include "core/util/torch_status.h"
 
@@ -45,7 +46,7 @@ absl::StatusOr<torch::Tensor> JoinInputs(const std::vector<torch::Tensor>& parts
 
 TrunkBatcher::TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options,
                            BatcherObserver* observer)
-    : backbone_(std::move(backbone)), options_(options), observer_(observer) {
+    : backbone_(backbone), name_(backbone->spec->name), options_(options), observer_(observer) {
   worker_ = std::thread([this] { Loop(); });
 }
 
@@ -71,7 +72,7 @@ absl::StatusOr<TrunkResult> TrunkBatcher::Run(TrunkRequest request, const std::f
   std::unique_lock<std::mutex> lock(mu_);
   if (stop_) return absl::UnavailableError("the server is shutting down");
   queue_.push_back(pending);
-  if (observer_ != nullptr) observer_->OnQueueDepth(backbone_->spec->name, QueuedImages());
+  if (observer_ != nullptr) observer_->OnQueueDepth(name_, QueuedImages());
   work_cv_.notify_one();
   while (!pending->done) {
     pending->done_cv.wait_for(lock, kCancelPoll);
@@ -138,7 +139,7 @@ void TrunkBatcher::Loop() {
     if (queue_.empty()) continue;  // everyone waiting gave up
     auto batch = TakeBatch();
     last_batch_requests_ = batch.size();
-    if (observer_ != nullptr) observer_->OnQueueDepth(backbone_->spec->name, QueuedImages());
+    if (observer_ != nullptr) observer_->OnQueueDepth(name_, QueuedImages());
     lock.unlock();
     Compute(batch);
     lock.lock();
@@ -213,7 +214,12 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
     classify = classify || p->request.classify;
   }
   const std::vector<int> stops(stop_set.begin(), stop_set.end());
-  ResidentBackbone& bb = *backbone_;
+  const std::shared_ptr<ResidentBackbone> held = backbone_.lock();
+  if (held == nullptr) {  // not reached: every request in the batch holds it
+    for (const auto& p : batch) p->result = absl::UnavailableError(absl::StrCat("backbone '", name_, "' was evicted; retry"));
+    return;
+  }
+  ResidentBackbone& bb = *held;
   int64_t images = 0;
   auto joined = GuardInternal("forward " + bb.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
     c10::InferenceMode guard;

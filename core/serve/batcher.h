@@ -91,6 +91,8 @@ class TrunkBatcher {
   // Blocks until the request's batch has run. `cancelled` is polled while
   // waiting; when it returns true the request is abandoned with CANCELLED.
   absl::StatusOr<TrunkResult> Run(TrunkRequest request, const std::function<bool()>& cancelled);
+  // Whether this batcher runs `backbone` (and not an evicted copy).
+  bool Serves(const std::shared_ptr<ResidentBackbone>& backbone) const { return backbone_.lock() == backbone; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -115,7 +117,10 @@ class TrunkBatcher {
   // batch. Returns those left to compute.
   std::vector<std::shared_ptr<Pending>> Prepare(const std::vector<std::shared_ptr<Pending>>& batch);
 
-  const std::shared_ptr<ResidentBackbone> backbone_;
+  // Not kept alive by the batcher: requests in flight hold it, and an idle
+  // backbone may be evicted (its batcher is then replaced).
+  const std::weak_ptr<ResidentBackbone> backbone_;
+  const std::string name_;
   const BatcherOptions options_;
   BatcherObserver* const observer_;
 

@@ -86,8 +86,8 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
 torch::Tensor ServingModel::Embed(const torch::Tensor& at_k) const {
   if (own_ == nullptr) return at_k;  // already pooled: k == n
   std::lock_guard<std::mutex> lock(mu_);
-  const size_t n = backbone_->module->blocks().size();
-  return BackboneImpl::Pool(own_->ForwardTrunk(at_k, static_cast<size_t>(info_.first_trained_block), n));
+  return BackboneImpl::Pool(
+      own_->ForwardTrunk(at_k, static_cast<size_t>(info_.first_trained_block), static_cast<size_t>(num_blocks_)));
 }
 
 torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
@@ -96,13 +96,20 @@ torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
   return head_.ptr()->forward(features);
 }
 
-StateDict ServingModel::FullStateDict() const {
-  const BackboneSpec& spec = *backbone_->spec;
+int64_t ServingModel::own_bytes() const {
+  int64_t bytes = own_ != nullptr ? own_->StateBytes() : 0;
+  for (const auto& p : head_->parameters()) bytes += p.numel() * static_cast<int64_t>(p.element_size());
+  for (const auto& b : head_->buffers()) bytes += b.numel() * static_cast<int64_t>(b.element_size());
+  return bytes;
+}
+
+StateDict ServingModel::FullStateDict(const ResidentBackbone& backbone) const {
+  const BackboneSpec& spec = *spec_;
   std::map<std::string, torch::Tensor> own;
   if (own_ != nullptr) {
     for (const auto& [name, t] : ModuleStateDict(*own_)) own[name] = t;
   }
-  const auto& blocks = backbone_->module->blocks();
+  const auto& blocks = backbone.module->blocks();
   auto trained = [&](const std::string& name) {
     for (size_t b = static_cast<size_t>(info_.first_trained_block); b < blocks.size(); ++b) {
       for (const auto& prefix : blocks[b].param_prefixes) {
@@ -112,7 +119,7 @@ StateDict ServingModel::FullStateDict() const {
     return false;
   };
   StateDict out;
-  for (const auto& [name, t] : ModuleStateDict(*backbone_->module)) {
+  for (const auto& [name, t] : ModuleStateDict(*backbone.module)) {
     if (name.rfind(spec.classifier_prefix, 0) == 0) continue;  // the ImageNet head is replaced
     out.emplace_back(name, own_ != nullptr && trained(name) ? own.at(name) : t);
   }
@@ -156,13 +163,17 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const
 }
 
 absl::StatusOr<std::shared_ptr<ServingModel>> ModelStore::Load(const ModelInfo& info, const StateDict& weights) {
-  ASSIGN_OR_RETURN(auto resident, zoo_.Resident(info.backbone));
-  return GuardInternal("loading model " + info.id, [&]() -> absl::StatusOr<std::shared_ptr<ServingModel>> {
+  // The backbone's spec only: the model's own blocks come from its weights
+  // (blocks it did not train are never run from its copy).
+  ASSIGN_OR_RETURN(const BackboneStatus backbone, zoo_.Get(info.backbone));
+  const BackboneSpec* spec = backbone.spec;
+  const torch::Device device = zoo_.device();
+  ASSIGN_OR_RETURN(auto m, GuardInternal("loading model " + info.id, [&]() -> absl::StatusOr<std::shared_ptr<ServingModel>> {
     auto m = std::make_shared<ServingModel>();
     m->info_ = info;
-    m->backbone_ = resident;
-    m->head_ = ClassifierHead(resident->spec->feature_dim, info.spec.head,
-                              static_cast<int64_t>(info.class_names.size()));
+    m->spec_ = spec;
+    m->num_blocks_ = static_cast<int>(backbone.blocks.size());
+    m->head_ = ClassifierHead(spec->feature_dim, info.spec.head, static_cast<int64_t>(info.class_names.size()));
     StateDict head, blocks;
     for (const auto& [name, t] : weights) {
       if (name.rfind("head.", 0) == 0) {
@@ -173,20 +184,22 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ModelStore::Load(const ModelInfo& 
     }
     RETURN_IF_ERROR(LoadStateDict(*m->head_, head));
     m->head_->eval();
-    m->head_->to(resident->device);
+    m->head_->to(device);
     if (!blocks.empty()) {
-      m->own_ = resident->spec->make();
-      StateDict full = ModuleStateDict(*resident->module);
+      m->own_ = spec->make();
+      StateDict full = ModuleStateDict(*m->own_);
       std::map<std::string, torch::Tensor> overrides(blocks.begin(), blocks.end());
       for (auto& [name, t] : full) {
         if (overrides.count(name)) t = overrides[name];
       }
       RETURN_IF_ERROR(LoadStateDict(*m->own_, full));
-      PrepareForInference(*m->own_, resident->device);
+      PrepareForInference(*m->own_, device);
     }
     for (auto& p : m->head_->parameters()) p.set_requires_grad(false);
     return m;
-  });
+  }));
+  m->charge_ = zoo_.Charge(DeviceLedger::Kind::kModel, m->own_bytes());
+  return m;
 }
 
 absl::StatusOr<std::shared_ptr<const ServingModel>> ModelStore::Prepare(const ModelInfo& info,
@@ -207,7 +220,9 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
     // The prepared model's modules, with the final metadata (bytes, report).
     model = std::make_shared<ServingModel>();
     model->info_ = info;
-    model->backbone_ = prepared->backbone_;
+    model->spec_ = prepared->spec_;
+    model->num_blocks_ = prepared->num_blocks_;
+    model->charge_ = prepared->charge_;
     model->own_ = prepared->own_;
     model->head_ = prepared->head_;
   } else {
@@ -294,7 +309,8 @@ absl::Status ModelStore::Delete(const std::string& id) {
 
 absl::StatusOr<std::string> ModelStore::Export(const std::string& id) {
   ASSIGN_OR_RETURN(auto model, Get(id));
-  return SerializeSafetensors(model->FullStateDict(), {{"graft.model", ModelInfoToJson(model->info())}});
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.Resident(model->info().backbone));
+  return SerializeSafetensors(model->FullStateDict(*backbone), {{"graft.model", ModelInfoToJson(model->info())}});
 }
 
 }  // namespace graft::core

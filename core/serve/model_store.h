@@ -43,28 +43,36 @@ struct ModelInfo {
   std::optional<EvaluationReport> report;
 };
 
-// A published model ready to serve: the shared resident backbone for blocks
-// [0, k), its own copies of blocks [k, n) when it trained any, and its head.
-// Immutable once built; requests hold a shared_ptr, so deleting a model
-// lets requests already in flight finish on it.
+// A published model ready to serve: blocks [0, k) come from its backbone
+// (resident in the zoo, looked up per request: models do not keep backbones
+// resident), its own copies of blocks [k, n) when it trained any, and its
+// head. Its own weights are charged to the device memory budget while it
+// lives. Immutable once built; requests hold a shared_ptr, so deleting a
+// model lets requests already in flight finish on it.
 class ServingModel {
  public:
   const ModelInfo& info() const { return info_; }
-  const std::shared_ptr<ResidentBackbone>& backbone() const { return backbone_; }
+  const BackboneSpec& spec() const { return *spec_; }
   int first_block() const { return info_.first_trained_block; }
+  int num_blocks() const { return num_blocks_; }
   // Logits from the activations at block k (pooled features when k == n).
   torch::Tensor Forward(const torch::Tensor& at_k) const;
   // Pooled features of the model's own backbone from the activations at k.
   torch::Tensor Embed(const torch::Tensor& at_k) const;
-  // The full network's weights with torchvision names (ExportModel).
-  StateDict FullStateDict() const;
+  // The full network's weights with torchvision names (ExportModel): the
+  // frozen blocks from `backbone` (this model's, resident).
+  StateDict FullStateDict(const ResidentBackbone& backbone) const;
+  // Bytes of its own weights (head and fine-tuned blocks) on the device.
+  int64_t own_bytes() const;
 
  private:
   friend class ModelStore;
   ModelInfo info_;
-  std::shared_ptr<ResidentBackbone> backbone_;
+  const BackboneSpec* spec_ = nullptr;
+  int num_blocks_ = 0;
   BackbonePtr own_;  // null when only the head was trained
   ClassifierHead head_{nullptr};
+  std::shared_ptr<DeviceLedger::Charge> charge_;
   mutable std::mutex mu_;
 };
 

@@ -120,8 +120,10 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
 Predictor::~Predictor() = default;
 
 TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& backbone) const {
+  std::unique_ptr<TrunkBatcher> replaced;  // of an evicted copy: idle, joined after unlocking
   std::lock_guard<std::mutex> lock(batchers_mu_);
-  auto& b = batchers_[backbone.get()];
+  auto& b = batchers_[backbone->spec];
+  if (b != nullptr && !b->Serves(backbone)) replaced = std::move(b);
   if (b == nullptr) b = std::make_unique<TrunkBatcher>(backbone, options_.batching, observer_);
   return *b;
 }
@@ -192,7 +194,8 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   std::sort(ks.begin(), ks.end());
   ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
   MultiPredictResult result;
-  const std::shared_ptr<ResidentBackbone> backbone = models[0]->backbone();
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone,
+                   zoo_.AwaitResident(models[0]->info().backbone, cancelled));
   ASSIGN_OR_RETURN(const TrunkResult trunk_result, RunTrunk(backbone, models[0]->info().preprocessing, inputs, ks,
                                                             /*classify=*/false, result.timing, cancelled));
   const auto& trunk = trunk_result.at;
@@ -218,7 +221,7 @@ absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<con
                                                        const CancelledFn& cancelled) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   Timing timing;
-  const std::shared_ptr<ResidentBackbone> backbone = model->backbone();
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, cancelled));
   const int k = model->first_block();
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
                                                      /*classify=*/false, timing, cancelled));
@@ -271,7 +274,7 @@ absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   ASSIGN_OR_RETURN(auto model, models_->Get(model_id));
   EmbedResult result;
-  const std::shared_ptr<ResidentBackbone> backbone = model->backbone();
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, cancelled));
   const int k = model->first_block();
   const int n = static_cast<int>(backbone->module->blocks().size());
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},

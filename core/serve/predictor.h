@@ -134,7 +134,9 @@ class Predictor {
   PredictorOptions options_;
   BatcherObserver* observer_;
   mutable std::mutex batchers_mu_;
-  mutable std::map<const ResidentBackbone*, std::unique_ptr<TrunkBatcher>> batchers_;
+  // One per backbone (its spec); a backbone evicted and loaded again gets a
+  // new one.
+  mutable std::map<const BackboneSpec*, std::unique_ptr<TrunkBatcher>> batchers_;
 };
 
 }  // namespace graft::core

@@ -76,6 +76,10 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   canonical.weights_files.clear();
   for (const auto& [name, file] : options.weights_files) canonical.weights_files[Registry::BuiltIn().Find(name)->name] = file;
   std::unique_ptr<Zoo> zoo(new Zoo(canonical, device));
+  ASSIGN_OR_RETURN(zoo->budget_, ParseDeviceMemoryBudget(options.memory_budget, device));
+  if (zoo->budget_ > 0) {
+    ABSL_LOG(INFO) << "device memory budget on " << device.str() << ": " << HumanBytes(zoo->budget_);
+  }
   std::error_code ec;
   if (!options.zoo_dir.empty() && !fs::is_directory(options.zoo_dir, ec)) {
     ABSL_LOG(WARNING) << "zoo directory '" << options.zoo_dir << "' does not exist; no weights loaded";
@@ -86,11 +90,11 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
     // Nothing is built for a backbone without weights: its parameter count
     // is the spec's, its blocks are listed by Get on demand.
     entry->status.parameter_count = spec.parameter_count;
-    zoo->LoadEntry(*entry);
     zoo->entries_.push_back(std::move(entry));
   }
   if (!options.zoo_dir.empty()) zoo->LoadCustomManifests(options.zoo_dir, ".backbone.json", false);
   if (!options.custom_dir.empty()) zoo->LoadCustomManifests(options.custom_dir, ".json", true);
+  RETURN_IF_ERROR(zoo->Preload());
   const fs::path labels_path = fs::path(options.zoo_dir) / "imagenet_classes.txt";
   std::ifstream labels(labels_path);
   for (std::string line; std::getline(labels, line);) {
@@ -184,7 +188,7 @@ std::vector<BackboneStatus> Zoo::List() const {
   std::vector<BackboneStatus> out;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& e : entries_) out.push_back(e->status);
+    for (const auto& e : entries_) out.push_back(StatusLocked(*e));
   }
   for (BackboneStatus& status : out) SeeZooDirectory(status);
   return out;
@@ -208,7 +212,7 @@ absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
     std::lock_guard<std::mutex> lock(mu_);
     const auto e = FindEntryLocked(name);
     if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-    status = e->status;
+    status = StatusLocked(*e);
   }
   SeeZooDirectory(status);
   if (status.blocks.empty()) {
@@ -232,135 +236,6 @@ absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
                    }));
   cache[&spec] = names;
   return names;
-}
-
-namespace {
-
-// Changes when a file is replaced or rewritten.
-int64_t FileStamp(const std::string& path) {
-  std::error_code ec;
-  const auto time = fs::last_write_time(path, ec);
-  const auto size = fs::file_size(path, ec);
-  return ec ? 0 : static_cast<int64_t>(time.time_since_epoch().count()) ^ static_cast<int64_t>(size);
-}
-
-}  // namespace
-
-absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::string& name) const {
-  std::shared_ptr<Entry> e;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    e = FindEntryLocked(name);
-    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-    if (e->resident != nullptr) return e->resident;
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<ResidentBackbone> loaded, LoadOnDemand(e));
-  if (loaded != nullptr) return loaded;
-  return Missing(*e);
-}
-
-absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::LoadOnDemand(const std::shared_ptr<Entry>& e) const {
-  const BackboneSpec& spec = *e->status.spec;
-  if (spec.custom) {
-    return absl::FailedPreconditionError(absl::StrCat("custom backbone '", spec.name, "' could not be loaded: ",
-                                                      e->status.load_error));
-  }
-  const std::string path = FindWeightsFile(spec);
-  if (path.empty()) return std::shared_ptr<ResidentBackbone>();
-  std::lock_guard<std::mutex> loading(load_mu_);  // one load at a time; others wait for it
-  std::string failed;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (e->resident != nullptr) return e->resident;
-    if (e->failed_file == path && e->failed_stamp == FileStamp(path)) failed = e->status.load_error;
-  }
-  if (failed.empty()) {
-    Entry loaded;  // built outside mu_: loading takes seconds
-    loaded.status.spec = e->status.spec;
-    loaded.status.parameter_count = e->status.parameter_count;
-    LoadEntry(loaded);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (loaded.resident != nullptr) {
-      *e = std::move(loaded);
-      return e->resident;
-    }
-    e->status = loaded.status;
-    e->failed_file = path;
-    e->failed_stamp = FileStamp(path);
-    failed = e->status.load_error;
-  }
-  return absl::FailedPreconditionError(absl::StrCat("backbone '", spec.name, "' has weights at ", path,
-                                                    " that could not be loaded: ", failed,
-                                                    "; replace the file (it is read again once it changes)"));
-}
-
-absl::Status Zoo::Missing(const Entry& e) const {
-  const BackboneSpec& spec = *e.status.spec;
-  const std::string& n = spec.name;
-  const std::string file = OfficialFile(spec);
-  const std::string put = absl::StrCat("put ", file.empty() ? "" : file + " or ", n,
-                                       "-imagenet.safetensors into the zoo directory '", options_.zoo_dir,
-                                       "' (used at once, no restart)");
-  if (file.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("backbone '", n, "' has no ImageNet weights and no official file to fetch; ", put));
-  }
-  if (options_.fetcher == nullptr || options_.fetcher->options().offline) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("backbone '", n, "' has no ImageNet weights and graftd is --offline; ", put));
-  }
-  const FetchProgress p = options_.fetcher->Start(file);
-  if (p.running) {
-    return absl::UnavailableError(absl::StrCat(
-        "backbone '", n, "': fetching its ImageNet weights ", options_.fetcher->Url(file), " (",
-        p.bytes_total > 0 ? absl::StrCat(p.percent(), "% of ", p.bytes_total >> 20, " MiB") : "starting",
-        "); retry in a few seconds"));
-  }
-  if (!p.result.ok()) {
-    return absl::Status(p.result.code(), absl::StrCat("backbone '", n, "': fetching its ImageNet weights failed: ",
-                                                      p.result.message(), "; ", put));
-  }
-  return absl::UnavailableError(absl::StrCat("backbone '", n, "': its weights were just fetched; retry"));
-}
-
-absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::AwaitResident(const std::string& name,
-                                                                     const std::function<bool()>& cancelled) const {
-  for (int idle = 0;; ) {
-    auto resident = Resident(name);
-    if (resident.ok() || !absl::IsUnavailable(resident.status()) || (cancelled && cancelled())) return resident;
-    // A fetch that ended without the file appearing is not waited for again.
-    if (!Fetching(name).running && ++idle > 2) return resident;
-    WaitForFetch(name, cancelled, std::chrono::seconds(1));
-  }
-}
-
-FetchProgress Zoo::Fetching(const std::string& name) const {
-  const auto status = Get(name);
-  if (!status.ok() || options_.fetcher == nullptr || OfficialFile(*status->spec).empty()) return FetchProgress{};
-  return options_.fetcher->Progress(OfficialFile(*status->spec));
-}
-
-void Zoo::WaitForFetch(const std::string& name, const std::function<bool()>& cancelled,
-                       std::chrono::milliseconds timeout) const {
-  const auto status = Get(name);
-  if (!status.ok() || options_.fetcher == nullptr || OfficialFile(*status->spec).empty()) return;
-  options_.fetcher->Wait(OfficialFile(*status->spec), cancelled, timeout);
-}
-
-absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
-  std::shared_ptr<Entry> e;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    e = FindEntryLocked(name);
-    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-    if (e->resident != nullptr) return e->status;
-  }
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> loaded, LoadOnDemand(e));
-  if (loaded == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat("no weights for '", e->status.spec->name, "' in ", options_.zoo_dir));
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  return e->status;
 }
 
 absl::StatusOr<std::shared_ptr<Zoo::Entry>> Zoo::MakeCustomEntry(BackboneSpec spec, std::string manifest_path,

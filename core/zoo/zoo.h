@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/zoo/device_memory.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
 #include "core/zoo/torchscript_backbone.h"
@@ -43,7 +44,29 @@ struct BackboneStatus {
   std::string load_error;  // weights found but refused
   std::string device;      // empty when not resident
   int64_t resident_bytes = 0;
-  double load_seconds = 0;
+  double load_seconds = 0;  // of the last load
+  bool pinned = false;      // never evicted (--preload, graft backbones pin)
+  double last_used = 0;     // Unix seconds of the last request or job that took it; 0: never
+  int64_t users = 0;        // requests, jobs and batches holding it now (not evictable while > 0)
+  int64_t evictions = 0;    // times it was evicted since start
+};
+
+// What the device holds against --device_memory_budget.
+struct DeviceMemoryUse {
+  std::string device;
+  int64_t budget = 0;  // 0: unbounded
+  int64_t backbones = 0;
+  int64_t models = 0;  // published models' own weights
+  int64_t jobs = 0;    // running jobs' estimates
+  int64_t used() const { return backbones + models + jobs; }
+};
+
+// Told of loads and evictions (metrics).
+class ZooObserver {
+ public:
+  virtual ~ZooObserver() = default;
+  virtual void OnLoad(const std::string& backbone, const std::string& device, double seconds) {}
+  virtual void OnEvict(const std::string& backbone, const std::string& device) {}
 };
 
 struct ZooOptions {
@@ -60,30 +83,59 @@ struct ZooOptions {
   // registry's (another published version, e.g. resnet50-11ad3fa6.pth for
   // IMAGENET1K_V2): fetched and hash-checked the same way (--weights_file).
   std::map<std::string, std::string> weights_files;
+  // The device memory the zoo's backbones, published models and running
+  // jobs may hold (--device_memory_budget, ParseDeviceMemoryBudget: "auto",
+  // "none", "75%", "6GiB", bytes). Loading beyond it evicts the least
+  // recently used backbone that is neither pinned nor in use.
+  std::string memory_budget = "none";
+  // Loaded at Create and pinned (--preload); "all": every backbone with
+  // weights. Others load when first used.
+  std::vector<std::string> preload;
+  // How long AwaitResident waits at most for memory to be freed (within the
+  // caller's own deadline).
+  std::chrono::milliseconds memory_wait{30000};
+  ZooObserver* observer = nullptr;
 };
 
-// The backbones of the registry with their weights, loaded once at start.
+// Options for `zoo_dir` on `device`, everything else at its default.
+inline ZooOptions ZooAt(std::string zoo_dir, std::string device) {
+  ZooOptions options;
+  options.zoo_dir = std::move(zoo_dir);
+  options.device = std::move(device);
+  return options;
+}
+
+// The backbones of the registry and their residency on the device: loaded
+// when first used (or at start with --preload), accounted in bytes against
+// a memory budget, evicted least recently used first when a load needs room.
 class Zoo {
  public:
-  // Scans `zoo_dir` for <name>-imagenet.{safetensors,pth} (or the official
-  // torchvision file name) and loads each found backbone. A file that fails to
-  // load is reported in its status, not fatal. Then loads the custom
-  // backbones: manifests `*.backbone.json` in `zoo_dir` (beside the user's
-  // TorchScript file) and those registered earlier in `custom_dir`.
+  // Loads the --preload backbones (pinned) from <name>-imagenet.{safetensors,
+  // pth} or the official torchvision file in `zoo_dir`; a file that fails to
+  // load is reported in its status, not fatal. Then the custom backbones:
+  // manifests `*.backbone.json` in `zoo_dir` (beside the user's TorchScript
+  // file) and those registered earlier in `custom_dir`.
   static absl::StatusOr<std::unique_ptr<Zoo>> Create(const ZooOptions& options);
 
   std::vector<BackboneStatus> List() const;
   // NOT_FOUND for an unknown name.
   absl::StatusOr<BackboneStatus> Get(const std::string& name) const;
-  // The resident backbone. Weights that arrived in the zoo directory since
-  // start are loaded now (no restart). Without any: UNAVAILABLE while its
+  // The resident backbone, loaded now when it is not (weights that arrived in
+  // the zoo directory since start too: no restart), evicting least recently
+  // used idle backbones for room; RESOURCE_EXHAUSTED with the numbers when
+  // nothing can make room. Without any: UNAVAILABLE while its
   // official file is fetched (the fetch starts here; the message has its
   // progress and a retry hint), FAILED_PRECONDITION when it cannot be
   // (--offline, no official file) or the file did not load; NOT_FOUND for an
   // unknown name.
   absl::StatusOr<std::shared_ptr<ResidentBackbone>> Resident(const std::string& name) const;
-  // Resident, waiting while its weights are fetched until `cancelled` (a
-  // client's deadline or cancel) says to stop.
+  // Resident, waiting while backbones in use hold the memory it needs (at
+  // most ZooOptions::memory_wait) until `cancelled` says to stop.
+  absl::StatusOr<std::shared_ptr<ResidentBackbone>> Resident(const std::string& name,
+                                                             const std::function<bool()>& cancelled) const;
+  // Resident, waiting while its weights are fetched or while backbones in use
+  // hold the memory it needs (at most ZooOptions::memory_wait), until
+  // `cancelled` (a client's deadline or cancel) says to stop.
   absl::StatusOr<std::shared_ptr<ResidentBackbone>> AwaitResident(const std::string& name,
                                                                   const std::function<bool()>& cancelled) const;
   // The official weights file name for `spec`: the registry's, or the
@@ -95,9 +147,21 @@ class Zoo {
   void WaitForFetch(const std::string& name, const std::function<bool()>& cancelled,
                     std::chrono::milliseconds timeout) const;
 
-  // Loads a backbone whose weights arrived in the zoo directory after start
-  // (PullBackbone): resident from then on. A no-op when already resident.
+  // Makes a backbone resident now (graft backbones load, PullBackbone);
+  // FAILED_PRECONDITION without weights. A no-op when already resident.
   absl::StatusOr<BackboneStatus> LoadNow(const std::string& name);
+  // Pins (loading it) or unpins a backbone: a pinned one is never evicted.
+  absl::StatusOr<BackboneStatus> Pin(const std::string& name, bool pinned);
+  // Evicts a backbone now (and unpins it); FAILED_PRECONDITION while a
+  // request or job uses it. Loaded again at its next use.
+  absl::StatusOr<BackboneStatus> Unload(const std::string& name);
+
+  // Holds `bytes` of the budget for a published model or a running job
+  // until the handle is gone, evicting idle backbones to make room (never
+  // refused: jobs are admitted by --max_job_memory_bytes and
+  // --max_running_jobs, models when their job ends).
+  std::shared_ptr<DeviceLedger::Charge> Charge(DeviceLedger::Kind kind, int64_t bytes) const;
+  DeviceMemoryUse Memory() const;
 
   // Registers a TorchScript backbone: validates it (LoadTorchScriptBackbone),
   // copies the file into custom_dir with a manifest so that it survives
@@ -122,6 +186,8 @@ class Zoo {
     // A file that failed to load, not read again until it changes.
     std::string failed_file;
     int64_t failed_stamp = 0;
+    std::chrono::system_clock::time_point last_used{};
+    int64_t measured_bytes = 0;  // of its last load: the next load's estimate
   };
   Zoo(ZooOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
   // Callers hold mu_.
@@ -131,14 +197,32 @@ class Zoo {
   std::string FindWeightsFile(const BackboneSpec& spec) const;
 
   void SeeZooDirectory(BackboneStatus& status) const;
-  // Loads a registry backbone whose weights file appeared: null when there is none.
-  absl::StatusOr<std::shared_ptr<ResidentBackbone>> LoadOnDemand(const std::shared_ptr<Entry>& e) const;
+  // Loads a backbone whose weights file is there (making room for it):
+  // null when there is none. `cancelled` null: no waiting for memory.
+  absl::StatusOr<std::shared_ptr<ResidentBackbone>> LoadOnDemand(const std::shared_ptr<Entry>& e,
+                                                                 const std::function<bool()>& cancelled = {}) const;
+  // The bytes a load of `e` will hold: its last load's, else measured on a
+  // randomly initialised copy (the module and its inference copy).
+  int64_t EstimateBytes(const Entry& e) const;
+  // Evicts least recently used idle unpinned backbones until `needed` more
+  // bytes fit the budget; waits for users to leave while `cancelled` says
+  // not to stop (and within memory_wait), else RESOURCE_EXHAUSTED with the
+  // numbers. `refuse`: false only for charges, which evict what they can.
+  absl::Status MakeRoom(int64_t needed, const std::string& what, const std::function<bool()>& cancelled,
+                        bool refuse) const;
+  // Drops `e`'s resident copy (mu_ held): returned so that the caller frees
+  // it after unlocking.
+  std::shared_ptr<ResidentBackbone> EvictLocked(Entry& e) const;
+  DeviceMemoryUse MemoryLocked() const;
+  BackboneStatus StatusLocked(const Entry& e) const;
   // Why `e` has no weights, starting their fetch when it can.
   absl::Status Missing(const Entry& e) const;
   // Makes a validated custom backbone resident (its spec kept for good).
   absl::StatusOr<std::shared_ptr<Entry>> MakeCustomEntry(BackboneSpec spec, std::string manifest_path,
                                                          bool registered);
   void LoadCustomManifests(const std::string& dir, const std::string& suffix, bool registered);
+  // Pins and loads ZooOptions::preload.
+  absl::Status Preload();
 
   ZooOptions options_;
   torch::Device device_;
@@ -153,6 +237,8 @@ class Zoo {
   std::mutex register_mu_;  // one Register/Unregister at a time
   mutable std::mutex load_mu_;  // one on-demand load at a time
   std::vector<std::string> labels_;
+  std::shared_ptr<DeviceLedger> ledger_ = std::make_shared<DeviceLedger>();
+  int64_t budget_ = 0;  // 0: unbounded
 };
 
 // A backbone's block names, building it once (cached) when needed.

@@ -82,8 +82,8 @@ TEST_F(CudaTest, PinnedTransfersAndAutocastScopes) {
 // The real MobileNetV2 resident on the GPU, served in float16, gives the
 // photos the labels and (within 2e-2) the probabilities float32 on CPU gives.
 TEST_F(CudaTest, MixedPrecisionPredictionsMatchFloat32OnCpu) {
-  auto cpu_zoo = Zoo::Create({graft::testing::WeightsDir(), "cpu", "", nullptr, {}});
-  auto gpu_zoo = Zoo::Create({graft::testing::WeightsDir(), "cuda:0", "", nullptr, {}});
+  auto cpu_zoo = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cpu"));
+  auto gpu_zoo = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cuda:0"));
   ASSERT_TRUE(cpu_zoo.ok() && gpu_zoo.ok());
   const auto status = (*gpu_zoo)->Get("mobilenet_v2");
   ASSERT_TRUE(status.ok());

@@ -70,10 +70,23 @@ TEST_F(RealWeightsTest, PthAndSafetensorsGiveIdenticalLogits) {
 }
 
 TEST_F(RealWeightsTest, ListsResidentAndMissingBackbones) {
-  const auto mobilenet = zoo_->Get("mobilenet_v2");
+  // Loaded at first use, not at start.
+  const auto fresh = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cpu"));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  const auto before = (*fresh)->Get("mobilenet_v2");
+  ASSERT_TRUE(before.ok());
+  EXPECT_TRUE(before->weights_present);
+  EXPECT_EQ(before->device, "");
+  EXPECT_EQ(before->resident_bytes, 0);
+  EXPECT_EQ((*fresh)->Memory().backbones, 0);
+  const auto resident = (*fresh)->Resident("mobilenet_v2");
+  ASSERT_TRUE(resident.ok()) << resident.status();
+  const auto mobilenet = (*fresh)->Get("mobilenet_v2");
   ASSERT_TRUE(mobilenet.ok());
   EXPECT_TRUE(mobilenet->weights_present);
   EXPECT_EQ(mobilenet->device, "cpu");
+  EXPECT_EQ(mobilenet->users, 1);  // this test's `resident`
+  EXPECT_GT(mobilenet->last_used, 0);
   EXPECT_EQ(mobilenet->parameter_count, 3504872);  // torchvision's published count
   EXPECT_GT(mobilenet->resident_bytes, 3504872 * 4);
   EXPECT_EQ(mobilenet->blocks.size(), 19u);

@@ -312,6 +312,13 @@ TEST_F(SecurityTest, DeeplyNestedPicklesAreRefusedAndGraftdLives) {
   auto restarted = GraftServer::Start(options);
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   client::GraftClient again("127.0.0.1:" + std::to_string((*restarted)->port()), WithToken(admin_token_));
+  // Loaded at first use: refused with the reason, which the listing keeps.
+  v1::PredictRequest on_r18;
+  on_r18.set_backbone("resnet18");
+  on_r18.add_images()->set_encoded(testing::EncodeImage("png", 48, 48, 10, 10, 230));
+  const auto used = again.Predict(on_r18);
+  EXPECT_EQ(used.status().code(), absl::StatusCode::kFailedPrecondition) << used.status();
+  EXPECT_NE(used.status().message().find("pickle nests containers"), std::string::npos) << used.status();
   auto r18 = again.GetBackbone("resnet18");
   ASSERT_TRUE(r18.ok()) << r18.status();
   EXPECT_NE(r18->weights().error().find("pickle nests containers"), std::string::npos) << r18->weights().error();
