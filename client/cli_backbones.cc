@@ -28,16 +28,38 @@ absl::Status Backbones(GraftClient& client, const Globals& g, std::ostream& out)
     out << ToJson(*r) << "\n";
     return absl::OkStatus();
   }
-  out << std::left << std::setw(15) << "NAME" << std::setw(26) << "ALIASES" << std::setw(14) << "FAMILY"
-      << std::setw(9) << "PARAMS" << std::setw(9) << "FEATURES" << std::setw(9) << "WEIGHTS" << "RESIDENT\n";
+  out << std::left << std::setw(20) << "NAME" << std::setw(26) << "ALIASES" << std::setw(14) << "FAMILY"
+      << std::setw(9) << "PARAMS" << std::setw(9) << "FEATURES" << std::setw(9) << "WEIGHTS" << std::setw(22)
+      << "RESIDENT" << std::setw(7) << "PINNED" << "LAST USED\n";
   for (const auto& b : r->backbones()) {
-    const std::string resident =
-        b.residency().device().empty() ? "-" : absl::StrCat(b.residency().device(), " ", HumanBytes(b.residency().bytes()));
-    out << std::left << std::setw(15) << b.name() << std::setw(26) << absl::StrJoin(b.aliases(), ",") << std::setw(14)
+    const auto& res = b.residency();
+    const std::string resident = res.device().empty() ? "-" : absl::StrCat(res.device(), " ", HumanBytes(res.bytes()));
+    out << std::left << std::setw(20) << b.name() << std::setw(26) << absl::StrJoin(b.aliases(), ",") << std::setw(14)
         << b.family() << std::setw(9) << HumanCount(b.parameter_count()) << std::setw(9) << b.feature_dim()
         << std::setw(9) << (b.weights().present() ? "yes" : (b.weights().error().empty() ? "no" : "error"))
-        << resident << "\n";
+        << std::setw(22) << resident << std::setw(7) << (res.pinned() ? "yes" : "-")
+        << (res.has_last_used_at() ? Timestamp(res.last_used_at().seconds()) : "-") << "\n";
   }
+  const auto& m = r->memory();
+  out << "\ndevice memory (" << m.device() << "): "
+      << HumanBytes(m.backbone_bytes() + m.model_bytes() + m.job_bytes()) << " of "
+      << (m.budget_bytes() > 0 ? HumanBytes(m.budget_bytes()) : "unbounded") << " (--device_memory_budget): backbones "
+      << HumanBytes(m.backbone_bytes()) << ", models " << HumanBytes(m.model_bytes()) << ", jobs "
+      << HumanBytes(m.job_bytes()) << "\n";
+  return absl::OkStatus();
+}
+
+// What load, unload and pin answer: the backbone's residency.
+absl::Status ShowResidency(const absl::StatusOr<v1::Backbone>& b, const Globals& g, std::ostream& out) {
+  if (!b.ok()) return b.status();
+  if (g.json) {
+    out << ToJson(*b) << "\n";
+    return absl::OkStatus();
+  }
+  const auto& r = b->residency();
+  out << b->name() << ": "
+      << (r.device().empty() ? "not resident" : absl::StrCat("resident on ", r.device(), ", ", HumanBytes(r.bytes())))
+      << (r.pinned() ? ", pinned" : "") << "\n";
   return absl::OkStatus();
 }
 
@@ -66,7 +88,11 @@ absl::Status Backbone(GraftClient& client, const Globals& g, const std::string& 
       << (b->residency().device().empty()
               ? "no"
               : absl::StrCat(b->residency().device(), ", ", HumanBytes(b->residency().bytes()), ", loaded in ",
-                             b->residency().load_seconds(), " s"))
+                             b->residency().load_seconds(), " s", b->residency().pinned() ? ", pinned" : "",
+                             b->residency().users() > 0 ? absl::StrCat(", in use by ", b->residency().users()) : ""))
+      << "\n"
+      << "last used:   " << (b->residency().has_last_used_at() ? Timestamp(b->residency().last_used_at().seconds()) : "never")
+      << (b->residency().evictions() > 0 ? absl::StrCat(", evictions since start: ", b->residency().evictions()) : "")
       << "\n";
   return absl::OkStatus();
 }
@@ -320,8 +346,31 @@ void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Act
       return s;
     };
   });
-  backbones->callback([&g, &out, action, pull, reg, unreg]() {
-    if (pull->parsed() || reg->parsed() || unreg->parsed()) return;
+  // Residency (admin): load, unload, pin [--off].
+  auto load_name = std::make_shared<std::string>();
+  auto* load = backbones->add_subcommand("load", "make a backbone resident now (evicting idle ones under the budget)");
+  load->add_option("name", *load_name, "name or alias")->required();
+  load->callback([&g, &out, action, load_name]() {
+    *action = [&g, &out, load_name](GraftClient& c) { return ShowResidency(c.LoadBackbone(*load_name), g, out); };
+  });
+  auto unload_name = std::make_shared<std::string>();
+  auto* unload = backbones->add_subcommand("unload", "evict a backbone now (and unpin it); it loads again at its next use");
+  unload->add_option("name", *unload_name, "name or alias")->required();
+  unload->callback([&g, &out, action, unload_name]() {
+    *action = [&g, &out, unload_name](GraftClient& c) { return ShowResidency(c.UnloadBackbone(*unload_name), g, out); };
+  });
+  auto pin_name = std::make_shared<std::string>();
+  auto pin_off = std::make_shared<bool>(false);
+  auto* pin = backbones->add_subcommand("pin", "keep a backbone resident, never evicted (--off: evictable again)");
+  pin->add_option("name", *pin_name, "name or alias")->required();
+  pin->add_flag("--off", *pin_off, "unpin");
+  pin->callback([&g, &out, action, pin_name, pin_off]() {
+    *action = [&g, &out, pin_name, pin_off](GraftClient& c) {
+      return ShowResidency(c.PinBackbone(*pin_name, !*pin_off), g, out);
+    };
+  });
+  backbones->callback([&g, &out, action, pull, reg, unreg, load, unload, pin]() {
+    if (pull->parsed() || reg->parsed() || unreg->parsed() || load->parsed() || unload->parsed() || pin->parsed()) return;
     *action = [&g, &out](GraftClient& c) { return Backbones(c, g, out); };
   });
   auto name = std::make_shared<std::string>();

@@ -89,6 +89,7 @@ absl::StatusOr<v1::ListBackbonesResponse> GraftClient::ListBackbones() {
       },
       [](v1::ListBackbonesResponse& page, v1::ListBackbonesResponse* all) {
         for (auto& b : *page.mutable_backbones()) all->add_backbones()->Swap(&b);
+        *all->mutable_memory() = page.memory();
       });
 }
 
@@ -107,6 +108,26 @@ absl::Status GraftClient::UnregisterBackbone(const std::string& name) {
   v1::UnregisterBackboneRequest request;
   request.set_name(name);
   return Call(*this, backbones_.get(), &v1::Backbones::Stub::UnregisterBackbone, request, 30).status();
+}
+
+absl::StatusOr<v1::Backbone> GraftClient::LoadBackbone(const std::string& name) {
+  v1::LoadBackboneRequest request;
+  request.set_name(name);
+  // Loading a large backbone, or waiting for room under the memory budget.
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::LoadBackbone, request, 300);
+}
+
+absl::StatusOr<v1::Backbone> GraftClient::UnloadBackbone(const std::string& name) {
+  v1::UnloadBackboneRequest request;
+  request.set_name(name);
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::UnloadBackbone, request, 30);
+}
+
+absl::StatusOr<v1::Backbone> GraftClient::PinBackbone(const std::string& name, bool pinned) {
+  v1::PinBackboneRequest request;
+  request.set_name(name);
+  request.set_pinned(pinned);
+  return Call(*this, backbones_.get(), &v1::Backbones::Stub::PinBackbone, request, 300);
 }
 
 absl::StatusOr<v1::PredictResponse> GraftClient::Predict(const v1::PredictRequest& request) {

@@ -44,6 +44,10 @@ class GraftClient {
                                             const std::function<void(const v1::PullBackboneProgress&)>& progress);
   absl::StatusOr<v1::Backbone> RegisterBackbone(const v1::RegisterBackboneRequest& request);
   absl::Status UnregisterBackbone(const std::string& name);
+  // Residency (admin): load now, evict now, pin or unpin.
+  absl::StatusOr<v1::Backbone> LoadBackbone(const std::string& name);
+  absl::StatusOr<v1::Backbone> UnloadBackbone(const std::string& name);
+  absl::StatusOr<v1::Backbone> PinBackbone(const std::string& name, bool pinned);
   absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request);
   absl::StatusOr<v1::EmbedResponse> Embed(const v1::EmbedRequest& request);
   absl::StatusOr<::grpc::health::v1::HealthCheckResponse> Health(const std::string& service = "");

@@ -95,6 +95,7 @@ grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const
                              });
   if (!next.ok()) return ToGrpcStatus(next.status());
   response->set_next_page_token(*next);
+  ToProto(zoo_.Memory(), response->mutable_memory());
   return grpc::Status::OK;
 }
 
@@ -205,6 +206,36 @@ grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const 
   last.set_verified(true);
   ToProto(*loaded, last.mutable_backbone());
   writer->Write(last);
+  return grpc::Status::OK;
+}
+
+grpc::Status BackbonesService::LoadBackbone(grpc::ServerContext* context, const v1::LoadBackboneRequest* request,
+                                            v1::Backbone* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "LoadBackbone");
+  if (const auto loaded = zoo_.Resident(request->name(), [context] { return context->IsCancelled(); }); !loaded.ok()) {
+    return ToGrpcStatus(loaded.status());
+  }
+  const auto status = zoo_.Get(request->name());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  ToProto(*status, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status BackbonesService::UnloadBackbone(grpc::ServerContext* context, const v1::UnloadBackboneRequest* request,
+                                              v1::Backbone* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnloadBackbone");
+  const auto status = zoo_.Unload(request->name());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  ToProto(*status, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status BackbonesService::PinBackbone(grpc::ServerContext* context, const v1::PinBackboneRequest* request,
+                                           v1::Backbone* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PinBackbone");
+  const auto status = zoo_.Pin(request->name(), request->pinned());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  ToProto(*status, response);
   return grpc::Status::OK;
 }
 

@@ -45,6 +45,9 @@ class BackbonesService final : public v1::Backbones::Service {
                                   v1::UnregisterBackboneResponse*) override;
   grpc::Status PullBackbone(grpc::ServerContext*, const v1::PullBackboneRequest*,
                             grpc::ServerWriter<v1::PullBackboneProgress>*) override;
+  grpc::Status LoadBackbone(grpc::ServerContext*, const v1::LoadBackboneRequest*, v1::Backbone*) override;
+  grpc::Status UnloadBackbone(grpc::ServerContext*, const v1::UnloadBackboneRequest*, v1::Backbone*) override;
+  grpc::Status PinBackbone(grpc::ServerContext*, const v1::PinBackboneRequest*, v1::Backbone*) override;
 
  private:
   // The file to load for `request`: an import-dir path checked, or its bytes staged.

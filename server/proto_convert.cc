@@ -1,5 +1,7 @@
 #include "server/proto_convert.h"
 
+#include <cmath>
+
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +41,21 @@ void ToProto(const core::BackboneStatus& in, v1::Backbone* out) {
   r->set_device(in.device);
   r->set_bytes(in.resident_bytes);
   r->set_load_seconds(in.load_seconds);
+  r->set_pinned(in.pinned);
+  if (in.last_used > 0) {
+    r->mutable_last_used_at()->set_seconds(static_cast<int64_t>(in.last_used));
+    r->mutable_last_used_at()->set_nanos(static_cast<int32_t>((in.last_used - std::floor(in.last_used)) * 1e9));
+  }
+  r->set_users(in.users);
+  r->set_evictions(in.evictions);
+}
+
+void ToProto(const core::DeviceMemoryUse& in, v1::DeviceMemory* out) {
+  out->set_device(in.device);
+  out->set_budget_bytes(in.budget);
+  out->set_backbone_bytes(in.backbones);
+  out->set_model_bytes(in.models);
+  out->set_job_bytes(in.jobs);
 }
 
 void ToProto(const core::Timing& in, v1::Timing* out) {

@@ -16,6 +16,7 @@ namespace graft::server {
 
 void ToProto(const core::Preprocessing& in, v1::Preprocessing* out);
 void ToProto(const core::BackboneStatus& in, v1::Backbone* out);
+void ToProto(const core::DeviceMemoryUse& in, v1::DeviceMemory* out);
 void ToProto(const core::Timing& in, v1::Timing* out);
 
 // Validates shapes and sizes; INVALID_ARGUMENT naming the image otherwise.

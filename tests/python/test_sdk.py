@@ -151,3 +151,25 @@ def test_job_spec_from_keywords_like_the_keras_tutorial(graft_client):
     with pytest.raises(Exception) as e:
         graft_client.job_spec(backbone="x", no_such_field=1)
     assert "no_such_field" in str(e.value)
+
+
+def test_residency_load_pin_unload_under_a_budget(tmp_path, graft_client):
+    # 40 MiB fits mobilenet_v2 (27 MiB) and one squeezenet (9.5 MiB), not both squeezenets too.
+    g = Graftd(tmp_path, "--device_memory_budget=40MiB", "--preload=squeezenet1_1").start()
+    try:
+        c = graft_client.Client(g.address, token=g.token)
+        assert c.backbones.get("squeezenet1_1").residency.pinned
+        assert c.backbones.memory().budget_bytes == 40 << 20
+        loaded = c.backbones.load("MobileNetV2")
+        assert loaded.residency.device == "cpu"
+        with pytest.raises(graft_client.ResourceExhausted) as e:
+            c.backbones.pin("mobilenet_v2")
+            c.backbones.load("squeezenet1_0")
+        assert "--device_memory_budget" in e.value.message and "pinned mobilenet_v2" in e.value.message
+        assert not c.backbones.pin("mobilenet_v2", False).residency.pinned
+        assert c.backbones.load("squeezenet1_0").residency.device == "cpu"  # evicts mobilenet_v2
+        assert c.backbones.get("mobilenet_v2").residency.evictions == 1
+        assert c.backbones.unload("squeezenet1_1").residency.device == ""
+        assert c.backbones.memory().backbone_bytes == c.backbones.get("squeezenet1_0").residency.bytes
+    finally:
+        assert g.stop() == 0

@@ -397,3 +397,18 @@ class Backbones:
 
     def get(self, name: str):
         return self._c._call(self._stub.GetBackbone, backbones_pb2.GetBackboneRequest(name=name))
+
+    def memory(self):
+        """Device memory against --device_memory_budget (a DeviceMemory message)."""
+        return self._c._call(self._stub.ListBackbones, backbones_pb2.ListBackbonesRequest(page_size=1)).memory
+
+    # Residency (admin): load now, evict now, pin or unpin.
+    def load(self, name: str):
+        return self._c._call(self._stub.LoadBackbone, backbones_pb2.LoadBackboneRequest(name=name), timeout=300)
+
+    def unload(self, name: str):
+        return self._c._call(self._stub.UnloadBackbone, backbones_pb2.UnloadBackboneRequest(name=name))
+
+    def pin(self, name: str, pinned: bool = True):
+        return self._c._call(self._stub.PinBackbone, backbones_pb2.PinBackboneRequest(name=name, pinned=pinned),
+                             timeout=300)
