@@ -121,6 +121,8 @@ TEST_F(CliTest, RegistersAndUnregistersACustomBackbone) {
 }
 
 TEST_F(CliTest, JsonOutputUsesProtoFieldNames) {
+  // Resident once used (graftd loads backbones lazily).
+  ASSERT_EQ(Graft("predict -b squeezenet1_1 " + graft::testing::ImagesDir() + "/dog.jpg").exit_code, 0);
   const CmdResult list = Graft("--json backbones");
   ASSERT_EQ(list.exit_code, 0) << list.out;
   const auto doc = nlohmann::json::parse(list.out);
@@ -132,9 +134,11 @@ TEST_F(CliTest, JsonOutputUsesProtoFieldNames) {
       EXPECT_EQ(b["featureDim"], 512);
       EXPECT_EQ(b["weights"]["present"], true);
       EXPECT_EQ(b["residency"]["device"], "cpu");
+      EXPECT_TRUE(b["residency"].contains("lastUsedAt")) << b.dump();
     }
   }
   EXPECT_TRUE(found);
+  EXPECT_GT(std::stoll(doc["memory"]["backboneBytes"].get<std::string>()), 0);  // int64: a JSON string
   const CmdResult predict = Graft("predict --json -b squeezenet1_1 -k 2 " + graft::testing::ImagesDir() + "/dog.jpg");
   ASSERT_EQ(predict.exit_code, 0) << predict.out;
   const auto p = nlohmann::json::parse(predict.out);
