@@ -68,7 +68,7 @@ ABSL_FLAG(std::string, decode_on, "auto",
           "Where Predict/Embed decode images: batcher (on the batcher's compute threads, in parallel, before each "
           "batch: the forward of a CPU backbone is not preempted), callers (on each request's thread before it "
           "queues: overlaps a GPU's forward), or auto (batcher for CPU backbones, callers for CUDA).");
-ABSL_FLAG(int, intra_op_threads, 0, "LibTorch intra-op threads; 0 uses one per core.");
+ABSL_FLAG(int, intra_op_threads, 0, "LibTorch intra-op threads; 0 uses one per CPU graftd may run on (its affinity mask).");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Fine-tuning jobs run at the same time.");
 ABSL_FLAG(int, max_queued_jobs, 16, "Jobs waiting beyond the running ones; CreateJob answers RESOURCE_EXHAUSTED past it.");
 ABSL_FLAG(int64_t, max_upload_file_bytes, 64LL << 20, "Largest file accepted in a dataset upload.");
@@ -102,6 +102,10 @@ ABSL_FLAG(int, idle_rpc_threads, 64,
 ABSL_FLAG(bool, retain_host_memory, true,
           "Keep freed host memory for reuse instead of returning it to the kernel: large tensors are not mmapped and "
           "page-faulted in again on every forward (2-3x faster CPU forwards); resident memory stays at its high-water mark.");
+ABSL_FLAG(int32_t, decode_prefetch_batches, 2,
+          "Training batches read, decoded and augmented ahead of the forward pass on CUDA (on CPU each batch is "
+          "decoded by the forward's own threads just before it): bounds a job's input memory, whatever the dataset's "
+          "size.");
 ABSL_FLAG(bool, feature_cache_fp16, true, "Store cached frozen features as float16 (half the memory; accuracy is unchanged).");
 ABSL_FLAG(bool, feature_cache_spill, true, "Beyond --feature_cache_bytes, spill cached features to <data_dir>/cache instead of recomputing them.");
 
@@ -141,6 +145,7 @@ int main(int argc, char** argv) {
   options.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
   options.shutdown_grace_s = absl::GetFlag(FLAGS_shutdown_grace_s);
   options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
+  options.decode_prefetch_batches = absl::GetFlag(FLAGS_decode_prefetch_batches);
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.retain_host_memory = absl::GetFlag(FLAGS_retain_host_memory);
   options.idle_rpc_threads = absl::GetFlag(FLAGS_idle_rpc_threads);

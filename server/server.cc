@@ -110,6 +110,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
   if (options.idle_rpc_threads < 1) return absl::InvalidArgumentError("--idle_rpc_threads must be at least 1");
+  if (options.decode_prefetch_batches < 0 || options.decode_prefetch_batches > 64) {
+    return absl::InvalidArgumentError("--decode_prefetch_batches must be between 0 and 64");
+  }
   if (options.auth != "tokens" && options.auth != "none") {
     return absl::InvalidArgumentError(absl::StrCat("--auth must be tokens or none, got '", options.auth, "'"));
   }
@@ -142,7 +145,10 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", (fs::path(options.data_dir) / sub).string(), ": ", ec.message()));
   }
   s->zoo_dir_ = options.zoo_dir.empty() ? (fs::path(options.data_dir) / "zoo").string() : options.zoo_dir;
-  if (options.intra_op_threads > 0) torch::set_num_threads(options.intra_op_threads);
+  // LibTorch's own default is its count of physical cores, which some
+  // virtual machines report as 1 (this project's 2-vCPU CI machine): graftd
+  // then computed on one core of two. 0 means every CPU graftd may run on.
+  torch::set_num_threads(options.intra_op_threads > 0 ? options.intra_op_threads : core::AvailableCpus());
   core::UseSingleThreadedBlas();
   // The thread starting the server keeps no OpenMP team of its own: libgomp
   // gives each computing thread its own team, and once the process holds more
@@ -231,6 +237,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
   runner_options.checkpoint_interval_s = options.checkpoint_interval_s;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;
+  runner_options.decode_prefetch_batches = options.decode_prefetch_batches;
   runner_options.mixed_precision = options.mixed_precision;
   if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
   s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,

@@ -51,6 +51,7 @@ struct ServerOptions {
   double checkpoint_interval_s = 300;  // mid-epoch checkpoints; 0: at epoch ends only
   double shutdown_grace_s = 30;        // in-flight RPCs may finish this long after a SIGTERM
   bool feature_cache_fp16 = true;
+  int decode_prefetch_batches = 2;
   bool feature_cache_spill = true;
   bool mixed_precision = true;  // CUDA only: float16 inference, bfloat16 training autocast
   int idle_rpc_threads = 64;  // gRPC handler threads kept waiting between bursts

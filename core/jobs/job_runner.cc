@@ -415,6 +415,7 @@ void JobRunner::Execute(const std::string& id) {
   input.feature_cache.memory_bytes = options_.feature_cache_bytes;
   input.feature_cache.spill_dir = options_.feature_spill_dir;
   input.feature_cache.half = options_.feature_cache_fp16;
+  input.prefetch_batches = options_.decode_prefetch_batches;
   input.mixed_precision = options_.mixed_precision;
   auto dataset = datasets_.Get(job.spec.dataset);
   auto images = datasets_.Images(job.spec.dataset);

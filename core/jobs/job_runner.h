@@ -42,6 +42,7 @@ struct RunnerOptions {
   int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
   std::string feature_spill_dir;             // beyond it; empty: recompute instead
   bool feature_cache_fp16 = true;
+  int decode_prefetch_batches = 2;  // TrainInput::prefetch_batches
   bool mixed_precision = true;  // CUDA only (TrainInput::mixed_precision)
   // Evaluates each trained model on its job's validation split through the
   // serving path before publishing it (the report stored with the model).

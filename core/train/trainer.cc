@@ -156,11 +156,10 @@ absl::Status Trainer::Setup() {
   }
   pool_ = std::make_unique<ThreadPool>(in_.decode_threads > 0 ? in_.decode_threads : DefaultDecodeThreads());
   RETURN_IF_ERROR(BuildCache());
-  if (cache_ == nullptr) RETURN_IF_ERROR(DecodeAll());
   return absl::OkStatus();
 }
 
-Trainer::ValMetrics Trainer::Evaluate() {
+absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
   torch::NoGradGuard no_grad;
   if (own_) own_->eval();
   head_->eval();
@@ -178,7 +177,8 @@ Trainer::ValMetrics Trainer::Evaluate() {
   for (size_t b = 0; b < batches.size(); ++b) {
     const std::vector<int64_t>& items = batches[b];
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    const torch::Tensor logits = Tail(AtK(feed, b, rng));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, b, rng));
+    const torch::Tensor logits = Tail(at_k);
     loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
     const torch::Tensor guess = logits.argmax(1).cpu(), truth = labels.cpu();
     const torch::Tensor right = guess.eq(truth);
@@ -198,7 +198,7 @@ Trainer::ValMetrics Trainer::Evaluate() {
     f1_sum += 2.0 * static_cast<double>(tp_a[c]) / static_cast<double>(sup_a[c] + pred_a[c]);
     ++f1_classes;
   }
-  return {loss_sum / n, correct / n, f1_classes > 0 ? f1_sum / f1_classes : 0.0};
+  return ValMetrics{loss_sum / n, correct / n, f1_classes > 0 ? f1_sum / f1_classes : 0.0};
 }
 
 absl::Status Trainer::SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt) {
@@ -268,7 +268,8 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    const torch::Tensor logits = Tail(AtK(feed, static_cast<size_t>(b - first), rng));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, static_cast<size_t>(b - first), rng));
+    const torch::Tensor logits = Tail(at_k);
     const torch::Tensor loss = Loss(logits, labels, true);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
@@ -284,7 +285,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     events_.OnProgress(epoch, b + 1, batches);
   }
   const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const ValMetrics val = Evaluate();
+  ASSIGN_OR_RETURN(const ValMetrics val, Evaluate());
   EpochMetrics m;
   m.stage = static_cast<int>(stage) + 1;
   m.epoch = epoch;

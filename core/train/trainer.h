@@ -63,6 +63,14 @@ struct TrainInput {
   // its device is the backbone's.
   FeatureCacheOptions feature_cache;
   int decode_threads = 0;  // 0: DefaultDecodeThreads()
+  // Batches read, decoded and augmented ahead of the forward pass when the
+  // pool decodes (CUDA; on CPU the training thread's team decodes each batch
+  // just before its forward, which the forward would otherwise be preempted
+  // by): what bounds the input's memory (--decode_prefetch_batches).
+  int prefetch_batches = 2;
+  // Where images are decoded: kAuto (the team on CPU, the pool on CUDA).
+  enum class DecodeOn { kAuto, kTeam, kPool };
+  DecodeOn decode_on = DecodeOn::kAuto;
   // CUDA only: forward passes under bfloat16 autocast (no loss scaling
   // needed); the optimiser keeps float32 weights.
   bool mixed_precision = true;
@@ -83,8 +91,9 @@ struct TrainedModel {
 
 // Fine-tunes a head (and the blocks the stages name) on `images`. Frozen
 // blocks run in eval mode; when nothing is augmented (or K augmented views
-// are asked for) their outputs are computed once and cached. Decoding and
-// augmentation run on a thread pool ahead of the compute. CANCELLED when `cancel` trips (checked every
+// are asked for) their outputs are computed once and cached. The images
+// stream: read, decoded and augmented per batch (TrainInput::decode_on),
+// never all at once, so memory does not grow with the dataset. CANCELLED when `cancel` trips (checked every
 // batch); INVALID_ARGUMENT naming epoch and batch when the loss is not finite.
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events);
 

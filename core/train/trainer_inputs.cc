@@ -10,6 +10,7 @@
 #include "core/data/resize.h"
 #include "core/data/transforms.h"
 #include "core/train/trainer_internal.h"
+#include "core/util/compute_threads.h"
 #include "core/util/device.h"
 #include "core/util/files.h"
 #include "core/util/log.h"
@@ -28,37 +29,54 @@ absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
   return ResizeLikePil(*image, ResizeTarget(image->cols, image->rows, pre_.resize_size));
 }
 
-absl::Status Trainer::DecodeAll() {
-  decoded_.resize(in_.images.size());
-  std::vector<std::future<absl::Status>> parts;
-  constexpr size_t chunk = 16;
-  for (size_t first = 0; first < in_.images.size(); first += chunk) {
-    parts.push_back(pool_->Submit([this, first]() -> absl::Status {
-      for (size_t i = first; i < std::min(first + chunk, in_.images.size()); ++i) {
-        if (cancel_.cancelled()) return absl::CancelledError("cancelled while loading images");
-        ASSIGN_OR_RETURN(decoded_[i], LoadImage(i));
-      }
-      return absl::OkStatus();
-    }));
+bool Trainer::DecodeInTeam() const {
+  switch (in_.decode_on) {
+    case TrainInput::DecodeOn::kTeam:
+      return true;
+    case TrainInput::DecodeOn::kPool:
+      return false;
+    case TrainInput::DecodeOn::kAuto:
+      break;
   }
-  absl::Status status;
-  for (auto& p : parts) status.Update(p.get());
-  return status;
+  return device_.is_cpu();
 }
 
-torch::Tensor Trainer::PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
-                                     const std::vector<cv::Mat>* images) const {
+torch::Tensor Trainer::PrepareItem(int64_t item, const cv::Mat& image, bool augment, uint64_t seed, int views) const {
   std::vector<torch::Tensor> rows;
-  for (size_t j = 0; j < items.size(); ++j) {
-    const cv::Mat& image = images != nullptr ? (*images)[j] : decoded_[static_cast<size_t>(items[j])];
-    for (int v = 0; v < (train ? views : 1); ++v) {
-      std::mt19937_64 rng(Mix(seed, static_cast<uint64_t>(items[j]), static_cast<uint64_t>(v)));
-      auto t = train && spec_.augmentation.any() ? AugmentImage(image, spec_.augmentation, pre_, rng)
+  for (int v = 0; v < (augment ? views : 1); ++v) {
+    std::mt19937_64 rng(Mix(seed, static_cast<uint64_t>(item), static_cast<uint64_t>(v)));
+    auto t = augment && spec_.augmentation.any() ? AugmentImage(image, spec_.augmentation, pre_, rng)
                                                  : PreprocessImage(image, pre_);
-      rows.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
-    }
+    rows.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
   }
-  return torch::stack(rows);
+  return rows.size() == 1 ? rows[0].unsqueeze(0) : torch::stack(rows);
+}
+
+absl::StatusOr<torch::Tensor> Trainer::MakeRows(const std::vector<int64_t>& items,
+                                                const std::function<bool(int64_t)>& augment, uint64_t seed, int views,
+                                                bool in_team) const {
+  std::vector<absl::StatusOr<torch::Tensor>> made(items.size(), absl::UnknownError("not made"));
+  const auto make = [&](int64_t j) {
+    const int64_t item = items[static_cast<size_t>(j)];
+    made[static_cast<size_t>(j)] = [&]() -> absl::StatusOr<torch::Tensor> {
+      ASSIGN_OR_RETURN(const cv::Mat image, LoadImage(static_cast<size_t>(item)));
+      return GuardInternal(
+          "preparing " + in_.images[static_cast<size_t>(item)].path,
+          [&]() -> absl::StatusOr<torch::Tensor> { return PrepareItem(item, image, augment(item), seed, views); });
+    }();
+  };
+  if (in_team) {
+    ParallelForEach(static_cast<int64_t>(items.size()), make);
+  } else {
+    for (size_t j = 0; j < items.size(); ++j) make(static_cast<int64_t>(j));
+  }
+  std::vector<torch::Tensor> rows;
+  rows.reserve(items.size());
+  for (auto& m : made) {
+    if (!m.ok()) return m.status();
+    rows.push_back(std::move(*m));
+  }
+  return torch::cat(rows, 0);
 }
 
 torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
@@ -105,40 +123,47 @@ absl::Status Trainer::BuildCache() {
     std::iota(items.begin(), items.end(), static_cast<int64_t>(b));
     batches.push_back(std::move(items));
   }
-  using Prepared = absl::StatusOr<std::vector<torch::Tensor>>;  // per image: its rows
-  auto prepare = [this](std::vector<int64_t> items) -> Prepared {
-    std::vector<torch::Tensor> out;
-    for (int64_t i : items) {
-      if (cancel_.cancelled()) return absl::CancelledError("cancelled while caching features");
-      ASSIGN_OR_RETURN(cv::Mat image, LoadImage(static_cast<size_t>(i)));
-      const bool train = in_.images[static_cast<size_t>(i)].split == Split::kTrain;
-      const std::vector<cv::Mat> one{image};
-      out.push_back(PrepareImages({i}, train && spec_.augmentation.any(), spec_.seed, views_, &one));
-    }
-    return out;
+  // Epoch 1's feature extraction: each batch decoded by this thread's team
+  // just before its forward (CPU), or ahead on the pool (CUDA).
+  const auto augment = [this](int64_t i) {
+    return spec_.augmentation.any() && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
   };
-  std::deque<std::future<Prepared>> ahead;
+  const bool in_team = DecodeInTeam();
+  std::deque<std::future<absl::StatusOr<torch::Tensor>>> ahead;
   size_t submitted = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
-    while (submitted < batches.size() && submitted <= b + kPrefetchBatches) {
-      ahead.push_back(pool_->Submit([prepare, items = batches[submitted]] { return prepare(items); }));
-      ++submitted;
+    if (cancel_.cancelled()) {
+      for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
+      cache_.reset();
+      return absl::CancelledError("cancelled while caching features");
     }
-    Prepared prepared = ahead.front().get();
-    ahead.pop_front();
+    absl::StatusOr<torch::Tensor> prepared;
+    if (in_team) {
+      prepared = MakeRows(batches[b], augment, spec_.seed, views_, /*in_team=*/true);
+    } else {
+      while (submitted < batches.size() && submitted <= b + static_cast<size_t>(std::max(in_.prefetch_batches, 0))) {
+        ahead.push_back(pool_->Submit([this, augment, items = batches[submitted]] {
+          return MakeRows(items, augment, spec_.seed, views_, /*in_team=*/false);
+        }));
+        ++submitted;
+      }
+      prepared = ahead.front().get();
+      ahead.pop_front();
+    }
     if (!prepared.ok()) {
+      for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
       cache_.reset();
       return prepared.status();
     }
-    const torch::Tensor images = torch::cat(*prepared, 0);
+    const torch::Tensor& images = *prepared;
     const int64_t first = first_row_[static_cast<size_t>(batches[b].front())];
     for (int64_t r = 0; r < images.size(0); r += kMaxForwardRows) {
       cache_->Write(first + r, Prefix(images.slice(0, r, r + kMaxForwardRows)));
     }
   }
-  cache_desc_ = absl::StrCat(cache_->spilled() ? "spill" : "memory", " ",
-                             cache_->dtype() == torch::kHalf ? "fp16" : "fp32", " ", rows, " rows ", cache_->bytes(),
-                             " bytes");
+  cache_desc_ =
+      absl::StrCat(cache_->spilled() ? "spill" : "memory", " ", cache_->dtype() == torch::kHalf ? "fp16" : "fp32", " ",
+                   rows, " rows ", cache_->bytes(), " bytes");
   ABSL_LOG(INFO) << "cached frozen features at block " << k_ << ": " << cache_desc_;
   return absl::OkStatus();
 }
@@ -151,7 +176,7 @@ Trainer::Feed Trainer::StartFeed(std::vector<std::vector<int64_t>> batches, bool
   return feed;
 }
 
-torch::Tensor Trainer::AtK(Feed& feed, size_t b, std::mt19937_64& rng) {
+absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b, std::mt19937_64& rng) {
   const std::vector<int64_t>& items = feed.batches[b];
   if (cache_ != nullptr) {
     std::vector<int64_t> rows;
@@ -162,16 +187,24 @@ torch::Tensor Trainer::AtK(Feed& feed, size_t b, std::mt19937_64& rng) {
     }
     return cache_->Gather(rows, device_);
   }
-  while (feed.submitted < feed.batches.size() && feed.submitted <= b + kPrefetchBatches) {
-    const size_t next = feed.submitted++;
-    feed.ahead.push_back(pool_->Submit([this, items = feed.batches[next], train = feed.train,
-                                        seed = Mix(feed.seed, next, 0)] {
-      return PrepareImages(items, train, seed, 1, nullptr);
-    }));
+  const bool train = feed.train;
+  const auto augment = [train](int64_t) { return train; };
+  absl::StatusOr<torch::Tensor> images;
+  if (DecodeInTeam()) {
+    images = MakeRows(items, augment, Mix(feed.seed, b, 0), 1, /*in_team=*/true);
+  } else {
+    while (feed.submitted < feed.batches.size() &&
+           feed.submitted <= b + static_cast<size_t>(std::max(in_.prefetch_batches, 0))) {
+      const size_t next = feed.submitted++;
+      feed.ahead.push_back(pool_->Submit([this, augment, items = feed.batches[next], seed = Mix(feed.seed, next, 0)] {
+        return MakeRows(items, augment, seed, 1, /*in_team=*/false);
+      }));
+    }
+    images = feed.ahead.front().get();
+    feed.ahead.pop_front();
   }
-  torch::Tensor images = feed.ahead.front().get();
-  feed.ahead.pop_front();
-  return Prefix(images);
+  if (!images.ok()) return images.status();
+  return Prefix(*images);
 }
 
 }  // namespace graft::core::trainer_internal

@@ -23,7 +23,6 @@ namespace graft::core::trainer_internal {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kPrefetchBatches = 2;   // prepared ahead of the compute
 constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
 
 // A deterministic stream per (seed, a, b): augmentations do not depend on
@@ -43,13 +42,17 @@ class Trainer {
   absl::StatusOr<TrainedModel> Run();
 
  private:
-  // Batches of one pass over the data, with preprocessing submitted ahead.
+  // Batches of one pass over the data, streamed: each batch's images are
+  // read, decoded and augmented when it comes (CPU: by the training thread's
+  // own intra-op team, between forward passes) or a bounded number of
+  // batches ahead on the pool (CUDA: while the GPU computes). Never the
+  // whole dataset at once.
   struct Feed {
     std::vector<std::vector<int64_t>> batches;
     bool train = false;
     uint64_t seed = 0;
     size_t submitted = 0;
-    std::deque<std::future<torch::Tensor>> ahead;
+    std::deque<std::future<absl::StatusOr<torch::Tensor>>> ahead;
   };
 
   // Where an epoch starts: at its first batch, or after the batches a
@@ -69,16 +72,22 @@ class Trainer {
 
   absl::Status Setup();
   absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
-  absl::Status DecodeAll();
   absl::Status BuildCache();
-  // [rows, 3, H, W]: each item preprocessed, or augmented with its own stream
-  // when `train` (one row per view when `views` > 1).
-  torch::Tensor PrepareImages(const std::vector<int64_t>& items, bool train, uint64_t seed, int views,
-                              const std::vector<cv::Mat>* images) const;
+  // [rows, 3, H, W] for `items`, each read and decoded now: preprocessed, or
+  // augmented with its own stream (Mix(seed, item, view)) when `augment`
+  // says so for it, `views` rows each then. `in_team`: the items in parallel
+  // on this thread's intra-op team; otherwise one after another (a pool task).
+  absl::StatusOr<torch::Tensor> MakeRows(const std::vector<int64_t>& items, const std::function<bool(int64_t)>& augment,
+                                         uint64_t seed, int views, bool in_team) const;
+  // Rows of one item from its decoded image.
+  torch::Tensor PrepareItem(int64_t item, const cv::Mat& image, bool augment, uint64_t seed, int views) const;
+  // Whether images are decoded by the training thread's team (CPU) rather
+  // than ahead on the pool (CUDA).
+  bool DecodeInTeam() const;
   Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed);
   // Batch b (in order) at block k: gathered from the cache (one random view
-  // per training image), or prepared on the pool and run through the prefix.
-  torch::Tensor AtK(Feed& feed, size_t b, std::mt19937_64& rng);
+  // per training image), or streamed (Feed) and run through the prefix.
+  absl::StatusOr<torch::Tensor> AtK(Feed& feed, size_t b, std::mt19937_64& rng);
   torch::Tensor Prefix(const torch::Tensor& images);
   torch::Tensor Tail(const torch::Tensor& at_k);
   void SetStageTrainable(int trainable_blocks);
@@ -91,7 +100,7 @@ class Trainer {
   struct ValMetrics {
     double loss = 0, accuracy = 0, macro_f1 = 0;
   };
-  ValMetrics Evaluate();
+  absl::StatusOr<ValMetrics> Evaluate();
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
   StateDict TrainedState();
   absl::Status LoadTrainedState(const StateDict& state);
@@ -110,7 +119,6 @@ class Trainer {
   std::vector<int64_t> train_items_, val_items_;
   std::vector<std::vector<int64_t>> train_by_class_;  // balanced_sampling: training images per class
   torch::Tensor labels_;         // [N] all images
-  std::vector<cv::Mat> decoded_; // per image, shorter side = pre_.resize_size (uncached runs)
   std::unique_ptr<FeatureCache> cache_;  // activations at block k, when cached
   std::vector<int64_t> first_row_;       // per image: its first cache row
   int views_ = 1;                        // cached rows per training image

@@ -2,9 +2,11 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -22,6 +24,13 @@ void UseOneComputeThreadHere() {
 #ifdef _OPENMP
   omp_set_num_threads(1);
 #endif
+}
+
+int AvailableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 void ParallelForEach(int64_t n, const std::function<void(int64_t)>& f) {

@@ -26,6 +26,10 @@ void UseOneComputeThreadHere();
 // returns false when the BLAS in use is not OpenBLAS (nothing changed).
 bool UseSingleThreadedBlas();
 
+// The CPUs this process may run on (its affinity mask: a container's
+// cpuset), at least 1.
+int AvailableCpus();
+
 // Calls f(i) for every i in [0, n) on this thread's intra-op pool (LibTorch's
 // OpenMP team), each thread taking the next i when it is free, LibTorch ops
 // inside f running single-threaded; returns when all are done. Inside another
