@@ -427,12 +427,13 @@ void JobRunner::Execute(const std::string& id) {
   input.images = *images;
   // The job's estimate is held in the device memory budget while it trains.
   const auto cost = EstimateJobCost(job.spec, **resident, static_cast<int>(dataset->classes.size()));
-  const auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
+  auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
   if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
   input.num_classes = static_cast<int>(dataset->classes.size());
   Run run(*this, job, dataset->train_images);
   ABSL_LOG(INFO) << "job " << id << " running: " << job.spec.backbone << " on " << dataset->name;
   auto trained = Train(input, *token, run);
+  charge.reset();  // training is over: before the job is seen to end
   if (!trained.ok()) {
     bool user;
     {
