@@ -428,12 +428,15 @@ void JobRunner::Execute(const std::string& id) {
   // The job's estimate is held in the device memory budget while it trains.
   const auto cost = EstimateJobCost(job.spec, **resident, static_cast<int>(dataset->classes.size()));
   auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
+  std::shared_ptr<DeviceLedger::Charge> cache_charge;  // its feature cache, when held in memory
+  input.on_cache_in_memory = [&](int64_t bytes) { cache_charge = zoo_.Charge(DeviceLedger::Kind::kJob, bytes); };
   if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
   input.num_classes = static_cast<int>(dataset->classes.size());
   Run run(*this, job, dataset->train_images);
   ABSL_LOG(INFO) << "job " << id << " running: " << job.spec.backbone << " on " << dataset->name;
   auto trained = Train(input, *token, run);
   charge.reset();  // training is over: before the job is seen to end
+  cache_charge.reset();
   if (!trained.ok()) {
     bool user;
     {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <functional>
 #include <string>
 #include <random>
 #include <vector>
@@ -71,6 +72,9 @@ struct TrainInput {
   // Where images are decoded: kAuto (the team on CPU, the pool on CUDA).
   enum class DecodeOn { kAuto, kTeam, kPool };
   DecodeOn decode_on = DecodeOn::kAuto;
+  // Told the bytes of the feature cache once it is built in (device) memory
+  // (not when spilled to a file): the job's charge in the device memory budget.
+  std::function<void(int64_t bytes)> on_cache_in_memory;
   // CUDA only: forward passes under bfloat16 autocast (no loss scaling
   // needed); the optimiser keeps float32 weights.
   bool mixed_precision = true;

@@ -165,6 +165,7 @@ absl::Status Trainer::BuildCache() {
       absl::StrCat(cache_->spilled() ? "spill" : "memory", " ", cache_->dtype() == torch::kHalf ? "fp16" : "fp32", " ",
                    rows, " rows ", cache_->bytes(), " bytes");
   ABSL_LOG(INFO) << "cached frozen features at block " << k_ << ": " << cache_desc_;
+  if (!cache_->spilled() && in_.on_cache_in_memory) in_.on_cache_in_memory(cache_->bytes());
   return absl::OkStatus();
 }
 
