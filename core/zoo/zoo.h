@@ -159,7 +159,7 @@ class Zoo {
   // Holds `bytes` of the budget for a published model or a running job
   // until the handle is gone, evicting idle backbones to make room (never
   // refused: jobs are admitted by --max_job_memory_bytes and
-  // --max_running_jobs, models when their job ends).
+  // --max_concurrent_jobs, models when their job ends).
   std::shared_ptr<DeviceLedger::Charge> Charge(DeviceLedger::Kind kind, int64_t bytes) const;
   DeviceMemoryUse Memory() const;
 
