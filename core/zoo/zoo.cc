@@ -79,6 +79,9 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   ASSIGN_OR_RETURN(zoo->budget_, ParseDeviceMemoryBudget(options.memory_budget, device));
   if (zoo->budget_ > 0) {
     ABSL_LOG(INFO) << "device memory budget on " << device.str() << ": " << HumanBytes(zoo->budget_);
+  } else if (options.memory_budget.empty() || options.memory_budget == "auto") {
+    ABSL_LOG(WARNING) << "the memory of " << device.str() << " cannot be read: residency is unbounded; give "
+                      << "--device_memory_budget a size (6GiB) to bound it";
   }
   std::error_code ec;
   if (!options.zoo_dir.empty() && !fs::is_directory(options.zoo_dir, ec)) {
