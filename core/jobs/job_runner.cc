@@ -370,6 +370,25 @@ void JobRunner::Worker() {
   }
 }
 
+absl::StatusOr<std::shared_ptr<ResidentBackbone>> JobRunner::AwaitWeights(JobRecord& job,
+                                                                           const CancellationToken& token) {
+  // A backbone whose weights are fetched on first use: the job stays QUEUED,
+  // saying how far the fetch is (every 10%), until they are resident.
+  const auto cancelled = [&] { return token.cancelled(); };
+  auto resident = zoo_.Resident(job.spec.backbone, cancelled);
+  for (int said = -1; absl::IsUnavailable(resident.status());) {
+    if (token.cancelled()) return absl::CancelledError("cancelled while its backbone's weights were fetched");
+    const FetchProgress p = zoo_.Fetching(job.spec.backbone);
+    if (p.running && p.percent() / 10 != said) {
+      said = p.percent() / 10;
+      (void)SetState(job, JobState::kQueued, absl::StrCat("fetching weights (", p.percent(), "%)"));
+    }
+    zoo_.WaitForFetch(job.spec.backbone, cancelled, std::chrono::milliseconds(200));
+    resident = zoo_.Resident(job.spec.backbone, cancelled);
+  }
+  return resident;
+}
+
 void JobRunner::Execute(const std::string& id) {
   auto loaded = jobs_.Get(id);
   if (!loaded.ok()) {
@@ -388,22 +407,10 @@ void JobRunner::Execute(const std::string& id) {
     fs::remove(CheckpointPath(id), ec);
     if (auto s = SetState(job, state, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   };
-  // A backbone whose weights are fetched on first use: the job stays QUEUED,
-  // saying how far the fetch is (every 10%), until they are resident.
-  const auto cancelled = [&] { return token->cancelled(); };
-  auto resident = zoo_.Resident(job.spec.backbone, cancelled);
-  for (int said = -1; absl::IsUnavailable(resident.status());) {
-    if (token->cancelled()) {
-      if (token->stop_requested()) return;  // still QUEUED: fetched again after a restart
-      return fail(JobState::kCancelled, "cancelled while its backbone's weights were fetched");
-    }
-    const FetchProgress p = zoo_.Fetching(job.spec.backbone);
-    if (p.running && p.percent() / 10 != said) {
-      said = p.percent() / 10;
-      (void)SetState(job, JobState::kQueued, absl::StrCat("fetching weights (", p.percent(), "%)"));
-    }
-    zoo_.WaitForFetch(job.spec.backbone, [&] { return token->cancelled(); }, std::chrono::milliseconds(200));
-    resident = zoo_.Resident(job.spec.backbone, cancelled);
+  auto resident = AwaitWeights(job, *token);
+  if (absl::IsCancelled(resident.status())) {
+    if (token->stop_requested()) return;  // still QUEUED: fetched again after a restart
+    return fail(JobState::kCancelled, "cancelled while its backbone's weights were fetched");
   }
   if (job.state != JobState::kRunning) {
     if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));

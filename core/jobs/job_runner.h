@@ -89,6 +89,10 @@ class JobRunner {
   class Run;
   void Worker();
   void Execute(const std::string& id);
+  // The job's backbone, waiting QUEUED (with progress events) while its
+  // weights are fetched and for memory under the budget; CANCELLED when the
+  // token trips meanwhile.
+  absl::StatusOr<std::shared_ptr<ResidentBackbone>> AwaitWeights(JobRecord& job, const CancellationToken& token);
   absl::StatusOr<JobEvent> Record(JobRecord& job, JobEvent event);
   absl::Status SetState(JobRecord& job, JobState state, const std::string& reason, bool created = false);
   void Notify();
