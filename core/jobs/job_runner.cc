@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/eval/evaluator.h"
+#include "core/train/search.h"
 #include "core/train/early_stopping.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
@@ -64,6 +65,12 @@ class JobRunner::Run : public TrainEvents {
     JobEvent e;
     e.type = JobEventType::kBestRestored;
     e.epoch_number = epoch;
+    Log(runner_.Record(job_, e));
+  }
+  void OnLearningRateFound(const LrCurve& curve) override {
+    JobEvent e;
+    e.type = JobEventType::kLearningRate;
+    e.lr_curve = curve;
     Log(runner_.Record(job_, e));
   }
   void OnCheckpoint(int epoch, int batch) override {
@@ -159,7 +166,7 @@ absl::Status JobRunner::Start() {
     if (job.state == JobState::kRunning) {
       if (!job.model_id.empty()) {
         RETURN_IF_ERROR(SetState(job, JobState::kSucceeded, "model " + job.model_id + " published before the restart"));
-      } else if (fs::exists(CheckpointPath(job.id))) {
+      } else if (fs::exists(CheckpointPath(job.id)) || job.spec.has_search) {
         JobEvent e;
         e.type = JobEventType::kState;
         e.state = JobState::kRunning;
@@ -170,7 +177,9 @@ absl::Status JobRunner::Start() {
             if (ev.type == JobEventType::kCheckpoint) last = ev;
           }
         }
-        e.reason = last.batch > 0 ? absl::StrCat("graftd restarted; resuming epoch ", last.epoch_number, " after batch ",
+        e.reason = job.spec.has_search && !fs::exists(CheckpointPath(job.id))
+                       ? "graftd restarted; the search resumes after its finished trials"
+                   : last.batch > 0 ? absl::StrCat("graftd restarted; resuming epoch ", last.epoch_number, " after batch ",
                                                  last.batch)
                                   : absl::StrCat("graftd restarted; resuming after epoch ", job.epochs_done);
         RETURN_IF_ERROR(Record(job, e).status());
@@ -224,7 +233,7 @@ void JobRunner::Stop() {
   workers_.clear();
 }
 
-absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
+absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
   if (spec.backbone.empty()) return absl::InvalidArgumentError("spec.backbone: required (a name from graft backbones)");
   auto found = zoo_.Resident(spec.backbone);
   if (absl::IsNotFound(found.status())) {
@@ -283,7 +292,41 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   }
   ASSIGN_OR_RETURN(const JobCost cost,
                    EstimateJobCost(spec, *measured, static_cast<int>(dataset->classes.size())));
-  RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));
+  RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));  return absl::OkStatus();
+}
+
+absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
+  if (spec.has_search) {
+    // Every candidate is checked as if the job were on it alone; the list is
+    // stored resolved (canonical names, no repeats), so a restart runs the same.
+    std::vector<std::string>& names = spec.search.backbones;
+    if (names.size() > 64) return absl::InvalidArgumentError("spec.search.backbones: at most 64 values");
+    if (names.empty()) {
+      for (const BackboneStatus& b : zoo_.List()) {
+        if (b.weights_present) names.push_back(b.spec->name);
+      }
+      if (names.empty()) {
+        return absl::FailedPreconditionError("spec.search.backbones: empty, and no backbone has weights to search over");
+      }
+    }
+    std::vector<std::string> resolved;
+    JobSpec checked;
+    for (size_t i = 0; i < names.size(); ++i) {
+      JobSpec one = spec;
+      one.backbone = names[i];
+      one.search.backbones = {names[i]};
+      if (auto s = Admit(one, by); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("spec.search.backbones[", i, "] ('", names[i], "'): ", s.message()));
+      }
+      if (std::find(resolved.begin(), resolved.end(), one.backbone) == resolved.end()) resolved.push_back(one.backbone);
+      if (i == 0) checked = std::move(one);
+    }
+    checked.search.backbones = resolved;
+    checked.backbone.clear();
+    spec = std::move(checked);
+  } else {
+    RETURN_IF_ERROR(Admit(spec, by));
+  }
 
   JobRecord job;
   job.id = NewId("job");
@@ -370,23 +413,134 @@ void JobRunner::Worker() {
   }
 }
 
-absl::StatusOr<std::shared_ptr<ResidentBackbone>> JobRunner::AwaitWeights(JobRecord& job,
+absl::StatusOr<std::shared_ptr<ResidentBackbone>> JobRunner::AwaitWeights(JobRecord& job, const std::string& name,
                                                                            const CancellationToken& token) {
   // A backbone whose weights are fetched on first use: the job stays QUEUED,
   // saying how far the fetch is (every 10%), until they are resident.
   const auto cancelled = [&] { return token.cancelled(); };
-  auto resident = zoo_.Resident(job.spec.backbone, cancelled);
+  auto resident = zoo_.Resident(name, cancelled);
   for (int said = -1; absl::IsUnavailable(resident.status());) {
     if (token.cancelled()) return absl::CancelledError("cancelled while its backbone's weights were fetched");
-    const FetchProgress p = zoo_.Fetching(job.spec.backbone);
+    const FetchProgress p = zoo_.Fetching(name);
     if (p.running && p.percent() / 10 != said) {
       said = p.percent() / 10;
       (void)SetState(job, JobState::kQueued, absl::StrCat("fetching weights (", p.percent(), "%)"));
     }
-    zoo_.WaitForFetch(job.spec.backbone, cancelled, std::chrono::milliseconds(200));
-    resident = zoo_.Resident(job.spec.backbone, cancelled);
+    zoo_.WaitForFetch(name, cancelled, std::chrono::milliseconds(200));
+    resident = zoo_.Resident(name, cancelled);
   }
   return resident;
+}
+
+// A search's trials and feature passes as job events, from the trials' threads.
+class JobRunner::SearchRun : public SearchEvents {
+ public:
+  SearchRun(JobRunner& runner, JobRecord& job) : runner_(runner), job_(job) {}
+  void OnFeatures(const std::string& backbone, double seconds, const std::string& description) override {
+    JobEvent e;
+    e.type = JobEventType::kFeatures;
+    e.reason = absl::StrCat(backbone, ": ", description, " in ", absl::SixDigits(seconds), " s");
+    std::lock_guard<std::mutex> lock(mu_);
+    Log(runner_.Record(job_, e));
+  }
+  void OnTrial(const TrialResult& trial) override {
+    JobEvent e;
+    e.type = JobEventType::kTrial;
+    e.trial = trial;
+    std::lock_guard<std::mutex> lock(mu_);
+    Log(runner_.Record(job_, e));
+  }
+
+ private:
+  static void Log(const absl::StatusOr<JobEvent>& e) {
+    if (!e.ok()) ABSL_LOG(ERROR) << "cannot record job event: " << e.status().message();
+  }
+  JobRunner& runner_;
+  JobRecord& job_;
+  std::mutex mu_;
+};
+
+void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
+                              const std::function<void(JobState, const std::string&)>& fail) {
+  const std::string id = job.id;
+  if (job.state != JobState::kRunning) {
+    if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
+  }
+  auto dataset = datasets_.Get(job.spec.dataset);
+  auto images = datasets_.Images(job.spec.dataset);
+  if (!dataset.ok() || !images.ok()) {
+    return fail(JobState::kFailed, std::string((!dataset.ok() ? dataset.status() : images.status()).message()));
+  }
+  if (job.spec.validation_fraction > 0) Resplit(*images, job.spec.validation_fraction, job.spec.seed);
+  // Ends the job as a failed training does: a shutdown leaves it RUNNING to resume.
+  const auto ended = [&](const absl::Status& s) {
+    bool user;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      user = user_cancelled_.count(id) > 0;
+      if (stopping_ && !user) return;
+    }
+    fail(absl::IsCancelled(s) ? JobState::kCancelled : JobState::kFailed, std::string(s.message()));
+  };
+  // A candidate's weights may still be fetched: the search waits for them (RUNNING).
+  const auto resident = [&](const std::string& name) -> absl::StatusOr<std::shared_ptr<ResidentBackbone>> {
+    const auto cancelled = [&] { return token.cancelled(); };
+    auto r = zoo_.Resident(name, cancelled);
+    while (absl::IsUnavailable(r.status()) && !token.cancelled()) {
+      zoo_.WaitForFetch(name, cancelled, std::chrono::milliseconds(200));
+      r = zoo_.Resident(name, cancelled);
+    }
+    if (token.cancelled()) return absl::CancelledError("cancelled while a backbone's weights were fetched");
+    return r;
+  };
+  TrainInput base;
+  base.images = *images;
+  base.num_classes = static_cast<int>(dataset->classes.size());
+  base.feature_cache.memory_bytes = options_.feature_cache_bytes;
+  base.feature_cache.spill_dir = options_.feature_spill_dir;
+  base.feature_cache.half = options_.feature_cache_fp16;
+  base.prefetch_batches = options_.decode_prefetch_batches;
+  base.mixed_precision = options_.mixed_precision;
+  SearchInput search;
+  search.spec = job.spec;
+  search.backbones = job.spec.search.backbones;
+  search.resident = resident;
+  search.base = base;
+  if (auto events = jobs_.Events(id, 0); events.ok()) {
+    for (const JobEvent& e : *events) {
+      if (e.type == JobEventType::kTrial) search.done.push_back(e.trial);
+    }
+  }
+  ABSL_LOG(INFO) << "job " << id << " searching " << search.backbones.size() << " backbone(s) on " << dataset->name
+                 << (search.done.empty() ? "" : absl::StrCat("; ", search.done.size(), " trials done before"));
+  SearchRun events(*this, job);
+  auto outcome = RunSearch(search, token, events);
+  if (!outcome.ok()) return ended(outcome.status());
+  // The winner's spec: its config in the first stage, the job's other stages after.
+  JobSpec winner = TrialSpec(job.spec, outcome->winner.config, job.spec.stages[0].epochs);
+  const StageSpec first = winner.stages[0];
+  winner.stages = job.spec.stages;
+  winner.stages[0] = first;
+  winner.early_stopping.monitor = job.spec.early_stopping.monitor;
+  winner.early_stopping.mode = job.spec.early_stopping.mode;
+  TrainedModel trained = std::move(outcome->model);
+  if (job.spec.stages.size() > 1) {  // fine-tuning on the winner, as any job trains
+    auto backbone = resident(winner.backbone);
+    if (!backbone.ok()) return ended(backbone.status());
+    TrainInput input = base;
+    input.spec = winner;
+    input.resident = *backbone;
+    input.checkpoint_path = CheckpointPath(id);
+    input.checkpoint_interval_s = options_.checkpoint_interval_s;
+    const auto cost = EstimateJobCost(winner, **backbone, base.num_classes);
+    auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
+    Run run(*this, job, dataset->train_images);
+    auto tuned = Train(input, token, run);
+    charge.reset();
+    if (!tuned.ok()) return ended(tuned.status());
+    trained = std::move(*tuned);
+  }
+  Publish(job, trained, winner, *dataset, *images, token, fail);
 }
 
 void JobRunner::Execute(const std::string& id) {
@@ -407,7 +561,8 @@ void JobRunner::Execute(const std::string& id) {
     fs::remove(CheckpointPath(id), ec);
     if (auto s = SetState(job, state, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   };
-  auto resident = AwaitWeights(job, *token);
+  if (job.spec.has_search) return ExecuteSearch(job, *token, fail);
+  auto resident = AwaitWeights(job, job.spec.backbone, *token);
   if (absl::IsCancelled(resident.status())) {
     if (token->stop_requested()) return;  // still QUEUED: fetched again after a restart
     return fail(JobState::kCancelled, "cancelled while its backbone's weights were fetched");
@@ -454,20 +609,29 @@ void JobRunner::Execute(const std::string& id) {
     const bool cancelled = trained.status().code() == absl::StatusCode::kCancelled;
     return fail(cancelled ? JobState::kCancelled : JobState::kFailed, std::string(trained.status().message()));
   }
+  Publish(job, *trained, job.spec, *dataset, input.images, *token, fail);
+}
+
+void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSpec& model_spec,
+                        const DatasetInfo& dataset, const std::vector<DatasetImage>& images,
+                        const CancellationToken& token, const std::function<void(JobState, const std::string&)>& fail) {
+  const std::string id = job.id;
+  auto backbone = zoo_.Get(model_spec.backbone);
+  if (!backbone.ok()) return fail(JobState::kFailed, std::string(backbone.status().message()));
   ModelInfo info;
   info.id = NewId("model");
   info.job_id = id;
   info.owner = job.owner;
-  info.name = job.spec.model_name;
-  info.backbone = job.spec.backbone;
-  for (const auto& c : dataset->classes) info.class_names.push_back(c.name);
-  info.preprocessing = input.resident->spec->preprocessing;
-  if (job.spec.input_size > 0) {
-    info.preprocessing.height = info.preprocessing.width = job.spec.input_size;
-    info.preprocessing.resize_size = static_cast<int>(job.spec.input_size * 256.0 / 224.0 + 0.5);
+  info.name = model_spec.model_name;
+  info.backbone = model_spec.backbone;
+  for (const auto& c : dataset.classes) info.class_names.push_back(c.name);
+  info.preprocessing = backbone->spec->preprocessing;
+  if (model_spec.input_size > 0) {
+    info.preprocessing.height = info.preprocessing.width = model_spec.input_size;
+    info.preprocessing.resize_size = static_cast<int>(model_spec.input_size * 256.0 / 224.0 + 0.5);
   }
-  info.final_metrics = trained->final_metrics;
-  info.best_metrics = trained->best_metrics;
+  info.final_metrics = trained.final_metrics;
+  info.best_metrics = trained.best_metrics;
   if (auto events = jobs_.Events(id, 0); events.ok()) {
     LearningCurves curves = LearningCurvesOf(*events);
     info.history = std::move(curves.epochs);
@@ -476,24 +640,24 @@ void JobRunner::Execute(const std::string& id) {
     ABSL_LOG(ERROR) << "job " << id << ": the model is published without its learning curves: "
                     << events.status().message();
   }
-  info.spec = job.spec;
+  info.spec = model_spec;
   info.created_at = NowSeconds();
-  info.trained_blocks = trained->trained_blocks;
-  info.first_trained_block = trained->first_trained_block;
-  auto prepared = models_.Prepare(info, trained->weights);
+  info.trained_blocks = trained.trained_blocks;
+  info.first_trained_block = trained.first_trained_block;
+  auto prepared = models_.Prepare(info, trained.weights);
   if (!prepared.ok()) return fail(JobState::kFailed, absl::StrCat("loading the model: ", prepared.status().message()));
   if (options_.predictor != nullptr) {
     DatasetPass pass;
     pass.model = *prepared;
-    for (const DatasetImage& image : input.images) {
+    for (const DatasetImage& image : images) {
       if (image.split == Split::kVal) pass.images.push_back(image);
     }
-    for (const auto& c : dataset->classes) pass.dataset_classes.push_back(c.name);
-    auto report = EvaluateModel(*options_.predictor, pass, dataset->name, "val", {},
-                                [&token]() { return token->cancelled(); });
+    for (const auto& c : dataset.classes) pass.dataset_classes.push_back(c.name);
+    auto report = EvaluateModel(*options_.predictor, pass, dataset.name, "val", {},
+                                [&token]() { return token.cancelled(); });
     if (report.ok()) {
       info.report = std::move(*report);
-    } else if (token->cancelled()) {
+    } else if (token.cancelled()) {
       bool user;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -505,7 +669,7 @@ void JobRunner::Execute(const std::string& id) {
       ABSL_LOG(ERROR) << "job " << id << ": the model is published without its report: " << report.status().message();
     }
   }
-  auto published = models_.Publish(info, trained->weights, *prepared);
+  auto published = models_.Publish(info, trained.weights, *prepared);
   if (!published.ok()) return fail(JobState::kFailed, absl::StrCat("publishing the model: ", published.status().message()));
   if (observer_) observer_->OnModelsChanged(models_.size());
   // Recorded before the checkpoint goes: a restart in between finds the model

@@ -87,12 +87,24 @@ class JobRunner {
 
  private:
   class Run;
+  class SearchRun;
   void Worker();
   void Execute(const std::string& id);
+  // Checks `spec` on its backbone and dataset (canonical names, defaults,
+  // ownership, the memory estimate) for Submit.
+  absl::Status Admit(JobSpec& spec, const Principal& by);
+  // A search job: the trials, then the winner's fine-tuning stages, if any.
+  void ExecuteSearch(JobRecord& job, const CancellationToken& token,
+                     const std::function<void(JobState, const std::string&)>& fail);
+  // Evaluates and publishes a trained model (`model_spec`: what trained it).
+  void Publish(JobRecord& job, const TrainedModel& trained, const JobSpec& model_spec, const DatasetInfo& dataset,
+               const std::vector<DatasetImage>& images, const CancellationToken& token,
+               const std::function<void(JobState, const std::string&)>& fail);
   // The job's backbone, waiting QUEUED (with progress events) while its
   // weights are fetched and for memory under the budget; CANCELLED when the
   // token trips meanwhile.
-  absl::StatusOr<std::shared_ptr<ResidentBackbone>> AwaitWeights(JobRecord& job, const CancellationToken& token);
+  absl::StatusOr<std::shared_ptr<ResidentBackbone>> AwaitWeights(JobRecord& job, const std::string& name,
+                                                                  const CancellationToken& token);
   absl::StatusOr<JobEvent> Record(JobRecord& job, JobEvent event);
   absl::Status SetState(JobRecord& job, JobState state, const std::string& reason, bool created = false);
   void Notify();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -137,6 +138,13 @@ absl::StatusOr<JobEvent> JobStore::Append(JobEvent e) {
                       {"reason", e.reason}, {"epoch", EpochMetricsToJson(e.epoch)},
                       {"epoch_number", e.epoch_number}, {"best_epoch", e.best_epoch}, {"best_value", e.best_value}};
   if (e.type == JobEventType::kCheckpoint && e.batch > 0) j["batch"] = e.batch;
+  if (e.type == JobEventType::kTrial) j["trial"] = TrialResultToJson(e.trial);
+  if (e.type == JobEventType::kLearningRate) {
+    const LrCurve& c = e.lr_curve;
+    j["lr_curve"] = {{"learning_rates", c.learning_rates}, {"losses", c.losses}, {"smoothed", c.smoothed_losses},
+                     {"suggested", c.suggested}, {"min_loss_lr", c.min_loss_lr},
+                     {"diverged", c.diverged}};
+  }
   ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO job_events VALUES (?, ?, ?, ?)"));
   ins.Bind(1, e.job_id).Bind(2, e.seq).Bind(3, e.time).Bind(4, j.dump());
   RETURN_IF_ERROR(ins.Run());
@@ -166,6 +174,19 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id
     e.best_epoch = j.value("best_epoch", 0);
     e.best_value = j.value("best_value", 0.0);
     e.batch = j.value("batch", 0);
+    if (j.contains("trial")) e.trial = TrialResultFromJson(j["trial"]);
+    if (j.contains("lr_curve")) {
+      const auto& c = j["lr_curve"];
+      e.lr_curve.learning_rates = c.value("learning_rates", std::vector<double>{});
+      // A diverged step's loss was stored as null (JSON has no NaN).
+      for (const auto& v : c.value("losses", nlohmann::json::array())) e.lr_curve.losses.push_back(v.is_number() ? v.get<double>() : NAN);
+      for (const auto& v : c.value("smoothed", nlohmann::json::array())) {
+        e.lr_curve.smoothed_losses.push_back(v.is_number() ? v.get<double>() : NAN);
+      }
+      e.lr_curve.suggested = c.value("suggested", 0.0);
+      e.lr_curve.min_loss_lr = c.value("min_loss_lr", 0.0);
+      e.lr_curve.diverged = c.value("diverged", false);
+    }
     out.push_back(e);
   }
   return out;

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/train/job_spec.h"
+#include "core/train/search.h"
 #include "core/train/trainer.h"
 #include "core/util/sqlite.h"
 
@@ -33,7 +34,17 @@ struct JobRecord {
   std::optional<EpochMetrics> best;
 };
 
-enum class JobEventType { kState = 1, kEpoch = 2, kEarlyStop = 3, kBestRestored = 4, kCheckpoint = 5, kProgress = 6 };
+enum class JobEventType {
+  kState = 1,
+  kEpoch = 2,
+  kEarlyStop = 3,
+  kBestRestored = 4,
+  kCheckpoint = 5,
+  kProgress = 6,
+  kTrial = 7,         // a search's trial ended
+  kFeatures = 8,      // a search computed a backbone's features (reason says which, how big, how long)
+  kLearningRate = 9,  // learning_rate auto: the range test's curve
+};
 
 struct JobEvent {
   std::string job_id;
@@ -47,6 +58,8 @@ struct JobEvent {
   int best_epoch = 0;                  // kEarlyStop
   double best_value = 0;               // kEarlyStop
   int batch = 0, batches = 0;          // kProgress; batch also for a mid-epoch kCheckpoint
+  TrialResult trial;                   // kTrial
+  LrCurve lr_curve;                    // kLearningRate
 };
 
 // Jobs and their events in SQLite; every change is durable when it returns.

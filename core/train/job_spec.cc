@@ -35,7 +35,116 @@ absl::Status Bad(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": ", what));
 }
 
+absl::Status NormalizeHead(HeadSpec& h, const std::string& f) {
+  if (h.hidden_units.size() > 16) return Bad(f + ".hidden_units", "at most 16 hidden layers");
+  for (size_t i = 0; i < h.hidden_units.size(); ++i) {
+    if (h.hidden_units[i] < 1 || h.hidden_units[i] > 65536) {
+      return Bad(absl::StrCat(f, ".hidden_units[", i, "]"), "must be 1..65536");
+    }
+  }
+  if (!std::isfinite(h.dropout) || h.dropout < 0 || h.dropout >= 1) return Bad(f + ".dropout", "must be in [0, 1)");
+  if (h.activation.empty()) h.activation = "relu";
+  if (h.activation != "relu" && h.activation != "gelu") {
+    return Bad(f + ".activation", absl::StrCat("must be relu or gelu, got '", h.activation, "'"));
+  }
+  return absl::OkStatus();
+}
+
+nlohmann::json HeadJson(const HeadSpec& h) {
+  return {{"hidden_units", h.hidden_units}, {"dropout", h.dropout}, {"activation", h.activation}};
+}
+
+HeadSpec HeadFromJson(const nlohmann::json& h) {
+  HeadSpec out;
+  out.hidden_units = JsonInts<int>(h, "hidden_units");
+  out.dropout = h.value("dropout", 0.0);
+  out.activation = h.value("activation", "relu");
+  return out;
+}
+
+constexpr int kMaxSearchValues = 64;   // per list
+constexpr int kMaxSearchTrials = 4096;
+
 }  // namespace
+
+const char* MonitorName(Monitor m) {
+  switch (m) {
+    case Monitor::kValAccuracy:
+      return "val_accuracy";
+    case Monitor::kValMacroF1:
+      return "val_macro_f1";
+    case Monitor::kValLoss:
+      break;
+  }
+  return "val_loss";
+}
+
+absl::Status NormalizeSearchSpec(SearchSpec& s) {
+  const auto too_many = [](const char* field, size_t n) {
+    return n > kMaxSearchValues ? Bad(absl::StrCat("search.", field), absl::StrCat("at most ", kMaxSearchValues,
+                                                                                  " values, got ", n))
+                                : absl::OkStatus();
+  };
+  RETURN_IF_ERROR(too_many("backbones", s.backbones.size()));
+  RETURN_IF_ERROR(too_many("learning_rates", s.learning_rates.size()));
+  RETURN_IF_ERROR(too_many("optimizers", s.optimizers.size()));
+  RETURN_IF_ERROR(too_many("weight_decays", s.weight_decays.size()));
+  RETURN_IF_ERROR(too_many("heads", s.heads.size()));
+  RETURN_IF_ERROR(too_many("label_smoothings", s.label_smoothings.size()));
+  for (size_t i = 0; i < s.backbones.size(); ++i) {
+    if (s.backbones[i].empty() || s.backbones[i].size() > 128) {
+      return Bad(absl::StrCat("search.backbones[", i, "]"), "must be a backbone name of 1..128 characters");
+    }
+  }
+  for (size_t i = 0; i < s.learning_rates.size(); ++i) {
+    if (!(s.learning_rates[i] > 0 && s.learning_rates[i] <= 10)) {
+      return Bad(absl::StrCat("search.learning_rates[", i, "]"), "must be in (0, 10]");
+    }
+  }
+  const bool range = s.lr_min != 0 || s.lr_max != 0 || s.lr_count != 0;
+  if (range) {
+    if (!s.learning_rates.empty()) return Bad("search.lr_min", "give learning_rates or lr_min/lr_max/lr_count, not both");
+    if (!(s.lr_min > 0 && s.lr_max <= 10 && s.lr_min < s.lr_max)) {
+      return Bad("search.lr_min", "lr_min and lr_max must satisfy 0 < lr_min < lr_max <= 10");
+    }
+    if (s.strategy != SearchStrategy::kRandom && (s.lr_count < 2 || s.lr_count > kMaxSearchValues)) {
+      return Bad("search.lr_count", absl::StrCat("must be 2..", kMaxSearchValues, " (log-spaced rates), got ", s.lr_count));
+    }
+    if (s.lr_count < 0 || s.lr_count > kMaxSearchValues) {
+      return Bad("search.lr_count", absl::StrCat("must be 0..", kMaxSearchValues));
+    }
+  }
+  for (size_t i = 0; i < s.optimizers.size(); ++i) {
+    const int k = static_cast<int>(s.optimizers[i]);
+    if (k < 1 || k > 4) return Bad(absl::StrCat("search.optimizers[", i, "]"), "must be sgd, adam, adamw or rmsprop");
+  }
+  for (size_t i = 0; i < s.weight_decays.size(); ++i) {
+    if (!std::isfinite(s.weight_decays[i]) || s.weight_decays[i] < 0 || s.weight_decays[i] > 1) {
+      return Bad(absl::StrCat("search.weight_decays[", i, "]"), "must be in [0, 1]");
+    }
+  }
+  for (size_t i = 0; i < s.heads.size(); ++i) RETURN_IF_ERROR(NormalizeHead(s.heads[i], absl::StrCat("search.heads[", i, "]")));
+  for (size_t i = 0; i < s.label_smoothings.size(); ++i) {
+    if (!std::isfinite(s.label_smoothings[i]) || s.label_smoothings[i] < 0 || s.label_smoothings[i] >= 1) {
+      return Bad(absl::StrCat("search.label_smoothings[", i, "]"), "must be in [0, 1)");
+    }
+  }
+  if (s.metric != Monitor::kValLoss && s.metric != Monitor::kValAccuracy && s.metric != Monitor::kValMacroF1) {
+    return Bad("search.metric", "must be val_loss, val_accuracy or val_macro_f1");
+  }
+  const int strategy = static_cast<int>(s.strategy);
+  if (strategy < 1 || strategy > 3) return Bad("search.strategy", "must be grid, random or successive_halving");
+  if (s.eta == 0) s.eta = 3;
+  if (s.eta < 2 || s.eta > 16) return Bad("search.eta", absl::StrCat("must be 2..16, got ", s.eta));
+  if (s.max_trials < 0 || s.max_trials > kMaxSearchTrials) {
+    return Bad("search.max_trials", absl::StrCat("must be 0..", kMaxSearchTrials, ", got ", s.max_trials));
+  }
+  if (s.strategy == SearchStrategy::kRandom && s.max_trials == 0) s.max_trials = 16;
+  if (!std::isfinite(s.budget_seconds) || s.budget_seconds < 0 || s.budget_seconds > 7 * 86400) {
+    return Bad("search.budget_seconds", "must be 0 (none) .. 604800");
+  }
+  return absl::OkStatus();
+}
 
 absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (s.stages.size() > 16) return Bad("stages", "at most 16 stages");
@@ -60,7 +169,7 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   for (const auto& [field, value] : reals) {
     if (!std::isfinite(value)) return Bad(field, absl::StrCat("must be a finite number, got ", value));
   }
-  if (s.backbone.empty()) return Bad("backbone", "required (a name from graft backbones)");
+  if (s.backbone.empty() && !s.has_search) return Bad("backbone", "required (a name from graft backbones)");
   if (!s.model_name.empty()) RETURN_IF_ERROR(ValidateModelName(s.model_name, "model_name"));
   if (s.dataset.empty()) return Bad("dataset", "required (a dataset id or name)");
   if (s.validation_fraction < 0 || s.validation_fraction >= 1) {
@@ -71,17 +180,7 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   }
   if (s.batch_size == 0) s.batch_size = 32;
   if (s.batch_size < 1 || s.batch_size > 4096) return Bad("batch_size", absl::StrCat("must be 1..4096, got ", s.batch_size));
-  if (s.head.hidden_units.size() > 16) return Bad("head.hidden_units", "at most 16 hidden layers");
-  for (size_t i = 0; i < s.head.hidden_units.size(); ++i) {
-    if (s.head.hidden_units[i] < 1 || s.head.hidden_units[i] > 65536) {
-      return Bad(absl::StrCat("head.hidden_units[", i, "]"), "must be 1..65536");
-    }
-  }
-  if (s.head.dropout < 0 || s.head.dropout >= 1) return Bad("head.dropout", "must be in [0, 1)");
-  if (s.head.activation.empty()) s.head.activation = "relu";
-  if (s.head.activation != "relu" && s.head.activation != "gelu") {
-    return Bad("head.activation", absl::StrCat("must be relu or gelu, got '", s.head.activation, "'"));
-  }
+  RETURN_IF_ERROR(NormalizeHead(s.head, "head"));
   if (s.stages.empty()) s.stages.push_back(StageSpec{});
   for (size_t i = 0; i < s.stages.size(); ++i) {
     StageSpec& st = s.stages[i];
@@ -135,6 +234,14 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (e.patience == 0 && e.enabled) e.patience = 5;
   if (e.patience < 0) return Bad("early_stopping.patience", "must be >= 0");
   if (e.min_delta < 0) return Bad("early_stopping.min_delta", "must be >= 0");
+  if ((s.has_search || s.auto_learning_rate) && TrainableBlocks(s.stages[0].train, num_blocks) != 0) {
+    return Bad("stages[0].train", s.has_search ? "a search trains heads: its first stage must be train: head"
+                                               : "learning_rate auto is found for a head: the first stage must be train: head");
+  }
+  if (s.has_search && s.auto_learning_rate) {
+    return Bad("search", "searches its own learning rates; drop learning_rate auto");
+  }
+  if (s.has_search) RETURN_IF_ERROR(NormalizeSearchSpec(s.search));
   return absl::OkStatus();
 }
 
@@ -159,7 +266,7 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
        {"dataset", s.dataset},
        {"validation_fraction", s.validation_fraction},
        {"input_size", s.input_size},
-       {"head", {{"hidden_units", s.head.hidden_units}, {"dropout", s.head.dropout}, {"activation", s.head.activation}}},
+       {"head", HeadJson(s.head)},
        {"stages", stages},
        {"batch_size", s.batch_size},
        {"augmentation", {{"horizontal_flip", a.horizontal_flip}, {"random_resized_crop", a.random_resized_crop},
@@ -171,7 +278,22 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
        {"early_stopping", {{"enabled", e.enabled}, {"monitor", static_cast<int>(e.monitor)},
                            {"mode", static_cast<int>(e.mode)}, {"patience", e.patience},
                            {"min_delta", e.min_delta}, {"restore_best", e.restore_best}}},
-       {"seed", s.seed}};
+       {"seed", s.seed},
+       {"auto_learning_rate", s.auto_learning_rate}};
+  if (s.has_search) {
+    const SearchSpec& q = s.search;
+    nlohmann::json heads = nlohmann::json::array(), optimizers = nlohmann::json::array();
+    for (const auto& h : q.heads) heads.push_back(HeadJson(h));
+    for (const auto k : q.optimizers) optimizers.push_back(static_cast<int>(k));
+    j["search"] = {{"backbones", q.backbones},           {"learning_rates", q.learning_rates},
+                   {"lr_min", q.lr_min},                 {"lr_max", q.lr_max},
+                   {"lr_count", q.lr_count},             {"optimizers", optimizers},
+                   {"weight_decays", q.weight_decays},   {"heads", heads},
+                   {"label_smoothings", q.label_smoothings}, {"metric", static_cast<int>(q.metric)},
+                   {"strategy", static_cast<int>(q.strategy)}, {"eta", q.eta},
+                   {"max_trials", q.max_trials},         {"budget_seconds", q.budget_seconds},
+                   {"seed", q.seed}};
+  }
 }
 
 void from_json(const nlohmann::json& j, JobSpec& s) {
@@ -182,12 +304,7 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.dataset = j.value("dataset", "");
   s.validation_fraction = j.value("validation_fraction", 0.0);
   s.input_size = JsonInt(j, "input_size", 0);
-  if (j.contains("head")) {
-    const auto& h = j["head"];
-    s.head.hidden_units = JsonInts<int>(h, "hidden_units");
-    s.head.dropout = h.value("dropout", 0.0);
-    s.head.activation = h.value("activation", "relu");
-  }
+  if (j.contains("head")) s.head = HeadFromJson(j["head"]);
   for (const auto& st : j.value("stages", nlohmann::json::array())) {
     StageSpec stage;
     stage.epochs = JsonInt(st, "epochs", 10);
@@ -226,6 +343,26 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.early_stopping.min_delta = e.value("min_delta", 0.0);
   s.early_stopping.restore_best = e.value("restore_best", true);
   s.seed = JsonInt(j, "seed", uint64_t{0});
+  s.auto_learning_rate = j.value("auto_learning_rate", false);
+  if (j.contains("search")) {
+    const auto& q = j["search"];
+    s.has_search = true;
+    s.search.backbones = q.value("backbones", std::vector<std::string>{});
+    s.search.learning_rates = q.value("learning_rates", std::vector<double>{});
+    s.search.lr_min = q.value("lr_min", 0.0);
+    s.search.lr_max = q.value("lr_max", 0.0);
+    s.search.lr_count = JsonInt(q, "lr_count", 0);
+    for (int k : JsonInts<int>(q, "optimizers")) s.search.optimizers.push_back(static_cast<OptimizerKind>(k));
+    s.search.weight_decays = q.value("weight_decays", std::vector<double>{});
+    for (const auto& h : q.value("heads", nlohmann::json::array())) s.search.heads.push_back(HeadFromJson(h));
+    s.search.label_smoothings = q.value("label_smoothings", std::vector<double>{});
+    s.search.metric = static_cast<Monitor>(JsonInt(q, "metric", 2));
+    s.search.strategy = static_cast<SearchStrategy>(JsonInt(q, "strategy", 1));
+    s.search.eta = JsonInt(q, "eta", 3);
+    s.search.max_trials = JsonInt(q, "max_trials", 0);
+    s.search.budget_seconds = q.value("budget_seconds", 0.0);
+    s.search.seed = JsonInt(q, "seed", uint64_t{0});
+  }
 }
 
 }  // namespace graft::core

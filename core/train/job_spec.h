@@ -69,6 +69,28 @@ struct EarlyStoppingSpec {
   bool restore_best = true;
 };
 
+enum class SearchStrategy { kGrid = 1, kRandom = 2, kSuccessiveHalving = 3 };
+
+// A search over heads and hyperparameters (and backbones) on cached frozen
+// features: every trial trains the first stage (head only) of the job's spec
+// with one configuration; the best trial becomes the job's model.
+struct SearchSpec {
+  std::vector<std::string> backbones;  // names or aliases; empty: every backbone with weights
+  std::vector<double> learning_rates;  // or a log range: lr_min..lr_max in lr_count steps
+  double lr_min = 0, lr_max = 0;
+  int lr_count = 0;
+  std::vector<OptimizerKind> optimizers;
+  std::vector<double> weight_decays;
+  std::vector<HeadSpec> heads;
+  std::vector<double> label_smoothings;
+  Monitor metric = Monitor::kValAccuracy;
+  SearchStrategy strategy = SearchStrategy::kGrid;
+  int eta = 3;               // successive halving: keep 1/eta, eta x the epochs
+  int max_trials = 0;        // 0: the whole grid (random: 16)
+  double budget_seconds = 0; // 0: none; trials not started by then are skipped
+  uint64_t seed = 0;
+};
+
 struct JobSpec {
   std::string name;
   // Publishes the model as the owner's next version of this name (see
@@ -90,6 +112,11 @@ struct JobSpec {
   bool balanced_sampling = false;
   EarlyStoppingSpec early_stopping;
   uint64_t seed = 0;
+  // The first stage's learning rate is found by a range test (FindLearningRate)
+  // on the job's own data before it trains.
+  bool auto_learning_rate = false;
+  bool has_search = false;
+  SearchSpec search;
 
   int TotalEpochs() const;
 };
@@ -101,6 +128,10 @@ absl::Status NormalizeJobSpec(JobSpec& spec, int num_blocks);
 
 // "head" -> 0, "top:N" -> N, "all" -> num_blocks; -1 when malformed.
 int TrainableBlocks(const std::string& train, int num_blocks);
+
+// The search's fields: INVALID_ARGUMENT names the field ("spec.search.…").
+absl::Status NormalizeSearchSpec(SearchSpec& s);
+const char* MonitorName(Monitor m);
 
 void to_json(nlohmann::json& j, const JobSpec& s);
 void from_json(const nlohmann::json& j, JobSpec& s);

@@ -9,6 +9,7 @@
 #include <torch/serialize.h>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -128,7 +129,7 @@ absl::Status Trainer::Setup() {
     own_->to(device_);
     for (auto& p : own_->parameters()) p.set_data(p.contiguous());
   }
-  head_ = ClassifierHead(resident.spec->feature_dim, spec_.head, in_.num_classes);
+  head_ = ClassifierHead(resident.spec->feature_dim, spec_.head, in_.num_classes, Mix(spec_.seed, 17, 0));
   head_->to(device_);
 
   std::vector<int64_t> labels;
@@ -232,6 +233,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   const int trainable = TrainableBlocks(st.train, n_);
   SetStageTrainable(trainable);
   head_->train();
+  head_->Seed(Mix(spec_.seed, static_cast<uint64_t>(epoch), 2));
   const bool bn_trains = own_ != nullptr && trainable > 0;
   const size_t bs = static_cast<size_t>(spec_.batch_size);
   std::vector<std::vector<int64_t>> all_batches;
@@ -253,13 +255,13 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   for (int b = first; b < batches; ++b) {
     if (cancel_.cancelled()) {
       if (cancel_.stop_requested()) {
-        if (b > saved_at) RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+        if (b > saved_at && !in_.checkpoint_path.empty()) RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
         return absl::UnavailableError(absl::StrCat("stopped for a shutdown at epoch ", epoch, ", batch ", b + 1,
                                                    "; the job resumes there after the restart"));
       }
       return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
     }
-    if (in_.checkpoint_interval_s > 0 && b > saved_at &&
+    if (in_.checkpoint_interval_s > 0 && b > saved_at && !in_.checkpoint_path.empty() &&
         std::chrono::duration<double>(Clock::now() - last_save_).count() >= in_.checkpoint_interval_s) {
       RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
       saved_at = b;
@@ -311,7 +313,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   for (int b = k_; b < n_; ++b) out.trained_blocks.push_back(in_.resident->module->blocks()[static_cast<size_t>(b)].name);
 
   TrainerCheckpoint ckpt;
-  bool resuming = std::filesystem::exists(in_.checkpoint_path);
+  bool resuming = !in_.checkpoint_path.empty() && std::filesystem::exists(in_.checkpoint_path);
   if (resuming) {
     ASSIGN_OR_RETURN(ckpt, LoadTrainerCheckpoint(in_.checkpoint_path));
     RETURN_IF_ERROR(LoadTrainedState(ckpt.weights));
@@ -321,6 +323,12 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     } else {
       ABSL_LOG(INFO) << "resuming after epoch " << ckpt.epoch << " from " << in_.checkpoint_path;
     }
+  }
+  if (spec_.auto_learning_rate) {
+    ASSIGN_OR_RETURN(const LrCurve curve, RangeTest(LrFindOptions{}));
+    spec_.stages[0].optimizer.learning_rate = curve.suggested;
+    out.found_learning_rate = curve.suggested;
+    events_.OnLearningRateFound(curve);
   }
   last_save_ = Clock::now();
   int epoch = 0;
@@ -379,6 +387,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
         events_.OnEarlyStop(global, stopper.state().best_epoch, stopper.state().best);
         stopped = true;
       }
+      if (in_.checkpoint_path.empty()) continue;  // a search's trial: restarted, never resumed
       TrainerCheckpoint save;
       save.stage = stage;
       save.epoch = global;
@@ -406,6 +415,117 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   return out;
 }
 
+absl::StatusOr<std::shared_ptr<const SharedFeatures>> Trainer::Features() {
+  RETURN_IF_ERROR(Setup());
+  if (features_ == nullptr) {
+    return absl::ResourceExhaustedError(
+        "the frozen features fit neither the feature cache (--feature_cache_bytes) nor a spill file "
+        "(--feature_spill_dir)");
+  }
+  return features_;
+}
+
+absl::StatusOr<LrCurve> Trainer::FindLearningRate(const LrFindOptions& options) {
+  RETURN_IF_ERROR(Setup());
+  return RangeTest(options);
+}
+
+absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
+  if (!(options.min_lr > 0 && options.min_lr < options.max_lr && options.max_lr <= 100)) {
+    return absl::InvalidArgumentError("lr-find: needs 0 < min_lr < max_lr <= 100");
+  }
+  if (options.steps < 5 || options.steps > 10000) return absl::InvalidArgumentError("lr-find: steps must be 5..10000");
+  const auto& resident = *in_.resident;
+  ClassifierHead probe(resident.spec->feature_dim, spec_.head, in_.num_classes, Mix(spec_.seed, 23, 0));
+  probe->to(device_);
+  probe->train();
+  probe->Seed(Mix(spec_.seed, 23, 1));
+  OptimizerSpec o = spec_.stages[0].optimizer;
+  o.learning_rate = options.min_lr;
+  auto opt = MakeOptimizer(o, probe->parameters());
+  std::mt19937_64 rng(Mix(spec_.seed, 23, 2));
+  std::vector<int64_t> order;
+  size_t at = 0;
+  Feed feed;
+  size_t fed = 0;
+  LrCurve curve;
+  const double ratio = options.max_lr / options.min_lr;
+  double average = 0, best = std::numeric_limits<double>::infinity();
+  const size_t bs = static_cast<size_t>(spec_.batch_size);
+  for (int step = 0; step < options.steps; ++step) {
+    if (cancel_.cancelled()) return absl::CancelledError(absl::StrCat("cancelled at lr-find step ", step + 1));
+    if (at >= order.size() || fed >= feed.batches.size()) {  // a new pass over the training split
+      order = train_items_;
+      std::shuffle(order.begin(), order.end(), rng);
+      std::vector<std::vector<int64_t>> batches;
+      for (size_t first = 0; first < order.size(); first += bs) {
+        batches.emplace_back(order.begin() + static_cast<long>(first),
+                             order.begin() + static_cast<long>(std::min(order.size(), first + bs)));
+      }
+      feed = StartFeed(std::move(batches), /*train=*/true, Mix(spec_.seed, 23, static_cast<uint64_t>(step)));
+      fed = 0;
+      at = 0;
+    }
+    const std::vector<int64_t>& items = feed.batches[fed];
+    const double lr = options.min_lr * std::pow(ratio, static_cast<double>(step) / (options.steps - 1));
+    for (auto& group : opt->param_groups()) group.options().set_lr(lr);
+    const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, fed, rng));
+    ++fed;
+    at += items.size();
+    const torch::Tensor logits = probe->forward(ToDevice(at_k, device_));
+    const torch::Tensor loss = Loss(logits, labels, true);
+    const double value = loss.item<double>();
+    curve.learning_rates.push_back(lr);
+    curve.losses.push_back(value);
+    if (!std::isfinite(value)) {
+      curve.smoothed_losses.push_back(value);
+      curve.diverged = true;
+      break;
+    }
+    average = 0.98 * average + 0.02 * value;
+    const double smoothed = average / (1 - std::pow(0.98, step + 1));
+    curve.smoothed_losses.push_back(smoothed);
+    best = std::min(best, smoothed);
+    if (step > 0 && smoothed > options.diverge_factor * best) {
+      curve.diverged = true;
+      break;
+    }
+    opt->zero_grad();
+    loss.backward();
+    opt->step();
+  }
+  // The minimum of the smoothed loss (the diverged step aside).
+  const std::vector<double>& smooth = curve.smoothed_losses;
+  const size_t n = curve.diverged && smooth.size() > 1 ? smooth.size() - 1 : smooth.size();  // not the diverged step
+  size_t min_at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (smooth[i] < smooth[min_at]) min_at = i;
+  }
+  curve.min_loss_lr = curve.learning_rates[min_at];
+  // The suggestion ("valley", as fastai suggests since 2021): the longest
+  // run of steps over which the smoothed loss keeps falling (a longest
+  // decreasing subsequence), and within it the point a half of the way in
+  // from its first third: low enough to be stable, high enough to learn fast.
+  std::vector<int> run(n, 1), from(n, 0);
+  size_t end = 0;
+  for (size_t i = 0; i < n; ++i) {
+    from[i] = static_cast<int>(i);
+    for (size_t j = 0; j < i; ++j) {
+      if (smooth[i] < smooth[j] && run[j] + 1 > run[i]) {
+        run[i] = run[j] + 1;
+        from[i] = from[j];
+      }
+    }
+    if (run[i] > run[end]) end = i;
+  }
+  const size_t begin = static_cast<size_t>(from[end]);
+  const double third = static_cast<double>(end - begin) / 3;
+  const size_t pick = std::min(n - 1, begin + static_cast<size_t>(third) + static_cast<size_t>(third / 2));
+  curve.suggested = curve.learning_rates[pick];
+  return curve;
+}
+
 }  // namespace trainer_internal
 
 std::vector<int64_t> BalancedOrder(const std::vector<std::vector<int64_t>>& by_class, size_t n, std::mt19937_64& rng) {
@@ -426,6 +546,29 @@ std::vector<int64_t> BalancedOrder(const std::vector<std::vector<int64_t>>& by_c
 
 int EpochToRestore(bool restore_best, int best_epoch, int last_epoch) {
   return (restore_best && best_epoch > 0 && best_epoch != last_epoch) ? best_epoch : 0;
+}
+
+absl::StatusOr<std::shared_ptr<const SharedFeatures>> ExtractFeatures(const TrainInput& input,
+                                                                     const CancellationToken& cancel) {
+  return GuardInternal("extracting features", [&]() -> absl::StatusOr<std::shared_ptr<const SharedFeatures>> {
+    TrainInput head_only = input;
+    head_only.spec.stages.resize(1);
+    head_only.spec.stages[0].train = "head";
+    head_only.features = nullptr;
+    trainer_internal::Trainer trainer(head_only, cancel);
+    return trainer.Features();
+  });
+}
+
+absl::StatusOr<LrCurve> FindLearningRate(const TrainInput& input, const LrFindOptions& options,
+                                         const CancellationToken& cancel) {
+  return GuardInternal("finding a learning rate", [&]() -> absl::StatusOr<LrCurve> {
+    TrainInput head_only = input;
+    head_only.spec.stages.resize(1);
+    head_only.spec.stages[0].train = "head";
+    trainer_internal::Trainer trainer(head_only, cancel);
+    return trainer.FindLearningRate(options);
+  });
 }
 
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events) {

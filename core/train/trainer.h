@@ -48,6 +48,39 @@ class TrainEvents {
   virtual void OnBestRestored(int epoch) {}
   // `batch` 0: after the epoch; otherwise within it, after that many batches.
   virtual void OnCheckpoint(int epoch, int batch) {}
+  // learning_rate auto: the range test's curve and the rate the first stage uses.
+  virtual void OnLearningRateFound(const struct LrCurve& curve) {}
+};
+
+// Frozen features of a dataset (TrainInput::images) at the end of the
+// backbone's trunk, pooled: computed once and shared by every head trained
+// on them (a search's trials, the learning-rate finder). Read-only once made.
+struct SharedFeatures {
+  std::unique_ptr<FeatureCache> cache;
+  std::vector<int64_t> first_row;  // per image: its first row
+  int views = 1;                   // rows per training image (cached_views)
+  std::string description;         // as TrainedModel::feature_cache
+};
+
+// The learning-rate range test (Smith 2017; fastai's lr_find): a fresh head
+// trained one batch per step while the rate rises exponentially from min to
+// max; it stops early once the loss has clearly diverged.
+struct LrFindOptions {
+  double min_lr = 1e-7;
+  double max_lr = 10;
+  int steps = 100;
+  double diverge_factor = 4;  // stop once the smoothed loss exceeds this x its minimum
+};
+struct LrCurve {
+  std::vector<double> learning_rates;
+  std::vector<double> losses;           // per step, raw
+  std::vector<double> smoothed_losses;  // exponential moving average (0.98), bias-corrected
+  // In the longest stretch over which the smoothed loss keeps falling, a
+  // half of the way in from its first third (fastai's "valley"): where the
+  // loss falls fast and training stays stable.
+  double suggested = 0;
+  double min_loss_lr = 0;    // rate at the smoothed loss's minimum
+  bool diverged = false;     // stopped early on a diverging loss
 };
 
 struct TrainInput {
@@ -78,6 +111,9 @@ struct TrainInput {
   // CUDA only: forward passes under bfloat16 autocast (no loss scaling
   // needed); the optimiser keeps float32 weights.
   bool mixed_precision = true;
+  // Features already extracted from these images with this backbone
+  // (ExtractFeatures): a head-only run trains on them and computes none.
+  std::shared_ptr<const SharedFeatures> features;
 };
 
 struct TrainedModel {
@@ -91,6 +127,7 @@ struct TrainedModel {
   // How the frozen prefix's output was served: "none" (run every batch), or
   // "memory"/"spill" with its dtype, rows and bytes.
   std::string feature_cache = "none";
+  double found_learning_rate = 0;  // learning_rate auto: the rate used
 };
 
 // Fine-tunes a head (and the blocks the stages name) on `images`. Frozen
@@ -100,6 +137,22 @@ struct TrainedModel {
 // never all at once, so memory does not grow with the dataset. CANCELLED when `cancel` trips (checked every
 // batch); INVALID_ARGUMENT naming epoch and batch when the loss is not finite.
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events);
+
+// Runs `input.images` through the whole frozen trunk once (pooled, with
+// input.spec's input size, cached views and seed) into a feature cache in
+// memory or spilled (TrainInput::feature_cache); RESOURCE_EXHAUSTED when it
+// fits neither.
+absl::StatusOr<std::shared_ptr<const SharedFeatures>> ExtractFeatures(const TrainInput& input,
+                                                                     const CancellationToken& cancel);
+
+// The range test on input.spec's first stage (its optimizer kind, head,
+// batch size, label smoothing) over the training split.
+absl::StatusOr<LrCurve> FindLearningRate(const TrainInput& input, const LrFindOptions& options,
+                                         const CancellationToken& cancel);
+
+// Images run through a frozen prefix by any trainer since the start: how a
+// test sees that features are computed once.
+int64_t FrozenPrefixImages();
 
 // balanced_sampling's epoch order: n draws, each a uniformly drawn image of a
 // uniformly drawn class (classes without images are skipped; none: empty).

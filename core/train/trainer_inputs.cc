@@ -4,6 +4,8 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
 #include "core/data/augment.h"
 #include "core/data/image_codec.h"
@@ -79,6 +81,10 @@ absl::StatusOr<torch::Tensor> Trainer::MakeRows(const std::vector<int64_t>& item
   return torch::cat(rows, 0);
 }
 
+namespace {
+std::atomic<int64_t> prefix_images{0};
+}  // namespace
+
 torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   std::lock_guard<std::mutex> lock(in_.resident->compute_mu);
@@ -89,13 +95,23 @@ torch::Tensor Trainer::Prefix(const torch::Tensor& images) {
 }
 
 absl::Status Trainer::BuildCache() {
+  if (in_.features != nullptr && k_ == n_) {  // extracted before, for this head-only run
+    features_ = in_.features;
+    cache_ = features_->cache.get();
+    views_ = features_->views;
+    cache_desc_ = features_->description;
+    return absl::OkStatus();
+  }
   const AugmentationSpec& aug = spec_.augmentation;
   if (aug.any() && aug.cached_views == 0) return absl::OkStatus();  // fresh augmentations every epoch
   views_ = aug.any() ? aug.cached_views : 1;
-  first_row_.resize(in_.images.size());
+  auto built = std::make_shared<SharedFeatures>();
+  built->views = views_;
+  std::vector<int64_t>& first_row = built->first_row;
+  first_row.resize(in_.images.size());
   int64_t rows = 0;
   for (size_t i = 0; i < in_.images.size(); ++i) {
-    first_row_[i] = rows;
+    first_row[i] = rows;
     rows += in_.images[i].split == Split::kTrain ? views_ : 1;
   }
   const torch::Tensor probe = Prefix(torch::zeros({1, 3, pre_.height, pre_.width}));
@@ -115,7 +131,8 @@ absl::Status Trainer::BuildCache() {
     views_ = 1;
     return absl::OkStatus();
   }
-  cache_ = std::move(*created);
+  built->cache = std::move(*created);
+  FeatureCache& cache = *built->cache;
   // Decode and augment on the pool, batches ahead, while the prefix runs here.
   std::vector<std::vector<int64_t>> batches;
   for (size_t b = 0; b < in_.images.size(); b += static_cast<size_t>(spec_.batch_size)) {
@@ -134,7 +151,6 @@ absl::Status Trainer::BuildCache() {
   for (size_t b = 0; b < batches.size(); ++b) {
     if (cancel_.cancelled()) {
       for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
-      cache_.reset();
       return absl::CancelledError("cancelled while caching features");
     }
     absl::StatusOr<torch::Tensor> prepared;
@@ -152,20 +168,22 @@ absl::Status Trainer::BuildCache() {
     }
     if (!prepared.ok()) {
       for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
-      cache_.reset();
       return prepared.status();
     }
     const torch::Tensor& images = *prepared;
-    const int64_t first = first_row_[static_cast<size_t>(batches[b].front())];
+    const int64_t first = first_row[static_cast<size_t>(batches[b].front())];
+    prefix_images.fetch_add(static_cast<int64_t>(batches[b].size()), std::memory_order_relaxed);
     for (int64_t r = 0; r < images.size(0); r += kMaxForwardRows) {
-      cache_->Write(first + r, Prefix(images.slice(0, r, r + kMaxForwardRows)));
+      cache.Write(first + r, Prefix(images.slice(0, r, r + kMaxForwardRows)));
     }
   }
-  cache_desc_ =
-      absl::StrCat(cache_->spilled() ? "spill" : "memory", " ", cache_->dtype() == torch::kHalf ? "fp16" : "fp32", " ",
-                   rows, " rows ", cache_->bytes(), " bytes");
+  cache_desc_ = absl::StrCat(cache.spilled() ? "spill" : "memory", " ", cache.dtype() == torch::kHalf ? "fp16" : "fp32",
+                             " ", rows, " rows ", cache.bytes(), " bytes");
+  built->description = cache_desc_;
   ABSL_LOG(INFO) << "cached frozen features at block " << k_ << ": " << cache_desc_;
-  if (!cache_->spilled() && in_.on_cache_in_memory) in_.on_cache_in_memory(cache_->bytes());
+  if (!cache.spilled() && in_.on_cache_in_memory) in_.on_cache_in_memory(cache.bytes());
+  cache_ = &cache;
+  features_ = std::move(built);
   return absl::OkStatus();
 }
 
@@ -183,7 +201,7 @@ absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b, std::mt19937_64
     std::vector<int64_t> rows;
     for (int64_t i : items) {
       const bool many = feed.train && views_ > 1 && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
-      rows.push_back(first_row_[static_cast<size_t>(i)] +
+      rows.push_back(features_->first_row[static_cast<size_t>(i)] +
                      (many ? static_cast<int64_t>(rng() % static_cast<uint64_t>(views_)) : 0));
     }
     return cache_->Gather(rows, device_);
@@ -205,7 +223,14 @@ absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b, std::mt19937_64
     feed.ahead.pop_front();
   }
   if (!images.ok()) return images.status();
+  prefix_images.fetch_add(static_cast<int64_t>(items.size()), std::memory_order_relaxed);
   return Prefix(*images);
 }
 
 }  // namespace graft::core::trainer_internal
+
+namespace graft::core {
+
+int64_t FrozenPrefixImages() { return trainer_internal::prefix_images.load(std::memory_order_relaxed); }
+
+}  // namespace graft::core

@@ -38,8 +38,13 @@ class Trainer {
  public:
   Trainer(const TrainInput& in, const CancellationToken& cancel, TrainEvents& events)
       : in_(in), spec_(in.spec), cancel_(cancel), events_(events), device_(in.resident->device) {}
+  // Features() and FindLearningRate() report nothing.
+  Trainer(const TrainInput& in, const CancellationToken& cancel) : Trainer(in, cancel, silent_) {}
 
   absl::StatusOr<TrainedModel> Run();
+  // Setup for a head-only use, then the features alone.
+  absl::StatusOr<std::shared_ptr<const SharedFeatures>> Features();
+  absl::StatusOr<LrCurve> FindLearningRate(const LrFindOptions& options);
 
  private:
   // Batches of one pass over the data, streamed: each batch's images are
@@ -71,6 +76,7 @@ class Trainer {
   };
 
   absl::Status Setup();
+  absl::StatusOr<LrCurve> RangeTest(const LrFindOptions& options);
   absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
   absl::Status BuildCache();
   // [rows, 3, H, W] for `items`, each read and decoded now: preprocessed, or
@@ -105,8 +111,9 @@ class Trainer {
   StateDict TrainedState();
   absl::Status LoadTrainedState(const StateDict& state);
 
+  TrainEvents silent_;
   const TrainInput& in_;
-  const JobSpec& spec_;
+  JobSpec spec_;  // in_.spec, with a found learning rate
   const CancellationToken& cancel_;
   TrainEvents& events_;
   torch::Device device_;
@@ -119,9 +126,9 @@ class Trainer {
   std::vector<int64_t> train_items_, val_items_;
   std::vector<std::vector<int64_t>> train_by_class_;  // balanced_sampling: training images per class
   torch::Tensor labels_;         // [N] all images
-  std::unique_ptr<FeatureCache> cache_;  // activations at block k, when cached
-  std::vector<int64_t> first_row_;       // per image: its first cache row
-  int views_ = 1;                        // cached rows per training image
+  std::shared_ptr<const SharedFeatures> features_;  // activations at block k, when cached
+  const FeatureCache* cache_ = nullptr;             // features_->cache
+  int views_ = 1;                                   // cached rows per training image
   torch::Tensor class_weights_;
   double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
   StageProgress progress_;

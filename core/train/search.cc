@@ -1,0 +1,367 @@
+#include "core/train/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/compute_threads.h"
+#include "core/util/json.h"
+#include "core/util/log.h"
+#include "core/util/status_macros.h"
+#include "core/util/thread_pool.h"
+
+namespace graft::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+double Metric(const EpochMetrics& m, Monitor metric) {
+  switch (metric) {
+    case Monitor::kValAccuracy:
+      return m.val_accuracy;
+    case Monitor::kValMacroF1:
+      return m.val_macro_f1;
+    case Monitor::kValLoss:
+      break;
+  }
+  return m.val_loss;
+}
+
+// The values each dimension takes.
+struct Dimensions {
+  std::vector<std::string> backbones;
+  std::vector<double> learning_rates;
+  std::vector<OptimizerKind> optimizers;
+  std::vector<double> weight_decays;
+  std::vector<HeadSpec> heads;
+  std::vector<double> label_smoothings;
+};
+
+Dimensions DimensionsOf(const JobSpec& job, const std::vector<std::string>& backbones) {
+  const SearchSpec& s = job.search;
+  const OptimizerSpec& base = job.stages.front().optimizer;
+  Dimensions d;
+  d.backbones = backbones;
+  d.learning_rates = s.learning_rates;
+  if (d.learning_rates.empty() && s.lr_count >= 2) {
+    for (int i = 0; i < s.lr_count; ++i) {
+      d.learning_rates.push_back(s.lr_min * std::pow(s.lr_max / s.lr_min, static_cast<double>(i) / (s.lr_count - 1)));
+    }
+  }
+  if (d.learning_rates.empty() && s.lr_min <= 0) d.learning_rates = {base.learning_rate};
+  d.optimizers = s.optimizers.empty() ? std::vector<OptimizerKind>{base.kind} : s.optimizers;
+  d.weight_decays = s.weight_decays.empty() ? std::vector<double>{base.weight_decay} : s.weight_decays;
+  d.heads = s.heads.empty() ? std::vector<HeadSpec>{job.head} : s.heads;
+  d.label_smoothings = s.label_smoothings.empty() ? std::vector<double>{job.label_smoothing} : s.label_smoothings;
+  return d;
+}
+
+}  // namespace
+
+nlohmann::json TrialResultToJson(const TrialResult& t) {
+  const TrialConfig& c = t.config;
+  return {
+      {"index", c.index},
+      {"backbone", c.backbone},
+      {"optimizer", static_cast<int>(c.optimizer)},
+      {"learning_rate", c.learning_rate},
+      {"weight_decay", c.weight_decay},
+      {"head", {{"hidden_units", c.head.hidden_units}, {"dropout", c.head.dropout}, {"activation", c.head.activation}}},
+      {"label_smoothing", c.label_smoothing},
+      {"round", t.round},
+      {"epochs_budget", t.epochs_budget},
+      {"epochs", t.epochs},
+      {"best", EpochMetricsToJson(t.best)},
+      {"score", t.score},
+      {"seconds", t.seconds},
+      {"error", t.error}};
+}
+
+TrialResult TrialResultFromJson(const nlohmann::json& j) {
+  TrialResult t;
+  TrialConfig& c = t.config;
+  c.index = JsonInt(j, "index", 0);
+  c.backbone = j.value("backbone", "");
+  c.optimizer = static_cast<OptimizerKind>(JsonInt(j, "optimizer", 2));
+  c.learning_rate = j.value("learning_rate", 0.0);
+  c.weight_decay = j.value("weight_decay", 0.0);
+  const auto h = j.value("head", nlohmann::json::object());
+  c.head.hidden_units = JsonInts<int>(h, "hidden_units");
+  c.head.dropout = h.value("dropout", 0.0);
+  c.head.activation = h.value("activation", "relu");
+  c.label_smoothing = j.value("label_smoothing", 0.0);
+  t.round = JsonInt(j, "round", 0);
+  t.epochs_budget = JsonInt(j, "epochs_budget", 0);
+  t.epochs = JsonInt(j, "epochs", 0);
+  t.best = EpochMetricsFromJson(j.value("best", nlohmann::json::object()));
+  t.score = j.value("score", 0.0);
+  t.seconds = j.value("seconds", 0.0);
+  t.error = j.value("error", "");
+  return t;
+}
+
+bool RanksBefore(const TrialResult& a, const TrialResult& b, Monitor metric) {
+  if (a.error.empty() != b.error.empty()) return a.error.empty();
+  if (a.round != b.round) return a.round > b.round;  // a later round saw more epochs
+  if (a.score != b.score) return metric == Monitor::kValLoss ? a.score < b.score : a.score > b.score;
+  if (a.best.val_loss != b.best.val_loss) return a.best.val_loss < b.best.val_loss;
+  return a.config.index < b.config.index;
+}
+
+std::vector<TrialResult> Leaderboard(std::vector<TrialResult> trials, Monitor metric) {
+  std::map<int, TrialResult> latest;  // per configuration: its last round
+  for (TrialResult& t : trials) {
+    auto it = latest.find(t.config.index);
+    if (it == latest.end() || t.round >= it->second.round) latest[t.config.index] = std::move(t);
+  }
+  std::vector<TrialResult> out;
+  for (auto& [index, t] : latest) out.push_back(std::move(t));
+  std::sort(out.begin(), out.end(),
+            [&](const TrialResult& a, const TrialResult& b) { return RanksBefore(a, b, metric); });
+  return out;
+}
+
+std::vector<TrialConfig> PlanTrials(const JobSpec& job, const std::vector<std::string>& backbones) {
+  const SearchSpec& s = job.search;
+  const Dimensions d = DimensionsOf(job, backbones);
+  std::vector<TrialConfig> out;
+  if (s.strategy == SearchStrategy::kRandom) {
+    std::mt19937_64 rng(s.seed * 0x9E3779B97F4A7C15ULL + 11);
+    const auto pick = [&rng](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+    for (int i = 0; i < s.max_trials; ++i) {
+      TrialConfig c;
+      c.backbone = d.backbones[pick(d.backbones.size())];
+      if (d.learning_rates.empty()) {  // a range: log-uniform
+        const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+        c.learning_rate = s.lr_min * std::pow(s.lr_max / s.lr_min, u);
+      } else {
+        c.learning_rate = d.learning_rates[pick(d.learning_rates.size())];
+      }
+      c.optimizer = d.optimizers[pick(d.optimizers.size())];
+      c.weight_decay = d.weight_decays[pick(d.weight_decays.size())];
+      c.head = d.heads[pick(d.heads.size())];
+      c.label_smoothing = d.label_smoothings[pick(d.label_smoothings.size())];
+      out.push_back(c);
+    }
+    // Trials of one backbone run together: group them, keeping draw order within.
+    std::stable_sort(out.begin(), out.end(), [&](const TrialConfig& a, const TrialConfig& b) {
+      const auto rank = [&](const std::string& name) {
+        return std::find(d.backbones.begin(), d.backbones.end(), name) - d.backbones.begin();
+      };
+      return rank(a.backbone) < rank(b.backbone);
+    });
+  } else {
+    for (const auto& backbone : d.backbones)
+      for (double lr : d.learning_rates)
+        for (OptimizerKind optimizer : d.optimizers)
+          for (double wd : d.weight_decays)
+            for (const HeadSpec& head : d.heads)
+              for (double ls : d.label_smoothings) {
+                if (s.max_trials > 0 && static_cast<int>(out.size()) >= s.max_trials) break;
+                out.push_back(TrialConfig{0, backbone, optimizer, lr, wd, head, ls});
+              }
+  }
+  for (size_t i = 0; i < out.size(); ++i) out[i].index = static_cast<int>(i) + 1;
+  return out;
+}
+
+std::vector<SearchRound> PlanRounds(const SearchSpec& search, int trials, int epochs) {
+  if (search.strategy != SearchStrategy::kSuccessiveHalving || trials <= search.eta)
+    return {SearchRound{epochs, trials}};
+  std::vector<int> counts{trials};
+  // Halve (by eta) while more than eta remain: the last round compares up to
+  // eta trials at the full epochs.
+  while (counts.back() > search.eta) counts.push_back((counts.back() + search.eta - 1) / search.eta);
+  // Epochs grow eta-fold per round so that the last round runs them all.
+  double first = epochs;
+  for (size_t r = 1; r < counts.size(); ++r) first /= search.eta;
+  std::vector<SearchRound> rounds;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    const int e = std::min(epochs, std::max(1, static_cast<int>(std::lround(first * std::pow(search.eta, r)))));
+    rounds.push_back(SearchRound{e, counts[r]});
+    if (e >= epochs) break;  // the full epochs: this round decides
+  }
+  rounds.back().epochs = epochs;
+  return rounds;
+}
+
+JobSpec TrialSpec(const JobSpec& job, const TrialConfig& config, int epochs) {
+  JobSpec s = job;
+  s.has_search = false;
+  s.search = SearchSpec{};
+  s.backbone = config.backbone;
+  s.head = config.head;
+  s.label_smoothing = config.label_smoothing;
+  s.stages.resize(1);
+  StageSpec& st = s.stages[0];
+  st.epochs = epochs;
+  st.train = "head";
+  if (st.optimizer.kind != config.optimizer) {  // the job's momentum/betas only for its own optimizer
+    st.optimizer = OptimizerSpec{};
+    st.optimizer.kind = config.optimizer;
+  }
+  st.optimizer.learning_rate = config.learning_rate;
+  st.optimizer.weight_decay = config.weight_decay;
+  if (st.schedule.warmup_epochs > epochs) st.schedule.warmup_epochs = epochs;
+  s.early_stopping.monitor = job.search.metric;
+  s.early_stopping.mode = MonitorMode::kAuto;
+  return s;
+}
+
+absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const CancellationToken& cancel,
+                                        SearchEvents& events) {
+  const JobSpec& job = input.spec;
+  const Monitor metric = job.search.metric;
+  const std::vector<TrialConfig> plan = PlanTrials(job, input.backbones);
+  if (plan.empty()) return absl::InvalidArgumentError("spec.search: no trials to run (no backbone?)");
+  const std::vector<SearchRound> rounds = PlanRounds(job.search, static_cast<int>(plan.size()), job.stages[0].epochs);
+  const auto start = Clock::now();
+  std::map<std::pair<int, int>, TrialResult> done;  // (round, index)
+  for (const TrialResult& t : input.done) done[{t.round, t.config.index}] = t;
+
+  std::mutex mu;  // results, best
+  std::vector<TrialResult> results;
+  std::optional<std::pair<TrialResult, TrainedModel>> best;  // the best trial with its head
+  int skipped = 0;
+  std::map<std::string, std::shared_ptr<const SharedFeatures>> features;
+  const int threads = std::max(1, input.threads > 0 ? input.threads : AvailableCpus());
+
+  std::vector<TrialConfig> alive = plan;
+  for (size_t r = 0; r < rounds.size(); ++r) {
+    const SearchRound& round = rounds[r];
+    std::vector<TrialResult> this_round;
+    for (size_t first = 0; first < alive.size();) {  // one backbone at a time
+      size_t last = first;
+      while (last < alive.size() && alive[last].backbone == alive[first].backbone) ++last;
+      const std::string& backbone = alive[first].backbone;
+      std::vector<const TrialConfig*> todo;
+      for (size_t i = first; i < last; ++i) {
+        const auto prior = done.find({static_cast<int>(r), alive[i].index});
+        if (prior != done.end()) {
+          std::lock_guard<std::mutex> lock(mu);
+          this_round.push_back(prior->second);
+          results.push_back(prior->second);
+        } else {
+          todo.push_back(&alive[i]);
+        }
+      }
+      first = last;
+      if (todo.empty()) continue;
+      if (cancel.cancelled()) {
+        return cancel.stop_requested()
+                   ? absl::UnavailableError("stopped for a shutdown; the search resumes after the restart")
+                   : absl::CancelledError("cancelled between trials");
+      }
+      ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> resident, input.resident(backbone));
+      TrainInput base = input.base;
+      base.resident = resident;
+      base.checkpoint_path.clear();
+      if (features.count(backbone) == 0) {
+        const auto extract_start = Clock::now();
+        base.spec = TrialSpec(job, *todo.front(), round.epochs);
+        ASSIGN_OR_RETURN(features[backbone], ExtractFeatures(base, cancel));
+        events.OnFeatures(backbone, Seconds(extract_start), features[backbone]->description);
+      }
+      base.features = features[backbone];
+      base.on_cache_in_memory = nullptr;
+      absl::Status failure;
+      {
+        ThreadPool pool(std::min<int>(threads, static_cast<int>(todo.size())));
+        std::vector<std::future<void>> running;
+        for (const TrialConfig* config : todo) {
+          running.push_back(pool.Submit([&, config] {
+            if (cancel.cancelled()) return;
+            if (job.search.budget_seconds > 0 && Seconds(start) > job.search.budget_seconds) {
+              std::lock_guard<std::mutex> lock(mu);
+              ++skipped;
+              return;
+            }
+            const auto trial_start = Clock::now();
+            TrainInput in = base;
+            in.spec = TrialSpec(job, *config, round.epochs);
+            TrainEvents quiet;
+            auto trained = Train(in, cancel, quiet);
+            TrialResult t;
+            t.config = *config;
+            t.round = static_cast<int>(r);
+            t.epochs_budget = round.epochs;
+            t.seconds = Seconds(trial_start);
+            if (trained.ok()) {
+              t.epochs = trained->final_metrics.epoch;
+              t.best = trained->best_metrics;
+              t.score = Metric(t.best, metric);
+            } else if (absl::IsCancelled(trained.status()) || absl::IsUnavailable(trained.status())) {
+              std::lock_guard<std::mutex> lock(mu);
+              if (failure.ok()) failure = trained.status();
+              return;
+            } else {
+              t.error = std::string(trained.status().message());
+            }
+            events.OnTrial(t);
+            std::lock_guard<std::mutex> lock(mu);
+            this_round.push_back(t);
+            results.push_back(t);
+            if (trained.ok() && (!best || RanksBefore(t, best->first, metric))) best.emplace(t, std::move(*trained));
+          }));
+        }
+        for (auto& f : running) f.wait();
+      }
+      RETURN_IF_ERROR(failure);
+      if (cancel.cancelled()) {
+        return cancel.stop_requested()
+                   ? absl::UnavailableError("stopped for a shutdown; the search resumes after the restart")
+                   : absl::CancelledError("cancelled during a trial");
+      }
+      // Features no later round needs go now.
+      if (r + 1 == rounds.size()) features.erase(backbone);
+    }
+    // The best 1/eta go on to the next round.
+    std::sort(this_round.begin(), this_round.end(),
+              [&](const TrialResult& a, const TrialResult& b) { return RanksBefore(a, b, metric); });
+    if (r + 1 < rounds.size()) {
+      std::set<int> keep;
+      for (const TrialResult& t : this_round) {
+        if (static_cast<int>(keep.size()) < rounds[r + 1].trials && t.error.empty()) keep.insert(t.config.index);
+      }
+      std::vector<TrialConfig> next;
+      for (const TrialConfig& c : alive) {
+        if (keep.count(c.index) > 0) next.push_back(c);
+      }
+      alive = std::move(next);
+      if (alive.empty()) break;
+    }
+  }
+  SearchOutcome out;
+  out.leaderboard = Leaderboard(results, metric);
+  out.skipped = skipped;
+  if (out.leaderboard.empty() || !out.leaderboard.front().error.empty()) {
+    return absl::FailedPreconditionError(
+        out.leaderboard.empty() ? "no trial finished within spec.search.budget_seconds"
+                                : absl::StrCat("every trial failed; the best: ", out.leaderboard.front().error));
+  }
+  out.winner = out.leaderboard.front();
+  if (best && best->first.config.index == out.winner.config.index && best->first.round == out.winner.round) {
+    out.model = std::move(best->second);
+    return out;
+  }
+  // The winner finished before a restart: train it again (seeded: the same head).
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> resident, input.resident(out.winner.config.backbone));
+  TrainInput in = input.base;
+  in.resident = resident;
+  in.checkpoint_path.clear();
+  in.spec = TrialSpec(job, out.winner.config, out.winner.epochs_budget);
+  TrainEvents quiet;
+  ASSIGN_OR_RETURN(out.model, Train(in, cancel, quiet));
+  return out;
+}
+
+}  // namespace graft::core

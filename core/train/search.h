@@ -1,0 +1,98 @@
+#pragma once
+
+// Search jobs: many heads and hyperparameters (and backbones) tried on
+// frozen features computed once per backbone; the best trial wins.
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/train/job_spec.h"
+#include "core/train/trainer.h"
+
+namespace graft::core {
+
+// One configuration of a search.
+struct TrialConfig {
+  int index = 0;  // 1-based, in plan order
+  std::string backbone;
+  OptimizerKind optimizer = OptimizerKind::kAdam;
+  double learning_rate = 1e-3;
+  double weight_decay = 0;
+  HeadSpec head;
+  double label_smoothing = 0;
+};
+
+struct TrialResult {
+  TrialConfig config;
+  int round = 0;          // successive halving's round (0-based); 0 otherwise
+  int epochs_budget = 0;  // epochs the round gives it
+  int epochs = 0;         // epochs run (fewer when it stopped early)
+  EpochMetrics best;      // the best epoch by the search's metric
+  double score = 0;       // the metric at that epoch
+  double seconds = 0;
+  std::string error;  // the trial failed (e.g. diverged); never the winner
+};
+
+nlohmann::json TrialResultToJson(const TrialResult& t);
+TrialResult TrialResultFromJson(const nlohmann::json& j);
+
+// Whether `a` ranks before `b`: no error first, then the metric (higher
+// accuracy or F1, lower loss), then the lower val_loss, then the lower index.
+bool RanksBefore(const TrialResult& a, const TrialResult& b, Monitor metric);
+// Best first; within a successive-halving search the later round of a
+// configuration replaces its earlier ones.
+std::vector<TrialResult> Leaderboard(std::vector<TrialResult> trials, Monitor metric);
+
+// The configurations, in trial order (backbones grouped): the grid (every
+// combination; max_trials keeps the first), or max_trials random draws
+// (seeded; a learning-rate range drawn log-uniformly). Empty lists take the
+// job's own value (its first stage's optimizer kind, rate and weight decay,
+// its head, its label smoothing).
+std::vector<TrialConfig> PlanTrials(const JobSpec& job, const std::vector<std::string>& backbones);
+
+// Successive halving's rounds: epochs per round and how many trials each
+// round runs. Each round keeps the best ceil(1/eta) of the last with eta x
+// its epochs, until at most eta remain; that last round runs the full epochs
+// and decides. Grid and random: one round.
+struct SearchRound {
+  int epochs = 0;
+  int trials = 0;
+};
+std::vector<SearchRound> PlanRounds(const SearchSpec& search, int trials, int epochs);
+
+// The job spec one trial trains: the job's, with the trial's config in its
+// single head-only stage of `epochs`, monitored by the search's metric.
+JobSpec TrialSpec(const JobSpec& job, const TrialConfig& config, int epochs);
+
+class SearchEvents {
+ public:
+  virtual ~SearchEvents() = default;
+  virtual void OnFeatures(const std::string& backbone, double seconds, const std::string& description) {}
+  virtual void OnTrial(const TrialResult& trial) {}
+};
+
+struct SearchInput {
+  JobSpec spec;                        // normalised, has_search
+  std::vector<std::string> backbones;  // resolved names
+  // The backbone resident for the search while a round uses it.
+  std::function<absl::StatusOr<std::shared_ptr<ResidentBackbone>>(const std::string&)> resident;
+  TrainInput base;                // images, classes, feature cache options; spec and resident are set per trial
+  std::vector<TrialResult> done;  // finished before a restart: not run again
+  int threads = 0;                // trials at once; 0: the available cores
+};
+
+struct SearchOutcome {
+  TrialResult winner;
+  TrainedModel model;  // the winner's head
+  std::vector<TrialResult> leaderboard;
+  int skipped = 0;  // trials not started within budget_seconds
+};
+
+absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const CancellationToken& cancel,
+                                        SearchEvents& events);
+
+}  // namespace graft::core
