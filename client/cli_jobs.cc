@@ -1,4 +1,4 @@
-// graft train | jobs | job ID | watch ID | cancel ID
+// graft train | search | lr-find | jobs | job ID | watch ID | cancel ID
 
 #include <google/protobuf/util/json_util.h>
 
@@ -11,8 +11,10 @@
 #include <unistd.h>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli_commands.h"
+#include "client/cli_search.h"
 #include "client/client.h"
 #include "core/util/files.h"
 
@@ -20,10 +22,13 @@ namespace graft::client {
 namespace {
 
 struct TrainOptions {
-  std::string spec_file, backbone, dataset, name, model_name;
+  std::string spec_file, search_file, backbone, dataset, name, model_name;
+  std::string lr;  // a number or "auto"
+  double min_lr = 0, max_lr = 0;  // lr-find
+  int steps = 0;
   int epochs = 0;
   std::string train = "head", optimizer = "adam", schedule = "constant";
-  double lr = 0, momentum = 0, weight_decay = 0, gamma = 0.1;
+  double momentum = 0, weight_decay = 0, gamma = 0.1;
   bool nesterov = false;
   int step_epochs = 0, warmup_epochs = 0;
   int fine_tune_epochs = 0;
@@ -54,8 +59,22 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   if (!o.spec_file.empty()) {
     auto text = core::ReadFile(o.spec_file);
     if (!text.ok()) return text.status();
+    if (auto s = ExpandAutoLearningRate(*text); !s.ok()) return absl::InvalidArgumentError(absl::StrCat(o.spec_file, ": ", s.message()));
     const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &spec);
     if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(o.spec_file, ": ", parsed.ToString()));
+  }
+  if (!o.search_file.empty()) {
+    auto text = core::ReadFile(o.search_file);
+    if (!text.ok()) return text.status();
+    const auto parsed = google::protobuf::util::JsonStringToMessage(*text, spec.mutable_search());
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(o.search_file, " (a SearchSpec): ", parsed.ToString()));
+    }
+  }
+  double lr = 0;
+  const bool auto_lr = o.lr == "auto";
+  if (!o.lr.empty() && !auto_lr && !absl::SimpleAtod(o.lr, &lr)) {
+    return absl::InvalidArgumentError(absl::StrCat("--lr: a number or auto, got '", o.lr, "'"));
   }
   if (!o.backbone.empty()) spec.set_backbone(o.backbone);
   if (!o.dataset.empty()) spec.set_dataset(o.dataset);
@@ -66,7 +85,8 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   stage->set_epochs(o.epochs == 0 ? 10 : o.epochs);
   stage->set_train(o.train);
   stage->mutable_optimizer()->set_kind(kOptimizers.at(o.optimizer));
-  stage->mutable_optimizer()->set_learning_rate(o.lr);
+  stage->mutable_optimizer()->set_learning_rate(lr);
+  stage->mutable_optimizer()->set_auto_learning_rate(auto_lr);
   stage->mutable_optimizer()->set_momentum(o.momentum);
   stage->mutable_optimizer()->set_nesterov(o.nesterov);
   stage->mutable_optimizer()->set_weight_decay(o.weight_decay);
@@ -115,7 +135,7 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
   // On a terminal the learning curves stay under the table, redrawn as each
   // epoch comes; otherwise they are printed once at the end.
   const bool live_curves = ::isatty(STDOUT_FILENO) == 1 && !g.json;
-  bool header = false;
+  bool header = false, trial_header = false;
   bool bar = false;
   std::vector<v1::EpochMetrics> epochs;
   bool curves_shown = false;
@@ -157,6 +177,14 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
           << " (" << e.early_stop().best_value() << ")\n";
     } else if (e.has_best_restored()) {
       out << "restored the weights of epoch " << e.best_restored().epoch() << "\n";
+    } else if (e.has_features()) {
+      out << "features: " << e.features() << "\n";
+    } else if (e.has_trial()) {
+      if (!trial_header) out << TrialHeader() << "\n";
+      trial_header = true;
+      out << TrialRow(e.trial()) << "\n";
+    } else if (e.has_learning_rate()) {
+      out << LrPlot(e.learning_rate()) << "learning rate found: " << e.learning_rate().suggested() << "\n";
     }
     if (live_curves && !epochs.empty()) {
       out << LearningCurves(epochs) << "\n";
@@ -182,6 +210,9 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
   if (!live_curves && !g.json && !epochs.empty()) out << "learning curves:\n" << LearningCurves(epochs) << "\n";
   auto job = client.GetJob(id);
   if (!job.ok()) return job.status();
+  if (!g.json && job->has_search() && job->search().leaderboard_size() > 0) {
+    out << LeaderboardTable(job->search(), 10);
+  }
   if (job->state() == v1::JOB_STATE_SUCCEEDED) {
     if (!g.json) out << "model: " << job->model_id() << "\n";
     return absl::OkStatus();
@@ -192,13 +223,18 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
 void PrintJob(const v1::Job& j, std::ostream& out) {
   out << "id:       " << j.id() << "\n"
       << "state:    " << StateName(j.state()) << (j.error().empty() ? "" : " (" + j.error() + ")") << "\n"
-      << "backbone: " << j.spec().backbone() << "\n"
+      << "backbone: " << (j.spec().has_search() ? "search" : j.spec().backbone()) << "\n"
       << "dataset:  " << j.spec().dataset() << "\n"
       << "epochs:   " << j.epochs_done() << " / " << j.epochs_total() << "\n"
       << "created:  " << Timestamp(j.created_at().seconds()) << "\n"
       << "model:    " << (j.model_id().empty() ? "-" : j.model_id()) << "\n";
   if (j.has_last()) out << "last:     " << EpochRow(j.last()) << "\n";
   if (j.has_best()) out << "best:     " << EpochRow(j.best()) << "\n";
+  if (j.found_learning_rate() > 0) out << "learning rate found: " << j.found_learning_rate() << "\n";
+  if (j.has_search()) {
+    for (const auto& f : j.search().features()) out << "features: " << f << "\n";
+    out << LeaderboardTable(j.search());
+  }
   out << "spec:\n" << ToJson(j.spec()) << "\n";
 }
 
@@ -215,11 +251,89 @@ absl::Status ListJobs(GraftClient& client, const Globals& g, std::ostream& out) 
     std::ostringstream acc;
     if (j.has_best()) acc << std::fixed << std::setprecision(4) << j.best().val_accuracy();
     out << std::left << std::setw(18) << j.id() << std::setw(11) << StateName(j.state()) << std::setw(15)
-        << j.spec().backbone() << std::setw(17) << j.spec().dataset() << std::setw(8)
+        << (j.spec().has_search() ? "search" : j.spec().backbone()) << std::setw(17) << j.spec().dataset() << std::setw(8)
         << absl::StrCat(j.epochs_done(), "/", j.epochs_total()) << std::setw(9) << (j.has_best() ? acc.str() : "-")
         << std::setw(20) << (j.model_id().empty() ? "-" : j.model_id()) << Timestamp(j.created_at().seconds()) << "\n";
   }
   return absl::OkStatus();
+}
+
+void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
+  cmd->add_option("--spec", o.spec_file, "JobSpec as JSON (protobuf JSON mapping); flags below override")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--backbone,-b", o.backbone, "backbone name or alias");
+  cmd->add_option("--dataset,-d", o.dataset, "dataset id or name");
+  cmd->add_option("--name", o.name, "a label for listings");
+  cmd->add_option("--model_name", o.model_name,
+                    "publish the model as the next version of this name (then NAME, NAME:VERSION, NAME@ALIAS)");
+  cmd->add_option("--epochs,-e", o.epochs, "epochs of the first stage (default 10)");
+  cmd->add_option("--train", o.train, "what the first stage trains: head, top:N or all")->capture_default_str();
+  cmd->add_option("--optimizer", o.optimizer, "sgd, adam, adamw or rmsprop")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();
+  cmd->add_option("--lr", o.lr, "learning rate (default 1e-3; 1e-2 for sgd), or auto: found by the range test first");
+  cmd->add_option("--momentum", o.momentum, "SGD/RMSprop momentum");
+  cmd->add_flag("--nesterov", o.nesterov, "Nesterov momentum (SGD)");
+  cmd->add_option("--weight_decay", o.weight_decay, "weight decay");
+  cmd->add_option("--schedule", o.schedule, "constant, step, cosine or one_cycle")
+      ->check(CLI::IsMember({"constant", "step", "cosine", "one_cycle"}))->capture_default_str();
+  cmd->add_option("--step_epochs", o.step_epochs, "step schedule: decay every N epochs");
+  cmd->add_option("--gamma", o.gamma, "step schedule: decay factor")->capture_default_str();
+  cmd->add_option("--warmup_epochs", o.warmup_epochs, "linear warmup epochs");
+  cmd->add_option("--fine_tune_epochs", o.fine_tune_epochs, "add a second stage that unfreezes blocks");
+  cmd->add_option("--fine_tune", o.fine_tune, "what the second stage trains")->capture_default_str();
+  cmd->add_option("--fine_tune_lr", o.fine_tune_lr, "second stage learning rate")->capture_default_str();
+  cmd->add_option("--fine_tune_optimizer", o.fine_tune_optimizer, "second stage optimizer")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();
+  cmd->add_option("--fine_tune_momentum", o.fine_tune_momentum, "second stage SGD momentum")->capture_default_str();
+  cmd->add_option("--hidden", o.hidden, "hidden Dense layers of the head, e.g. --hidden 1024")->delimiter(',');
+  cmd->add_option("--dropout", o.dropout, "dropout before each Dense layer of the head");
+  cmd->add_option("--batch_size", o.batch_size, "batch size (default 32)");
+  cmd->add_option("--input_size", o.input_size, "input size (default: the backbone's)");
+  cmd->add_option("--val_fraction", o.val_fraction, "re-split a flat dataset for this job");
+  cmd->add_flag("--flip", o.flip, "augment: random horizontal flip");
+  cmd->add_flag("--crop", o.crop, "augment: RandomResizedCrop");
+  cmd->add_option("--crop_scale_min", o.crop_scale_min, "RandomResizedCrop smallest area (default 0.08)");
+  cmd->add_option("--color_jitter", o.color_jitter, "augment: brightness/contrast/saturation strength");
+  cmd->add_option("--cached_views", o.cached_views,
+                    "augment: cache K augmented views per training image (frozen part runs once)");
+  cmd->add_option("--label_smoothing", o.label_smoothing, "label smoothing");
+  cmd->add_flag("--class_weighting", o.class_weighting, "weight the loss by inverse class frequency");
+  cmd->add_flag("--balanced_sampling", o.balanced_sampling, "draw every class equally often in training");
+  cmd->add_flag("--early_stopping", o.early_stopping, "stop after --patience epochs without improvement");
+  cmd->add_option("--monitor", o.monitor, "val_loss, val_accuracy or val_macro_f1 (imbalanced classes)")
+      ->check(CLI::IsMember({"val_loss", "val_accuracy", "val_macro_f1"}))->capture_default_str();
+  cmd->add_option("--patience", o.patience, "epochs without improvement before stopping (default 5)");
+  cmd->add_option("--min_delta", o.min_delta, "smallest change that counts as an improvement");
+  cmd->add_flag("--no_restore_best", o.no_restore_best, "keep the last epoch's weights, not the best");
+  cmd->add_option("--seed", o.seed, "seed");
+}
+
+absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
+  auto spec = BuildSpec(o);
+  if (!spec.ok()) return spec.status();
+  auto job = c.CreateJob(*spec);
+  if (!job.ok()) return job.status();
+  if (g.json && !o.watch) {
+    out << ToJson(*job) << "\n";
+    return absl::OkStatus();
+  }
+  if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
+  return o.watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+}
+
+absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out) {
+  auto spec = BuildSpec(o);
+  if (!spec.ok()) return spec.status();
+  v1::FindLearningRateRequest r;
+  *r.mutable_spec() = *spec;
+  r.set_min_lr(o.min_lr);
+  r.set_max_lr(o.max_lr);
+  r.set_steps(o.steps);
+  return Show(c.FindLearningRate(r), g, out, [](const v1::LearningRateCurve& curve, std::ostream& os) {
+    os << LrPlot(curve) << "steps: " << curve.learning_rates_size() << (curve.diverged() ? " (stopped: the loss diverged)" : "")
+       << "\nlowest loss at: " << curve.min_loss_learning_rate() << "\nsuggested learning rate: " << curve.suggested()
+       << "\n";
+  });
 }
 
 }  // namespace
@@ -227,67 +341,31 @@ absl::Status ListJobs(GraftClient& client, const Globals& g, std::ostream& out) 
 void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action) {
   auto o = std::make_shared<TrainOptions>();
   auto* train = app.add_subcommand("train", "start a fine-tuning job (from flags or a JSON spec)");
-  train->add_option("--spec", o->spec_file, "JobSpec as JSON (protobuf JSON mapping); flags below override")
-      ->check(CLI::ExistingFile);
-  train->add_option("--backbone,-b", o->backbone, "backbone name or alias");
-  train->add_option("--dataset,-d", o->dataset, "dataset id or name");
-  train->add_option("--name", o->name, "a label for listings");
-  train->add_option("--model_name", o->model_name,
-                    "publish the model as the next version of this name (then NAME, NAME:VERSION, NAME@ALIAS)");
-  train->add_option("--epochs,-e", o->epochs, "epochs of the first stage (default 10)");
-  train->add_option("--train", o->train, "what the first stage trains: head, top:N or all")->capture_default_str();
-  train->add_option("--optimizer", o->optimizer, "sgd, adam, adamw or rmsprop")
-      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();
-  train->add_option("--lr", o->lr, "learning rate (default 1e-3; 1e-2 for sgd)");
-  train->add_option("--momentum", o->momentum, "SGD/RMSprop momentum");
-  train->add_flag("--nesterov", o->nesterov, "Nesterov momentum (SGD)");
-  train->add_option("--weight_decay", o->weight_decay, "weight decay");
-  train->add_option("--schedule", o->schedule, "constant, step, cosine or one_cycle")
-      ->check(CLI::IsMember({"constant", "step", "cosine", "one_cycle"}))->capture_default_str();
-  train->add_option("--step_epochs", o->step_epochs, "step schedule: decay every N epochs");
-  train->add_option("--gamma", o->gamma, "step schedule: decay factor")->capture_default_str();
-  train->add_option("--warmup_epochs", o->warmup_epochs, "linear warmup epochs");
-  train->add_option("--fine_tune_epochs", o->fine_tune_epochs, "add a second stage that unfreezes blocks");
-  train->add_option("--fine_tune", o->fine_tune, "what the second stage trains")->capture_default_str();
-  train->add_option("--fine_tune_lr", o->fine_tune_lr, "second stage learning rate")->capture_default_str();
-  train->add_option("--fine_tune_optimizer", o->fine_tune_optimizer, "second stage optimizer")
-      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();
-  train->add_option("--fine_tune_momentum", o->fine_tune_momentum, "second stage SGD momentum")->capture_default_str();
-  train->add_option("--hidden", o->hidden, "hidden Dense layers of the head, e.g. --hidden 1024")->delimiter(',');
-  train->add_option("--dropout", o->dropout, "dropout before each Dense layer of the head");
-  train->add_option("--batch_size", o->batch_size, "batch size (default 32)");
-  train->add_option("--input_size", o->input_size, "input size (default: the backbone's)");
-  train->add_option("--val_fraction", o->val_fraction, "re-split a flat dataset for this job");
-  train->add_flag("--flip", o->flip, "augment: random horizontal flip");
-  train->add_flag("--crop", o->crop, "augment: RandomResizedCrop");
-  train->add_option("--crop_scale_min", o->crop_scale_min, "RandomResizedCrop smallest area (default 0.08)");
-  train->add_option("--color_jitter", o->color_jitter, "augment: brightness/contrast/saturation strength");
-  train->add_option("--cached_views", o->cached_views,
-                    "augment: cache K augmented views per training image (frozen part runs once)");
-  train->add_option("--label_smoothing", o->label_smoothing, "label smoothing");
-  train->add_flag("--class_weighting", o->class_weighting, "weight the loss by inverse class frequency");
-  train->add_flag("--balanced_sampling", o->balanced_sampling, "draw every class equally often in training");
-  train->add_flag("--early_stopping", o->early_stopping, "stop after --patience epochs without improvement");
-  train->add_option("--monitor", o->monitor, "val_loss, val_accuracy or val_macro_f1 (imbalanced classes)")
-      ->check(CLI::IsMember({"val_loss", "val_accuracy", "val_macro_f1"}))->capture_default_str();
-  train->add_option("--patience", o->patience, "epochs without improvement before stopping (default 5)");
-  train->add_option("--min_delta", o->min_delta, "smallest change that counts as an improvement");
-  train->add_flag("--no_restore_best", o->no_restore_best, "keep the last epoch's weights, not the best");
-  train->add_option("--seed", o->seed, "seed");
+  AddTrainOptions(train, *o);
   train->add_flag("--watch,-w", o->watch, "follow the job until it ends");
+  train->add_option("--search", o->search_file,
+                    "a SearchSpec as JSON (protobuf JSON mapping): try its backbones, rates, heads... on cached features");
   train->callback([&g, &out, &err, action, o]() {
-    *action = [&g, &out, &err, o](GraftClient& c) -> absl::Status {
-      auto spec = BuildSpec(*o);
-      if (!spec.ok()) return spec.status();
-      auto job = c.CreateJob(*spec);
-      if (!job.ok()) return job.status();
-      if (g.json && !o->watch) {
-        out << ToJson(*job) << "\n";
-        return absl::OkStatus();
-      }
-      if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
-      return o->watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
-    };
+    *action = [&g, &out, &err, o](GraftClient& c) { return RunTrain(c, g, *o, out, err); };
+  });
+
+  auto so = std::make_shared<TrainOptions>();
+  auto* search = app.add_subcommand("search", "a search job: graft train with --search FILE (its leaderboard with -w)");
+  AddTrainOptions(search, *so);
+  search->add_option("--search", so->search_file, "a SearchSpec as JSON (protobuf JSON mapping)")->required();
+  search->add_flag("--watch,-w", so->watch, "follow the search: a row per trial as it ends, then the leaderboard");
+  search->callback([&g, &out, &err, action, so]() {
+    *action = [&g, &out, &err, so](GraftClient& c) { return RunTrain(c, g, *so, out, err); };
+  });
+
+  auto lo = std::make_shared<TrainOptions>();
+  auto* lr_find = app.add_subcommand("lr-find", "the learning-rate range test: loss against a rising rate, a suggestion");
+  AddTrainOptions(lr_find, *lo);
+  lr_find->add_option("--min_lr", lo->min_lr, "lowest rate (default 1e-7)");
+  lr_find->add_option("--max_lr", lo->max_lr, "highest rate (default 10)");
+  lr_find->add_option("--steps", lo->steps, "batches, one per rate (default 100)");
+  lr_find->callback([&g, &out, action, lo]() {
+    *action = [&g, &out, lo](GraftClient& c) { return RunLrFind(c, g, *lo, out); };
   });
 
   app.add_subcommand("jobs", "list jobs, newest first")->callback([&g, &out, action]() {

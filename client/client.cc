@@ -237,6 +237,11 @@ absl::StatusOr<v1::Job> GraftClient::CreateJob(const v1::JobSpec& spec) {
   return Call(*this, training_.get(), &v1::Training::Stub::CreateJob, r);
 }
 
+absl::StatusOr<v1::LearningRateCurve> GraftClient::FindLearningRate(const v1::FindLearningRateRequest& request,
+                                                                     int seconds) {
+  return Call(*this, training_.get(), &v1::Training::Stub::FindLearningRate, request, seconds);
+}
+
 absl::StatusOr<v1::Job> GraftClient::GetJob(const std::string& id) {
   v1::GetJobRequest r;
   r.set_id(id);

@@ -67,6 +67,8 @@ class GraftClient {
   absl::Status DeleteDataset(const std::string& id);
 
   absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
+  // The range test; runs while the call lasts (up to `seconds`).
+  absl::StatusOr<v1::LearningRateCurve> FindLearningRate(const v1::FindLearningRateRequest& request, int seconds = 1800);
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(v1::JobState state = v1::JOB_STATE_UNSPECIFIED);
   absl::StatusOr<v1::Job> CancelJob(const std::string& id);

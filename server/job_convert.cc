@@ -35,6 +35,22 @@ absl::Status CheckEnums(const v1::JobSpec& in) {
       return UnknownEnum(stage + ".schedule.kind", st.schedule().kind());
     }
   }
+  for (int i = 0; i < in.search().optimizers_size(); ++i) {
+    if (!v1::OptimizerKind_IsValid(in.search().optimizers(i)) || in.search().optimizers(i) == v1::OPTIMIZER_UNSPECIFIED) {
+      return UnknownEnum(absl::StrCat("spec.search.optimizers[", i, "]"), in.search().optimizers(i));
+    }
+  }
+  if (!v1::Monitor_IsValid(in.search().metric())) return UnknownEnum("spec.search.metric", in.search().metric());
+  if (!v1::SearchStrategy_IsValid(in.search().strategy())) {
+    return UnknownEnum("spec.search.strategy", in.search().strategy());
+  }
+  for (int i = 1; i < in.stages_size(); ++i) {
+    if (in.stages(i).optimizer().auto_learning_rate()) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.stages[", i,
+                                                     "].optimizer.auto_learning_rate: only the first stage's rate is "
+                                                     "found (it trains the head)"));
+    }
+  }
   if (!v1::Monitor_IsValid(in.early_stopping().monitor())) {
     return UnknownEnum("spec.early_stopping.monitor", in.early_stopping().monitor());
   }
@@ -43,6 +59,47 @@ absl::Status CheckEnums(const v1::JobSpec& in) {
   }
   return absl::OkStatus();
 }
+
+core::OptimizerKind FromProto(v1::OptimizerKind kind) {
+  switch (kind) {
+    case v1::OPTIMIZER_SGD: return core::OptimizerKind::kSgd;
+    case v1::OPTIMIZER_ADAMW: return core::OptimizerKind::kAdamW;
+    case v1::OPTIMIZER_RMSPROP: return core::OptimizerKind::kRmsprop;
+    default: return core::OptimizerKind::kAdam;
+  }
+}
+
+core::Monitor FromProto(v1::Monitor m, core::Monitor unspecified) {
+  switch (m) {
+    case v1::MONITOR_VAL_LOSS: return core::Monitor::kValLoss;
+    case v1::MONITOR_VAL_ACCURACY: return core::Monitor::kValAccuracy;
+    case v1::MONITOR_VAL_MACRO_F1: return core::Monitor::kValMacroF1;
+    default: return unspecified;
+  }
+}
+
+v1::Monitor ToProto(core::Monitor m) {
+  return m == core::Monitor::kValAccuracy ? v1::MONITOR_VAL_ACCURACY
+         : m == core::Monitor::kValMacroF1 ? v1::MONITOR_VAL_MACRO_F1
+                                           : v1::MONITOR_VAL_LOSS;
+}
+
+core::HeadSpec FromProto(const v1::HeadSpec& h) {
+  core::HeadSpec out;
+  out.hidden_units.assign(h.hidden_units().begin(), h.hidden_units().end());
+  out.dropout = h.dropout();
+  out.activation = h.activation();
+  return out;
+}
+
+void ToProto(const core::HeadSpec& h, v1::HeadSpec* out) {
+  for (int u : h.hidden_units) out->add_hidden_units(u);
+  out->set_dropout(static_cast<float>(h.dropout));
+  out->set_activation(h.activation);
+}
+
+// Whether the message holds anything (an empty SearchSpec means no search).
+bool HasSearch(const v1::JobSpec& in) { return in.has_search(); }
 
 }  // namespace
 
@@ -55,9 +112,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.dataset = in.dataset();
   s.validation_fraction = in.validation_fraction();
   s.input_size = in.input_size();
-  s.head.hidden_units.assign(in.head().hidden_units().begin(), in.head().hidden_units().end());
-  s.head.dropout = in.head().dropout();
-  s.head.activation = in.head().activation();
+  s.head = FromProto(in.head());
   for (const v1::StageSpec& st : in.stages()) {
     core::StageSpec stage;
     stage.epochs = st.epochs();
@@ -110,6 +165,28 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.early_stopping.min_delta = e.min_delta();
   s.early_stopping.restore_best = !e.disable_restore_best();
   s.seed = in.seed();
+  if (in.stages_size() > 0) s.auto_learning_rate = in.stages(0).optimizer().auto_learning_rate();
+  if (HasSearch(in)) {
+    const v1::SearchSpec& q = in.search();
+    s.has_search = true;
+    s.search.backbones.assign(q.backbones().begin(), q.backbones().end());
+    s.search.learning_rates.assign(q.learning_rates().begin(), q.learning_rates().end());
+    s.search.lr_min = q.lr_min();
+    s.search.lr_max = q.lr_max();
+    s.search.lr_count = q.lr_count();
+    for (int k : q.optimizers()) s.search.optimizers.push_back(FromProto(static_cast<v1::OptimizerKind>(k)));
+    s.search.weight_decays.assign(q.weight_decays().begin(), q.weight_decays().end());
+    for (const auto& h : q.heads()) s.search.heads.push_back(FromProto(h));
+    s.search.label_smoothings.assign(q.label_smoothings().begin(), q.label_smoothings().end());
+    s.search.metric = FromProto(q.metric(), core::Monitor::kValAccuracy);
+    s.search.strategy = q.strategy() == v1::SEARCH_RANDOM                ? core::SearchStrategy::kRandom
+                        : q.strategy() == v1::SEARCH_SUCCESSIVE_HALVING ? core::SearchStrategy::kSuccessiveHalving
+                                                                        : core::SearchStrategy::kGrid;
+    s.search.eta = q.eta();
+    s.search.max_trials = q.max_trials();
+    s.search.budget_seconds = q.budget_seconds();
+    s.search.seed = q.seed();
+  }
   return s;
 }
 
@@ -120,9 +197,7 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   out->set_dataset(s.dataset);
   out->set_validation_fraction(static_cast<float>(s.validation_fraction));
   out->set_input_size(s.input_size);
-  for (int u : s.head.hidden_units) out->mutable_head()->add_hidden_units(u);
-  out->mutable_head()->set_dropout(static_cast<float>(s.head.dropout));
-  out->mutable_head()->set_activation(s.head.activation);
+  ToProto(s.head, out->mutable_head());
   for (const auto& st : s.stages) {
     auto* stage = out->add_stages();
     stage->set_epochs(st.epochs);
@@ -162,6 +237,67 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   e->set_min_delta(s.early_stopping.min_delta);
   e->set_disable_restore_best(!s.early_stopping.restore_best);
   out->set_seed(s.seed);
+  if (s.auto_learning_rate && out->stages_size() > 0) out->mutable_stages(0)->mutable_optimizer()->set_auto_learning_rate(true);
+  if (s.has_search) {
+    const core::SearchSpec& q = s.search;
+    auto* o = out->mutable_search();
+    for (const auto& b : q.backbones) o->add_backbones(b);
+    for (double lr : q.learning_rates) o->add_learning_rates(lr);
+    o->set_lr_min(q.lr_min);
+    o->set_lr_max(q.lr_max);
+    o->set_lr_count(q.lr_count);
+    for (auto k : q.optimizers) o->add_optimizers(static_cast<v1::OptimizerKind>(static_cast<int>(k)));
+    for (double wd : q.weight_decays) o->add_weight_decays(wd);
+    for (const auto& h : q.heads) ToProto(h, o->add_heads());
+    for (double ls : q.label_smoothings) o->add_label_smoothings(ls);
+    o->set_metric(ToProto(q.metric));
+    o->set_strategy(static_cast<v1::SearchStrategy>(static_cast<int>(q.strategy)));
+    o->set_eta(q.eta);
+    o->set_max_trials(q.max_trials);
+    o->set_budget_seconds(q.budget_seconds);
+    o->set_seed(q.seed);
+  }
+}
+
+void ToProto(const core::TrialResult& t, v1::Trial* out) {
+  const core::TrialConfig& c = t.config;
+  out->set_index(c.index);
+  out->set_backbone(c.backbone);
+  out->set_optimizer(static_cast<v1::OptimizerKind>(static_cast<int>(c.optimizer)));
+  out->set_learning_rate(c.learning_rate);
+  out->set_weight_decay(c.weight_decay);
+  ToProto(c.head, out->mutable_head());
+  out->set_label_smoothing(c.label_smoothing);
+  out->set_round(t.round);
+  out->set_epochs_budget(t.epochs_budget);
+  out->set_epochs(t.epochs);
+  ToProto(t.best, out->mutable_best());
+  out->set_score(t.score);
+  out->set_seconds(t.seconds);
+  out->set_error(t.error);
+}
+
+void ToProto(const core::LrCurve& c, v1::LearningRateCurve* out) {
+  for (double lr : c.learning_rates) out->add_learning_rates(lr);
+  for (double l : c.losses) out->add_losses(l);
+  for (double l : c.smoothed_losses) out->add_smoothed_losses(l);
+  out->set_suggested(c.suggested);
+  out->set_min_loss_learning_rate(c.min_loss_lr);
+  out->set_diverged(c.diverged);
+}
+
+void AddEventsOf(const core::JobRecord& job, const std::vector<core::JobEvent>& events, v1::Job* out) {
+  std::vector<core::TrialResult> trials;
+  for (const core::JobEvent& e : events) {
+    if (e.type == core::JobEventType::kTrial) trials.push_back(e.trial);
+    if (e.type == core::JobEventType::kFeatures) out->mutable_search()->add_features(e.reason);
+    if (e.type == core::JobEventType::kLearningRate) out->set_found_learning_rate(e.lr_curve.suggested);
+  }
+  if (!job.spec.has_search) return;
+  auto* search = out->mutable_search();
+  search->set_trials_planned(core::PlannedTrials(job.spec));
+  search->set_trials_done(static_cast<int>(trials.size()));
+  for (const auto& t : core::Leaderboard(std::move(trials), job.spec.search.metric)) ToProto(t, search->add_leaderboard());
 }
 
 void ToProto(const core::EpochMetrics& m, v1::EpochMetrics* out) {
@@ -230,6 +366,15 @@ void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
       out->mutable_progress()->set_epoch(e.epoch_number);
       out->mutable_progress()->set_batch(e.batch);
       out->mutable_progress()->set_batches(e.batches);
+      break;
+    case core::JobEventType::kTrial:
+      ToProto(e.trial, out->mutable_trial());
+      break;
+    case core::JobEventType::kFeatures:
+      out->set_features(e.reason);
+      break;
+    case core::JobEventType::kLearningRate:
+      ToProto(e.lr_curve, out->mutable_learning_rate());
       break;
   }
 }

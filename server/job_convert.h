@@ -17,6 +17,11 @@ void ToProto(const core::JobSpec& in, v1::JobSpec* out);
 void ToProto(const core::EpochMetrics& in, v1::EpochMetrics* out);
 void ToProto(const core::JobRecord& in, v1::Job* out);
 void ToProto(const core::JobEvent& in, v1::JobEvent* out);
+void ToProto(const core::TrialResult& in, v1::Trial* out);
+void ToProto(const core::LrCurve& in, v1::LearningRateCurve* out);
+// What a job's events add to GetJob: a search's progress and leaderboard,
+// the learning rate a range test found.
+void AddEventsOf(const core::JobRecord& job, const std::vector<core::JobEvent>& events, v1::Job* out);
 void ToProto(const core::DatasetInfo& in, v1::Dataset* out);
 void ToProto(const core::ModelInfo& in, v1::Model* out);
 void ToProto(const core::EvaluationReport& in, v1::EvaluationReport* out);

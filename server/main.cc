@@ -102,6 +102,8 @@ ABSL_FLAG(int, idle_rpc_threads, 64,
 ABSL_FLAG(bool, retain_host_memory, true,
           "Keep freed host memory for reuse instead of returning it to the kernel: large tensors are not mmapped and "
           "page-faulted in again on every forward (2-3x faster CPU forwards); resident memory stays at its high-water mark.");
+ABSL_FLAG(int32_t, search_trials_at_once, 0,
+          "A search job's trials of one backbone trained at once (threads); 0: the available cores. 1..256.");
 ABSL_FLAG(int32_t, decode_prefetch_batches, 2,
           "Training batches read, decoded and augmented ahead of the forward pass on CUDA (on CPU each batch is "
           "decoded by the forward's own threads just before it): bounds a job's input memory, whatever the dataset's "
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
   options.shutdown_grace_s = absl::GetFlag(FLAGS_shutdown_grace_s);
   options.feature_cache_fp16 = absl::GetFlag(FLAGS_feature_cache_fp16);
   options.decode_prefetch_batches = absl::GetFlag(FLAGS_decode_prefetch_batches);
+  options.search_trials_at_once = absl::GetFlag(FLAGS_search_trials_at_once);
   options.mixed_precision = absl::GetFlag(FLAGS_mixed_precision);
   options.retain_host_memory = absl::GetFlag(FLAGS_retain_host_memory);
   options.idle_rpc_threads = absl::GetFlag(FLAGS_idle_rpc_threads);

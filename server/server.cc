@@ -110,6 +110,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
   if (options.idle_rpc_threads < 1) return absl::InvalidArgumentError("--idle_rpc_threads must be at least 1");
+  if (options.search_trials_at_once < 0 || options.search_trials_at_once > 256) {
+    return absl::InvalidArgumentError("--search_trials_at_once must be between 0 (the cores) and 256");
+  }
   if (options.decode_prefetch_batches < 0 || options.decode_prefetch_batches > 64) {
     return absl::InvalidArgumentError("--decode_prefetch_batches must be between 0 and 64");
   }
@@ -238,6 +241,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.checkpoint_interval_s = options.checkpoint_interval_s;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;
   runner_options.decode_prefetch_batches = options.decode_prefetch_batches;
+  runner_options.search_trials_at_once = options.search_trials_at_once;
   runner_options.mixed_precision = options.mixed_precision;
   if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
   s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,

@@ -52,6 +52,7 @@ struct ServerOptions {
   double shutdown_grace_s = 30;        // in-flight RPCs may finish this long after a SIGTERM
   bool feature_cache_fp16 = true;
   int decode_prefetch_batches = 2;
+  int search_trials_at_once = 0;  // RunnerOptions::search_trials_at_once
   bool feature_cache_spill = true;
   bool mixed_precision = true;  // CUDA only: float16 inference, bfloat16 training autocast
   int idle_rpc_threads = 64;  // gRPC handler threads kept waiting between bursts

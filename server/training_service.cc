@@ -31,6 +31,32 @@ grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::Get
   auto job = Find(who, request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   ToProto(*job, response);
+  if (job->spec.has_search || job->spec.auto_learning_rate) {
+    auto events = runner_.Events(job->id);
+    if (!events.ok()) return ToGrpcStatus(events.status());
+    AddEventsOf(*job, *events, response);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status TrainingService::FindLearningRate(grpc::ServerContext* context, const v1::FindLearningRateRequest* request,
+                                               v1::LearningRateCurve* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "FindLearningRate");
+  auto spec = FromProto(request->spec());
+  if (!spec.ok()) return ToGrpcStatus(spec.status());
+  core::LrFindOptions options;
+  if (request->min_lr() != 0) options.min_lr = request->min_lr();
+  if (request->max_lr() != 0) options.max_lr = request->max_lr();
+  if (request->steps() != 0) options.steps = request->steps();
+  if (!(options.min_lr > 0 && options.min_lr < options.max_lr && options.max_lr <= 100)) {
+    return ToGrpcStatus(absl::InvalidArgumentError("min_lr, max_lr: need 0 < min_lr < max_lr <= 100"));
+  }
+  if (options.steps < 5 || options.steps > 10000) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("steps: must be 5..10000, got ", options.steps)));
+  }
+  auto curve = runner_.FindLearningRate(std::move(*spec), options, who, [context] { return context->IsCancelled(); });
+  if (!curve.ok()) return ToGrpcStatus(curve.status());
+  ToProto(*curve, response);
   return grpc::Status::OK;
 }
 

@@ -379,6 +379,68 @@ absl::StatusOr<JobRecord> JobRunner::Cancel(const std::string& id) {
   return jobs_.Get(id);
 }
 
+absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOptions& options,
+                                                    const Principal& by, const std::function<bool()>& cancelled) {
+  if (spec.has_search) return absl::InvalidArgumentError("spec.search: a range test tries one configuration; drop the search");
+  spec.auto_learning_rate = false;
+  RETURN_IF_ERROR(Admit(spec, by));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int most = std::max(1, options_.max_concurrent_jobs);
+    if (lr_finds_ >= most) {
+      return absl::ResourceExhaustedError(absl::StrCat(lr_finds_, " learning-rate range tests are running (at most ", most,
+                                                       ", --max_concurrent_jobs); try again when one has ended"));
+    }
+    ++lr_finds_;
+  }
+  struct Release {
+    JobRunner* runner;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(runner->mu_);
+      --runner->lr_finds_;
+    }
+  } release{this};
+  auto dataset = datasets_.Get(spec.dataset);
+  auto images = datasets_.Images(spec.dataset);
+  if (!dataset.ok()) return dataset.status();
+  if (!images.ok()) return images.status();
+  if (spec.validation_fraction > 0) Resplit(*images, spec.validation_fraction, spec.seed);
+  CancellationToken token;
+  const auto gone = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_ || cancelled();
+  };
+  auto resident = zoo_.Resident(spec.backbone, gone);
+  if (absl::IsUnavailable(resident.status())) {
+    return absl::UnavailableError(absl::StrCat("backbone '", spec.backbone, "': ", resident.status().message(),
+                                               "; try again once its weights are fetched"));
+  }
+  if (!resident.ok()) return resident.status();
+  TrainInput input;
+  input.spec = spec;
+  input.resident = *resident;
+  input.images = std::move(*images);
+  input.num_classes = static_cast<int>(dataset->classes.size());
+  input.feature_cache.memory_bytes = options_.feature_cache_bytes;
+  input.feature_cache.spill_dir = options_.feature_spill_dir;
+  input.feature_cache.half = options_.feature_cache_fp16;
+  input.prefetch_batches = options_.decode_prefetch_batches;
+  input.mixed_precision = options_.mixed_precision;
+  // The caller's cancel (or deadline) and a shutdown stop the test between batches.
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    while (!finished) {
+      if (gone()) token.Cancel();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  auto curve = core::FindLearningRate(input, options, token);
+  finished = true;
+  watcher.join();
+  if (!curve.ok() && token.cancelled()) return absl::CancelledError("the range test was cancelled (the call ended)");
+  return curve;
+}
+
 bool JobRunner::DatasetInUse(const std::string& dataset_id) {
   for (JobState s : {JobState::kQueued, JobState::kRunning}) {
     auto jobs = jobs_.List(s);
@@ -506,6 +568,7 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   search.backbones = job.spec.search.backbones;
   search.resident = resident;
   search.base = base;
+  search.threads = options_.search_trials_at_once;
   if (auto events = jobs_.Events(id, 0); events.ok()) {
     for (const JobEvent& e : *events) {
       if (e.type == JobEventType::kTrial) search.done.push_back(e.trial);

@@ -43,6 +43,7 @@ struct RunnerOptions {
   std::string feature_spill_dir;             // beyond it; empty: recompute instead
   bool feature_cache_fp16 = true;
   int decode_prefetch_batches = 2;  // TrainInput::prefetch_batches
+  int search_trials_at_once = 0;    // SearchInput::threads
   bool mixed_precision = true;  // CUDA only (TrainInput::mixed_precision)
   // Evaluates each trained model on its job's validation split through the
   // serving path before publishing it (the report stored with the model).
@@ -81,6 +82,16 @@ class JobRunner {
   // (never stored; it carries the seq of the last stored event sent).
   absl::Status Watch(const std::string& id, bool progress, const std::function<bool(const JobEvent&)>& emit,
                      const std::function<bool()>& alive, int64_t after_seq = 0);
+
+  // Every stored event of the job (GetJob's leaderboard).
+  absl::StatusOr<std::vector<JobEvent>> Events(const std::string& id) { return jobs_.Events(id, 0); }
+
+  // The learning-rate range test for `spec` (checked as Submit checks a job:
+  // backbone, dataset ownership, limits), run now on the caller's thread
+  // until it ends or `cancelled` turns true; at most --max_concurrent_jobs
+  // at once (RESOURCE_EXHAUSTED beyond).
+  absl::StatusOr<LrCurve> FindLearningRate(JobSpec spec, const LrFindOptions& options, const Principal& by,
+                                           const std::function<bool()>& cancelled);
 
   // A job queued or running uses the dataset.
   bool DatasetInUse(const std::string& dataset_id);
@@ -125,6 +136,7 @@ class JobRunner {
   std::map<std::string, JobEvent> progress_;  // latest live progress per job
   std::set<std::string> user_cancelled_;
   bool stopping_ = false;
+  int lr_finds_ = 0;  // range tests running
   std::vector<std::thread> workers_;
 };
 

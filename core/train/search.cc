@@ -194,6 +194,14 @@ std::vector<SearchRound> PlanRounds(const SearchSpec& search, int trials, int ep
   return rounds;
 }
 
+int PlannedTrials(const JobSpec& job) {
+  if (!job.has_search || job.stages.empty()) return 0;
+  int n = 0;
+  const auto plan = PlanTrials(job, job.search.backbones);
+  for (const SearchRound& r : PlanRounds(job.search, static_cast<int>(plan.size()), job.stages[0].epochs)) n += r.trials;
+  return n;
+}
+
 JobSpec TrialSpec(const JobSpec& job, const TrialConfig& config, int epochs) {
   JobSpec s = job;
   s.has_search = false;

@@ -64,6 +64,9 @@ struct SearchRound {
 };
 std::vector<SearchRound> PlanRounds(const SearchSpec& search, int trials, int epochs);
 
+// Trials a search job runs in all its rounds (job.search.backbones resolved).
+int PlannedTrials(const JobSpec& job);
+
 // The job spec one trial trains: the job's, with the trial's config in its
 // single head-only stage of `epochs`, monitored by the search's metric.
 JobSpec TrialSpec(const JobSpec& job, const TrialConfig& config, int epochs);
