@@ -503,26 +503,9 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
     if (smooth[i] < smooth[min_at]) min_at = i;
   }
   curve.min_loss_lr = curve.learning_rates[min_at];
-  // The suggestion ("valley", as fastai suggests since 2021): the longest
-  // run of steps over which the smoothed loss keeps falling (a longest
-  // decreasing subsequence), and within it the point a half of the way in
-  // from its first third: low enough to be stable, high enough to learn fast.
-  std::vector<int> run(n, 1), from(n, 0);
-  size_t end = 0;
-  for (size_t i = 0; i < n; ++i) {
-    from[i] = static_cast<int>(i);
-    for (size_t j = 0; j < i; ++j) {
-      if (smooth[i] < smooth[j] && run[j] + 1 > run[i]) {
-        run[i] = run[j] + 1;
-        from[i] = from[j];
-      }
-    }
-    if (run[i] > run[end]) end = i;
-  }
-  const size_t begin = static_cast<size_t>(from[end]);
-  const double third = static_cast<double>(end - begin) / 3;
-  const size_t pick = std::min(n - 1, begin + static_cast<size_t>(third) + static_cast<size_t>(third / 2));
-  curve.suggested = curve.learning_rates[pick];
+  // Smith's rule (fastai's "minimum/10"): an order of magnitude below where
+  // the loss stopped falling, where it still falls fast and training is stable.
+  curve.suggested = std::max(options.min_lr, curve.min_loss_lr / 10);
   return curve;
 }
 

@@ -75,9 +75,9 @@ struct LrCurve {
   std::vector<double> learning_rates;
   std::vector<double> losses;           // per step, raw
   std::vector<double> smoothed_losses;  // exponential moving average (0.98), bias-corrected
-  // In the longest stretch over which the smoothed loss keeps falling, a
-  // half of the way in from its first third (fastai's "valley"): where the
-  // loss falls fast and training stays stable.
+  // A tenth of the rate at the smoothed loss's minimum (Smith's rule,
+  // fastai's "minimum/10"): where the loss still falls fast and training
+  // stays stable.
   double suggested = 0;
   double min_loss_lr = 0;    // rate at the smoothed loss's minimum
   bool diverged = false;     // stopped early on a diverging loss
