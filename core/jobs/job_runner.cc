@@ -323,6 +323,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     }
     checked.search.backbones = resolved;
     checked.backbone.clear();
+    RETURN_IF_ERROR(CheckSearchSize(checked, resolved.size()));
     spec = std::move(checked);
   } else {
     RETURN_IF_ERROR(Admit(spec, by));

@@ -62,8 +62,8 @@ HeadSpec HeadFromJson(const nlohmann::json& h) {
   return out;
 }
 
-constexpr int kMaxSearchValues = 64;   // per list
-constexpr int kMaxSearchTrials = 4096;
+constexpr int kMaxSearchValues = 64;  // per list
+constexpr int kMaxTrials = 4096;      // kMaxSearchTrials (core/train/search.h)
 
 }  // namespace
 
@@ -136,8 +136,8 @@ absl::Status NormalizeSearchSpec(SearchSpec& s) {
   if (strategy < 1 || strategy > 3) return Bad("search.strategy", "must be grid, random or successive_halving");
   if (s.eta == 0) s.eta = 3;
   if (s.eta < 2 || s.eta > 16) return Bad("search.eta", absl::StrCat("must be 2..16, got ", s.eta));
-  if (s.max_trials < 0 || s.max_trials > kMaxSearchTrials) {
-    return Bad("search.max_trials", absl::StrCat("must be 0..", kMaxSearchTrials, ", got ", s.max_trials));
+  if (s.max_trials < 0 || s.max_trials > kMaxTrials) {
+    return Bad("search.max_trials", absl::StrCat("must be 0..", kMaxTrials, ", got ", s.max_trials));
   }
   if (s.strategy == SearchStrategy::kRandom && s.max_trials == 0) s.max_trials = 16;
   if (!std::isfinite(s.budget_seconds) || s.budget_seconds < 0 || s.budget_seconds > 7 * 86400) {

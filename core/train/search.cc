@@ -130,6 +130,17 @@ std::vector<TrialResult> Leaderboard(std::vector<TrialResult> trials, Monitor me
   return out;
 }
 
+uint64_t SearchGridSize(const JobSpec& job, size_t backbones) {
+  const Dimensions d = DimensionsOf(job, std::vector<std::string>(std::max<size_t>(backbones, 1)));
+  uint64_t n = 1;
+  constexpr uint64_t kCap = uint64_t{1} << 40;  // saturates: far beyond any limit
+  for (size_t size : {d.backbones.size(), std::max<size_t>(d.learning_rates.size(), 1), d.optimizers.size(),
+                      d.weight_decays.size(), d.heads.size(), d.label_smoothings.size()}) {
+    n = std::min(kCap, n * static_cast<uint64_t>(size));
+  }
+  return n;
+}
+
 std::vector<TrialConfig> PlanTrials(const JobSpec& job, const std::vector<std::string>& backbones) {
   const SearchSpec& s = job.search;
   const Dimensions d = DimensionsOf(job, backbones);
@@ -160,15 +171,27 @@ std::vector<TrialConfig> PlanTrials(const JobSpec& job, const std::vector<std::s
       return rank(a.backbone) < rank(b.backbone);
     });
   } else {
-    for (const auto& backbone : d.backbones)
-      for (double lr : d.learning_rates)
-        for (OptimizerKind optimizer : d.optimizers)
-          for (double wd : d.weight_decays)
-            for (const HeadSpec& head : d.heads)
-              for (double ls : d.label_smoothings) {
-                if (s.max_trials > 0 && static_cast<int>(out.size()) >= s.max_trials) break;
-                out.push_back(TrialConfig{0, backbone, optimizer, lr, wd, head, ls});
-              }
+    // The grid in order (backbone, rate, optimizer, weight decay, head,
+    // smoothing; the last varies fastest), decoded from a running index so
+    // that max_trials bounds the work whatever the lists multiply to.
+    const uint64_t total = SearchGridSize(job, d.backbones.size());
+    const uint64_t n = s.max_trials > 0 ? std::min<uint64_t>(total, static_cast<uint64_t>(s.max_trials)) : total;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t r = i;
+      const auto take = [&r](size_t size) {
+        const size_t at = static_cast<size_t>(r % size);
+        r /= size;
+        return at;
+      };
+      TrialConfig c;
+      c.label_smoothing = d.label_smoothings[take(d.label_smoothings.size())];
+      c.head = d.heads[take(d.heads.size())];
+      c.weight_decay = d.weight_decays[take(d.weight_decays.size())];
+      c.optimizer = d.optimizers[take(d.optimizers.size())];
+      c.learning_rate = d.learning_rates[take(d.learning_rates.size())];
+      c.backbone = d.backbones[take(d.backbones.size())];
+      out.push_back(std::move(c));
+    }
   }
   for (size_t i = 0; i < out.size(); ++i) out[i].index = static_cast<int>(i) + 1;
   return out;
@@ -192,6 +215,17 @@ std::vector<SearchRound> PlanRounds(const SearchSpec& search, int trials, int ep
   }
   rounds.back().epochs = epochs;
   return rounds;
+}
+
+absl::Status CheckSearchSize(const JobSpec& job, size_t backbones) {
+  if (job.search.strategy == SearchStrategy::kRandom) return absl::OkStatus();  // max_trials draws, bounded
+  const uint64_t total = SearchGridSize(job, backbones);
+  if (total > static_cast<uint64_t>(kMaxSearchTrials) && job.search.max_trials == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.search: the grid has ", total, " combinations over ", backbones,
+                                                   " backbone(s), more than ", kMaxSearchTrials,
+                                                   "; set max_trials, use fewer values, or strategy random"));
+  }
+  return absl::OkStatus();
 }
 
 int PlannedTrials(const JobSpec& job) {

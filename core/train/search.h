@@ -3,6 +3,7 @@
 // Search jobs: many heads and hyperparameters (and backbones) tried on
 // frozen features computed once per backbone; the best trial wins.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -14,6 +15,8 @@
 #include "core/train/trainer.h"
 
 namespace graft::core {
+
+inline constexpr int kMaxSearchTrials = 4096;
 
 // One configuration of a search.
 struct TrialConfig {
@@ -53,6 +56,12 @@ std::vector<TrialResult> Leaderboard(std::vector<TrialResult> trials, Monitor me
 // job's own value (its first stage's optimizer kind, rate and weight decay,
 // its head, its label smoothing).
 std::vector<TrialConfig> PlanTrials(const JobSpec& job, const std::vector<std::string>& backbones);
+// The grid's size over `backbones` candidates (saturating: never overflows).
+uint64_t SearchGridSize(const JobSpec& job, size_t backbones);
+// INVALID_ARGUMENT when a grid or successive-halving search over `backbones`
+// candidates would run more than kMaxSearchTrials trials without
+// max_trials to bound it.
+absl::Status CheckSearchSize(const JobSpec& job, size_t backbones);
 
 // Successive halving's rounds: epochs per round and how many trials each
 // round runs. Each round keeps the best ceil(1/eta) of the last with eta x

@@ -139,6 +139,19 @@ TEST(SearchPlanTest, GridIsEveryCombinationGroupedByBackbone) {
   EXPECT_EQ(distinct.size(), plan.size());
   spec.search.max_trials = 5;
   EXPECT_EQ(PlanTrials(spec, {"mobilenet_v2", "squeezenet1_1"}).size(), 5u);
+  // Every list at its most (64^6 combinations): max_trials bounds the work.
+  for (int i = 1; i <= 64; ++i) {
+    spec.search.learning_rates.push_back(i * 1e-4);
+    spec.search.weight_decays.push_back(i * 1e-5);
+    spec.search.label_smoothings.push_back(i * 1e-3);
+    spec.search.heads.push_back(HeadSpec{{i}, 0, "relu"});
+    spec.search.optimizers.push_back(static_cast<OptimizerKind>(1 + i % 4));
+  }
+  std::vector<std::string> many(64, "mobilenet_v2");
+  EXPECT_EQ(PlanTrials(spec, many).size(), 5u);
+  EXPECT_GT(SearchGridSize(spec, 64), uint64_t{1} << 35);
+  spec.search.max_trials = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(CheckSearchSize(spec, 64)));
 }
 
 TEST(SearchPlanTest, RandomSearchIsReproducibleBySeed) {

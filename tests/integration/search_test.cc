@@ -175,6 +175,13 @@ TEST_F(TrainingTest, BadSearchesAreRefusedNamingTheField) {
   s = SearchSpec(2);
   s.mutable_search()->set_lr_min(1e-4);
   expect(s, "give learning_rates or lr_min/lr_max/lr_count, not both");
+  s = SearchSpec(2);  // 2 backbones x 64 x 64 x 2 heads: more than 4096 trials
+  s.mutable_search()->clear_learning_rates();
+  for (int i = 1; i <= 64; ++i) {
+    s.mutable_search()->add_learning_rates(i * 1e-4);
+    s.mutable_search()->add_weight_decays(i * 1e-5);
+  }
+  expect(s, "spec.search: the grid has 16384 combinations over 2 backbone(s), more than 4096; set max_trials");
   s = Spec("hym", 1);
   s.add_stages()->mutable_optimizer()->set_auto_learning_rate(true);
   expect(s, "spec.stages[1].optimizer.auto_learning_rate: only the first stage");
