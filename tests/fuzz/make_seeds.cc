@@ -76,5 +76,24 @@ int main(int argc, char** argv) {
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(spec, &json);
   Write(out / "job_spec" / "two_stages.json", json);
+  // A search: every list, successive halving, and the first stage's auto rate elsewhere.
+  auto* search = spec.mutable_search();
+  search->add_backbones("MobileNetV2");
+  search->add_backbones("squeezenet1_1");
+  search->add_learning_rates(1e-3);
+  search->add_learning_rates(1e-2);
+  search->add_optimizers(graft::v1::OPTIMIZER_SGD);
+  search->add_weight_decays(1e-4);
+  search->add_heads()->add_hidden_units(64);
+  search->add_label_smoothings(0.1);
+  search->set_strategy(graft::v1::SEARCH_SUCCESSIVE_HALVING);
+  search->set_max_trials(12);
+  Write(out / "job_spec" / "search.binpb", spec.SerializeAsString());
+  json.clear();
+  (void)google::protobuf::util::MessageToJsonString(spec, &json);
+  Write(out / "job_spec" / "search.json", json);
+  spec.clear_search();
+  spec.mutable_stages(0)->mutable_optimizer()->set_auto_learning_rate(true);
+  Write(out / "job_spec" / "auto_lr.binpb", spec.SerializeAsString());
   return 0;
 }

@@ -34,6 +34,7 @@ const std::map<std::string, v1::Role>& MinimumRoles() {
       {"graft.v1.Training/ListJobs", v1::ROLE_TRAIN},
       {"graft.v1.Training/CancelJob", v1::ROLE_TRAIN},
       {"graft.v1.Training/WatchJob", v1::ROLE_TRAIN},
+      {"graft.v1.Training/FindLearningRate", v1::ROLE_TRAIN},
       {"graft.v1.Models/ListModels", v1::ROLE_INFERENCE},
       {"graft.v1.Models/GetModel", v1::ROLE_INFERENCE},
       {"graft.v1.Models/DeleteModel", v1::ROLE_TRAIN},
@@ -157,6 +158,10 @@ TEST_F(SecurityTest, TrainPrincipalsSeeOnlyTheirOwnAndInferenceTokensPredictWith
   spec.set_dataset(ds);
   spec.add_stages()->set_epochs(10);
   EXPECT_EQ(bob.CreateJob(spec).status().code(), absl::StatusCode::kPermissionDenied);
+  v1::FindLearningRateRequest range_test;
+  *range_test.mutable_spec() = spec;
+  EXPECT_EQ(bob.FindLearningRate(range_test).status().code(), absl::StatusCode::kPermissionDenied)
+      << "a range test on another principal's dataset";
 
   // Alice trains; bob can neither see nor touch her job or model.
   auto job = alice.CreateJob(spec);

@@ -173,3 +173,26 @@ def test_residency_load_pin_unload_under_a_budget(tmp_path, graft_client):
         assert c.backbones.memory().backbone_bytes == c.backbones.get("squeezenet1_0").residency.bytes
     finally:
         assert g.stop() == 0
+
+
+def test_search_job_leaderboard_and_learning_rate_finder(graftd, graft_client):
+    c = graft_client.Client(graftd.address, token=graftd.token)
+    c.datasets.upload(DATA, name="for-search")
+    curve = c.jobs.find_learning_rate(backbone="squeezenet1_1", dataset="for-search", input_size=112, steps=40)
+    assert len(curve.learning_rates) == len(curve.losses) >= 10
+    assert curve.learning_rates[0] == pytest.approx(1e-7)
+    assert 1e-7 < curve.suggested < 10
+
+    job = c.jobs.create(dataset="for-search", input_size=112, epochs=3, seed=2,
+                        search={"backbones": ["squeezenet1_1"], "learning_rates": [1e-3, 1e-2],
+                                "heads": [{}, {"hidden_units": [32]}]})
+    job.wait(timeout=600)
+    assert job.refresh().state == "SUCCEEDED", job.error
+    board = job.leaderboard
+    assert len(board) == 4 and job.proto.search.trials_done == 4
+    assert board[0].best.val_accuracy >= board[-1].best.val_accuracy
+    model = c.models.get(job.model_id)
+    assert model.spec.stages[0].optimizer.learning_rate == pytest.approx(board[0].learning_rate)
+
+    spec = graft_client.job_spec(backbone="squeezenet1_1", dataset="x", learning_rate="auto")
+    assert spec.stages[0].optimizer.auto_learning_rate

@@ -227,7 +227,9 @@ def job_spec(spec=None, **kwargs) -> training_pb2.JobSpec:
 
     Any JobSpec field by name (backbone, dataset, head, stages, augmentation,
     early_stopping, model_name, ...; nested values as dicts), and shortcuts:
-    epochs, learning_rate, optimizer ("adam", "sgd", ...) for the head stage;
+    epochs, learning_rate (a number, or "auto": found by the range test),
+    optimizer ("adam", "sgd", ...) for the head stage; search (a SearchSpec
+    as a dict) makes it a search job;
     fine_tune_blocks, fine_tune_epochs, fine_tune_learning_rate for a second
     stage training the top blocks with SGD (momentum 0.9), as the Keras
     tutorials do; patience turns on early stopping with best weights restored.
@@ -249,7 +251,9 @@ def job_spec(spec=None, **kwargs) -> training_pb2.JobSpec:
         head = out.stages[0]
         if "epochs" in short:
             head.epochs = short["epochs"]
-        if "learning_rate" in short:
+        if short.get("learning_rate") == "auto":
+            head.optimizer.auto_learning_rate = True
+        elif "learning_rate" in short:
             head.optimizer.learning_rate = short["learning_rate"]
         if "optimizer" in short:
             head.optimizer.kind = _OPTIMIZERS[short["optimizer"].lower()]
@@ -280,6 +284,14 @@ class Jobs:
     def get(self, job_id: str) -> "Job":
         return Job(self._c, self._stub, self._c._call(self._stub.GetJob, training_pb2.GetJobRequest(id=job_id)))
 
+    def find_learning_rate(self, spec=None, min_lr: float = 0, max_lr: float = 0, steps: int = 0,
+                           timeout: float = 1800, **kwargs) -> training_pb2.LearningRateCurve:
+        """The learning-rate range test for a spec (as jobs.create takes it):
+        .learning_rates, .losses, .smoothed_losses and .suggested."""
+        request = training_pb2.FindLearningRateRequest(spec=job_spec(spec, **kwargs), min_lr=min_lr, max_lr=max_lr,
+                                                       steps=steps)
+        return self._c._call(self._stub.FindLearningRate, request, timeout=timeout)
+
     def list(self) -> List["Job"]:
         jobs = _all_pages(self._c, self._stub.ListJobs, training_pb2.ListJobsRequest(), "jobs")
         return [Job(self._c, self._stub, j) for j in jobs]
@@ -298,6 +310,8 @@ class Job:
     state = property(lambda self: _state_name(self.proto.state))
     model_id = property(lambda self: self.proto.model_id)
     error = property(lambda self: self.proto.error)
+    # A search job's trials, best first (graft.v1.Trial messages).
+    leaderboard = property(lambda self: list(self.proto.search.leaderboard))
 
     def __repr__(self):
         return f"Job({self.id}, {self.state})"
