@@ -86,6 +86,7 @@ bool Better(const graft::v1::EpochMetrics& a, const graft::v1::EpochMetrics& b) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::cout << std::unitbuf;  // each line as it comes (the run takes minutes)
   Args args;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];

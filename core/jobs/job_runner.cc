@@ -564,6 +564,15 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   base.feature_cache.half = options_.feature_cache_fp16;
   base.prefetch_batches = options_.decode_prefetch_batches;
   base.mixed_precision = options_.mixed_precision;
+  // Each backbone's features held in memory count against the device memory
+  // budget until the search ends.
+  std::mutex charges_mu;
+  std::vector<std::shared_ptr<DeviceLedger::Charge>> feature_charges;
+  base.on_cache_in_memory = [&](int64_t bytes) {
+    auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, bytes);
+    std::lock_guard<std::mutex> lock(charges_mu);
+    feature_charges.push_back(std::move(charge));
+  };
   SearchInput search;
   search.spec = job.spec;
   search.backbones = job.spec.search.backbones;
@@ -579,6 +588,7 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
                  << (search.done.empty() ? "" : absl::StrCat("; ", search.done.size(), " trials done before"));
   SearchRun events(*this, job);
   auto outcome = RunSearch(search, token, events);
+  feature_charges.clear();
   if (!outcome.ok()) return ended(outcome.status());
   // The winner's spec: its config in the first stage, the job's other stages after.
   JobSpec winner = TrialSpec(job.spec, outcome->winner.config, job.spec.stages[0].epochs);

@@ -277,6 +277,8 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
   std::map<std::string, std::shared_ptr<const SharedFeatures>> features;
   const int threads = std::max(1, input.threads > 0 ? input.threads : AvailableCpus());
 
+  // The caller is told of each backbone's feature pass (its memory), not of the trials'.
+  const std::function<void(int64_t)> on_features = input.base.on_cache_in_memory;
   std::vector<TrialConfig> alive = plan;
   for (size_t r = 0; r < rounds.size(); ++r) {
     const SearchRound& round = rounds[r];
@@ -307,6 +309,7 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
       TrainInput base = input.base;
       base.resident = resident;
       base.checkpoint_path.clear();
+      base.on_cache_in_memory = on_features;
       if (features.count(backbone) == 0) {
         const auto extract_start = Clock::now();
         base.spec = TrialSpec(job, *todo.front(), round.epochs);
