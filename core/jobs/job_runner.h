@@ -22,6 +22,11 @@ namespace graft::core {
 
 class Predictor;
 
+namespace job_runner_internal {
+// A job's own validation split of a FLAT dataset: per class, seeded.
+void Resplit(std::vector<DatasetImage>& images, double fraction, uint64_t seed);
+}  // namespace job_runner_internal
+
 // Hooks for metrics; called on runner threads.
 class JobObserver {
  public:

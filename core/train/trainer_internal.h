@@ -23,7 +23,9 @@ namespace graft::core::trainer_internal {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
+constexpr int64_t kMaxForwardRows = 64;
+
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params);  // rows per frozen-prefix forward while caching
 
 // A deterministic stream per (seed, a, b): augmentations do not depend on
 // which thread prepares a batch or in which order.

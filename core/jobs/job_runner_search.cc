@@ -1,0 +1,206 @@
+// JobRunner's search jobs and learning-rate range tests (the rest of the
+// runner is in job_runner.cc).
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "core/jobs/job_runner.h"
+#include "core/jobs/job_runner_run.h"
+#include "core/train/job_cost.h"
+#include "core/train/search.h"
+#include "core/util/log.h"
+#include "core/util/status_macros.h"
+
+namespace graft::core {
+
+using job_runner_internal::Resplit;
+
+absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOptions& options, const Principal& by,
+                                                    const std::function<bool()>& cancelled) {
+  if (spec.has_search)
+    return absl::InvalidArgumentError("spec.search: a range test tries one configuration; drop the search");
+  spec.auto_learning_rate = false;
+  RETURN_IF_ERROR(Admit(spec, by));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int most = std::max(1, options_.max_concurrent_jobs);
+    if (lr_finds_ >= most) {
+      return absl::ResourceExhaustedError(absl::StrCat(lr_finds_, " learning-rate range tests are running (at most ",
+                                                       most, ", --max_concurrent_jobs); try again when one has ended"));
+    }
+    ++lr_finds_;
+  }
+  struct Release {
+    JobRunner* runner;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(runner->mu_);
+      --runner->lr_finds_;
+    }
+  } release{this};
+  auto dataset = datasets_.Get(spec.dataset);
+  auto images = datasets_.Images(spec.dataset);
+  if (!dataset.ok()) return dataset.status();
+  if (!images.ok()) return images.status();
+  if (spec.validation_fraction > 0) Resplit(*images, spec.validation_fraction, spec.seed);
+  CancellationToken token;
+  const auto gone = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_ || cancelled();
+  };
+  auto resident = zoo_.Resident(spec.backbone, gone);
+  if (absl::IsUnavailable(resident.status())) {
+    return absl::UnavailableError(absl::StrCat("backbone '", spec.backbone, "': ", resident.status().message(),
+                                               "; try again once its weights are fetched"));
+  }
+  if (!resident.ok()) return resident.status();
+  TrainInput input;
+  input.spec = spec;
+  input.resident = *resident;
+  input.images = std::move(*images);
+  input.num_classes = static_cast<int>(dataset->classes.size());
+  input.feature_cache.memory_bytes = options_.feature_cache_bytes;
+  input.feature_cache.spill_dir = options_.feature_spill_dir;
+  input.feature_cache.half = options_.feature_cache_fp16;
+  input.prefetch_batches = options_.decode_prefetch_batches;
+  input.mixed_precision = options_.mixed_precision;
+  // The caller's cancel (or deadline) and a shutdown stop the test between batches.
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    while (!finished) {
+      if (gone()) token.Cancel();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  auto curve = core::FindLearningRate(input, options, token);
+  finished = true;
+  watcher.join();
+  if (!curve.ok() && token.cancelled()) return absl::CancelledError("the range test was cancelled (the call ended)");
+  return curve;
+}
+
+// A search's trials and feature passes as job events, from the trials' threads.
+class JobRunner::SearchRun : public SearchEvents {
+ public:
+  SearchRun(JobRunner& runner, JobRecord& job) : runner_(runner), job_(job) {}
+  void OnFeatures(const std::string& backbone, double seconds, const std::string& description) override {
+    JobEvent e;
+    e.type = JobEventType::kFeatures;
+    e.reason = absl::StrCat(backbone, ": ", description, " in ", absl::SixDigits(seconds), " s");
+    std::lock_guard<std::mutex> lock(mu_);
+    Log(runner_.Record(job_, e));
+  }
+  void OnTrial(const TrialResult& trial) override {
+    JobEvent e;
+    e.type = JobEventType::kTrial;
+    e.trial = trial;
+    std::lock_guard<std::mutex> lock(mu_);
+    Log(runner_.Record(job_, e));
+  }
+
+ private:
+  static void Log(const absl::StatusOr<JobEvent>& e) {
+    if (!e.ok()) ABSL_LOG(ERROR) << "cannot record job event: " << e.status().message();
+  }
+  JobRunner& runner_;
+  JobRecord& job_;
+  std::mutex mu_;
+};
+
+void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
+                              const std::function<void(JobState, const std::string&)>& fail) {
+  const std::string id = job.id;
+  if (job.state != JobState::kRunning) {
+    if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok())
+      return fail(JobState::kFailed, std::string(s.message()));
+  }
+  auto dataset = datasets_.Get(job.spec.dataset);
+  auto images = datasets_.Images(job.spec.dataset);
+  if (!dataset.ok() || !images.ok()) {
+    return fail(JobState::kFailed, std::string((!dataset.ok() ? dataset.status() : images.status()).message()));
+  }
+  if (job.spec.validation_fraction > 0) Resplit(*images, job.spec.validation_fraction, job.spec.seed);
+  // Ends the job as a failed training does: a shutdown leaves it RUNNING to resume.
+  const auto ended = [&](const absl::Status& s) {
+    bool user;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      user = user_cancelled_.count(id) > 0;
+      if (stopping_ && !user) return;
+    }
+    fail(absl::IsCancelled(s) ? JobState::kCancelled : JobState::kFailed, std::string(s.message()));
+  };
+  // A candidate's weights may still be fetched: the search waits for them (RUNNING).
+  const auto resident = [&](const std::string& name) -> absl::StatusOr<std::shared_ptr<ResidentBackbone>> {
+    const auto cancelled = [&] { return token.cancelled(); };
+    auto r = zoo_.Resident(name, cancelled);
+    while (absl::IsUnavailable(r.status()) && !token.cancelled()) {
+      zoo_.WaitForFetch(name, cancelled, std::chrono::milliseconds(200));
+      r = zoo_.Resident(name, cancelled);
+    }
+    if (token.cancelled()) return absl::CancelledError("cancelled while a backbone's weights were fetched");
+    return r;
+  };
+  TrainInput base;
+  base.images = *images;
+  base.num_classes = static_cast<int>(dataset->classes.size());
+  base.feature_cache.memory_bytes = options_.feature_cache_bytes;
+  base.feature_cache.spill_dir = options_.feature_spill_dir;
+  base.feature_cache.half = options_.feature_cache_fp16;
+  base.prefetch_batches = options_.decode_prefetch_batches;
+  base.mixed_precision = options_.mixed_precision;
+  // Each backbone's features held in memory count against the device memory
+  // budget until the search ends.
+  std::mutex charges_mu;
+  std::vector<std::shared_ptr<DeviceLedger::Charge>> feature_charges;
+  base.on_cache_in_memory = [&](int64_t bytes) {
+    auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, bytes);
+    std::lock_guard<std::mutex> lock(charges_mu);
+    feature_charges.push_back(std::move(charge));
+  };
+  SearchInput search;
+  search.spec = job.spec;
+  search.backbones = job.spec.search.backbones;
+  search.resident = resident;
+  search.base = base;
+  search.threads = options_.search_trials_at_once;
+  if (auto events = jobs_.Events(id, 0); events.ok()) {
+    for (const JobEvent& e : *events) {
+      if (e.type == JobEventType::kTrial) search.done.push_back(e.trial);
+    }
+  }
+  ABSL_LOG(INFO) << "job " << id << " searching " << search.backbones.size() << " backbone(s) on " << dataset->name
+                 << (search.done.empty() ? "" : absl::StrCat("; ", search.done.size(), " trials done before"));
+  SearchRun events(*this, job);
+  auto outcome = RunSearch(search, token, events);
+  feature_charges.clear();
+  if (!outcome.ok()) return ended(outcome.status());
+  // The winner's spec: its config in the first stage, the job's other stages after.
+  JobSpec winner = TrialSpec(job.spec, outcome->winner.config, job.spec.stages[0].epochs);
+  const StageSpec first = winner.stages[0];
+  winner.stages = job.spec.stages;
+  winner.stages[0] = first;
+  winner.early_stopping.monitor = job.spec.early_stopping.monitor;
+  winner.early_stopping.mode = job.spec.early_stopping.mode;
+  TrainedModel trained = std::move(outcome->model);
+  if (job.spec.stages.size() > 1) {  // fine-tuning on the winner, as any job trains
+    auto backbone = resident(winner.backbone);
+    if (!backbone.ok()) return ended(backbone.status());
+    TrainInput input = base;
+    input.spec = winner;
+    input.resident = *backbone;
+    input.checkpoint_path = CheckpointPath(id);
+    input.checkpoint_interval_s = options_.checkpoint_interval_s;
+    const auto cost = EstimateJobCost(winner, **backbone, base.num_classes);
+    auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
+    Run run(*this, job, dataset->train_images);
+    auto tuned = Train(input, token, run);
+    charge.reset();
+    if (!tuned.ok()) return ended(tuned.status());
+    trained = std::move(*tuned);
+  }
+  Publish(job, trained, winner, *dataset, *images, token, fail);
+}
+
+}  // namespace graft::core
