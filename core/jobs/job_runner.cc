@@ -46,6 +46,14 @@ JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models,
 
 JobRunner::~JobRunner() { Stop(); }
 
+void JobRunner::SetRunnerInputs(TrainInput& input) const {
+  input.feature_cache.memory_bytes = options_.feature_cache_bytes;
+  input.feature_cache.spill_dir = options_.feature_spill_dir;
+  input.feature_cache.half = options_.feature_cache_fp16;
+  input.prefetch_batches = options_.decode_prefetch_batches;
+  input.mixed_precision = options_.mixed_precision;
+}
+
 std::string JobRunner::CheckpointPath(const std::string& id) const {
   return (fs::path(options_.checkpoint_dir) / (id + ".ckpt")).string();
 }
@@ -392,11 +400,7 @@ void JobRunner::Execute(const std::string& id) {
   input.spec = job.spec;
   input.checkpoint_path = CheckpointPath(id);
   input.checkpoint_interval_s = options_.checkpoint_interval_s;
-  input.feature_cache.memory_bytes = options_.feature_cache_bytes;
-  input.feature_cache.spill_dir = options_.feature_spill_dir;
-  input.feature_cache.half = options_.feature_cache_fp16;
-  input.prefetch_batches = options_.decode_prefetch_batches;
-  input.mixed_precision = options_.mixed_precision;
+  SetRunnerInputs(input);
   auto dataset = datasets_.Get(job.spec.dataset);
   auto images = datasets_.Images(job.spec.dataset);
   if (!resident.ok() || !dataset.ok() || !images.ok()) {

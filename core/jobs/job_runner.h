@@ -125,6 +125,9 @@ class JobRunner {
   absl::Status SetState(JobRecord& job, JobState state, const std::string& reason, bool created = false);
   void Notify();
   std::string CheckpointPath(const std::string& id) const;
+  // What the runner's options say of every training input: the feature
+  // cache, decode prefetch, mixed precision.
+  void SetRunnerInputs(TrainInput& input) const;
 
   JobStore& jobs_;
   DatasetStore& datasets_;

@@ -60,11 +60,7 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
   input.resident = *resident;
   input.images = std::move(*images);
   input.num_classes = static_cast<int>(dataset->classes.size());
-  input.feature_cache.memory_bytes = options_.feature_cache_bytes;
-  input.feature_cache.spill_dir = options_.feature_spill_dir;
-  input.feature_cache.half = options_.feature_cache_fp16;
-  input.prefetch_batches = options_.decode_prefetch_batches;
-  input.mixed_precision = options_.mixed_precision;
+  SetRunnerInputs(input);
   // The caller's cancel (or deadline) and a shutdown stop the test between batches.
   std::atomic<bool> finished{false};
   std::thread watcher([&] {
@@ -145,11 +141,7 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   TrainInput base;
   base.images = *images;
   base.num_classes = static_cast<int>(dataset->classes.size());
-  base.feature_cache.memory_bytes = options_.feature_cache_bytes;
-  base.feature_cache.spill_dir = options_.feature_spill_dir;
-  base.feature_cache.half = options_.feature_cache_fp16;
-  base.prefetch_batches = options_.decode_prefetch_batches;
-  base.mixed_precision = options_.mixed_precision;
+  SetRunnerInputs(base);
   // Each backbone's features held in memory count against the device memory
   // budget until the search ends.
   std::mutex charges_mu;

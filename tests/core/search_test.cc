@@ -18,6 +18,7 @@
 #include "core/util/compute_threads.h"
 #include "core/util/host_memory.h"
 #include "core/zoo/zoo.h"
+#include "tests/testing/hymenoptera.h"
 #include "tests/testing/paths.h"
 
 namespace graft::core {
@@ -25,27 +26,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Ants and bees from ../shared, the first N JPEGs per class and split.
 std::vector<DatasetImage> Hymenoptera(int train_per_class, int val_per_class) {
-  std::vector<DatasetImage> out;
-  const fs::path root = fs::path(graft::testing::SharedDir()) / "data" / "hymenoptera";
-  const std::vector<std::string> classes{"ants", "bees"};
-  for (const auto& [split, dir, limit] :
-       {std::tuple{Split::kTrain, "train", train_per_class}, std::tuple{Split::kVal, "val", val_per_class}}) {
-    for (size_t c = 0; c < classes.size(); ++c) {
-      std::vector<fs::path> files;
-      for (const auto& e : fs::directory_iterator(root / dir / classes[c])) {
-        std::string ext = e.path().extension().string();
-        std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-        if (ext == ".jpg" || ext == ".jpeg") files.push_back(e.path());
-      }
-      std::sort(files.begin(), files.end());
-      for (size_t i = 0; i < files.size() && static_cast<int>(i) < limit; ++i) {
-        out.push_back({split, static_cast<int>(c), files[i].filename().string(), files[i].string()});
-      }
-    }
-  }
-  return out;
+  return graft::testing::HymenopteraImages(train_per_class, val_per_class);
 }
 
 JobSpec SearchJob(int epochs) {
