@@ -1,15 +1,15 @@
 #include "server/metrics.h"
 
-#include "core/util/device.h"
-
 #include <prometheus/text_serializer.h>
-
 #include <torch/version.h>
 
+#include <cctype>
 #include <chrono>
 
+#include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/util/device.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/zoo.h"
 
@@ -21,10 +21,11 @@ namespace graft::server {
 namespace {
 
 const char* CodeName(grpc::StatusCode code) {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-                                 "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
+  static const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
   const int i = static_cast<int>(code);
   return (i >= 0 && i <= 16) ? kNames[i] : "UNKNOWN";
 }
@@ -32,7 +33,9 @@ const char* CodeName(grpc::StatusCode code) {
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(grpc::experimental::ServerRpcInfo* info, Metrics* metrics)
-      : info_(info), metrics_(metrics), method_(info->method() ? info->method() : ""),
+      : info_(info),
+        metrics_(metrics),
+        method_(info->method() ? info->method() : ""),
         start_(std::chrono::steady_clock::now()) {
     if (!method_.empty() && method_[0] == '/') method_.erase(0, 1);
   }
@@ -49,7 +52,7 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
           info_->server_context()->IsCancelled()) {
         code = grpc::StatusCode::CANCELLED;
       }
-      metrics_->ObserveRpc(method_, CodeName(code), seconds);
+      metrics_->ObserveRpc(method_, CodeName(code), seconds, methods->GetSendStatus().error_message());
     }
     methods->Proceed();
   }
@@ -78,14 +81,41 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
-  rpc_total_ = &BuildCounter().Name("graft_rpc_requests_total").Help("RPCs handled, by method and status code").Register(*registry_);
-  rpc_latency_ = &BuildHistogram().Name("graft_rpc_latency_seconds").Help("RPC latency, by method and status code").Register(*registry_);
-  images_predicted_ = &BuildCounter().Name("graft_images_predicted_total").Help("Images run through Predict, by backbone").Register(*registry_);
-  backbone_load_seconds_ = &BuildGauge().Name("graft_backbone_load_seconds").Help("Seconds the last load of a backbone took").Register(*registry_);
-  backbone_evictions_ = &BuildCounter().Name("graft_backbone_evictions_total").Help("Backbones evicted from the device to make room, or unloaded, by backbone and device").Register(*registry_);
-  backbone_load_duration_ = &BuildHistogram().Name("graft_backbone_load_duration_seconds").Help("Loads of backbones onto the device (first use, after eviction, preload), by backbone").Register(*registry_);
-  device_memory_ = &BuildGauge().Name("graft_device_memory_bytes").Help("Device memory accounted against --device_memory_budget: kind budget, backbones, models, jobs").Register(*registry_);
-  backbone_resident_bytes_ = &BuildGauge().Name("graft_backbone_resident_bytes").Help("Bytes of backbone weights resident, by backbone and device").Register(*registry_);
+  rpc_total_ = &BuildCounter()
+                    .Name("graft_rpc_requests_total")
+                    .Help("RPCs handled, by method and status code")
+                    .Register(*registry_);
+  rpc_latency_ = &BuildHistogram()
+                      .Name("graft_rpc_latency_seconds")
+                      .Help("RPC latency, by method and status code")
+                      .Register(*registry_);
+  images_predicted_ = &BuildCounter()
+                           .Name("graft_images_predicted_total")
+                           .Help("Images run through Predict, by backbone")
+                           .Register(*registry_);
+  backbone_load_seconds_ = &BuildGauge()
+                                .Name("graft_backbone_load_seconds")
+                                .Help("Seconds the last load of a backbone took")
+                                .Register(*registry_);
+  backbone_evictions_ =
+      &BuildCounter()
+           .Name("graft_backbone_evictions_total")
+           .Help("Backbones evicted from the device to make room, or unloaded, by backbone and device")
+           .Register(*registry_);
+  backbone_load_duration_ =
+      &BuildHistogram()
+           .Name("graft_backbone_load_duration_seconds")
+           .Help("Loads of backbones onto the device (first use, after eviction, preload), by backbone")
+           .Register(*registry_);
+  device_memory_ =
+      &BuildGauge()
+           .Name("graft_device_memory_bytes")
+           .Help("Device memory accounted against --device_memory_budget: kind budget, backbones, models, jobs")
+           .Register(*registry_);
+  backbone_resident_bytes_ = &BuildGauge()
+                                  .Name("graft_backbone_resident_bytes")
+                                  .Help("Bytes of backbone weights resident, by backbone and device")
+                                  .Register(*registry_);
   build_info_ = &BuildGauge().Name("graft_build_info").Help("Build information; value is 1").Register(*registry_);
   build_info_
       ->Add({{"version", GRAFT_VERSION},
@@ -98,18 +128,79 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                  core::JobState::kCancelled}) {
     jobs_->Add({{"state", core::JobStateName(s)}}).Set(0);
   }
-  epochs_ = &BuildCounter().Name("graft_training_epochs_total").Help("Training epochs finished, by backbone").Register(*registry_);
-  training_images_ = &BuildCounter().Name("graft_training_images_total").Help("Training images processed, by backbone").Register(*registry_);
-  training_rate_ = &BuildGauge().Name("graft_training_images_per_second").Help("Training throughput of the last epoch, by backbone").Register(*registry_);
-  training_loss_ = &BuildGauge().Name("graft_training_loss").Help("Last epoch's loss of the running job, by backbone and split").Register(*registry_);
-  training_accuracy_ = &BuildGauge().Name("graft_training_accuracy_ratio").Help("Last epoch's accuracy of the running job, by backbone and split").Register(*registry_);
-  queue_images_ = &BuildGauge().Name("graft_inference_queue_images").Help("Images waiting in a backbone's dynamic batcher").Register(*registry_);
-  batch_images_ = &BuildHistogram().Name("graft_inference_batch_images").Help("Images per batched forward pass, by backbone").Register(*registry_);
-  batch_requests_ = &BuildHistogram().Name("graft_inference_batch_requests").Help("Requests sharing one batched forward pass, by backbone").Register(*registry_);
-  upload_bytes_ = &BuildCounter().Name("graft_upload_bytes_total").Help("Dataset upload bytes received").Register(*registry_).Add({});
-  upload_rejected_ = &BuildCounter().Name("graft_upload_rejected_files_total").Help("Uploaded files rejected").Register(*registry_).Add({});
+  epochs_ = &BuildCounter()
+                 .Name("graft_training_epochs_total")
+                 .Help("Training epochs finished, by backbone")
+                 .Register(*registry_);
+  training_images_ = &BuildCounter()
+                          .Name("graft_training_images_total")
+                          .Help("Training images processed, by backbone")
+                          .Register(*registry_);
+  training_rate_ = &BuildGauge()
+                        .Name("graft_training_images_per_second")
+                        .Help("Training throughput of the last epoch, by backbone")
+                        .Register(*registry_);
+  training_loss_ = &BuildGauge()
+                        .Name("graft_training_loss")
+                        .Help("Last epoch's loss of the running job, by backbone and split")
+                        .Register(*registry_);
+  training_accuracy_ = &BuildGauge()
+                            .Name("graft_training_accuracy_ratio")
+                            .Help("Last epoch's accuracy of the running job, by backbone and split")
+                            .Register(*registry_);
+  queue_images_ = &BuildGauge()
+                       .Name("graft_inference_queue_images")
+                       .Help("Images waiting in a backbone's dynamic batcher")
+                       .Register(*registry_);
+  batch_images_ = &BuildHistogram()
+                       .Name("graft_inference_batch_images")
+                       .Help("Images per batched forward pass, by backbone")
+                       .Register(*registry_);
+  batch_requests_ = &BuildHistogram()
+                         .Name("graft_inference_batch_requests")
+                         .Help("Requests sharing one batched forward pass, by backbone")
+                         .Register(*registry_);
+  upload_bytes_ = &BuildCounter()
+                       .Name("graft_upload_bytes_total")
+                       .Help("Dataset upload bytes received")
+                       .Register(*registry_)
+                       .Add({});
+  upload_rejected_ = &BuildCounter()
+                          .Name("graft_upload_rejected_files_total")
+                          .Help("Uploaded files rejected")
+                          .Register(*registry_)
+                          .Add({});
   datasets_ = &BuildGauge().Name("graft_datasets").Help("Datasets stored").Register(*registry_).Add({});
   models_ = &BuildGauge().Name("graft_models").Help("Models published and servable").Register(*registry_).Add({});
+  queue_seconds_ = &BuildHistogram()
+                        .Name("graft_inference_queue_seconds")
+                        .Help("Time a Predict/Embed request waited in its backbone's batcher for its batch to start")
+                        .Register(*registry_);
+  jobs_finished_ = &BuildCounter()
+                        .Name("graft_jobs_finished_total")
+                        .Help("Jobs that ended, by final state (SUCCEEDED, FAILED, CANCELLED)")
+                        .Register(*registry_);
+  limit_hits_ = &BuildCounter()
+                     .Name("graft_limit_hits_total")
+                     .Help("Calls refused by a configured limit, by the flag that sets it")
+                     .Register(*registry_);
+  weights_fetches_ = &BuildCounter()
+                          .Name("graft_weights_fetches_total")
+                          .Help("Official weights files fetched on first use, by result (ok, error)")
+                          .Register(*registry_);
+  weights_fetched_bytes_ = &BuildCounter()
+                                .Name("graft_weights_fetched_bytes_total")
+                                .Help("Bytes of weights files fetched and verified")
+                                .Register(*registry_)
+                                .Add({});
+  max_batch_images_ = &BuildGauge()
+                           .Name("graft_inference_max_batch_images")
+                           .Help("Most images the dynamic batcher gathers into one forward pass (--max_batch_size)")
+                           .Register(*registry_)
+                           .Add({});
+  // Present from the start, so that rate() and increase() see their first rise.
+  for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) jobs_finished_->Add({{"state", state}});
+  for (const char* result : {"ok", "error"}) weights_fetches_->Add({{"result", result}});
 }
 
 void Metrics::AddUploadBytes(double n) { upload_bytes_->Increment(n); }
@@ -124,6 +215,25 @@ void Metrics::SetJobCounts(const std::vector<core::JobRecord>& jobs) {
 void Metrics::OnJobState(std::optional<core::JobState> from, core::JobState to) {
   if (from) jobs_->Add({{"state", core::JobStateName(*from)}}).Decrement();
   jobs_->Add({{"state", core::JobStateName(to)}}).Increment();
+  if (from && core::IsTerminal(to)) jobs_finished_->Add({{"state", core::JobStateName(to)}}).Increment();
+}
+
+void Metrics::WatchProcess(const std::string& data_dir) {
+  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  process_ = std::make_unique<ProcessCollector>(data_dir);
+}
+
+void Metrics::SetMaxBatchImages(int64_t n) { max_batch_images_->Set(static_cast<double>(n)); }
+
+void Metrics::OnWeightsFetched(bool ok, int64_t bytes) {
+  weights_fetches_->Add({{"result", ok ? "ok" : "error"}}).Increment();
+  if (ok) weights_fetched_bytes_->Increment(static_cast<double>(bytes));
+}
+
+void Metrics::OnQueueWait(const std::string& backbone, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                   0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+  queue_seconds_->Add({{"backbone", backbone}}, kBuckets).Observe(seconds);
 }
 
 void Metrics::OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, int64_t train_images) {
@@ -146,13 +256,17 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host
 }
 
 std::string Metrics::Text() const {
+  std::vector<prometheus::MetricFamily> process;
   {
     // Residency changes with every load and eviction, models and jobs with their charges.
     auto* self = const_cast<Metrics*>(this);
     std::lock_guard<std::mutex> lock(self->backbone_gauges_mu_);
     if (zoo_ != nullptr) self->SetBackbonesLocked(*zoo_);
+    if (process_ != nullptr) process = process_->Collect();
   }
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (auto& family : process) families.push_back(std::move(family));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 void Metrics::WatchZoo(const core::Zoo* zoo) {
@@ -175,7 +289,23 @@ namespace {
 const std::string kUnknownMethod = "unknown";
 }  // namespace
 
-void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds) {
+void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds,
+                         const std::string& message) {
+  if (code != "OK") {
+    // The flag a refusal names, if it is one of graftd's (bounded label values).
+    for (size_t at = message.find("--"); at != std::string::npos; at = message.find("--", at + 2)) {
+      size_t end = at + 2;
+      while (end < message.size() && (std::islower(static_cast<unsigned char>(message[end])) ||
+                                      std::isdigit(static_cast<unsigned char>(message[end])) || message[end] == '_')) {
+        ++end;
+      }
+      const std::string flag = message.substr(at + 2, end - at - 2);
+      if (!flag.empty() && absl::FindCommandLineFlag(flag) != nullptr) {
+        limit_hits_->Add({{"flag", flag}}).Increment();
+        break;
+      }
+    }
+  }
   static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                    0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
   const std::string& label = known_methods_.count(method) > 0 ? method : kUnknownMethod;

@@ -1,24 +1,23 @@
 #pragma once
 
+#include <grpcpp/support/server_interceptor.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include <grpcpp/support/server_interceptor.h>
-
+#include <map>
 #include <memory>
 #include <mutex>
-#include <map>
 #include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "server/metrics_http.h"
-
 #include "core/jobs/job_runner.h"
 #include "core/serve/batcher.h"
+#include "server/metrics_http.h"
+#include "server/process_metrics.h"
 
 namespace graft::core {
 class Zoo;
@@ -41,7 +40,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
 
   // `method` is "package.Service/Method"; one not registered (SetKnownMethods)
   // is counted as "unknown", so clients cannot add label values.
-  void ObserveRpc(const std::string& method, const std::string& code, double seconds);
+  // A refusal whose message names a limit's flag ("--max_images_per_request")
+  // also counts in graft_limit_hits_total{flag}; only graftd's own flags
+  // become label values.
+  void ObserveRpc(const std::string& method, const std::string& code, double seconds, const std::string& message = "");
   void SetKnownMethods(std::set<std::string> methods);
   void AddImagesPredicted(const std::string& backbone, double n);
   void SetBackbones(const core::Zoo& zoo);
@@ -53,6 +55,12 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   void SetDatasets(double n);
   void SetModels(double n);
   void SetJobCounts(const std::vector<core::JobRecord>& jobs);
+  // Process metrics and the data directory's filesystem, read at each scrape.
+  void WatchProcess(const std::string& data_dir);
+  // --max_batch_size, for "the queue stays full" (graft_inference_max_batch_images).
+  void SetMaxBatchImages(int64_t n);
+  // A weights fetch ended (graft_weights_fetches_total{result}).
+  void OnWeightsFetched(bool ok, int64_t bytes);
 
   // core::JobObserver
   void OnJobState(std::optional<core::JobState> from, core::JobState to) override;
@@ -66,6 +74,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   // core::BatcherObserver
   void OnQueueDepth(const std::string& backbone, int64_t images) override;
   void OnBatch(const std::string& backbone, int64_t images, int64_t requests) override;
+  void OnQueueWait(const std::string& backbone, double seconds) override;
 
   // A gRPC interceptor factory recording every RPC's count and latency.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
@@ -88,7 +97,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   std::vector<prometheus::Gauge*> backbone_gauges_;
   std::mutex backbone_gauges_mu_;
   std::set<std::string> known_backbones_;  // at the last SetBackbones
-  const core::Zoo* zoo_ = nullptr;          // with backbone_gauges_mu_
+  const core::Zoo* zoo_ = nullptr;         // with backbone_gauges_mu_
   prometheus::Family<prometheus::Counter>* backbone_evictions_;
   prometheus::Family<prometheus::Histogram>* backbone_load_duration_;
   prometheus::Family<prometheus::Gauge>* device_memory_;
@@ -102,6 +111,13 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Family<prometheus::Gauge>* queue_images_;
   prometheus::Family<prometheus::Histogram>* batch_images_;
   prometheus::Family<prometheus::Histogram>* batch_requests_;
+  prometheus::Family<prometheus::Histogram>* queue_seconds_;
+  prometheus::Family<prometheus::Counter>* jobs_finished_;
+  prometheus::Family<prometheus::Counter>* limit_hits_;
+  prometheus::Family<prometheus::Counter>* weights_fetches_;
+  prometheus::Counter* weights_fetched_bytes_;
+  prometheus::Gauge* max_batch_images_;
+  std::unique_ptr<ProcessCollector> process_;  // with backbone_gauges_mu_
   prometheus::Counter* upload_bytes_;
   prometheus::Counter* upload_rejected_;
   prometheus::Gauge* datasets_;

@@ -326,7 +326,7 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
         response.set_content(Dump(json{{"error", std::string(status.message())}}), "application/json");
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      metrics.ObserveRpc(label, absl::StatusCodeToString(status.code()), seconds);
+      metrics.ObserveRpc(label, absl::StatusCodeToString(status.code()), seconds, std::string(status.message()));
     };
   };
   const auto who = [&auth](const httplib::Request& request, const char* method) {

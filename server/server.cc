@@ -176,6 +176,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   core::FetchOptions fetch;
   fetch.base_url = options.weights_base_url;
   fetch.offline = options.offline;
+  fetch.on_done = [metrics = s->metrics_.get()](bool ok, int64_t bytes) { metrics->OnWeightsFetched(ok, bytes); };
   s->fetcher_ = std::make_unique<core::WeightsFetcher>(s->zoo_dir_, fetch);
   zoo_options.fetcher = s->fetcher_.get();
   zoo_options.weights_files = options.weights_files;
@@ -187,6 +188,8 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->zoo_ = std::move(*zoo);
   s->metrics_->SetBackbones(*s->zoo_);
   s->metrics_->WatchZoo(s->zoo_.get());
+  s->metrics_->WatchProcess(options.data_dir);
+  s->metrics_->SetMaxBatchImages(options.max_batch_size);
 
   auto db = core::Database::Open((fs::path(options.data_dir) / "graft.db").string());
   if (!db.ok()) return db.status();

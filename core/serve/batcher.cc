@@ -251,6 +251,9 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
   });
   const auto compute_us = Micros(Clock::now() - start);
   if (observer_ != nullptr) observer_->OnBatch(bb.spec->name, images, static_cast<int64_t>(batch.size()));
+  if (observer_ != nullptr) {
+    for (const auto& p : batch) observer_->OnQueueWait(bb.spec->name, Micros(prepare_start - p->arrived) * 1e-6);
+  }
   int64_t offset = 0;
   for (const auto& p : batch) {
     const int64_t n = p->request.images.size(0);

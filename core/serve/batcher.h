@@ -26,6 +26,8 @@ class BatcherObserver {
   virtual void OnQueueDepth(const std::string& backbone, int64_t images) {}
   // One forward pass over `images` images gathered from `requests` requests.
   virtual void OnBatch(const std::string& backbone, int64_t images, int64_t requests) {}
+  // A request waited `seconds` from its arrival to the start of its batch.
+  virtual void OnQueueWait(const std::string& backbone, double seconds) {}
 };
 
 struct BatcherOptions {

@@ -42,6 +42,7 @@ FetchProgress WeightsFetcher::Start(const std::string& file) {
     f.progress.result = done.status();
     f.ended = std::chrono::steady_clock::now();
     if (!done.ok()) ABSL_LOG(WARNING) << "fetching " << Url(file) << ": " << done.status().message();
+    if (options_.on_done) options_.on_done(done.ok(), f.progress.bytes_done);
     changed_.notify_all();
   });
   return f.progress;

@@ -22,6 +22,8 @@ struct FetchOptions {
   // After a failed fetch, the same file is not tried again for this long
   // (callers get the failure meanwhile).
   std::chrono::seconds retry_after{30};
+  // Called as each fetch ends: whether the file was written, and its bytes.
+  std::function<void(bool ok, int64_t bytes)> on_done;
 };
 
 struct FetchProgress {
