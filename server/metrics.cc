@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/util/device.h"
@@ -198,7 +199,17 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Help("Most images the dynamic batcher gathers into one forward pass (--max_batch_size)")
                            .Register(*registry_)
                            .Add({});
+  auth_failures_ = &BuildCounter()
+                        .Name("graft_auth_failures_total")
+                        .Help("Calls refused UNAUTHENTICATED (no or a wrong token) or PERMISSION_DENIED (too small a "
+                              "role, another principal's data), by code")
+                        .Register(*registry_);
   // Present from the start, so that rate() and increase() see their first rise.
+  for (const char* code : {"UNAUTHENTICATED", "PERMISSION_DENIED"}) auth_failures_->Add({{"code", code}});
+  for (const absl::CommandLineFlag* flag : LimitFlags()) {
+    limit_flags_.insert(std::string(flag->Name()));
+    limit_hits_->Add({{"flag", std::string(flag->Name())}});
+  }
   for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) jobs_finished_->Add({{"state", state}});
   for (const char* result : {"ok", "error"}) weights_fetches_->Add({{"result", result}});
 }
@@ -289,10 +300,21 @@ namespace {
 const std::string kUnknownMethod = "unknown";
 }  // namespace
 
+std::vector<const absl::CommandLineFlag*> Metrics::LimitFlags() {
+  std::vector<const absl::CommandLineFlag*> limits;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::StartsWith(name, "max_") || name == "device_memory_budget" || name == "feature_cache_bytes") {
+      limits.push_back(flag);
+    }
+  }
+  return limits;
+}
+
 void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds,
                          const std::string& message) {
+  if (code == "UNAUTHENTICATED" || code == "PERMISSION_DENIED") auth_failures_->Add({{"code", code}}).Increment();
   if (code != "OK") {
-    // The flag a refusal names, if it is one of graftd's (bounded label values).
+    // The limit a refusal names, if it is one of graftd's (bounded label values).
     for (size_t at = message.find("--"); at != std::string::npos; at = message.find("--", at + 2)) {
       size_t end = at + 2;
       while (end < message.size() && (std::islower(static_cast<unsigned char>(message[end])) ||
@@ -300,7 +322,7 @@ void Metrics::ObserveRpc(const std::string& method, const std::string& code, dou
         ++end;
       }
       const std::string flag = message.substr(at + 2, end - at - 2);
-      if (!flag.empty() && absl::FindCommandLineFlag(flag) != nullptr) {
+      if (limit_flags_.count(flag) > 0) {
         limit_hits_->Add({{"flag", flag}}).Increment();
         break;
       }

@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/status/statusor.h"
 #include "core/jobs/job_runner.h"
 #include "core/serve/batcher.h"
@@ -41,8 +42,9 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   // `method` is "package.Service/Method"; one not registered (SetKnownMethods)
   // is counted as "unknown", so clients cannot add label values.
   // A refusal whose message names a limit's flag ("--max_images_per_request")
-  // also counts in graft_limit_hits_total{flag}; only graftd's own flags
-  // become label values.
+  // also counts in graft_limit_hits_total{flag}; only graftd's limit flags
+  // (LimitFlags) become label values. UNAUTHENTICATED and PERMISSION_DENIED
+  // also count in graft_auth_failures_total{code}.
   void ObserveRpc(const std::string& method, const std::string& code, double seconds, const std::string& message = "");
   void SetKnownMethods(std::set<std::string> methods);
   void AddImagesPredicted(const std::string& backbone, double n);
@@ -82,6 +84,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   std::string Text() const;
 
  private:
+  // graftd's flags that set limits (max_*, the memory budgets): their
+  // graft_limit_hits_total series exist from the start.
+  static std::vector<const absl::CommandLineFlag*> LimitFlags();
+  std::set<std::string> limit_flags_;  // their names, set in the constructor
   std::set<std::string> known_methods_;  // set once at start, before serving
   Metrics();
   void SetBackbonesLocked(const core::Zoo& zoo);  // backbone_gauges_mu_ held
@@ -114,6 +120,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Family<prometheus::Histogram>* queue_seconds_;
   prometheus::Family<prometheus::Counter>* jobs_finished_;
   prometheus::Family<prometheus::Counter>* limit_hits_;
+  prometheus::Family<prometheus::Counter>* auth_failures_;
   prometheus::Family<prometheus::Counter>* weights_fetches_;
   prometheus::Counter* weights_fetched_bytes_;
   prometheus::Gauge* max_batch_images_;
