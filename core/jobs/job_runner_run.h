@@ -70,9 +70,9 @@ class JobRunner::Run : public TrainEvents {
   }
 
  private:
-  double Monitored(const EpochMetrics& m) const {
-    return job_.spec.early_stopping.monitor == Monitor::kValAccuracy ? m.val_accuracy : m.val_loss;
-  }
+  // Before this was MonitoredValue, a val_macro_f1 monitor read val_loss
+  // here: the job's best epoch was the one of highest loss.
+  double Monitored(const EpochMetrics& m) const { return MonitoredValue(m, job_.spec.early_stopping.monitor); }
   static void Log(const absl::StatusOr<JobEvent>& e) {
     if (!e.ok()) ABSL_LOG(ERROR) << "cannot record job event: " << e.status().message();
   }

@@ -24,18 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
-double Metric(const EpochMetrics& m, Monitor metric) {
-  switch (metric) {
-    case Monitor::kValAccuracy:
-      return m.val_accuracy;
-    case Monitor::kValMacroF1:
-      return m.val_macro_f1;
-    case Monitor::kValLoss:
-      break;
-  }
-  return m.val_loss;
-}
-
 // The values each dimension takes.
 struct Dimensions {
   std::vector<std::string> backbones;
@@ -343,7 +331,7 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
             if (trained.ok()) {
               t.epochs = trained->final_metrics.epoch;
               t.best = trained->best_metrics;
-              t.score = Metric(t.best, metric);
+              t.score = MonitoredValue(t.best, metric);
             } else if (absl::IsCancelled(trained.status()) || absl::IsUnavailable(trained.status())) {
               std::lock_guard<std::mutex> lock(mu);
               if (failure.ok()) failure = trained.status();

@@ -376,11 +376,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
       resume = Resume{};
       last_epoch = global;
       events_.OnEpoch(last_metrics);
-      const Monitor monitor = spec_.early_stopping.monitor;
-      const double monitored = monitor == Monitor::kValAccuracy   ? last_metrics.val_accuracy
-                               : monitor == Monitor::kValMacroF1 ? last_metrics.val_macro_f1
-                                                                 : last_metrics.val_loss;
-      const auto decision = stopper.Update(global, monitored);
+      const auto decision = stopper.Update(global, MonitoredValue(last_metrics, spec_.early_stopping.monitor));
       if (decision.improved) {
         best_state = TrainedState();
         best_metrics = last_metrics;

@@ -35,6 +35,19 @@ struct EpochMetrics {
   bool frozen_part_cached = false;
 };
 
+// The figure `monitor` names (early stopping's, a search's ranking metric).
+inline double MonitoredValue(const EpochMetrics& m, Monitor monitor) {
+  switch (monitor) {
+    case Monitor::kValAccuracy:
+      return m.val_accuracy;
+    case Monitor::kValMacroF1:
+      return m.val_macro_f1;
+    case Monitor::kValLoss:
+      break;
+  }
+  return m.val_loss;
+}
+
 nlohmann::json EpochMetricsToJson(const EpochMetrics& m);
 EpochMetrics EpochMetricsFromJson(const nlohmann::json& j);
 
