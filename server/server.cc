@@ -27,7 +27,7 @@
 #include "core/jobs/job_runner.h"
 #include "core/jobs/job_store.h"
 #include "core/serve/model_store.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 #include "server/datasets_service.h"
 #include "server/models_service.h"
 #include "server/open_inference.h"

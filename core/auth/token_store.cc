@@ -13,7 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/util/ids.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 #include "core/util/status_macros.h"
 
 namespace graft::core {

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/data/dataset.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 
 namespace graft::core {
 

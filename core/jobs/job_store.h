@@ -9,7 +9,7 @@
 #include "core/train/job_spec.h"
 #include "core/train/search.h"
 #include "core/train/trainer.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 
 namespace graft::core {
 

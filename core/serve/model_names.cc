@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "core/serve/model_ref.h"
 #include "core/serve/model_store.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 #include "core/util/status_macros.h"
 
 namespace graft::core {

@@ -12,7 +12,7 @@
 #include "core/train/head.h"
 #include "core/train/job_spec.h"
 #include "core/train/trainer.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 #include "core/eval/report.h"
 #include "core/zoo/zoo.h"
 

@@ -16,7 +16,7 @@
 #include <fstream>
 
 #include "core/train/head.h"
-#include "core/util/sqlite.h"
+#include "core/util/database.h"
 #include "core/zoo/state_dict.h"
 #include "core/zoo/zoo.h"
 #include "tests/testing/temp_dir.h"
