@@ -59,6 +59,9 @@ ABSL_FLAG(int, http_port, 8000,
           "Open Inference Protocol REST port (/v2/...), with the gRPC port's tokens and TLS; 0 picks a free port, -1 "
           "disables it.");
 ABSL_FLAG(std::string, data_dir, DefaultDataDir(), "Directory holding datasets, models, checkpoints and the zoo ($GRAFT_DATA_DIR).");
+ABSL_FLAG(std::string, database, "",
+          "Metadata database (datasets, jobs, models, names, tokens): empty for <data_dir>/graft.db (SQLite), "
+          "another SQLite file, or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (also $GRAFT_DATABASE).");
 ABSL_FLAG(std::string, zoo_dir, "", "Directory of backbone weights <name>-imagenet.{safetensors,pth} and imagenet_classes.txt; default <data_dir>/zoo.");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:N.");
 ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted, in pixels, checked from the header before decoding.");
@@ -132,6 +135,8 @@ int main(int argc, char** argv) {
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.database = absl::GetFlag(FLAGS_database);
+  if (const char* env = std::getenv("GRAFT_DATABASE"); options.database.empty() && env != nullptr) options.database = env;
   options.zoo_dir = absl::GetFlag(FLAGS_zoo_dir);
   options.device = absl::GetFlag(FLAGS_device);
   options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);

@@ -191,7 +191,8 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->metrics_->WatchProcess(options.data_dir);
   s->metrics_->SetMaxBatchImages(options.max_batch_size);
 
-  auto db = core::Database::Open((fs::path(options.data_dir) / "graft.db").string());
+  auto db = core::Database::Open(options.database.empty() ? (fs::path(options.data_dir) / "graft.db").string()
+                                                          : options.database);
   if (!db.ok()) return db.status();
   s->db_ = std::move(*db);
   if (options.auth == "tokens") {

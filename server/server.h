@@ -35,6 +35,9 @@ struct ServerOptions {
   int metrics_port = 9464;    // 0 picks a free port; -1 disables the endpoint
   int http_port = -1;         // Open Inference Protocol REST; 0 picks a free port; -1: off (graftd's flag: 8000)
   std::string data_dir;       // required
+  // The metadata database: empty for <data_dir>/graft.db (SQLite), another
+  // file path, or a postgresql:// URI (artifacts stay under data_dir).
+  std::string database;
   std::string zoo_dir;        // empty: <data_dir>/zoo
   std::string device = "auto";
   int64_t max_image_pixels = 40'000'000;

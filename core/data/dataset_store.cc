@@ -138,6 +138,7 @@ namespace {
 // The table is rebuilt with an owner column (existing datasets get the owner
 // "", which only admins see) and names unique per owner.
 absl::Status MigrateOwners(Database& db) {
+  if (db.kind() != Database::Kind::kSqlite) return absl::OkStatus();  // PostgreSQL databases began with owners
   {
     ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('datasets') WHERE name = 'owner'"));
     ASSIGN_OR_RETURN(const bool has_owner, q.Step());
@@ -185,7 +186,10 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, c
   fs::create_directories(fs::path(root) / "blobs", ec);
   fs::create_directories(fs::path(root) / "staging", ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", root, ": ", ec.message()));
-  RETURN_IF_ERROR(db.Exec(R"sql(
+  // dataset_images keeps upload order: SQLite's implicit rowid, a BIGSERIAL
+  // column of that name (the last, so that INSERT ... VALUES fills the others) on PostgreSQL.
+  const std::string order = db.kind() == Database::Kind::kPostgres ? ", rowid BIGSERIAL" : "";
+  RETURN_IF_ERROR(db.Exec(absl::StrCat(R"sql(
     CREATE TABLE IF NOT EXISTS datasets(
       id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
       split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
@@ -196,10 +200,11 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, c
       name TEXT NOT NULL, PRIMARY KEY(dataset_id, idx));
     CREATE TABLE IF NOT EXISTS dataset_images(
       dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, split INTEGER NOT NULL,
-      label INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL);
+      label INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL)sql",
+                                       order, R"sql();
     CREATE INDEX IF NOT EXISTS dataset_images_by_dataset ON dataset_images(dataset_id);
     CREATE INDEX IF NOT EXISTS dataset_images_by_sha ON dataset_images(sha256);
-  )sql"));
+  )sql")));
   RETURN_IF_ERROR(MigrateOwners(db));
   RETURN_IF_ERROR(store->CollectGarbage());
   return store;

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -81,7 +83,7 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
       job_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, event TEXT NOT NULL,
       PRIMARY KEY(job_id, seq));
   )sql"));
-  {
+  if (db.kind() == Database::Kind::kSqlite) {
     // Data directories from before owners: their jobs get the owner "", which only admins see.
     ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'"));
     ASSIGN_OR_RETURN(const bool has_owner, q.Step());
@@ -97,7 +99,18 @@ absl::Status JobStore::Insert(const JobRecord& job) {
 }
 
 absl::Status JobStore::Update(const JobRecord& job) {
-  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("REPLACE INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")));
+  // An upsert both SQLite and PostgreSQL take (REPLACE INTO is SQLite's alone).
+  static const std::string kUpsert = [] {
+    std::string set;
+    for (absl::string_view column : absl::StrSplit(kColumns, ',', absl::SkipWhitespace())) {
+      column = absl::StripAsciiWhitespace(column);
+      if (column == "id") continue;
+      absl::StrAppend(&set, set.empty() ? "" : ", ", column, " = excluded.", column);
+    }
+    return absl::StrCat("INSERT INTO jobs(", kColumns, ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET ",
+                        set);
+  }();
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(kUpsert));
   BindRecord(s, job);
   return s.Run();
 }

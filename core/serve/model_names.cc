@@ -34,7 +34,7 @@ absl::StatusOr<int64_t> ModelStore::ReserveVersion(const std::string& owner, con
   RETURN_IF_ERROR(tx.status());
   ASSIGN_OR_RETURN(auto up, db_.Prepare(
                                 "INSERT INTO model_names VALUES (?, ?, 1) ON CONFLICT(owner, name) DO UPDATE SET "
-                                "last_version = last_version + 1"));
+                                "last_version = model_names.last_version + 1"));
   up.Bind(1, owner).Bind(2, name);
   RETURN_IF_ERROR(up.Run());
   ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT last_version FROM model_names WHERE owner = ? AND name = ?"));

@@ -27,8 +27,8 @@ absl::Status ErrorOf(const PGconn* conn, const PGresult* result, const std::stri
   absl::StripTrailingAsciiWhitespace(&message);
   const std::string code = state ? state : "";
   if (code == "53100") {  // disk_full
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no space left on the PostgreSQL server's disk (", message, "); nothing of this change was kept"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no space left on the PostgreSQL server's disk (", message, "); nothing of this change was kept"));
   }
   if (code.rfind("08", 0) == 0 || PQstatus(conn) != CONNECTION_OK) {  // connection exceptions
     return absl::UnavailableError(absl::StrCat("postgresql: ", what, ": ", message));

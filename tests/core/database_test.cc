@@ -145,7 +145,9 @@ TEST_P(DatabaseTest, ErrorsNameWhatFailed) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DatabaseTest, ::testing::Values(Database::Kind::kSqlite, Database::Kind::kPostgres),
-                         [](const auto& info) { return info.param == Database::Kind::kSqlite ? "Sqlite" : "Postgres"; });
+                         [](const auto& info) {
+                           return info.param == Database::Kind::kSqlite ? "Sqlite" : "Postgres";
+                         });
 
 TEST(TranslateForPostgres, PlaceholdersAndTypesOutsideQuotes) {
   EXPECT_EQ(TranslateForPostgres("SELECT '?', \"a?\", ? FROM t WHERE x = ? AND y = 'it''s ?'"),

@@ -27,8 +27,8 @@ class PostgresServer {
  private:
   PostgresServer() = default;
   absl::Status Run(const std::string& command) const;  // as the server's user
-  std::string bin_;   // /usr/lib/postgresql/<version>/bin
-  std::string root_;  // data and socket directories, the log
+  std::string bin_;                                    // /usr/lib/postgresql/<version>/bin
+  std::string root_;                                   // data and socket directories, the log
   bool as_postgres_ = false;
   int port_ = 0;
   bool started_ = false;
