@@ -367,6 +367,7 @@ void Metrics::SetBackbonesLocked(const core::Zoo& zoo) {
     }
     batch_images_->Remove(&batch_images_->Add(b, prometheus::Histogram::BucketBoundaries{}));
     batch_requests_->Remove(&batch_requests_->Add(b, prometheus::Histogram::BucketBoundaries{}));
+    queue_seconds_->Remove(&queue_seconds_->Add(b, prometheus::Histogram::BucketBoundaries{}));
   }
   known_backbones_ = std::move(names);
   for (size_t i = 0; i < backbone_gauges_.size(); i += 2) {

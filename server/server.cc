@@ -195,6 +195,16 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                                                           : options.database);
   if (!db.ok()) return db.status();
   s->db_ = std::move(*db);
+  if (s->db_->kind() == core::Database::Kind::kPostgres) {
+    // One graftd per database until serving replicas and trainer workers
+    // share one safely: a session-level advisory lock, held while connected.
+    ASSIGN_OR_RETURN(auto lock, s->db_->Prepare("SELECT pg_try_advisory_lock(7163324557812345)"));
+    ASSIGN_OR_RETURN(const bool row, lock.Step());
+    if (!row || lock.Text(0) != "t") {
+      return absl::FailedPreconditionError(
+          "another graftd is using this --database; graftd processes cannot share one PostgreSQL database yet");
+    }
+  }
   if (options.auth == "tokens") {
     ASSIGN_OR_RETURN(s->tokens_, core::TokenStore::Open(*s->db_));
     const std::string token_path = AdminTokenPath(options.data_dir);
