@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/temp_dir.h"
 
