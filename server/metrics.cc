@@ -206,10 +206,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                         .Register(*registry_);
   // Present from the start, so that rate() and increase() see their first rise.
   for (const char* code : {"UNAUTHENTICATED", "PERMISSION_DENIED"}) auth_failures_->Add({{"code", code}});
-  for (const absl::CommandLineFlag* flag : LimitFlags()) {
-    limit_flags_.insert(std::string(flag->Name()));
-    limit_hits_->Add({{"flag", std::string(flag->Name())}});
-  }
+  for (const std::string& flag : limit_flags_) limit_hits_->Add({{"flag", flag}});
   for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) jobs_finished_->Add({{"state", state}});
   for (const char* result : {"ok", "error"}) weights_fetches_->Add({{"result", result}});
 }
@@ -300,11 +297,11 @@ namespace {
 const std::string kUnknownMethod = "unknown";
 }  // namespace
 
-std::vector<const absl::CommandLineFlag*> Metrics::LimitFlags() {
-  std::vector<const absl::CommandLineFlag*> limits;
+std::set<std::string> Metrics::LimitFlags() {
+  std::set<std::string> limits;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     if (absl::StartsWith(name, "max_") || name == "device_memory_budget" || name == "feature_cache_bytes") {
-      limits.push_back(flag);
+      limits.emplace(name);
     }
   }
   return limits;

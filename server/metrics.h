@@ -13,7 +13,6 @@
 #include <set>
 #include <string>
 
-#include "absl/flags/commandlineflag.h"
 #include "absl/status/statusor.h"
 #include "core/jobs/job_runner.h"
 #include "core/serve/batcher.h"
@@ -86,8 +85,8 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
  private:
   // graftd's flags that set limits (max_*, the memory budgets): their
   // graft_limit_hits_total series exist from the start.
-  static std::vector<const absl::CommandLineFlag*> LimitFlags();
-  std::set<std::string> limit_flags_;  // their names, set in the constructor
+  static std::set<std::string> LimitFlags();
+  const std::set<std::string> limit_flags_ = LimitFlags();
   std::set<std::string> known_methods_;  // set once at start, before serving
   Metrics();
   void SetBackbonesLocked(const core::Zoo& zoo);  // backbone_gauges_mu_ held
