@@ -132,39 +132,6 @@ absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
   return absl::OkStatus();
 }
 
-namespace {
-
-// Data directories from before owners: names were unique across the server.
-// The table is rebuilt with an owner column (existing datasets get the owner
-// "", which only admins see) and names unique per owner.
-absl::Status MigrateOwners(Database& db) {
-  if (db.kind() != Database::Kind::kSqlite) return absl::OkStatus();  // PostgreSQL databases began with owners
-  {
-    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('datasets') WHERE name = 'owner'"));
-    ASSIGN_OR_RETURN(const bool has_owner, q.Step());
-    if (has_owner) return absl::OkStatus();
-  }
-  RETURN_IF_ERROR(db.Exec("PRAGMA foreign_keys=OFF;"));
-  const absl::Status migrated = db.Exec(R"sql(
-    BEGIN IMMEDIATE;
-    CREATE TABLE datasets_owned(
-      id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
-      split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
-      bytes INTEGER NOT NULL, rejected TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '',
-      UNIQUE(owner, name));
-    INSERT INTO datasets_owned SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, ''
-      FROM datasets;
-    DROP TABLE datasets;
-    ALTER TABLE datasets_owned RENAME TO datasets;
-    COMMIT;
-  )sql");
-  if (!migrated.ok()) (void)db.Exec("ROLLBACK;");
-  RETURN_IF_ERROR(db.Exec("PRAGMA foreign_keys=ON;"));
-  return migrated;
-}
-
-}  // namespace
-
 absl::Status DatasetStore::CheckName(const std::string& name) {
   if (name.empty() || name.size() > 128) return absl::InvalidArgumentError("header.name: 1 to 128 characters required");
   if (!IsPlainName(name, 128)) {
@@ -186,26 +153,7 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, c
   fs::create_directories(fs::path(root) / "blobs", ec);
   fs::create_directories(fs::path(root) / "staging", ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", root, ": ", ec.message()));
-  // dataset_images keeps upload order: SQLite's implicit rowid, a BIGSERIAL
-  // column of that name (the last, so that INSERT ... VALUES fills the others) on PostgreSQL.
-  const std::string order = db.kind() == Database::Kind::kPostgres ? ", rowid BIGSERIAL" : "";
-  RETURN_IF_ERROR(db.Exec(absl::StrCat(R"sql(
-    CREATE TABLE IF NOT EXISTS datasets(
-      id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
-      split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
-      bytes INTEGER NOT NULL, rejected TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '',
-      UNIQUE(owner, name));
-    CREATE TABLE IF NOT EXISTS dataset_classes(
-      dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
-      name TEXT NOT NULL, PRIMARY KEY(dataset_id, idx));
-    CREATE TABLE IF NOT EXISTS dataset_images(
-      dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE, split INTEGER NOT NULL,
-      label INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL)sql",
-                                       order, R"sql();
-    CREATE INDEX IF NOT EXISTS dataset_images_by_dataset ON dataset_images(dataset_id);
-    CREATE INDEX IF NOT EXISTS dataset_images_by_sha ON dataset_images(sha256);
-  )sql")));
-  RETURN_IF_ERROR(MigrateOwners(db));
+  RETURN_IF_ERROR(CreateTables(db));
   RETURN_IF_ERROR(store->CollectGarbage());
   return store;
 }
@@ -471,108 +419,6 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   }
   RETURN_IF_ERROR(tx.Commit());
   return IngestResult{info, c.rejected_};
-}
-
-std::vector<DatasetInfo> DatasetStore::List(const std::optional<std::string>& owner) {
-  std::vector<DatasetInfo> out;
-  std::vector<std::string> ids;
-  {
-    auto q = db_.Prepare("SELECT id FROM datasets WHERE ? = 0 OR owner = ? ORDER BY created_at");
-    if (!q.ok()) return out;
-    q->Bind(1, static_cast<int64_t>(owner.has_value())).Bind(2, owner.value_or(""));
-    while (q->Step().value_or(false)) ids.push_back(q->Text(0));
-  }
-  for (const auto& id : ids) {
-    if (auto d = Get(id); d.ok()) out.push_back(*d);
-  }
-  return out;
-}
-
-absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name, const std::optional<std::string>& owner) {
-  // Ids and names never share a form (CheckName), so an id is looked up as an
-  // id only and a name as a name only.
-  const bool by_id = LooksLikeId(id_or_name);
-  ASSIGN_OR_RETURN(auto q, db_.Prepare(
-      "SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, owner FROM datasets "
-      "WHERE (? = 1 AND id = ?) OR (? = 0 AND name = ? AND (? = 0 OR owner = ?)) ORDER BY created_at"));
-  q.Bind(1, static_cast<int64_t>(by_id)).Bind(2, id_or_name).Bind(3, static_cast<int64_t>(by_id)).Bind(4, id_or_name)
-      .Bind(5, static_cast<int64_t>(owner.has_value())).Bind(6, owner.value_or(""));
-  ASSIGN_OR_RETURN(const bool found, q.Step());
-  if (!found) return absl::NotFoundError(absl::StrCat("no dataset '", id_or_name, "'"));
-  DatasetInfo d;
-  d.owner = q.Text(8);
-  d.id = q.Text(0);
-  d.name = q.Text(1);
-  d.layout = static_cast<DatasetLayout>(q.Int(2));
-  d.split_fraction = q.Double(3);
-  d.split_seed = static_cast<uint64_t>(q.Int(4));
-  d.created_at = q.Double(5);
-  d.bytes = q.Int(6);
-  d.rejected_count = static_cast<int>(nlohmann::json::parse(q.Text(7), nullptr, false).size());
-  {
-    ASSIGN_OR_RETURN(const bool another, q.Step());
-    if (another) {
-      return absl::InvalidArgumentError(absl::StrCat("dataset name '", id_or_name,
-                                                     "' is used by several owners; name it by id"));
-    }
-  }
-  ASSIGN_OR_RETURN(auto classes, db_.Prepare("SELECT name FROM dataset_classes WHERE dataset_id = ? ORDER BY idx"));
-  classes.Bind(1, d.id);
-  while (true) {
-    ASSIGN_OR_RETURN(const bool row, classes.Step());
-    if (!row) break;
-    d.classes.push_back({classes.Text(0), 0, 0});
-  }
-  ASSIGN_OR_RETURN(auto counts, db_.Prepare("SELECT label, split, COUNT(*) FROM dataset_images WHERE dataset_id = ? "
-                                            "GROUP BY label, split"));
-  counts.Bind(1, d.id);
-  while (true) {
-    ASSIGN_OR_RETURN(const bool row, counts.Step());
-    if (!row) break;
-    const auto label = static_cast<size_t>(counts.Int(0));
-    if (label >= d.classes.size()) continue;
-    const int n = static_cast<int>(counts.Int(2));
-    if (counts.Int(1) == static_cast<int64_t>(Split::kTrain)) {
-      d.classes[label].train = n;
-      d.train_images += n;
-    } else {
-      d.classes[label].val = n;
-      d.val_images += n;
-    }
-  }
-  return d;
-}
-
-absl::StatusOr<DatasetInfo> DatasetStore::Resolve(const std::string& id_or_name, const std::string& principal,
-                                                  bool any_owner) {
-  auto own = Get(id_or_name, principal);
-  if (!any_owner || !absl::IsNotFound(own.status())) return own;
-  return Get(id_or_name);
-}
-
-absl::StatusOr<std::vector<RejectedFile>> DatasetStore::Rejected(const std::string& id) {
-  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT rejected FROM datasets WHERE id = ?"));
-  q.Bind(1, id);
-  ASSIGN_OR_RETURN(const bool found, q.Step());
-  if (!found) return absl::NotFoundError(absl::StrCat("no dataset '", id, "'"));
-  std::vector<RejectedFile> out;
-  for (const auto& r : nlohmann::json::parse(q.Text(0), nullptr, false)) {
-    out.push_back({r.value("path", ""), r.value("reason", "")});
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<DatasetImage>> DatasetStore::Images(const std::string& id) {
-  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT split, label, path, sha256 FROM dataset_images WHERE dataset_id = ? "
-                                       "ORDER BY rowid"));
-  q.Bind(1, id);
-  std::vector<DatasetImage> out;
-  while (true) {
-    ASSIGN_OR_RETURN(const bool row, q.Step());
-    if (!row) break;
-    out.push_back({static_cast<Split>(q.Int(0)), static_cast<int>(q.Int(1)), q.Text(2), BlobPath(q.Text(3))});
-  }
-  return out;
 }
 
 absl::Status DatasetStore::Delete(const std::string& id) {

@@ -86,6 +86,8 @@ class DatasetStore {
   static absl::Status CheckName(const std::string& name);
 
  private:
+  // The tables, created if missing, and old SQLite files upgraded (dataset_store_schema.cc).
+  static absl::Status CreateTables(Database& db);
   DatasetStore(Database& db, std::string root, UploadLimits limits)
       : db_(db), root_(std::move(root)), limits_(limits) {}
   class Collector;
