@@ -228,6 +228,7 @@ void PrintJob(const v1::Job& j, std::ostream& out) {
       << "epochs:   " << j.epochs_done() << " / " << j.epochs_total() << "\n"
       << "created:  " << Timestamp(j.created_at().seconds()) << "\n"
       << "model:    " << (j.model_id().empty() ? "-" : j.model_id()) << "\n";
+  if (!j.worker().empty()) out << "worker:   " << j.worker() << "\n";
   if (j.has_last()) out << "last:     " << EpochRow(j.last()) << "\n";
   if (j.has_best()) out << "best:     " << EpochRow(j.best()) << "\n";
   if (j.found_learning_rate() > 0) out << "learning rate found: " << j.found_learning_rate() << "\n";

@@ -325,6 +325,7 @@ absl::StatusOr<std::optional<core::JobState>> FromProto(v1::JobState state) {
 void ToProto(const core::JobRecord& j, v1::Job* out) {
   out->set_id(j.id);
   out->set_owner(j.owner);
+  out->set_worker(j.worker);
   ToProto(j.spec, out->mutable_spec());
   out->set_state(ToProto(j.state));
   SetTime(j.created_at, out->mutable_created_at());

@@ -62,6 +62,21 @@ ABSL_FLAG(std::string, data_dir, DefaultDataDir(), "Directory holding datasets, 
 ABSL_FLAG(std::string, database, "",
           "Metadata database (datasets, jobs, models, names, tokens): empty for <data_dir>/graft.db (SQLite), "
           "another SQLite file, or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (also $GRAFT_DATABASE).");
+ABSL_FLAG(std::string, artifact_dir, "",
+          "Where datasets' image blobs, models and checkpoints live; default <data_dir>. graftd processes that share "
+          "one PostgreSQL --database share it too (a shared volume).");
+ABSL_FLAG(bool, serve, true,
+          "Serve predictions (the Inference and Open Inference services). --serve=false: a trainer process.");
+ABSL_FLAG(bool, train, true,
+          "Run fine-tuning jobs from the shared queue. --train=false: a serving process (jobs it accepts are run by "
+          "trainers).");
+ABSL_FLAG(std::string, worker_id, "",
+          "This process's name in the shared job queue; default HOSTNAME:PORT. Stable across restarts: a trainer "
+          "that restarts under the same id resumes its own jobs at once.");
+ABSL_FLAG(double, job_heartbeat_s, 2, "How often a trainer marks the jobs it runs as alive in the database.");
+ABSL_FLAG(double, job_takeover_s, 15,
+          "A job whose trainer has not heartbeaten for this long is taken over by another trainer (from its last "
+          "checkpoint).");
 ABSL_FLAG(std::string, zoo_dir, "", "Directory of backbone weights <name>-imagenet.{safetensors,pth} and imagenet_classes.txt; default <data_dir>/zoo.");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:N.");
 ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted, in pixels, checked from the header before decoding.");
@@ -138,6 +153,12 @@ int main(int argc, char** argv) {
   options.database = absl::GetFlag(FLAGS_database);
   if (const char* env = std::getenv("GRAFT_DATABASE"); options.database.empty() && env != nullptr) options.database = env;
   options.zoo_dir = absl::GetFlag(FLAGS_zoo_dir);
+  options.artifact_dir = absl::GetFlag(FLAGS_artifact_dir);
+  options.serve = absl::GetFlag(FLAGS_serve);
+  options.train = absl::GetFlag(FLAGS_train);
+  options.worker_id = absl::GetFlag(FLAGS_worker_id);
+  options.job_heartbeat_s = absl::GetFlag(FLAGS_job_heartbeat_s);
+  options.job_takeover_s = absl::GetFlag(FLAGS_job_takeover_s);
   options.device = absl::GetFlag(FLAGS_device);
   options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);

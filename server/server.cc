@@ -14,7 +14,11 @@
 
 #include <google/protobuf/descriptor.h>
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "core/util/change_feed.h"
 #include "core/serve/predictor.h"
 #include "core/util/compute_threads.h"
 #include "core/util/host_memory.h"
@@ -96,6 +100,7 @@ struct GraftServer::Services {
 GraftServer::GraftServer() = default;
 
 GraftServer::~GraftServer() {
+  if (changes_) changes_->Stop();  // its thread calls into the stores
   if (metrics_) metrics_->WatchZoo(nullptr);
   Shutdown();
   if (runner_) runner_->Stop();
@@ -195,19 +200,32 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                                                           : options.database);
   if (!db.ok()) return db.status();
   s->db_ = std::move(*db);
-  if (s->db_->kind() == core::Database::Kind::kPostgres) {
-    // One graftd per database until serving replicas and trainer workers
-    // share one safely: a session-level advisory lock, held while connected.
-    ASSIGN_OR_RETURN(auto lock, s->db_->Prepare("SELECT pg_try_advisory_lock(7163324557812345)"));
-    ASSIGN_OR_RETURN(const bool row, lock.Step());
-    if (!row || lock.Text(0) != "t") {
-      return absl::FailedPreconditionError(
-          "another graftd is using this --database; graftd processes cannot share one PostgreSQL database yet");
-    }
+  // Processes on one PostgreSQL database share it, and the artifact
+  // directory: the change feed tells each what the others changed.
+  const bool shared = s->db_->kind() == core::Database::Kind::kPostgres;
+  const std::string artifact_dir = options.artifact_dir.empty() ? options.data_dir : options.artifact_dir;
+  {
+    std::error_code ec;
+    fs::create_directories(artifact_dir, ec);
+    if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create --artifact_dir ", artifact_dir, ": ", ec.message()));
   }
+  std::string worker_id = options.worker_id;
+  if (worker_id.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    worker_id = options.port != 0 ? absl::StrCat(host, ":", options.port) : absl::StrCat(host, ":pid", ::getpid());
+  }
+  if (worker_id.size() > 200 || worker_id.find_first_of("/\\\n") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--worker_id: at most 200 characters, no '/', got '", worker_id, "'"));
+  }
+  if (options.job_heartbeat_s <= 0 || options.job_takeover_s < 2 * options.job_heartbeat_s) {
+    return absl::InvalidArgumentError(
+        "--job_takeover_s must be at least twice --job_heartbeat_s (and --job_heartbeat_s above 0)");
+  }
+  ASSIGN_OR_RETURN(s->changes_, core::ChangeFeed::Open(*s->db_, options.database));
   if (options.auth == "tokens") {
     ASSIGN_OR_RETURN(s->tokens_, core::TokenStore::Open(*s->db_));
-    const std::string token_path = AdminTokenPath(options.data_dir);
+    const std::string token_path = AdminTokenPath(artifact_dir);
     ASSIGN_OR_RETURN(const bool created, s->tokens_->Bootstrap(token_path));
     if (created) ABSL_LOG(INFO) << "no token existed: created the admin token in " << token_path << " (mode 0600)";
   } else {
@@ -222,15 +240,35 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   limits.max_file_bytes = options.max_upload_file_bytes;
   limits.max_dataset_bytes = options.max_dataset_bytes;
   limits.max_pixels = options.max_image_pixels;
-  auto datasets = core::DatasetStore::Open(*s->db_, (fs::path(options.data_dir) / "datasets").string(), limits);
+  core::StorageSharing sharing;
+  if (shared) {
+    sharing.staging = absl::StrReplaceAll(worker_id, {{":", "_"}});
+    sharing.gc_grace_s = 6 * 3600;
+  }
+  auto datasets = core::DatasetStore::Open(*s->db_, (fs::path(artifact_dir) / "datasets").string(), limits, sharing);
   if (!datasets.ok()) return datasets.status();
   s->datasets_ = std::move(*datasets);
   auto jobs = core::JobStore::Open(*s->db_);
   if (!jobs.ok()) return jobs.status();
   s->jobs_ = std::move(*jobs);
-  auto models = core::ModelStore::Open(*s->db_, (fs::path(options.data_dir) / "models").string(), *s->zoo_);
+  auto models = core::ModelStore::Open(*s->db_, (fs::path(artifact_dir) / "models").string(), *s->zoo_);
   if (!models.ok()) return models.status();
   s->models_ = std::move(*models);
+  s->models_->SetChangeFeed(s->changes_.get());
+  s->changes_->Subscribe(core::ChangeFeed::kModels, [server = s.get()] {
+    auto changed = server->models_->Refresh();
+    if (!changed.ok()) {
+      ABSL_LOG(WARNING) << "reloading models another graftd changed: " << changed.status().message();
+    } else if (*changed > 0) {
+      server->metrics_->SetModels(static_cast<double>(server->models_->size()));
+    }
+  });
+  if (s->tokens_ != nullptr) {
+    s->tokens_->SetChangeFeed(s->changes_.get());
+    s->changes_->Subscribe(core::ChangeFeed::kTokens, [tokens = s->tokens_.get()] {
+      if (auto r = tokens->Reload(); !r.ok()) ABSL_LOG(WARNING) << "reloading tokens: " << r.message();
+    });
+  }
   if (auto all = s->jobs_->List(); all.ok()) s->metrics_->SetJobCounts(*all);
   s->metrics_->SetDatasets(static_cast<double>(s->datasets_->List().size()));
   s->metrics_->SetModels(static_cast<double>(s->models_->size()));
@@ -250,7 +288,12 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.max_queued_jobs = options.max_queued_jobs;
   runner_options.max_queued_jobs_per_principal = options.max_queued_jobs_per_principal;
   runner_options.max_job_memory_bytes = options.max_job_memory_bytes;
-  runner_options.checkpoint_dir = (fs::path(options.data_dir) / "checkpoints").string();
+  runner_options.checkpoint_dir = (fs::path(artifact_dir) / "checkpoints").string();
+  runner_options.train = options.train;
+  runner_options.shared = shared;
+  runner_options.worker_id = worker_id;
+  runner_options.heartbeat_s = options.job_heartbeat_s;
+  runner_options.takeover_s = options.job_takeover_s;
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
   runner_options.checkpoint_interval_s = options.checkpoint_interval_s;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;
@@ -322,11 +365,11 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   };
   add(s->services_->tokens.get(), v1::Tokens::service_full_name());
   add(s->services_->backbones.get(), v1::Backbones::service_full_name());
-  add(s->services_->inference.get(), v1::Inference::service_full_name());
+  if (options.serve) add(s->services_->inference.get(), v1::Inference::service_full_name());
   add(s->services_->datasets.get(), v1::Datasets::service_full_name());
   add(s->services_->training.get(), v1::Training::service_full_name());
   add(s->services_->models.get(), v1::Models::service_full_name());
-  add(s->services_->oip_grpc.get(), inference::GRPCInferenceService::service_full_name());
+  if (options.serve) add(s->services_->oip_grpc.get(), inference::GRPCInferenceService::service_full_name());
   s->service_names_.push_back("grpc.health.v1.Health");
   if (options.reflection) s->service_names_.push_back("grpc.reflection.v1alpha.ServerReflection");
   std::set<std::string> methods;
@@ -346,7 +389,10 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.host, ":", options.port));
   }
   if (auto started = s->runner_->Start(); !started.ok()) return started;
-  if (options.http_port >= 0) {
+  if (auto started = s->changes_->Start(); !started.ok()) return started;
+  ABSL_LOG(INFO) << "worker " << worker_id << ": " << (options.serve ? "serving" : "not serving")
+                 << (options.train ? ", training" : ", not training") << (shared ? " (shared database)" : "");
+  if (options.http_port >= 0 && options.serve) {
     HttpOptions http;
     http.host = options.host;
     http.port = options.http_port;

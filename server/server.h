@@ -21,6 +21,7 @@ class JobRunner;
 class TokenStore;
 class DecodeBudget;
 class ModelStore;
+class ChangeFeed;
 }  // namespace graft::core
 
 namespace graft::server {
@@ -39,6 +40,14 @@ struct ServerOptions {
   // file path, or a postgresql:// URI (artifacts stay under data_dir).
   std::string database;
   std::string zoo_dir;        // empty: <data_dir>/zoo
+  // Scale-out (README "Scaling out"): datasets, models and checkpoints under
+  // artifact_dir (empty: data_dir), shared by processes on one PostgreSQL.
+  std::string artifact_dir;
+  bool serve = true;          // the Inference and Open Inference services
+  bool train = true;          // runs jobs from the shared queue
+  std::string worker_id;      // empty: HOSTNAME:PORT
+  double job_heartbeat_s = 2;
+  double job_takeover_s = 15;
   std::string device = "auto";
   int64_t max_image_pixels = 40'000'000;
   int64_t max_batch_size = 32;
@@ -118,6 +127,7 @@ class GraftServer {
   std::unique_ptr<core::WeightsFetcher> fetcher_;  // before zoo_: outlives it
   std::unique_ptr<core::Zoo> zoo_;
   std::unique_ptr<core::Database> db_;
+  std::unique_ptr<core::ChangeFeed> changes_;
   std::unique_ptr<core::TokenStore> tokens_;
   std::unique_ptr<core::DecodeBudget> decode_budget_;
   std::unique_ptr<Auth> auth_;

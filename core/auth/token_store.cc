@@ -14,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/util/ids.h"
 #include "core/util/database.h"
+#include "core/util/log.h"
+#include "core/util/migrations.h"
 #include "core/util/status_macros.h"
 
 namespace graft::core {
@@ -54,9 +56,9 @@ absl::StatusOr<Role> ParseRole(const std::string& name) {
 }
 
 absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(Database& db) {
-  RETURN_IF_ERROR(db.Exec(
-      "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, role INTEGER NOT NULL, sha256 BLOB NOT NULL, "
-      "created_at REAL NOT NULL);"));
+  RETURN_IF_ERROR(Migrate(db, "tokens",
+                          {"CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, role INTEGER NOT NULL, sha256 "
+                           "BLOB NOT NULL, created_at REAL NOT NULL);"}));
   std::unique_ptr<TokenStore> store(new TokenStore(db));
   RETURN_IF_ERROR(store->Reload());
   return store;
@@ -95,8 +97,16 @@ absl::StatusOr<std::string> TokenStore::Create(const std::string& name, Role rol
   ASSIGN_OR_RETURN(auto ins, db_.Prepare("INSERT INTO tokens VALUES (?, ?, ?, ?)"));
   ins.Bind(1, name).Bind(2, static_cast<int64_t>(role)).BindBlob(3, RawSha256(token)).Bind(4, NowSeconds());
   RETURN_IF_ERROR(ins.Run());
+  Changed();
   RETURN_IF_ERROR(Reload());
   return token;
+}
+
+void TokenStore::Changed() {
+  if (feed_ == nullptr) return;
+  if (auto s = feed_->Bump(ChangeFeed::kTokens); !s.ok()) {
+    ABSL_LOG(WARNING) << "other graftd processes will see this token change at their next poll: " << s.message();
+  }
 }
 
 std::vector<TokenInfo> TokenStore::List() {
@@ -119,6 +129,7 @@ absl::Status TokenStore::Revoke(const std::string& name) {
   ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM tokens WHERE name = ?"));
   del.Bind(1, name);
   RETURN_IF_ERROR(del.Run());
+  Changed();
   return Reload();
 }
 
@@ -140,7 +151,13 @@ absl::StatusOr<bool> TokenStore::Bootstrap(const std::string& path) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!entries_.empty()) return false;
   }
-  ASSIGN_OR_RETURN(const std::string token, Create("admin", Role::kAdmin));
+  auto created = Create("admin", Role::kAdmin);
+  if (absl::IsAlreadyExists(created.status())) {
+    // Another graftd on the same database bootstrapped at the same moment.
+    RETURN_IF_ERROR(Reload());
+    return false;
+  }
+  ASSIGN_OR_RETURN(const std::string token, std::move(created));
   const std::string tmp = path + ".tmp";
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

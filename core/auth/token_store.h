@@ -8,6 +8,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/util/change_feed.h"
+#include "core/util/database.h"
 
 namespace graft::core {
 
@@ -49,9 +51,14 @@ class TokenStore {
   // `path` (mode 0600). Returns true when it did.
   absl::StatusOr<bool> Bootstrap(const std::string& path);
 
+  // Processes sharing the database: creations and revocations are announced
+  // on `feed` (topic "tokens"); Reload, subscribed to it, re-reads them.
+  void SetChangeFeed(ChangeFeed* feed) { feed_ = feed; }
+  absl::Status Reload();
+
  private:
   explicit TokenStore(Database& db) : db_(db) {}
-  absl::Status Reload();
+  void Changed();
 
   struct Entry {
     std::string hash;  // 32 raw bytes
@@ -60,6 +67,7 @@ class TokenStore {
   Database& db_;
   std::mutex mu_;
   std::vector<Entry> entries_;
+  ChangeFeed* feed_ = nullptr;
 };
 
 }  // namespace graft::core

@@ -3,6 +3,7 @@
 #include "core/data/decode_budget.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -92,6 +93,8 @@ class DatasetStore::Collector {
       fs::create_directories(fs::path(blob).parent_path(), ec);
       RETURN_IF_ERROR(WriteFileAtomic(blob, data));
       created_.push_back(sha);
+    } else if (store_.sharing_.gc_grace_s > 0) {
+      fs::last_write_time(blob, fs::file_time_type::clock::now(), ec);  // young again: see StorageSharing
     }
     accepted_.push_back({Components(e.path), e.path, sha, static_cast<int64_t>(data.size())});
     return absl::OkStatus();
@@ -146,12 +149,16 @@ absl::Status DatasetStore::CheckName(const std::string& name) {
 }
 
 absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, const std::string& root,
-                                                                  UploadLimits limits) {
-  std::unique_ptr<DatasetStore> store(new DatasetStore(db, root, limits));
+                                                                  UploadLimits limits, StorageSharing sharing) {
+  if (sharing.staging.empty() || sharing.staging.find('/') != std::string::npos || sharing.staging[0] == '.') {
+    return absl::InvalidArgumentError(absl::StrCat("staging folder name '", sharing.staging, "' is not a file name"));
+  }
+  std::unique_ptr<DatasetStore> store(new DatasetStore(db, root, limits, sharing));
   std::error_code ec;
-  fs::remove_all(fs::path(root) / "staging", ec);  // uploads interrupted by a crash
+  const fs::path staging = fs::path(root) / "staging" / sharing.staging;
+  fs::remove_all(staging, ec);  // this process's uploads interrupted by a crash
   fs::create_directories(fs::path(root) / "blobs", ec);
-  fs::create_directories(fs::path(root) / "staging", ec);
+  fs::create_directories(staging, ec);
   if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create ", root, ": ", ec.message()));
   RETURN_IF_ERROR(CreateTables(db));
   RETURN_IF_ERROR(store->CollectGarbage());
@@ -163,7 +170,7 @@ std::string DatasetStore::BlobPath(const std::string& sha) const {
 }
 
 absl::StatusOr<std::string> DatasetStore::NewStagingDir() {
-  const fs::path dir = fs::path(root_) / "staging" / NewId("upload");
+  const fs::path dir = fs::path(root_) / "staging" / sharing_.staging / NewId("upload");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
@@ -455,6 +462,12 @@ absl::Status DatasetStore::CollectGarbage() {
     if (!it->is_regular_file()) continue;
     const std::string name = it->path().filename().string();
     if (referenced.count(name) == 0 && pinned_.count(name) == 0) {
+      if (sharing_.gc_grace_s > 0) {
+        std::error_code t;
+        const auto written = fs::last_write_time(it->path(), t);
+        const double age = std::chrono::duration<double>(fs::file_time_type::clock::now() - written).count();
+        if (t || age < sharing_.gc_grace_s) continue;
+      }
       fs::remove(it->path(), ec);
       ++removed;
     }

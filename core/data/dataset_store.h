@@ -25,6 +25,16 @@ struct UploadLimits {
   DecodeBudget* decode_budget = nullptr;  // shared with serving; null: unbounded
 };
 
+// Several graftd processes on one artifact directory (a shared volume): each
+// stages its uploads in a folder of its own (`staging`, a file name: its
+// worker id), and garbage collection spares unreferenced blobs younger than
+// `gc_grace_s` (another process's upload in progress, not yet committed;
+// an upload that finds its blob already there refreshes the blob's time).
+struct StorageSharing {
+  std::string staging = "local";
+  double gc_grace_s = 0;
+};
+
 struct UploadRequest {
   std::string name;
   std::string owner;          // the uploading principal; names are unique per owner
@@ -50,7 +60,8 @@ struct IngestResult {
 // at once, unreferenced blobs on the next start or delete).
 class DatasetStore {
  public:
-  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(Database& db, const std::string& root, UploadLimits limits);
+  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(Database& db, const std::string& root, UploadLimits limits,
+                                                           StorageSharing sharing = {});
 
   const UploadLimits& limits() const { return limits_; }
 
@@ -88,8 +99,8 @@ class DatasetStore {
  private:
   // The tables, created if missing, and old SQLite files upgraded (dataset_store_schema.cc).
   static absl::Status CreateTables(Database& db);
-  DatasetStore(Database& db, std::string root, UploadLimits limits)
-      : db_(db), root_(std::move(root)), limits_(limits) {}
+  DatasetStore(Database& db, std::string root, UploadLimits limits, StorageSharing sharing)
+      : db_(db), root_(std::move(root)), limits_(limits), sharing_(std::move(sharing)) {}
   class Collector;
   absl::StatusOr<IngestResult> Commit(const UploadRequest& request, Collector& collector);
   std::string BlobPath(const std::string& sha) const;
@@ -106,6 +117,7 @@ class DatasetStore {
   Database& db_;
   std::string root_;
   UploadLimits limits_;
+  StorageSharing sharing_;
   std::mutex gc_mu_;  // held by garbage collection, and to pin
   std::map<std::string, int> pinned_;
 };

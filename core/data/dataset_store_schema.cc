@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/data/dataset_store.h"
+#include "core/util/migrations.h"
 #include "core/util/status_macros.h"
 
 namespace graft::core {
@@ -43,7 +44,7 @@ absl::Status DatasetStore::CreateTables(Database& db) {
   // dataset_images keeps upload order: SQLite's implicit rowid, a BIGSERIAL
   // column of that name (the last, so that INSERT ... VALUES fills the others) on PostgreSQL.
   const std::string order = db.kind() == Database::Kind::kPostgres ? ", rowid BIGSERIAL" : "";
-  RETURN_IF_ERROR(db.Exec(absl::StrCat(R"sql(
+  RETURN_IF_ERROR(Migrate(db, "datasets", {absl::StrCat(R"sql(
     CREATE TABLE IF NOT EXISTS datasets(
       id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
       split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
@@ -58,7 +59,7 @@ absl::Status DatasetStore::CreateTables(Database& db) {
                                        order, R"sql();
     CREATE INDEX IF NOT EXISTS dataset_images_by_dataset ON dataset_images(dataset_id);
     CREATE INDEX IF NOT EXISTS dataset_images_by_sha ON dataset_images(sha256);
-  )sql")));
+  )sql")}));
   return MigrateOwners(db);
 }
 

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/eval/evaluator.h"
 #include "core/train/early_stopping.h"
 #include "core/util/log.h"
@@ -91,82 +92,6 @@ absl::Status JobRunner::SetState(JobRecord& job, JobState state, const std::stri
     observer_->OnJobState(created ? std::nullopt : std::optional<JobState>(from), state);
   }
   return absl::OkStatus();
-}
-
-absl::Status JobRunner::Start() {
-  std::error_code ec;
-  fs::create_directories(options_.checkpoint_dir, ec);
-  ASSIGN_OR_RETURN(auto all, jobs_.List());
-  std::reverse(all.begin(), all.end());  // oldest first
-  for (JobRecord& job : all) {
-    if (job.state == JobState::kRunning) {
-      if (!job.model_id.empty()) {
-        RETURN_IF_ERROR(SetState(job, JobState::kSucceeded, "model " + job.model_id + " published before the restart"));
-      } else if (fs::exists(CheckpointPath(job.id)) || job.spec.has_search) {
-        JobEvent e;
-        e.type = JobEventType::kState;
-        e.state = JobState::kRunning;
-        // Where the checkpoint is: its event says (a mid-epoch one names the batch).
-        JobEvent last;
-        if (auto events = jobs_.Events(job.id, 0); events.ok()) {
-          for (const JobEvent& ev : *events) {
-            if (ev.type == JobEventType::kCheckpoint) last = ev;
-          }
-        }
-        e.reason = job.spec.has_search && !fs::exists(CheckpointPath(job.id))
-                       ? "graftd restarted; the search resumes after its finished trials"
-                   : last.batch > 0 ? absl::StrCat("graftd restarted; resuming epoch ", last.epoch_number, " after batch ",
-                                                 last.batch)
-                                  : absl::StrCat("graftd restarted; resuming after epoch ", job.epochs_done);
-        RETURN_IF_ERROR(Record(job, e).status());
-        queue_.push_front(job.id);
-      } else {
-        RETURN_IF_ERROR(SetState(job, JobState::kFailed, "interrupted before the first checkpoint"));
-      }
-    } else if (job.state == JobState::kQueued) {
-      queue_.push_back(job.id);
-    }
-  }
-  // Only a job that resumes keeps its checkpoint. A kill between publishing a
-  // model (or ending a job) and removing the checkpoint, or in the middle of
-  // writing one, leaves files nobody will read again.
-  std::set<std::string> keep;
-  for (const std::string& id : queue_) keep.insert(id + ".ckpt");
-  std::error_code walk;
-  for (auto it = fs::directory_iterator(options_.checkpoint_dir, walk); !walk && it != fs::directory_iterator();
-       it.increment(walk)) {
-    if (keep.count(it->path().filename().string()) > 0) continue;
-    std::error_code rm;
-    fs::remove_all(it->path(), rm);
-    if (rm) ABSL_LOG(WARNING) << "removing stale checkpoint " << it->path().string() << ": " << rm.message();
-  }
-  stopping_ = false;
-  for (int i = 0; i < std::max(1, options_.max_concurrent_jobs); ++i) workers_.emplace_back([this]() { Worker(); });
-  return absl::OkStatus();
-}
-
-void JobRunner::RequestStop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    // A user's cancel stays a cancel; every other running job checkpoints at
-    // its next batch boundary and stays RUNNING.
-    for (auto& [id, token] : running_) {
-      if (user_cancelled_.count(id) == 0) token->Stop();
-    }
-  }
-  work_cv_.notify_all();
-  Notify();
-}
-
-void JobRunner::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && workers_.empty()) return;
-  }
-  RequestStop();
-  for (auto& w : workers_) w.join();
-  workers_.clear();
 }
 
 absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
@@ -273,47 +198,23 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   job.epochs_total = spec.TotalEpochs();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (static_cast<int>(queue_.size()) >= options_.max_queued_jobs) {
-      return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", queue_.size(),
+    // The queue is the database's: every process counts the same jobs.
+    ASSIGN_OR_RETURN(const auto queued, jobs_.CountQueued(by.name));
+    if (queued.first >= options_.max_queued_jobs) {
+      return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", queued.first,
                                                        " jobs waiting, --max_queued_jobs); try again when one has started"));
     }
-    int mine = 0;
-    for (const std::string& queued : queue_) {
-      if (auto q = jobs_.Get(queued); q.ok() && q->owner == by.name) ++mine;
-    }
-    if (mine >= options_.max_queued_jobs_per_principal) {
+    if (queued.second >= options_.max_queued_jobs_per_principal) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "principal '", by.name, "' already has ", mine,
+          "principal '", by.name, "' already has ", queued.second,
           " queued jobs (--max_queued_jobs_per_principal); try again when one has started"));
     }
     RETURN_IF_ERROR(jobs_.Insert(job));
     RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted", /*created=*/true));
-    queue_.push_back(job.id);
+    wake_ = true;
   }
-  work_cv_.notify_one();
+  work_cv_.notify_all();
   return job;
-}
-
-absl::StatusOr<JobRecord> JobRunner::Cancel(const std::string& id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(JobRecord job, jobs_.Get(id));
-    if (IsTerminal(job.state)) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " has already ended: ", JobStateName(job.state)));
-    }
-    const auto queued = std::find(queue_.begin(), queue_.end(), id);
-    if (queued != queue_.end() && running_.count(id) == 0) {
-      queue_.erase(queued);
-      RETURN_IF_ERROR(SetState(job, JobState::kCancelled, "cancelled before it started"));
-      return job;
-    }
-    user_cancelled_.insert(id);
-    if (auto it = running_.find(id); it != running_.end()) it->second->Cancel();
-  }
-  // The trainer checks between batches; wait for it to wind down.
-  std::unique_lock<std::mutex> lock(mu_);
-  event_cv_.wait_for(lock, std::chrono::seconds(60), [&]() { return running_.count(id) == 0; });
-  return jobs_.Get(id);
 }
 
 bool JobRunner::DatasetInUse(const std::string& dataset_id) {
@@ -325,29 +226,6 @@ bool JobRunner::DatasetInUse(const std::string& dataset_id) {
     }
   }
   return false;
-}
-
-void JobRunner::Worker() {
-  while (true) {
-    std::string id;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&]() { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      id = queue_.front();
-      queue_.pop_front();
-      running_[id] = std::make_shared<CancellationToken>();
-      if (user_cancelled_.count(id)) running_[id]->Cancel();
-    }
-    Execute(id);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      running_.erase(id);
-      progress_.erase(id);
-      user_cancelled_.erase(id);
-    }
-    Notify();
-  }
 }
 
 absl::StatusOr<std::shared_ptr<ResidentBackbone>> JobRunner::AwaitWeights(JobRecord& job, const std::string& name,
@@ -369,7 +247,8 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> JobRunner::AwaitWeights(JobRec
   return resident;
 }
 
-void JobRunner::Execute(const std::string& id) {
+void JobRunner::Execute(const JobStore::Claim& claim) {
+  const std::string& id = claim.id;
   auto loaded = jobs_.Get(id);
   if (!loaded.ok()) {
     ABSL_LOG(ERROR) << "job " << id << ": " << loaded.status().message();
@@ -381,6 +260,7 @@ void JobRunner::Execute(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     token = running_[id];
   }
+  if (job.state == JobState::kRunning && !Resume(job, claim)) return;
   // The checkpoint goes before the end is announced: an ended job has none.
   auto fail = [&](JobState state, const std::string& why) {
     std::error_code ec;
@@ -422,11 +302,9 @@ void JobRunner::Execute(const std::string& id) {
   charge.reset();  // training is over: before the job is seen to end
   cache_charge.reset();
   if (!trained.ok()) {
-    bool user;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      user = user_cancelled_.count(id) > 0;
-      if (stopping_ && !user) return;  // stays RUNNING; resumes from its checkpoint on restart
+      if (LeftRunningLocked(id)) return;  // stays RUNNING; resumes from its checkpoint
     }
     const bool cancelled = trained.status().code() == absl::StatusCode::kCancelled;
     return fail(cancelled ? JobState::kCancelled : JobState::kFailed, std::string(trained.status().message()));
@@ -480,16 +358,20 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
     if (report.ok()) {
       info.report = std::move(*report);
     } else if (token.cancelled()) {
-      bool user;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        user = user_cancelled_.count(id) > 0;
-        if (stopping_ && !user) return;  // resumes after the last epoch and evaluates then
+        if (LeftRunningLocked(id)) return;  // resumes after the last epoch and evaluates then
       }
       return fail(JobState::kCancelled, "cancelled while evaluating the model");
     } else {
       ABSL_LOG(ERROR) << "job " << id << ": the model is published without its report: " << report.status().message();
     }
+  }
+  // A trainer that stalled past --job_takeover_s has lost the job to another:
+  // only the holder publishes.
+  if (auto holder = jobs_.WorkerOf(id); holder.ok() && *holder != options_.worker_id) {
+    ABSL_LOG(WARNING) << "job " << id << " is now held by " << *holder << "; not publishing it here";
+    return;
   }
   auto published = models_.Publish(info, trained.weights, *prepared);
   if (!published.ok()) return fail(JobState::kFailed, absl::StrCat("publishing the model: ", published.status().message()));

@@ -50,16 +50,31 @@ struct RunnerOptions {
   int decode_prefetch_batches = 2;  // TrainInput::prefetch_batches
   int search_trials_at_once = 0;    // SearchInput::threads
   bool mixed_precision = true;  // CUDA only (TrainInput::mixed_precision)
+  // The shared queue. `train`: this process runs jobs (--train); a serving
+  // process only queues them. `shared`: other processes use the database
+  // (PostgreSQL): a start releases only this worker's jobs and checkpoints
+  // of others' jobs are kept. `worker_id` names this trainer in the
+  // database (--worker_id); heartbeats every `heartbeat_s`; a job whose
+  // worker has not heartbeaten for `takeover_s` is claimed by another;
+  // idle workers look for work every `poll_s`.
+  bool train = true;
+  bool shared = false;
+  std::string worker_id = "local";
+  double heartbeat_s = 2;
+  double takeover_s = 15;
+  double poll_s = 1;
   // Evaluates each trained model on its job's validation split through the
   // serving path before publishing it (the report stored with the model).
   // Null: no report.
   const Predictor* predictor = nullptr;
 };
 
-// Runs fine-tuning jobs: a bounded queue, `max_concurrent_jobs` workers,
-// cooperative cancellation, events appended to the job store (WatchJob
-// replays them, then follows live), and recovery after a restart: a job that
-// was RUNNING resumes from its last checkpoint or fails.
+// Runs fine-tuning jobs: a bounded queue kept in the database and shared by
+// every trainer process on it, `max_concurrent_jobs` workers per process,
+// cooperative cancellation (also of jobs another process runs), events
+// appended to the job store (WatchJob replays them, then follows live), and
+// recovery: a job that was RUNNING when its trainer restarted, or stopped
+// heartbeating, resumes from its last checkpoint or fails.
 class JobRunner {
  public:
   JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models, const Zoo& zoo, RunnerOptions options,
@@ -105,7 +120,12 @@ class JobRunner {
   class Run;
   class SearchRun;
   void Worker();
-  void Execute(const std::string& id);
+  void Execute(const JobStore::Claim& claim);
+  bool Resume(JobRecord& job, const JobStore::Claim& claim);
+  void HeartbeatLoop();
+  // A run that ends now leaves its job RUNNING (a shutdown, or another
+  // trainer took it over) unless the user cancelled it. Holds mu_.
+  bool LeftRunningLocked(const std::string& id) const;
   // Checks `spec` on its backbone and dataset (canonical names, defaults,
   // ownership, the memory estimate) for Submit.
   absl::Status Admit(JobSpec& spec, const Principal& by);
@@ -139,13 +159,15 @@ class JobRunner {
   std::mutex mu_;
   std::condition_variable work_cv_;   // queue changes
   std::condition_variable event_cv_;  // any job event
-  std::deque<std::string> queue_;
+  bool wake_ = false;  // a job was submitted here
   std::map<std::string, std::shared_ptr<CancellationToken>> running_;
+  std::set<std::string> lost_;  // running here, but another trainer holds them now
   std::map<std::string, JobEvent> progress_;  // latest live progress per job
   std::set<std::string> user_cancelled_;
   bool stopping_ = false;
   int lr_finds_ = 0;  // range tests running
   std::vector<std::thread> workers_;
+  std::thread heartbeat_;
 };
 
 }  // namespace graft::core

@@ -119,11 +119,9 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   if (job.spec.validation_fraction > 0) Resplit(*images, job.spec.validation_fraction, job.spec.seed);
   // Ends the job as a failed training does: a shutdown leaves it RUNNING to resume.
   const auto ended = [&](const absl::Status& s) {
-    bool user;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      user = user_cancelled_.count(id) > 0;
-      if (stopping_ && !user) return;
+      if (LeftRunningLocked(id)) return;
     }
     fail(absl::IsCancelled(s) ? JobState::kCancelled : JobState::kFailed, std::string(s.message()));
   };

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/util/migrations.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -52,6 +53,7 @@ absl::StatusOr<JobRecord> ReadRecord(const Statement& s) {
   j.last = ParseMetrics(s.Text(10));
   j.best = ParseMetrics(s.Text(11));
   j.owner = s.Text(12);
+  j.worker = s.Text(13);
   return j;
 }
 
@@ -73,7 +75,18 @@ const char* JobStateName(JobState s) {
 }
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
-  RETURN_IF_ERROR(db.Exec(R"sql(
+  if (db.kind() == Database::Kind::kSqlite) {
+    // Data directories from before owners: their jobs get the owner "", which
+    // only admins see. (From before versioned migrations, hence by pragma.)
+    ASSIGN_OR_RETURN(auto t, db.Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"));
+    ASSIGN_OR_RETURN(const bool has_jobs, t.Step());
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'"));
+    ASSIGN_OR_RETURN(const bool has_owner, q.Step());
+    if (has_jobs && !has_owner) RETURN_IF_ERROR(db.Exec("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';"));
+  }
+  RETURN_IF_ERROR(Migrate(db, "jobs", {
+      // 1: the tables as they stood when versioning began.
+      R"sql(
     CREATE TABLE IF NOT EXISTS jobs(
       id TEXT PRIMARY KEY, spec TEXT NOT NULL, state INTEGER NOT NULL, created_at REAL NOT NULL,
       started_at REAL NOT NULL, finished_at REAL NOT NULL, error TEXT NOT NULL, model_id TEXT NOT NULL,
@@ -82,14 +95,96 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
     CREATE TABLE IF NOT EXISTS job_events(
       job_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, event TEXT NOT NULL,
       PRIMARY KEY(job_id, seq));
-  )sql"));
-  if (db.kind() == Database::Kind::kSqlite) {
-    // Data directories from before owners: their jobs get the owner "", which only admins see.
-    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'"));
-    ASSIGN_OR_RETURN(const bool has_owner, q.Step());
-    if (!has_owner) RETURN_IF_ERROR(db.Exec("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';"));
-  }
+  )sql",
+      // 2: the shared queue (claims, heartbeats, cancels across processes).
+      R"sql(
+    ALTER TABLE jobs ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN heartbeat_at REAL NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
+  )sql",
+  }));
   return std::unique_ptr<JobStore>(new JobStore(db));
+}
+
+absl::StatusOr<std::optional<JobStore::Claim>> JobStore::ClaimNext(const std::string& worker, double now,
+                                                                    double stale_before) {
+  Transaction tx(db_);
+  RETURN_IF_ERROR(tx.status());
+  // Released RUNNING jobs first (they resume from a checkpoint), then by age.
+  const std::string pick = absl::StrCat(
+      "SELECT id, worker, heartbeat_at FROM jobs WHERE state IN (1, 2) AND "
+      "(worker = '' OR (worker <> ? AND heartbeat_at < ?)) ORDER BY state DESC, created_at LIMIT 1",
+      db_.kind() == Database::Kind::kPostgres ? " FOR UPDATE SKIP LOCKED" : "");
+  ASSIGN_OR_RETURN(auto q, db_.Prepare(pick));
+  q.Bind(1, worker).Bind(2, stale_before);
+  ASSIGN_OR_RETURN(const bool row, q.Step());
+  if (!row) return std::optional<Claim>();
+  Claim claim{q.Text(0), q.Text(1), q.Double(2)};
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET worker = ?, heartbeat_at = ? WHERE id = ?"));
+  up.Bind(1, worker).Bind(2, now).Bind(3, claim.id);
+  RETURN_IF_ERROR(up.Run());
+  RETURN_IF_ERROR(tx.Commit());
+  return std::optional<Claim>(std::move(claim));
+}
+
+absl::StatusOr<bool> JobStore::ClaimUnheld(const std::string& id, const std::string& worker, double now) {
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET worker = ?, heartbeat_at = ? WHERE id = ? AND state IN (1, 2) "
+                                        "AND worker = '' RETURNING id"));
+  up.Bind(1, worker).Bind(2, now).Bind(3, id);
+  ASSIGN_OR_RETURN(const bool row, up.Step());
+  if (row) RETURN_IF_ERROR(up.Run());  // steps to the end: the statement completes
+  return row;
+}
+
+absl::Status JobStore::Heartbeat(const std::string& worker, double now) {
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET heartbeat_at = ? WHERE worker = ? AND state IN (1, 2)"));
+  up.Bind(1, now).Bind(2, worker);
+  return up.Run();
+}
+
+absl::Status JobStore::Release(const std::string& worker) {
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET worker = '' WHERE worker = ? AND state IN (1, 2)"));
+  up.Bind(1, worker);
+  return up.Run();
+}
+
+absl::Status JobStore::ReleaseAll() { return db_.Exec("UPDATE jobs SET worker = '' WHERE state IN (1, 2)"); }
+
+absl::StatusOr<std::string> JobStore::WorkerOf(const std::string& id) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT worker FROM jobs WHERE id = ?"));
+  q.Bind(1, id);
+  ASSIGN_OR_RETURN(const bool row, q.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
+  return q.Text(0);
+}
+
+absl::Status JobStore::RequestCancel(const std::string& id) {
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET cancel_requested = 1 WHERE id = ?"));
+  up.Bind(1, id);
+  return up.Run();
+}
+
+absl::StatusOr<std::vector<std::string>> JobStore::CancelRequested(const std::string& worker) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT id FROM jobs WHERE worker = ? AND cancel_requested = 1 AND "
+                                       "state IN (1, 2)"));
+  q.Bind(1, worker);
+  std::vector<std::string> out;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, q.Step());
+    if (!row) break;
+    out.push_back(q.Text(0));
+  }
+  return out;
+}
+
+absl::StatusOr<std::pair<int, int>> JobStore::CountQueued(const std::string& owner) {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT COUNT(*), COALESCE(SUM(CASE WHEN owner = ? THEN 1 ELSE 0 END), 0) "
+                                       "FROM jobs WHERE state = 1"));
+  q.Bind(1, owner);
+  ASSIGN_OR_RETURN(const bool row, q.Step());
+  if (!row) return std::make_pair(0, 0);
+  return std::make_pair(static_cast<int>(q.Int(0)), static_cast<int>(q.Int(1)));
 }
 
 absl::Status JobStore::Insert(const JobRecord& job) {
@@ -116,7 +211,7 @@ absl::Status JobStore::Update(const JobRecord& job) {
 }
 
 absl::StatusOr<JobRecord> JobStore::Get(const std::string& id) {
-  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE id = ?")));
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("SELECT ", kColumns, ", worker FROM jobs WHERE id = ?")));
   s.Bind(1, id);
   ASSIGN_OR_RETURN(const bool found, s.Step());
   if (!found) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
@@ -124,7 +219,7 @@ absl::StatusOr<JobRecord> JobStore::Get(const std::string& id) {
 }
 
 absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> state) {
-  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE ? = 0 OR state = ? "
+  ASSIGN_OR_RETURN(auto s, db_.Prepare(absl::StrCat("SELECT ", kColumns, ", worker FROM jobs WHERE ? = 0 OR state = ? "
                                                     "ORDER BY created_at DESC")));
   const int64_t filter = state ? static_cast<int64_t>(*state) : 0;
   s.Bind(1, filter).Bind(2, filter);

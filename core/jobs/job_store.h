@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,9 @@ struct JobRecord {
   int epochs_total = 0;
   std::optional<EpochMetrics> last;
   std::optional<EpochMetrics> best;
+  // The trainer (--worker_id) that holds it, or last held it; read from the
+  // queue's columns, never written by Insert or Update.
+  std::string worker;
 };
 
 enum class JobEventType {
@@ -75,6 +79,40 @@ class JobStore {
   // Assigns the next seq and stores the event.
   absl::StatusOr<JobEvent> Append(JobEvent event);
   absl::StatusOr<std::vector<JobEvent>> Events(const std::string& job_id, int64_t after_seq);
+
+  // The shared queue (trainer processes on one database). A job is claimed
+  // by one worker (a trainer process's --worker_id) at a time; the claim
+  // lives in columns that Insert and Update never touch.
+  struct Claim {
+    std::string id;
+    std::string previous_worker;  // who held it before: "" for a job never started or released
+    double previous_heartbeat = 0;
+  };
+  // Claims the next job for `worker`: a RUNNING job released (resumes
+  // first), then the oldest unclaimed QUEUED one, or one whose worker has
+  // not heartbeaten since `stale_before` (taken over). Atomic across
+  // processes: SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL, SQLite's
+  // write lock. nullopt when there is nothing to claim.
+  absl::StatusOr<std::optional<Claim>> ClaimNext(const std::string& worker, double now, double stale_before);
+  // Claims `id` only if it is unfinished and nobody holds it (QUEUED, or
+  // RUNNING and released to resume): to cancel it. False when someone holds it.
+  absl::StatusOr<bool> ClaimUnheld(const std::string& id, const std::string& worker, double now);
+  // Refreshes the heartbeat of every unfinished job `worker` holds.
+  absl::Status Heartbeat(const std::string& worker, double now);
+  // Gives up `worker`'s unfinished jobs (a stopping trainer, or one that
+  // restarts): another worker, or itself, claims them next.
+  absl::Status Release(const std::string& worker);
+  // Every unfinished job, whoever holds it: released to be claimed again
+  // (SQLite: the database has one process, so whatever ran was its own).
+  absl::Status ReleaseAll();
+  // Who holds `id` now ("" when nobody).
+  absl::StatusOr<std::string> WorkerOf(const std::string& id);
+  // A cancel asked of a job another process runs: that process's heartbeat
+  // sees it.
+  absl::Status RequestCancel(const std::string& id);
+  absl::StatusOr<std::vector<std::string>> CancelRequested(const std::string& worker);
+  // QUEUED jobs, all and `owner`'s.
+  absl::StatusOr<std::pair<int, int>> CountQueued(const std::string& owner);
 
  private:
   explicit JobStore(Database& db) : db_(db) {}

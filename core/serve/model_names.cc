@@ -8,17 +8,18 @@
 #include "core/serve/model_ref.h"
 #include "core/serve/model_store.h"
 #include "core/util/database.h"
+#include "core/util/migrations.h"
 #include "core/util/status_macros.h"
 
 namespace graft::core {
 
 absl::Status ModelStore::OpenNames() {
-  RETURN_IF_ERROR(db_.Exec(
-      "CREATE TABLE IF NOT EXISTS model_names(owner TEXT NOT NULL, name TEXT NOT NULL, last_version INTEGER NOT "
-      "NULL, PRIMARY KEY(owner, name))"));
-  RETURN_IF_ERROR(db_.Exec(
-      "CREATE TABLE IF NOT EXISTS model_aliases(owner TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, "
-      "version INTEGER NOT NULL, PRIMARY KEY(owner, name, alias))"));
+  RETURN_IF_ERROR(Migrate(
+      db_, "model_names",
+      {"CREATE TABLE IF NOT EXISTS model_names(owner TEXT NOT NULL, name TEXT NOT NULL, last_version INTEGER NOT "
+       "NULL, PRIMARY KEY(owner, name));"
+       "CREATE TABLE IF NOT EXISTS model_aliases(owner TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, "
+       "version INTEGER NOT NULL, PRIMARY KEY(owner, name, alias))"}));
   ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT owner, name, alias, version FROM model_aliases"));
   std::lock_guard<std::mutex> lock(mu_);
   while (true) {
@@ -118,6 +119,7 @@ absl::StatusOr<ModelInfo> ModelStore::SetAlias(const std::string& owner, const s
     return absl::InvalidArgumentError("alias 'latest' always means the newest version; it cannot be set");
   }
   RETURN_IF_ERROR(ValidateAliasName(alias, "alias"));
+  std::lock_guard<std::mutex> serial(refresh_mu_);  // see Publish
   std::lock_guard<std::mutex> lock(mu_);
   const auto named = versions_.find({owner, name});
   if (named == versions_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
@@ -134,10 +136,12 @@ absl::StatusOr<ModelInfo> ModelStore::SetAlias(const std::string& owner, const s
   up.Bind(1, owner).Bind(2, name).Bind(3, alias).Bind(4, version);
   RETURN_IF_ERROR(up.Run());
   aliases_[{owner, name}][alias] = version;
+  Changed();
   return model->second->info();
 }
 
 absl::Status ModelStore::DeleteAlias(const std::string& owner, const std::string& name, const std::string& alias) {
+  std::lock_guard<std::mutex> serial(refresh_mu_);  // see Publish
   std::lock_guard<std::mutex> lock(mu_);
   const auto it = aliases_.find({owner, name});
   if (it == aliases_.end() || it->second.count(alias) == 0) {
@@ -148,6 +152,7 @@ absl::Status ModelStore::DeleteAlias(const std::string& owner, const std::string
   RETURN_IF_ERROR(del.Run());
   it->second.erase(alias);
   if (it->second.empty()) aliases_.erase(it);
+  Changed();
   return absl::OkStatus();
 }
 

@@ -4,11 +4,13 @@
 #include <c10/core/InferenceMode.h>
 
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "core/util/files.h"
 #include "core/util/log.h"
+#include "core/util/migrations.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -137,8 +139,8 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const
   std::unique_ptr<ModelStore> store(new ModelStore(db, root, zoo));
   std::error_code ec;
   fs::create_directories(root, ec);
-  RETURN_IF_ERROR(db.Exec("CREATE TABLE IF NOT EXISTS models(id TEXT PRIMARY KEY, job_id TEXT, created_at REAL, "
-                          "info TEXT NOT NULL)"));
+  RETURN_IF_ERROR(Migrate(db, "models", {"CREATE TABLE IF NOT EXISTS models(id TEXT PRIMARY KEY, job_id TEXT, "
+                                          "created_at REAL, info TEXT NOT NULL)"}));
   // Half-written model directories from a crash.
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     if (entry.path().extension() == ".tmp") fs::remove_all(entry.path(), ec);
@@ -244,14 +246,81 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
   if (auto s = WriteFileAtomic((tmp / "model.json").string(), ModelInfoToJson(info)); !s.ok()) return discard(s);
   fs::rename(tmp, dir, ec);
   if (ec) return discard(WriteError("model", dir.string(), ec.value()));
+  // Serialized with Refresh: its snapshot of the database never misses a
+  // change this process makes while it runs.
+  std::lock_guard<std::mutex> serial(refresh_mu_);
   auto ins = db_.Prepare("INSERT INTO models VALUES (?, ?, ?, ?)");
   if (!ins.ok()) return discard(ins.status());
   ins->Bind(1, info.id).Bind(2, info.job_id).Bind(3, info.created_at).Bind(4, ModelInfoToJson(info));
   if (auto s = ins->Run(); !s.ok()) return discard(s);
-  std::lock_guard<std::mutex> lock(mu_);
-  models_[info.id] = model;
-  IndexLocked(info);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    models_[info.id] = model;
+    IndexLocked(info);
+  }
+  Changed();
   return info;
+}
+
+void ModelStore::Changed() {
+  if (feed_ == nullptr) return;
+  if (auto s = feed_->Bump(ChangeFeed::kModels); !s.ok()) {
+    ABSL_LOG(WARNING) << "other graftd processes will see this model change at their next poll: " << s.message();
+  }
+}
+
+absl::StatusOr<int> ModelStore::Refresh() {
+  std::lock_guard<std::mutex> one(refresh_mu_);
+  const std::vector<ModelInfo> infos = List();
+  std::map<NameKey, std::map<std::string, int64_t>> aliases;
+  {
+    ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT owner, name, alias, version FROM model_aliases"));
+    while (true) {
+      ASSIGN_OR_RETURN(const bool row, q.Step());
+      if (!row) break;
+      aliases[{q.Text(0), q.Text(1)}][q.Text(2)] = q.Int(3);
+    }
+  }
+  std::set<std::string> ids;
+  std::vector<ModelInfo> missing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ModelInfo& info : infos) {
+      ids.insert(info.id);
+      if (models_.count(info.id) == 0) missing.push_back(info);
+    }
+  }
+  // Loading reads weights from the shared artifact directory, outside the
+  // lock: serving goes on meanwhile.
+  std::map<std::string, std::shared_ptr<const ServingModel>> loaded;
+  for (const ModelInfo& info : missing) {
+    auto weights = ReadSafetensors((fs::path(root_) / info.id / "weights.safetensors").string());
+    if (!weights.ok()) {
+      ABSL_LOG(ERROR) << "model " << info.id << " cannot be served: " << weights.status().message();
+      continue;
+    }
+    auto model = Load(info, *weights);
+    if (!model.ok()) {
+      ABSL_LOG(ERROR) << "model " << info.id << " cannot be served: " << model.status().message();
+      continue;
+    }
+    loaded[info.id] = *model;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  int changed = static_cast<int>(loaded.size());
+  for (auto it = models_.begin(); it != models_.end();) {
+    if (ids.count(it->first) == 0) {
+      it = models_.erase(it);
+      ++changed;
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [id, model] : loaded) models_.emplace(id, std::move(model));
+  versions_.clear();
+  for (const ModelInfo& info : infos) IndexLocked(info);
+  aliases_ = std::move(aliases);
+  return changed;
 }
 
 std::vector<ModelInfo> ModelStore::List() {
@@ -277,6 +346,7 @@ size_t ModelStore::size() {
 }
 
 absl::Status ModelStore::Delete(const std::string& id) {
+  std::lock_guard<std::mutex> serial(refresh_mu_);  // see Publish
   std::optional<ModelInfo> info;
   for (auto& m : List()) {
     if (m.id == id) info = std::move(m);  // also a model that failed to load
@@ -302,6 +372,7 @@ absl::Status ModelStore::Delete(const std::string& id) {
   ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM models WHERE id = ?"));
   del.Bind(1, id);
   RETURN_IF_ERROR(del.Run());
+  Changed();
   std::error_code ec;
   fs::remove_all(fs::path(root_) / id, ec);
   return absl::OkStatus();

@@ -12,6 +12,7 @@
 #include "core/train/head.h"
 #include "core/train/job_spec.h"
 #include "core/train/trainer.h"
+#include "core/util/change_feed.h"
 #include "core/util/database.h"
 #include "core/eval/report.h"
 #include "core/zoo/zoo.h"
@@ -112,7 +113,16 @@ class ModelStore {
   // The aliases that point at the model, "latest" first when it is the newest.
   std::vector<std::string> Aliases(const ModelInfo& info);
 
+  // Other graftd processes on the same database and artifact directory:
+  // every change here is announced on `feed` (topic "models"), and Refresh
+  // (subscribed to it) makes this process serve what the database says now:
+  // models published elsewhere are loaded, deleted ones dropped, versions and
+  // aliases re-read. Returns how many models it loaded or dropped.
+  void SetChangeFeed(ChangeFeed* feed) { feed_ = feed; }
+  absl::StatusOr<int> Refresh();
+
  private:
+  void Changed();
   ModelStore(Database& db, std::string root, const Zoo& zoo) : db_(db), root_(std::move(root)), zoo_(zoo) {}
   absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
 
@@ -129,6 +139,8 @@ class ModelStore {
   std::map<std::string, std::shared_ptr<const ServingModel>> models_;
   std::map<NameKey, std::map<int64_t, std::string>> versions_;   // -> version -> id
   std::map<NameKey, std::map<std::string, int64_t>> aliases_;    // -> alias -> version
+  ChangeFeed* feed_ = nullptr;
+  std::mutex refresh_mu_;  // one Refresh at a time, none while this process writes (taken before mu_)
 };
 
 std::string ModelInfoToJson(const ModelInfo& info);

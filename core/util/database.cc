@@ -1,5 +1,8 @@
 #include "core/util/database.h"
 
+#include <chrono>
+#include <thread>
+
 #include "absl/strings/match.h"
 
 namespace graft::core {
@@ -13,6 +16,16 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& targ
   auto impl = kind == Kind::kPostgres ? OpenPostgres(target) : OpenSqlite(target);
   if (!impl.ok()) return impl.status();
   return std::unique_ptr<Database>(new Database(kind, std::move(*impl)));
+}
+
+absl::StatusOr<bool> DatabaseImpl::WaitForNotification(const std::string&, int timeout_ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+  return false;
+}
+
+absl::StatusOr<bool> Database::WaitForNotification(const std::string& channel, int timeout_ms) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return impl_->WaitForNotification(channel, timeout_ms);
 }
 
 absl::Status Database::Exec(const std::string& sql) {

@@ -38,6 +38,10 @@ class DatabaseImpl {
   // What opens a transaction that writes: SQLite's BEGIN IMMEDIATE takes the
   // write lock at once.
   virtual const char* BeginSql() const = 0;
+  // Waits up to `timeout_ms` for a NOTIFY on `channel` (LISTENing from the
+  // first call on); true when one came. Backends without notifications
+  // (SQLite) sleep and return false: their readers poll.
+  virtual absl::StatusOr<bool> WaitForNotification(const std::string& channel, int timeout_ms);
 };
 
 // The metadata database the stores share: SQLite (a file path, the default:
@@ -58,6 +62,9 @@ class Database {
   absl::Status Exec(const std::string& sql);
   absl::StatusOr<Statement> Prepare(const std::string& sql);
   std::recursive_mutex& mutex() { return mu_; }
+  // See DatabaseImpl::WaitForNotification; blocks the connection while it
+  // waits, so a listener opens a Database of its own.
+  absl::StatusOr<bool> WaitForNotification(const std::string& channel, int timeout_ms);
 
  private:
   friend class Transaction;

@@ -3,6 +3,11 @@
 // results, BYTEA unescaped), the stores' SQL translated on the way (? -> $n,
 // INTEGER/REAL/BLOB -> BIGINT/DOUBLE PRECISION/BYTEA).
 
+#include <poll.h>
+
+#include <chrono>
+#include <set>
+
 #include <libpq-fe.h>
 
 #include <cctype>
@@ -14,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/util/database.h"
+#include "core/util/status_macros.h"
 
 namespace graft::core {
 namespace {
@@ -206,8 +212,41 @@ class PostgresDatabase : public DatabaseImpl {
 
   const char* BeginSql() const override { return "BEGIN"; }
 
+  absl::StatusOr<bool> WaitForNotification(const std::string& channel, int timeout_ms) override {
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      PQreset(conn_);
+      listening_.clear();  // a new session listens to nothing
+      if (PQstatus(conn_) != CONNECTION_OK) return ErrorOf(conn_, nullptr, "reconnect");
+    }
+    if (listening_.count(channel) == 0) {
+      char* quoted = PQescapeIdentifier(conn_, channel.c_str(), channel.size());
+      if (quoted == nullptr) return ErrorOf(conn_, nullptr, "LISTEN");
+      const std::string sql = absl::StrCat("LISTEN ", quoted);
+      PQfreemem(quoted);
+      RETURN_IF_ERROR(Exec(sql));
+      listening_.insert(channel);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (true) {
+      if (PQconsumeInput(conn_) == 0) return ErrorOf(conn_, nullptr, "LISTEN");
+      bool got = false;
+      while (PGnotify* n = PQnotifies(conn_)) {
+        got = got || channel == n->relname;
+        PQfreemem(n);
+      }
+      if (got) return true;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return false;
+      pollfd fd{PQsocket(conn_), POLLIN, 0};
+      if (fd.fd < 0) return ErrorOf(conn_, nullptr, "LISTEN");
+      (void)poll(&fd, 1, static_cast<int>(left));
+    }
+  }
+
  private:
   PGconn* conn_;
+  std::set<std::string> listening_;
 };
 
 void IgnoreNotice(void*, const char*) {}  // "relation already exists, skipping" and the like

@@ -16,30 +16,14 @@
 namespace graft::core {
 namespace {
 
-// One server per process (stopped and removed at exit), a database of its
-// own per test.
-testing::PostgresServer* Postgres() {
-  static const std::unique_ptr<testing::PostgresServer> server = [] {
-    auto started = testing::PostgresServer::Start();
-    if (!started.ok()) {
-      ADD_FAILURE() << started.status();
-      return std::unique_ptr<testing::PostgresServer>();
-    }
-    return std::move(*started);
-  }();
-  return server.get();
-}
-
 class DatabaseTest : public ::testing::TestWithParam<Database::Kind> {
  protected:
   void SetUp() override {
     if (GetParam() == Database::Kind::kSqlite) {
       target_ = dir_.Join("graft.db");
     } else {
-      ASSERT_NE(Postgres(), nullptr);
-      const std::string name = absl::StrCat("t", ++databases_);
-      ASSERT_TRUE(Postgres()->CreateDatabase(name).ok());
-      target_ = Postgres()->Uri(name);
+      target_ = testing::FreshPostgresDatabase();
+      ASSERT_FALSE(target_.empty());
     }
     auto db = Database::Open(target_);
     ASSERT_TRUE(db.ok()) << db.status();
@@ -52,12 +36,10 @@ class DatabaseTest : public ::testing::TestWithParam<Database::Kind> {
                     .ok());
   }
 
-  static int databases_;
   testing::TempDir dir_;
   std::string target_;
   std::unique_ptr<Database> db_;
 };
-int DatabaseTest::databases_ = 0;
 
 TEST_P(DatabaseTest, ValuesComeBackExactly) {
   const std::string blob("\0\x01\xff\xfe'\"?\\x", 9);

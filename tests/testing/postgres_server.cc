@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <gtest/gtest.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace graft::testing {
@@ -96,6 +98,30 @@ std::string PostgresServer::Uri(const std::string& database) const {
 
 absl::Status PostgresServer::CreateDatabase(const std::string& name) {
   return Run(absl::StrCat(bin_, "/createdb -h 127.0.0.1 -p ", port_, " -U graft ", name));
+}
+
+PostgresServer* ProcessPostgres() {
+  static const std::unique_ptr<PostgresServer> server = [] {
+    auto started = PostgresServer::Start();
+    if (!started.ok()) {
+      ADD_FAILURE() << started.status();
+      return std::unique_ptr<PostgresServer>();
+    }
+    return std::move(*started);
+  }();
+  return server.get();
+}
+
+std::string FreshPostgresDatabase() {
+  static int databases = 0;
+  PostgresServer* server = ProcessPostgres();
+  if (server == nullptr) return "";
+  const std::string name = absl::StrCat("t", ++databases);
+  if (auto s = server->CreateDatabase(name); !s.ok()) {
+    ADD_FAILURE() << s;
+    return "";
+  }
+  return server->Uri(name);
 }
 
 }  // namespace graft::testing

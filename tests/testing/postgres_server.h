@@ -34,4 +34,11 @@ class PostgresServer {
   bool started_ = false;
 };
 
+// One server per test process, started on first use (stopped and removed at
+// exit); null (with a test failure) when it cannot start.
+PostgresServer* ProcessPostgres();
+// A database of its own on ProcessPostgres(): its URI, or "" (with a test
+// failure).
+std::string FreshPostgresDatabase();
+
 }  // namespace graft::testing

@@ -1,0 +1,202 @@
+// Scale-out on loopback: three graftd processes on one PostgreSQL database
+// and one artifact directory (a trainer, --serve=false; two serving
+// processes, --train=false). A model the trainer publishes is served by both
+// within 2 s, alias moves and token changes reach the other process within
+// 2 s, the trainer killed mid-job is replaced by a second trainer that
+// resumes the job from its checkpoint (it succeeds once, one model), and a
+// job running in one process is cancelled through another.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "client/client.h"
+#include "core/util/files.h"
+#include "tests/testing/graftd_process.h"
+#include "tests/testing/paths.h"
+#include "tests/testing/postgres_server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace graft {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
+
+v1::JobSpec Spec(int epochs) {
+  v1::JobSpec spec;
+  spec.set_backbone("squeezenet1_1");
+  spec.set_dataset("hym");
+  spec.set_input_size(112);
+  spec.set_seed(5);
+  spec.set_model_name("bees");
+  spec.mutable_augmentation()->set_horizontal_flip(true);  // no feature cache: epochs take seconds
+  spec.add_stages()->set_epochs(epochs);
+  return spec;
+}
+
+// Seconds until `done` held (polled every 50 ms), or -1 after `limit`.
+double SecondsUntil(double limit, const std::function<bool()>& done) {
+  const auto start = Clock::now();
+  while (true) {
+    const double took = std::chrono::duration<double>(Clock::now() - start).count();
+    if (done()) return took;
+    if (took > limit) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+v1::PredictRequest PredictBee(const std::string& model) {
+  v1::PredictRequest predict;
+  predict.add_models(model);
+  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  return predict;
+}
+
+TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
+  auto pg = graft::testing::PostgresServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  ASSERT_TRUE((*pg)->CreateDatabase("graft").ok());
+  graft::testing::TempDir dir;
+  const std::string artifacts = dir.Join("artifacts");
+  const std::vector<std::string> common{"--database=" + (*pg)->Uri("graft"), "--artifact_dir=" + artifacts,
+                                        "--job_heartbeat_s=0.5", "--job_takeover_s=3"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), common.begin(), common.end());
+    return more;
+  };
+  graft::testing::GraftdProcess trainer(dir.Join("t1"), dir.Join("t1.log"));
+  ASSERT_TRUE(trainer.Start(with({"--serve=false", "--worker_id=t1"}))) << core::ReadFile(trainer.log()).value_or("");
+  graft::testing::GraftdProcess serve1(dir.Join("s1"), dir.Join("s1.log"));
+  ASSERT_TRUE(serve1.Start(with({"--train=false"}))) << core::ReadFile(serve1.log()).value_or("");
+  graft::testing::GraftdProcess serve2(dir.Join("s2"), dir.Join("s2.log"));
+  ASSERT_TRUE(serve2.Start(with({"--train=false"}))) << core::ReadFile(serve2.log()).value_or("");
+  // The first process made the admin token, in the shared directory; the others use it.
+  const std::string admin =
+      std::string(absl::StripAsciiWhitespace(core::ReadFile(artifacts + "/admin.token").value_or("")));
+  ASSERT_FALSE(admin.empty());
+  client::ClientOptions as_admin;
+  as_admin.token = admin;
+  client::GraftClient s1(serve1.address(), as_admin), s2(serve2.address(), as_admin);
+  auto t1 = std::make_unique<client::GraftClient>(trainer.address(), as_admin);
+
+  // A dataset uploaded to one process, a job created on the other, run by the trainer.
+  auto up = s1.UploadDataset(Hymenoptera(), "hym");
+  ASSERT_TRUE(up.ok()) << up.status();
+  auto first = s2.CreateJob(Spec(1));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(s1.WatchJob(first->id(), false, [](const v1::JobEvent&) { return true; }).ok());
+  const v1::Job done = *s1.GetJob(first->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  const double served =
+      SecondsUntil(10, [&] { return s1.Predict(PredictBee("bees")).ok() && s2.Predict(PredictBee("bees")).ok(); });
+  EXPECT_GE(served, 0);
+  EXPECT_LT(served, 2.0) << "both serving processes serve the new model within 2 s of the job's end";
+  EXPECT_EQ(s2.Predict(PredictBee("bees"))->results(0).model(), done.model_id());
+  // The trainer serves nothing.
+  EXPECT_EQ(t1->Predict(PredictBee("bees")).status().code(), absl::StatusCode::kUnimplemented);
+
+  // An alias set through one process resolves in the other within 2 s.
+  ASSERT_TRUE(s1.SetModelAlias("bees", "prod", 1).ok());
+  const double alias_set = SecondsUntil(10, [&] { return s2.Predict(PredictBee("bees@prod")).ok(); });
+  EXPECT_GE(alias_set, 0);
+  EXPECT_LT(alias_set, 2.0);
+  // A token made in one process opens the other.
+  auto app = s1.CreateToken("app", v1::ROLE_INFERENCE);
+  ASSERT_TRUE(app.ok()) << app.status();
+  client::ClientOptions as_app;
+  as_app.token = app->token();
+  client::GraftClient app_on_s2(serve2.address(), as_app);
+  const double token_made = SecondsUntil(10, [&] { return app_on_s2.Predict(PredictBee("bees@prod")).ok(); });
+  EXPECT_GE(token_made, 0);
+  EXPECT_LT(token_made, 2.0);
+
+  // The trainer is killed after the job's first checkpoint; a second trainer takes it over.
+  auto second = s1.CreateJob(Spec(3));
+  ASSERT_TRUE(second.ok()) << second.status();
+  bool checkpointed = false;
+  ASSERT_TRUE(s1.WatchJob(second->id(), false, [&](const v1::JobEvent& e) {
+                  checkpointed = e.has_checkpoint();
+                  return !checkpointed;
+                }).ok());
+  ASSERT_TRUE(checkpointed);
+  trainer.Stop(SIGKILL);
+  t1.reset();
+  graft::testing::GraftdProcess trainer2(dir.Join("t2"), dir.Join("t2.log"));
+  ASSERT_TRUE(trainer2.Start(with({"--serve=false", "--worker_id=t2"}))) << core::ReadFile(trainer2.log()).value_or("");
+  std::vector<int> epochs;
+  std::vector<std::string> reasons;
+  int succeeded = 0;
+  ASSERT_TRUE(s2.WatchJob(second->id(), false, [&](const v1::JobEvent& e) {
+                  if (e.has_epoch()) epochs.push_back(e.epoch().epoch());
+                  if (e.has_state()) reasons.push_back(e.state().reason());
+                  if (e.has_state() && e.state().state() == v1::JOB_STATE_SUCCEEDED) ++succeeded;
+                  return true;
+                }).ok());
+  const v1::Job resumed = *s2.GetJob(second->id());
+  ASSERT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error() << "\n"
+                                                      << core::ReadFile(trainer2.log()).value_or("");
+  EXPECT_EQ(succeeded, 1);
+  EXPECT_EQ(resumed.worker(), "t2");
+  EXPECT_EQ(done.worker(), "t1");
+  bool took_over = false;
+  for (const std::string& r : reasons) {
+    took_over =
+        took_over || (absl::StartsWith(r, "trainer t1 stopped heartbeating") && absl::StrContains(r, "resuming"));
+  }
+  EXPECT_TRUE(took_over) << absl::StrJoin(reasons, " | ");
+  ASSERT_FALSE(epochs.empty());
+  EXPECT_EQ(epochs.back(), 3);
+  EXPECT_EQ(epochs.front(), 1);
+  EXPECT_LE(epochs.size(), 4u) << "the epochs before the checkpoint are not run again";
+  auto models = s1.ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  int of_second = 0;
+  for (const auto& m : models->models()) of_second += m.job_id() == second->id();
+  EXPECT_EQ(of_second, 1);
+  EXPECT_EQ(models->models_size(), 2);
+  EXPECT_FALSE(fs::exists(artifacts + "/checkpoints/" + second->id() + ".ckpt"));
+
+  // The alias moves to version 2 through the second process; the first follows within 2 s.
+  ASSERT_TRUE(s2.SetModelAlias("bees", "prod", 2).ok());
+  const double alias_moved = SecondsUntil(10, [&] {
+    auto p = s1.Predict(PredictBee("bees@prod"));
+    return p.ok() && p->results(0).model() == resumed.model_id();
+  });
+  EXPECT_GE(alias_moved, 0);
+  EXPECT_LT(alias_moved, 2.0);
+  // The token revoked in one process stops working in the other within 2 s.
+  ASSERT_TRUE(s2.RevokeToken("app").ok());
+  client::GraftClient app_on_s1(serve1.address(), as_app);
+  const double revoked = SecondsUntil(
+      10, [&] { return app_on_s1.Predict(PredictBee("bees")).status().code() == absl::StatusCode::kUnauthenticated; });
+  EXPECT_GE(revoked, 0);
+  EXPECT_LT(revoked, 2.0);
+  std::cout << "seconds until the other process saw it: model served by both " << served << ", alias set " << alias_set
+            << ", token made " << token_made << ", alias moved " << alias_moved << ", token revoked " << revoked
+            << "\n";
+
+  // A job running in the trainer is cancelled through a serving process.
+  auto third = s1.CreateJob(Spec(20));
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_GE(SecondsUntil(60, [&] { return s1.GetJob(third->id())->state() == v1::JOB_STATE_RUNNING; }), 0);
+  auto cancelled = s1.CancelJob(third->id());
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(trainer2.Stop(SIGTERM), 0);
+  EXPECT_EQ(serve1.Stop(SIGTERM), 0);
+  EXPECT_EQ(serve2.Stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace graft
