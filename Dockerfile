@@ -25,8 +25,9 @@ RUN apt-get update -q \
 COPY --from=build /out/graftd /usr/local/bin/graftd
 COPY --from=build /out/graft /usr/local/bin/graft
 # graftd runs as an unprivileged user that owns only its data directory.
+# /var/lib/graft-artifacts: the shared volume of a scale-out (--artifact_dir).
 RUN useradd --system --uid 10001 --home-dir /var/lib/graft --shell /usr/sbin/nologin graft \
- && mkdir -p /var/lib/graft && chown graft:graft /var/lib/graft
+ && mkdir -p /var/lib/graft /var/lib/graft-artifacts && chown graft:graft /var/lib/graft /var/lib/graft-artifacts
 ENV GRAFT_DATA_DIR=/var/lib/graft
 VOLUME /var/lib/graft
 USER 10001:10001
