@@ -216,13 +216,13 @@ void Metrics::AddRejectedFiles(double n) { upload_rejected_->Increment(n); }
 void Metrics::SetDatasets(double n) { datasets_->Set(n); }
 void Metrics::SetModels(double n) { models_->Set(n); }
 
-void Metrics::SetJobCounts(const std::vector<core::JobRecord>& jobs) {
-  for (const auto& j : jobs) jobs_->Add({{"state", core::JobStateName(j.state)}}).Increment();
+void Metrics::WatchJobs(core::JobStore* jobs) {
+  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  job_store_ = jobs;
 }
 
 void Metrics::OnJobState(std::optional<core::JobState> from, core::JobState to) {
-  if (from) jobs_->Add({{"state", core::JobStateName(*from)}}).Decrement();
-  jobs_->Add({{"state", core::JobStateName(to)}}).Increment();
+  // Each end is counted once, by the process that ended the job.
   if (from && core::IsTerminal(to)) jobs_finished_->Add({{"state", core::JobStateName(to)}}).Increment();
 }
 
@@ -271,6 +271,15 @@ std::string Metrics::Text() const {
     std::lock_guard<std::mutex> lock(self->backbone_gauges_mu_);
     if (zoo_ != nullptr) self->SetBackbonesLocked(*zoo_);
     if (process_ != nullptr) process = process_->Collect();
+    if (job_store_ != nullptr) {
+      if (auto counts = job_store_->CountByState(); counts.ok()) {
+        for (const core::JobState s : {core::JobState::kQueued, core::JobState::kRunning, core::JobState::kSucceeded,
+                                       core::JobState::kFailed, core::JobState::kCancelled}) {
+          const auto it = counts->find(s);
+          self->jobs_->Add({{"state", core::JobStateName(s)}}).Set(it == counts->end() ? 0 : static_cast<double>(it->second));
+        }
+      }
+    }
   }
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (auto& family : process) families.push_back(std::move(family));

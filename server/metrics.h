@@ -55,7 +55,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   void AddRejectedFiles(double n);
   void SetDatasets(double n);
   void SetModels(double n);
-  void SetJobCounts(const std::vector<core::JobRecord>& jobs);
+  // graft_jobs{state} is read from the job store at each scrape: the
+  // database's counts, the same from every process that shares it (a
+  // dashboard takes the max over instances). Null: no longer (shutdown).
+  void WatchJobs(core::JobStore* jobs);
   // Process metrics and the data directory's filesystem, read at each scrape.
   void WatchProcess(const std::string& data_dir);
   // --max_batch_size, for "the queue stays full" (graft_inference_max_batch_images).
@@ -103,6 +106,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   std::mutex backbone_gauges_mu_;
   std::set<std::string> known_backbones_;  // at the last SetBackbones
   const core::Zoo* zoo_ = nullptr;         // with backbone_gauges_mu_
+  core::JobStore* job_store_ = nullptr;    // with backbone_gauges_mu_
   prometheus::Family<prometheus::Counter>* backbone_evictions_;
   prometheus::Family<prometheus::Histogram>* backbone_load_duration_;
   prometheus::Family<prometheus::Gauge>* device_memory_;

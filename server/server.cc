@@ -102,6 +102,7 @@ GraftServer::GraftServer() = default;
 GraftServer::~GraftServer() {
   if (changes_) changes_->Stop();  // its thread calls into the stores
   if (metrics_) metrics_->WatchZoo(nullptr);
+  if (metrics_) metrics_->WatchJobs(nullptr);
   Shutdown();
   if (runner_) runner_->Stop();
 }
@@ -269,7 +270,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       if (auto r = tokens->Reload(); !r.ok()) ABSL_LOG(WARNING) << "reloading tokens: " << r.message();
     });
   }
-  if (auto all = s->jobs_->List(); all.ok()) s->metrics_->SetJobCounts(*all);
+  s->metrics_->WatchJobs(s->jobs_.get());
   s->metrics_->SetDatasets(static_cast<double>(s->datasets_->List().size()));
   s->metrics_->SetModels(static_cast<double>(s->models_->size()));
 

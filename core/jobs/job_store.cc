@@ -178,6 +178,17 @@ absl::StatusOr<std::vector<std::string>> JobStore::CancelRequested(const std::st
   return out;
 }
 
+absl::StatusOr<std::map<JobState, int64_t>> JobStore::CountByState() {
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state"));
+  std::map<JobState, int64_t> out;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool row, q.Step());
+    if (!row) break;
+    out[static_cast<JobState>(q.Int(0))] = q.Int(1);
+  }
+  return out;
+}
+
 absl::StatusOr<std::pair<int, int>> JobStore::CountQueued(const std::string& owner) {
   ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT COUNT(*), COALESCE(SUM(CASE WHEN owner = ? THEN 1 ELSE 0 END), 0) "
                                        "FROM jobs WHERE state = 1"));

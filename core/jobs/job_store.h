@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -111,6 +112,8 @@ class JobStore {
   // sees it.
   absl::Status RequestCancel(const std::string& id);
   absl::StatusOr<std::vector<std::string>> CancelRequested(const std::string& worker);
+  // How many jobs are in each state (graft_jobs).
+  absl::StatusOr<std::map<JobState, int64_t>> CountByState();
   // QUEUED jobs, all and `owner`'s.
   absl::StatusOr<std::pair<int, int>> CountQueued(const std::string& owner);
 

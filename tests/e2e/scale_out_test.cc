@@ -21,6 +21,7 @@
 #include "client/client.h"
 #include "core/util/files.h"
 #include "tests/testing/graftd_process.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/temp_dir.h"
@@ -193,6 +194,13 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
   auto cancelled = s1.CancelJob(third->id());
   ASSERT_TRUE(cancelled.ok()) << cancelled.status();
   EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  // Every process reports the database's job counts, whichever ran the jobs.
+  for (const int port : {serve1.metrics_port(), serve2.metrics_port(), trainer2.metrics_port()}) {
+    const std::string page = graft::testing::HttpGet(port, "/metrics");
+    EXPECT_NE(page.find("graft_jobs{state=\"SUCCEEDED\"} 2\n"), std::string::npos) << page.substr(0, 2000);
+    EXPECT_NE(page.find("graft_jobs{state=\"CANCELLED\"} 1\n"), std::string::npos);
+    EXPECT_NE(page.find("graft_jobs{state=\"RUNNING\"} 0\n"), std::string::npos);
+  }
   EXPECT_EQ(trainer2.Stop(SIGTERM), 0);
   EXPECT_EQ(serve1.Stop(SIGTERM), 0);
   EXPECT_EQ(serve2.Stop(SIGTERM), 0);
