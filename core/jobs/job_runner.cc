@@ -270,7 +270,10 @@ void JobRunner::Execute(const JobStore::Claim& claim) {
   if (job.spec.has_search) return ExecuteSearch(job, *token, fail);
   auto resident = AwaitWeights(job, job.spec.backbone, *token);
   if (absl::IsCancelled(resident.status())) {
-    if (token->stop_requested()) return;  // still QUEUED: fetched again after a restart
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (LeftRunningLocked(id)) return;  // still QUEUED: fetched again by whoever runs it next
+    }
     return fail(JobState::kCancelled, "cancelled while its backbone's weights were fetched");
   }
   if (job.state != JobState::kRunning) {

@@ -138,8 +138,10 @@ void JobRunner::HeartbeatLoop() {
     }
     for (const std::string& id : lost) {
       if (auto it = running_.find(id); it != running_.end() && lost_.insert(id).second) {
+        // Cancelled, not stopped: a stop would write a checkpoint over the
+        // new holder's. LeftRunningLocked keeps the run from recording an end.
         ABSL_LOG(WARNING) << "job " << id << " was taken over by another trainer; stopping here";
-        it->second->Stop();
+        it->second->Cancel();
       }
     }
     work_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });

@@ -20,17 +20,14 @@
 #include "absl/strings/strip.h"
 #include "client/client.h"
 #include "core/util/files.h"
-#include "tests/testing/graftd_process.h"
+#include "tests/e2e/cluster.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
-#include "tests/testing/postgres_server.h"
-#include "tests/testing/temp_dir.h"
 
 namespace graft {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
 
@@ -46,16 +43,9 @@ v1::JobSpec Spec(int epochs) {
   return spec;
 }
 
-// Seconds until `done` held (polled every 50 ms), or -1 after `limit`.
-double SecondsUntil(double limit, const std::function<bool()>& done) {
-  const auto start = Clock::now();
-  while (true) {
-    const double took = std::chrono::duration<double>(Clock::now() - start).count();
-    if (done()) return took;
-    if (took > limit) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
+using graft::testing::GraftdProcess;
+using graft::testing::SecondsUntil;
+using ScaleOut = graft::testing::ClusterTest;
 
 v1::PredictRequest PredictBee(const std::string& model) {
   v1::PredictRequest predict;
@@ -64,32 +54,18 @@ v1::PredictRequest PredictBee(const std::string& model) {
   return predict;
 }
 
-TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
-  auto pg = graft::testing::PostgresServer::Start();
-  ASSERT_TRUE(pg.ok()) << pg.status();
-  ASSERT_TRUE((*pg)->CreateDatabase("graft").ok());
-  graft::testing::TempDir dir;
-  const std::string artifacts = dir.Join("artifacts");
-  const std::vector<std::string> common{"--database=" + (*pg)->Uri("graft"), "--artifact_dir=" + artifacts,
-                                        "--job_heartbeat_s=0.5", "--job_takeover_s=3"};
-  const auto with = [&](std::vector<std::string> more) {
-    more.insert(more.begin(), common.begin(), common.end());
-    return more;
-  };
-  graft::testing::GraftdProcess trainer(dir.Join("t1"), dir.Join("t1.log"));
-  ASSERT_TRUE(trainer.Start(with({"--serve=false", "--worker_id=t1"}))) << core::ReadFile(trainer.log()).value_or("");
-  graft::testing::GraftdProcess serve1(dir.Join("s1"), dir.Join("s1.log"));
-  ASSERT_TRUE(serve1.Start(with({"--train=false"}))) << core::ReadFile(serve1.log()).value_or("");
-  graft::testing::GraftdProcess serve2(dir.Join("s2"), dir.Join("s2.log"));
-  ASSERT_TRUE(serve2.Start(with({"--train=false"}))) << core::ReadFile(serve2.log()).value_or("");
+TEST_F(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
+  GraftdProcess* trainer = Launch("t1", {"--serve=false", "--worker_id=t1"});
+  ASSERT_NE(trainer, nullptr);
+  GraftdProcess* serve1 = Launch("s1", {"--train=false"});
+  ASSERT_NE(serve1, nullptr);
+  GraftdProcess* serve2 = Launch("s2", {"--train=false"});
+  ASSERT_NE(serve2, nullptr);
   // The first process made the admin token, in the shared directory; the others use it.
-  const std::string admin =
-      std::string(absl::StripAsciiWhitespace(core::ReadFile(artifacts + "/admin.token").value_or("")));
-  ASSERT_FALSE(admin.empty());
-  client::ClientOptions as_admin;
-  as_admin.token = admin;
-  client::GraftClient s1(serve1.address(), as_admin), s2(serve2.address(), as_admin);
-  auto t1 = std::make_unique<client::GraftClient>(trainer.address(), as_admin);
+  const client::ClientOptions as_admin = Admin();
+  ASSERT_FALSE(as_admin.token.empty());
+  client::GraftClient s1(serve1->address(), as_admin), s2(serve2->address(), as_admin);
+  auto t1 = std::make_unique<client::GraftClient>(trainer->address(), as_admin);
 
   // A dataset uploaded to one process, a job created on the other, run by the trainer.
   auto up = s1.UploadDataset(Hymenoptera(), "hym");
@@ -117,7 +93,7 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
   ASSERT_TRUE(app.ok()) << app.status();
   client::ClientOptions as_app;
   as_app.token = app->token();
-  client::GraftClient app_on_s2(serve2.address(), as_app);
+  client::GraftClient app_on_s2(serve2->address(), as_app);
   const double token_made = SecondsUntil(10, [&] { return app_on_s2.Predict(PredictBee("bees@prod")).ok(); });
   EXPECT_GE(token_made, 0);
   EXPECT_LT(token_made, 2.0);
@@ -131,10 +107,10 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
                   return !checkpointed;
                 }).ok());
   ASSERT_TRUE(checkpointed);
-  trainer.Stop(SIGKILL);
+  trainer->Stop(SIGKILL);
   t1.reset();
-  graft::testing::GraftdProcess trainer2(dir.Join("t2"), dir.Join("t2.log"));
-  ASSERT_TRUE(trainer2.Start(with({"--serve=false", "--worker_id=t2"}))) << core::ReadFile(trainer2.log()).value_or("");
+  GraftdProcess* trainer2 = Launch("t2", {"--serve=false", "--worker_id=t2"});
+  ASSERT_NE(trainer2, nullptr);
   std::vector<int> epochs;
   std::vector<std::string> reasons;
   int succeeded = 0;
@@ -145,8 +121,7 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
                   return true;
                 }).ok());
   const v1::Job resumed = *s2.GetJob(second->id());
-  ASSERT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error() << "\n"
-                                                      << core::ReadFile(trainer2.log()).value_or("");
+  ASSERT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error() << "\n" << Log("t2");
   EXPECT_EQ(succeeded, 1);
   EXPECT_EQ(resumed.worker(), "t2");
   EXPECT_EQ(done.worker(), "t1");
@@ -166,7 +141,7 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
   for (const auto& m : models->models()) of_second += m.job_id() == second->id();
   EXPECT_EQ(of_second, 1);
   EXPECT_EQ(models->models_size(), 2);
-  EXPECT_FALSE(fs::exists(artifacts + "/checkpoints/" + second->id() + ".ckpt"));
+  EXPECT_FALSE(fs::exists(artifacts() + "/checkpoints/" + second->id() + ".ckpt"));
 
   // The alias moves to version 2 through the second process; the first follows within 2 s.
   ASSERT_TRUE(s2.SetModelAlias("bees", "prod", 2).ok());
@@ -178,7 +153,7 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
   EXPECT_LT(alias_moved, 2.0);
   // The token revoked in one process stops working in the other within 2 s.
   ASSERT_TRUE(s2.RevokeToken("app").ok());
-  client::GraftClient app_on_s1(serve1.address(), as_app);
+  client::GraftClient app_on_s1(serve1->address(), as_app);
   const double revoked = SecondsUntil(
       10, [&] { return app_on_s1.Predict(PredictBee("bees")).status().code() == absl::StatusCode::kUnauthenticated; });
   EXPECT_GE(revoked, 0);
@@ -195,15 +170,54 @@ TEST(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory) {
   ASSERT_TRUE(cancelled.ok()) << cancelled.status();
   EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
   // Every process reports the database's job counts, whichever ran the jobs.
-  for (const int port : {serve1.metrics_port(), serve2.metrics_port(), trainer2.metrics_port()}) {
+  for (const int port : {serve1->metrics_port(), serve2->metrics_port(), trainer2->metrics_port()}) {
     const std::string page = graft::testing::HttpGet(port, "/metrics");
     EXPECT_NE(page.find("graft_jobs{state=\"SUCCEEDED\"} 2\n"), std::string::npos) << page.substr(0, 2000);
     EXPECT_NE(page.find("graft_jobs{state=\"CANCELLED\"} 1\n"), std::string::npos);
     EXPECT_NE(page.find("graft_jobs{state=\"RUNNING\"} 0\n"), std::string::npos);
   }
-  EXPECT_EQ(trainer2.Stop(SIGTERM), 0);
-  EXPECT_EQ(serve1.Stop(SIGTERM), 0);
-  EXPECT_EQ(serve2.Stop(SIGTERM), 0);
+  for (GraftdProcess* p : {trainer2, serve1, serve2}) EXPECT_EQ(p->Stop(SIGTERM), 0);
+}
+
+// A trainer frozen (SIGSTOP) past --job_takeover_s loses its job to another;
+// thawed, it finds the job held elsewhere and stops it (no publish, no end
+// recorded, no checkpoint at the stop): the job
+// succeeds once, from the second trainer.
+TEST_F(ScaleOut, AStalledTrainerLosesItsJobAndStopsItWhenItWakes) {
+  GraftdProcess* t1 = Launch("t1", {"--serve=false", "--worker_id=t1"});
+  ASSERT_NE(t1, nullptr);
+  GraftdProcess* serve = Launch("s", {"--train=false"});
+  ASSERT_NE(serve, nullptr);
+  client::GraftClient s(serve->address(), Admin());
+  ASSERT_TRUE(s.UploadDataset(Hymenoptera(), "hym").ok());
+  auto job = s.CreateJob(Spec(3));
+  ASSERT_TRUE(job.ok()) << job.status();
+  bool checkpointed = false;
+  ASSERT_TRUE(s.WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
+                 checkpointed = e.has_checkpoint();
+                 return !checkpointed;
+               }).ok());
+  ASSERT_TRUE(checkpointed);
+  t1->Signal(SIGSTOP);
+  GraftdProcess* t2 = Launch("t2", {"--serve=false", "--worker_id=t2"});
+  ASSERT_NE(t2, nullptr);
+  ASSERT_GE(SecondsUntil(30, [&] { return s.GetJob(job->id())->worker() == "t2"; }), 0);
+  t1->Signal(SIGCONT);
+  int succeeded = 0;
+  ASSERT_TRUE(s.WatchJob(job->id(), false, [&](const v1::JobEvent& e) {
+                 succeeded += e.has_state() && e.state().state() == v1::JOB_STATE_SUCCEEDED;
+                 return true;
+               }).ok());
+  const v1::Job done = *s.GetJob(job->id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.worker(), "t2");
+  EXPECT_EQ(succeeded, 1);
+  EXPECT_EQ(s.ListModels()->models_size(), 1);
+  // t1 saw it had lost the job (at its first heartbeat tick after waking).
+  EXPECT_GE(SecondsUntil(10, [&] { return Log("t1").find("was taken over by another trainer") != std::string::npos; }),
+            0)
+      << Log("t1");
+  for (GraftdProcess* p : {t1, t2, serve}) EXPECT_EQ(p->Stop(SIGTERM), 0);
 }
 
 }  // namespace

@@ -75,6 +75,10 @@ int GraftdProcess::Stop(int signal) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+void GraftdProcess::Signal(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
 std::string GraftdProcess::admin_token() const {
   std::ifstream in(token_file());
   std::string token;

@@ -20,6 +20,8 @@ class GraftdProcess {
   bool StartCommand(const std::vector<std::string>& argv);
   // Sends `signal`, waits, and returns the exit status (-1 when killed by a signal).
   int Stop(int signal);
+  // Sends `signal` without waiting (SIGSTOP, SIGCONT).
+  void Signal(int signal);
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
