@@ -20,6 +20,7 @@
 #include "core/train/schedule.h"
 #include "core/train/trainer_checkpoint.h"
 #include "core/train/trainer_internal.h"
+#include "core/util/collective.h"
 #include "core/util/device.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
@@ -119,6 +120,12 @@ absl::Status Trainer::LoadTrainedState(const StateDict& state) {
 
 absl::Status Trainer::Setup() {
   const auto& resident = *in_.resident;
+  group_ = in_.collective;
+  if (group_ != nullptr) {
+    rank_ = group_->rank();
+    world_ = group_->size();
+  }
+  read_ = std::make_unique<std::atomic<bool>[]>(in_.images.size());
   pre_ = ForInputSize(resident.spec->preprocessing, spec_.input_size);
   n_ = static_cast<int>(resident.module->blocks().size());
   int max_trainable = 0;
@@ -172,9 +179,10 @@ absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
                 support = torch::zeros({in_.num_classes}, torch::kLong);
   std::mt19937_64 rng(0);
   std::vector<std::vector<int64_t>> batches;
-  for (size_t b = 0; b < val_items_.size(); b += static_cast<size_t>(spec_.batch_size)) {
-    batches.emplace_back(val_items_.begin() + static_cast<long>(b),
-                         val_items_.begin() + static_cast<long>(std::min(val_items_.size(), b + spec_.batch_size)));
+  const std::vector<int64_t> mine = Owned(val_items_);  // all of them alone
+  for (size_t b = 0; b < mine.size(); b += static_cast<size_t>(spec_.batch_size)) {
+    batches.emplace_back(mine.begin() + static_cast<long>(b),
+                         mine.begin() + static_cast<long>(std::min(mine.size(), b + spec_.batch_size)));
   }
   Feed feed = StartFeed(batches, /*train=*/false, 0);
   for (size_t b = 0; b < batches.size(); ++b) {
@@ -189,6 +197,17 @@ absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
     tp.index_add_(0, truth.masked_select(right), torch::ones({right.sum().item<int64_t>()}, torch::kLong));
     predicted.index_add_(0, guess, torch::ones({guess.size(0)}, torch::kLong));
     support.index_add_(0, truth, torch::ones({truth.size(0)}, torch::kLong));
+  }
+  if (group_ != nullptr) {  // every rank's counts: the whole split's
+    torch::Tensor sums = torch::cat({torch::tensor({loss_sum, correct}, torch::kDouble), tp.to(torch::kDouble),
+                                     predicted.to(torch::kDouble), support.to(torch::kDouble)});
+    RETURN_IF_ERROR(group_->AllReduceSum(sums));
+    loss_sum = sums[0].item<double>();
+    correct = sums[1].item<double>();
+    const int64_t c = in_.num_classes;
+    tp = sums.slice(0, 2, 2 + c).round().to(torch::kLong);
+    predicted = sums.slice(0, 2 + c, 2 + 2 * c).round().to(torch::kLong);
+    support = sums.slice(0, 2 + 2 * c, 2 + 3 * c).round().to(torch::kLong);
   }
   const double n = static_cast<double>(val_items_.size());
   // Macro F1 as the report (and scikit-learn) define it: over the classes
@@ -249,13 +268,22 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   // The order is the epoch's own (seeded), so a resumed epoch skips exactly
   // the batches its checkpoint holds.
   const int first = std::min(resume.batches_done, batches);
-  Feed feed = StartFeed({all_batches.begin() + first, all_batches.end()}, /*train=*/true,
-                        Mix(spec_.seed, static_cast<uint64_t>(epoch), 1));
+  // In a group the feed holds this rank's non-empty shares of the batches.
+  std::vector<std::vector<int64_t>> fed;
+  for (auto it = all_batches.begin() + first; it != all_batches.end(); ++it) {
+    if (group_ == nullptr) {
+      fed.push_back(*it);
+    } else if (std::vector<int64_t> share = Owned(*it); !share.empty()) {
+      fed.push_back(std::move(share));
+    }
+  }
+  Feed feed = StartFeed(std::move(fed), /*train=*/true, Mix(spec_.seed, static_cast<uint64_t>(epoch), 1));
+  size_t next_feed = 0;
   double loss_sum = resume.loss_sum, correct = resume.correct, seen = resume.seen, lr = st.optimizer.learning_rate;
   int saved_at = first;
   const auto running = [&](int b) { return Resume{b, loss_sum, correct, seen}; };
   for (int b = first; b < batches; ++b) {
-    if (cancel_.cancelled()) {
+    if (group_ == nullptr && cancel_.cancelled()) {  // in a group: agreed on in the step
       if (cancel_.stop_requested()) {
         if (b > saved_at && !in_.checkpoint_path.empty()) RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
         return absl::UnavailableError(absl::StrCat("stopped for a shutdown at epoch ", epoch, ", batch ", b + 1,
@@ -263,7 +291,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
       }
       return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
     }
-    if (in_.checkpoint_interval_s > 0 && b > saved_at && !in_.checkpoint_path.empty() &&
+    if (in_.checkpoint_interval_s > 0 && b > saved_at && !in_.checkpoint_path.empty() && in_.write_checkpoints &&
         std::chrono::duration<double>(Clock::now() - last_save_).count() >= in_.checkpoint_interval_s) {
       RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
       saved_at = b;
@@ -271,6 +299,35 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
+    if (group_ != nullptr) {
+      ASSIGN_OR_RETURN(const GroupStep step, StepInGroup(items, feed, next_feed, rng, opt));
+      if (step.outcome == GroupStep::kCancelled) {
+        return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
+      }
+      if (step.outcome != GroupStep::kStepped) {
+        // The weights are still those before this batch: rank 0 keeps them.
+        if (in_.write_checkpoints && b > saved_at && !in_.checkpoint_path.empty()) {
+          RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+        }
+        const std::string where = absl::StrCat("epoch ", epoch, ", batch ", b + 1);
+        if (step.outcome == GroupStep::kStopped) {
+          return absl::UnavailableError(
+              absl::StrCat("stopped for a shutdown at ", where, "; the job resumes there after the restart"));
+        }
+        return absl::UnavailableError(step.outcome == GroupStep::kPeerStopped
+                                          ? absl::StrCat("a trainer of the data-parallel group stopped at ", where)
+                                          : absl::StrCat("the data-parallel step failed at ", where, ": ", step.failure));
+      }
+      if (!std::isfinite(step.loss)) {
+        return absl::InvalidArgumentError(absl::StrCat("training diverged: the loss is ", step.loss, " at epoch ",
+                                                       epoch, ", batch ", b + 1, "; try a lower learning rate"));
+      }
+      loss_sum += step.loss * static_cast<double>(items.size());
+      correct += step.correct;
+      seen += static_cast<double>(items.size());
+      events_.OnProgress(epoch, b + 1, batches);
+      continue;
+    }
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
     ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, static_cast<size_t>(b - first), rng));
     const torch::Tensor logits = Tail(at_k);
@@ -289,6 +346,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     events_.OnProgress(epoch, b + 1, batches);
   }
   const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (group_ != nullptr && bn_trains) RETURN_IF_ERROR(AverageBuffers());
   ASSIGN_OR_RETURN(const ValMetrics val, Evaluate());
   EpochMetrics m;
   m.stage = static_cast<int>(stage) + 1;
@@ -304,6 +362,104 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   m.frozen_part_cached = cache_ != nullptr;
   setup_seconds_ = 0;
   return m;
+}
+
+std::vector<int64_t> Trainer::Owned(const std::vector<int64_t>& items) const {
+  if (group_ == nullptr) return items;
+  std::vector<int64_t> mine;
+  for (int64_t i : items) {
+    if (Owns(i)) mine.push_back(i);
+  }
+  return mine;
+}
+
+absl::StatusOr<Trainer::GroupStep> Trainer::StepInGroup(const std::vector<int64_t>& items, Feed& feed,
+                                                         size_t& next_feed, std::mt19937_64& rng,
+                                                         torch::optim::Optimizer& opt) {
+  const std::vector<int64_t> mine = Owned(items);
+  // The global batch's mean: each rank's sum over the global denominator
+  // (the images, or their class weights' sum as cross_entropy's weighted
+  // mean has it), so the all-reduced gradient is the one-trainer gradient.
+  double denominator = static_cast<double>(items.size());
+  if (class_weights_.defined()) {
+    denominator = class_weights_.cpu().index_select(0, labels_.index_select(0, torch::tensor(items))).sum().item<double>();
+  }
+  opt.zero_grad();
+  double loss_sum = 0, correct = 0;
+  if (!mine.empty()) {
+    const torch::Tensor labels = labels_.index_select(0, torch::tensor(mine)).to(device_);
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, next_feed++, rng));
+    const torch::Tensor logits = Tail(at_k);
+    auto options = F::CrossEntropyFuncOptions().label_smoothing(spec_.label_smoothing).reduction(torch::kSum);
+    if (class_weights_.defined()) options.weight(class_weights_);
+    const torch::Tensor loss = F::cross_entropy(logits, labels, options);
+    (loss / denominator).backward();
+    loss_sum = loss.item<double>();
+    correct = logits.argmax(1).eq(labels).sum().item<double>();
+  }
+  std::vector<torch::Tensor> params;
+  for (auto& group : opt.param_groups()) {
+    for (auto& p : group.params()) params.push_back(p);
+  }
+  std::vector<torch::Tensor> parts;
+  for (auto& p : params) {
+    parts.push_back(p.grad().defined() ? p.grad().detach().reshape({-1}).to(torch::kCPU, torch::kFloat)
+                                       : torch::zeros({p.numel()}, torch::kFloat));
+  }
+  const bool stop = cancel_.stop_requested(), cancelled = cancel_.cancelled() && !stop;
+  parts.push_back(torch::tensor({static_cast<float>(loss_sum), static_cast<float>(correct),
+                                 cancelled ? 1.0f : 0.0f, stop ? 1.0f : 0.0f}));
+  torch::Tensor flat = torch::cat(parts);
+  GroupStep step;
+  if (absl::Status s = group_->AllReduceSum(flat); !s.ok()) {
+    step.outcome = GroupStep::kFailed;
+    step.failure = std::string(s.message());
+    return step;
+  }
+  const int64_t n = flat.size(0);
+  if (flat[n - 1].item<float>() > 0) {
+    step.outcome = stop ? GroupStep::kStopped : GroupStep::kPeerStopped;
+    return step;
+  }
+  if (flat[n - 2].item<float>() > 0) {
+    step.outcome = GroupStep::kCancelled;
+    return step;
+  }
+  int64_t at = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& p : params) {
+    const torch::Tensor g = flat.slice(0, at, at + p.numel()).view(p.sizes()).to(p.device(), p.scalar_type());
+    at += p.numel();
+    if (p.grad().defined()) {
+      p.mutable_grad().copy_(g);
+    } else {
+      p.mutable_grad() = g.clone();
+    }
+  }
+  opt.step();
+  step.loss = flat[n - 4].item<double>() / denominator;
+  step.correct = flat[n - 3].item<double>();
+  return step;
+}
+
+absl::Status Trainer::AverageBuffers() {
+  std::vector<torch::Tensor> buffers;
+  for (auto& b : own_->buffers()) {
+    if (b.is_floating_point()) buffers.push_back(b);
+  }
+  if (buffers.empty()) return absl::OkStatus();
+  std::vector<torch::Tensor> parts;
+  for (auto& b : buffers) parts.push_back(b.detach().reshape({-1}).to(torch::kCPU, torch::kDouble));
+  torch::Tensor flat = torch::cat(parts);
+  RETURN_IF_ERROR(group_->AllReduceSum(flat));
+  flat.div_(world_);
+  torch::NoGradGuard no_grad;
+  int64_t at = 0;
+  for (auto& b : buffers) {
+    b.copy_(flat.slice(0, at, at + b.numel()).view(b.sizes()).to(b.device(), b.scalar_type()));
+    at += b.numel();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainedModel> Trainer::Run() {
@@ -385,7 +541,8 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
         events_.OnEarlyStop(global, stopper.state().best_epoch, stopper.state().best);
         stopped = true;
       }
-      if (in_.checkpoint_path.empty()) continue;  // a search's trial: restarted, never resumed
+      // A search's trial is restarted, never resumed; in a group rank 0 writes.
+      if (in_.checkpoint_path.empty() || !in_.write_checkpoints) continue;
       TrainerCheckpoint save;
       save.stage = stage;
       save.epoch = global;
@@ -410,6 +567,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   }
   out.weights = TrainedState();
   out.feature_cache = cache_desc_;
+  out.images_read = images_read_.load();
   return out;
 }
 

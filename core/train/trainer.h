@@ -18,6 +18,8 @@
 
 namespace graft::core {
 
+class Collective;
+
 struct EpochMetrics {
   int stage = 0;  // 1-based
   int epoch = 0;  // 1-based, across stages
@@ -127,6 +129,18 @@ struct TrainInput {
   // Features already extracted from these images with this backbone
   // (ExtractFeatures): a head-only run trains on them and computes none.
   std::shared_ptr<const SharedFeatures> features;
+  // Data-parallel (JobSpec::workers > 1): this trainer is one rank of the
+  // group. It reads, decodes and caches only its own images (dataset index
+  // modulo the group's size); each global batch (the same shuffled order on
+  // every rank) is split by that ownership, every step's gradients are
+  // all-reduced with a loss normalised over the global batch, and the
+  // running sums, batch-norm statistics and validation counts too, so every
+  // rank holds the same weights and makes the same early-stopping
+  // decisions. A cancel or stop on any rank stops every rank at the same
+  // step. Null: alone.
+  Collective* collective = nullptr;
+  // Rank 0 writes checkpoints; the others only resume from them.
+  bool write_checkpoints = true;
 };
 
 struct TrainedModel {
@@ -141,6 +155,7 @@ struct TrainedModel {
   // "memory"/"spill" with its dtype, rows and bytes.
   std::string feature_cache = "none";
   double found_learning_rate = 0;  // learning_rate auto: the rate used
+  int64_t images_read = 0;         // distinct images this trainer read and decoded
 };
 
 // Fine-tunes a head (and the blocks the stages name) on `images`. Frozen

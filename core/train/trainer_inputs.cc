@@ -22,6 +22,7 @@
 namespace graft::core::trainer_internal {
 
 absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
+  if (read_ != nullptr && !read_[i].exchange(true)) images_read_.fetch_add(1);
   ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
   auto image = DecodeImage(bytes, DecodeLimits{});
   if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
@@ -108,12 +109,17 @@ absl::Status Trainer::BuildCache() {
   auto built = std::make_shared<SharedFeatures>();
   built->views = views_;
   std::vector<int64_t>& first_row = built->first_row;
-  first_row.resize(in_.images.size());
+  first_row.assign(in_.images.size(), -1);
+  // In a data-parallel group: this rank's images only.
+  std::vector<int64_t> cached;
   int64_t rows = 0;
   for (size_t i = 0; i < in_.images.size(); ++i) {
+    if (!Owns(static_cast<int64_t>(i))) continue;
+    cached.push_back(static_cast<int64_t>(i));
     first_row[i] = rows;
     rows += in_.images[i].split == Split::kTrain ? views_ : 1;
   }
+  if (cached.empty()) return absl::OkStatus();
   const torch::Tensor probe = Prefix(torch::zeros({1, 3, pre_.height, pre_.width}));
   const std::vector<int64_t> row_shape(probe.sizes().begin() + 1, probe.sizes().end());
   FeatureCacheOptions options = in_.feature_cache;
@@ -135,10 +141,9 @@ absl::Status Trainer::BuildCache() {
   FeatureCache& cache = *built->cache;
   // Decode and augment on the pool, batches ahead, while the prefix runs here.
   std::vector<std::vector<int64_t>> batches;
-  for (size_t b = 0; b < in_.images.size(); b += static_cast<size_t>(spec_.batch_size)) {
-    std::vector<int64_t> items(static_cast<size_t>(std::min<size_t>(spec_.batch_size, in_.images.size() - b)));
-    std::iota(items.begin(), items.end(), static_cast<int64_t>(b));
-    batches.push_back(std::move(items));
+  for (size_t b = 0; b < cached.size(); b += static_cast<size_t>(spec_.batch_size)) {
+    batches.emplace_back(cached.begin() + static_cast<long>(b),
+                         cached.begin() + static_cast<long>(std::min(cached.size(), b + spec_.batch_size)));
   }
   // Epoch 1's feature extraction: each batch decoded by this thread's team
   // just before its forward (CPU), or ahead on the pool (CUDA).

@@ -6,6 +6,7 @@
 
 #include <torch/optim.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <future>
@@ -109,6 +110,22 @@ class Trainer {
     double loss = 0, accuracy = 0, macro_f1 = 0;
   };
   absl::StatusOr<ValMetrics> Evaluate();
+  // Data-parallel: whether this rank reads `item`.
+  bool Owns(int64_t item) const { return group_ == nullptr || item % world_ == rank_; }
+  std::vector<int64_t> Owned(const std::vector<int64_t>& items) const;
+  // One step of a global batch on this rank's share of it (`feed`'s next
+  // batch when the share is not empty): gradients, the batch's loss and
+  // hits and every rank's cancel and stop flags all-reduced in one buffer.
+  struct GroupStep {
+    enum Outcome { kStepped, kCancelled, kStopped, kPeerStopped, kFailed } outcome = kStepped;
+    double loss = 0;     // the global batch's mean loss
+    double correct = 0;  // its hits
+    std::string failure;
+  };
+  absl::StatusOr<GroupStep> StepInGroup(const std::vector<int64_t>& items, Feed& feed, size_t& next_feed,
+                                        std::mt19937_64& rng, torch::optim::Optimizer& opt);
+  // Batch-norm running statistics averaged over the ranks.
+  absl::Status AverageBuffers();
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);
   StateDict TrainedState();
   absl::Status LoadTrainedState(const StateDict& state);
@@ -136,6 +153,10 @@ class Trainer {
   StageProgress progress_;
   Clock::time_point last_save_;
   std::string cache_desc_ = "none";
+  Collective* group_ = nullptr;  // in_.collective
+  int rank_ = 0, world_ = 1;
+  mutable std::unique_ptr<std::atomic<bool>[]> read_;  // per image: read once at least
+  mutable std::atomic<int64_t> images_read_{0};
   std::unique_ptr<ThreadPool> pool_;  // last: its pending tasks finish before the rest goes
 };
 
