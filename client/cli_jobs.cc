@@ -44,6 +44,7 @@ struct TrainOptions {
   int patience = 0;
   double min_delta = 0;
   uint64_t seed = 0;
+  int workers = 1;
   bool watch = false;
 };
 
@@ -125,6 +126,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   e->set_min_delta(o.min_delta);
   e->set_disable_restore_best(o.no_restore_best);
   spec.set_seed(o.seed);
+  spec.set_workers(o.workers);
   return spec;
 }
 
@@ -307,6 +309,7 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--min_delta", o.min_delta, "smallest change that counts as an improvement");
   cmd->add_flag("--no_restore_best", o.no_restore_best, "keep the last epoch's weights, not the best");
   cmd->add_option("--seed", o.seed, "seed");
+  cmd->add_option("--workers", o.workers, "trainer processes sharing each batch (data-parallel)")->capture_default_str();
 }
 
 absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {

@@ -153,6 +153,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.label_smoothing = in.label_smoothing();
   s.class_weighting = in.class_weighting();
   s.balanced_sampling = in.balanced_sampling();
+  s.workers = in.workers();
   const auto& e = in.early_stopping();
   s.early_stopping.enabled = e.enabled();
   s.early_stopping.monitor = e.monitor() == v1::MONITOR_VAL_ACCURACY   ? core::Monitor::kValAccuracy
@@ -227,6 +228,7 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   out->set_label_smoothing(static_cast<float>(s.label_smoothing));
   out->set_class_weighting(s.class_weighting);
   out->set_balanced_sampling(s.balanced_sampling);
+  out->set_workers(s.workers);
   auto* e = out->mutable_early_stopping();
   e->set_enabled(s.early_stopping.enabled);
   e->set_monitor(s.early_stopping.monitor == core::Monitor::kValAccuracy   ? v1::MONITOR_VAL_ACCURACY

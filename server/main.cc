@@ -77,6 +77,15 @@ ABSL_FLAG(double, job_heartbeat_s, 2, "How often a trainer marks the jobs it run
 ABSL_FLAG(double, job_takeover_s, 15,
           "A job whose trainer has not heartbeaten for this long is taken over by another trainer (from its last "
           "checkpoint).");
+ABSL_FLAG(std::string, dist_host, "",
+          "Data-parallel jobs (workers > 1): the address this trainer's rendezvous store and Gloo connections "
+          "listen on, which the other trainers must reach; default this host's name.");
+ABSL_FLAG(int32_t, dist_port, 0,
+          "Data-parallel jobs: the port of the rendezvous store a trainer serves for the jobs it leads (rank 0); "
+          "0: any free port (the database tells the other trainers which).");
+ABSL_FLAG(double, dist_timeout_s, 300,
+          "Data-parallel jobs: how long rank 0 waits for the other trainers to join, and how long one collective "
+          "may wait for the slowest rank.");
 ABSL_FLAG(std::string, zoo_dir, "", "Directory of backbone weights <name>-imagenet.{safetensors,pth} and imagenet_classes.txt; default <data_dir>/zoo.");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available), cpu or cuda:N.");
 ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest image accepted, in pixels, checked from the header before decoding.");
@@ -159,6 +168,9 @@ int main(int argc, char** argv) {
   options.worker_id = absl::GetFlag(FLAGS_worker_id);
   options.job_heartbeat_s = absl::GetFlag(FLAGS_job_heartbeat_s);
   options.job_takeover_s = absl::GetFlag(FLAGS_job_takeover_s);
+  options.dist_host = absl::GetFlag(FLAGS_dist_host);
+  options.dist_port = absl::GetFlag(FLAGS_dist_port);
+  options.dist_timeout_s = absl::GetFlag(FLAGS_dist_timeout_s);
   options.device = absl::GetFlag(FLAGS_device);
   options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);

@@ -219,6 +219,18 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (worker_id.size() > 200 || worker_id.find_first_of("/\\\n") != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("--worker_id: at most 200 characters, no '/', got '", worker_id, "'"));
   }
+  std::string dist_host = options.dist_host;
+  if (dist_host.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    dist_host = host;
+  }
+  if (options.dist_port < 0 || options.dist_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--dist_port must be 0..65535, got ", options.dist_port));
+  }
+  if (!(options.dist_timeout_s >= 1 && options.dist_timeout_s <= 86400)) {
+    return absl::InvalidArgumentError(absl::StrCat("--dist_timeout_s must be 1..86400, got ", options.dist_timeout_s));
+  }
   if (options.job_heartbeat_s <= 0 || options.job_takeover_s < 2 * options.job_heartbeat_s) {
     return absl::InvalidArgumentError(
         "--job_takeover_s must be at least twice --job_heartbeat_s (and --job_heartbeat_s above 0)");
@@ -295,6 +307,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.worker_id = worker_id;
   runner_options.heartbeat_s = options.job_heartbeat_s;
   runner_options.takeover_s = options.job_takeover_s;
+  runner_options.dist_host = dist_host;
+  runner_options.dist_port = options.dist_port;
+  runner_options.dist_timeout_s = options.dist_timeout_s;
   runner_options.feature_cache_bytes = options.feature_cache_bytes;
   runner_options.checkpoint_interval_s = options.checkpoint_interval_s;
   runner_options.feature_cache_fp16 = options.feature_cache_fp16;

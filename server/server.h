@@ -48,6 +48,9 @@ struct ServerOptions {
   std::string worker_id;      // empty: HOSTNAME:PORT
   double job_heartbeat_s = 2;
   double job_takeover_s = 15;
+  std::string dist_host;  // empty: this host's name
+  int dist_port = 0;
+  double dist_timeout_s = 300;
   std::string device = "auto";
   int64_t max_image_pixels = 40'000'000;
   int64_t max_batch_size = 32;

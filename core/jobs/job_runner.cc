@@ -153,7 +153,13 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
   }
   ASSIGN_OR_RETURN(const JobCost cost,
                    EstimateJobCost(spec, *measured, static_cast<int>(dataset->classes.size())));
-  RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));  return absl::OkStatus();
+  RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));
+  if (spec.workers > 1 && !options_.shared) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "spec.workers: ", spec.workers, " trainers share a job only when trainer processes share a PostgreSQL "
+        "database (--database=postgresql://...); this graftd runs alone on SQLite: use workers 1"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
@@ -279,29 +285,19 @@ void JobRunner::Execute(const JobStore::Claim& claim) {
   if (job.state != JobState::kRunning) {
     if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
   }
+  if (!resident.ok()) return fail(JobState::kFailed, std::string(resident.status().message()));
   TrainInput input;
-  input.spec = job.spec;
-  input.checkpoint_path = CheckpointPath(id);
-  input.checkpoint_interval_s = options_.checkpoint_interval_s;
-  SetRunnerInputs(input);
-  auto dataset = datasets_.Get(job.spec.dataset);
-  auto images = datasets_.Images(job.spec.dataset);
-  if (!resident.ok() || !dataset.ok() || !images.ok()) {
-    const absl::Status s = !resident.ok() ? resident.status() : !dataset.ok() ? dataset.status() : images.status();
-    return fail(JobState::kFailed, std::string(s.message()));
-  }
   input.resident = *resident;
-  input.images = *images;
+  DatasetInfo dataset;
+  if (auto s = FillInput(job, input, dataset); !s.ok()) return fail(JobState::kFailed, std::string(s.message()));
   // The job's estimate is held in the device memory budget while it trains.
-  const auto cost = EstimateJobCost(job.spec, **resident, static_cast<int>(dataset->classes.size()));
+  const auto cost = EstimateJobCost(job.spec, **resident, input.num_classes);
   auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, cost.ok() ? cost->total_bytes : 0);
   std::shared_ptr<DeviceLedger::Charge> cache_charge;  // its feature cache, when held in memory
   input.on_cache_in_memory = [&](int64_t bytes) { cache_charge = zoo_.Charge(DeviceLedger::Kind::kJob, bytes); };
-  if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
-  input.num_classes = static_cast<int>(dataset->classes.size());
-  Run run(*this, job, dataset->train_images);
-  ABSL_LOG(INFO) << "job " << id << " running: " << job.spec.backbone << " on " << dataset->name;
-  auto trained = Train(input, *token, run);
+  Run run(*this, job, dataset.train_images);
+  ABSL_LOG(INFO) << "job " << id << " running: " << job.spec.backbone << " on " << dataset.name;
+  auto trained = job.spec.workers > 1 ? TrainInGroup(job, input, *token, run) : Train(input, *token, run);
   charge.reset();  // training is over: before the job is seen to end
   cache_charge.reset();
   if (!trained.ok()) {
@@ -312,7 +308,19 @@ void JobRunner::Execute(const JobStore::Claim& claim) {
     const bool cancelled = trained.status().code() == absl::StatusCode::kCancelled;
     return fail(cancelled ? JobState::kCancelled : JobState::kFailed, std::string(trained.status().message()));
   }
-  Publish(job, *trained, job.spec, *dataset, input.images, *token, fail);
+  Publish(job, *trained, job.spec, dataset, input.images, *token, fail);
+}
+
+absl::Status JobRunner::FillInput(const JobRecord& job, TrainInput& input, DatasetInfo& dataset) {
+  input.spec = job.spec;
+  input.checkpoint_path = CheckpointPath(job.id);
+  input.checkpoint_interval_s = options_.checkpoint_interval_s;
+  SetRunnerInputs(input);
+  ASSIGN_OR_RETURN(dataset, datasets_.Get(job.spec.dataset));
+  ASSIGN_OR_RETURN(input.images, datasets_.Images(job.spec.dataset));
+  if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
+  input.num_classes = static_cast<int>(dataset.classes.size());
+  return absl::OkStatus();
 }
 
 void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSpec& model_spec,

@@ -63,6 +63,13 @@ struct RunnerOptions {
   double heartbeat_s = 2;
   double takeover_s = 15;
   double poll_s = 1;
+  // Data-parallel jobs (JobSpec::workers > 1): the address this trainer's
+  // rendezvous and Gloo connections listen on (--dist_host), the
+  // rendezvous port (--dist_port, 0: any free one), and how long joining a
+  // group and each collective may take (--dist_timeout_s).
+  std::string dist_host = "127.0.0.1";
+  int dist_port = 0;
+  double dist_timeout_s = 300;
   // Evaluates each trained model on its job's validation split through the
   // serving path before publishing it (the report stored with the model).
   // Null: no report.
@@ -121,6 +128,17 @@ class JobRunner {
   class SearchRun;
   void Worker();
   void Execute(const JobStore::Claim& claim);
+  // Data-parallel (job_runner_group.cc). The job's holder is rank 0: it
+  // opens a group, waits for workers-1 trainers to join and trains with
+  // them; a group that fails (a rank died or stopped) is opened again and
+  // resumes from rank 0's checkpoint, up to kGroupAttempts times.
+  absl::StatusOr<TrainedModel> TrainInGroup(JobRecord& job, TrainInput& input, const CancellationToken& token,
+                                            TrainEvents& events);
+  // Another trainer's rank: the job's inputs, silent, no checkpoints.
+  void ExecuteRank(const JobStore::RankClaim& claim);
+  // The job's training input from its dataset (FAILED_PRECONDITION and the
+  // like when the dataset went away); `classes` gets its class count.
+  absl::Status FillInput(const JobRecord& job, TrainInput& input, DatasetInfo& dataset);
   bool Resume(JobRecord& job, const JobStore::Claim& claim);
   void HeartbeatLoop();
   // A run that ends now leaves its job RUNNING (a shutdown, or another
@@ -161,6 +179,7 @@ class JobRunner {
   std::condition_variable event_cv_;  // any job event
   bool wake_ = false;  // a job was submitted here
   std::map<std::string, std::shared_ptr<CancellationToken>> running_;
+  std::map<std::string, std::shared_ptr<CancellationToken>> ranks_;  // job id -> this trainer's rank > 0 in it
   std::set<std::string> lost_;  // running here, but another trainer holds them now
   std::map<std::string, JobEvent> progress_;  // latest live progress per job
   std::set<std::string> user_cancelled_;

@@ -161,6 +161,7 @@ void JobRunner::RequestStop() {
     for (auto& [id, token] : running_) {
       if (user_cancelled_.count(id) == 0) token->Stop();
     }
+    for (auto& [id, token] : ranks_) token->Stop();
   }
   work_cv_.notify_all();
   Notify();
@@ -236,6 +237,22 @@ void JobRunner::Worker() {
     // atomic there. A submit here wakes the workers at once; other
     // processes' submits and stalled trainers' jobs are seen by polling.
     const double now = NowSeconds();
+    // A free rank of another trainer's data-parallel job comes first: that
+    // group is waiting, and a job claimed here might wait for this worker.
+    auto rank = jobs_.ClaimRank(options_.worker_id, now - options_.takeover_s);
+    if (!rank.ok()) ABSL_LOG(WARNING) << "claiming a rank: " << rank.status().message();
+    if (rank.ok() && rank->has_value()) {
+      const std::string id = (*rank)->job_id;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) return;
+        ranks_[id] = std::make_shared<CancellationToken>();
+      }
+      ExecuteRank(**rank);
+      std::lock_guard<std::mutex> lock(mu_);
+      ranks_.erase(id);
+      continue;
+    }
     auto claimed = jobs_.ClaimNext(options_.worker_id, now, now - options_.takeover_s);
     if (!claimed.ok()) ABSL_LOG(WARNING) << "claiming a job: " << claimed.status().message();
     if (!claimed.ok() || !claimed->has_value()) {

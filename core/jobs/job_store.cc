@@ -103,6 +103,15 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
     ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created_at);
   )sql",
+      // 3: data-parallel groups (rank 0's rendezvous, the ranks that joined).
+      R"sql(
+    ALTER TABLE jobs ADD COLUMN group_address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN group_generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN group_size INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE IF NOT EXISTS job_ranks(
+      job_id TEXT NOT NULL, generation INTEGER NOT NULL, rank INTEGER NOT NULL, worker TEXT NOT NULL,
+      PRIMARY KEY(job_id, generation, rank));
+  )sql",
   }));
   return std::unique_ptr<JobStore>(new JobStore(db));
 }

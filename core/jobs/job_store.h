@@ -117,6 +117,26 @@ class JobStore {
   // QUEUED jobs, all and `owner`'s.
   absl::StatusOr<std::pair<int, int>> CountQueued(const std::string& owner);
 
+  // Data-parallel groups (job_store_groups.cc). The job's holder is rank 0:
+  // it opens a group (the next generation, its rendezvous address) that
+  // other trainers join by claiming ranks 1..size-1, and closes it when the
+  // attempt ends. A group whose rank 0 stopped heartbeating takes no ranks.
+  struct RankClaim {
+    std::string job_id;
+    int64_t generation = 0;
+    int rank = 0;
+    int size = 0;
+    std::string address;  // host:port of rank 0's rendezvous
+  };
+  absl::StatusOr<int64_t> OpenGroup(const std::string& id, const std::string& worker, const std::string& address,
+                                    int size);
+  absl::Status CloseGroup(const std::string& id);
+  // The workers that claimed ranks of the generation, by rank (1..).
+  absl::StatusOr<std::vector<std::string>> GroupMembers(const std::string& id, int64_t generation);
+  // A free rank of an open group whose rank 0 heartbeat since `stale_before`
+  // and is not `worker`, oldest job first; nullopt when there is none.
+  absl::StatusOr<std::optional<RankClaim>> ClaimRank(const std::string& worker, double stale_before);
+
  private:
   explicit JobStore(Database& db) : db_(db) {}
   Database& db_;

@@ -241,6 +241,12 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   if (s.has_search && s.auto_learning_rate) {
     return Bad("search", "searches its own learning rates; drop learning_rate auto");
   }
+  if (s.workers == 0) s.workers = 1;
+  if (s.workers < 1 || s.workers > kMaxJobWorkers) return Bad("workers", absl::StrCat("must be 1..", kMaxJobWorkers));
+  if (s.workers > 1 && s.has_search) return Bad("workers", "a search runs on one trainer; drop workers");
+  if (s.workers > 1 && s.auto_learning_rate) {
+    return Bad("workers", "learning_rate auto runs on one trainer; give the rate, or drop workers");
+  }
   if (s.has_search) RETURN_IF_ERROR(NormalizeSearchSpec(s.search));
   return absl::OkStatus();
 }
@@ -279,7 +285,8 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
                            {"mode", static_cast<int>(e.mode)}, {"patience", e.patience},
                            {"min_delta", e.min_delta}, {"restore_best", e.restore_best}}},
        {"seed", s.seed},
-       {"auto_learning_rate", s.auto_learning_rate}};
+       {"auto_learning_rate", s.auto_learning_rate},
+       {"workers", s.workers}};
   if (s.has_search) {
     const SearchSpec& q = s.search;
     nlohmann::json heads = nlohmann::json::array(), optimizers = nlohmann::json::array();
@@ -344,6 +351,7 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.early_stopping.restore_best = e.value("restore_best", true);
   s.seed = JsonInt(j, "seed", uint64_t{0});
   s.auto_learning_rate = j.value("auto_learning_rate", false);
+  s.workers = JsonInt(j, "workers", 1);
   if (j.contains("search")) {
     const auto& q = j["search"];
     s.has_search = true;

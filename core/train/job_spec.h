@@ -45,6 +45,8 @@ struct StageSpec {
 };
 
 inline constexpr int kMaxCachedViews = 64;
+// A data-parallel job's trainers at most (JobSpec::workers).
+inline constexpr int kMaxJobWorkers = 64;
 
 struct AugmentationSpec {
   bool horizontal_flip = false;
@@ -115,6 +117,8 @@ struct JobSpec {
   // The first stage's learning rate is found by a range test (FindLearningRate)
   // on the job's own data before it trains.
   bool auto_learning_rate = false;
+  // Trainer processes that share every batch (data-parallel); 1: one.
+  int workers = 1;
   bool has_search = false;
   SearchSpec search;
 

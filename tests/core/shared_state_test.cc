@@ -117,7 +117,7 @@ TEST_P(SharedStateTest, EveryStoreRecordsItsSchemaAndAnUnversionedDatabaseIsUpgr
                   .ok());
   auto jobs = JobStore::Open(*db);
   ASSERT_TRUE(jobs.ok()) << jobs.status();
-  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 2);
+  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 3);
   const auto old = (*jobs)->Get("job-old");
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ(old->state, JobState::kRunning);
@@ -125,7 +125,7 @@ TEST_P(SharedStateTest, EveryStoreRecordsItsSchemaAndAnUnversionedDatabaseIsUpgr
   EXPECT_EQ((*jobs)->WorkerOf("job-old").value(), "");
   // Opening again changes nothing.
   ASSERT_TRUE(JobStore::Open(*db).ok());
-  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 2);
+  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 3);
   ASSERT_TRUE(TokenStore::Open(*db).ok());
   EXPECT_EQ(SchemaVersion(*db, "tokens").value(), 1);
   ASSERT_TRUE(DatasetStore::Open(*db, dir_.Join("datasets"), UploadLimits{}).ok());
@@ -213,6 +213,64 @@ TEST_P(SharedStateTest, AJobWhoseTrainerStoppedHeartbeatingIsTakenOver) {
   ASSERT_TRUE(last.ok() && last->has_value());
   EXPECT_EQ((*last)->id, "job-0");
   EXPECT_FALSE(store_b->ClaimNext("b", Now(), Now() + 100)->has_value());
+}
+
+// A data-parallel job's group: rank 0 (the holder) opens it; three other
+// trainers race for its two free ranks from connections of their own, and
+// each rank goes to one of them; the holder itself, a closed group and a
+// group whose holder stopped heartbeating take no ranks; a new generation
+// starts with every rank free again.
+TEST_P(SharedStateTest, TrainersClaimEachRankOfADataParallelGroupOnce) {
+  auto a = Connect();
+  auto store_a = JobStore::Open(*a).value();
+  JobRecord job = Queued("job-dp", Now());
+  ASSERT_TRUE(store_a->Insert(job).ok());
+  ASSERT_TRUE(store_a->ClaimNext("t0", Now(), Now() - 15)->has_value());
+  job.state = JobState::kRunning;
+  ASSERT_TRUE(store_a->Update(job).ok());
+  EXPECT_FALSE(store_a->ClaimRank("t1", Now() - 15)->has_value()) << "no group open yet";
+  EXPECT_FALSE(store_a->OpenGroup("job-dp", "someone-else", "h:1", 3).ok()) << "only the holder opens a group";
+  auto generation = store_a->OpenGroup("job-dp", "t0", "10.0.0.1:29500", 3);
+  ASSERT_TRUE(generation.ok()) << generation.status();
+  EXPECT_EQ(*generation, 1);
+  EXPECT_FALSE(store_a->ClaimRank("t0", Now() - 15)->has_value()) << "the holder is rank 0 already";
+  std::vector<std::optional<JobStore::RankClaim>> claims(3);
+  std::vector<std::thread> racers;
+  for (int t = 0; t < 3; ++t) {
+    racers.emplace_back([&, t] {
+      auto db = Connect();
+      auto store = JobStore::Open(*db).value();
+      for (int attempt = 0; attempt < 3 && !claims[t]; ++attempt) {
+        auto c = store->ClaimRank("t" + std::to_string(t + 1), Now() - 15);
+        ASSERT_TRUE(c.ok()) << c.status();
+        claims[t] = *c;
+      }
+    });
+  }
+  for (auto& r : racers) r.join();
+  std::set<int> ranks;
+  int claimed = 0;
+  for (const auto& c : claims) {
+    if (!c) continue;
+    ++claimed;
+    ranks.insert(c->rank);
+    EXPECT_EQ(c->address, "10.0.0.1:29500");
+    EXPECT_EQ(c->size, 3);
+    EXPECT_EQ(c->generation, 1);
+  }
+  EXPECT_EQ(claimed, 2);
+  EXPECT_EQ(ranks, (std::set<int>{1, 2}));
+  EXPECT_EQ(store_a->GroupMembers("job-dp", 1)->size(), 2u);
+  // The next generation starts empty; a closed one takes nobody; nor one whose rank 0 went silent.
+  ASSERT_EQ(store_a->OpenGroup("job-dp", "t0", "10.0.0.1:29501", 3).value(), 2);
+  auto again = store_a->ClaimRank("t1", Now() - 15);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->rank, 1);
+  EXPECT_EQ((*again)->generation, 2);
+  EXPECT_FALSE(store_a->ClaimRank("t1", Now() - 15)->has_value()) << "one rank per trainer";
+  EXPECT_FALSE(store_a->ClaimRank("t2", Now() + 100)->has_value()) << "rank 0 stopped heartbeating";
+  ASSERT_TRUE(store_a->CloseGroup("job-dp").ok());
+  EXPECT_FALSE(store_a->ClaimRank("t2", Now() - 15)->has_value());
 }
 
 TEST_P(SharedStateTest, CancelsAndQueueCountsAcrossProcesses) {

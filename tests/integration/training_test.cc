@@ -484,6 +484,20 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
   s.set_class_weighting(true);
   expect(s, absl::StatusCode::kInvalidArgument,
          "spec.balanced_sampling: and class_weighting both correct for class imbalance; choose one");
+  s = Spec("hym", 1);
+  s.set_workers(65);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.workers: must be 1..64");
+  s.set_workers(-1);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.workers: must be 1..64");
+  s = Spec("hym", 1);
+  s.set_workers(2);
+  s.mutable_stages(0)->mutable_optimizer()->set_auto_learning_rate(true);
+  expect(s, absl::StatusCode::kInvalidArgument, "spec.workers: learning_rate auto runs on one trainer");
+  // One graftd on SQLite has no other trainers to share a job with.
+  s = Spec("hym", 1);
+  s.set_workers(2);
+  expect(s, absl::StatusCode::kFailedPrecondition,
+         "spec.workers: 2 trainers share a job only when trainer processes share a PostgreSQL database");
   s = Spec("nope", 1);
   expect(s, absl::StatusCode::kNotFound, "spec.dataset: no dataset 'nope'");
   s = Spec("hym", 1);

@@ -133,6 +133,11 @@ def test_kubernetes_overlays_render_and_refer_to_what_exists():
             assert f"--artifact_dir={mounts['artifacts']}" in args
         # Trainers are named by their stable pod names.
         assert "--worker_id=$(POD_NAME)" in train
+        # Data-parallel ranks find rank 0 at its pod IP, on a declared port.
+        trainer = pod_spec(find(objects, "StatefulSet", "graftd-train"))["containers"][0]
+        assert "--dist_host=$(POD_IP)" in train and "--dist_port=29500" in train
+        assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in trainer["env"]
+        assert {"name": "dist", "containerPort": 29500} in trainer["ports"]
         hpa = find(objects, "HorizontalPodAutoscaler", "graftd-serve")
         assert hpa["spec"]["scaleTargetRef"]["name"] == "graftd-serve"
         if overlay == "gpu":
