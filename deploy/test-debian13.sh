@@ -48,6 +48,8 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 chmod 1777 "$ROOT/tmp"
 
 # The build directory lives in the Debian 13 root, apart from the host's build/.
+# The benchmarks are built (and run) on Debian 12; here the suite is what counts.
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 CI="${CI:-}" \
   GRAFT_BUILD_DIR=/build-debian13 GRAFT_JOBS="$JOBS" GRAFT_TEST_JOBS="${GRAFT_TEST_JOBS:-2}" \
+  GRAFT_CMAKE_ARGS=-DGRAFT_BUILD_BENCH=OFF \
   /bin/bash -c 'cd /src/main && git config --global --add safe.directory /src/main 2>/dev/null; bash deploy/test.sh'
