@@ -134,6 +134,15 @@ class DataParallelTest : public ::testing::Test {
     return results;
   }
 
+  // The same job on one trainer.
+  RankResult TrainAlone() {
+    CancellationToken cancel;
+    RankResult alone;
+    Events events(alone, nullptr);
+    alone.trained = Train(Input(dir_.Join("alone.ckpt")), cancel, events);
+    return alone;
+  }
+
   static void ExpectSameWeights(const StateDict& a, const StateDict& b) {
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) {
@@ -153,10 +162,7 @@ Zoo* DataParallelTest::zoo_ = nullptr;
 std::atomic<int> DataParallelTest::groups_{0};
 
 TEST_F(DataParallelTest, TwoRanksTrainTheWeightsOneTrainerTrainsEachReadingHalfTheImages) {
-  CancellationToken cancel;
-  RankResult alone;
-  Events events(alone, nullptr);
-  alone.trained = Train(Input(dir_.Join("alone.ckpt")), cancel, events);
+  const RankResult alone = TrainAlone();
   ASSERT_TRUE(alone.trained.ok()) << alone.trained.status();
 
   const std::vector<RankResult> group = TrainInGroup(dir_.Join("group.ckpt"));
@@ -183,10 +189,7 @@ TEST_F(DataParallelTest, TwoRanksTrainTheWeightsOneTrainerTrainsEachReadingHalfT
 }
 
 TEST_F(DataParallelTest, AStoppedRankStopsTheGroupAndANewGroupResumesToTheSameWeights) {
-  CancellationToken cancel;
-  RankResult alone;
-  Events events(alone, nullptr);
-  alone.trained = Train(Input(dir_.Join("alone.ckpt")), cancel, events);
+  const RankResult alone = TrainAlone();
   ASSERT_TRUE(alone.trained.ok()) << alone.trained.status();
 
   const std::string checkpoint = dir_.Join("group.ckpt");

@@ -25,9 +25,24 @@ namespace {
 
 using graft::testing::GraftdProcess;
 using graft::testing::SecondsUntil;
-using DataParallel = graft::testing::ClusterTest;
 
 std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
+
+// Trainers t1 and t2 (loopback rendezvous), a serving process s, and the
+// dataset "hym" uploaded.
+class DataParallel : public graft::testing::ClusterTest {
+ protected:
+  void StartTrainer(const std::string& name) {
+    ASSERT_NE(Launch(name, {"--serve=false", "--dist_host=127.0.0.1", "--worker_id=" + name}), nullptr);
+  }
+  void StartTwoTrainersAndAServer() {
+    ASSERT_NO_FATAL_FAILURE(StartTrainer("t1"));
+    ASSERT_NO_FATAL_FAILURE(StartTrainer("t2"));
+    GraftdProcess* serve = Launch("s", {"--train=false"});
+    ASSERT_NE(serve, nullptr);
+    ASSERT_TRUE(client::GraftClient(serve->address(), Admin()).UploadDataset(Hymenoptera(), "hym").ok());
+  }
+};
 
 // A frozen squeezenet1_1 (112 px) under a linear head: no dropout, no
 // batch norm training. `augment`: fresh flips every epoch (epochs take seconds).
@@ -67,14 +82,9 @@ bool AnyStartsWith(const std::vector<std::string>& all, const std::string& prefi
 }
 
 TEST_F(DataParallel, ATwoWorkerJobPublishesTheModelAOneWorkerJobPublishes) {
-  GraftdProcess* t1 = Launch("t1", {"--serve=false", "--dist_host=127.0.0.1", "--worker_id=t1"});
-  ASSERT_NE(t1, nullptr);
-  GraftdProcess* t2 = Launch("t2", {"--serve=false", "--dist_host=127.0.0.1", "--worker_id=t2"});
-  ASSERT_NE(t2, nullptr);
-  GraftdProcess* serve = Launch("s", {"--train=false"});
-  ASSERT_NE(serve, nullptr);
+  ASSERT_NO_FATAL_FAILURE(StartTwoTrainersAndAServer());
+  GraftdProcess *t1 = processes_["t1"].get(), *t2 = processes_["t2"].get(), *serve = processes_["s"].get();
   client::GraftClient s(serve->address(), Admin());
-  ASSERT_TRUE(s.UploadDataset(Hymenoptera(), "hym").ok());
 
   auto one = s.CreateJob(Spec(1, "one", 3, false));
   ASSERT_TRUE(one.ok()) << one.status();
@@ -130,14 +140,9 @@ TEST_F(DataParallel, ATwoWorkerJobPublishesTheModelAOneWorkerJobPublishes) {
 }
 
 TEST_F(DataParallel, AKilledRankFailsTheStepAndTheJobResumesInANewGroup) {
-  GraftdProcess* t1 = Launch("t1", {"--serve=false", "--dist_host=127.0.0.1", "--worker_id=t1"});
-  ASSERT_NE(t1, nullptr);
-  GraftdProcess* t2 = Launch("t2", {"--serve=false", "--dist_host=127.0.0.1", "--worker_id=t2"});
-  ASSERT_NE(t2, nullptr);
-  GraftdProcess* serve = Launch("s", {"--train=false"});
-  ASSERT_NE(serve, nullptr);
+  ASSERT_NO_FATAL_FAILURE(StartTwoTrainersAndAServer());
+  GraftdProcess *t1 = processes_["t1"].get(), *t2 = processes_["t2"].get(), *serve = processes_["s"].get();
   client::GraftClient s(serve->address(), Admin());
-  ASSERT_TRUE(s.UploadDataset(Hymenoptera(), "hym").ok());
   auto job = s.CreateJob(Spec(2, "bees", 3, true));
   ASSERT_TRUE(job.ok()) << job.status();
   // Killed once the group has finished an epoch.
@@ -150,8 +155,8 @@ TEST_F(DataParallel, AKilledRankFailsTheStepAndTheJobResumesInANewGroup) {
   const std::string rank0 = s.GetJob(job->id())->worker();
   GraftdProcess* rank1 = rank0 == "t1" ? t2 : t1;
   rank1->Stop(SIGKILL);
-  GraftdProcess* t3 = Launch("t3", {"--serve=false", "--dist_host=127.0.0.1", "--worker_id=t3"});
-  ASSERT_NE(t3, nullptr);
+  ASSERT_NO_FATAL_FAILURE(StartTrainer("t3"));
+  GraftdProcess* t3 = processes_["t3"].get();
   std::vector<int> epochs;
   std::vector<std::string> reasons;
   int succeeded = 0;
