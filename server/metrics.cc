@@ -103,6 +103,24 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
            .Name("graft_backbone_evictions_total")
            .Help("Backbones evicted from the device to make room, or unloaded, by backbone and device")
            .Register(*registry_);
+  all_reduce_seconds_ =
+      &BuildHistogram()
+           .Name("graft_allreduce_seconds")
+           .Help("Data-parallel all-reduces of this process's ranks (gradients every step, validation counts)")
+           .Register(*registry_)
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                            0.5, 1, 2.5, 10});
+  all_reduce_bytes_ = &BuildCounter()
+                           .Name("graft_allreduce_bytes_total")
+                           .Help("Bytes this process's ranks contributed to data-parallel all-reduces")
+                           .Register(*registry_)
+                           .Add({});
+  groups_ = &BuildCounter()
+                 .Name("graft_data_parallel_groups_total")
+                 .Help(
+                     "Data-parallel groups this process led (rank 0), by how they ended: done, failed (a rank died, "
+                     "stalled or stopped), too_few_trainers, cancelled, stopped, job_error")
+                 .Register(*registry_);
   backbone_load_duration_ =
       &BuildHistogram()
            .Name("graft_backbone_load_duration_seconds")
@@ -201,8 +219,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Add({});
   auth_failures_ = &BuildCounter()
                         .Name("graft_auth_failures_total")
-                        .Help("Calls refused UNAUTHENTICATED (no or a wrong token) or PERMISSION_DENIED (too small a "
-                              "role, another principal's data), by code")
+                        .Help(
+                            "Calls refused UNAUTHENTICATED (no or a wrong token) or PERMISSION_DENIED (too small a "
+                            "role, another principal's data), by code")
                         .Register(*registry_);
   // Present from the start, so that rate() and increase() see their first rise.
   for (const char* code : {"UNAUTHENTICATED", "PERMISSION_DENIED"}) auth_failures_->Add({{"code", code}});
@@ -232,6 +251,13 @@ void Metrics::WatchProcess(const std::string& data_dir) {
 }
 
 void Metrics::SetMaxBatchImages(int64_t n) { max_batch_images_->Set(static_cast<double>(n)); }
+
+void Metrics::OnAllReduce(double seconds, int64_t bytes) {
+  all_reduce_seconds_->Observe(seconds);
+  all_reduce_bytes_->Increment(static_cast<double>(bytes));
+}
+
+void Metrics::OnGroupEnded(const std::string& outcome) { groups_->Add({{"outcome", outcome}}).Increment(); }
 
 void Metrics::OnWeightsFetched(bool ok, int64_t bytes) {
   weights_fetches_->Add({{"result", ok ? "ok" : "error"}}).Increment();
@@ -276,7 +302,8 @@ std::string Metrics::Text() const {
         for (const core::JobState s : {core::JobState::kQueued, core::JobState::kRunning, core::JobState::kSucceeded,
                                        core::JobState::kFailed, core::JobState::kCancelled}) {
           const auto it = counts->find(s);
-          self->jobs_->Add({{"state", core::JobStateName(s)}}).Set(it == counts->end() ? 0 : static_cast<double>(it->second));
+          self->jobs_->Add({{"state", core::JobStateName(s)}})
+              .Set(it == counts->end() ? 0 : static_cast<double>(it->second));
         }
       }
     }

@@ -70,6 +70,8 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   void OnJobState(std::optional<core::JobState> from, core::JobState to) override;
   void OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, int64_t train_images) override;
   void OnModelsChanged(size_t count) override { SetModels(static_cast<double>(count)); }
+  void OnAllReduce(double seconds, int64_t bytes) override;
+  void OnGroupEnded(const std::string& outcome) override;
 
   // core::ZooObserver
   void OnLoad(const std::string& backbone, const std::string& device, double seconds) override;
@@ -122,6 +124,9 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Family<prometheus::Histogram>* batch_requests_;
   prometheus::Family<prometheus::Histogram>* queue_seconds_;
   prometheus::Family<prometheus::Counter>* jobs_finished_;
+  prometheus::Histogram* all_reduce_seconds_;
+  prometheus::Counter* all_reduce_bytes_;
+  prometheus::Family<prometheus::Counter>* groups_;
   prometheus::Family<prometheus::Counter>* limit_hits_;
   prometheus::Family<prometheus::Counter>* auth_failures_;
   prometheus::Family<prometheus::Counter>* weights_fetches_;

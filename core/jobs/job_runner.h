@@ -35,6 +35,13 @@ class JobObserver {
   virtual void OnJobState(std::optional<JobState> from, JobState to) {}
   virtual void OnEpoch(const JobRecord& job, const EpochMetrics& m, int64_t train_images) {}
   virtual void OnModelsChanged(size_t count) {}
+  // Data-parallel: one all-reduce of this process's rank (any rank).
+  virtual void OnAllReduce(double seconds, int64_t bytes) {}
+  // A group this process led (rank 0) ended: "done", "failed" (a rank died,
+  // stalled or stopped: reopened or given up), "too_few_trainers",
+  // "cancelled", "stopped" (this process shut down) or "job_error" (the
+  // training itself failed: a diverged loss, an unreadable image).
+  virtual void OnGroupEnded(const std::string& outcome) {}
 };
 
 struct RunnerOptions {
@@ -136,6 +143,8 @@ class JobRunner {
                                             TrainEvents& events);
   // Another trainer's rank: the job's inputs, silent, no checkpoints.
   void ExecuteRank(const JobStore::RankClaim& claim);
+  // GroupOptions::on_all_reduce for the observer (null without one).
+  std::function<void(double, int64_t)> AllReduceObserver() const;
   // The job's training input from its dataset (FAILED_PRECONDITION and the
   // like when the dataset went away); `classes` gets its class count.
   absl::Status FillInput(const JobRecord& job, TrainInput& input, DatasetInfo& dataset);

@@ -57,6 +57,8 @@ absl::StatusOr<TrainedModel> JobRunner::TrainInGroup(JobRecord& job, TrainInput&
     }
     if (static_cast<int>(members.size()) < size - 1) {
       (void)jobs_.CloseGroup(job.id);
+      const char* outcome = token.stop_requested() ? "stopped" : token.cancelled() ? "cancelled" : "too_few_trainers";
+      if (observer_) observer_->OnGroupEnded(outcome);
       if (token.stop_requested()) return absl::UnavailableError("stopped while waiting for the group's trainers");
       if (token.cancelled()) return absl::CancelledError("cancelled while waiting for the group's trainers");
       return absl::DeadlineExceededError(
@@ -74,6 +76,7 @@ absl::StatusOr<TrainedModel> JobRunner::TrainInGroup(JobRecord& job, TrainInput&
     g.rank = 0;
     g.size = size;
     g.timeout_s = options_.dist_timeout_s;
+    g.on_all_reduce = AllReduceObserver();
     auto group = JoinGroup(g, rendezvous.get());
     absl::StatusOr<TrainedModel> trained = absl::UnknownError("not trained");
     if (!group.ok()) {
@@ -91,6 +94,14 @@ absl::StatusOr<TrainedModel> JobRunner::TrainInGroup(JobRecord& job, TrainInput&
     (void)jobs_.CloseGroup(job.id);
     const bool group_failed = !trained.ok() && !token.cancelled() &&
                               (absl::IsUnavailable(trained.status()) || absl::IsDeadlineExceeded(trained.status()));
+    if (observer_) {
+      const char* outcome = trained.ok()             ? "done"
+                            : group_failed           ? "failed"
+                            : token.stop_requested() ? "stopped"
+                            : token.cancelled()      ? "cancelled"
+                                                     : "job_error";
+      observer_->OnGroupEnded(outcome);
+    }
     if (!group_failed) return trained;
     if (attempt >= kGroupAttempts) {
       return absl::UnavailableError(absl::StrCat("the data-parallel group failed ", kGroupAttempts,
@@ -99,6 +110,11 @@ absl::StatusOr<TrainedModel> JobRunner::TrainInGroup(JobRecord& job, TrainInput&
     record(absl::StrCat(trained.status().message(), "; resuming from the last checkpoint in a new group (attempt ",
                         attempt + 1, " of ", kGroupAttempts, ")"));
   }
+}
+
+std::function<void(double, int64_t)> JobRunner::AllReduceObserver() const {
+  if (observer_ == nullptr) return nullptr;
+  return [observer = observer_](double seconds, int64_t bytes) { observer->OnAllReduce(seconds, bytes); };
 }
 
 void JobRunner::ExecuteRank(const JobStore::RankClaim& claim) {
@@ -142,6 +158,7 @@ void JobRunner::ExecuteRank(const JobStore::RankClaim& claim) {
   g.rank = claim.rank;
   g.size = claim.size;
   g.timeout_s = options_.dist_timeout_s;
+  g.on_all_reduce = AllReduceObserver();
   auto group = JoinGroup(g, nullptr);
   if (!group.ok()) {
     ABSL_LOG(WARNING) << me << group.status().message();

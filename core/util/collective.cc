@@ -17,20 +17,31 @@ std::chrono::milliseconds Millis(double seconds) {
 class GlooCollective : public Collective {
  public:
   GlooCollective(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank,
-                 int size, std::chrono::milliseconds timeout)
-      : store_(std::move(store)), group_(std::move(group)), rank_(rank), size_(size), timeout_(timeout) {}
+                 int size, std::chrono::milliseconds timeout,
+                 std::function<void(double seconds, int64_t bytes)> on_all_reduce)
+      : store_(std::move(store)),
+        group_(std::move(group)),
+        rank_(rank),
+        size_(size),
+        timeout_(timeout),
+        on_all_reduce_(std::move(on_all_reduce)) {}
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
   absl::Status AllReduceSum(torch::Tensor& t) override {
     if (broken_) return absl::UnavailableError("the data-parallel group failed earlier");
+    const auto start = std::chrono::steady_clock::now();
     try {
       std::vector<at::Tensor> tensors{t};
       auto work = group_->allreduce(tensors);
       if (!work->wait(timeout_)) {
         broken_ = true;
         return absl::UnavailableError("all-reduce did not complete");
+      }
+      if (on_all_reduce_) {
+        on_all_reduce_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                       t.numel() * static_cast<int64_t>(t.element_size()));
       }
       return absl::OkStatus();
     } catch (const std::exception& e) {
@@ -44,6 +55,7 @@ class GlooCollective : public Collective {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
   int rank_, size_;
   std::chrono::milliseconds timeout_;
+  std::function<void(double seconds, int64_t bytes)> on_all_reduce_;
   bool broken_ = false;
 };
 
@@ -91,7 +103,7 @@ absl::StatusOr<std::unique_ptr<Collective>> JoinGroup(const GroupOptions& o, Ren
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.own_host));
     options->threads = 1;
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.size, options);
-    return std::unique_ptr<Collective>(new GlooCollective(store, group, o.rank, o.size, timeout));
+    return std::unique_ptr<Collective>(new GlooCollective(store, group, o.rank, o.size, timeout, o.on_all_reduce));
   } catch (const std::exception& e) {
     const std::string what = FirstLine(e.what());
     const bool timed_out = what.find("imeout") != std::string::npos || what.find("imed out") != std::string::npos;

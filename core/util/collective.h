@@ -8,6 +8,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,8 @@ struct GroupOptions {
   int size = 1;
   // Joining waits this long for every rank; each collective, for the slowest.
   double timeout_s = 300;
+  // Told each all-reduce's seconds and bytes (metrics); may be empty.
+  std::function<void(double seconds, int64_t bytes)> on_all_reduce;
 };
 
 class Collective {

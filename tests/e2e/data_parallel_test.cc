@@ -18,6 +18,7 @@
 #include "client/client.h"
 #include "core/util/files.h"
 #include "tests/e2e/cluster.h"
+#include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
 
 namespace graft {
@@ -74,6 +75,12 @@ std::vector<std::string> Reasons(client::GraftClient& c, const std::string& job)
   return reasons;
 }
 
+// The value of a sample line `series VALUE` of a /metrics page; -1 when absent.
+double Sample(const std::string& page, const std::string& series) {
+  const size_t at = page.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(page.substr(at + series.size() + 2));
+}
+
 bool AnyStartsWith(const std::vector<std::string>& all, const std::string& prefix) {
   for (const auto& s : all) {
     if (absl::StartsWith(s, prefix)) return true;
@@ -113,6 +120,14 @@ TEST_F(DataParallel, ATwoWorkerJobPublishesTheModelAOneWorkerJobPublishes) {
   EXPECT_EQ(read, (of + 1) / 2);
   EXPECT_NE(Log(rank1).find(absl::StrCat("rank 1 of 2: done; read ", of / 2, " of ", of, " images")), std::string::npos)
       << Log(rank1);
+  // Both ranks count the same all-reduces (one per step, one per validation):
+  // 3 epochs of 16 batches of 16, and 3 validations at least.
+  const std::string page0 = graft::testing::HttpGet(processes_[rank0]->metrics_port(), "/metrics"),
+                    page1 = graft::testing::HttpGet(processes_[rank1]->metrics_port(), "/metrics");
+  EXPECT_GE(Sample(page0, "graft_allreduce_seconds_count"), 3 * 16 + 3) << page0;
+  EXPECT_EQ(Sample(page0, "graft_allreduce_seconds_count"), Sample(page1, "graft_allreduce_seconds_count"));
+  EXPECT_EQ(Sample(page0, "graft_allreduce_bytes_total"), Sample(page1, "graft_allreduce_bytes_total"));
+  EXPECT_EQ(Sample(page0, "graft_data_parallel_groups_total{outcome=\"done\"}"), 1) << page0;
 
   // The same predictions from both models, image by image.
   v1::PredictRequest predict;
@@ -184,6 +199,10 @@ TEST_F(DataParallel, AKilledRankFailsTheStepAndTheJobResumesInANewGroup) {
   // Each epoch ran once: the failed one went on from the batch it stopped at.
   EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3}));
   EXPECT_EQ(s.ListModels()->models_size(), 1);
+  // Rank 0 counts its two groups: the one that failed, the one that finished.
+  const std::string page = graft::testing::HttpGet(processes_[rank0]->metrics_port(), "/metrics");
+  EXPECT_EQ(Sample(page, "graft_data_parallel_groups_total{outcome=\"failed\"}"), 1) << page;
+  EXPECT_EQ(Sample(page, "graft_data_parallel_groups_total{outcome=\"done\"}"), 1) << page;
   for (GraftdProcess* proc : {t1 == rank1 ? t2 : t1, t3, serve}) EXPECT_EQ(proc->Stop(SIGTERM), 0);
 }
 
