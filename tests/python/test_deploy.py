@@ -138,6 +138,15 @@ def test_kubernetes_overlays_render_and_refer_to_what_exists():
         assert "--dist_host=$(POD_IP)" in train and "--dist_port=29500" in train
         assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in trainer["env"]
         assert {"name": "dist", "containerPort": 29500} in trainer["ports"]
+        # Only trainers reach a trainer's rendezvous and Gloo ports.
+        policy = find(objects, "NetworkPolicy", "graftd-train")["spec"]
+        labels = find(objects, "StatefulSet", "graftd-train")["spec"]["template"]["metadata"]["labels"]
+        assert policy["policyTypes"] == ["Ingress"]
+        assert all(labels.get(k) == v for k, v in policy["podSelector"]["matchLabels"].items())
+        peers, open_ports = policy["ingress"]
+        assert all(labels.get(k) == v for k, v in peers["from"][0]["podSelector"]["matchLabels"].items())
+        assert "ports" not in peers
+        assert sorted(p["port"] for p in open_ports["ports"]) == [9464, 50051] and "from" not in open_ports
         hpa = find(objects, "HorizontalPodAutoscaler", "graftd-serve")
         assert hpa["spec"]["scaleTargetRef"]["name"] == "graftd-serve"
         if overlay == "gpu":
