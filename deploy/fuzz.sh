@@ -20,8 +20,14 @@ HARNESSES=("$@")
 [ "${#HARNESSES[@]}" -gt 0 ] || HARNESSES=("${ALL[@]}")
 
 bash deploy/install-deps.sh --fuzz >/dev/null
+# OSS-Fuzz's flags: -O1 and line tables only (enough for the sanitizers'
+# stack traces) instead of RelWithDebInfo's -O2 -g. Measured on 2 cores with
+# ASan+UBSan: core/train/trainer.cc 17.0 -> 12.0 s, graft_core's precompiled
+# header 16.2 -> 13.5 s, the object 4.1 -> 2.4 MB.
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
     -DGRAFT_FUZZ=ON -DGRAFT_BUILD_TESTS=OFF -DGRAFT_BUILD_BENCH=OFF >/dev/null
 fi
 targets=(graft_fuzz_seed_corpora)
