@@ -1,8 +1,9 @@
 #pragma once
 
-// The trainer behind Train() (core/train/trainer.h), shared by its two
-// translation units: trainer.cc (setup, epochs, evaluation, state) and
-// trainer_inputs.cc (decoding, the frozen prefix, the feature cache, feeds).
+// The trainer behind Train() (core/train/trainer.h), shared by its
+// translation units: trainer.cc (setup, epochs, evaluation, state),
+// trainer_inputs.cc (decoding, the frozen prefix, the feature cache, feeds)
+// and trainer_group.cc (the data-parallel step).
 
 #include <torch/optim.h>
 
