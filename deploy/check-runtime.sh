@@ -12,10 +12,14 @@
 # Needs root. The pristine base root is cached in
 # $GRAFT_RUNTIME_CACHE (default /var/cache/graft), the working copy is made
 # afresh on every run.
+#   deploy/check-runtime.sh --prepare 13   # only make the base root (CI
+#                                          # overlaps it with the builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 SHARED="$(cd .. && pwd)/shared"
+PREPARE=0
+if [ "${1:-}" = "--prepare" ]; then PREPARE=1; shift; fi
 DIST="${1:-12}"
 CACHE="${GRAFT_RUNTIME_CACHE:-/var/cache/graft}"
 MIRROR="${GRAFT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -25,9 +29,6 @@ case "$DIST" in
   *) echo "check-runtime: DIST is 12 or 13, not $DIST" >&2; exit 2 ;;
 esac
 [ "$(id -u)" -eq 0 ] || { echo "check-runtime: needs root (debootstrap, chroot)" >&2; exit 1; }
-for b in server/graftd client/graft; do
-  [ -x "$BIN_DIR/$b" ] || { echo "check-runtime: $BIN_DIR/$b is not built" >&2; exit 1; }
-done
 
 BASE="$CACHE/runtime-base-$SUITE"
 ROOT="$CACHE/runtime-check-$SUITE"
@@ -38,6 +39,10 @@ if [ ! -f "$BASE/.graft-base-ready" ]; then
   debootstrap --variant=minbase "$SUITE" "$BASE" "$MIRROR" >/dev/null
   touch "$BASE/.graft-base-ready"
 fi
+if [ "$PREPARE" = 1 ]; then exit 0; fi
+for b in server/graftd client/graft; do
+  [ -x "$BIN_DIR/$b" ] || { echo "check-runtime: $BIN_DIR/$b is not built" >&2; exit 1; }
+done
 
 pids=()
 mounts=()

@@ -11,6 +11,9 @@
 # (executions, coverage, corpus) is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+# shellcheck source=deploy/ccache-env.sh
+source deploy/ccache-env.sh
 SECS="${1:-60}"
 shift || true
 BUILD="${GRAFT_FUZZ_BUILD_DIR:-build-fuzz}"

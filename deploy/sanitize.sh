@@ -10,6 +10,9 @@
 # arguments go after the mode: deploy/sanitize.sh asan -R Batcher
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+# shellcheck source=deploy/ccache-env.sh
+source deploy/ccache-env.sh
 MODE="${1:-all}"
 shift || true
 JOBS="${GRAFT_JOBS:-$(nproc)}"

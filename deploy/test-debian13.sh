@@ -4,7 +4,13 @@
 # debootstrap. The root is kept outside the clone (GRAFT_DEBIAN13_ROOT,
 # default /var/cache/graft/debian13) and reused; packages come from the same
 # deploy/install-deps.sh. Needs root. CI runs it after the Debian 12 suite.
+#   deploy/test-debian13.sh            # make or update the root, build, test
+#   deploy/test-debian13.sh --prepare  # only make the root and install the
+#                                      # packages (CI overlaps this, mostly
+#                                      # network, with the Debian 12 build)
 set -euo pipefail
+STEP="bash deploy/test.sh"
+if [ "${1:-}" = "--prepare" ]; then STEP="bash deploy/install-deps.sh"; fi
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 SHARED="$(cd .. && pwd)/shared"
@@ -44,6 +50,10 @@ bind /dev/pts "$ROOT/dev/pts"
 bind /dev/shm "$ROOT/dev/shm"
 bind "$REPO" "$ROOT/src/main"
 bind "$SHARED" "$ROOT/src/shared" ro
+# One compiler cache for every build (deploy/ccache-env.sh), mounted in.
+source deploy/ccache-env.sh
+mkdir -p "$CCACHE_DIR"
+bind "$CCACHE_DIR" "$ROOT/ccache"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 chmod 1777 "$ROOT/tmp"
 
@@ -51,5 +61,5 @@ chmod 1777 "$ROOT/tmp"
 # The benchmarks are built (and run) on Debian 12; here the suite is what counts.
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 CI="${CI:-}" \
   GRAFT_BUILD_DIR=/build-debian13 GRAFT_JOBS="$JOBS" GRAFT_TEST_JOBS="${GRAFT_TEST_JOBS:-2}" \
-  GRAFT_CMAKE_ARGS=-DGRAFT_BUILD_BENCH=OFF \
-  /bin/bash -c 'cd /src/main && git config --global --add safe.directory /src/main 2>/dev/null; bash deploy/test.sh'
+  GRAFT_CMAKE_ARGS=-DGRAFT_BUILD_BENCH=OFF CCACHE_DIR=/ccache CCACHE_MAXSIZE="$CCACHE_MAXSIZE" \
+  /bin/bash -c 'cd /src/main && git config --global --add safe.directory /src/main 2>/dev/null; '"$STEP"
