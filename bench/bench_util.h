@@ -6,6 +6,8 @@
 #include <map>
 #include <string>
 
+#include "tests/testing/build_paths.h"
+
 namespace graft::bench {
 
 // Runs `command` through the shell; its stdout (stderr passes through).

@@ -10,7 +10,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsqlite3-dev libpq-dev libarchive-dev libssl-dev zlib1g-dev libcpp-httplib-dev openssl libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev
+  libsqlite3-dev libpq-dev libarchive-dev libssl-dev zlib1g-dev libboost-dev openssl libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev
   python3 python3-torch python3-torchvision python3-grpcio python3-protobuf python3-numpy python3-pil
   python3-pytest python3-pip python3-setuptools python3-venv
   python3-sklearn python3-yaml chromium prometheus postgresql

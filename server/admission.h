@@ -14,6 +14,7 @@ struct RequestLimits {
   int max_images = 64;                    // tensor batches counted whole (--max_images_per_request)
   int64_t max_pixels = 100'000'000;       // encoded images, from their headers (--max_request_pixels)
   int64_t max_image_pixels = 40'000'000;  // one image (--max_image_pixels): larger ones are refused by the decoder
+  int max_models = 16;                    // models named in one Predict (--max_models_per_predict)
 };
 
 // The size of a request, counted before anything is decoded or copied.

@@ -13,6 +13,7 @@
 #include "core/zoo/download.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
 
@@ -87,10 +88,12 @@ absl::StatusOr<std::string> BackbonesService::TorchScriptSource(const v1::Regist
 grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const v1::ListBackbonesRequest* request,
                                              v1::ListBackbonesResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListBackbones");
+  GRAFT_CHECK_STRINGS(*request);
   const auto next = Paginate(zoo_.List(), request->page_size(), request->page_token(),
                              [&](const core::BackboneStatus& b) {
                                v1::Backbone* out = response->add_backbones();
                                ToProto(b, out);
+                               if (!who.admin()) out->mutable_weights()->clear_path();  // the server's file system
                                return out->ByteSizeLong();
                              });
   if (!next.ok()) return ToGrpcStatus(next.status());
@@ -102,15 +105,18 @@ grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const
 grpc::Status BackbonesService::GetBackbone(grpc::ServerContext* context, const v1::GetBackboneRequest* request,
                                            v1::Backbone* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   ToProto(*status, response);
+  if (!who.admin()) response->mutable_weights()->clear_path();  // the server's file system
   return grpc::Status::OK;
 }
 
 grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext* context, const v1::RegisterBackboneRequest* request,
                                                 v1::Backbone* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "RegisterBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   std::string staged;
   const auto registered = [&]() -> absl::StatusOr<core::BackboneStatus> {
     if (request->name().empty()) return absl::InvalidArgumentError("name is required");
@@ -148,6 +154,7 @@ grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
                                                   const v1::UnregisterBackboneRequest* request,
                                                   v1::UnregisterBackboneResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnregisterBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   const std::string& name = status->spec->name;
@@ -166,6 +173,7 @@ grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
 grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const v1::PullBackboneRequest* request,
                                             grpc::ServerWriter<v1::PullBackboneProgress>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PullBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   const core::BackboneSpec& spec = *status->spec;
@@ -212,6 +220,7 @@ grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const 
 grpc::Status BackbonesService::LoadBackbone(grpc::ServerContext* context, const v1::LoadBackboneRequest* request,
                                             v1::Backbone* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "LoadBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   if (const auto loaded = zoo_.Resident(request->name(), [context] { return context->IsCancelled(); }); !loaded.ok()) {
     return ToGrpcStatus(loaded.status());
   }
@@ -224,6 +233,7 @@ grpc::Status BackbonesService::LoadBackbone(grpc::ServerContext* context, const 
 grpc::Status BackbonesService::UnloadBackbone(grpc::ServerContext* context, const v1::UnloadBackboneRequest* request,
                                               v1::Backbone* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnloadBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Unload(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
   ToProto(*status, response);
@@ -233,6 +243,7 @@ grpc::Status BackbonesService::UnloadBackbone(grpc::ServerContext* context, cons
 grpc::Status BackbonesService::PinBackbone(grpc::ServerContext* context, const v1::PinBackboneRequest* request,
                                            v1::Backbone* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PinBackbone");
+  GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Pin(request->name(), request->pinned());
   if (!status.ok()) return ToGrpcStatus(status.status());
   ToProto(*status, response);

@@ -9,6 +9,7 @@
 #include "server/job_convert.h"
 #include "server/paging.h"
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
 namespace fs = std::filesystem;
@@ -55,7 +56,7 @@ class StagingGuard {
 absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext* ctx,
                                                             grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                                             const v1::UploadHeader& header, const std::string& staging,
-                                                            const std::string& owner) {
+                                                            const std::string& owner, StreamWatchdog::Watch& idle) {
   const auto& limits = store_.limits();
   const bool folder = header.format() == v1::UPLOAD_FORMAT_FOLDER;
   const std::string archive_path = (fs::path(staging) / "upload.archive").string();
@@ -84,7 +85,13 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
   };
 
   v1::UploadDatasetRequest msg;
-  while (reader->Read(&msg)) {
+  const auto next = [&] {  // the next message, within --upload_idle_timeout_s
+    idle.Arm();
+    const bool got = reader->Read(&msg);
+    idle.Disarm();
+    return got;
+  };
+  while (next()) {
     if (!msg.has_chunk()) return absl::InvalidArgumentError("only the first message may be a header");
     const v1::FileChunk& chunk = msg.chunk();
     received += static_cast<int64_t>(chunk.data().size());
@@ -137,6 +144,7 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
     }
     if (chunk.last()) RETURN_IF_ERROR(finish_file());
   }
+  if (idle.expired()) return idle.Expired("upload message");
   RETURN_IF_ERROR(finish_file());
   if (ctx->IsCancelled()) return absl::CancelledError("the upload was interrupted; nothing was kept");
   core::UploadRequest request;
@@ -160,19 +168,18 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
 grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                             v1::UploadDatasetResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "UploadDataset");
-  if (uploads_.fetch_add(1) >= max_uploads_) {
-    uploads_.fetch_sub(1);
-    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-        max_uploads_, " uploads are in progress (--max_concurrent_uploads); retry when one has finished")));
-  }
-  struct Done {
-    std::atomic<int>& n;
-    ~Done() { n.fetch_sub(1); }
-  } done{uploads_};
+  auto slot = uploads_.Acquire(who.name);
+  if (!slot.ok()) return ToGrpcStatus(slot.status());
+  const auto idle = deadlines_.ForUpload(ctx);
   v1::UploadDatasetRequest first;
-  if (!reader->Read(&first) || !first.has_header()) {
+  idle->Arm();
+  const bool got = reader->Read(&first);
+  idle->Disarm();
+  if (idle->expired()) return ToGrpcStatus(idle->Expired("upload header"));
+  if (!got || !first.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError("the first message of an upload must be its header"));
   }
+  GRAFT_CHECK_STRINGS(first);
   const v1::UploadHeader& header = first.header();
   if (auto s = core::DatasetStore::CheckName(header.name()); !s.ok()) return ToGrpcStatus(s);
   if (!v1::UploadFormat_IsValid(header.format())) {
@@ -187,7 +194,7 @@ grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::Serv
   auto staging = store_.NewStagingDir();
   if (!staging.ok()) return ToGrpcStatus(staging.status());
   StagingGuard guard(store_, *staging);
-  auto result = Receive(ctx, reader, header, *staging, who.name);
+  auto result = Receive(ctx, reader, header, *staging, who.name, *idle);
   if (!result.ok()) return ToGrpcStatus(result.status());
   metrics_.AddRejectedFiles(static_cast<double>(result->rejected.size()));
   metrics_.SetDatasets(static_cast<double>(store_.List().size()));
@@ -210,6 +217,7 @@ absl::StatusOr<core::DatasetInfo> DatasetsService::Find(const core::Principal& w
 grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest* request,
                                            v1::ListDatasetsResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "ListDatasets");
+  GRAFT_CHECK_STRINGS(*request);
   const auto next = PageInto(*request, store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name)),
                              response->mutable_datasets());
   if (!next.ok()) return ToGrpcStatus(next.status());
@@ -220,6 +228,7 @@ grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::L
 grpc::Status DatasetsService::GetDataset(grpc::ServerContext* ctx, const v1::GetDatasetRequest* request,
                                          v1::Dataset* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "GetDataset");
+  GRAFT_CHECK_STRINGS(*request);
   auto d = Find(who, request->id());
   if (!d.ok()) return ToGrpcStatus(d.status());
   ToProto(*d, response);
@@ -229,6 +238,7 @@ grpc::Status DatasetsService::GetDataset(grpc::ServerContext* ctx, const v1::Get
 grpc::Status DatasetsService::DeleteDataset(grpc::ServerContext* ctx, const v1::DeleteDatasetRequest* request,
                                             v1::DeleteDatasetResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "DeleteDataset");
+  GRAFT_CHECK_STRINGS(*request);
   auto d = Find(who, request->id());
   if (!d.ok()) return ToGrpcStatus(d.status());
   if (runner_.DatasetInUse(d->id)) {

@@ -1,21 +1,27 @@
 #pragma once
 
-#include <atomic>
-
 #include "core/data/dataset_store.h"
 #include "core/jobs/job_runner.h"
+#include "core/util/shared_slots.h"
 #include "graft/v1/datasets.grpc.pb.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/stream_watchdog.h"
 
 namespace graft::server {
 
 class DatasetsService final : public v1::Datasets::Service {
  public:
-  // `max_uploads`: uploads in progress at once (--max_concurrent_uploads).
+  // `max_uploads`: uploads in progress at once (--max_concurrent_uploads),
+  // `per_principal` of them by one principal (--max_uploads_per_principal).
   DatasetsService(core::DatasetStore& store, core::JobRunner& runner, Metrics& metrics, const Auth& auth,
-                  int max_uploads)
-      : store_(store), runner_(runner), metrics_(metrics), auth_(auth), max_uploads_(max_uploads) {}
+                  int max_uploads, int per_principal, StreamDeadlines deadlines = {})
+      : store_(store),
+        runner_(runner),
+        metrics_(metrics),
+        auth_(auth),
+        deadlines_(deadlines),
+        uploads_({"uploads", max_uploads, "--max_concurrent_uploads", per_principal, "--max_uploads_per_principal"}) {}
 
   grpc::Status UploadDataset(grpc::ServerContext*, grpc::ServerReader<v1::UploadDatasetRequest>*,
                              v1::UploadDatasetResponse*) override;
@@ -26,7 +32,7 @@ class DatasetsService final : public v1::Datasets::Service {
  private:
   absl::StatusOr<core::IngestResult> Receive(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                              const v1::UploadHeader& header, const std::string& staging,
-                                             const std::string& owner);
+                                             const std::string& owner, StreamWatchdog::Watch& idle);
   // By id or by the caller's name for it; PERMISSION_DENIED for another's.
   absl::StatusOr<core::DatasetInfo> Find(const core::Principal& who, const std::string& id_or_name);
 
@@ -34,8 +40,8 @@ class DatasetsService final : public v1::Datasets::Service {
   core::JobRunner& runner_;
   Metrics& metrics_;
   const Auth& auth_;
-  const int max_uploads_;
-  std::atomic<int> uploads_{0};
+  const StreamDeadlines deadlines_;
+  core::SharedSlots uploads_;
 };
 
 }  // namespace graft::server

@@ -7,6 +7,7 @@
 #include "server/models_service.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
 namespace {
@@ -64,11 +65,19 @@ absl::StatusOr<std::string> InferenceService::ResolveModel(const core::Principal
 grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Predict");
+  GRAFT_CHECK_STRINGS(*request);
+  // Counted before any name is resolved; a model named twice (by any of its
+  // names) is run and answered once, where it is first named.
+  if (request->models_size() > limits_.max_models) {
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat("the request names ", request->models_size(),
+                                                                  " models; at most ", limits_.max_models,
+                                                                  " (--max_models_per_predict)")));
+  }
   std::vector<std::string> ids;
   for (const std::string& ref : request->models()) {
     auto id = ResolveModel(who, ref);
     if (!id.ok()) return ToGrpcStatus(id.status());
-    ids.push_back(*id);
+    if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
   }
   const auto admitted = Admit(who, request->images(), ids);
   if (!admitted.ok()) return ToGrpcStatus(admitted.status());
@@ -94,6 +103,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
     ToProto(result->timing, response->mutable_timing());
     return grpc::Status::OK;
   }
+  if (auto s = MayStartWeightsFetch(who, predictor_.zoo(), request->backbone()); !s.ok()) return ToGrpcStatus(s);
   const auto result = predictor_.Predict(request->backbone(), *inputs, top_k, Cancelled(context));
   if (!result.ok()) return ToGrpcStatus(result.status());
 
@@ -109,6 +119,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
 grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::EmbedRequest* request,
                                      v1::EmbedResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Embed");
+  GRAFT_CHECK_STRINGS(*request);
   std::vector<std::string> ids;
   if (!request->model().empty()) {
     auto id = ResolveModel(who, request->model());
@@ -128,6 +139,9 @@ grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::Emb
   }
   const auto inputs = FromProto(request->images());
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
+  if (request->model().empty()) {
+    if (auto s = MayStartWeightsFetch(who, predictor_.zoo(), request->backbone()); !s.ok()) return ToGrpcStatus(s);
+  }
   const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block(), Cancelled(context))
                                                : predictor_.EmbedModel(ids[0], *inputs, Cancelled(context));
   if (!result.ok()) return ToGrpcStatus(result.status());

@@ -39,6 +39,18 @@ ABSL_FLAG(std::string, backbone_import_dir, "",
           "send the module's bytes instead.");
 ABSL_FLAG(bool, reflection, false, "Serve gRPC server reflection (unauthenticated: it lists the API).");
 ABSL_FLAG(int, max_images_per_request, 64, "Most images (tensor batches counted whole) in one Predict or Embed.");
+ABSL_FLAG(int64_t, max_dataset_classes, 10'000,
+          "Most classes one dataset upload may hold (2..50,000): reports, confusion and listings grow with them.");
+ABSL_FLAG(int, max_job_restarts, 2,
+          "Times a running job is resumed after its trainer ended without releasing it (a crash, an out-of-memory "
+          "kill, a lost node); one more and it fails with the reason (the crash-loop guard).");
+ABSL_FLAG(int64_t, max_string_field_bytes, 4096,
+          "Longest string field in any request (names, ids, labels, paths, parameters), checked before it is used.");
+ABSL_FLAG(std::string, default_model_owner, "admin",
+          "Whose models a bare model NAME reaches when the caller (an inference token) has none of that name; "
+          "another principal's model is always OWNER/NAME. Empty: none.");
+ABSL_FLAG(int, max_models_per_predict, 16,
+          "Most models one Predict may name (a model named twice is run once and answered once).");
 ABSL_FLAG(int64_t, max_request_pixels, 100'000'000,
           "Most pixels (from the image headers) in the encoded images of one Predict or Embed: bounds how long one "
           "request holds a backbone's batcher.");
@@ -47,12 +59,37 @@ ABSL_FLAG(int64_t, max_decode_bytes, 2LL << 30,
           "for room, then is refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_archive_entries, 2'000'000, "Most entries in one dataset upload (archive or folder).");
 ABSL_FLAG(int, max_concurrent_uploads, 4, "Dataset uploads in progress at once.");
-ABSL_FLAG(int, max_concurrent_evaluations, 2, "Evaluate calls running at once (each runs a model over a stored dataset).");
+ABSL_FLAG(int, max_uploads_per_principal, 2,
+          "Of the --max_concurrent_uploads, how many one principal may hold: stalled uploads of one client never hold "
+          "every slot.");
+ABSL_FLAG(int, max_concurrent_evaluations, 2,
+          "Evaluate and PredictDataset calls running at once (each runs a model over a stored dataset).");
+ABSL_FLAG(int, max_evaluations_per_principal, 1, "Of the --max_concurrent_evaluations, how many one principal may hold.");
+ABSL_FLAG(int, max_lr_finds_per_principal, 1,
+          "Learning-rate range tests (FindLearningRate) one principal may run at once; --max_concurrent_jobs of them "
+          "run in all.");
+ABSL_FLAG(int, max_running_jobs_per_principal, 0,
+          "Jobs of one principal a trainer runs at once (0: no cap beyond --max_concurrent_jobs). Either way a trainer "
+          "picks the queued job of the principal running the fewest first.");
+ABSL_FLAG(double, upload_idle_timeout_s, 60,
+          "An upload that sends no message for this long is cancelled and its slot freed (0: never).");
+ABSL_FLAG(double, stream_write_timeout_s, 60,
+          "A streamed response (WatchJob, Evaluate, PredictDataset, ExportModel) that the client does not read for this "
+          "long is cancelled (0: never).");
 ABSL_FLAG(int, max_queued_jobs_per_principal, 4, "Queued jobs one principal may hold; CreateJob answers RESOURCE_EXHAUSTED past it.");
 ABSL_FLAG(int64_t, max_job_memory_bytes, 8LL << 30,
           "A job's estimated memory (trainable weights, gradients, optimizer state, activations at its batch and input "
           "size), checked at CreateJob; RESOURCE_EXHAUSTED with the estimate beyond it.");
 ABSL_FLAG(int, max_watch_streams_per_principal, 16, "Open WatchJob streams one principal may hold.");
+ABSL_FLAG(int64_t, max_message_bytes, 64 << 20,
+          "Largest gRPC message and REST request body (after gzip/deflate decoding), in bytes.");
+ABSL_FLAG(int64_t, max_http_body_budget_bytes, 1LL << 30,
+          "REST request bodies read or handled at once, all connections together (a chunked body counts "
+          "--max_message_bytes until it ends); past it a request is answered 503.");
+ABSL_FLAG(int, max_http_connections, 256, "Open connections on the REST port; more are answered 503 and closed.");
+ABSL_FLAG(int, http_request_timeout_s, 30,
+          "REST: a request's header, then its body, must arrive within this; an answer must be taken within it.");
+ABSL_FLAG(int, http_idle_timeout_s, 5, "REST: how long a kept-alive connection waits for its next request.");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port.");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; 0 picks a free port, -1 disables it.");
 ABSL_FLAG(int, http_port, 8000,
@@ -210,14 +247,30 @@ int main(int argc, char** argv) {
   options.backbone_import_dir = absl::GetFlag(FLAGS_backbone_import_dir);
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.max_images_per_request = absl::GetFlag(FLAGS_max_images_per_request);
+  options.max_models_per_predict = absl::GetFlag(FLAGS_max_models_per_predict);
+  options.default_model_owner = absl::GetFlag(FLAGS_default_model_owner);
+  options.max_string_field_bytes = absl::GetFlag(FLAGS_max_string_field_bytes);
+  options.max_dataset_classes = absl::GetFlag(FLAGS_max_dataset_classes);
+  options.max_job_restarts = absl::GetFlag(FLAGS_max_job_restarts);
   options.max_request_pixels = absl::GetFlag(FLAGS_max_request_pixels);
   options.max_decode_bytes = absl::GetFlag(FLAGS_max_decode_bytes);
   options.max_archive_entries = absl::GetFlag(FLAGS_max_archive_entries);
   options.max_concurrent_uploads = absl::GetFlag(FLAGS_max_concurrent_uploads);
   options.max_concurrent_evaluations = absl::GetFlag(FLAGS_max_concurrent_evaluations);
+  options.max_uploads_per_principal = absl::GetFlag(FLAGS_max_uploads_per_principal);
+  options.max_evaluations_per_principal = absl::GetFlag(FLAGS_max_evaluations_per_principal);
+  options.max_lr_finds_per_principal = absl::GetFlag(FLAGS_max_lr_finds_per_principal);
+  options.max_running_jobs_per_principal = absl::GetFlag(FLAGS_max_running_jobs_per_principal);
+  options.upload_idle_timeout_s = absl::GetFlag(FLAGS_upload_idle_timeout_s);
+  options.stream_write_timeout_s = absl::GetFlag(FLAGS_stream_write_timeout_s);
   options.max_queued_jobs_per_principal = absl::GetFlag(FLAGS_max_queued_jobs_per_principal);
   options.max_watch_streams_per_principal = absl::GetFlag(FLAGS_max_watch_streams_per_principal);
   options.max_job_memory_bytes = absl::GetFlag(FLAGS_max_job_memory_bytes);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_http_body_budget_bytes = absl::GetFlag(FLAGS_max_http_body_budget_bytes);
+  options.max_http_connections = absl::GetFlag(FLAGS_max_http_connections);
+  options.http_request_timeout_s = absl::GetFlag(FLAGS_http_request_timeout_s);
+  options.http_idle_timeout_s = absl::GetFlag(FLAGS_http_idle_timeout_s);
 
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) {

@@ -283,7 +283,11 @@ void Metrics::OnEpoch(const core::JobRecord& job, const core::EpochMetrics& m, i
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host, int port) {
   std::unique_ptr<Metrics> m(new Metrics());
-  auto http = MetricsHttpServer::Start(host, port, [metrics = m.get()] { return metrics->Text(); });
+  auto http = MetricsHttpServer::Start(
+      host, port, [metrics = m.get()] { return metrics->Text(); },
+      [metrics = m.get()](const std::string& message) {
+        metrics->ObserveRpc("metrics (refused)", "RESOURCE_EXHAUSTED", 0, message);
+      });
   if (!http.ok()) return http.status();
   m->http_ = std::move(*http);
   return m;
@@ -336,7 +340,8 @@ const std::string kUnknownMethod = "unknown";
 std::set<std::string> Metrics::LimitFlags() {
   std::set<std::string> limits;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (absl::StartsWith(name, "max_") || name == "device_memory_budget" || name == "feature_cache_bytes") {
+    if (absl::StartsWith(name, "max_") || name == "device_memory_budget" || name == "feature_cache_bytes" ||
+        name == "upload_idle_timeout_s" || name == "stream_write_timeout_s") {
       limits.emplace(name);
     }
   }

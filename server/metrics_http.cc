@@ -1,37 +1,46 @@
 #include "server/metrics_http.h"
 
-#include <httplib.h>
-
 #include "absl/strings/str_cat.h"
 
 namespace graft::server {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& host, int port, std::function<std::string()> text) {
+    const std::string& host, int port, std::function<std::string()> text,
+    std::function<void(const std::string&)> refused) {
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
-  s->http_ = std::make_unique<httplib::Server>();
-  httplib::Server& http = *s->http_;
-  http.new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
-  http.set_read_timeout(kTimeoutSeconds, 0);
-  http.set_write_timeout(kTimeoutSeconds, 0);
-  http.set_keep_alive_timeout(kTimeoutSeconds);
-  http.set_keep_alive_max_count(16);
-  http.set_payload_max_length(1 << 16);
-  http.Get("/metrics", [text = std::move(text)](const httplib::Request&, httplib::Response& response) {
-    response.set_content(text(), "text/plain; version=0.0.4; charset=utf-8");
+  HttpServerOptions options;
+  options.what = "metrics";
+  options.host = host;
+  options.port = port;
+  options.workers = kWorkers;
+  options.max_body_bytes = 0;  // no route takes a body
+  options.max_header_bytes = 8 << 10;
+  options.max_connections = kMaxConnections;
+  options.connections_flag = "a fixed cap of the metrics port";
+  options.request_timeout_s = kTimeoutSeconds;
+  options.idle_timeout_s = kTimeoutSeconds;
+  options.write_timeout_s = kTimeoutSeconds;
+  s->http_ = std::make_unique<HttpServer>(options);
+  s->http_->Route("GET", "/metrics", [text = std::move(text)](const HttpRequest&, HttpResponse& response) {
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = text();
   });
-  http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
-    if (response.status == 404) response.set_content("graftd serves /metrics\n", "text/plain");
+  s->http_->OnNotFound([](const HttpRequest&, HttpResponse& response) {
+    response.status = 404;
+    response.body = "graftd serves /metrics\n";
   });
-  s->port_ = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
-  if (s->port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", host, ":", port));
-  s->thread_ = std::thread([server = s.get()] { server->http_->listen_after_bind(); });
+  if (refused) {
+    s->http_->OnRefusal([refused = std::move(refused)](int, const std::string& message) { refused(message); });
+  }
+  if (absl::Status started = s->http_->Start(); !started.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", host, ":", port, ": ", started.message()));
+  }
+  s->port_ = s->http_->port();
   return s;
 }
 
 MetricsHttpServer::~MetricsHttpServer() {
-  if (http_) http_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (http_) http_->Stop();
 }
 
 }  // namespace graft::server

@@ -8,19 +8,46 @@
 #include "server/job_convert.h"
 #include "server/paging.h"
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
+
+absl::Status MayStartWeightsFetch(const core::Principal& who, const core::Zoo& zoo, const std::string& backbone) {
+  if (who.role != core::Role::kInference) return absl::OkStatus();
+  const absl::StatusOr<bool> present = zoo.WeightsPresent(backbone);
+  if (!present.ok() || *present) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "backbone '", backbone,
+      "' has no ImageNet weights here yet, and inference tokens start no downloads; an admin or train token's first "
+      "use, or 'graft backbones pull ", backbone, "', fetches them"));
+}
 
 bool MayUseModel(const core::Principal& who, const std::string& owner) {
   return who.role == core::Role::kInference || Owns(who, owner);
 }
 
+// What an inference principal sees of a model it does not own: what it needs
+// to predict, not the training data (dataset, job, the hardest images' file
+// names and thumbnails) or who trained it.
+void RedactFor(const core::Principal& who, core::ModelInfo& m) {
+  if (Owns(who, m.owner)) return;
+  m.owner.clear();
+  m.job_id.clear();
+  m.spec.dataset.clear();
+  if (m.report) {
+    m.report->dataset.clear();
+    m.report->highest_loss.clear();
+  }
+}
+
 grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListModels");
+  GRAFT_CHECK_STRINGS(*request);
   std::vector<core::ModelInfo> usable;
   for (auto& m : store_.List()) {
     if (!MayUseModel(who, m.owner)) continue;
+    RedactFor(who, m);
     m.report.reset();  // GetModel has these; a page of reports could near the message limit
     m.history.clear();
     m.restored_epochs.clear();
@@ -35,6 +62,7 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::L
 grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
                                      v1::Model* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetModel");
+  GRAFT_CHECK_STRINGS(*request);
   auto id = ResolveFor(who, request->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   auto m = store_.Get(*id);
@@ -42,14 +70,18 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
   if (!MayUseModel(who, (*m)->info().owner)) {
     return ToGrpcStatus(CheckOwner(who, (*m)->info().owner, absl::StrCat("model '", request->id(), "'")));
   }
-  ToProto((*m)->info(), response);
-  for (const std::string& alias : store_.Aliases((*m)->info())) response->add_aliases(alias);
+  core::ModelInfo info = (*m)->info();
+  const auto aliases = store_.Aliases(info);
+  RedactFor(who, info);
+  ToProto(info, response);
+  for (const std::string& alias : aliases) response->add_aliases(alias);
   return grpc::Status::OK;
 }
 
 grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::DeleteModelRequest* request,
                                         v1::DeleteModelResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "DeleteModel");
+  GRAFT_CHECK_STRINGS(*request);
   auto id = ResolveFor(who, request->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   auto m = store_.Get(*id);
@@ -65,6 +97,7 @@ grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::
 grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::ExportModelRequest* request,
                                         grpc::ServerWriter<v1::ExportModelChunk>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "ExportModel");
+  GRAFT_CHECK_STRINGS(*request);
   auto id = ResolveFor(who, request->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   auto m = store_.Get(*id);
@@ -75,12 +108,16 @@ grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::
   auto bytes = store_.Export(*id);
   if (!bytes.ok()) return ToGrpcStatus(bytes.status());
   constexpr size_t kChunk = 1 << 20;
+  const auto writes = deadlines_.ForWrites(context);
   for (size_t offset = 0; offset < bytes->size(); offset += kChunk) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     v1::ExportModelChunk chunk;
     if (offset == 0) chunk.set_total_bytes(static_cast<int64_t>(bytes->size()));
     chunk.set_data(bytes->substr(offset, kChunk));
-    if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    if (!StreamWatchdog::Write(*writes, writer, chunk)) {
+      return writes->expired() ? ToGrpcStatus(writes->Expired("read of the export"))
+                               : grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
   }
   return grpc::Status::OK;
 }
@@ -107,6 +144,7 @@ absl::StatusOr<std::pair<std::string, std::string>> OwnedName(const core::Princi
 grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1::SetModelAliasRequest* request,
                                           v1::Model* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "SetModelAlias");
+  GRAFT_CHECK_STRINGS(*request);
   const auto owned = OwnedName(who, request->name());
   if (!owned.ok()) return ToGrpcStatus(owned.status());
   const auto info = store_.SetAlias(owned->first, owned->second, request->alias(), request->version());
@@ -119,27 +157,11 @@ grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1
 grpc::Status ModelsService::DeleteModelAlias(grpc::ServerContext* context, const v1::DeleteModelAliasRequest* request,
                                              v1::DeleteModelAliasResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "DeleteModelAlias");
+  GRAFT_CHECK_STRINGS(*request);
   const auto owned = OwnedName(who, request->name());
   if (!owned.ok()) return ToGrpcStatus(owned.status());
   return ToGrpcStatus(store_.DeleteAlias(owned->first, owned->second, request->alias()));
 }
-
-// One Evaluate or PredictDataset at a time per slot of --max_concurrent_evaluations.
-class ModelsService::PassSlot {
- public:
-  explicit PassSlot(ModelsService& s) : s_(s), held_(s.passes_.fetch_add(1) < s.max_passes_) {}
-  ~PassSlot() { s_.passes_.fetch_sub(1); }
-  absl::Status status() const {
-    if (held_) return absl::OkStatus();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        s_.max_passes_, " evaluations or dataset predictions are running, the most at once "
-                        "(--max_concurrent_evaluations); retry when one ends"));
-  }
-
- private:
-  ModelsService& s_;
-  bool held_;
-};
 
 absl::StatusOr<ModelsService::Pass> ModelsService::PreparePass(const core::Principal& who, const std::string& model_ref,
                                                                const std::string& dataset_ref, v1::DatasetSplit split) {
@@ -167,16 +189,18 @@ absl::StatusOr<ModelsService::Pass> ModelsService::PreparePass(const core::Princ
 grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::EvaluateRequest* request,
                                      grpc::ServerWriter<v1::EvaluateProgress>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "Evaluate");
-  PassSlot slot(*this);
-  if (!slot.status().ok()) return ToGrpcStatus(slot.status());
+  GRAFT_CHECK_STRINGS(*request);
+  auto slot = passes_.Acquire(who.name);
+  if (!slot.ok()) return ToGrpcStatus(slot.status());
   return ToGrpcStatus([&]() -> absl::Status {
     ASSIGN_OR_RETURN(const Pass pass, PreparePass(who, request->model(), request->dataset(), request->split()));
+    const auto writes = deadlines_.ForWrites(context);
     bool gone = false;
     auto progress = [&](int64_t done, int64_t total) {
       v1::EvaluateProgress p;
       p.set_images_done(done);
       p.set_images_total(total);
-      if (!writer->Write(p)) gone = true;
+      if (!StreamWatchdog::Write(*writes, writer, p)) gone = true;
     };
     ASSIGN_OR_RETURN(const core::EvaluationReport report,
                      core::EvaluateModel(*predictor_, pass.run, pass.dataset.name, pass.split, progress,
@@ -185,7 +209,10 @@ grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::Eva
     last.set_images_done(report.images);
     last.set_images_total(report.images);
     ToProto(report, last.mutable_report());
-    if (!writer->Write(last)) return absl::CancelledError("the client went away");
+    if (!StreamWatchdog::Write(*writes, writer, last)) {
+      return writes->expired() ? writes->Expired("read of the report") : absl::CancelledError("the client went away");
+    }
+    if (gone) return writes->expired() ? writes->Expired("read of the progress") : absl::CancelledError("the client went away");
     return absl::OkStatus();
   }());
 }
@@ -193,8 +220,9 @@ grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::Eva
 grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v1::PredictDatasetRequest* request,
                                            grpc::ServerWriter<v1::PredictDatasetResponse>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "PredictDataset");
-  PassSlot slot(*this);
-  if (!slot.status().ok()) return ToGrpcStatus(slot.status());
+  GRAFT_CHECK_STRINGS(*request);
+  auto slot = passes_.Acquire(who.name);
+  if (!slot.ok()) return ToGrpcStatus(slot.status());
   return ToGrpcStatus([&]() -> absl::Status {
     ASSIGN_OR_RETURN(const Pass pass, PreparePass(who, request->model(), request->dataset(), request->split()));
     const auto& names = pass.run.model->info().class_names;
@@ -210,6 +238,7 @@ grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v
     const int64_t total = static_cast<int64_t>(pass.run.images.size());
     int64_t done = 0;
     bool gone = false;
+    const auto writes = deadlines_.ForWrites(context);
     RETURN_IF_ERROR(core::RunDatasetPass(
         *predictor_, pass.run,
         [&](const std::vector<const core::DatasetImage*>& images, const torch::Tensor& probs) -> absl::Status {
@@ -232,11 +261,11 @@ grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v
           done += static_cast<int64_t>(images.size());
           response.set_images_done(done);
           response.set_images_total(total);
-          if (!writer->Write(response)) gone = true;
+          if (!StreamWatchdog::Write(*writes, writer, response)) gone = true;
           return absl::OkStatus();
         },
         {}, [&]() { return gone || context->IsCancelled(); }));
-    if (gone) return absl::CancelledError("the client went away");
+    if (gone) return writes->expired() ? writes->Expired("read of the predictions") : absl::CancelledError("the client went away");
     return absl::OkStatus();
   }());
 }

@@ -1,14 +1,14 @@
 #pragma once
 
-#include <atomic>
-
 #include "core/data/dataset_store.h"
 #include "core/eval/evaluator.h"
 #include "core/serve/model_store.h"
 #include "core/serve/predictor.h"
+#include "core/util/shared_slots.h"
 #include "graft/v1/models.grpc.pb.h"
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/stream_watchdog.h"
 
 namespace graft::server {
 
@@ -17,13 +17,16 @@ namespace graft::server {
 class ModelsService final : public v1::Models::Service {
  public:
   ModelsService(core::ModelStore& store, Metrics& metrics, const Auth& auth, const core::Predictor* predictor = nullptr,
-                core::DatasetStore* datasets = nullptr, int max_concurrent_evaluations = 2)
+                core::DatasetStore* datasets = nullptr, int max_concurrent_evaluations = 2,
+                int evaluations_per_principal = 1, StreamDeadlines deadlines = {})
       : store_(store),
         metrics_(metrics),
         auth_(auth),
         predictor_(predictor),
         datasets_(datasets),
-        max_passes_(max_concurrent_evaluations) {}
+        deadlines_(deadlines),
+        passes_({"evaluations or dataset predictions", max_concurrent_evaluations, "--max_concurrent_evaluations",
+                 evaluations_per_principal, "--max_evaluations_per_principal"}) {}
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*, v1::ListModelsResponse*) override;
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*, v1::Model*) override;
@@ -39,7 +42,6 @@ class ModelsService final : public v1::Models::Service {
                                 v1::DeleteModelAliasResponse*) override;
 
  private:
-  class PassSlot;
   absl::StatusOr<std::string> ResolveFor(const core::Principal& who, const std::string& ref);
   struct Pass {
     core::DatasetPass run;
@@ -55,12 +57,18 @@ class ModelsService final : public v1::Models::Service {
   const Auth& auth_;
   const core::Predictor* predictor_;
   core::DatasetStore* datasets_;
-  const int max_passes_;
-  std::atomic<int> passes_{0};  // Evaluate and PredictDataset calls running
+  const StreamDeadlines deadlines_;
+  core::SharedSlots passes_;  // Evaluate and PredictDataset calls running
 };
 
 // Whether `who` may use a model `owner` made to predict or read its metadata:
 // inference principals (applications) any, train principals their own.
 bool MayUseModel(const core::Principal& who, const std::string& owner);
+
+// Inference principals start no first-use download of a backbone's ImageNet
+// weights when they name the backbone itself (a published model's backbone
+// is fetched for it: train principals chose it): FAILED_PRECONDITION saying
+// who can. Unknown names pass (the predictor names them).
+absl::Status MayStartWeightsFetch(const core::Principal& who, const core::Zoo& zoo, const std::string& backbone);
 
 }  // namespace graft::server

@@ -331,6 +331,7 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
                      predictor_.PredictModels({t.model->info().id}, inputs, all, cancelled));
     rows = std::move(result.models[0].images);
   } else {
+    RETURN_IF_ERROR(MayStartWeightsFetch(who, predictor_.zoo(), t.backbone));
     ASSIGN_OR_RETURN(core::PredictResult result, predictor_.Predict(t.backbone, inputs, all, cancelled));
     rows = std::move(result.images);
   }

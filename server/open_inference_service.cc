@@ -1,6 +1,7 @@
 #include "server/open_inference_service.h"
 
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
 
@@ -19,6 +20,7 @@ grpc::Status OpenInferenceService::ServerReady(grpc::ServerContext*, const infer
 grpc::Status OpenInferenceService::ModelReady(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
                                               inference::ModelReadyResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ModelReady");
+  GRAFT_CHECK_STRINGS(*request);
   const auto ready = oip_.ModelReady(who, request->name(), request->version());
   if (!ready.ok()) return ToGrpcStatus(ready.status());
   response->set_ready(*ready);
@@ -36,6 +38,7 @@ grpc::Status OpenInferenceService::ModelMetadata(grpc::ServerContext* context,
                                                  const inference::ModelMetadataRequest* request,
                                                  inference::ModelMetadataResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ModelMetadata");
+  GRAFT_CHECK_STRINGS(*request);
   auto metadata = oip_.ModelMetadata(who, request->name(), request->version());
   if (!metadata.ok()) return ToGrpcStatus(metadata.status());
   *response = std::move(*metadata);
@@ -45,6 +48,7 @@ grpc::Status OpenInferenceService::ModelMetadata(grpc::ServerContext* context,
 grpc::Status OpenInferenceService::ModelInfer(grpc::ServerContext* context, const inference::ModelInferRequest* request,
                                               inference::ModelInferResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ModelInfer");
+  GRAFT_CHECK_STRINGS(*request);
   // Raw answers to raw requests (what Triton's clients read), typed to typed.
   const bool raw = request->raw_input_contents_size() > 0;
   return ToGrpcStatus(oip_.ModelInfer(

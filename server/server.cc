@@ -1,4 +1,5 @@
 #include "server/server.h"
+#include "server/stream_watchdog.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -36,6 +37,7 @@
 #include "server/models_service.h"
 #include "server/open_inference.h"
 #include "server/open_inference_http.h"
+#include "server/request_check.h"
 #include "server/open_inference_service.h"
 #include "server/tokens_service.h"
 #include "server/training_service.h"
@@ -87,6 +89,8 @@ std::string GraftServer::AdminTokenPath(const std::string& data_dir) {
 }
 
 struct GraftServer::Services {
+  // First: destroyed after every service whose calls it watches.
+  std::unique_ptr<StreamWatchdog> watchdog;
   std::unique_ptr<TokensService> tokens;
   std::unique_ptr<BackbonesService> backbones;
   std::unique_ptr<InferenceService> inference;
@@ -126,6 +130,16 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     return absl::InvalidArgumentError(absl::StrCat("--auth must be tokens or none, got '", options.auth, "'"));
   }
   if (options.max_images_per_request < 1) return absl::InvalidArgumentError("--max_images_per_request must be at least 1");
+  if (options.max_dataset_classes < 2 || options.max_dataset_classes > static_cast<int64_t>(core::DatasetStore::kMaxClasses)) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_dataset_classes must be 2..", core::DatasetStore::kMaxClasses,
+                                                   ", got ", options.max_dataset_classes));
+  }
+  if (options.max_job_restarts < 0) return absl::InvalidArgumentError("--max_job_restarts must be at least 0");
+  if (options.max_string_field_bytes < 256) {
+    return absl::InvalidArgumentError("--max_string_field_bytes must be at least 256");
+  }
+  SetMaxStringFieldBytes(options.max_string_field_bytes);
+  if (options.max_models_per_predict < 1) return absl::InvalidArgumentError("--max_models_per_predict must be at least 1");
   if (options.max_queued_jobs_per_principal < 1) {
     return absl::InvalidArgumentError("--max_queued_jobs_per_principal must be at least 1");
   }
@@ -135,6 +149,20 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (options.max_request_pixels < 1) return absl::InvalidArgumentError("--max_request_pixels must be at least 1");
   if (options.max_decode_bytes < 1) return absl::InvalidArgumentError("--max_decode_bytes must be at least 1");
   if (options.max_concurrent_uploads < 1) return absl::InvalidArgumentError("--max_concurrent_uploads must be at least 1");
+  for (const auto& [flag, value] : {std::pair<const char*, int>{"--max_uploads_per_principal", options.max_uploads_per_principal},
+                                    {"--max_evaluations_per_principal", options.max_evaluations_per_principal},
+                                    {"--max_lr_finds_per_principal", options.max_lr_finds_per_principal}}) {
+    if (value < 1) return absl::InvalidArgumentError(absl::StrCat(flag, " must be at least 1"));
+  }
+  if (options.max_running_jobs_per_principal < 0) {
+    return absl::InvalidArgumentError("--max_running_jobs_per_principal must be 0 (no cap) or more");
+  }
+  for (const auto& [flag, value] : {std::pair<const char*, double>{"--upload_idle_timeout_s", options.upload_idle_timeout_s},
+                                    {"--stream_write_timeout_s", options.stream_write_timeout_s}}) {
+    if (!(value >= 0 && value <= 86400)) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " must be 0 (none) to 86400 seconds"));
+    }
+  }
   ASSIGN_OR_RETURN(const auto credentials, Credentials(options));
   using DecodeOn = core::PredictorOptions::DecodeOn;
   const std::map<std::string, DecodeOn> decode_on = {
@@ -231,6 +259,19 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   if (!(options.dist_timeout_s >= 1 && options.dist_timeout_s <= 86400)) {
     return absl::InvalidArgumentError(absl::StrCat("--dist_timeout_s must be 1..86400, got ", options.dist_timeout_s));
   }
+  if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{1} << 31) - 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_message_bytes must be 1024..2147483647, got ", options.max_message_bytes));
+  }
+  if (options.max_http_body_budget_bytes < options.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_http_body_budget_bytes must be at least --max_message_bytes (",
+                                                   options.max_message_bytes, "), got ",
+                                                   options.max_http_body_budget_bytes));
+  }
+  if (options.max_http_connections < 1 || options.http_request_timeout_s < 1 || options.http_idle_timeout_s < 1) {
+    return absl::InvalidArgumentError(
+        "--max_http_connections, --http_request_timeout_s and --http_idle_timeout_s must be at least 1");
+  }
   if (options.job_heartbeat_s <= 0 || options.job_takeover_s < 2 * options.job_heartbeat_s) {
     return absl::InvalidArgumentError(
         "--job_takeover_s must be at least twice --job_heartbeat_s (and --job_heartbeat_s above 0)");
@@ -253,6 +294,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   limits.max_file_bytes = options.max_upload_file_bytes;
   limits.max_dataset_bytes = options.max_dataset_bytes;
   limits.max_pixels = options.max_image_pixels;
+  limits.max_classes = options.max_dataset_classes;
   core::StorageSharing sharing;
   if (shared) {
     sharing.staging = absl::StrReplaceAll(worker_id, {{":", "_"}});
@@ -267,6 +309,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   auto models = core::ModelStore::Open(*s->db_, (fs::path(artifact_dir) / "models").string(), *s->zoo_);
   if (!models.ok()) return models.status();
   s->models_ = std::move(*models);
+  s->models_->SetDefaultOwner(options.default_model_owner);
   s->models_->SetChangeFeed(s->changes_.get());
   s->changes_->Subscribe(core::ChangeFeed::kModels, [server = s.get()] {
     auto changed = server->models_->Refresh();
@@ -300,7 +343,10 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   runner_options.max_concurrent_jobs = options.max_concurrent_jobs;
   runner_options.max_queued_jobs = options.max_queued_jobs;
   runner_options.max_queued_jobs_per_principal = options.max_queued_jobs_per_principal;
+  runner_options.max_lr_finds_per_principal = options.max_lr_finds_per_principal;
+  runner_options.max_running_jobs_per_principal = options.max_running_jobs_per_principal;
   runner_options.max_job_memory_bytes = options.max_job_memory_bytes;
+  runner_options.max_job_restarts = options.max_job_restarts;
   runner_options.checkpoint_dir = (fs::path(artifact_dir) / "checkpoints").string();
   runner_options.train = options.train;
   runner_options.shared = shared;
@@ -345,16 +391,23 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       *s->zoo_, auth, register_options, PullOptions{!options.offline, options.weights_base_url}, std::move(hooks));
   s->services_->inference = std::make_unique<InferenceService>(
       *s->predictor_, *s->metrics_, auth, s->models_.get(),
-      RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels}, s->decode_budget_.get());
+      RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels,
+                    options.max_models_per_predict}, s->decode_budget_.get());
+  s->services_->watchdog = std::make_unique<StreamWatchdog>();
+  const StreamDeadlines deadlines{s->services_->watchdog.get(), options.upload_idle_timeout_s,
+                                  options.stream_write_timeout_s};
   s->services_->datasets =
-      std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth, options.max_concurrent_uploads);
+      std::make_unique<DatasetsService>(*s->datasets_, *s->runner_, *s->metrics_, auth, options.max_concurrent_uploads,
+                                        options.max_uploads_per_principal, deadlines);
   s->services_->training =
-      std::make_unique<TrainingService>(*s->runner_, auth, options.max_watch_streams_per_principal);
-  s->services_->models = std::make_unique<ModelsService>(*s->models_, *s->metrics_, auth, s->predictor_.get(),
-                                                         s->datasets_.get(), options.max_concurrent_evaluations);
+      std::make_unique<TrainingService>(*s->runner_, auth, options.max_watch_streams_per_principal, deadlines);
+  s->services_->models = std::make_unique<ModelsService>(
+      *s->models_, *s->metrics_, auth, s->predictor_.get(), s->datasets_.get(), options.max_concurrent_evaluations,
+      options.max_evaluations_per_principal, deadlines);
   s->services_->oip = std::make_unique<OpenInference>(
       *s->predictor_, *s->zoo_, s->models_.get(), *s->metrics_,
-      RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels},
+      RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels,
+                    options.max_models_per_predict},
       s->decode_budget_.get(), [server = s.get()] { return server->serving_.load(); });
   s->services_->oip_grpc = std::make_unique<OpenInferenceService>(*s->services_->oip, auth);
 
@@ -396,6 +449,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     }
   }
   for (const std::string& label : OpenInferenceHttp::MetricLabels()) methods.insert(label);
+  methods.insert("metrics (refused)");
   s->metrics_->SetKnownMethods(std::move(methods));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(s->metrics_->InterceptorFactory());
@@ -416,6 +470,10 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     http.tls_key = options.tls_key;
     http.tls_client_ca = options.tls_client_ca;
     http.max_body_bytes = options.max_message_bytes;
+    http.body_budget_bytes = options.max_http_body_budget_bytes;
+    http.max_connections = options.max_http_connections;
+    http.timeout_seconds = options.http_request_timeout_s;
+    http.idle_timeout_seconds = options.http_idle_timeout_s;
     ASSIGN_OR_RETURN(s->http_, OpenInferenceHttp::Start(http, *s->services_->oip, auth, *s->metrics_,
                                                         s->decode_budget_.get()));
   }

@@ -57,7 +57,18 @@ struct ServerOptions {
   int64_t max_queue_delay_us = 500;
   std::string decode_on = "auto";  // auto | batcher | callers: core::PredictorOptions::DecodeOn
   int intra_op_threads = 0;   // 0: LibTorch's default (one per core)
-  int64_t max_message_bytes = 64 << 20;
+  int max_models_per_predict = 16;
+  std::string default_model_owner = "admin";  // whose models a bare name reaches beyond the caller's own
+  int64_t max_string_field_bytes = 4096;  // every string field of every request
+  int64_t max_dataset_classes = 10'000;
+  int max_job_restarts = 2;
+  int64_t max_message_bytes = 64 << 20;  // gRPC messages and REST bodies
+  // The REST port (HttpServer): bodies being read at once, connections,
+  // the deadline of a request's header, body and answer, the idle wait.
+  int64_t max_http_body_budget_bytes = 1LL << 30;
+  int max_http_connections = 256;
+  int http_request_timeout_s = 30;
+  int http_idle_timeout_s = 5;
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 16;
   int64_t max_upload_file_bytes = 64LL << 20;
@@ -91,7 +102,13 @@ struct ServerOptions {
   int64_t max_decode_bytes = 2LL << 30;       // image decodes in flight, uploads and serving together
   int64_t max_archive_entries = 2'000'000;
   int max_concurrent_uploads = 4;
-  int max_concurrent_evaluations = 2;  // Evaluate streams at once
+  int max_uploads_per_principal = 2;
+  int max_concurrent_evaluations = 2;  // Evaluate and PredictDataset streams at once
+  int max_evaluations_per_principal = 1;
+  int max_lr_finds_per_principal = 1;
+  int max_running_jobs_per_principal = 0;  // 0: no cap beyond --max_concurrent_jobs
+  double upload_idle_timeout_s = 60;       // an upload's next message
+  double stream_write_timeout_s = 60;      // a response the client does not read
   int max_queued_jobs_per_principal = 4;
   int64_t max_job_memory_bytes = 8LL << 30;  // a job's estimated cost at CreateJob
   int max_watch_streams_per_principal = 16;

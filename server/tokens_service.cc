@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
 namespace {
@@ -24,6 +25,7 @@ void ToProto(const core::TokenInfo& t, v1::TokenInfo* out) {
 grpc::Status TokensService::CreateToken(grpc::ServerContext* context, const v1::CreateTokenRequest* request,
                                         v1::CreateTokenResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "CreateToken");
+  GRAFT_CHECK_STRINGS(*request);
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
   if (request->role() < v1::ROLE_INFERENCE || request->role() > v1::ROLE_ADMIN) {
     return ToGrpcStatus(absl::InvalidArgumentError(
@@ -42,6 +44,7 @@ grpc::Status TokensService::CreateToken(grpc::ServerContext* context, const v1::
 grpc::Status TokensService::ListTokens(grpc::ServerContext* context, const v1::ListTokensRequest* request,
                                        v1::ListTokensResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "ListTokens");
+  GRAFT_CHECK_STRINGS(*request);
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
   const auto next = Paginate(tokens_->List(), request->page_size(), request->page_token(),
                              [&](const core::TokenInfo& t) {
@@ -57,6 +60,7 @@ grpc::Status TokensService::ListTokens(grpc::ServerContext* context, const v1::L
 grpc::Status TokensService::RevokeToken(grpc::ServerContext* context, const v1::RevokeTokenRequest* request,
                                         v1::RevokeTokenResponse*) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "RevokeToken");
+  GRAFT_CHECK_STRINGS(*request);
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
   return ToGrpcStatus(tokens_->Revoke(request->name()));
 }

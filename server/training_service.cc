@@ -5,6 +5,7 @@
 #include "server/job_convert.h"
 #include "server/paging.h"
 #include "server/status_util.h"
+#include "server/request_check.h"
 
 namespace graft::server {
 
@@ -17,6 +18,7 @@ absl::StatusOr<core::JobRecord> TrainingService::Find(const core::Principal& who
 grpc::Status TrainingService::CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
                                         v1::Job* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "CreateJob");
+  GRAFT_CHECK_STRINGS(*request);
   auto spec = FromProto(request->spec());
   if (!spec.ok()) return ToGrpcStatus(spec.status());
   auto job = runner_.Submit(std::move(*spec), who);
@@ -28,6 +30,7 @@ grpc::Status TrainingService::CreateJob(grpc::ServerContext* context, const v1::
 grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                      v1::Job* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "GetJob");
+  GRAFT_CHECK_STRINGS(*request);
   auto job = Find(who, request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   ToProto(*job, response);
@@ -42,6 +45,7 @@ grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::Get
 grpc::Status TrainingService::FindLearningRate(grpc::ServerContext* context, const v1::FindLearningRateRequest* request,
                                                v1::LearningRateCurve* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "FindLearningRate");
+  GRAFT_CHECK_STRINGS(*request);
   auto spec = FromProto(request->spec());
   if (!spec.ok()) return ToGrpcStatus(spec.status());
   core::LrFindOptions options;
@@ -63,6 +67,7 @@ grpc::Status TrainingService::FindLearningRate(grpc::ServerContext* context, con
 grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
                                        v1::ListJobsResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "ListJobs");
+  GRAFT_CHECK_STRINGS(*request);
   auto state = FromProto(request->state());
   if (!state.ok()) return ToGrpcStatus(state.status());
   auto jobs = runner_.List(*state);
@@ -80,6 +85,7 @@ grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::L
 grpc::Status TrainingService::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
                                         v1::Job* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "CancelJob");
+  GRAFT_CHECK_STRINGS(*request);
   if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
   auto job = runner_.Cancel(request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
@@ -90,6 +96,7 @@ grpc::Status TrainingService::CancelJob(grpc::ServerContext* context, const v1::
 grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                        grpc::ServerWriter<v1::JobEvent>* writer) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "WatchJob");
+  GRAFT_CHECK_STRINGS(*request);
   if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -101,18 +108,20 @@ grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::W
     }
     ++open;
   }
+  const auto writes = deadlines_.ForWrites(context);
   const absl::Status s = runner_.Watch(
       request->id(), request->progress(),
       [&](const core::JobEvent& e) {
         v1::JobEvent out;
         ToProto(e, &out);
-        return writer->Write(out);
+        return StreamWatchdog::Write(*writes, writer, out);
       },
       [&]() { return !context->IsCancelled(); }, request->from_seq());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (--watching_[who.name] == 0) watching_.erase(who.name);
   }
+  if (writes->expired()) return ToGrpcStatus(writes->Expired("read of the job's events"));
   return ToGrpcStatus(s);
 }
 

@@ -7,14 +7,15 @@
 #include "core/jobs/job_runner.h"
 #include "graft/v1/training.grpc.pb.h"
 #include "server/auth.h"
+#include "server/stream_watchdog.h"
 
 namespace graft::server {
 
 class TrainingService final : public v1::Training::Service {
  public:
   // `max_watch_streams` open WatchJob streams per principal (each holds a thread).
-  TrainingService(core::JobRunner& runner, const Auth& auth, int max_watch_streams)
-      : runner_(runner), auth_(auth), max_watch_streams_(max_watch_streams) {}
+  TrainingService(core::JobRunner& runner, const Auth& auth, int max_watch_streams, StreamDeadlines deadlines = {})
+      : runner_(runner), auth_(auth), max_watch_streams_(max_watch_streams), deadlines_(deadlines) {}
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest*, v1::Job*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
@@ -31,6 +32,7 @@ class TrainingService final : public v1::Training::Service {
   core::JobRunner& runner_;
   const Auth& auth_;
   const int max_watch_streams_;
+  const StreamDeadlines deadlines_;
   std::mutex mu_;
   std::map<std::string, int> watching_;  // open WatchJob streams per principal
 };

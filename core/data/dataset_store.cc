@@ -26,6 +26,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::string Printable(const std::string& s);
+
 std::vector<std::string> Components(const std::string& path) {
   std::vector<std::string> out;
   for (absl::string_view c : absl::StrSplit(path, '/', absl::SkipEmpty())) {
@@ -103,7 +105,7 @@ class DatasetStore::Collector {
   // `in_class`: the path itself is fine, so its folder still names a class
   // (to report classes whose every file was rejected).
   absl::Status Reject(const std::string& path, const std::string& reason, bool in_class = true) {
-    rejected_.push_back({path, reason});
+    rejected_.push_back({Printable(path), reason});
     if (in_class) rejected_parts_.push_back(Components(path));
     return absl::OkStatus();
   }
@@ -119,6 +121,66 @@ class DatasetStore::Collector {
   std::vector<std::string> pinned_;
 };
 
+namespace {
+
+// RFC 3629: the length of the valid UTF-8 sequence at s[i] (no overlong
+// forms, no surrogates, nothing past U+10FFFF); 0 when there is none.
+size_t Utf8Length(const std::string& s, size_t i) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = at(i);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 1;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 2;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 3;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + n >= s.size()) return 0;  // the sequence runs past the end
+  if (at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (size_t k = 2; k <= n; ++k) {
+    if ((at(i + k) & 0xc0) != 0x80) return 0;
+  }
+  return n + 1;
+}
+
+bool IsValidUtf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8Length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// A client's path as answers and logs may show it: control characters and
+// bytes that are not UTF-8 become \xNN.
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = Utf8Length(s, i);
+    if (n == 0 || c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+      ++i;
+    } else {
+      out.append(s, i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("empty path");
   if (path.size() > kMaxPathChars) {
@@ -132,6 +194,15 @@ absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
     if (c != "." && (c[0] == '.' || c == "__MACOSX")) return absl::InvalidArgumentError("hidden or system file");
   }
   if (path.find('\0') != std::string::npos) return absl::InvalidArgumentError("path contains a NUL byte");
+  // Folder names become class names that clients print: no terminal control
+  // sequences, and UTF-8 (protobuf strings must be).
+  for (const char ch : path) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat("path contains a control character (0x", absl::Hex(c, absl::kZeroPad2), ")"));
+    }
+  }
+  if (!IsValidUtf8(path)) return absl::InvalidArgumentError("path is not valid UTF-8");
   return absl::OkStatus();
 }
 
@@ -313,9 +384,9 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
 
   // Classes come from the training folders, sorted like torchvision's ImageFolder.
   std::vector<std::string> classes(class_dirs.begin(), class_dirs.end());
-  if (classes.size() > kMaxClasses) {
+  if (static_cast<int64_t>(classes.size()) > limits_.max_classes) {
     return absl::InvalidArgumentError(absl::StrCat("the upload has ", classes.size(), " class folders; at most ",
-                                                   kMaxClasses, " are supported"));
+                                                   limits_.max_classes, " are allowed (--max_dataset_classes)"));
   }
   std::map<std::string, int> label_of;
   for (size_t i = 0; i < classes.size(); ++i) label_of[classes[i]] = static_cast<int>(i);
@@ -388,8 +459,12 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   info.bytes = 0;
   for (const auto& [split, p] : final_images) info.bytes += p->image->bytes;
 
+  // A sample is kept (the first kMaxStoredRejected), the whole count in its
+  // own column: a lookup never parses a list that grows with the upload.
   nlohmann::json rejected = nlohmann::json::array();
-  for (const auto& r : c.rejected_) rejected.push_back({{"path", r.path}, {"reason", r.reason}});
+  for (size_t i = 0; i < std::min(c.rejected_.size(), kMaxStoredRejected); ++i) {
+    rejected.push_back({{"path", c.rejected_[i].path}, {"reason", c.rejected_[i].reason}});
+  }
   Transaction tx(db_);
   RETURN_IF_ERROR(tx.status());
   {
@@ -403,11 +478,11 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   }
   {
     ASSIGN_OR_RETURN(auto ins, db_.Prepare(
-        "INSERT INTO datasets(id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, owner) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        "INSERT INTO datasets(id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, owner, "
+        "rejected_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     ins.Bind(1, info.id).Bind(2, info.name).Bind(3, static_cast<int64_t>(info.layout)).Bind(4, info.split_fraction)
         .Bind(5, static_cast<int64_t>(info.split_seed)).Bind(6, info.created_at).Bind(7, info.bytes)
-        .Bind(8, rejected.dump()).Bind(9, info.owner);
+        .Bind(8, rejected.dump()).Bind(9, info.owner).Bind(10, static_cast<int64_t>(c.rejected_.size()));
     RETURN_IF_ERROR(ins.Run());
   }
   for (size_t i = 0; i < classes.size(); ++i) {

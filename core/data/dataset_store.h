@@ -22,6 +22,9 @@ struct UploadLimits {
   int64_t max_dataset_bytes = 8LL << 30;  // also what an archive may expand to
   int64_t max_pixels = 40'000'000;
   int64_t max_archive_entries = 1'000'000;
+  // Classes of one dataset (--max_dataset_classes, at most kMaxClasses): a
+  // model's reports, confusion and listings grow with them.
+  int64_t max_classes = 10'000;
   DecodeBudget* decode_budget = nullptr;  // shared with serving; null: unbounded
 };
 
@@ -90,8 +93,12 @@ class DatasetStore {
   // Path checks shared with the transport: relative, no "..", no hidden
   // parts, at most kMaxPathChars (stored with every image).
   static constexpr size_t kMaxPathChars = 512;
-  // Classes of one dataset (each class name is listed in every answer about it).
+  // The most --max_dataset_classes may allow (each class name is listed in
+  // every answer about the dataset).
   static constexpr size_t kMaxClasses = 50'000;
+  // Rejected files kept with a dataset (its answers list at most 1,000):
+  // the first ones, with the whole count beside them.
+  static constexpr size_t kMaxStoredRejected = 1000;
   static absl::Status CheckRelativePath(const std::string& path);
   // Dataset names: 1-128 of [A-Za-z0-9._-], never in the form of an id.
   static absl::Status CheckName(const std::string& name);

@@ -33,7 +33,8 @@ absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name, con
   ASSIGN_OR_RETURN(
       auto q,
       db_.Prepare(
-          "SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, owner FROM datasets "
+          "SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, "
+          "CASE WHEN rejected_count < 0 THEN rejected ELSE '' END, owner, rejected_count FROM datasets "
           "WHERE (? = 1 AND id = ?) OR (? = 0 AND name = ? AND (? = 0 OR owner = ?)) ORDER BY created_at"));
   q.Bind(1, static_cast<int64_t>(by_id))
       .Bind(2, id_or_name)
@@ -52,7 +53,8 @@ absl::StatusOr<DatasetInfo> DatasetStore::Get(const std::string& id_or_name, con
   d.split_seed = static_cast<uint64_t>(q.Int(4));
   d.created_at = q.Double(5);
   d.bytes = q.Int(6);
-  d.rejected_count = static_cast<int>(nlohmann::json::parse(q.Text(7), nullptr, false).size());
+  d.rejected_count = q.Int(9) >= 0 ? static_cast<int>(q.Int(9))
+                                    : static_cast<int>(nlohmann::json::parse(q.Text(7), nullptr, false).size());
   {
     ASSIGN_OR_RETURN(const bool another, q.Step());
     if (another) {

@@ -26,8 +26,8 @@ absl::Status MigrateOwners(Database& db) {
       id TEXT PRIMARY KEY, name TEXT NOT NULL, layout INTEGER NOT NULL,
       split_fraction REAL NOT NULL, split_seed INTEGER NOT NULL, created_at REAL NOT NULL,
       bytes INTEGER NOT NULL, rejected TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '',
-      UNIQUE(owner, name));
-    INSERT INTO datasets_owned SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, ''
+      rejected_count INTEGER NOT NULL DEFAULT -1, UNIQUE(owner, name));
+    INSERT INTO datasets_owned SELECT id, name, layout, split_fraction, split_seed, created_at, bytes, rejected, '', -1
       FROM datasets;
     DROP TABLE datasets;
     ALTER TABLE datasets_owned RENAME TO datasets;
@@ -59,7 +59,13 @@ absl::Status DatasetStore::CreateTables(Database& db) {
                                        order, R"sql();
     CREATE INDEX IF NOT EXISTS dataset_images_by_dataset ON dataset_images(dataset_id);
     CREATE INDEX IF NOT EXISTS dataset_images_by_sha ON dataset_images(sha256);
-  )sql")}));
+  )sql"),
+                                       // 2: the rejected files counted in a column; `rejected` keeps a
+                                       // sample (DatasetStore::kMaxStoredRejected). -1: an older row,
+                                       // counted from its whole list.
+                                       R"sql(
+    ALTER TABLE datasets ADD COLUMN rejected_count INTEGER NOT NULL DEFAULT -1;
+  )sql"}));
   return MigrateOwners(db);
 }
 

@@ -1,5 +1,7 @@
 #include "core/eval/report.h"
 
+#include <map>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -21,17 +23,21 @@ double F1(double precision, double recall) {
   return precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
 }
 
-// Per-class counts from a confusion matrix: precision, recall, F1, support.
-std::vector<ClassReport> ClassReports(const std::vector<int64_t>& confusion, const std::vector<std::string>& names) {
+// Per-class counts from the confusion's non-empty cells: precision, recall,
+// F1, support. Linear in the cells and the classes.
+std::vector<ClassReport> ClassReports(const std::map<std::pair<int, int>, int64_t>& cells,
+                                      const std::vector<std::string>& names) {
   const size_t c = names.size();
   std::vector<ClassReport> out(c);
+  std::vector<int64_t> hits(c, 0);
+  for (const auto& [cell, count] : cells) {
+    out[static_cast<size_t>(cell.first)].support += count;
+    out[static_cast<size_t>(cell.second)].predicted += count;
+    if (cell.first == cell.second) hits[static_cast<size_t>(cell.first)] += count;
+  }
   for (size_t k = 0; k < c; ++k) {
     out[k].name = names[k];
-    for (size_t j = 0; j < c; ++j) {
-      out[k].support += confusion[k * c + j];
-      out[k].predicted += confusion[j * c + k];
-    }
-    const double tp = static_cast<double>(confusion[k * c + k]);
+    const double tp = static_cast<double>(hits[k]);
     out[k].precision = out[k].predicted > 0 ? tp / static_cast<double>(out[k].predicted) : 0;
     out[k].recall = out[k].support > 0 ? tp / static_cast<double>(out[k].support) : 0;
     out[k].f1 = F1(out[k].precision, out[k].recall);
@@ -70,14 +76,18 @@ absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilitie
   for (int label : labels) {
     if (label < 0 || label >= c) return absl::InvalidArgumentError(absl::StrCat("label ", label, " is not a class"));
   }
-  const torch::Tensor p = probabilities.to(torch::kCPU, torch::kDouble).contiguous();
-  const double* rows = p.data_ptr<double>();
+  // Read in the probabilities' own precision (a model's are float): a
+  // double copy of [N, C] would double the memory at many classes.
+  const bool as_double = probabilities.scalar_type() == torch::kDouble;
+  const torch::Tensor p = probabilities.to(torch::kCPU, as_double ? torch::kDouble : torch::kFloat).contiguous();
   const int top = static_cast<int>(std::min<int64_t>(5, c));
   const int bins = std::max(1, options.bins);
 
   EvaluationReport r;
   r.images = n;
-  r.confusion.assign(static_cast<size_t>(c * c), 0);
+  // The confusion's cells that are not empty (at most one per image); the
+  // dense matrix is kept only up to kMaxDenseConfusionClasses classes.
+  std::map<std::pair<int, int>, int64_t> cells;
   r.reliability.resize(static_cast<size_t>(bins));
   for (int b = 0; b < bins; ++b) {
     r.reliability[b].lower = static_cast<double>(b) / bins;
@@ -87,33 +97,40 @@ absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilitie
   std::vector<HardExample> examples;
   examples.reserve(static_cast<size_t>(n));
   double correct = 0, top_correct = 0, loss = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double* row = rows + i * c;
-    const int truth = labels[static_cast<size_t>(i)];
-    int best = 0;
-    for (int64_t k = 1; k < c; ++k) {
-      if (row[k] > row[best]) best = static_cast<int>(k);
+  const auto scan = [&](const auto* rows) {
+    for (int64_t i = 0; i < n; ++i) {
+      const auto* row = rows + i * c;
+      const int truth = labels[static_cast<size_t>(i)];
+      int best = 0;
+      for (int64_t k = 1; k < c; ++k) {
+        if (row[k] > row[best]) best = static_cast<int>(k);
+      }
+      // Rank of the true class: how many classes score strictly higher (ties
+      // go to the lower index, as argmax and top-k do).
+      int64_t above = 0;
+      for (int64_t k = 0; k < c; ++k) {
+        if (row[k] > row[truth] || (row[k] == row[truth] && k < truth)) ++above;
+      }
+      const bool right = best == truth;
+      correct += right;
+      top_correct += above < top;
+      const double p_true = std::clamp(static_cast<double>(row[truth]), kMinProbability, 1.0);
+      const double example_loss = -std::log(p_true);
+      loss += example_loss;
+      ++cells[{truth, best}];
+      const double confidence = row[best];
+      int b = static_cast<int>(std::ceil(confidence * bins)) - 1;
+      b = std::clamp(b, 0, bins - 1);
+      ++r.reliability[b].count;
+      bin_confidence[b] += confidence;
+      bin_correct[b] += right;
+      examples.push_back({files[static_cast<size_t>(i)], truth, best, row[best], row[truth], example_loss, {}});
     }
-    // Rank of the true class: how many classes score strictly higher (ties
-    // go to the lower index, as argmax and top-k do).
-    int64_t above = 0;
-    for (int64_t k = 0; k < c; ++k) {
-      if (row[k] > row[truth] || (row[k] == row[truth] && k < truth)) ++above;
-    }
-    const bool right = best == truth;
-    correct += right;
-    top_correct += above < top;
-    const double p_true = std::clamp(row[truth], kMinProbability, 1.0);
-    const double example_loss = -std::log(p_true);
-    loss += example_loss;
-    ++r.confusion[static_cast<size_t>(truth * c + best)];
-    const double confidence = row[best];
-    int b = static_cast<int>(std::ceil(confidence * bins)) - 1;
-    b = std::clamp(b, 0, bins - 1);
-    ++r.reliability[b].count;
-    bin_confidence[b] += confidence;
-    bin_correct[b] += right;
-    examples.push_back({files[static_cast<size_t>(i)], truth, best, row[best], row[truth], example_loss, {}});
+  };
+  if (as_double) {
+    scan(p.data_ptr<double>());
+  } else {
+    scan(p.data_ptr<float>());
   }
   r.accuracy = correct / n;
   r.top5_accuracy = top_correct / n;
@@ -125,14 +142,15 @@ absl::StatusOr<EvaluationReport> ComputeReport(const torch::Tensor& probabilitie
     bin.accuracy = bin_correct[b] / bin.count;
     r.expected_calibration_error += std::abs(bin.accuracy - bin.confidence) * bin.count / n;
   }
-  r.classes = ClassReports(r.confusion, class_names);
+  r.classes = ClassReports(cells, class_names);
+  if (c <= kMaxDenseConfusionClasses) {
+    r.confusion.assign(static_cast<size_t>(c * c), 0);
+    for (const auto& [cell, count] : cells) r.confusion[static_cast<size_t>(cell.first * c + cell.second)] = count;
+  }
   r.macro_f1 = MacroF1Of(r.classes);
   for (const ClassReport& k : r.classes) r.weighted_f1 += k.f1 * static_cast<double>(k.support) / n;
-  for (int64_t t = 0; t < c; ++t) {
-    for (int64_t q = 0; q < c; ++q) {
-      const int64_t count = r.confusion[static_cast<size_t>(t * c + q)];
-      if (t != q && count > 0) r.most_confused.push_back({static_cast<int>(t), static_cast<int>(q), count});
-    }
+  for (const auto& [cell, count] : cells) {  // in (true, predicted) order, as the dense scan was
+    if (cell.first != cell.second) r.most_confused.push_back({cell.first, cell.second, count});
   }
   std::stable_sort(r.most_confused.begin(), r.most_confused.end(),
                    [](const ConfusedPair& a, const ConfusedPair& b) { return a.count > b.count; });
@@ -217,7 +235,8 @@ absl::StatusOr<EvaluationReport> EvaluationReportFromJson(const nlohmann::json& 
                            }
                            for (const auto& v : j.at("confusion")) r.confusion.push_back(JsonInt<int64_t>(v));
                            const size_t c = r.classes.size();
-                           if (r.confusion.size() != c * c) {
+                           if (r.confusion.size() != c * c &&
+                               !(r.confusion.empty() && c > static_cast<size_t>(kMaxDenseConfusionClasses))) {
                              return absl::DataLossError("the confusion matrix does not match the classes");
                            }
                            for (const auto& p : j.at("most_confused")) {

@@ -47,6 +47,9 @@ struct HardExample {
 };
 
 inline constexpr int kThumbnailSide = 128;
+// Reports of more classes keep no dense confusion matrix: at 36,000 classes
+// it would be 10 GB (and every model listing would carry it).
+inline constexpr int64_t kMaxDenseConfusionClasses = 256;
 
 struct EvaluationReport {
   std::string model;     // model id
@@ -60,7 +63,10 @@ struct EvaluationReport {
   double weighted_f1 = 0;    // F1 weighted by support
   double expected_calibration_error = 0;  // sum over bins of |accuracy - confidence| * count / images
   std::vector<ClassReport> classes;
-  std::vector<int64_t> confusion;  // row-major [true][predicted], classes x classes
+  // Row-major [true][predicted], classes x classes; empty beyond
+  // kMaxDenseConfusionClasses classes (most_confused and the per-class
+  // figures still hold every cell that counts).
+  std::vector<int64_t> confusion;
   std::vector<ConfusedPair> most_confused;  // off-diagonal cells, largest first (at most 10, none empty)
   std::vector<ReliabilityBin> reliability;
   std::vector<HardExample> highest_loss;

@@ -43,7 +43,14 @@ using job_runner_internal::Resplit;
 
 JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models, const Zoo& zoo,
                      RunnerOptions options, JobObserver* observer)
-    : jobs_(jobs), datasets_(datasets), models_(models), zoo_(zoo), options_(std::move(options)), observer_(observer) {}
+    : jobs_(jobs),
+      datasets_(datasets),
+      models_(models),
+      zoo_(zoo),
+      options_(std::move(options)),
+      observer_(observer),
+      lr_finds_({"learning-rate range tests", options_.max_concurrent_jobs, "--max_concurrent_jobs",
+                 options_.max_lr_finds_per_principal, "--max_lr_finds_per_principal"}) {}
 
 JobRunner::~JobRunner() { Stop(); }
 
@@ -154,6 +161,20 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
   ASSIGN_OR_RETURN(const JobCost cost,
                    EstimateJobCost(spec, *measured, static_cast<int>(dataset->classes.size())));
   RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));
+  // A search trains each of its heads as the job's first stage: every one is
+  // costed as a job would be (jobs, searches and range tests all pass here).
+  if (spec.has_search) {
+    for (size_t i = 0; i < spec.search.heads.size(); ++i) {
+      JobSpec trial = spec;
+      trial.head = spec.search.heads[i];
+      trial.stages.resize(1);
+      ASSIGN_OR_RETURN(const JobCost trial_cost,
+                       EstimateJobCost(trial, *measured, static_cast<int>(dataset->classes.size())));
+      if (absl::Status s = CheckJobCost(trial_cost, trial, options_.max_job_memory_bytes); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("spec.search.heads[", i, "]: ", s.message()));
+      }
+    }
+  }
   if (spec.workers > 1 && !options_.shared) {
     return absl::FailedPreconditionError(absl::StrCat(
         "spec.workers: ", spec.workers, " trainers share a job only when trainer processes share a PostgreSQL "

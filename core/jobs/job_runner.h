@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "core/auth/token_store.h"
 #include "core/data/dataset_store.h"
 #include "core/jobs/job_store.h"
+#include "core/util/shared_slots.h"
 #include "core/serve/model_store.h"
 #include "core/zoo/zoo.h"
 
@@ -48,7 +50,18 @@ struct RunnerOptions {
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 16;
   int max_queued_jobs_per_principal = 4;  // QUEUED jobs one principal may hold
+  // Learning-rate range tests at once (max_concurrent_jobs of them) that one
+  // principal may hold (--max_lr_finds_per_principal).
+  int max_lr_finds_per_principal = 1;
+  // When a trainer picks its next queued job it takes the oldest of the
+  // principal with the fewest running jobs, and never one of a principal
+  // already running this many (--max_running_jobs_per_principal; 0: no cap).
+  int max_running_jobs_per_principal = 0;
   int64_t max_job_memory_bytes = 8LL << 30;  // a job's estimated cost (EstimateJobCost) at Submit
+  // A RUNNING job whose trainer ended without releasing it (a crash, an
+  // out-of-memory kill, a lost node) more often than this is failed with the
+  // reason instead of resumed again (the crash-loop guard).
+  int max_job_restarts = 2;
   std::string checkpoint_dir;
   double checkpoint_interval_s = 300;  // mid-epoch checkpoints (TrainInput::checkpoint_interval_s)
   int64_t feature_cache_bytes = 2LL << 30;  // per job, in memory
@@ -149,6 +162,8 @@ class JobRunner {
   // like when the dataset went away); `classes` gets its class count.
   absl::Status FillInput(const JobRecord& job, TrainInput& input, DatasetInfo& dataset);
   bool Resume(JobRecord& job, const JobStore::Claim& claim);
+  // Fails job `id` with what escaped its run.
+  void FailAfterException(const std::string& id, const std::exception& e);
   void HeartbeatLoop();
   // A run that ends now leaves its job RUNNING (a shutdown, or another
   // trainer took it over) unless the user cancelled it. Holds mu_.
@@ -193,7 +208,7 @@ class JobRunner {
   std::map<std::string, JobEvent> progress_;  // latest live progress per job
   std::set<std::string> user_cancelled_;
   bool stopping_ = false;
-  int lr_finds_ = 0;  // range tests running
+  SharedSlots lr_finds_;  // range tests running
   std::vector<std::thread> workers_;
   std::thread heartbeat_;
 };

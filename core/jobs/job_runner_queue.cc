@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <new>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,7 @@
 #include "core/jobs/job_runner.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
 
 namespace graft::core {
 namespace fs = std::filesystem;
@@ -35,7 +37,10 @@ absl::Status JobRunner::Start() {
     const bool resumable = job.model_id.empty() && (fs::exists(CheckpointPath(job.id)) || job.spec.has_search);
     if (!resumable) (void)Resume(job, JobStore::Claim{job.id, "", 0});
   }
-  RETURN_IF_ERROR(options_.shared ? jobs_.Release(options_.worker_id) : jobs_.ReleaseAll());
+  // Held jobs at a start were never released: their last run ended
+  // abnormally (a graceful stop releases), which the crash-loop guard counts.
+  RETURN_IF_ERROR(options_.shared ? jobs_.Release(options_.worker_id, /*abnormal=*/true)
+                                  : jobs_.ReleaseAll(/*abnormal=*/true));
   // A checkpoint is kept only while its job may resume: a kill between
   // publishing a model (or ending a job) and removing the checkpoint, or in
   // the middle of writing one, leaves files nobody will read again. In a
@@ -68,7 +73,32 @@ absl::Status JobRunner::Start() {
 // A job claimed in state RUNNING ran before, here or in a trainer that
 // stopped: it resumes from its checkpoint, ends SUCCEEDED if its model was
 // published, or fails when nothing of it was kept. False: nothing to run.
+void JobRunner::FailAfterException(const std::string& id, const std::exception& e) {
+  const bool memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+  const std::string why = memory ? std::string("the job ran out of memory (an allocation failed); use a smaller "
+                                               "batch, input size or head, or fewer classes")
+                                 : absl::StrCat("the job ended with an unexpected error: ", FirstLine(e.what()));
+  ABSL_LOG(ERROR) << "job " << id << ": " << why;
+  auto job = jobs_.Get(id);
+  if (!job.ok() || IsTerminal(job->state)) return;
+  std::error_code ec;
+  fs::remove(CheckpointPath(id), ec);
+  if (auto s = SetState(*job, JobState::kFailed, why); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
+}
+
 bool JobRunner::Resume(JobRecord& job, const JobStore::Claim& claim) {
+  if (claim.abnormal_ends > options_.max_job_restarts) {
+    std::error_code ec;
+    fs::remove(CheckpointPath(job.id), ec);
+    const absl::Status s = SetState(
+        job, JobState::kFailed,
+        absl::StrCat("the trainer running this job ended abnormally ", claim.abnormal_ends,
+                     " times (a crash, an out-of-memory kill or a lost node); it is not resumed again "
+                     "(--max_job_restarts is ",
+                     options_.max_job_restarts, ")"));
+    if (!s.ok()) ABSL_LOG(ERROR) << "job " << job.id << ": " << s.message();
+    return false;
+  }
   const std::string who =
       claim.previous_worker.empty()
           ? std::string("graftd restarted")
@@ -177,8 +207,9 @@ void JobRunner::Stop() {
   workers_.clear();
   if (heartbeat_.joinable()) heartbeat_.join();
   // What stays unfinished is handed to the other trainers at once (with
-  // SQLite, to this process's next start).
-  if (options_.train && options_.shared) {
+  // SQLite, to this process's next start): released, so that a start that
+  // finds a job still held knows its run ended abnormally.
+  if (options_.train) {
     if (auto s = jobs_.Release(options_.worker_id); !s.ok()) ABSL_LOG(WARNING) << "releasing jobs: " << s.message();
   }
 }
@@ -248,12 +279,17 @@ void JobRunner::Worker() {
         if (stopping_) return;
         ranks_[id] = std::make_shared<CancellationToken>();
       }
-      ExecuteRank(**rank);
+      try {
+        ExecuteRank(**rank);
+      } catch (const std::exception& e) {
+        ABSL_LOG(ERROR) << "job " << id << ": a data-parallel rank ended with an exception: " << e.what();
+      }
       std::lock_guard<std::mutex> lock(mu_);
       ranks_.erase(id);
       continue;
     }
-    auto claimed = jobs_.ClaimNext(options_.worker_id, now, now - options_.takeover_s);
+    auto claimed =
+        jobs_.ClaimNext(options_.worker_id, now, now - options_.takeover_s, options_.max_running_jobs_per_principal);
     if (!claimed.ok()) ABSL_LOG(WARNING) << "claiming a job: " << claimed.status().message();
     if (!claimed.ok() || !claimed->has_value()) {
       std::unique_lock<std::mutex> lock(mu_);
@@ -268,7 +304,13 @@ void JobRunner::Worker() {
       std::lock_guard<std::mutex> lock(mu_);
       running_[id] = std::make_shared<CancellationToken>();
     }
-    Execute(*claim);
+    // An exception that escapes a run (an allocation that failed, say)
+    // fails its job, never the process.
+    try {
+      Execute(*claim);
+    } catch (const std::exception& e) {
+      FailAfterException(id, e);
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.erase(id);

@@ -23,22 +23,7 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
     return absl::InvalidArgumentError("spec.search: a range test tries one configuration; drop the search");
   spec.auto_learning_rate = false;
   RETURN_IF_ERROR(Admit(spec, by));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const int most = std::max(1, options_.max_concurrent_jobs);
-    if (lr_finds_ >= most) {
-      return absl::ResourceExhaustedError(absl::StrCat(lr_finds_, " learning-rate range tests are running (at most ",
-                                                       most, ", --max_concurrent_jobs); try again when one has ended"));
-    }
-    ++lr_finds_;
-  }
-  struct Release {
-    JobRunner* runner;
-    ~Release() {
-      std::lock_guard<std::mutex> lock(runner->mu_);
-      --runner->lr_finds_;
-    }
-  } release{this};
+  ASSIGN_OR_RETURN(const SharedSlots::Slot slot, lr_finds_.Acquire(by.name));
   auto dataset = datasets_.Get(spec.dataset);
   auto images = datasets_.Images(spec.dataset);
   if (!dataset.ok()) return dataset.status();

@@ -112,26 +112,38 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(Database& db) {
       job_id TEXT NOT NULL, generation INTEGER NOT NULL, rank INTEGER NOT NULL, worker TEXT NOT NULL,
       PRIMARY KEY(job_id, generation, rank));
   )sql",
+      // 4: the crash-loop guard (JobRunner: --max_job_restarts).
+      R"sql(
+    ALTER TABLE jobs ADD COLUMN abnormal_ends INTEGER NOT NULL DEFAULT 0;
+  )sql",
   }));
   return std::unique_ptr<JobStore>(new JobStore(db));
 }
 
 absl::StatusOr<std::optional<JobStore::Claim>> JobStore::ClaimNext(const std::string& worker, double now,
-                                                                    double stale_before) {
+                                                                    double stale_before, int max_held_per_owner) {
   Transaction tx(db_);
   RETURN_IF_ERROR(tx.status());
-  // Released RUNNING jobs first (they resume from a checkpoint), then by age.
+  // Released RUNNING jobs first (they resume from a checkpoint), then the
+  // queued jobs of the owner holding the fewest, then by age.
+  const std::string held_by_owner =
+      "(SELECT COUNT(*) FROM jobs h WHERE h.owner = j.owner AND h.state IN (1, 2) AND h.worker <> '' AND h.id <> j.id)";
   const std::string pick = absl::StrCat(
-      "SELECT id, worker, heartbeat_at FROM jobs WHERE state IN (1, 2) AND "
-      "(worker = '' OR (worker <> ? AND heartbeat_at < ?)) ORDER BY state DESC, created_at LIMIT 1",
-      db_.kind() == Database::Kind::kPostgres ? " FOR UPDATE SKIP LOCKED" : "");
+      "SELECT j.id, j.worker, j.heartbeat_at, j.state, j.abnormal_ends FROM jobs j WHERE j.state IN (1, 2) AND "
+      "(j.worker = '' OR (j.worker <> ? AND j.heartbeat_at < ?))",
+      max_held_per_owner > 0 ? absl::StrCat(" AND (j.state = 2 OR ", held_by_owner, " < ?)") : "",
+      " ORDER BY j.state DESC, ", held_by_owner, ", j.created_at LIMIT 1",
+      db_.kind() == Database::Kind::kPostgres ? " FOR UPDATE OF j SKIP LOCKED" : "");
   ASSIGN_OR_RETURN(auto q, db_.Prepare(pick));
   q.Bind(1, worker).Bind(2, stale_before);
+  if (max_held_per_owner > 0) q.Bind(3, static_cast<int64_t>(max_held_per_owner));
   ASSIGN_OR_RETURN(const bool row, q.Step());
   if (!row) return std::optional<Claim>();
-  Claim claim{q.Text(0), q.Text(1), q.Double(2)};
-  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET worker = ?, heartbeat_at = ? WHERE id = ?"));
-  up.Bind(1, worker).Bind(2, now).Bind(3, claim.id);
+  Claim claim{q.Text(0), q.Text(1), q.Double(2), static_cast<int>(q.Int(4))};
+  // Taking a RUNNING job from a trainer that went silent: its run ended abnormally.
+  if (!claim.previous_worker.empty() && q.Int(3) == 2) ++claim.abnormal_ends;
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET worker = ?, heartbeat_at = ?, abnormal_ends = ? WHERE id = ?"));
+  up.Bind(1, worker).Bind(2, now).Bind(3, static_cast<int64_t>(claim.abnormal_ends)).Bind(4, claim.id);
   RETURN_IF_ERROR(up.Run());
   RETURN_IF_ERROR(tx.Commit());
   return std::optional<Claim>(std::move(claim));
@@ -152,13 +164,24 @@ absl::Status JobStore::Heartbeat(const std::string& worker, double now) {
   return up.Run();
 }
 
-absl::Status JobStore::Release(const std::string& worker) {
+absl::Status JobStore::Release(const std::string& worker, bool abnormal) {
+  if (abnormal) {
+    ASSIGN_OR_RETURN(auto count, db_.Prepare("UPDATE jobs SET abnormal_ends = abnormal_ends + 1 "
+                                             "WHERE worker = ? AND state = 2"));
+    count.Bind(1, worker);
+    RETURN_IF_ERROR(count.Run());
+  }
   ASSIGN_OR_RETURN(auto up, db_.Prepare("UPDATE jobs SET worker = '' WHERE worker = ? AND state IN (1, 2)"));
   up.Bind(1, worker);
   return up.Run();
 }
 
-absl::Status JobStore::ReleaseAll() { return db_.Exec("UPDATE jobs SET worker = '' WHERE state IN (1, 2)"); }
+absl::Status JobStore::ReleaseAll(bool abnormal) {
+  if (abnormal) {
+    RETURN_IF_ERROR(db_.Exec("UPDATE jobs SET abnormal_ends = abnormal_ends + 1 WHERE worker <> '' AND state = 2"));
+  }
+  return db_.Exec("UPDATE jobs SET worker = '' WHERE state IN (1, 2)");
+}
 
 absl::StatusOr<std::string> JobStore::WorkerOf(const std::string& id) {
   ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT worker FROM jobs WHERE id = ?"));

@@ -88,24 +88,36 @@ class JobStore {
     std::string id;
     std::string previous_worker;  // who held it before: "" for a job never started or released
     double previous_heartbeat = 0;
+    // How often a trainer ended without releasing this RUNNING job (a crash,
+    // an out-of-memory kill, a lost node), counting this claim's takeover.
+    int abnormal_ends = 0;
   };
   // Claims the next job for `worker`: a RUNNING job released (resumes
   // first), then the oldest unclaimed QUEUED one, or one whose worker has
   // not heartbeaten since `stale_before` (taken over). Atomic across
   // processes: SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL, SQLite's
   // write lock. nullopt when there is nothing to claim.
-  absl::StatusOr<std::optional<Claim>> ClaimNext(const std::string& worker, double now, double stale_before);
+  // Released RUNNING jobs come first; then queued jobs of the owner holding
+  // the fewest claimed jobs, oldest first, so one principal's backlog never
+  // holds every trainer while another's job waits. `max_held_per_owner` > 0
+  // also skips queued jobs of owners already holding that many (across
+  // trainers on PostgreSQL the count is read without a lock: two trainers
+  // claiming at the same instant may pass it by one).
+  absl::StatusOr<std::optional<Claim>> ClaimNext(const std::string& worker, double now, double stale_before,
+                                                 int max_held_per_owner = 0);
   // Claims `id` only if it is unfinished and nobody holds it (QUEUED, or
   // RUNNING and released to resume): to cancel it. False when someone holds it.
   absl::StatusOr<bool> ClaimUnheld(const std::string& id, const std::string& worker, double now);
   // Refreshes the heartbeat of every unfinished job `worker` holds.
   absl::Status Heartbeat(const std::string& worker, double now);
   // Gives up `worker`'s unfinished jobs (a stopping trainer, or one that
-  // restarts): another worker, or itself, claims them next.
-  absl::Status Release(const std::string& worker);
+  // restarts): another worker, or itself, claims them next. `abnormal`: the
+  // worker is starting and finds jobs it never released (it crashed): each
+  // RUNNING one counts an abnormal end.
+  absl::Status Release(const std::string& worker, bool abnormal = false);
   // Every unfinished job, whoever holds it: released to be claimed again
   // (SQLite: the database has one process, so whatever ran was its own).
-  absl::Status ReleaseAll();
+  absl::Status ReleaseAll(bool abnormal = false);
   // Who holds `id` now ("" when nobody).
   absl::StatusOr<std::string> WorkerOf(const std::string& id);
   // A cancel asked of a job another process runs: that process's heartbeat

@@ -58,24 +58,26 @@ void ModelStore::UnindexLocked(const ModelInfo& info) {
   if (it->second.empty()) versions_.erase(it);
 }
 
+void ModelStore::SetDefaultOwner(std::string owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  default_owner_ = std::move(owner);
+}
+
 absl::StatusOr<std::string> ModelStore::Resolve(const std::string& text, const std::string& caller, bool any_owner) {
   ASSIGN_OR_RETURN(const ModelRef ref, ParseModelRef(text));
   if (!ref.id.empty()) return ref.id;
   std::lock_guard<std::mutex> lock(mu_);
   std::string owner = ref.owner;
   if (owner.empty()) {
-    if (versions_.count({caller, ref.name}) > 0 || !any_owner) {
-      owner = caller;
-    } else {
-      std::vector<std::string> owners;
-      for (const auto& [key, unused] : versions_) {
-        if (key.second == ref.name) owners.push_back(key.first);
+    owner = caller;
+    if (versions_.count({caller, ref.name}) == 0 && any_owner) {
+      if (versions_.count({default_owner_, ref.name}) > 0) {
+        owner = default_owner_;
+      } else {
+        return absl::NotFoundError(absl::StrCat("no model named '", ref.name, "' of yours or of the default owner '",
+                                                default_owner_, "' (--default_model_owner); another principal's is "
+                                                "OWNER/", ref.name));
       }
-      if (owners.size() > 1) {
-        return absl::InvalidArgumentError(absl::StrCat("several principals have a model named '", ref.name, "' (",
-                                                       absl::StrJoin(owners, ", "), "): write OWNER/", ref.name));
-      }
-      if (!owners.empty()) owner = owners[0];
     }
   } else if (owner != caller && !any_owner) {
     return absl::PermissionDeniedError(absl::StrCat("model '", text, "' belongs to another principal"));

@@ -101,10 +101,14 @@ class ModelStore {
   // model with a name gives it the owner's next version of that name
   // (versions are never reused). Delete refuses a version an alias points to.
   //
-  // The model id `ref` (ParseModelRef's grammar) means for `caller`: with
-  // `any_owner` (inference principals, admins) a bare NAME may be any
-  // principal's when only one has it; otherwise only the caller's names.
+  // The model id `ref` (ParseModelRef's grammar) means for `caller`: a bare
+  // NAME is the caller's own; with `any_owner` (inference principals,
+  // admins), when the caller has none of that name, the default owner's
+  // (--default_model_owner) and never another principal's, so that nobody
+  // can squat a name an application uses. OWNER/NAME names anyone's (with
+  // `any_owner`).
   absl::StatusOr<std::string> Resolve(const std::string& ref, const std::string& caller, bool any_owner);
+  void SetDefaultOwner(std::string owner);
   // Points owner's NAME@ALIAS at VERSION (which must exist), atomically:
   // requests resolved before finish on the old version. Returns its model.
   absl::StatusOr<ModelInfo> SetAlias(const std::string& owner, const std::string& name, const std::string& alias,
@@ -140,6 +144,7 @@ class ModelStore {
   std::map<NameKey, std::map<int64_t, std::string>> versions_;   // -> version -> id
   std::map<NameKey, std::map<std::string, int64_t>> aliases_;    // -> alias -> version
   ChangeFeed* feed_ = nullptr;
+  std::string default_owner_ = "admin";  // guarded by mu_
   std::mutex refresh_mu_;  // one Refresh at a time, none while this process writes (taken before mu_)
 };
 

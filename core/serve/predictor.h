@@ -93,6 +93,8 @@ class Predictor {
       : zoo_(zoo), models_(models), options_(options), observer_(observer) {}
   ~Predictor();
 
+  const Zoo& zoo() const { return zoo_; }
+
   // top_k unset: 5 (or the number of classes when fewer).
   absl::StatusOr<PredictResult> Predict(const std::string& backbone, const std::vector<ImageInput>& inputs,
                                         std::optional<int> top_k, const CancelledFn& cancelled = {}) const;

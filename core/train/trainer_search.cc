@@ -19,7 +19,7 @@ absl::StatusOr<std::shared_ptr<const SharedFeatures>> Trainer::Features() {
   if (features_ == nullptr) {
     return absl::ResourceExhaustedError(
         "the frozen features fit neither the feature cache (--feature_cache_bytes) nor a spill file "
-        "(--feature_spill_dir)");
+        "(--feature_cache_spill, under <data_dir>/cache)");
   }
   return features_;
 }

@@ -1,5 +1,7 @@
 #include "core/zoo/weights_fetcher.h"
 
+#include <algorithm>
+
 #include "core/util/log.h"
 
 namespace graft::core {
@@ -20,7 +22,13 @@ FetchProgress WeightsFetcher::Start(const std::string& file) {
   std::lock_guard<std::mutex> lock(mu_);
   Fetch& f = fetches_[file];
   if (f.progress.running) return f.progress;
-  if (!f.progress.result.ok() && std::chrono::steady_clock::now() - f.ended < options_.retry_after) return f.progress;
+  if (!f.progress.result.ok()) {
+    auto wait = options_.retry_after;
+    for (int i = 1; i < f.failures && wait < options_.retry_after_max; ++i) wait *= 2;
+    if (std::chrono::steady_clock::now() - f.ended < std::min(wait, std::max(options_.retry_after, options_.retry_after_max))) {
+      return f.progress;
+    }
+  }
   if (f.thread.joinable()) f.thread.join();  // ended: its thread has returned
   f.progress = FetchProgress{};
   f.progress.running = true;
@@ -40,6 +48,7 @@ FetchProgress WeightsFetcher::Start(const std::string& file) {
     Fetch& f = fetches_[file];
     f.progress.running = false;
     f.progress.result = done.status();
+    f.failures = done.ok() ? 0 : f.failures + 1;
     f.ended = std::chrono::steady_clock::now();
     if (!done.ok()) ABSL_LOG(WARNING) << "fetching " << Url(file) << ": " << done.status().message();
     if (options_.on_done) options_.on_done(done.ok(), f.progress.bytes_done);

@@ -20,8 +20,11 @@ struct FetchOptions {
   bool offline = false;                                           // --offline: never download
   int64_t max_bytes = kMaxDownloadBytes;
   // After a failed fetch, the same file is not tried again for this long
-  // (callers get the failure meanwhile).
+  // (callers get the failure meanwhile), doubled after each further failure
+  // of that file up to `retry_after_max`: a file that keeps failing is not
+  // downloaded again and again by whoever keeps asking.
   std::chrono::seconds retry_after{30};
+  std::chrono::seconds retry_after_max{3600};
   // Called as each fetch ends: whether the file was written, and its bytes.
   std::function<void(bool ok, int64_t bytes)> on_done;
 };
@@ -56,6 +59,7 @@ class WeightsFetcher {
  private:
   struct Fetch {
     FetchProgress progress;
+    int failures = 0;  // in a row
     std::chrono::steady_clock::time_point ended;
     std::thread thread;
   };

@@ -224,6 +224,18 @@ absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
   return status;
 }
 
+absl::StatusOr<bool> Zoo::WeightsPresent(const std::string& name) const {
+  BackboneStatus status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto e = FindEntryLocked(name);
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
+    status = StatusLocked(*e);
+  }
+  SeeZooDirectory(status);
+  return status.weights_present;
+}
+
 absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
   static std::mutex mu;
   static std::map<const BackboneSpec*, std::vector<std::string>> cache;

@@ -120,6 +120,10 @@ class Zoo {
   std::vector<BackboneStatus> List() const;
   // NOT_FOUND for an unknown name.
   absl::StatusOr<BackboneStatus> Get(const std::string& name) const;
+  // Whether `name`'s weights are here (in the zoo directory, loaded, or
+  // built in to a custom backbone): a first use would start no download.
+  // NOT_FOUND for an unknown name. Cheaper than Get (no block names).
+  absl::StatusOr<bool> WeightsPresent(const std::string& name) const;
   // The resident backbone, loaded now when it is not (weights that arrived in
   // the zoo directory since start too: no restart), evicting least recently
   // used idle backbones for room; RESOURCE_EXHAUSTED with the numbers when

@@ -96,6 +96,35 @@ TEST_F(DownloadTest, OneDownloadOfAFileAtATime) {
   EXPECT_EQ(ZooFiles(), std::vector<std::string>{kFile});
 }
 
+TEST_F(DownloadTest, AFileThatKeepsFailingIsTriedLessAndLessOften) {
+  std::string corrupted = good_;
+  corrupted[corrupted.size() / 2] ^= 1;
+  http_.Serve("/" + std::string(kFile), corrupted);
+  FetchOptions options;
+  options.base_url = http_.Url("/");
+  options.retry_after = std::chrono::seconds(1);
+  options.retry_after_max = std::chrono::seconds(4);
+  WeightsFetcher fetcher(zoo_.path(), options);
+  const auto fails = [&] {
+    EXPECT_TRUE(fetcher.Start(kFile).running) << "no new download started";
+    const FetchProgress p = fetcher.Wait(kFile, [] { return false; }, std::chrono::seconds(30));
+    EXPECT_FALSE(p.running);
+    EXPECT_EQ(p.result.code(), absl::StatusCode::kDataLoss) << p.result;
+  };
+  const auto pause = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  fails();
+  EXPECT_FALSE(fetcher.Start(kFile).running) << "retried at once";
+  pause(1300);  // past retry_after (1 s): tried again
+  fails();
+  pause(1300);  // within the doubled wait (2 s): answered the failure
+  const FetchProgress held = fetcher.Start(kFile);
+  EXPECT_FALSE(held.running) << "retried before its doubled wait";
+  EXPECT_EQ(held.result.code(), absl::StatusCode::kDataLoss);
+  pause(1000);  // past it
+  fails();
+  EXPECT_TRUE(ZooFiles().empty());
+}
+
 TEST_F(DownloadTest, ACorruptedCopyIsRefusedAndNotKept) {
   std::string bad = good_;
   bad[bad.size() / 2] ^= 0x5a;

@@ -14,6 +14,7 @@
 #include "core/zoo/zoo.h"
 #include "tests/testing/hymenoptera.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/paths.h"
 
 namespace graft::core {
 namespace {

@@ -20,6 +20,7 @@
 #include "core/zoo/state_dict.h"
 #include "core/zoo/zoo.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/paths.h"
 
 namespace graft::core {
 namespace {

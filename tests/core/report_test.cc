@@ -12,6 +12,7 @@
 
 #include "core/util/files.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/paths.h"
 
 namespace graft::core {
 namespace {
@@ -127,6 +128,45 @@ TEST(EvaluationReportTest, ConfusedPairsHardestImagesAndBinsAreConsistent) {
   EXPECT_EQ(r->reliability.size(), 10u);
   EXPECT_EQ(binned, 400);
   // The JSON round trip keeps every figure.
+  auto back = EvaluationReportFromJson(EvaluationReportToJson(*r));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(EvaluationReportToJson(*back), EvaluationReportToJson(*r));
+}
+
+// Beyond kMaxDenseConfusionClasses classes the report keeps no dense matrix
+// (36,000 classes made a 10 GB one and a crash loop); the per-class figures
+// and the confused pairs come from the same cells and agree with a dense
+// count made here.
+TEST(EvaluationReportTest, ManyClassesKeepTheFiguresWithoutADenseConfusion) {
+  const int c = static_cast<int>(kMaxDenseConfusionClasses) + 44;
+  const Predictions p = Random(2000, c, 2.0, 9);
+  auto r = ComputeReport(p.probabilities, p.labels, p.files, p.classes, {10, 5, 4});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->confusion.empty());
+  std::vector<int64_t> dense(static_cast<size_t>(c) * c, 0);
+  const torch::Tensor best = p.probabilities.argmax(1);
+  for (int i = 0; i < 2000; ++i) ++dense[static_cast<size_t>(p.labels[i]) * c + best[i].item<int64_t>()];
+  for (int k = 0; k < c; ++k) {
+    int64_t support = 0, predicted = 0;
+    for (int j = 0; j < c; ++j) {
+      support += dense[static_cast<size_t>(k) * c + j];
+      predicted += dense[static_cast<size_t>(j) * c + k];
+    }
+    ASSERT_EQ(r->classes[k].support, support) << k;
+    ASSERT_EQ(r->classes[k].predicted, predicted) << k;
+    const double tp = static_cast<double>(dense[static_cast<size_t>(k) * c + k]);
+    EXPECT_NEAR(r->classes[k].recall, support > 0 ? tp / support : 0, 1e-12);
+  }
+  ASSERT_EQ(r->most_confused.size(), 4u);
+  for (const ConfusedPair& pair : r->most_confused) {
+    EXPECT_EQ(pair.count, dense[static_cast<size_t>(pair.true_class) * c + pair.predicted_class]);
+  }
+  int64_t largest = 0;
+  for (int t = 0; t < c; ++t) {
+    for (int q = 0; q < c; ++q) largest = t == q ? largest : std::max(largest, dense[static_cast<size_t>(t) * c + q]);
+  }
+  EXPECT_EQ(r->most_confused[0].count, largest);
+  // Stored and read back without a matrix.
   auto back = EvaluationReportFromJson(EvaluationReportToJson(*r));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(EvaluationReportToJson(*back), EvaluationReportToJson(*r));

@@ -117,7 +117,7 @@ TEST_P(SharedStateTest, EveryStoreRecordsItsSchemaAndAnUnversionedDatabaseIsUpgr
                   .ok());
   auto jobs = JobStore::Open(*db);
   ASSERT_TRUE(jobs.ok()) << jobs.status();
-  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 3);
+  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 4);
   const auto old = (*jobs)->Get("job-old");
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ(old->state, JobState::kRunning);
@@ -125,11 +125,11 @@ TEST_P(SharedStateTest, EveryStoreRecordsItsSchemaAndAnUnversionedDatabaseIsUpgr
   EXPECT_EQ((*jobs)->WorkerOf("job-old").value(), "");
   // Opening again changes nothing.
   ASSERT_TRUE(JobStore::Open(*db).ok());
-  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 3);
+  EXPECT_EQ(SchemaVersion(*db, "jobs").value(), 4);
   ASSERT_TRUE(TokenStore::Open(*db).ok());
   EXPECT_EQ(SchemaVersion(*db, "tokens").value(), 1);
   ASSERT_TRUE(DatasetStore::Open(*db, dir_.Join("datasets"), UploadLimits{}).ok());
-  EXPECT_EQ(SchemaVersion(*db, "datasets").value(), 1);
+  EXPECT_EQ(SchemaVersion(*db, "datasets").value(), 2);
   ASSERT_TRUE(ChangeFeed::Open(*db, target_).ok());
   EXPECT_EQ(SchemaVersion(*db, "changes").value(), 1);
 }
@@ -173,6 +173,29 @@ TEST_P(SharedStateTest, TwoTrainersClaimEveryQueuedJobExactlyOnce) {
   EXPECT_EQ((*store_a)->Get("job-0")->epochs_done, 1);
 }
 
+TEST_P(SharedStateTest, OnePrincipalsBacklogDoesNotHoldTheQueue) {
+  auto db = Connect();
+  ASSERT_NE(db, nullptr);
+  auto store = JobStore::Open(*db).value();
+  const double t0 = Now();
+  // alice queued five jobs before bob queued one.
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store->Insert(Queued(absl::StrCat("alice-", i), t0 + i, "alice")).ok());
+  ASSERT_TRUE(store->Insert(Queued("bob-0", t0 + 10, "bob")).ok());
+  const auto claim = [&](const std::string& worker, int cap = 0) {
+    auto c = store->ClaimNext(worker, Now(), Now() - 60, cap);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() && c->has_value() ? (*c)->id : std::string("none");
+  };
+  // The first trainer takes alice's oldest; the next takes bob's, though
+  // alice's four others are older: alice already runs one, bob none.
+  EXPECT_EQ(claim("t1"), "alice-0");
+  EXPECT_EQ(claim("t2"), "bob-0");
+  EXPECT_EQ(claim("t3"), "alice-1");
+  // A cap of two running jobs per principal leaves alice's others queued.
+  EXPECT_EQ(claim("t4", 2), "none");
+  EXPECT_EQ(claim("t4"), "alice-2");
+}
+
 TEST_P(SharedStateTest, AJobWhoseTrainerStoppedHeartbeatingIsTakenOver) {
   auto a = Connect();
   auto b = Connect();
@@ -196,6 +219,8 @@ TEST_P(SharedStateTest, AJobWhoseTrainerStoppedHeartbeatingIsTakenOver) {
   EXPECT_EQ((*taken)->id, "job-1");
   EXPECT_EQ((*taken)->previous_worker, "a");
   EXPECT_NEAR((*taken)->previous_heartbeat, last_beat, 1.0);
+  // The crash-loop guard counts a's run of the RUNNING job as ended abnormally.
+  EXPECT_EQ((*taken)->abnormal_ends, 1);
   EXPECT_EQ(store_a->WorkerOf("job-1").value(), "b");
   // b stops cleanly: released, anyone claims it next (a RUNNING job before older QUEUED ones).
   ASSERT_TRUE(store_a->Insert(Queued("job-0", Now() - 100)).ok());
@@ -204,6 +229,15 @@ TEST_P(SharedStateTest, AJobWhoseTrainerStoppedHeartbeatingIsTakenOver) {
   auto next = store_a->ClaimNext("a", Now(), Now() - 15);
   ASSERT_TRUE(next.ok() && next->has_value());
   EXPECT_EQ((*next)->id, "job-1");
+  EXPECT_EQ((*next)->abnormal_ends, 1) << "a clean release is no abnormal end";
+  // a restarts after a crash and finds the job still its own: one more.
+  ASSERT_TRUE(store_a->Release("a", /*abnormal=*/true).ok());
+  auto again = store_b->ClaimNext("b", Now(), Now() - 15);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->id, "job-1");
+  EXPECT_EQ((*again)->abnormal_ends, 2);
+  ASSERT_TRUE(store_b->Release("b").ok());
+  ASSERT_TRUE(store_a->ClaimNext("a", Now(), Now() - 15)->has_value());
   // A finished job is never claimed or released again.
   job.state = JobState::kSucceeded;
   ASSERT_TRUE(store_a->Update(job).ok());

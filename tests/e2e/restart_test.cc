@@ -253,6 +253,38 @@ TEST(Restart, SigtermCheckpointsMidEpochAndTheJobResumesThere) {
   EXPECT_EQ(graftd.Stop(SIGTERM), 0);
 }
 
+// The crash-loop guard: a job whose run ends graftd (here: SIGKILL after its
+// first checkpoint) is resumed at most --max_job_restarts times; the next
+// start fails it with the reason instead of running it into the same end.
+TEST(Restart, AJobWhoseRunKeepsEndingGraftdIsNotResumedForever) {
+  graft::testing::TempDir dir;
+  const std::string data = dir.Join("data");
+  graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
+  ASSERT_TRUE(graftd.Start({"--max_job_restarts=0"})) << graftd.log();
+  auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
+  ASSERT_TRUE(c->UploadDataset(Hymenoptera(), "hym").ok());
+  // Stops graftd with `signal` in epoch 2 of a new job, starts it again and
+  // returns how the job ended.
+  const auto interrupted = [&](int epochs, int signal) {
+    auto job = c->CreateJob(Spec(epochs, true));
+    EXPECT_TRUE(job.ok()) << job.status();
+    EXPECT_TRUE(WaitForBatch(*c, job->id(), 2, 1));
+    graftd.Stop(signal);
+    c.reset();
+    EXPECT_TRUE(graftd.Start({"--max_job_restarts=0"})) << graftd.log();
+    c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
+    return WaitForEnd(*c, job->id());
+  };
+  const v1::Job failed = interrupted(3, SIGKILL);
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(failed.error().find("ended abnormally 1 times"), std::string::npos) << failed.error();
+  EXPECT_NE(failed.error().find("(--max_job_restarts is 0)"), std::string::npos) << failed.error();
+  EXPECT_FALSE(fs::exists(data + "/checkpoints/" + failed.id() + ".ckpt"));
+  // A graceful restart is no abnormal end: a job stopped by SIGTERM resumes.
+  const v1::Job resumed = interrupted(2, SIGTERM);
+  EXPECT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error();
+}
+
 // --checkpoint_interval_s: a SIGKILL in epoch 1 no longer loses the job; it
 // resumes from its last mid-epoch checkpoint.
 TEST(Restart, PeriodicMidEpochCheckpointsSurviveSigkill) {

@@ -71,6 +71,33 @@ TEST_F(FirstUseTest, PredictFetchesVerifiesAndAnswers) {
   EXPECT_EQ(after->residency().device(), "cpu");
 }
 
+TEST_F(FirstUseTest, AnInferenceTokenStartsNoDownloadAnAdminsFirstUseDoes) {
+  mirror_.Serve(std::string("/models/") + kSqueeze11, Shared("squeezenet1_1-imagenet.pth"));
+  Start(/*offline=*/false);
+  auto token = client_->CreateToken("app", v1::ROLE_INFERENCE);
+  ASSERT_TRUE(token.ok()) << token.status();
+  client::ClientOptions app_options;
+  app_options.token = token->token();
+  client::GraftClient app("127.0.0.1:" + std::to_string(server_->port()), app_options);
+  const auto refused = app.Predict(Dog("squeezenet1_1"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("inference tokens start no downloads"), std::string::npos)
+      << refused.status();
+  v1::EmbedRequest embed;
+  embed.set_backbone("squeezenet1_1");
+  *embed.add_images() = Dog("squeezenet1_1").images(0);
+  EXPECT_EQ(app.Embed(embed).status().code(), absl::StatusCode::kFailedPrecondition);
+  // A download would have connected to the mirror by now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(mirror_.requests(), 0) << "an inference token's call started a download";
+  EXPECT_TRUE(ZooEmpty());
+  // The admin's first use fetches them; from then on the application predicts.
+  ASSERT_TRUE(client_->Predict(Dog("squeezenet1_1")).ok());
+  const auto answer = app.Predict(Dog("squeezenet1_1"));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->results(0).predictions(0).top(0).index(), kDogsled);
+}
+
 TEST_F(FirstUseTest, AJobWaitsQueuedWhileItsWeightsAreFetchedThenRuns) {
   mirror_.Serve(std::string("/models/") + kSqueeze10, Shared("squeezenet1_0-imagenet.pth"));
   mirror_.set_pause_per_piece_ms(25);  // ~5 MB in 64 KiB pieces: about 2 s

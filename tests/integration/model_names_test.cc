@@ -11,6 +11,7 @@
 
 #include "core/util/files.h"
 #include "tests/integration/training_fixture.h"
+#include "tests/testing/http_get.h"
 
 namespace graft::server {
 namespace {
@@ -141,6 +142,81 @@ TEST_F(TrainingTest, NamedModelsGetVersionsAndAliasesMoveAtomicallyAcrossRestart
   const auto created = client_->CreateJob(bad);
   EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(created.status().message().find("model_name"), std::string::npos) << created.status();
+}
+
+// Issue 33, finding 7: another tenant publishing a model under a name an
+// application uses never answers for it. A bare name reaches the caller's own
+// models and then the default owner's (admin); another principal's model is
+// OWNER/NAME (over REST: OWNER%2FNAME). An inference token sees what it needs
+// to predict with another's model, not its training data or its owner, and
+// no server file paths.
+TEST_F(TrainingTest, BareNamesNeverReachAnotherTenantsModel) {
+  Restart([](ServerOptions& o) { o.http_port = 0; });
+  auto bob_token = client_->CreateToken("bob", v1::ROLE_TRAIN);
+  auto app_token = client_->CreateToken("app", v1::ROLE_INFERENCE);
+  ASSERT_TRUE(bob_token.ok() && app_token.ok());
+  const std::string target = "127.0.0.1:" + std::to_string(server_->port());
+  client::ClientOptions as_bob, as_app;
+  as_bob.token = bob_token->token();
+  as_app.token = app_token->token();
+  client::GraftClient bob(target, as_bob), app(target, as_app);
+  auto train = [&](client::GraftClient& c) {
+    v1::JobSpec spec = Spec("hym", 1);
+    spec.set_input_size(112);
+    spec.set_model_name("ants");
+    auto job = c.CreateJob(spec);
+    EXPECT_TRUE(job.ok()) << job.status();
+    const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+    EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+    return done.model_id();
+  };
+  ASSERT_TRUE(bob.UploadDataset(Hymenoptera(), "hym").ok());
+  const std::string squatter = train(bob);
+  v1::PredictRequest predict;
+  predict.add_models("ants");
+  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  auto refused = app.Predict(predict);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound) << "bob's 'ants' answered for the bare name";
+  EXPECT_NE(refused.status().message().find("(--default_model_owner); another principal's is OWNER/ants"),
+            std::string::npos)
+      << refused.status();
+  predict.set_models(0, "bob/ants");
+  auto named = app.Predict(predict);
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->results(0).model(), squatter);
+  EXPECT_NE(testing::HttpGet(server_->http_port(), "/v2/models/bob%2Fants/ready", app_token->token()).find("200 OK"),
+            std::string::npos);
+  EXPECT_NE(testing::HttpGet(server_->http_port(), "/v2/models/ants/ready", app_token->token()).find("404"),
+            std::string::npos);
+
+  // The application's owner publishes 'ants': the bare name is theirs.
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  const std::string own = train(*client_);
+  predict.set_models(0, "ants");
+  auto served = app.Predict(predict);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(served->results(0).model(), own);
+
+  // What an inference token sees of bob's model.
+  auto seen = app.GetModel("bob/ants");
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->id(), squatter);
+  EXPECT_EQ(seen->owner(), "");
+  EXPECT_EQ(seen->job_id(), "");
+  EXPECT_EQ(seen->spec().dataset(), "");
+  EXPECT_EQ(seen->report().highest_loss_size(), 0);
+  EXPECT_GT(seen->class_names_size(), 0);
+  auto bobs = bob.GetModel("ants");
+  ASSERT_TRUE(bobs.ok());
+  EXPECT_EQ(bobs->owner(), "bob");
+  EXPECT_GT(bobs->report().highest_loss_size(), 0);
+  auto listed = app.ListModels();
+  ASSERT_TRUE(listed.ok());
+  for (const auto& m : listed->models()) EXPECT_EQ(m.owner(), "") << m.id();
+  auto backbone = app.GetBackbone("mobilenet_v2");
+  ASSERT_TRUE(backbone.ok());
+  EXPECT_EQ(backbone->weights().path(), "");
+  EXPECT_NE(client_->GetBackbone("mobilenet_v2")->weights().path(), "");
 }
 
 }  // namespace

@@ -42,18 +42,17 @@ namespace fs = std::filesystem;
 using server::GraftServer;
 using server::ServerOptions;
 
-// One call of any method with an empty request message, as raw bytes: the
-// status graftd answers.
+// One unary call of any method with `request_bytes` (a serialized request
+// message; empty: the empty message): the status graftd answers.
 inline grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                            const std::string& token) {
+                            const std::string& token, const std::string& request_bytes = "") {
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   grpc::CompletionQueue cq;
-  grpc::ByteBuffer request(nullptr, 0), response;
-  grpc::Slice empty("");
-  request = grpc::ByteBuffer(&empty, 1);
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
   auto call = stub.PrepareUnaryCall(&ctx, "/" + method, request, &cq);
   call->StartCall();
   grpc::Status status;

@@ -7,6 +7,7 @@
 
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
+#include "tests/testing/paths.h"
 
 namespace graft::core {
 namespace {

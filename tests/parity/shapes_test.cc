@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
+#include "tests/testing/paths.h"
 
 namespace graft::core {
 namespace {

@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include "tests/testing/paths.h"
 
 namespace graft::testing {
 

@@ -7,7 +7,9 @@
 
 namespace graft::testing {
 
-std::string HttpGet(int port, const std::string& path) {
+std::string HttpGet(int port, const std::string& path) { return HttpGet(port, path, ""); }
+
+std::string HttpGet(int port, const std::string& path, const std::string& token) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return "";
   sockaddr_in addr{};
@@ -16,7 +18,8 @@ std::string HttpGet(int port, const std::string& path) {
   ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   std::string out;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" +
+                                (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") + "\r\n";
     if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
       char buf[8192];
       ssize_t n;

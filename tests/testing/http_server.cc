@@ -46,6 +46,7 @@ void HttpServer::Loop() {
     if (::poll(&p, 1, 50) <= 0) continue;
     const int c = ::accept(fd_, nullptr, nullptr);
     if (c < 0) continue;
+    ++requests_;
     std::string request;
     char buf[4096];
     while (request.find("\r\n\r\n") == std::string::npos) {

@@ -21,6 +21,8 @@ class HttpServer {
   // Sends bodies in 64 KiB pieces with this pause between them (0: at once),
   // so that a download lasts long enough to be watched.
   void set_pause_per_piece_ms(int ms) { pause_ms_ = ms; }
+  // Requests received so far.
+  int requests() const { return requests_.load(); }
 
  private:
   struct Response {
@@ -33,6 +35,7 @@ class HttpServer {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> pause_ms_{0};
+  std::atomic<int> requests_{0};
   std::mutex mu_;
   std::map<std::string, Response> responses_;
   std::thread thread_;

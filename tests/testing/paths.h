@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "tests/testing/build_paths.h"
+
 namespace graft::testing {
 
 // ../shared beside the repository: real weights, images and datasets.

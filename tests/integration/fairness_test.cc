@@ -1,0 +1,110 @@
+// One principal's stalled or slow calls hold its own share of a slot kind,
+// never every slot, and an upload that stops sending is cancelled after
+// --upload_idle_timeout_s so its slot comes back.
+
+#include "tests/integration/security_fixture.h"
+#include "tests/testing/http_get.h"
+
+namespace graft::security_testing {
+namespace {
+
+class FairnessTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override {
+    options.max_concurrent_uploads = 3;
+    options.max_uploads_per_principal = 1;
+    options.upload_idle_timeout_s = 2;
+  }
+
+  // An upload that sends its header and then nothing, holding its stream open.
+  struct StalledUpload {
+    std::unique_ptr<v1::Datasets::Stub> stub;
+    grpc::ClientContext ctx;
+    v1::UploadDatasetResponse response;
+    std::unique_ptr<grpc::ClientWriter<v1::UploadDatasetRequest>> writer;
+  };
+  std::unique_ptr<StalledUpload> Stall(const std::string& token, const std::string& name) {
+    auto up = std::make_unique<StalledUpload>();
+    up->stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+    up->ctx.AddMetadata("authorization", "Bearer " + token);
+    up->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    up->writer = up->stub->UploadDataset(&up->ctx, &up->response);
+    v1::UploadDatasetRequest first;
+    first.mutable_header()->set_name(name);
+    first.mutable_header()->set_format(v1::UPLOAD_FORMAT_TAR_GZ);
+    EXPECT_TRUE(up->writer->Write(first));
+    return up;
+  }
+
+  // graftd answers an upload by `token` whose header names no valid dataset:
+  // INVALID_ARGUMENT when it got a slot, RESOURCE_EXHAUSTED when it did not.
+  grpc::Status Probe(const std::string& token) {
+    auto stub = v1::Datasets::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::UploadDatasetResponse response;
+    auto writer = stub->UploadDataset(&ctx, &response);
+    v1::UploadDatasetRequest first;
+    first.mutable_header()->set_name("not a valid name/");
+    writer->Write(first);
+    writer->WritesDone();
+    return writer->Finish();
+  }
+};
+
+TEST_F(FairnessTest, AStalledUploaderHoldsOnlyItsShareAndIsCancelledWhenIdle) {
+  const std::string alice = NewToken("alice", v1::ROLE_TRAIN);
+  const std::string bob = NewToken("bob", v1::ROLE_TRAIN);
+  const std::string archive = TinyDataset(dir_.path());
+  const auto started = std::chrono::steady_clock::now();
+  auto stalled = Stall(alice, "stalled");
+
+  // Once graftd holds alice's stalled upload, her next one is refused naming
+  // her share...
+  grpc::Status second = Probe(alice);
+  for (int i = 0; i < 100 && second.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
+    ASSERT_EQ(second.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << second.error_message();
+    second = Probe(alice);
+  }
+  ASSERT_EQ(second.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(second.error_message().find("--max_uploads_per_principal"), std::string::npos) << second.error_message();
+  // ... while bob uploads as if she were not there.
+  client::GraftClient bob_client(Target(), WithToken(bob));
+  auto his = bob_client.UploadDataset(archive, "colours");
+  ASSERT_TRUE(his.ok()) << his.status();
+
+  // The stalled upload is cancelled after --upload_idle_timeout_s, nothing of
+  // it is kept, and alice's slot is hers again.
+  const grpc::Status ended = stalled->writer->Finish();
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::CANCELLED) << ended.error_message();
+  EXPECT_GE(waited, 1.5);
+  EXPECT_LT(waited, 30) << "the idle upload was not cancelled by graftd";
+  // The handler ends a moment after the client is told.
+  grpc::Status freed = Probe(alice);
+  for (int i = 0; i < 100 && freed.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    freed = Probe(alice);
+  }
+  EXPECT_EQ(freed.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << freed.error_message();
+  client::GraftClient alice_client(Target(), WithToken(alice));
+  auto hers = alice_client.UploadDataset(archive, "colours");
+  ASSERT_TRUE(hers.ok()) << hers.status();
+  auto listed = admin_->ListDatasets();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->datasets_size(), 2);
+  EXPECT_EQ(testing::CountFiles(dir_.Join("data") + "/datasets/staging"), 0);
+
+  // Operators see both: the refusal and the cancel. (graftd, whose flags the
+  // metrics know, also counts them in graft_limit_hits_total{flag}.)
+  const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"CANCELLED\",method=\"graft.v1.Datasets/UploadDataset\"} 1"),
+            std::string::npos)
+      << page;
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"RESOURCE_EXHAUSTED\",method=\"graft.v1.Datasets/UploadDataset\"}"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace graft::security_testing
