@@ -58,6 +58,9 @@ ABSL_FLAG(int64_t, max_decode_bytes, 2LL << 30,
           "Memory image decodes in flight may hold together, uploads and Predict/Embed alike; a decode waits up to 2 s "
           "for room, then is refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int64_t, max_archive_entries, 2'000'000, "Most entries in one dataset upload (archive or folder).");
+ABSL_FLAG(double, max_archive_seconds, 1800,
+          "Longest an uploaded archive's walk (decompression and checks of every entry) may take; DEADLINE_EXCEEDED "
+          "past it, nothing kept (0: no bound).");
 ABSL_FLAG(int, max_concurrent_uploads, 4, "Dataset uploads in progress at once.");
 ABSL_FLAG(int, max_uploads_per_principal, 2,
           "Of the --max_concurrent_uploads, how many one principal may hold: stalled uploads of one client never hold "
@@ -255,6 +258,7 @@ int main(int argc, char** argv) {
   options.max_request_pixels = absl::GetFlag(FLAGS_max_request_pixels);
   options.max_decode_bytes = absl::GetFlag(FLAGS_max_decode_bytes);
   options.max_archive_entries = absl::GetFlag(FLAGS_max_archive_entries);
+  options.max_archive_seconds = absl::GetFlag(FLAGS_max_archive_seconds);
   options.max_concurrent_uploads = absl::GetFlag(FLAGS_max_concurrent_uploads);
   options.max_concurrent_evaluations = absl::GetFlag(FLAGS_max_concurrent_evaluations);
   options.max_uploads_per_principal = absl::GetFlag(FLAGS_max_uploads_per_principal);

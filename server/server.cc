@@ -154,6 +154,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                                     {"--max_lr_finds_per_principal", options.max_lr_finds_per_principal}}) {
     if (value < 1) return absl::InvalidArgumentError(absl::StrCat(flag, " must be at least 1"));
   }
+  if (!(options.max_archive_seconds >= 0)) return absl::InvalidArgumentError("--max_archive_seconds must be 0 (none) or more");
   if (options.max_running_jobs_per_principal < 0) {
     return absl::InvalidArgumentError("--max_running_jobs_per_principal must be 0 (no cap) or more");
   }
@@ -293,6 +294,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   limits.decode_budget = s->decode_budget_.get();
   limits.max_file_bytes = options.max_upload_file_bytes;
   limits.max_dataset_bytes = options.max_dataset_bytes;
+  limits.max_archive_seconds = options.max_archive_seconds;
   limits.max_pixels = options.max_image_pixels;
   limits.max_classes = options.max_dataset_classes;
   core::StorageSharing sharing;

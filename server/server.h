@@ -101,6 +101,7 @@ struct ServerOptions {
   int64_t max_request_pixels = 100'000'000;  // all encoded images of one Predict/Embed, from their headers
   int64_t max_decode_bytes = 2LL << 30;       // image decodes in flight, uploads and serving together
   int64_t max_archive_entries = 2'000'000;
+  double max_archive_seconds = 1800;  // an archive's walk (decompression, checks)
   int max_concurrent_uploads = 4;
   int max_uploads_per_principal = 2;
   int max_concurrent_evaluations = 2;  // Evaluate and PredictDataset streams at once

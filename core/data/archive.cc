@@ -5,6 +5,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <chrono>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,16 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
   int64_t entries = 0;
   int64_t expanded = 0;
   const auto cancelled = [&] { return limits.cancelled && limits.cancelled(); };
+  const auto started = std::chrono::steady_clock::now();
+  const auto late = [&]() -> absl::Status {
+    if (limits.max_seconds <= 0 ||
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() <= limits.max_seconds) {
+      return absl::OkStatus();
+    }
+    return absl::DeadlineExceededError(absl::StrCat("reading the archive took longer than ", limits.max_seconds,
+                                                    " s after ", entries, " entries and ", expanded,
+                                                    " bytes (--max_archive_seconds)"));
+  };
   // Every block decompressed counts, whether an entry is read or skipped.
   const auto count = [&](la_ssize_t n) -> absl::Status {
     expanded += n;
@@ -36,10 +47,11 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
                                                        " bytes (--max_dataset_bytes)"));
     }
     if (cancelled()) return absl::CancelledError("the upload was cancelled while its archive was read");
-    return absl::OkStatus();
+    return late();
   };
   while (true) {
     if (cancelled()) return absl::CancelledError("the upload was cancelled while its archive was read");
+    if (auto s = late(); !s.ok()) return s;
     const int rc = archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {

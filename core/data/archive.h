@@ -28,11 +28,15 @@ struct ArchiveWalkLimits {
   int64_t max_entries = 1'000'000;
   int64_t max_expanded_bytes = 8LL << 30;
   std::function<bool()> cancelled;  // checked every 64 KiB; null: never
+  // Wall time the walk may take (--max_archive_seconds; 0: unbounded):
+  // DEADLINE_EXCEEDED past it, checked every 64 KiB decompressed.
+  double max_seconds = 0;
 };
 
 // Walks an archive (tar, tar.gz, zip; format detected by libarchive) entry by
 // entry. INVALID_ARGUMENT when the file is not a readable archive;
-// RESOURCE_EXHAUSTED past a limit; CANCELLED within a block of `cancelled`.
+// RESOURCE_EXHAUSTED past a limit; CANCELLED within a block of `cancelled`;
+// DEADLINE_EXCEEDED past `max_seconds`.
 absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit,
                                  const ArchiveWalkLimits& limits = {});
 

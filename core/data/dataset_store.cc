@@ -260,6 +260,7 @@ absl::StatusOr<IngestResult> DatasetStore::IngestArchive(const UploadRequest& re
   walk.max_entries = limits_.max_archive_entries;
   walk.max_expanded_bytes = limits_.max_dataset_bytes;
   walk.cancelled = request.cancelled;
+  walk.max_seconds = limits_.max_archive_seconds;
   const absl::Status walked = ForEachArchiveEntry(
       archive_path, [&](const UploadEntry& e, const auto& read) { return collector.Visit(e, read); }, walk);
   result = walked.ok() ? Commit(request, collector) : absl::StatusOr<IngestResult>(walked);

@@ -25,6 +25,8 @@ struct UploadLimits {
   // Classes of one dataset (--max_dataset_classes, at most kMaxClasses): a
   // model's reports, confusion and listings grow with them.
   int64_t max_classes = 10'000;
+  // Wall time an archive's walk may take (--max_archive_seconds; 0: none).
+  double max_archive_seconds = 1800;
   DecodeBudget* decode_budget = nullptr;  // shared with serving; null: unbounded
 };
 

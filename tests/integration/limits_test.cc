@@ -296,5 +296,31 @@ TEST_F(ArchiveBombTest, ACancelledArchiveBombStopsConsumingCpu) {
   EXPECT_EQ(testing::CountFiles(dir_.Join("data") + "/datasets/staging"), 0);
 }
 
+class SlowArchiveTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override {
+    options.max_dataset_bytes = 1LL << 40;
+    options.max_archive_seconds = 1;
+  }
+};
+
+TEST_F(SlowArchiveTest, AnArchiveThatTakesTooLongToReadIsRefusedNamingTheFlag) {
+  // 8 entries of 1 GiB of zeros each (~8 MB): many seconds of inflating.
+  const std::string bomb = dir_.Join("slow.tar.gz");
+  ASSERT_EQ(std::system((testing::Python() + " " + testing::SourceDir() + "/tests/integration/make_archive_bomb.py " +
+                         bomb + " 8 1").c_str()),
+            0);
+  v1::UploadHeader header;
+  header.set_name("slow");
+  const auto started = std::chrono::steady_clock::now();
+  const grpc::Status status = RawUpload(header, core::ReadFile(bomb).value());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  EXPECT_NE(status.error_message().find("--max_archive_seconds"), std::string::npos) << status.error_message();
+  EXPECT_LT(seconds, 10) << "the walk went on past its deadline";
+  EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 0);
+  EXPECT_EQ(testing::CountFiles(dir_.Join("data") + "/datasets/staging"), 0);
+}
+
 }  // namespace
 }  // namespace graft::security_testing
