@@ -1,5 +1,6 @@
 #include "server/open_inference.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -318,10 +319,12 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
     if (requested) return absl::InvalidArgumentError(absl::StrCat("output '", kOutput, "' requested twice"));
     requested = true;
     ASSIGN_OR_RETURN(classification, ClassificationOf(o));
-    if (classification && (*classification < 1 || *classification > t.classes)) {
-      return absl::InvalidArgumentError(absl::StrCat("output parameter 'classification' must be between 1 and ",
-                                                     t.classes, " (the model's classes), got ", *classification));
+    if (classification && *classification < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output parameter 'classification' must be at least 1, got ", *classification));
     }
+    // More than the model has: every class, as Triton's classification extension answers.
+    if (classification) classification = std::min<int64_t>(*classification, t.classes);
   }
 
   std::vector<std::vector<core::ClassScore>> rows;

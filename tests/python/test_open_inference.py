@@ -145,6 +145,10 @@ def test_classification_extension(oip, stub, auth, graft_client, graftd):
     expected = graft_probabilities(graft_client, graftd, images=[DOG])[0]
     assert int(index) == int(expected.argmax()) and abs(float(score) - expected.max()) < 1e-5
     assert rows[3].split(":", 2)[2].startswith("kite")
+    # Asking for more classes than the model has answers all of them.
+    every = stub.ModelInfer(infer_request(oip[0], images=[DOG], classification=5000), metadata=auth)
+    assert list(every.outputs[0].shape) == [1, 1000]
+    assert [e.decode() for e in every.outputs[0].contents.bytes_contents][0] == rows[0]
     # Raw requests get raw answers, length-prefixed.
     raw = stub.ModelInfer(infer_request(oip[0], images=[DOG], raw=True, classification=2), metadata=auth)
     first = raw.raw_output_contents[0]
