@@ -209,7 +209,7 @@ void Zoo::SeeZooDirectory(BackboneStatus& status) const {
   if (!status.weights_present) status.load_error.clear();
 }
 
-absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
+absl::StatusOr<BackboneStatus> Zoo::StatusWithoutBlocks(const std::string& name) const {
   BackboneStatus status;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -218,6 +218,11 @@ absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
     status = StatusLocked(*e);
   }
   SeeZooDirectory(status);
+  return status;
+}
+
+absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
+  ASSIGN_OR_RETURN(BackboneStatus status, StatusWithoutBlocks(name));
   if (status.blocks.empty()) {
     ASSIGN_OR_RETURN(status.blocks, BlockNames(*status.spec));
   }
@@ -225,14 +230,7 @@ absl::StatusOr<BackboneStatus> Zoo::Get(const std::string& name) const {
 }
 
 absl::StatusOr<bool> Zoo::WeightsPresent(const std::string& name) const {
-  BackboneStatus status;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto e = FindEntryLocked(name);
-    if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
-    status = StatusLocked(*e);
-  }
-  SeeZooDirectory(status);
+  ASSIGN_OR_RETURN(const BackboneStatus status, StatusWithoutBlocks(name));
   return status.weights_present;
 }
 

@@ -201,6 +201,8 @@ class Zoo {
   std::string FindWeightsFile(const BackboneSpec& spec) const;
 
   void SeeZooDirectory(BackboneStatus& status) const;
+  // Get without the block names (they may need the architecture built).
+  absl::StatusOr<BackboneStatus> StatusWithoutBlocks(const std::string& name) const;
   // Loads a backbone whose weights file is there (making room for it):
   // null when there is none. `cancelled` null: no waiting for memory.
   absl::StatusOr<std::shared_ptr<ResidentBackbone>> LoadOnDemand(const std::shared_ptr<Entry>& e,
