@@ -25,9 +25,10 @@ void AddPredictions(const std::vector<std::vector<core::ClassScore>>& images, v1
   }
 }
 
-// Lets a request waiting in a batcher queue leave when its client has gone.
-core::CancelledFn Cancelled(grpc::ServerContext* context) {
-  return [context] { return context->IsCancelled(); };
+// Lets a request waiting in a batcher queue leave when its client has gone;
+// the principal takes fair turns with others in the batcher.
+core::Caller CallerOf(grpc::ServerContext* context, const core::Principal& who) {
+  return core::Caller([context] { return context->IsCancelled(); }, who.name);
 }
 
 }  // namespace
@@ -91,7 +92,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
   const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
   if (request->models_size() > 0) {
-    const auto result = predictor_.PredictModels(ids, *inputs, top_k, Cancelled(context));
+    const auto result = predictor_.PredictModels(ids, *inputs, top_k, CallerOf(context, who));
     if (!result.ok()) return ToGrpcStatus(result.status());
     for (const core::ModelPredictions& m : result->models) {
       v1::ModelPredictions* out = response->add_results();
@@ -104,7 +105,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
     return grpc::Status::OK;
   }
   if (auto s = MayStartWeightsFetch(who, predictor_.zoo(), request->backbone()); !s.ok()) return ToGrpcStatus(s);
-  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k, Cancelled(context));
+  const auto result = predictor_.Predict(request->backbone(), *inputs, top_k, CallerOf(context, who));
   if (!result.ok()) return ToGrpcStatus(result.status());
 
   v1::ModelPredictions* out = response->add_results();
@@ -142,8 +143,8 @@ grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::Emb
   if (request->model().empty()) {
     if (auto s = MayStartWeightsFetch(who, predictor_.zoo(), request->backbone()); !s.ok()) return ToGrpcStatus(s);
   }
-  const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block(), Cancelled(context))
-                                               : predictor_.EmbedModel(ids[0], *inputs, Cancelled(context));
+  const auto result = request->model().empty() ? predictor_.Embed(request->backbone(), *inputs, request->block(), CallerOf(context, who))
+                                               : predictor_.EmbedModel(ids[0], *inputs, CallerOf(context, who));
   if (!result.ok()) return ToGrpcStatus(result.status());
   const torch::Tensor& e = result->embeddings;
   const int64_t dim = e.size(1);

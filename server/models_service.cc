@@ -204,7 +204,7 @@ grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::Eva
     };
     ASSIGN_OR_RETURN(const core::EvaluationReport report,
                      core::EvaluateModel(*predictor_, pass.run, pass.dataset.name, pass.split, progress,
-                                         [&]() { return gone || context->IsCancelled(); }));
+                                         core::Caller([&]() { return gone || context->IsCancelled(); }, who.name)));
     v1::EvaluateProgress last;
     last.set_images_done(report.images);
     last.set_images_total(report.images);
@@ -264,7 +264,7 @@ grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v
           if (!StreamWatchdog::Write(*writes, writer, response)) gone = true;
           return absl::OkStatus();
         },
-        {}, [&]() { return gone || context->IsCancelled(); }));
+        {}, core::Caller([&]() { return gone || context->IsCancelled(); }, who.name)));
     if (gone) return writes->expired() ? writes->Expired("read of the predictions") : absl::CancelledError("the client went away");
     return absl::OkStatus();
   }());

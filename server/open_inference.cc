@@ -331,11 +331,11 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
   const int all = static_cast<int>(t.classes);
   if (t.model != nullptr) {
     ASSIGN_OR_RETURN(core::MultiPredictResult result,
-                     predictor_.PredictModels({t.model->info().id}, inputs, all, cancelled));
+                     predictor_.PredictModels({t.model->info().id}, inputs, all, core::Caller(cancelled, who.name)));
     rows = std::move(result.models[0].images);
   } else {
     RETURN_IF_ERROR(MayStartWeightsFetch(who, predictor_.zoo(), t.backbone));
-    ASSIGN_OR_RETURN(core::PredictResult result, predictor_.Predict(t.backbone, inputs, all, cancelled));
+    ASSIGN_OR_RETURN(core::PredictResult result, predictor_.Predict(t.backbone, inputs, all, core::Caller(cancelled, who.name)));
     rows = std::move(result.images);
   }
   metrics_.AddImagesPredicted(t.backbone, static_cast<double>(rows.size()));

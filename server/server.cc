@@ -336,6 +336,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   predictor_options.limits.budget = s->decode_budget_.get();
   predictor_options.batching.max_batch_size = options.max_batch_size;
   predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
+  predictor_options.batching.max_batch_pixels = options.max_request_pixels;
   predictor_options.decode_on = decode_on.at(options.decode_on);
   predictor_options.batching.mixed_precision = options.mixed_precision;
   s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());

@@ -49,11 +49,11 @@ absl::StatusOr<std::vector<int>> ModelLabels(const ServingModel& model, const st
 }
 
 absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass, const ChunkFn& on_chunk,
-                            const PassProgressFn& progress, const CancelledFn& cancelled) {
+                            const PassProgressFn& progress, const Caller& caller) {
   const int64_t total = static_cast<int64_t>(pass.images.size());
   const size_t chunk = static_cast<size_t>(std::max(1, pass.chunk));
   for (size_t start = 0; start < pass.images.size(); start += chunk) {
-    if (cancelled && cancelled()) return absl::CancelledError("cancelled by the client");
+    if (caller.cancelled && caller.cancelled()) return absl::CancelledError("cancelled by the client");
     const size_t end = std::min(pass.images.size(), start + chunk);
     std::vector<ImageInput> inputs;
     std::vector<const DatasetImage*> images;
@@ -65,7 +65,7 @@ absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass,
       inputs.push_back({std::move(*bytes), {}});
       images.push_back(&pass.images[i]);
     }
-    auto probs = predictor.Probabilities(pass.model, inputs, cancelled);
+    auto probs = predictor.Probabilities(pass.model, inputs, caller);
     if (!probs.ok()) {
       // Name the image when it was one image's fault (the Predictor says "image i: ...").
       return absl::Status(probs.status().code(),
@@ -80,7 +80,7 @@ absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass,
 
 absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const DatasetPass& pass,
                                                const std::string& dataset, const std::string& split,
-                                               const PassProgressFn& progress, const CancelledFn& cancelled) {
+                                               const PassProgressFn& progress, const Caller& caller) {
   const auto start = std::chrono::steady_clock::now();
   if (pass.images.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset, "' has no ", split, " images"));
@@ -96,7 +96,7 @@ absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const
         for (const DatasetImage* image : images) files.push_back(image->path);
         return absl::OkStatus();
       },
-      progress, cancelled));
+      progress, caller));
   ASSIGN_OR_RETURN(EvaluationReport report,
                    ComputeReport(torch::cat(parts), labels, files, pass.model->info().class_names));
   // Thumbnails of the hardest images for the HTML report. The stored images

@@ -29,9 +29,9 @@ using PassProgressFn = std::function<void(int64_t done, int64_t total)>;
 // Each chunk's probabilities ([n, model classes]) with its images, in order.
 using ChunkFn = std::function<absl::Status(const std::vector<const DatasetImage*>& images, const torch::Tensor& probs)>;
 
-// Runs the pass; CANCELLED once `cancelled` says so (checked per chunk).
+// Runs the pass; CANCELLED once `caller.cancelled` says so (checked per chunk).
 absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass, const ChunkFn& on_chunk,
-                            const PassProgressFn& progress = {}, const CancelledFn& cancelled = {});
+                            const PassProgressFn& progress = {}, const Caller& caller = {});
 
 // The dataset's labels as the model's class indices; INVALID_ARGUMENT naming
 // the dataset classes the model does not have (only for classes with images
@@ -43,6 +43,6 @@ absl::StatusOr<std::vector<int>> ModelLabels(const ServingModel& model, const st
 absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const DatasetPass& pass,
                                                const std::string& dataset, const std::string& split,
                                                const PassProgressFn& progress = {},
-                                               const CancelledFn& cancelled = {});
+                                               const Caller& caller = {});
 
 }  // namespace graft::core

@@ -386,7 +386,7 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
     }
     for (const auto& c : dataset.classes) pass.dataset_classes.push_back(c.name);
     auto report = EvaluateModel(*options_.predictor, pass, dataset.name, "val", {},
-                                [&token]() { return token.cancelled(); });
+                                Caller([&token]() { return token.cancelled(); }, job.owner));
     if (report.ok()) {
       info.report = std::move(*report);
     } else if (token.cancelled()) {

@@ -4,6 +4,7 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <numeric>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,12 @@ int64_t TrunkRequest::Images() const {
   if (images.defined()) return images.size(0);
   int64_t n = 0;
   for (const DeferredInput& d : deferred) n += d.images;
+  return n;
+}
+
+int64_t TrunkRequest::Pixels() const {
+  int64_t n = 0;
+  for (const DeferredInput& d : deferred) n += d.pixels;
   return n;
 }
 
@@ -105,17 +112,51 @@ int64_t TrunkBatcher::CompatibleImages() const {
 }
 
 std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
-  std::vector<std::shared_ptr<Pending>> batch{queue_.front()};
-  queue_.pop_front();
-  int64_t images = batch[0]->request.Images();
-  for (auto it = queue_.begin(); it != queue_.end() && images < options_.max_batch_size;) {
-    const int64_t n = (*it)->request.Images();
-    if ((*it)->request.SameInputSize(batch[0]->request) && images + n <= options_.max_batch_size) {
-      images += n;
-      batch.push_back(*it);
-      it = queue_.erase(it);
-    } else {
-      ++it;
+  // Queue positions in turn order: tenants served least recently first (one
+  // never served, or not since its stamp was pruned, counts as 0), each
+  // tenant's requests oldest first.
+  const auto stamp = [&](const std::string& tenant) {
+    const auto it = served_.find(tenant);
+    return it == served_.end() ? uint64_t{0} : it->second;
+  };
+  std::vector<size_t> order(queue_.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return stamp(queue_[a]->request.tenant) < stamp(queue_[b]->request.tenant);
+  });
+  const TrunkRequest& head = queue_[order[0]]->request;
+  std::vector<bool> taken(queue_.size(), false);
+  taken[order[0]] = true;
+  int64_t images = head.Images();
+  int64_t pixels = head.Pixels();
+  for (size_t k = 1; k < order.size() && images < options_.max_batch_size; ++k) {
+    const TrunkRequest& r = queue_[order[k]]->request;
+    const int64_t n = r.Images();
+    const int64_t px = r.Pixels();
+    if (!r.SameInputSize(head) || images + n > options_.max_batch_size) continue;
+    if (options_.max_batch_pixels > 0 && pixels + px > options_.max_batch_pixels) continue;
+    images += n;
+    pixels += px;
+    taken[order[k]] = true;
+  }
+  std::vector<std::shared_ptr<Pending>> batch;
+  std::deque<std::shared_ptr<Pending>> rest;
+  for (size_t k : order) {
+    if (taken[k]) batch.push_back(queue_[k]);
+  }
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (!taken[i]) rest.push_back(std::move(queue_[i]));
+  }
+  queue_ = std::move(rest);
+  ++batches_;
+  for (const auto& p : batch) served_[p->request.tenant] = batches_;
+  // Stamps matter only between tenants with requests waiting: forget the rest
+  // now and then, so the map stays the size of the queue.
+  if (served_.size() > 64 + queue_.size()) {
+    std::set<std::string> queued;
+    for (const auto& p : queue_) queued.insert(p->request.tenant);
+    for (auto it = served_.begin(); it != served_.end();) {
+      it = queued.count(it->first) > 0 ? std::next(it) : served_.erase(it);
     }
   }
   return batch;

@@ -34,6 +34,9 @@ struct BatcherOptions {
   int64_t max_batch_size = 32;        // images per forward pass
   int64_t max_queue_delay_us = 500;   // how long the oldest request waits for company
   bool mixed_precision = true;        // CUDA only: the trunk runs under float16 autocast
+  // Encoded pixels one batch may decode (0: no bound); a request above it
+  // rides alone (--max_request_pixels).
+  int64_t max_batch_pixels = 0;
 };
 
 // An input the batcher makes itself, on its compute threads, just before the
@@ -41,6 +44,7 @@ struct BatcherOptions {
 // or an error (naming the input) that fails its request alone.
 struct DeferredInput {
   int64_t images = 1;
+  int64_t pixels = 0;  // what decoding it costs, from the encoded header
   std::function<absl::StatusOr<torch::Tensor>()> make;
 };
 
@@ -59,8 +63,11 @@ struct TrunkRequest {
   std::vector<DeferredInput> deferred;
   int64_t height = 0;
   int64_t width = 0;
+  // Whose request it is: batches are formed in fair turns between tenants.
+  std::string tenant;
 
   int64_t Images() const;
+  int64_t Pixels() const;  // of its deferred inputs
   bool SameInputSize(const TrunkRequest& other) const;
 };
 
@@ -83,6 +90,11 @@ struct TrunkResult {
 // stop any of them needs, and each gets its own rows back. Requests of
 // different input sizes are batched separately. A request whose caller has
 // gone is dropped from the queue; one already in a batch finishes unseen.
+//
+// Fair turns: a batch starts with the oldest request of the tenant served
+// least recently and is filled in the same order, and its deferred inputs
+// hold at most max_batch_pixels to decode. So a tenant flooding the queue
+// with large images delays another tenant's request by about one batch.
 class TrunkBatcher {
  public:
   TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options, BatcherObserver* observer);
@@ -107,8 +119,9 @@ class TrunkBatcher {
   };
 
   void Loop();
-  // Takes the oldest request and those of the same input size behind it, up
-  // to max_batch_size images (the oldest always, however large). mu_ held.
+  // Takes the oldest request of the tenant served least recently (always,
+  // however large) and others of its input size in the same order, up to
+  // max_batch_size images and max_batch_pixels to decode. mu_ held.
   std::vector<std::shared_ptr<Pending>> TakeBatch();
   // Images queued with the oldest request's input size. mu_ held.
   int64_t CompatibleImages() const;
@@ -131,6 +144,9 @@ class TrunkBatcher {
   std::deque<std::shared_ptr<Pending>> queue_;
   bool stop_ = false;
   size_t last_batch_requests_ = 2;  // > 1: the first request waits for company
+  uint64_t batches_ = 0;            // batches taken so far
+  // The batch in which each tenant last rode (pruned to tenants queued).
+  std::map<std::string, uint64_t> served_;
   std::thread worker_;
 };
 

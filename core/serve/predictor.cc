@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/data/image_codec.h"
 #include "core/data/transforms.h"
 #include "core/util/compute_threads.h"
 #include "core/util/status_macros.h"
@@ -84,6 +85,8 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
       d.images = t.size(0);
       d.make = [t] { return t; };
     } else {
+      // Decoding time follows pixels: the batcher keeps one batch's to a bound.
+      if (const auto header = ProbeImage(in.encoded); header.ok()) d.pixels = header->width * header->height;
       // Owns its bytes: a caller that gives up may leave while its batch runs.
       d.make = [bytes = in.encoded, p, limits = options_.limits, i]() -> absl::StatusOr<torch::Tensor> {
         auto image = DecodeImage(bytes, limits);
@@ -131,13 +134,14 @@ TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& bac
 absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
                                                 const Preprocessing& p, const std::vector<ImageInput>& inputs,
                                                 const std::vector<int>& stops, bool classify, Timing& timing,
-                                                const CancelledFn& cancelled) const {
+                                                const Caller& caller) const {
   const bool defer = options_.decode_on == PredictorOptions::DecodeOn::kBatcher ||
                      (options_.decode_on == PredictorOptions::DecodeOn::kAuto && backbone->device.is_cpu());
   ASSIGN_OR_RETURN(TrunkRequest request, MakeRequest(p, inputs, defer, timing));
+  request.tenant = caller.tenant;
   request.stops = stops;
   request.classify = classify;
-  ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run(std::move(request), cancelled));
+  ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run(std::move(request), caller.cancelled));
   timing.decode_us += r.prepare_us;
   timing.queue_us += r.queue_us;
   timing.compute_us += r.compute_us;
@@ -146,10 +150,10 @@ absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBa
 }
 
 absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const std::vector<ImageInput>& inputs,
-                                                 std::optional<int> top_k, const CancelledFn& cancelled) const {
+                                                 std::optional<int> top_k, const Caller& caller) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(name, cancelled));
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(name, caller.cancelled));
   if (backbone->spec->num_classes == 0) {
     return absl::FailedPreconditionError(absl::StrCat("backbone '", backbone->spec->name,
                                                       "' has no ImageNet classifier: predict with a model fine-tuned "
@@ -159,7 +163,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
   PredictResult result;
   const int n = static_cast<int>(backbone->module->blocks().size());
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, backbone->spec->preprocessing, inputs, {n},
-                                                     /*classify=*/true, result.timing, cancelled));
+                                                     /*classify=*/true, result.timing, caller));
   result.images = TopK(trunk.logits, k, zoo_.imagenet_labels());
   result.timing.total_us = MicrosSince(start);
   return result;
@@ -167,7 +171,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
 
 absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<std::string>& model_ids,
                                                             const std::vector<ImageInput>& inputs,
-                                                            std::optional<int> top_k, const CancelledFn& cancelled) const {
+                                                            std::optional<int> top_k, const Caller& caller) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
@@ -195,9 +199,9 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
   MultiPredictResult result;
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone,
-                   zoo_.AwaitResident(models[0]->info().backbone, cancelled));
+                   zoo_.AwaitResident(models[0]->info().backbone, caller.cancelled));
   ASSIGN_OR_RETURN(const TrunkResult trunk_result, RunTrunk(backbone, models[0]->info().preprocessing, inputs, ks,
-                                                            /*classify=*/false, result.timing, cancelled));
+                                                            /*classify=*/false, result.timing, caller));
   const auto& trunk = trunk_result.at;
   const int n = static_cast<int>(backbone->module->blocks().size());
   const auto tails = Clock::now();
@@ -218,13 +222,13 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
 
 absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<const ServingModel>& model,
                                                        const std::vector<ImageInput>& inputs,
-                                                       const CancelledFn& cancelled) const {
+                                                       const Caller& caller) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   Timing timing;
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, cancelled));
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, caller.cancelled));
   const int k = model->first_block();
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
-                                                     /*classify=*/false, timing, cancelled));
+                                                     /*classify=*/false, timing, caller));
   const int n = static_cast<int>(backbone->module->blocks().size());
   return GuardInternal("model " + model->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
@@ -235,10 +239,10 @@ absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<con
 }
 
 absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std::vector<ImageInput>& inputs,
-                                             const std::string& block, const CancelledFn& cancelled) const {
+                                             const std::string& block, const Caller& caller) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(name, cancelled));
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(name, caller.cancelled));
   const auto& blocks = backbone->module->blocks();
   int end = static_cast<int>(blocks.size());
   if (!block.empty()) {
@@ -255,7 +259,7 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
   }
   EmbedResult result;
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, backbone->spec->preprocessing, inputs, {end},
-                                                     /*classify=*/false, result.timing, cancelled));
+                                                     /*classify=*/false, result.timing, caller));
   auto pooled = GuardInternal("pooling", [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     return BackboneImpl::Pool(trunk.at.at(end)).to(torch::kCPU).contiguous();
@@ -268,17 +272,17 @@ absl::StatusOr<EmbedResult> Predictor::Embed(const std::string& name, const std:
 
 absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
                                                   const std::vector<ImageInput>& inputs,
-                                                  const CancelledFn& cancelled) const {
+                                                  const Caller& caller) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
   ASSIGN_OR_RETURN(auto model, models_->Get(model_id));
   EmbedResult result;
-  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, cancelled));
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, caller.cancelled));
   const int k = model->first_block();
   const int n = static_cast<int>(backbone->module->blocks().size());
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
-                                                     /*classify=*/false, result.timing, cancelled));
+                                                     /*classify=*/false, result.timing, caller));
   auto features = GuardInternal("embed " + model_id, [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     const torch::Tensor& at_k = trunk.at.at(k);

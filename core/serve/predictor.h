@@ -85,6 +85,17 @@ std::vector<std::vector<ClassScore>> TopKOfProbabilities(const torch::Tensor& pr
 // Polled while a request waits; true once its caller has gone.
 using CancelledFn = std::function<bool()>;
 
+// Who asks, for the batcher's fair turns: requests of the tenant served least
+// recently ride first, so one principal's heavy requests (large images to
+// decode) delay another's by one batch, not by the whole queue.
+struct Caller {
+  Caller() = default;
+  Caller(CancelledFn cancelled, std::string tenant = {})  // NOLINT: a bare CancelledFn is a tenant-less caller
+      : cancelled(std::move(cancelled)), tenant(std::move(tenant)) {}
+  CancelledFn cancelled;
+  std::string tenant;
+};
+
 // Predictions and embeddings from resident pretrained backbones and from
 // published models.
 class Predictor {
@@ -97,24 +108,24 @@ class Predictor {
 
   // top_k unset: 5 (or the number of classes when fewer).
   absl::StatusOr<PredictResult> Predict(const std::string& backbone, const std::vector<ImageInput>& inputs,
-                                        std::optional<int> top_k, const CancelledFn& cancelled = {}) const;
+                                        std::optional<int> top_k, const Caller& caller = {}) const;
   // Several models of one backbone: the shared frozen part runs once.
   absl::StatusOr<MultiPredictResult> PredictModels(const std::vector<std::string>& model_ids,
                                                    const std::vector<ImageInput>& inputs,
                                                    std::optional<int> top_k,
-                                                   const CancelledFn& cancelled = {}) const;
+                                                   const Caller& caller = {}) const;
   // Class probabilities ([N, classes] float32 on CPU) of one model, computed
   // as Predict computes them (same batcher, same preprocessing); the model
   // need not be published yet (a job's report is made before it is).
   absl::StatusOr<torch::Tensor> Probabilities(const std::shared_ptr<const ServingModel>& model,
                                               const std::vector<ImageInput>& inputs,
-                                              const CancelledFn& cancelled = {}) const;
+                                              const Caller& caller = {}) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,
-                                    const std::string& block, const CancelledFn& cancelled = {}) const;
+                                    const std::string& block, const Caller& caller = {}) const;
   absl::StatusOr<EmbedResult> EmbedModel(const std::string& model_id, const std::vector<ImageInput>& inputs,
-                                         const CancelledFn& cancelled = {}) const;
+                                         const Caller& caller = {}) const;
 
  private:
   // Validates the inputs and runs the resident trunk over them through the
@@ -124,7 +135,7 @@ class Predictor {
   // `classify`: also the backbone's classifier, batched (TrunkResult::logits).
   absl::StatusOr<TrunkResult> RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone, const Preprocessing& p,
                                        const std::vector<ImageInput>& inputs, const std::vector<int>& stops,
-                                       bool classify, Timing& timing, const CancelledFn& cancelled) const;
+                                       bool classify, Timing& timing, const Caller& caller) const;
   // The inputs as a trunk request: each a deferred input; made here and
   // joined into `images` unless `defer`.
   absl::StatusOr<TrunkRequest> MakeRequest(const Preprocessing& p, const std::vector<ImageInput>& inputs, bool defer,

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <thread>
 
@@ -220,6 +222,78 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   ASSERT_TRUE(rc.ok()) << rc.status();
   ExpectClose(rc->at.at(n_), Expected(c, n_));
   EXPECT_EQ(observer.TotalRequests(), 2) << "the cancelled request was computed";
+}
+
+// Records the queue depth the batcher reports.
+class DepthObserver : public BatcherObserver {
+ public:
+  void OnQueueDepth(const std::string&, int64_t images) override {
+    std::lock_guard<std::mutex> lock(mu);
+    depth = images;
+    changed.notify_all();
+  }
+  bool AwaitDepth(int64_t want) {
+    std::unique_lock<std::mutex> lock(mu);
+    return changed.wait_for(lock, std::chrono::seconds(10), [&] { return depth == want; });
+  }
+  std::mutex mu;
+  std::condition_variable changed;
+  int64_t depth = -1;
+};
+
+TEST_F(BatcherTest, ATenantFloodingTheQueueWithLargeImagesDelaysAnotherByOneBatchNotTheQueue) {
+  // mallory sends 8 requests whose one image each costs the whole batch's
+  // pixel bound to decode (simulated: 150 ms); alice's small request arrives
+  // behind all of them. First come first served, alice would ride with (or
+  // after) all of mallory's decodes; in fair turns she rides in the next batch.
+  constexpr int64_t kBound = 1'000'000;
+  constexpr auto kDecode = std::chrono::milliseconds(150);
+  DepthObserver observer;
+  BatcherOptions options{/*max_batch_size=*/32, /*max_queue_delay_us=*/0};
+  options.max_batch_pixels = kBound;
+  TrunkBatcher batcher(resident_, options, &observer);
+  const auto request = [&](std::string tenant, int64_t pixels, std::chrono::milliseconds decode) {
+    TrunkRequest r;
+    r.stops = {n_};
+    r.height = r.width = 64;
+    r.tenant = std::move(tenant);
+    DeferredInput d;
+    d.pixels = pixels;
+    d.make = [decode]() -> absl::StatusOr<torch::Tensor> {
+      std::this_thread::sleep_for(decode);
+      return torch::randn({1, 3, 64, 64});
+    };
+    r.deferred.push_back(std::move(d));
+    return r;
+  };
+  // Held like a training job would hold it: mallory's first batch decodes
+  // and then waits, so the rest of the queue builds up behind it.
+  std::unique_lock<std::mutex> busy(resident_->compute_mu);
+  std::vector<std::future<Clock::time_point>> mallory;
+  for (int i = 0; i < 8; ++i) {
+    mallory.push_back(std::async(std::launch::async, [&] {
+      const auto r = batcher.Run(request("mallory", kBound, kDecode), {});
+      EXPECT_TRUE(r.ok()) << r.status();
+      return Clock::now();
+    }));
+    // One at a time, so that their order in the queue is known.
+    ASSERT_TRUE(observer.AwaitDepth(i)) << "mallory's request " << i << " never queued";
+  }
+  auto alice = std::async(std::launch::async, [&] {
+    auto r = batcher.Run(request("alice", 100 * 100, std::chrono::milliseconds(1)), {});
+    return std::make_pair(std::move(r), Clock::now());
+  });
+  ASSERT_TRUE(observer.AwaitDepth(8)) << "alice's request never queued";
+  busy.unlock();
+  auto [a, alice_done] = alice.get();
+  ASSERT_TRUE(a.ok()) << a.status();
+  std::vector<Clock::time_point> done;
+  for (auto& m : mallory) done.push_back(m.get());
+  std::sort(done.begin(), done.end());
+  // Only mallory's first batch (taken before alice came) ran ahead of her.
+  EXPECT_LT(alice_done, done[1]) << "alice waited for more than one of mallory's batches";
+  EXPECT_EQ(a->batch_images, 1) << "alice's small image rode with a decode at the pixel bound";
+  EXPECT_LT(a->prepare_us, 100'000) << "alice's batch decoded mallory's images too";
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 // One principal's stalled or slow calls hold its own share of a slot kind,
 // never every slot, and an upload that stops sending is cancelled after
-// --upload_idle_timeout_s so its slot comes back.
+// --upload_idle_timeout_s so its slot comes back; an answer the client stops
+// reading is cancelled after --stream_write_timeout_s.
 
 #include "tests/integration/security_fixture.h"
 #include "tests/testing/http_get.h"
+
+#include <grpcpp/support/channel_arguments.h>
 
 namespace graft::security_testing {
 namespace {
@@ -104,6 +107,63 @@ TEST_F(FairnessTest, AStalledUploaderHoldsOnlyItsShareAndIsCancelledWhenIdle) {
       << page;
   EXPECT_NE(page.find("graft_rpc_requests_total{code=\"RESOURCE_EXHAUSTED\",method=\"graft.v1.Datasets/UploadDataset\"}"),
             std::string::npos);
+}
+
+class StreamDeadlineTest : public SecurityTest {
+ protected:
+  void Customize(ServerOptions& options) override { options.stream_write_timeout_s = 2; }
+};
+
+TEST_F(StreamDeadlineTest, AnExportTheClientStopsReadingIsCancelledAndItsReaderGetsAllOfIt) {
+  // A model of squeezenet1_1: its export is the whole network, ~3 MB.
+  const std::string alice = NewToken("alice", v1::ROLE_TRAIN);
+  client::GraftClient hers(Target(), WithToken(alice));
+  auto uploaded = hers.UploadDataset(TinyDataset(dir_.path()), "colours");
+  ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+  v1::JobSpec spec;
+  spec.set_backbone("squeezenet1_1");
+  spec.set_dataset("colours");
+  spec.add_stages()->set_epochs(1);
+  auto job = hers.CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(hers.WatchJob(job->id(), false, [](const v1::JobEvent&) { return true; }).ok());
+  auto done = hers.GetJob(job->id());
+  ASSERT_TRUE(done.ok());
+  ASSERT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error();
+
+  // A client that asks for the export and reads nothing: no window growth, so
+  // graftd's writes stop at the stream's 64 KiB flow-control window.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto channel = grpc::CreateCustomChannel(Target(), grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Models::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + alice);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::ExportModelRequest request;
+  request.set_id(done->model_id());
+  const auto started = std::chrono::steady_clock::now();
+  auto reader = stub->ExportModel(&ctx, request);
+  reader->WaitForInitialMetadata();
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // past the 2 s write deadline
+
+  // The call was cancelled: at most what came before the stall is read.
+  int64_t got = 0;
+  v1::ExportModelChunk chunk;
+  while (reader->Read(&chunk)) got += static_cast<int64_t>(chunk.data().size());
+  const grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::CANCELLED) << ended.error_message();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), 30);
+
+  // A client that reads gets all of it, and operators see the cancel.
+  auto exported = hers.ExportModel(done->model_id());
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_GT(exported->size(), 1u << 20);
+  EXPECT_LT(got, static_cast<int64_t>(exported->size())) << "the stalled client got the whole export";
+  const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"CANCELLED\",method=\"graft.v1.Models/ExportModel\"} 1"),
+            std::string::npos)
+      << page;
 }
 
 }  // namespace
