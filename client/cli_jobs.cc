@@ -41,6 +41,7 @@ struct TrainOptions {
   double crop_scale_min = 0, color_jitter = 0, label_smoothing = 0, val_fraction = 0;
   bool class_weighting = false, balanced_sampling = false, early_stopping = false, no_restore_best = false;
   std::string monitor = "val_loss";
+  std::string batch_norm = "frozen", restore_best = "job";
   int patience = 0;
   double min_delta = 0;
   uint64_t seed = 0;
@@ -95,6 +96,8 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   stage->mutable_schedule()->set_step_epochs(o.step_epochs);
   stage->mutable_schedule()->set_gamma(o.gamma);
   stage->mutable_schedule()->set_warmup_epochs(o.warmup_epochs);
+  const v1::BatchNorm batch_norm = o.batch_norm == "train" ? v1::BATCH_NORM_TRAIN : v1::BATCH_NORM_FROZEN;
+  stage->set_batch_norm(batch_norm);
   if (o.fine_tune_epochs > 0) {
     auto* ft = spec.add_stages();
     ft->set_epochs(o.fine_tune_epochs);
@@ -102,6 +105,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
     ft->mutable_optimizer()->set_kind(kOptimizers.at(o.fine_tune_optimizer));
     ft->mutable_optimizer()->set_learning_rate(o.fine_tune_lr);
     ft->mutable_optimizer()->set_momentum(o.fine_tune_optimizer == "sgd" ? o.fine_tune_momentum : 0);
+    ft->set_batch_norm(batch_norm);
   }
   for (int h : o.hidden) spec.mutable_head()->add_hidden_units(h);
   spec.mutable_head()->set_dropout(static_cast<float>(o.dropout));
@@ -125,6 +129,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   e->set_patience(o.patience);
   e->set_min_delta(o.min_delta);
   e->set_disable_restore_best(o.no_restore_best);
+  e->set_restore_best(o.restore_best == "per_stage" ? v1::RESTORE_BEST_PER_STAGE : v1::RESTORE_BEST_JOB);
   spec.set_seed(o.seed);
   spec.set_workers(o.workers);
   return spec;
@@ -178,7 +183,13 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
       out << "early stop at epoch " << e.early_stop().epoch() << ": best epoch " << e.early_stop().best_epoch()
           << " (" << e.early_stop().best_value() << ")\n";
     } else if (e.has_best_restored()) {
-      out << "restored the weights of epoch " << e.best_restored().epoch() << "\n";
+      const auto& r = e.best_restored();
+      if (r.across_stages()) {
+        out << "published the job's best epoch: epoch " << r.epoch() << " of stage " << r.stage() << " (" << r.value()
+            << "); later stages did not improve on it\n";
+      } else {
+        out << "restored the weights of epoch " << r.epoch() << "\n";
+      }
     } else if (e.has_features()) {
       out << "features: " << e.features() << "\n";
     } else if (e.has_trial()) {
@@ -308,6 +319,12 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--patience", o.patience, "epochs without improvement before stopping (default 5)");
   cmd->add_option("--min_delta", o.min_delta, "smallest change that counts as an improvement");
   cmd->add_flag("--no_restore_best", o.no_restore_best, "keep the last epoch's weights, not the best");
+  cmd->add_option("--restore_best", o.restore_best,
+                  "job: publish the best epoch of all stages; per_stage: the last stage's best")
+      ->check(CLI::IsMember({"job", "per_stage"}))->capture_default_str();
+  cmd->add_option("--batch_norm", o.batch_norm,
+                  "batch norm in trained blocks: frozen (Keras' advice) or train (PyTorch's model.train())")
+      ->check(CLI::IsMember({"frozen", "train"}))->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed");
   cmd->add_option("--workers", o.workers, "trainer processes sharing each batch (data-parallel)")->capture_default_str();
 }

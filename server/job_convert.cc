@@ -34,6 +34,10 @@ absl::Status CheckEnums(const v1::JobSpec& in) {
     if (!v1::ScheduleKind_IsValid(st.schedule().kind())) {
       return UnknownEnum(stage + ".schedule.kind", st.schedule().kind());
     }
+    if (!v1::BatchNorm_IsValid(st.batch_norm())) return UnknownEnum(stage + ".batch_norm", st.batch_norm());
+  }
+  if (!v1::RestoreBest_IsValid(in.early_stopping().restore_best())) {
+    return UnknownEnum("spec.early_stopping.restore_best", in.early_stopping().restore_best());
   }
   for (int i = 0; i < in.search().optimizers_size(); ++i) {
     if (!v1::OptimizerKind_IsValid(in.search().optimizers(i)) || in.search().optimizers(i) == v1::OPTIMIZER_UNSPECIFIED) {
@@ -117,6 +121,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
     core::StageSpec stage;
     stage.epochs = st.epochs();
     stage.train = st.train();
+    stage.batch_norm = st.batch_norm() == v1::BATCH_NORM_TRAIN ? core::BatchNormMode::kTrain : core::BatchNormMode::kFrozen;
     const auto& o = st.optimizer();
     switch (o.kind()) {
       case v1::OPTIMIZER_SGD: stage.optimizer.kind = core::OptimizerKind::kSgd; break;
@@ -165,6 +170,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.early_stopping.patience = e.patience();
   s.early_stopping.min_delta = e.min_delta();
   s.early_stopping.restore_best = !e.disable_restore_best();
+  s.early_stopping.restore_per_stage = e.restore_best() == v1::RESTORE_BEST_PER_STAGE;
   s.seed = in.seed();
   if (in.stages_size() > 0) s.auto_learning_rate = in.stages(0).optimizer().auto_learning_rate();
   if (HasSearch(in)) {
@@ -203,6 +209,7 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
     auto* stage = out->add_stages();
     stage->set_epochs(st.epochs);
     stage->set_train(st.train);
+    stage->set_batch_norm(st.batch_norm == core::BatchNormMode::kTrain ? v1::BATCH_NORM_TRAIN : v1::BATCH_NORM_FROZEN);
     auto* o = stage->mutable_optimizer();
     o->set_kind(static_cast<v1::OptimizerKind>(static_cast<int>(st.optimizer.kind)));
     o->set_learning_rate(st.optimizer.learning_rate);
@@ -238,6 +245,7 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   e->set_patience(s.early_stopping.patience);
   e->set_min_delta(s.early_stopping.min_delta);
   e->set_disable_restore_best(!s.early_stopping.restore_best);
+  e->set_restore_best(s.early_stopping.restore_per_stage ? v1::RESTORE_BEST_PER_STAGE : v1::RESTORE_BEST_JOB);
   out->set_seed(s.seed);
   if (s.auto_learning_rate && out->stages_size() > 0) out->mutable_stages(0)->mutable_optimizer()->set_auto_learning_rate(true);
   if (s.has_search) {
@@ -360,6 +368,9 @@ void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
       break;
     case core::JobEventType::kBestRestored:
       out->mutable_best_restored()->set_epoch(e.epoch_number);
+      out->mutable_best_restored()->set_stage(e.stage);
+      out->mutable_best_restored()->set_across_stages(e.across_stages);
+      out->mutable_best_restored()->set_value(e.best_value);
       break;
     case core::JobEventType::kCheckpoint:
       out->mutable_checkpoint()->set_epoch(e.epoch_number);

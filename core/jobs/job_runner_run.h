@@ -49,10 +49,13 @@ class JobRunner::Run : public TrainEvents {
     e.best_value = best_value;
     Log(runner_.Record(job_, e));
   }
-  void OnBestRestored(int epoch) override {
+  void OnBestRestored(const BestRestored& restored) override {
     JobEvent e;
     e.type = JobEventType::kBestRestored;
-    e.epoch_number = epoch;
+    e.epoch_number = restored.epoch;
+    e.stage = restored.stage;
+    e.across_stages = restored.across_stages;
+    e.best_value = restored.value;
     Log(runner_.Record(job_, e));
   }
   void OnLearningRateFound(const LrCurve& curve) override {

@@ -288,6 +288,8 @@ absl::StatusOr<JobEvent> JobStore::Append(JobEvent e) {
   nlohmann::json j = {{"type", static_cast<int>(e.type)}, {"state", static_cast<int>(e.state)},
                       {"reason", e.reason}, {"epoch", EpochMetricsToJson(e.epoch)},
                       {"epoch_number", e.epoch_number}, {"best_epoch", e.best_epoch}, {"best_value", e.best_value}};
+  if (e.stage > 0) j["stage"] = e.stage;
+  if (e.across_stages) j["across_stages"] = true;
   if (e.type == JobEventType::kCheckpoint && e.batch > 0) j["batch"] = e.batch;
   if (e.type == JobEventType::kTrial) j["trial"] = TrialResultToJson(e.trial);
   if (e.type == JobEventType::kLearningRate) {
@@ -324,6 +326,8 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id
     e.epoch_number = j.value("epoch_number", 0);
     e.best_epoch = j.value("best_epoch", 0);
     e.best_value = j.value("best_value", 0.0);
+    e.stage = j.value("stage", 0);
+    e.across_stages = j.value("across_stages", false);
     e.batch = j.value("batch", 0);
     if (j.contains("trial")) e.trial = TrialResultFromJson(j["trial"]);
     if (j.contains("lr_curve")) {

@@ -61,7 +61,9 @@ struct JobEvent {
   EpochMetrics epoch;                  // kEpoch
   int epoch_number = 0;                // kEarlyStop, kBestRestored, kCheckpoint, kProgress
   int best_epoch = 0;                  // kEarlyStop
-  double best_value = 0;               // kEarlyStop
+  double best_value = 0;               // kEarlyStop, kBestRestored
+  int stage = 0;                       // kBestRestored: 1-based
+  bool across_stages = false;          // kBestRestored: the job's best, from an earlier stage
   int batch = 0, batches = 0;          // kProgress; batch also for a mid-epoch kCheckpoint
   TrialResult trial;                   // kTrial
   LrCurve lr_curve;                    // kLearningRate

@@ -14,8 +14,7 @@ EarlyStopping::Decision EarlyStopping::Update(int epoch, double value) {
   Decision d;
   if (!std::isfinite(value)) {
     ++state_.wait;
-  } else if (state_.best_epoch == 0 ||
-             (minimize_ ? value < state_.best - spec_.min_delta : value > state_.best + spec_.min_delta)) {
+  } else if (state_.best_epoch == 0 || Improves(value, state_.best)) {
     state_.best = value;
     state_.best_epoch = epoch;
     state_.wait = 0;
@@ -25,6 +24,11 @@ EarlyStopping::Decision EarlyStopping::Update(int epoch, double value) {
   }
   d.stop = spec_.enabled && !d.improved && state_.wait >= std::max(1, spec_.patience);
   return d;
+}
+
+bool EarlyStopping::Improves(double value, double best) const {
+  if (!std::isfinite(value)) return false;
+  return minimize_ ? value < best - spec_.min_delta : value > best + spec_.min_delta;
 }
 
 }  // namespace graft::core

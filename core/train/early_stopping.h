@@ -25,6 +25,9 @@ class EarlyStopping {
     bool stop = false;
   };
   Decision Update(int epoch, double value);
+  // Whether `value` beats `best` by more than min_delta in the monitored
+  // direction (a value that is not finite never does).
+  bool Improves(double value, double best) const;
 
   bool minimize() const { return minimize_; }
   const State& state() const { return state_; }

@@ -258,6 +258,7 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
     const auto& sc = st.schedule;
     stages.push_back({{"epochs", st.epochs},
                       {"train", st.train},
+                      {"batch_norm", static_cast<int>(st.batch_norm)},
                       {"optimizer", {{"kind", static_cast<int>(o.kind)}, {"learning_rate", o.learning_rate},
                                      {"momentum", o.momentum}, {"nesterov", o.nesterov},
                                      {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}}},
@@ -283,7 +284,8 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
        {"balanced_sampling", s.balanced_sampling},
        {"early_stopping", {{"enabled", e.enabled}, {"monitor", static_cast<int>(e.monitor)},
                            {"mode", static_cast<int>(e.mode)}, {"patience", e.patience},
-                           {"min_delta", e.min_delta}, {"restore_best", e.restore_best}}},
+                           {"min_delta", e.min_delta}, {"restore_best", e.restore_best},
+                           {"restore_per_stage", e.restore_per_stage}}},
        {"seed", s.seed},
        {"auto_learning_rate", s.auto_learning_rate},
        {"workers", s.workers}};
@@ -316,6 +318,9 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
     StageSpec stage;
     stage.epochs = JsonInt(st, "epochs", 10);
     stage.train = st.value("train", "head");
+    // Jobs stored before the key existed trained batch norm: a resumed one
+    // goes on as it began.
+    stage.batch_norm = static_cast<int>(JsonInt(st, "batch_norm", 2)) == 1 ? BatchNormMode::kFrozen : BatchNormMode::kTrain;
     const auto o = st.value("optimizer", nlohmann::json::object());
     stage.optimizer.kind = static_cast<OptimizerKind>(JsonInt(o, "kind", 2));
     stage.optimizer.learning_rate = o.value("learning_rate", 1e-3);
@@ -349,6 +354,7 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.early_stopping.patience = JsonInt(e, "patience", 5);
   s.early_stopping.min_delta = e.value("min_delta", 0.0);
   s.early_stopping.restore_best = e.value("restore_best", true);
+  s.early_stopping.restore_per_stage = e.value("restore_per_stage", true);  // as jobs stored before it did
   s.seed = JsonInt(j, "seed", uint64_t{0});
   s.auto_learning_rate = j.value("auto_learning_rate", false);
   s.workers = JsonInt(j, "workers", 1);

@@ -37,11 +37,17 @@ struct ScheduleSpec {
   double min_lr = 0;
 };
 
+// Batch normalization in the blocks a stage trains: frozen (inference mode,
+// statistics and scale/shift as pretrained; Keras' advice for fine-tuning)
+// or trained (PyTorch's model.train()).
+enum class BatchNormMode { kFrozen = 1, kTrain = 2 };
+
 struct StageSpec {
   int epochs = 10;
   std::string train = "head";  // head | top:N | all
   OptimizerSpec optimizer;
   ScheduleSpec schedule;
+  BatchNormMode batch_norm = BatchNormMode::kFrozen;
 };
 
 inline constexpr int kMaxCachedViews = 64;
@@ -69,6 +75,10 @@ struct EarlyStoppingSpec {
   int patience = 5;
   double min_delta = 0;
   bool restore_best = true;
+  // With restore_best: each stage's best is restored at its end, and the
+  // job's best across stages is what the job publishes; per stage: the last
+  // stage's best is.
+  bool restore_per_stage = false;
 };
 
 enum class SearchStrategy { kGrid = 1, kRandom = 2, kSuccessiveHalving = 3 };

@@ -69,8 +69,8 @@ torch::Tensor Trainer::Loss(const torch::Tensor& logits, const torch::Tensor& la
   return F::cross_entropy(logits, labels, options);
 }
 
-void Trainer::SetStageTrainable(int trainable_blocks) {
-  if (own_ != nullptr) own_->SetTrainableBlocks(trainable_blocks);
+void Trainer::SetStageTrainable(const StageSpec& stage) {
+  if (own_ != nullptr) own_->SetTrainableBlocks(TrainableBlocks(stage.train, n_), stage.batch_norm == BatchNormMode::kTrain);
 }
 
 std::vector<torch::Tensor> Trainer::StageParameters() {
@@ -232,6 +232,7 @@ absl::Status Trainer::SaveMidEpoch(int epoch, const Resume& done, torch::optim::
   save.stopper = progress_.stopper;
   save.best_metrics = progress_.best_metrics;
   save.last_metrics = progress_.last_metrics;
+  save.job_best = job_best_;
   save.batches_done = done.batches_done;
   save.partial_loss_sum = done.loss_sum;
   save.partial_correct = done.correct;
@@ -252,10 +253,10 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
       spec_.balanced_sampling ? BalancedOrder(train_by_class_, train_items_.size(), rng) : train_items_;
   if (!spec_.balanced_sampling) std::shuffle(order.begin(), order.end(), rng);
   const int trainable = TrainableBlocks(st.train, n_);
-  SetStageTrainable(trainable);
+  SetStageTrainable(st);
   head_->train();
   head_->Seed(Mix(spec_.seed, static_cast<uint64_t>(epoch), 2));
-  const bool bn_trains = own_ != nullptr && trainable > 0;
+  const bool bn_trains = own_ != nullptr && trainable > 0 && st.batch_norm == BatchNormMode::kTrain;
   const size_t bs = static_cast<size_t>(spec_.batch_size);
   std::vector<std::vector<int64_t>> all_batches;
   for (size_t first = 0; first < order.size(); first += bs) {
@@ -391,13 +392,18 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     events_.OnLearningRateFound(curve);
   }
   last_save_ = Clock::now();
+  // The job's best across stages is published unless restore-best is off or
+  // per stage; each stage still starts from its predecessor's best.
+  const bool job_best = spec_.early_stopping.restore_best && !spec_.early_stopping.restore_per_stage;
+  if (resuming) job_best_ = ckpt.job_best;
+  int loaded_epoch = 0;  // whose weights the model holds after the last stage
   int epoch = 0;
   for (size_t stage = 0; stage < spec_.stages.size(); ++stage) {
     const StageSpec& st = spec_.stages[stage];
     const int first_epoch_of_stage = epoch + 1;
     epoch += st.epochs;
     if (resuming && stage < ckpt.stage) continue;  // finished before the restart
-    SetStageTrainable(TrainableBlocks(st.train, n_));
+    SetStageTrainable(st);
     auto opt = MakeOptimizer(st.optimizer, StageParameters());
     EarlyStopping stopper(spec_.early_stopping);
     StateDict best_state;
@@ -434,10 +440,15 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
       resume = Resume{};
       last_epoch = global;
       events_.OnEpoch(last_metrics);
-      const auto decision = stopper.Update(global, MonitoredValue(last_metrics, spec_.early_stopping.monitor));
+      const double value = MonitoredValue(last_metrics, spec_.early_stopping.monitor);
+      const auto decision = stopper.Update(global, value);
       if (decision.improved) {
         best_state = TrainedState();
         best_metrics = last_metrics;
+      }
+      if (job_best && std::isfinite(value) && (job_best_.epoch == 0 || stopper.Improves(value, job_best_.value))) {
+        job_best_ = JobBest{global, static_cast<int>(stage) + 1, value, last_metrics,
+                            decision.improved ? best_state : TrainedState()};
       }
       if (decision.stop) {
         events_.OnEarlyStop(global, stopper.state().best_epoch, stopper.state().best);
@@ -453,6 +464,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
       save.stopper = stopper.state();
       save.best_metrics = best_metrics;
       save.last_metrics = last_metrics;
+      save.job_best = job_best_;
       save.stopped = stopped;
       RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, save, *opt));
       last_save_ = Clock::now();
@@ -464,8 +476,18 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     out.restored_best = spec_.early_stopping.restore_best;
     if (restore > 0) {
       RETURN_IF_ERROR(LoadTrainedState(best_state));
-      events_.OnBestRestored(restore);
+      events_.OnBestRestored(BestRestored{restore, static_cast<int>(stage) + 1, false, stopper.state().best});
     }
+    loaded_epoch = restore > 0 ? restore : last_epoch;
+  }
+  // A later stage that never beat an earlier one's best leaves that best.
+  if (job_best && job_best_.epoch > 0) {
+    if (job_best_.epoch != loaded_epoch) {
+      RETURN_IF_ERROR(LoadTrainedState(job_best_.weights));
+      events_.OnBestRestored(BestRestored{job_best_.epoch, job_best_.stage, true, job_best_.value});
+    }
+    out.best_metrics = job_best_.metrics;
+    out.restored_best = true;
   }
   out.weights = TrainedState();
   out.feature_cache = cache_desc_;

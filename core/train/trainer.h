@@ -53,6 +53,16 @@ inline double MonitoredValue(const EpochMetrics& m, Monitor monitor) {
 nlohmann::json EpochMetricsToJson(const EpochMetrics& m);
 EpochMetrics EpochMetricsFromJson(const nlohmann::json& j);
 
+// Weights restored to a best epoch: at the end of its stage (that stage's
+// best), or at the end of the job (`across_stages`: the job's best, from an
+// earlier stage than the weights it replaces).
+struct BestRestored {
+  int epoch = 0;  // 1-based across stages
+  int stage = 0;  // 1-based
+  bool across_stages = false;
+  double value = 0;  // the monitored figure at that epoch
+};
+
 // What a training run reports while it goes. Called on the training thread.
 class TrainEvents {
  public:
@@ -60,7 +70,7 @@ class TrainEvents {
   virtual void OnEpoch(const EpochMetrics& m) {}
   virtual void OnProgress(int epoch, int batch, int batches) {}
   virtual void OnEarlyStop(int epoch, int best_epoch, double best_value) {}
-  virtual void OnBestRestored(int epoch) {}
+  virtual void OnBestRestored(const BestRestored& restored) {}
   // `batch` 0: after the epoch; otherwise within it, after that many batches.
   virtual void OnCheckpoint(int epoch, int batch) {}
   // learning_rate auto: the range test's curve and the rate the first stage uses.

@@ -128,9 +128,16 @@ absl::Status SaveTrainerCheckpointUnchecked(const std::string& path, const Train
                            {"last_metrics", EpochMetricsToJson(c.last_metrics)},
                            {"batches_done", c.batches_done},
                            {"partial", {c.partial_loss_sum, c.partial_correct, c.partial_seen}}};
+    if (c.job_best.epoch > 0) {
+      meta["job_best"] = {{"epoch", c.job_best.epoch},
+                          {"stage", c.job_best.stage},
+                          {"value", c.job_best.value},
+                          {"metrics", EpochMetricsToJson(c.job_best.metrics)}};
+    }
     archive.write("meta", c10::IValue(meta.dump()));
     WriteState(archive, "weights", c.weights);
     WriteState(archive, "best_weights", c.best_weights);
+    if (c.job_best.epoch > 0) WriteState(archive, "job_best_weights", c.job_best.weights);
     torch::serialize::OutputArchive optimizer_archive;
     optimizer.save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
@@ -189,6 +196,14 @@ absl::StatusOr<TrainerCheckpoint> LoadTrainerCheckpoint(const std::string& path)
                            }
                            c.weights = ReadState(archive, "weights");
                            c.best_weights = ReadState(archive, "best_weights");
+                           if (meta.contains("job_best")) {  // absent in checkpoints of older versions
+                             const auto& b = meta.at("job_best");
+                             c.job_best.epoch = b.at("epoch").get<int>();
+                             c.job_best.stage = b.at("stage").get<int>();
+                             c.job_best.value = b.at("value").get<double>();
+                             c.job_best.metrics = EpochMetricsFromJson(b.at("metrics"));
+                             c.job_best.weights = ReadState(archive, "job_best_weights");
+                           }
                            return c;
                          });
 }

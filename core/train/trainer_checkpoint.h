@@ -10,6 +10,15 @@
 
 namespace graft::core {
 
+// The job's best epoch across its stages so far (restore_best by job).
+struct JobBest {
+  int epoch = 0;  // 0: none yet
+  int stage = 0;  // 1-based
+  double value = 0;
+  EpochMetrics metrics;
+  StateDict weights;
+};
+
 // Everything a training run needs to continue after a restart, saved after
 // every epoch and within long ones (atomically: a temporary file, then rename).
 struct TrainerCheckpoint {
@@ -21,6 +30,7 @@ struct TrainerCheckpoint {
   EarlyStopping::State stopper;
   EpochMetrics best_metrics;
   EpochMetrics last_metrics;
+  JobBest job_best;  // as of the last finished epoch
   // A mid-epoch checkpoint (at shutdown, or every --checkpoint_interval_s):
   // `epoch` is the epoch in progress, `weights` hold its first
   // `batches_done` batches, and the running sums of its metrics come along;

@@ -19,6 +19,7 @@
 #include "core/train/early_stopping.h"
 #include "core/train/head.h"
 #include "core/train/trainer.h"
+#include "core/train/trainer_checkpoint.h"
 #include "core/util/thread_pool.h"
 
 namespace graft::core::trainer_internal {
@@ -100,7 +101,7 @@ class Trainer {
   absl::StatusOr<torch::Tensor> AtK(Feed& feed, size_t b, std::mt19937_64& rng);
   torch::Tensor Prefix(const torch::Tensor& images);
   torch::Tensor Tail(const torch::Tensor& at_k);
-  void SetStageTrainable(int trainable_blocks);
+  void SetStageTrainable(const StageSpec& stage);
   // The head and every parameter SetStageTrainable left trainable.
   std::vector<torch::Tensor> StageParameters();
   absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt,
@@ -152,6 +153,7 @@ class Trainer {
   torch::Tensor class_weights_;
   double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
   StageProgress progress_;
+  JobBest job_best_;  // restore_best by job: the best epoch across stages so far
   Clock::time_point last_save_;
   std::string cache_desc_ = "none";
   Collective* group_ = nullptr;  // in_.collective

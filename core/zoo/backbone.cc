@@ -63,7 +63,7 @@ void BackboneImpl::FoldBatchNorm() {
   }
 }
 
-void BackboneImpl::SetTrainableBlocks(int n) {
+void BackboneImpl::SetTrainableBlocks(int n, bool train_batch_norm) {
   eval();
   const size_t first = blocks_.size() - std::min(blocks_.size(), static_cast<size_t>(std::max(n, 0)));
   auto trainable = [&](const std::string& name) {
@@ -74,11 +74,30 @@ void BackboneImpl::SetTrainableBlocks(int n) {
     }
     return false;
   };
+  // Batch norms, by module name + ".": frozen ones stay in eval mode and
+  // their scale and shift take no gradient.
+  std::vector<std::string> batch_norms;
+  if (!train_batch_norm) {
+    for (const auto& m : named_modules("", /*include_self=*/false)) {
+      if (m.value()->as<torch::nn::BatchNorm2dImpl>() != nullptr || m.value()->as<BareBatchNorm>() != nullptr) {
+        batch_norms.push_back(m.key() + ".");
+      }
+    }
+  }
+  const auto in_batch_norm = [&](const std::string& name) {
+    for (const std::string& prefix : batch_norms) {
+      if (name.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+  };
   // A block's prefixes name modules ("layer4.1.") or single parameters
   // ("class_token"): parameters by name, train mode for the modules.
-  for (auto& p : named_parameters()) p.value().set_requires_grad(trainable(p.key()));
+  for (auto& p : named_parameters()) p.value().set_requires_grad(trainable(p.key()) && !in_batch_norm(p.key()));
   for (const auto& m : named_modules("", /*include_self=*/false)) {
     if (trainable(m.key() + ".")) m.value()->train(true);
+  }
+  for (const auto& m : named_modules("", /*include_self=*/false)) {
+    if (in_batch_norm(m.key() + ".")) m.value()->eval();
   }
 }
 

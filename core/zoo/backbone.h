@@ -56,8 +56,11 @@ class BackboneImpl : public torch::nn::Module {
 
   // Freezes all but the last `n` blocks: exactly their parameters require
   // gradients and exactly their modules are in train mode (the rest stay in
-  // eval mode: frozen batch norms keep their statistics).
-  void SetTrainableBlocks(int n);
+  // eval mode: frozen batch norms keep their statistics). Without
+  // `train_batch_norm` the batch norms of those blocks stay frozen too: eval
+  // mode (the running statistics normalize and are never updated) and no
+  // gradient for their scale and shift, as Keras fine-tunes.
+  void SetTrainableBlocks(int n, bool train_batch_norm = false);
 
   virtual int64_t ParameterCount() const;
   // Bytes of parameters and buffers.

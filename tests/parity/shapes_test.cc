@@ -79,7 +79,7 @@ TEST_P(BlocksTest, EachParameterInOneBlockAndTopNTrainsExactlyThem) {
   const auto params = model->named_parameters();
   const auto& blocks = model->blocks();
   for (int n : {1, 2}) {
-    model->SetTrainableBlocks(n);
+    model->SetTrainableBlocks(n, /*train_batch_norm=*/true);
     std::set<std::string> expected, got, training_roots;
     for (size_t b = blocks.size() - static_cast<size_t>(n); b < blocks.size(); ++b) {
       size_t owned = 0;
