@@ -23,4 +23,8 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
 void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
 void AddTokenCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
 
+// `graft job ID`: one job in full; a search names its winner among the
+// backbones it tried and counts its trials.
+void PrintJob(const v1::Job& j, std::ostream& out);
+
 }  // namespace graft::client

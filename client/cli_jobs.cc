@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/cli_commands.h"
 #include "client/cli_search.h"
 #include "client/client.h"
@@ -233,13 +234,30 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
   return absl::AbortedError(absl::StrCat("job ", id, " ended ", StateName(job->state()), ": ", job->error()));
 }
 
+}  // namespace
+
 void PrintJob(const v1::Job& j, std::ostream& out) {
+  // A search's backbone is its winner's (once there is one), among those it tried.
+  std::string backbone = j.spec().backbone();
+  if (j.spec().has_search()) {
+    backbone = absl::StrCat("search over ", absl::StrJoin(j.spec().search().backbones(), ", "));
+    if (j.search().leaderboard_size() > 0) {
+      backbone = absl::StrCat(j.search().leaderboard(0).backbone(), " (", backbone, ")");
+    }
+  }
   out << "id:       " << j.id() << "\n"
       << "state:    " << StateName(j.state()) << (j.error().empty() ? "" : " (" + j.error() + ")") << "\n"
-      << "backbone: " << (j.spec().has_search() ? "search" : j.spec().backbone()) << "\n"
-      << "dataset:  " << j.spec().dataset() << "\n"
-      << "epochs:   " << j.epochs_done() << " / " << j.epochs_total() << "\n"
-      << "created:  " << Timestamp(j.created_at().seconds()) << "\n"
+      << "backbone: " << backbone << "\n"
+      << "dataset:  " << j.spec().dataset() << "\n";
+  if (j.spec().has_search()) {
+    out << "trials:   " << j.search().trials_done() << " / " << j.search().trials_planned() << "\n";
+  }
+  // A search's first stage is its trials' (counted above); epochs are shown
+  // when it has further stages.
+  if (!j.spec().has_search() || j.spec().stages_size() > 1) {
+    out << "epochs:   " << j.epochs_done() << " / " << j.epochs_total() << "\n";
+  }
+  out << "created:  " << Timestamp(j.created_at().seconds()) << "\n"
       << "model:    " << (j.model_id().empty() ? "-" : j.model_id()) << "\n";
   if (!j.worker().empty()) out << "worker:   " << j.worker() << "\n";
   if (j.has_last()) out << "last:     " << EpochRow(j.last()) << "\n";
@@ -251,6 +269,8 @@ void PrintJob(const v1::Job& j, std::ostream& out) {
   }
   out << "spec:\n" << ToJson(j.spec()) << "\n";
 }
+
+namespace {
 
 absl::Status ListJobs(GraftClient& client, const Globals& g, std::ostream& out) {
   auto r = client.ListJobs();
@@ -280,7 +300,7 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--name", o.name, "a label for listings");
   cmd->add_option("--model_name", o.model_name,
                     "publish the model as the next version of this name (then NAME, NAME:VERSION, NAME@ALIAS)");
-  cmd->add_option("--epochs,-e", o.epochs, "epochs of the first stage (default 10)");
+  cmd->add_option("--epochs,-e", o.epochs, "epochs of the first stage (default 10)")->check(CLI::Range(1, 10000));
   cmd->add_option("--train", o.train, "what the first stage trains: head, top:N or all")->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "sgd, adam, adamw or rmsprop")
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}))->capture_default_str();

@@ -119,7 +119,7 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.head = FromProto(in.head());
   for (const v1::StageSpec& st : in.stages()) {
     core::StageSpec stage;
-    stage.epochs = st.epochs();
+    stage.epochs = st.has_epochs() ? st.epochs() : 10;
     stage.train = st.train();
     stage.batch_norm = st.batch_norm() == v1::BATCH_NORM_TRAIN ? core::BatchNormMode::kTrain : core::BatchNormMode::kFrozen;
     const auto& o = st.optimizer();

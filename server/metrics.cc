@@ -42,7 +42,27 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+    using grpc::experimental::InterceptionHookPoints;
+    // A unary request whose bytes do not parse as the method's message: gRPC
+    // answers INTERNAL with no message, which would count as graftd's fault
+    // (and fire the error-ratio alert on a hostile client). It is the
+    // client's: INVALID_ARGUMENT, saying so.
+    // (Only where one request message is all there is: a stream's end also
+    // comes as no message.)
+    const auto type = info_->type();
+    if ((type == grpc::experimental::ServerRpcInfo::Type::UNARY ||
+         type == grpc::experimental::ServerRpcInfo::Type::SERVER_STREAMING) &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      unparsed_ = true;
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) && unparsed_ &&
+        methods->GetSendStatus().error_code() == grpc::StatusCode::INTERNAL) {
+      methods->ModifySendStatus(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "the request's bytes are not a valid message of " + method_ + "'s request type (they do not parse)"));
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       grpc::StatusCode code = methods->GetSendStatus().error_code();
       // A call the client cancelled is CANCELLED, whatever status the handler
@@ -63,6 +83,7 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
   Metrics* metrics_;
   std::string method_;
   std::chrono::steady_clock::time_point start_;
+  bool unparsed_ = false;
 };
 
 class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {

@@ -205,7 +205,12 @@ absl::StatusOr<inference::ModelMetadataResponse> OpenInference::ModelMetadata(co
   ASSIGN_OR_RETURN(const Target t, Find(who, name, version));
   inference::ModelMetadataResponse out;
   out.set_name(t.name);
-  out.add_versions(t.version);
+  // Every version of the name, as Triton lists a model's versions; a model
+  // without a name (or a backbone) has the one.
+  std::vector<int64_t> versions;
+  if (t.model != nullptr && models_ != nullptr) versions = models_->Versions(t.model->info());
+  if (versions.empty()) out.add_versions(t.version);
+  for (const int64_t v : versions) out.add_versions(std::to_string(v));
   out.set_platform("pytorch_libtorch");
   auto* image = out.add_inputs();
   image->set_name(kImageInput);

@@ -126,15 +126,8 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
       }
     }
   }
-  auto dataset = datasets_.Resolve(spec.dataset, by.name, by.admin());
-  if (!dataset.ok()) {
-    return absl::Status(absl::IsNotFound(dataset.status()) ? absl::StatusCode::kNotFound : dataset.status().code(),
-                        absl::StrCat("spec.dataset: ", dataset.status().message()));
-  }
-  if (!by.admin() && dataset->owner != by.name) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("spec.dataset: dataset '", spec.dataset, "' belongs to another principal"));
-  }
+  ASSIGN_OR_RETURN(const DatasetInfo found_dataset, DatasetFor(spec, by));
+  const DatasetInfo* dataset = &found_dataset;
   if (spec.validation_fraction > 0 && dataset->layout == DatasetLayout::kTrainVal) {
     return absl::InvalidArgumentError(absl::StrCat("spec.validation_fraction: dataset '", dataset->name,
                                                    "' has its own val/ folder; leave validation_fraction at 0"));
@@ -183,8 +176,24 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<DatasetInfo> JobRunner::DatasetFor(const JobSpec& spec, const Principal& by) {
+  auto dataset = datasets_.Resolve(spec.dataset, by.name, by.admin());
+  if (!dataset.ok()) {
+    return absl::Status(absl::IsNotFound(dataset.status()) ? absl::StatusCode::kNotFound : dataset.status().code(),
+                        absl::StrCat("spec.dataset: ", dataset.status().message()));
+  }
+  if (!by.admin() && dataset->owner != by.name) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("spec.dataset: dataset '", spec.dataset, "' belongs to another principal"));
+  }
+  return *std::move(dataset);
+}
+
 absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   if (spec.has_search) {
+    // What every candidate shares is checked once, before any candidate: the
+    // dataset's error is the dataset's, not the first backbone's.
+    if (!spec.dataset.empty()) RETURN_IF_ERROR(DatasetFor(spec, by).status());
     // Every candidate is checked as if the job were on it alone; the list is
     // stored resolved (canonical names, no repeats), so a restart runs the same.
     std::vector<std::string>& names = spec.search.backbones;

@@ -171,6 +171,8 @@ class JobRunner {
   // Checks `spec` on its backbone and dataset (canonical names, defaults,
   // ownership, the memory estimate) for Submit.
   absl::Status Admit(JobSpec& spec, const Principal& by);
+  // spec.dataset resolved for `by`: NOT_FOUND or PERMISSION_DENIED naming the field.
+  absl::StatusOr<DatasetInfo> DatasetFor(const JobSpec& spec, const Principal& by);
   // A search job: the trials, then the winner's fine-tuning stages, if any.
   void ExecuteSearch(JobRecord& job, const CancellationToken& token,
                      const std::function<void(JobState, const std::string&)>& fail);

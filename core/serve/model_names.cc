@@ -174,4 +174,14 @@ std::vector<std::string> ModelStore::Aliases(const ModelInfo& info) {
   return out;
 }
 
+std::vector<int64_t> ModelStore::Versions(const ModelInfo& info) {
+  std::vector<int64_t> out;
+  if (info.name.empty()) return out;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (const auto v = versions_.find(NameKey{info.owner, info.name}); v != versions_.end()) {
+    for (const auto& [version, id] : v->second) out.push_back(version);
+  }
+  return out;
+}
+
 }  // namespace graft::core

@@ -116,6 +116,9 @@ class ModelStore {
   absl::Status DeleteAlias(const std::string& owner, const std::string& name, const std::string& alias);
   // The aliases that point at the model, "latest" first when it is the newest.
   std::vector<std::string> Aliases(const ModelInfo& info);
+  // Every version of the model's name (its owner's), ascending; empty when
+  // the model has no name.
+  std::vector<int64_t> Versions(const ModelInfo& info);
 
   // Other graftd processes on the same database and artifact directory:
   // every change here is announced on `feed` (topic "models"), and Refresh

@@ -164,7 +164,7 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
   const int n = static_cast<int>(backbone->module->blocks().size());
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, backbone->spec->preprocessing, inputs, {n},
                                                      /*classify=*/true, result.timing, caller));
-  result.images = TopK(trunk.logits, k, zoo_.imagenet_labels());
+  result.images = TopK(trunk.logits, k, *zoo_.imagenet_labels());
   result.timing.total_us = MicrosSince(start);
   return result;
 }

@@ -185,7 +185,6 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
   for (size_t i = 0; i < s.stages.size(); ++i) {
     StageSpec& st = s.stages[i];
     const std::string f = absl::StrCat("stages[", i, "]");
-    if (st.epochs == 0) st.epochs = 10;
     if (st.epochs < 1 || st.epochs > 10000) return Bad(f + ".epochs", absl::StrCat("must be 1..10000, got ", st.epochs));
     if (st.train.empty()) st.train = "head";
     if (TrainableBlocks(st.train, num_blocks) < 0) {

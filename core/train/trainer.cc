@@ -177,7 +177,6 @@ absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
   // Per class: true positives, images predicted as it, images of it.
   torch::Tensor tp = torch::zeros({in_.num_classes}, torch::kLong), predicted = torch::zeros({in_.num_classes}, torch::kLong),
                 support = torch::zeros({in_.num_classes}, torch::kLong);
-  std::mt19937_64 rng(0);
   std::vector<std::vector<int64_t>> batches;
   const std::vector<int64_t> mine = Owned(val_items_);  // all of them alone
   for (size_t b = 0; b < mine.size(); b += static_cast<size_t>(spec_.batch_size)) {
@@ -188,7 +187,7 @@ absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
   for (size_t b = 0; b < batches.size(); ++b) {
     const std::vector<int64_t>& items = batches[b];
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, b, rng));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, b));
     const torch::Tensor logits = Tail(at_k);
     loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
     const torch::Tensor guess = logits.argmax(1).cpu(), truth = labels.cpu();
@@ -271,14 +270,15 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   const int first = std::min(resume.batches_done, batches);
   // In a group the feed holds this rank's non-empty shares of the batches.
   std::vector<std::vector<int64_t>> fed;
-  for (auto it = all_batches.begin() + first; it != all_batches.end(); ++it) {
-    if (group_ == nullptr) {
-      fed.push_back(*it);
-    } else if (std::vector<int64_t> share = Owned(*it); !share.empty()) {
-      fed.push_back(std::move(share));
-    }
+  std::vector<size_t> positions;
+  for (int b = first; b < batches; ++b) {
+    std::vector<int64_t> share = group_ == nullptr ? all_batches[static_cast<size_t>(b)] : Owned(all_batches[static_cast<size_t>(b)]);
+    if (share.empty()) continue;
+    fed.push_back(std::move(share));
+    positions.push_back(static_cast<size_t>(b));
   }
-  Feed feed = StartFeed(std::move(fed), /*train=*/true, Mix(spec_.seed, static_cast<uint64_t>(epoch), 1));
+  Feed feed = StartFeed(std::move(fed), /*train=*/true, Mix(spec_.seed, static_cast<uint64_t>(epoch), 1),
+                        std::move(positions));
   size_t next_feed = 0;
   double loss_sum = resume.loss_sum, correct = resume.correct, seen = resume.seen, lr = st.optimizer.learning_rate;
   int saved_at = first;
@@ -298,10 +298,14 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
       saved_at = b;
     }
     const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
+    // Dropout and any other draw of this step follow (seed, epoch, batch)
+    // alone: a resumed epoch repeats the uninterrupted one exactly.
+    head_->Seed(Mix(Mix(spec_.seed, static_cast<uint64_t>(epoch), 2), static_cast<uint64_t>(b), 0));
+    torch::manual_seed(Mix(Mix(spec_.seed, static_cast<uint64_t>(epoch), 4), static_cast<uint64_t>(b), 0));
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
     if (group_ != nullptr) {
-      ASSIGN_OR_RETURN(const GroupStep step, StepInGroup(items, feed, next_feed, rng, opt));
+      ASSIGN_OR_RETURN(const GroupStep step, StepInGroup(items, feed, next_feed, opt));
       if (step.outcome == GroupStep::kCancelled) {
         return absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1));
       }
@@ -330,7 +334,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
       continue;
     }
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, static_cast<size_t>(b - first), rng));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, next_feed++));
     const torch::Tensor logits = Tail(at_k);
     const torch::Tensor loss = Loss(logits, labels, true);
     const double value = loss.item<double>();

@@ -25,8 +25,7 @@ std::vector<int64_t> Trainer::Owned(const std::vector<int64_t>& items) const {
 }
 
 absl::StatusOr<Trainer::GroupStep> Trainer::StepInGroup(const std::vector<int64_t>& items, Feed& feed,
-                                                        size_t& next_feed, std::mt19937_64& rng,
-                                                        torch::optim::Optimizer& opt) {
+                                                        size_t& next_feed, torch::optim::Optimizer& opt) {
   const std::vector<int64_t> mine = Owned(items);
   // The global batch's mean: each rank's sum over the global denominator
   // (the images, or their class weights' sum as cross_entropy's weighted
@@ -40,7 +39,7 @@ absl::StatusOr<Trainer::GroupStep> Trainer::StepInGroup(const std::vector<int64_
   double loss_sum = 0, correct = 0;
   if (!mine.empty()) {
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(mine)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, next_feed++, rng));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, next_feed++));
     const torch::Tensor logits = Tail(at_k);
     auto options = F::CrossEntropyFuncOptions().label_smoothing(spec_.label_smoothing).reduction(torch::kSum);
     if (class_weights_.defined()) options.weight(class_weights_);

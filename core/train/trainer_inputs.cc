@@ -192,17 +192,20 @@ absl::Status Trainer::BuildCache() {
   return absl::OkStatus();
 }
 
-Trainer::Feed Trainer::StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed) {
+Trainer::Feed Trainer::StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed,
+                                 std::vector<size_t> positions) {
   Feed feed;
   feed.batches = std::move(batches);
+  feed.positions = std::move(positions);
   feed.train = train;
   feed.seed = seed;
   return feed;
 }
 
-absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b, std::mt19937_64& rng) {
+absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b) {
   const std::vector<int64_t>& items = feed.batches[b];
   if (cache_ != nullptr) {
+    std::mt19937_64 rng(Mix(feed.seed, feed.Position(b), 3));
     std::vector<int64_t> rows;
     for (int64_t i : items) {
       const bool many = feed.train && views_ > 1 && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
@@ -215,12 +218,13 @@ absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b, std::mt19937_64
   const auto augment = [train](int64_t) { return train; };
   absl::StatusOr<torch::Tensor> images;
   if (DecodeInTeam()) {
-    images = MakeRows(items, augment, Mix(feed.seed, b, 0), 1, /*in_team=*/true);
+    images = MakeRows(items, augment, Mix(feed.seed, feed.Position(b), 0), 1, /*in_team=*/true);
   } else {
     while (feed.submitted < feed.batches.size() &&
            feed.submitted <= b + static_cast<size_t>(std::max(in_.prefetch_batches, 0))) {
       const size_t next = feed.submitted++;
-      feed.ahead.push_back(pool_->Submit([this, augment, items = feed.batches[next], seed = Mix(feed.seed, next, 0)] {
+      feed.ahead.push_back(pool_->Submit([this, augment, items = feed.batches[next],
+                                          seed = Mix(feed.seed, feed.Position(next), 0)] {
         return MakeRows(items, augment, seed, 1, /*in_team=*/false);
       }));
     }

@@ -59,8 +59,14 @@ class Trainer {
   // whole dataset at once.
   struct Feed {
     std::vector<std::vector<int64_t>> batches;
+    // Each batch's place in its epoch (empty: its index here): what its
+    // random draws follow, so that a resumed epoch (whose feed starts later)
+    // or a rank of a group (whose feed skips batches it has no share of)
+    // draws what the uninterrupted one-trainer epoch draws for that batch.
+    std::vector<size_t> positions;
     bool train = false;
     uint64_t seed = 0;
+    size_t Position(size_t b) const { return positions.empty() ? b : positions[b]; }
     size_t submitted = 0;
     std::deque<std::future<absl::StatusOr<torch::Tensor>>> ahead;
   };
@@ -95,10 +101,12 @@ class Trainer {
   // Whether images are decoded by the training thread's team (CPU) rather
   // than ahead on the pool (CUDA).
   bool DecodeInTeam() const;
-  Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed);
+  Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed,
+                 std::vector<size_t> positions = {});
   // Batch b (in order) at block k: gathered from the cache (one random view
-  // per training image), or streamed (Feed) and run through the prefix.
-  absl::StatusOr<torch::Tensor> AtK(Feed& feed, size_t b, std::mt19937_64& rng);
+  // per training image, drawn from the batch's own stream), or streamed
+  // (Feed) and run through the prefix.
+  absl::StatusOr<torch::Tensor> AtK(Feed& feed, size_t b);
   torch::Tensor Prefix(const torch::Tensor& images);
   torch::Tensor Tail(const torch::Tensor& at_k);
   void SetStageTrainable(const StageSpec& stage);
@@ -125,7 +133,7 @@ class Trainer {
     std::string failure;
   };
   absl::StatusOr<GroupStep> StepInGroup(const std::vector<int64_t>& items, Feed& feed, size_t& next_feed,
-                                        std::mt19937_64& rng, torch::optim::Optimizer& opt);
+                                        torch::optim::Optimizer& opt);
   // Batch-norm running statistics averaged over the ranks.
   absl::Status AverageBuffers();
   torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& labels, bool weighted);

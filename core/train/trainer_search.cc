@@ -69,7 +69,7 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
     const double lr = options.min_lr * std::pow(ratio, static_cast<double>(step) / (options.steps - 1));
     for (auto& group : opt->param_groups()) group.options().set_lr(lr);
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, fed, rng));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, fed));
     ++fed;
     at += items.size();
     const torch::Tensor logits = probe->forward(ToDevice(at_k, device_));

@@ -98,18 +98,37 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   if (!options.zoo_dir.empty()) zoo->LoadCustomManifests(options.zoo_dir, ".backbone.json", false);
   if (!options.custom_dir.empty()) zoo->LoadCustomManifests(options.custom_dir, ".json", true);
   RETURN_IF_ERROR(zoo->Preload());
-  const fs::path labels_path = fs::path(options.zoo_dir) / "imagenet_classes.txt";
-  std::ifstream labels(labels_path);
-  for (std::string line; std::getline(labels, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    zoo->labels_.push_back(line);
-  }
-  if (zoo->labels_.size() != 1000) {
-    if (!zoo->labels_.empty()) ABSL_LOG(WARNING) << labels_path << " does not hold 1000 lines; using numbered labels";
-    zoo->labels_.clear();
-    for (int i = 0; i < 1000; ++i) zoo->labels_.push_back(absl::StrCat("class ", i));
-  }
+  zoo->imagenet_labels();  // read now: a bad file is logged at start
   return zoo;
+}
+
+std::shared_ptr<const std::vector<std::string>> Zoo::imagenet_labels() const {
+  const fs::path path = fs::path(options_.zoo_dir) / "imagenet_classes.txt";
+  std::error_code ec;
+  std::string stamp;
+  if (!options_.zoo_dir.empty()) {
+    const auto size = fs::file_size(path, ec);
+    const auto time = ec ? fs::file_time_type{} : fs::last_write_time(path, ec);
+    if (!ec) stamp = absl::StrCat(size, "@", time.time_since_epoch().count());
+  }
+  std::lock_guard<std::mutex> lock(labels_mu_);
+  if (labels_ != nullptr && stamp == labels_stamp_) return labels_;
+  auto labels = std::make_shared<std::vector<std::string>>();
+  if (!stamp.empty()) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line) && labels->size() <= 1000;) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      labels->push_back(line);
+    }
+  }
+  if (labels->size() != 1000) {
+    if (!labels->empty()) ABSL_LOG(WARNING) << path << " does not hold 1000 lines; using numbered labels";
+    labels->clear();
+    for (int i = 0; i < 1000; ++i) labels->push_back(absl::StrCat("class ", i));
+  }
+  labels_ = std::move(labels);
+  labels_stamp_ = stamp;
+  return labels_;
 }
 
 std::string Zoo::OfficialFile(const BackboneSpec& spec) const {

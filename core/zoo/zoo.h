@@ -176,8 +176,10 @@ class Zoo {
   absl::Status Unregister(const std::string& name);
 
   // ImageNet class names in torchvision order ("class N" where the zoo
-  // directory has no imagenet_classes.txt).
-  const std::vector<std::string>& imagenet_labels() const { return labels_; }
+  // directory has no imagenet_classes.txt of 1000 lines). Read again when the
+  // file appears or changes (its size or modification time), as new weights
+  // in the zoo directory are, so a running graftd needs no restart.
+  std::shared_ptr<const std::vector<std::string>> imagenet_labels() const;
   const torch::Device& device() const { return device_; }
   const std::string& zoo_dir() const { return options_.zoo_dir; }
 
@@ -242,7 +244,9 @@ class Zoo {
   mutable std::mutex mu_;
   std::mutex register_mu_;  // one Register/Unregister at a time
   mutable std::mutex load_mu_;  // one on-demand load at a time
-  std::vector<std::string> labels_;
+  mutable std::mutex labels_mu_;
+  mutable std::shared_ptr<const std::vector<std::string>> labels_;  // guarded by labels_mu_
+  mutable std::string labels_stamp_;  // the file's size and time when read ("" : none)
   std::shared_ptr<DeviceLedger> ledger_ = std::make_shared<DeviceLedger>();
   int64_t budget_ = 0;  // 0: unbounded
 };

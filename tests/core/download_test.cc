@@ -158,7 +158,7 @@ TEST_F(DownloadTest, MissingFilesAndNamesWithoutAHashAreErrors) {
   EXPECT_TRUE(ZooFiles().empty());
 }
 
-TEST_F(DownloadTest, WeightsArrivingAfterStartAreLoadedOnDemand) {
+TEST_F(DownloadTest, WeightsAndClassNamesArrivingAfterStartAreReadOnDemand) {
   ZooOptions options;
   options.zoo_dir = zoo_.path();
   options.device = "cpu";
@@ -180,6 +180,13 @@ TEST_F(DownloadTest, WeightsArrivingAfterStartAreLoadedOnDemand) {
   const auto r = predictor.Predict("squeezenet1_1", {ImageInput{*dog, {}}}, 1);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->images[0][0].index, 537);  // dogsled
+  EXPECT_EQ(r->images[0][0].label, "class 537") << "the zoo has no imagenet_classes.txt yet";
+
+  // The class names arriving later are read too, without a restart.
+  fs::copy_file(graft::testing::WeightsDir() + "/imagenet_classes.txt", zoo_.Join("imagenet_classes.txt"));
+  const auto named = predictor.Predict("squeezenet1_1", {ImageInput{*dog, {}}}, 1);
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->images[0][0].label, "dogsled, dog sled, dog sleigh");
 }
 
 }  // namespace

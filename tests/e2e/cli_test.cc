@@ -172,6 +172,37 @@ TEST_F(CliTest, FailuresExitNonZeroWithOneLine) {
   EXPECT_NE(down.out.find("UNAVAILABLE"), std::string::npos) << down.out;
 }
 
+TEST_F(CliTest, TyposAreUnknownOptionsAndCommandsWithASuggestion) {
+  const std::string dog = graft::testing::ImagesDir() + "/dog.jpg";
+  // A misspelt option before an image is not read as an image file.
+  const CmdResult option = Graft("predict --backbon MobileNetV2 " + dog);
+  EXPECT_EQ(option.exit_code, 2);
+  EXPECT_EQ(option.out,
+            "graft: unknown option '--backbon' of 'graft predict'; did you mean '--backbone'? (see --help)\n");
+  const CmdResult value = Graft("predict --backbone MobileNetV2 --topk 3 " + dog);
+  EXPECT_EQ(value.exit_code, 2);
+  EXPECT_NE(value.out.find("unknown option '--topk' of 'graft predict'; did you mean '--top_k'?"), std::string::npos)
+      << value.out;
+  const CmdResult command = Graft("predcit -b MobileNetV2 " + dog);
+  EXPECT_EQ(command.exit_code, 2);
+  EXPECT_EQ(command.out, "graft: unknown command 'predcit'; did you mean 'predict'? (see --help)\n");
+  const CmdResult nested = Graft("models shwo my-model");
+  EXPECT_EQ(nested.exit_code, 2);
+  EXPECT_NE(nested.out.find("unknown command 'shwo' of 'graft models'; did you mean 'show'?"), std::string::npos)
+      << nested.out;
+  // --flag=value and a short option's value are values, not commands.
+  EXPECT_EQ(Graft("predict --backbone=MobileNetV2 -k 1 " + dog).exit_code, 0);
+  // -e 0 is refused, not taken for the default of 10 epochs.
+  const CmdResult zero = Graft("train -b MobileNetV2 -d nothing -e 0");
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.out.find("--epochs"), std::string::npos) << zero.out;
+  // $GRAFT_SERVER names the server, as it does for the SDK.
+  const CmdResult env = Shell("GRAFT_SERVER=" + graftd_.address() + " " + GRAFT_BIN +
+                              " --token_file=" + graftd_.token_file() + " health");
+  EXPECT_EQ(env.exit_code, 0) << env.out;
+  EXPECT_EQ(env.out, "SERVING\n");
+}
+
 TEST_F(CliTest, UploadTrainWatchPredictExport) {
   const std::string data = graft::testing::SharedDir() + "/data/hymenoptera";
   const CmdResult up = Graft("datasets upload " + data + " --name hym");

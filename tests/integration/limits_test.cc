@@ -85,6 +85,24 @@ TEST_F(SecurityTest, UnknownEnumValuesAndAMismatchedUploadFormatAreRefusedByFiel
   EXPECT_EQ(admin_->ListDatasets()->datasets_size(), 0);
 }
 
+TEST_F(SecurityTest, BytesThatAreNotTheRequestMessageAreTheClientsErrorNotGraftds) {
+  auto channel = grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials());
+  // A varint that never ends, and a length-delimited field longer than the message.
+  for (const std::string& junk : {std::string(16, '\xff'), std::string("\x0a\x7f", 2)}) {
+    for (const std::string method : {"graft.v1.Inference/Predict", "graft.v1.Training/WatchJob"}) {
+      const grpc::Status s = RawCall(channel, method, admin_token_, junk);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << s.error_message();
+      EXPECT_NE(s.error_message().find("not a valid message of " + method + "'s request type"), std::string::npos)
+          << s.error_message();
+    }
+  }
+  const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_NE(page.find("graft_rpc_requests_total{code=\"INVALID_ARGUMENT\",method=\"graft.v1.Inference/Predict\"} 2"),
+            std::string::npos)
+      << page;
+  EXPECT_EQ(page.find("code=\"INTERNAL\""), std::string::npos) << "a client's junk counted as graftd's error";
+}
+
 TEST_F(SecurityTest, UnknownMethodsDoNotGrowTheMetrics) {
   auto channel = grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials());
   for (int i = 0; i < 300; ++i) {

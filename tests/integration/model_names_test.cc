@@ -217,6 +217,14 @@ TEST_F(TrainingTest, BareNamesNeverReachAnotherTenantsModel) {
   ASSERT_TRUE(backbone.ok());
   EXPECT_EQ(backbone->weights().path(), "");
   EXPECT_NE(client_->GetBackbone("mobilenet_v2")->weights().path(), "");
+
+  // Open Inference metadata lists every version of the name, as Triton does,
+  // not only the one a bare name resolves to.
+  train(*client_);
+  const std::string meta = testing::HttpGet(server_->http_port(), "/v2/models/ants", app_token->token());
+  EXPECT_NE(meta.find("\"versions\":[\"1\",\"2\"]"), std::string::npos) << meta;
+  const std::string bobs_meta = testing::HttpGet(server_->http_port(), "/v2/models/bob%2Fants", app_token->token());
+  EXPECT_NE(bobs_meta.find("\"versions\":[\"1\"]"), std::string::npos) << bobs_meta;
 }
 
 }  // namespace

@@ -185,6 +185,12 @@ TEST_F(TrainingTest, BadSearchesAreRefusedNamingTheField) {
   s = Spec("hym", 1);
   s.add_stages()->mutable_optimizer()->set_auto_learning_rate(true);
   expect(s, "spec.stages[1].optimizer.auto_learning_rate: only the first stage");
+  // A dataset that does not exist is the dataset's error, not the first backbone's.
+  s = SearchSpec(2);
+  s.set_dataset("hymenoptera");
+  const auto missing = client_->CreateJob(s);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message().rfind("spec.dataset: no dataset 'hymenoptera'", 0), 0u) << missing.status();
   auto jobs = client_->ListJobs();
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(jobs->jobs_size(), 0) << "nothing was queued";

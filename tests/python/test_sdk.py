@@ -103,6 +103,33 @@ def test_upload_train_watch_through_a_restart_predict_export_delete(server, graf
     assert c.datasets.list() == []
 
 
+def test_watch_follows_a_job_across_ten_graceful_restarts(server, graft_client, tmp_path):
+    # A small dataset (10 images per class and split), so each restart's
+    # resume is quick; SIGTERM after each of the first ten epochs. graftd's
+    # shutdown ends the open watch UNAVAILABLE or CANCELLED: either way the
+    # SDK watches again from its last event.
+    small = tmp_path / "small"
+    for split in ("train", "val"):
+        for cls in ("ants", "bees"):
+            (small / split / cls).mkdir(parents=True)
+            for p in sorted((DATA / split / cls).glob("*.jpg"))[:10]:
+                (small / split / cls / p.name).write_bytes(p.read_bytes())
+    c = graft_client.Client(server.address, token=server.token)
+    c.datasets.upload(small, name="small")
+    job = c.jobs.create(backbone="squeezenet1_1", dataset="small", epochs=12, learning_rate=1e-3, seed=5)
+    events, restarts = [], 0
+    for event in job.watch(reconnect_seconds=120):
+        events.append(event)
+        if isinstance(event, graft_client.EpochEnded) and restarts < 10:
+            assert server.stop() == 0
+            server.start()
+            restarts += 1
+    assert restarts == 10
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), "events missed or repeated"
+    assert [e.epoch for e in events if isinstance(e, graft_client.EpochEnded)] == list(range(1, 13))
+    assert [e.state for e in events if isinstance(e, graft_client.StateChanged)][-1] == "SUCCEEDED"
+
+
 def test_errors_are_exceptions_with_code_and_message(graftd, graft_client):
     c = graft_client.Client(graftd.address, token=graftd.token)
     with pytest.raises(graft_client.Unauthenticated) as e:
@@ -116,6 +143,20 @@ def test_errors_are_exceptions_with_code_and_message(graftd, graft_client):
     with pytest.raises(graft_client.InvalidArgument) as e:
         c.jobs.create(backbone="MobileNetV2", dataset="x", batch_size=-1)
     assert "batch_size" in e.value.message
+    # The SDK's own checks are GraftError subclasses too, in the SDK's snake_case.
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.jobs.create(backbone="MobileNetV2", dataset="x", optimizer="adagrad")
+    assert "'adagrad' is not one of sgd, adam, adamw, rmsprop" in e.value.message
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.jobs.create(backbone="MobileNetV2", dataset="x", batchsize=8)
+    assert "unknown keyword 'batchsize'; did you mean 'batch_size'?" in e.value.message
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.jobs.create(backbone="MobileNetV2", dataset="x", head={"hiden_units": [8]})
+    assert "hiden_units" in e.value.message
+    # epochs 0 is refused, not silently 10.
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.jobs.create(backbone="MobileNetV2", dataset="x", epochs=0)
+    assert "spec.stages[0].epochs: must be 1..10000, got 0" in e.value.message
     with pytest.raises(graft_client.InvalidArgument) as e:
         c.predict("MobileNetV2", b"not an image")
     assert "image 0" in e.value.message
@@ -123,6 +164,15 @@ def test_errors_are_exceptions_with_code_and_message(graftd, graft_client):
         c.predict("MobileNetV2", [42])
     with pytest.raises(FileNotFoundError):
         c.datasets.upload("/no/such/folder", name="x")
+
+
+def test_an_explicit_token_file_wins_over_the_environment(graftd, graft_client, tmp_path, monkeypatch):
+    token_file = tmp_path / "token"
+    token_file.write_text(graftd.token + "\n")
+    monkeypatch.setenv("GRAFT_TOKEN", "stale-token-from-the-environment")
+    assert isinstance(graft_client.Client(graftd.address, token_file=str(token_file)).models.list(), list)
+    with pytest.raises(graft_client.Unauthenticated):
+        graft_client.Client(graftd.address).models.list()
 
 
 def test_wait_times_out_on_a_job_that_cannot_start(graftd, graft_client):

@@ -1,4 +1,5 @@
 """graft_client.Client: graft's gRPC API in Python."""
+import difflib
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from graft_client._gen.graft.v1 import (backbones_pb2, backbones_pb2_grpc, datas
                                         inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc,
                                         training_pb2, training_pb2_grpc)
 from graft_client._gen.grpc.health.v1 import health_pb2, health_pb2_grpc
-from graft_client.errors import GraftError, NotFound, from_rpc_error
+from graft_client.errors import GraftError, InvalidArgument, NotFound, from_rpc_error
 from graft_client.events import JobEvent, event_of
 from graft_client.images import to_image_inputs
 
@@ -31,18 +32,18 @@ class Client:
     """A connection to graftd.
 
     target: "host:port" (default $GRAFT_SERVER or localhost:50051).
-    token: the bearer token (default $GRAFT_TOKEN, else the first line of
-    token_file). tls: False (plaintext), True (system roots), or a dict with
+    token: the bearer token; else the first line of token_file when given;
+    else $GRAFT_TOKEN (what the caller names wins over the environment). tls: False (plaintext), True (system roots), or a dict with
     "ca", and for mutual TLS "cert" and "key" (PEM file paths).
     """
 
     def __init__(self, target: Optional[str] = None, token: Optional[str] = None, tls=False,
                  token_file: Optional[str] = None, timeout: float = 60.0):
         self.target = target or os.environ.get("GRAFT_SERVER", "localhost:50051")
+        if token is None and token_file:
+            token = Path(token_file).expanduser().read_text().splitlines()[0].strip()
         if token is None:
             token = os.environ.get("GRAFT_TOKEN")
-        if token is None and token_file:
-            token = Path(token_file).read_text().splitlines()[0].strip()
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -220,6 +221,8 @@ def _all_pages(client, method, request, field):
 
 
 _OPTIMIZERS = {"sgd": 1, "adam": 2, "adamw": 3, "rmsprop": 4}
+_SHORTCUTS = ("epochs", "learning_rate", "optimizer", "fine_tune_blocks", "fine_tune_epochs", "fine_tune_learning_rate",
+              "patience")
 
 
 def job_spec(spec=None, **kwargs) -> training_pb2.JobSpec:
@@ -241,10 +244,19 @@ def job_spec(spec=None, **kwargs) -> training_pb2.JobSpec:
         json_format.ParseDict(spec, out)
     elif spec is not None:
         raise TypeError("spec must be a JobSpec or a dict")
-    short = {k: kwargs.pop(k) for k in ("epochs", "learning_rate", "optimizer", "fine_tune_blocks",
-                                         "fine_tune_epochs", "fine_tune_learning_rate", "patience") if k in kwargs}
+    short = {k: kwargs.pop(k) for k in _SHORTCUTS if k in kwargs}
+    known = {f.name for f in training_pb2.JobSpec.DESCRIPTOR.fields}
+    for name in kwargs:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known | set(_SHORTCUTS)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"job_spec() got an unknown keyword {name!r}{hint}")
     if kwargs:
-        json_format.ParseDict(kwargs, out, ignore_unknown_fields=False)
+        try:
+            json_format.ParseDict(kwargs, out, ignore_unknown_fields=False)
+        except json_format.ParseError as e:
+            raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, f"job_spec(): {e}") from None
     if any(k in short for k in ("epochs", "learning_rate", "optimizer")):
         if not out.stages:
             out.stages.add(train="head")
@@ -256,7 +268,11 @@ def job_spec(spec=None, **kwargs) -> training_pb2.JobSpec:
         elif "learning_rate" in short:
             head.optimizer.learning_rate = short["learning_rate"]
         if "optimizer" in short:
-            head.optimizer.kind = _OPTIMIZERS[short["optimizer"].lower()]
+            kind = _OPTIMIZERS.get(str(short["optimizer"]).lower())
+            if kind is None:
+                raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT,
+                                      f"optimizer: {short['optimizer']!r} is not one of {', '.join(_OPTIMIZERS)}")
+            head.optimizer.kind = kind
     if "fine_tune_blocks" in short or "fine_tune_epochs" in short:
         if not out.stages:
             out.stages.add(train="head", epochs=10)
@@ -328,9 +344,10 @@ class Job:
               timeout: Optional[float] = None) -> Iterator[JobEvent]:
         """Yields the job's events (replayed, then live) until it ends.
 
-        When the connection drops (graftd restarts, the network fails), it
-        reconnects for up to reconnect_seconds and resumes after the last
-        event it yielded: nothing is missed or repeated. With timeout (s), it
+        When the connection drops (graftd restarts, the network fails) or
+        graftd cancels the stream (a graceful shutdown), it reconnects for up
+        to reconnect_seconds and resumes after the last event it yielded:
+        nothing is missed or repeated. With timeout (s), it
         raises TimeoutError when the job has not ended by then.
         """
         last = from_seq
@@ -352,7 +369,12 @@ class Job:
             except grpc.RpcError as e:
                 if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
                     raise TimeoutError(f"job {self.id}: no end within {timeout} s") from None
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                # graftd going away (a restart, a network failure) ends the
+                # stream UNAVAILABLE, or CANCELLED when its shutdown cancels
+                # the calls still open (as does --stream_write_timeout_s for a
+                # reader that fell behind): either way, watch again from the
+                # last event. This client never cancels its own stream.
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     raise from_rpc_error(e) from None
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since > reconnect_seconds:
