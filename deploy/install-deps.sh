@@ -13,7 +13,7 @@ PACKAGES=(
   libsqlite3-dev libpq-dev libarchive-dev libssl-dev zlib1g-dev libboost-dev openssl libcli11-dev nlohmann-json3-dev libcurl4-openssl-dev
   python3 python3-torch python3-torchvision python3-grpcio python3-protobuf python3-numpy python3-pil
   python3-pytest python3-pip python3-setuptools python3-venv
-  python3-sklearn python3-yaml chromium prometheus postgresql
+  python3-sklearn python3-yaml chromium prometheus postgresql curl
 )
 
 # deploy/fuzz.sh and deploy/sanitize.sh add libFuzzer and the sanitizer

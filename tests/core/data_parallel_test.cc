@@ -17,6 +17,7 @@
 #include "core/zoo/zoo.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/weights_zoo.h"
 
 namespace graft::core {
 namespace {
@@ -25,9 +26,8 @@ namespace fs = std::filesystem;
 class DataParallelTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto zoo = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cpu"));
-    ASSERT_TRUE(zoo.ok()) << zoo.status();
-    zoo_ = zoo->release();
+    zoo_ = graft::testing::NewWeightsZoo();
+    ASSERT_NE(zoo_, nullptr);
   }
   static void TearDownTestSuite() {
     delete zoo_;

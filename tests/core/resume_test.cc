@@ -16,6 +16,7 @@
 #include "tests/testing/hymenoptera.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/weights_zoo.h"
 
 namespace graft::core {
 namespace {
@@ -55,9 +56,8 @@ class Recorder : public TrainEvents {
 class ExactResumeTest : public ::testing::TestWithParam<int> {
  protected:
   static void SetUpTestSuite() {
-    auto zoo = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cpu"));
-    ASSERT_TRUE(zoo.ok()) << zoo.status();
-    zoo_ = zoo->release();
+    zoo_ = graft::testing::NewWeightsZoo();
+    ASSERT_NE(zoo_, nullptr);
   }
   static void TearDownTestSuite() {
     delete zoo_;

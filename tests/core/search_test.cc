@@ -20,6 +20,7 @@
 #include "core/zoo/zoo.h"
 #include "tests/testing/hymenoptera.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/weights_zoo.h"
 
 namespace graft::core {
 namespace {
@@ -81,9 +82,8 @@ class SearchTest : public ::testing::Test {
   static void SetUpTestSuite() {
     RetainHostMemory();
     at::set_num_threads(AvailableCpus());
-    auto zoo = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cpu"));
-    ASSERT_TRUE(zoo.ok()) << zoo.status();
-    zoo_ = zoo->release();
+    zoo_ = graft::testing::NewWeightsZoo();
+    ASSERT_NE(zoo_, nullptr);
   }
   static void TearDownTestSuite() {
     delete zoo_;

@@ -21,6 +21,7 @@
 #include "core/zoo/zoo.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/weights_zoo.h"
 
 namespace graft::core {
 namespace {
@@ -56,9 +57,8 @@ class StreamingTest : public ::testing::Test {
   static void SetUpTestSuite() {
     RetainHostMemory();                    // as graftd runs (--retain_host_memory): no page faults per batch
     at::set_num_threads(AvailableCpus());  // as graftd does
-    auto zoo = Zoo::Create(ZooAt(graft::testing::WeightsDir(), "cpu"));
-    ASSERT_TRUE(zoo.ok()) << zoo.status();
-    zoo_ = zoo->release();
+    zoo_ = graft::testing::NewWeightsZoo();
+    ASSERT_NE(zoo_, nullptr);
   }
   static void TearDownTestSuite() {
     delete zoo_;

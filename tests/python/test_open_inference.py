@@ -3,7 +3,11 @@ from proto/inference, and REST with nothing but Python's standard library.
 The probabilities must equal graft's own Predict."""
 import base64
 import json
+import os
+import re
+import shutil
 import struct
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -11,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
-from conftest import IMAGES
+from conftest import IMAGES, SOURCE
 
 DOG = (IMAGES / "dog.jpg").read_bytes()
 EAGLE = (IMAGES / "eagle.jpg").read_bytes()
@@ -322,3 +326,19 @@ def test_rest_serves_https_with_the_grpc_certificate(tmp_path, graft_client):
             assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=30).status == 1
     finally:
         assert g.stop() == 0
+
+
+def test_the_readme_rest_example_runs_verbatim(graftd, tmp_path):
+    """The README's curl example, taken from README.md as it stands, run by bash
+    in a folder holding dog.jpg, against this graftd's REST port."""
+    readme = (SOURCE / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "/infer --data-binary" in b]
+    assert len(blocks) == 1, "README.md has no (or more than one) REST infer example"
+    script = blocks[0].replace("localhost:8000", f"127.0.0.1:{graftd.http_port}")
+    shutil.copy(IMAGES / "dog.jpg", tmp_path / "dog.jpg")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "GRAFT_TOKEN": graftd.token})
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    top = answer["outputs"][0]["data"]
+    assert len(top) == 3 and top[0].split(":")[2].startswith("malamute"), answer
