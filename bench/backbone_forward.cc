@@ -3,9 +3,8 @@
 // batch 1 and 32, and the ratio against Python eager torchvision measured in
 // the same invocation with the same thread count.
 //
-//   backbone_forward [--threads N] [--min_seconds S] [--archs a,b] [--batches 1,32]
+//   backbone_forward [--threads N] [--min_seconds S] [--archs a,b] [--batches 1,32] [--input_size 224]
 
-#include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -17,10 +16,10 @@
 
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
+#include "bench/forward_speed.h"
 #include "core/util/compute_threads.h"
 #include "core/util/host_memory.h"
 #include "core/zoo/registry.h"
-#include "core/zoo/zoo.h"
 
 namespace {
 
@@ -30,22 +29,8 @@ struct Args {
   int min_iters = 3;
   std::string archs = "resnet18,resnet50,mobilenet_v2";
   std::string batches = "1,32";
+  int64_t input_size = 224;
 };
-
-double Measure(graft::core::BackboneImpl& model, int64_t batch, const Args& args) {
-  c10::InferenceMode guard;
-  const torch::Tensor x = torch::randn({batch, 3, 224, 224}).contiguous(torch::MemoryFormat::ChannelsLast);
-  model.forward(x);  // warm-up
-  int iters = 0;
-  const auto start = std::chrono::steady_clock::now();
-  double elapsed = 0;
-  while (iters < args.min_iters || elapsed < args.min_seconds) {
-    model.forward(x);
-    ++iters;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  return static_cast<double>(batch * iters) / elapsed;
-}
 
 }  // namespace
 
@@ -59,6 +44,7 @@ int main(int argc, char** argv) {
     else if (flag == "--min_seconds") args.min_seconds = std::stod(value);
     else if (flag == "--archs") args.archs = value;
     else if (flag == "--batches") args.batches = value;
+    else if (flag == "--input_size") args.input_size = std::stoll(value);
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -66,7 +52,7 @@ int main(int argc, char** argv) {
   }
   torch::set_num_threads(args.threads);
   torch::manual_seed(0);
-  std::cout << "threads: " << args.threads << "\n";
+  std::cout << "threads: " << args.threads << "\ninput_size: " << args.input_size << "\n";
 
   std::map<std::string, double> graft;
   for (const auto& arch : absl::StrSplit(args.archs, ',')) {
@@ -75,16 +61,16 @@ int main(int argc, char** argv) {
       std::cerr << "unknown backbone " << arch << "\n";
       return 2;
     }
-    // What graftd serves with: batch norm folded, channels-last, inference mode.
-    auto model = graft::core::MakeInferenceBackbone(*spec, graft::core::ModuleStateDict(*spec->make()), torch::kCPU).value();
     for (const auto& b : absl::StrSplit(args.batches, ',')) {
       const int64_t batch = std::stoll(std::string(b));
-      graft[spec->name + "/" + std::to_string(batch)] = Measure(*model, batch, args);
+      graft[spec->name + "/" + std::to_string(batch)] =
+          graft::bench::ForwardImagesPerSecond(spec->name, batch, args.input_size, args.min_seconds, args.min_iters);
     }
   }
 
   const std::string cmd = std::string(GRAFT_PYTHON) + " " + GRAFT_BENCH_DIR + "/reference/backbone_forward.py --threads " +
                           std::to_string(args.threads) + " --min_seconds " + std::to_string(args.min_seconds) +
-                          " --archs " + args.archs + " --batches " + args.batches;
+                          " --archs " + args.archs + " --batches " + args.batches +
+                          " --input_size " + std::to_string(args.input_size);
   return graft::bench::CompareWithReference("backbone_forward", cmd, graft, "torch_eager") ? 0 : 1;
 }

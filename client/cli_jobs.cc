@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <iomanip>
-#include <thread>
 #include <map>
+#include <mutex>
 #include <ostream>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -148,7 +150,7 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
   std::vector<v1::EpochMetrics> epochs;
   bool curves_shown = false;
   auto clear_bar = [&]() {
-    if (bar) err << "\r" << std::string(60, ' ') << "\r" << std::flush;
+    if (bar) err << "\r" << std::string(80, ' ') << "\r" << std::flush;
     bar = false;
   };
   auto erase_curves = [&]() {
@@ -164,8 +166,11 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
     }
     if (e.has_progress()) {
       const auto& p = e.progress();
-      err << "\repoch " << p.epoch() << " " << Bar(static_cast<double>(p.batch()) / std::max(1, p.batches()), 30) << " "
-          << p.batch() << "/" << p.batches() << std::flush;
+      err << "\r"
+          << (p.features_backbone().empty() ? absl::StrCat("epoch ", p.epoch())
+                                            : absl::StrCat("features of ", p.features_backbone()))
+          << " " << Bar(static_cast<double>(p.batch()) / std::max(1, p.batches()), 30) << " " << p.batch() << "/"
+          << p.batches() << std::flush;
       bar = true;
       return true;
     }
@@ -362,7 +367,7 @@ absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, s
   return o.watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
 }
 
-absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out) {
+absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
   auto spec = BuildSpec(o);
   if (!spec.ok()) return spec.status();
   v1::FindLearningRateRequest r;
@@ -370,7 +375,39 @@ absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, 
   r.set_min_lr(o.min_lr);
   r.set_max_lr(o.max_lr);
   r.set_steps(o.steps);
-  return Show(c.FindLearningRate(r), g, out, [](const v1::LearningRateCurve& curve, std::ostream& os) {
+  // One call that answers when the test is done: say what it does first
+  // and, on a terminal, how long it has run.
+  if (!g.json) {
+    err << "range test on " << spec->backbone() << " over " << spec->dataset()
+        << ": the frozen features of every training image, then one batch at each of "
+        << (o.steps > 0 ? o.steps : 100) << " rising rates\n"
+        << std::flush;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread ticker;
+  if (!g.json && StderrIsTty()) {
+    ticker = std::thread([&] {
+      const auto start = std::chrono::steady_clock::now();
+      std::unique_lock<std::mutex> lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return done; })) {
+        const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+        err << "\rrunning… " << s.count() << " s" << std::flush;
+      }
+      err << "\r" << std::string(40, ' ') << "\r" << std::flush;
+    });
+  }
+  auto curve = c.FindLearningRate(r);
+  if (ticker.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done = true;
+    }
+    cv.notify_one();
+    ticker.join();
+  }
+  return Show(curve, g, out, [](const v1::LearningRateCurve& curve, std::ostream& os) {
     os << LrPlot(curve) << "steps: " << curve.learning_rates_size() << (curve.diverged() ? " (stopped: the loss diverged)" : "")
        << "\nlowest loss at: " << curve.min_loss_learning_rate() << "\nsuggested learning rate: " << curve.suggested()
        << "\n";
@@ -405,8 +442,8 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
   lr_find->add_option("--min_lr", lo->min_lr, "lowest rate (default 1e-7)");
   lr_find->add_option("--max_lr", lo->max_lr, "highest rate (default 10)");
   lr_find->add_option("--steps", lo->steps, "batches, one per rate (default 100)");
-  lr_find->callback([&g, &out, action, lo]() {
-    *action = [&g, &out, lo](GraftClient& c) { return RunLrFind(c, g, *lo, out); };
+  lr_find->callback([&g, &out, &err, action, lo]() {
+    *action = [&g, &out, &err, lo](GraftClient& c) { return RunLrFind(c, g, *lo, out, err); };
   });
 
   app.add_subcommand("jobs", "list jobs, newest first")->callback([&g, &out, action]() {

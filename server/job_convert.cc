@@ -380,6 +380,7 @@ void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
       out->mutable_progress()->set_epoch(e.epoch_number);
       out->mutable_progress()->set_batch(e.batch);
       out->mutable_progress()->set_batches(e.batches);
+      out->mutable_progress()->set_features_backbone(e.backbone);
       break;
     case core::JobEventType::kTrial:
       ToProto(e.trial, out->mutable_trial());

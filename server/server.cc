@@ -186,15 +186,12 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   // LibTorch's own default is its count of physical cores, which some
   // virtual machines report as 1 (this project's 2-vCPU CI machine): graftd
   // then computed on one core of two. 0 means every CPU graftd may run on.
-  torch::set_num_threads(options.intra_op_threads > 0 ? options.intra_op_threads : core::AvailableCpus());
+  // Only the job threads and the batchers compute with a team of that many
+  // (core/util/compute_threads.h): an RPC thread that loads a backbone, the
+  // thread starting the server and the decode pools compute alone, so the
+  // process never holds more OpenMP team threads than a job and a batcher need.
+  core::SetComputeThreads(options.intra_op_threads > 0 ? options.intra_op_threads : core::AvailableCpus());
   core::UseSingleThreadedBlas();
-  // The thread starting the server keeps no OpenMP team of its own: libgomp
-  // gives each computing thread its own team, and once the process holds more
-  // team threads than cores its idle workers sleep after ~100 spins instead
-  // of ~300,000, so every op of the batcher's forward would pay a futex
-  // wake-up (measured: served single-image forwards 2x slower). Its own
-  // work here (loading) runs single-threaded.
-  core::UseOneComputeThreadHere();
 
   if (options.metrics_port >= 0) {
     auto metrics = Metrics::Create(options.host, options.metrics_port);

@@ -10,8 +10,8 @@ import torch
 import torchvision
 
 
-def measure(model, batch, min_seconds, min_iters):
-    x = torch.randn(batch, 3, 224, 224)
+def measure(model, batch, size, min_seconds, min_iters):
+    x = torch.randn(batch, 3, size, size)
     with torch.no_grad():
         model(x)  # warm-up
         iters, start = 0, time.perf_counter()
@@ -29,6 +29,7 @@ def main():
     p.add_argument("--min_iters", type=int, default=3)
     p.add_argument("--archs", default="resnet18,mobilenet_v2")
     p.add_argument("--batches", default="1,32")
+    p.add_argument("--input_size", type=int, default=224)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -36,7 +37,7 @@ def main():
     for arch in a.archs.split(","):
         model = getattr(torchvision.models, arch)(weights=None).eval()
         for b in (int(s) for s in a.batches.split(",")):
-            out[f"{arch}/{b}"] = measure(model, b, a.min_seconds, a.min_iters)
+            out[f"{arch}/{b}"] = measure(model, b, a.input_size, a.min_seconds, a.min_iters)
     print(json.dumps(out))
 
 

@@ -68,6 +68,14 @@ std::string JobRunner::CheckpointPath(const std::string& id) const {
 
 void JobRunner::Notify() { event_cv_.notify_all(); }
 
+void JobRunner::SetProgress(const JobEvent& e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    progress_[e.job_id] = e;
+  }
+  Notify();
+}
+
 absl::StatusOr<JobEvent> JobRunner::Record(JobRecord& job, JobEvent event) {
   event.job_id = job.id;
   event.time = NowSeconds();
@@ -446,7 +454,8 @@ absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::f
     if (progress) {
       const auto it = progress_.find(id);
       if (it != progress_.end() && (it->second.epoch_number != last_progress.epoch_number ||
-                                    it->second.batch != last_progress.batch)) {
+                                    it->second.batch != last_progress.batch ||
+                                    it->second.backbone != last_progress.backbone)) {
         last_progress = it->second;
         JobEvent live = last_progress;
         live.seq = last_seq;

@@ -188,6 +188,8 @@ class JobRunner {
   absl::StatusOr<JobEvent> Record(JobRecord& job, JobEvent event);
   absl::Status SetState(JobRecord& job, JobState state, const std::string& reason, bool created = false);
   void Notify();
+  // Live progress (not stored): what watchers asking for progress see next.
+  void SetProgress(const JobEvent& e);
   std::string CheckpointPath(const std::string& id) const;
   // What the runner's options say of every training input: the feature
   // cache, decode prefetch, mixed precision.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/jobs/job_runner.h"
+#include "core/util/compute_threads.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -280,6 +281,7 @@ void JobRunner::Worker() {
         ranks_[id] = std::make_shared<CancellationToken>();
       }
       try {
+        const ComputeTeam team;
         ExecuteRank(**rank);
       } catch (const std::exception& e) {
         ABSL_LOG(ERROR) << "job " << id << ": a data-parallel rank ended with an exception: " << e.what();
@@ -305,8 +307,10 @@ void JobRunner::Worker() {
       running_[id] = std::make_shared<CancellationToken>();
     }
     // An exception that escapes a run (an allocation that failed, say)
-    // fails its job, never the process.
+    // fails its job, never the process. The job computes with a team; the
+    // team goes with the job (compute_threads.h).
     try {
+      const ComputeTeam team;
       Execute(*claim);
     } catch (const std::exception& e) {
       FailAfterException(id, e);

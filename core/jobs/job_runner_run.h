@@ -35,11 +35,17 @@ class JobRunner::Run : public TrainEvents {
     e.epoch_number = epoch;
     e.batch = batch;
     e.batches = batches;
-    {
-      std::lock_guard<std::mutex> lock(runner_.mu_);
-      runner_.progress_[job_.id] = e;
-    }
-    runner_.Notify();
+    runner_.SetProgress(e);
+  }
+  void OnFeatureProgress(const std::string& backbone, int batch, int batches) override {
+    JobEvent e;
+    e.job_id = job_.id;
+    e.type = JobEventType::kProgress;
+    e.epoch_number = job_.epochs_done + 1;
+    e.batch = batch;
+    e.batches = batches;
+    e.backbone = backbone;
+    runner_.SetProgress(e);
   }
   void OnEarlyStop(int epoch, int best_epoch, double best_value) override {
     JobEvent e;

@@ -10,6 +10,7 @@
 #include "core/jobs/job_runner_run.h"
 #include "core/train/job_cost.h"
 #include "core/train/search.h"
+#include "core/util/compute_threads.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
 
@@ -54,7 +55,11 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
-  auto curve = core::FindLearningRate(input, options, token);
+  absl::StatusOr<LrCurve> curve = absl::UnknownError("not run");
+  {
+    const ComputeTeam team;  // on this RPC thread, for the test's length
+    curve = core::FindLearningRate(input, options, token);
+  }
   finished = true;
   watcher.join();
   if (!curve.ok() && token.cancelled()) return absl::CancelledError("the range test was cancelled (the call ended)");
@@ -71,6 +76,15 @@ class JobRunner::SearchRun : public SearchEvents {
     e.reason = absl::StrCat(backbone, ": ", description, " in ", absl::SixDigits(seconds), " s");
     std::lock_guard<std::mutex> lock(mu_);
     Log(runner_.Record(job_, e));
+  }
+  void OnFeatureProgress(const std::string& backbone, int batch, int batches) override {
+    JobEvent e;
+    e.job_id = job_.id;
+    e.type = JobEventType::kProgress;
+    e.batch = batch;
+    e.batches = batches;
+    e.backbone = backbone;
+    runner_.SetProgress(e);
   }
   void OnTrial(const TrialResult& trial) override {
     JobEvent e;

@@ -65,6 +65,7 @@ struct JobEvent {
   int stage = 0;                       // kBestRestored: 1-based
   bool across_stages = false;          // kBestRestored: the job's best, from an earlier stage
   int batch = 0, batches = 0;          // kProgress; batch also for a mid-epoch kCheckpoint
+  std::string backbone;                // kProgress: of this backbone's feature pass (empty: the epoch's batches)
   TrialResult trial;                   // kTrial
   LrCurve lr_curve;                    // kLearningRate
 };

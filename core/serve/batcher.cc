@@ -163,9 +163,15 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
 }
 
 void TrunkBatcher::Loop() {
+  UseComputeTeamHere();
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    // Idle for a second: the team's workers go (a job's feature pass then
+    // runs with the only team in the process), and come back with the next batch.
+    if (!work_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || !queue_.empty(); })) {
+      ReleaseComputeTeam();
+      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    }
     if (stop_) return;
     // Wait for company until the batch is full or the oldest request's delay
     // is spent; a lone caller whose last batch was also alone (one client,

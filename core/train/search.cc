@@ -24,6 +24,18 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
+// A feature pass's progress, passed on to the search's listener.
+class FeatureProgress : public TrainEvents {
+ public:
+  explicit FeatureProgress(SearchEvents& events) : events_(events) {}
+  void OnFeatureProgress(const std::string& backbone, int batch, int batches) override {
+    events_.OnFeatureProgress(backbone, batch, batches);
+  }
+
+ private:
+  SearchEvents& events_;
+};
+
 // The values each dimension takes.
 struct Dimensions {
   std::vector<std::string> backbones;
@@ -301,7 +313,8 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
       if (features.count(backbone) == 0) {
         const auto extract_start = Clock::now();
         base.spec = TrialSpec(job, *todo.front(), round.epochs);
-        ASSIGN_OR_RETURN(features[backbone], ExtractFeatures(base, cancel));
+        FeatureProgress progress(events);
+        ASSIGN_OR_RETURN(features[backbone], ExtractFeatures(base, cancel, &progress));
         events.OnFeatures(backbone, Seconds(extract_start), features[backbone]->description);
       }
       base.features = features[backbone];

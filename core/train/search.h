@@ -84,6 +84,8 @@ class SearchEvents {
  public:
   virtual ~SearchEvents() = default;
   virtual void OnFeatures(const std::string& backbone, double seconds, const std::string& description) {}
+  // While a backbone's features are computed: `batch` of `batches` done.
+  virtual void OnFeatureProgress(const std::string& backbone, int batch, int batches) {}
   virtual void OnTrial(const TrialResult& trial) {}
 };
 

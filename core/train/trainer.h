@@ -69,6 +69,10 @@ class TrainEvents {
   virtual ~TrainEvents() = default;
   virtual void OnEpoch(const EpochMetrics& m) {}
   virtual void OnProgress(int epoch, int batch, int batches) {}
+  // The frozen backbone's pass over every image into the feature cache (in
+  // epoch 1, before its batches; a search's or a range test's first step):
+  // `batch` of `batches` done.
+  virtual void OnFeatureProgress(const std::string& backbone, int batch, int batches) {}
   virtual void OnEarlyStop(int epoch, int best_epoch, double best_value) {}
   virtual void OnBestRestored(const BestRestored& restored) {}
   // `batch` 0: after the epoch; otherwise within it, after that many batches.
@@ -179,9 +183,10 @@ absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationTo
 // Runs `input.images` through the whole frozen trunk once (pooled, with
 // input.spec's input size, cached views and seed) into a feature cache in
 // memory or spilled (TrainInput::feature_cache); RESOURCE_EXHAUSTED when it
-// fits neither.
+// fits neither. `events` hears the pass's progress (OnFeatureProgress).
 absl::StatusOr<std::shared_ptr<const SharedFeatures>> ExtractFeatures(const TrainInput& input,
-                                                                     const CancellationToken& cancel);
+                                                                     const CancellationToken& cancel,
+                                                                     TrainEvents* events = nullptr);
 
 // The range test on input.spec's first stage (its optimizer kind, head,
 // batch size, label smoothing) over the training split.

@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <atomic>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/augment.h"
@@ -153,7 +154,11 @@ absl::Status Trainer::BuildCache() {
   const bool in_team = DecodeInTeam();
   std::deque<std::future<absl::StatusOr<torch::Tensor>>> ahead;
   size_t submitted = 0;
+  using Clock = std::chrono::steady_clock;
+  const auto pass_start = Clock::now();
+  double prepare_s = 0, forward_s = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
+    const auto batch_start = Clock::now();
     if (cancel_.cancelled()) {
       for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
       return absl::CancelledError("cancelled while caching features");
@@ -176,12 +181,20 @@ absl::Status Trainer::BuildCache() {
       return prepared.status();
     }
     const torch::Tensor& images = *prepared;
+    const auto forward_start = Clock::now();
+    prepare_s += std::chrono::duration<double>(forward_start - batch_start).count();
     const int64_t first = first_row[static_cast<size_t>(batches[b].front())];
     prefix_images.fetch_add(static_cast<int64_t>(batches[b].size()), std::memory_order_relaxed);
     for (int64_t r = 0; r < images.size(0); r += kMaxForwardRows) {
       cache.Write(first + r, Prefix(images.slice(0, r, r + kMaxForwardRows)));
     }
+    forward_s += std::chrono::duration<double>(Clock::now() - forward_start).count();
+    events_.OnFeatureProgress(in_.resident->spec->name, static_cast<int>(b + 1), static_cast<int>(batches.size()));
   }
+  const double pass_s = std::chrono::duration<double>(Clock::now() - pass_start).count();
+  ABSL_LOG(INFO) << "feature pass: " << cached.size() << " images in " << pass_s << " s ("
+                 << static_cast<double>(cached.size()) / std::max(pass_s, 1e-9) << " img/s): preparing " << prepare_s
+                 << " s, frozen forward and store " << forward_s << " s";
   cache_desc_ = absl::StrCat(cache.spilled() ? "spill" : "memory", " ", cache.dtype() == torch::kHalf ? "fp16" : "fp32",
                              " ", rows, " rows ", cache.bytes(), " bytes");
   built->description = cache_desc_;

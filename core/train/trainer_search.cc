@@ -111,13 +111,15 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
 }  // namespace trainer_internal
 
 absl::StatusOr<std::shared_ptr<const SharedFeatures>> ExtractFeatures(const TrainInput& input,
-                                                                      const CancellationToken& cancel) {
+                                                                      const CancellationToken& cancel,
+                                                                      TrainEvents* events) {
   return GuardInternal("extracting features", [&]() -> absl::StatusOr<std::shared_ptr<const SharedFeatures>> {
     TrainInput head_only = input;
     head_only.spec.stages.resize(1);
     head_only.spec.stages[0].train = "head";
     head_only.features = nullptr;
-    trainer_internal::Trainer trainer(head_only, cancel);
+    TrainEvents silent;
+    trainer_internal::Trainer trainer(head_only, cancel, events != nullptr ? *events : silent);
     return trainer.Features();
   });
 }

@@ -13,6 +13,43 @@
 #endif
 
 namespace graft::core {
+namespace {
+std::atomic<int> compute_threads{0};
+}  // namespace
+
+void SetComputeThreads(int n) {
+  compute_threads = std::max(1, n);
+  // LibTorch starts each new thread's OpenMP thread count from its global
+  // count: 1 makes every thread compute alone unless it asks for a team.
+  at::set_num_threads(1);
+}
+
+int ComputeThreads() { return compute_threads.load(); }
+
+void UseComputeTeamHere() {
+  const int n = compute_threads.load();
+  if (n == 0) return;
+  (void)at::get_num_threads();  // LibTorch's lazy per-thread set-up first, or it would undo this
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
+void ReleaseComputeTeam() {
+#ifdef _OPENMP
+  if (!omp_in_parallel()) omp_pause_resource_all(omp_pause_soft);
+#endif
+}
+
+ComputeTeam::ComputeTeam() : previous_(at::get_num_threads()) { UseComputeTeamHere(); }
+
+ComputeTeam::~ComputeTeam() {
+  if (compute_threads.load() == 0) return;
+  ReleaseComputeTeam();
+#ifdef _OPENMP
+  omp_set_num_threads(previous_);
+#endif
+}
 
 void UseOneComputeThreadHere() {
   thread_local bool done = false;

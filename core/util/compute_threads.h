@@ -15,6 +15,45 @@ namespace graft::core {
 // forward 2.5x slower). Idempotent and cheap after the first call.
 void UseOneComputeThreadHere();
 
+// Process-wide: which threads compute with a team, and how large.
+//
+// libgomp gives every thread that runs a parallel op a team of its own, and
+// the team's workers stay (asleep) for the thread's lifetime. Once the
+// process holds more team threads than cores, every team's idle workers
+// sleep after ~100 spins instead of ~300,000, so each op of a forward pays
+// futex wake-ups (measured: a feature pass 30% slower, 6,000 context
+// switches a second, because an RPC thread had once loaded a backbone with a
+// team). So, after SetComputeThreads(n), a thread computes alone unless it
+// asked for a team with UseComputeTeamHere; compute threads give their
+// workers back with ReleaseComputeTeam when they go idle.
+void SetComputeThreads(int n);
+
+// n of SetComputeThreads; 0 when it was never called (a test or a program
+// that drives LibTorch directly keeps LibTorch's own defaults).
+int ComputeThreads();
+
+// Gives this thread a team of ComputeThreads() threads for LibTorch ops (a
+// trainer's job thread, a backbone's batcher). No-op before SetComputeThreads.
+void UseComputeTeamHere();
+
+// Lets this thread's OpenMP workers exit (libgomp's omp_pause_resource); the
+// thread's next parallel op starts new ones. Only outside a parallel region.
+void ReleaseComputeTeam();
+
+// A scope in which this thread computes with a team (a job, a range test on
+// an RPC thread); at its end the workers go and the thread's count is what
+// it was.
+class ComputeTeam {
+ public:
+  ComputeTeam();
+  ~ComputeTeam();
+  ComputeTeam(const ComputeTeam&) = delete;
+  ComputeTeam& operator=(const ComputeTeam&) = delete;
+
+ private:
+  int previous_;
+};
+
 // Makes OpenBLAS run every matrix product on its calling thread.
 //
 // LibTorch's Linear layers call OpenBLAS, whose pthread build hands products

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -14,6 +16,65 @@
 
 namespace graft::core {
 namespace {
+
+int ThreadsOfThisProcess() {
+  return static_cast<int>(std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                        std::filesystem::directory_iterator()));
+}
+
+// The threads ParallelForEach ran `n` items on.
+size_t ThreadsUsed(int n) {
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  ParallelForEach(n, [&](int64_t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::lock_guard<std::mutex> lock(mu);
+    threads.insert(std::this_thread::get_id());
+  });
+  return threads.size();
+}
+
+TEST(ComputeThreadsTest, OnlyATeamScopeComputesWithATeamAndItsWorkersLeaveWithIt) {
+  // What graftd sets up: a thread that did not ask for a team (an RPC handler
+  // loading a backbone) computes alone and starts no OpenMP workers, which
+  // would stay for its lifetime and make every team's idle workers sleep
+  // after ~100 spins; a job's scope gets a team and its workers go with it.
+  std::thread t([] {
+    at::set_num_threads(2);  // what graftd set before: every thread's default
+    SetComputeThreads(2);
+    EXPECT_EQ(ComputeThreads(), 2);
+    const int baseline = ThreadsOfThisProcess();
+    std::thread plain([&] {
+      EXPECT_EQ(at::get_num_threads(), 1);
+      const torch::Tensor x = torch::rand({1 << 22});
+      EXPECT_GT((x * 2).sum().item<float>(), 0);
+      EXPECT_EQ(ThreadsUsed(16), 1u);
+      EXPECT_EQ(ThreadsOfThisProcess(), baseline + 1) << "a thread without a team started workers";
+    });
+    plain.join();
+    std::thread job([&] {
+      {
+        const ComputeTeam team;
+        EXPECT_EQ(at::get_num_threads(), 2);
+        EXPECT_EQ(ThreadsUsed(32), 2u) << "the scope's work did not reach a second thread";
+        EXPECT_GE(ThreadsOfThisProcess(), baseline + 2);
+      }
+      EXPECT_EQ(at::get_num_threads(), 1);
+      int now = ThreadsOfThisProcess();
+      for (int i = 0; i < 200 && now > baseline + 1; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        now = ThreadsOfThisProcess();
+      }
+      EXPECT_EQ(now, baseline + 1) << "the team's worker outlived its scope";
+      // A second scope on the same thread gets a team again.
+      const ComputeTeam again;
+      EXPECT_EQ(ThreadsUsed(32), 2u);
+    });
+    job.join();
+    at::set_num_threads(2);  // LibTorch's global count as the other tests expect it
+  });
+  t.join();
+}
 
 TEST(ComputeThreadsTest, OpenBlasRunsProductsOnTheCallingThreadAndStaysCorrect) {
   using GetThreads = int (*)();

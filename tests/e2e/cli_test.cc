@@ -282,6 +282,23 @@ TEST_F(CliTest, UploadTrainWatchPredictExport) {
   EXPECT_EQ(gone.exit_code, 1);
 }
 
+// On a terminal (script(1) gives graft one) the watch shows the feature
+// pass as it goes, not only the epochs; lr-find says what it runs before its
+// one long call.
+TEST_F(CliTest, TheFeaturePassAndTheRangeTestShowWhatTheyAreDoing) {
+  ASSERT_EQ(Graft("datasets upload " + graft::testing::SharedDir() + "/data/hymenoptera --name hym").exit_code, 0);
+  const std::string train = std::string(GRAFT_BIN) + " " + server_ + " train -b squeezenet1_1 -d hym -e 1 --input_size 112 -w";
+  const CmdResult watched = Shell("script -qec '" + train + "' /dev/null");
+  ASSERT_EQ(watched.exit_code, 0) << watched.out;
+  EXPECT_NE(watched.out.find("\rfeatures of squeezenet1_1 ["), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("state: SUCCEEDED"), std::string::npos) << watched.out;
+  const CmdResult found = Graft("lr-find -b squeezenet1_1 -d hym --input_size 112 --steps 20");
+  ASSERT_EQ(found.exit_code, 0) << found.out;
+  EXPECT_EQ(found.out.rfind("range test on squeezenet1_1 over hym: the frozen features of every training image, then one "
+                            "batch at each of 20 rising rates\n", 0), 0u) << found.out;
+  EXPECT_NE(found.out.find("suggested learning rate:"), std::string::npos) << found.out;
+}
+
 }  // namespace
 }  // namespace graft
 

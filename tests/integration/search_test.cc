@@ -101,6 +101,56 @@ TEST_F(TrainingTest, SearchPublishesTheWinnerWithItsLeaderboard) {
   EXPECT_EQ(seen.size(), 8u);
 }
 
+// A watcher asking for progress sees each backbone's feature pass as it goes
+// (the long, silent part of a search before its first trial), then its
+// features event; a plain job's first epoch shows its feature pass too.
+TEST_F(TrainingTest, FeaturePassesShowTheirProgressToWatchers) {
+  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  v1::JobSpec spec = SearchSpec(1);
+  spec.mutable_search()->clear_learning_rates();
+  spec.mutable_search()->mutable_heads()->RemoveLast();
+  auto job = client_->CreateJob(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::map<std::string, std::set<int>> batches_seen;  // backbone -> batch numbers
+  std::map<std::string, int> batches_of;
+  std::set<std::string> features_done;
+  bool progress_after_features = false;
+  ASSERT_TRUE(client_->WatchJob(job->id(), /*progress=*/true, [&](const v1::JobEvent& e) {
+                       if (e.has_progress() && !e.progress().features_backbone().empty()) {
+                         const std::string& b = e.progress().features_backbone();
+                         batches_seen[b].insert(e.progress().batch());
+                         batches_of[b] = e.progress().batches();
+                         EXPECT_EQ(e.progress().epoch(), 0);
+                         if (features_done.count(b)) progress_after_features = true;
+                       }
+                       if (e.has_features()) features_done.insert(e.features().substr(0, e.features().find(':')));
+                       return true;
+                     }).ok());
+  for (const std::string b : {"mobilenet_v2", "squeezenet1_1"}) {
+    ASSERT_FALSE(batches_seen[b].empty()) << "no progress of " << b << "'s feature pass";
+    EXPECT_EQ(batches_of[b], 13) << "397 images in batches of 32";
+    EXPECT_GE(*batches_seen[b].begin(), 1);
+    EXPECT_LE(*batches_seen[b].rbegin(), 13);
+    EXPECT_EQ(features_done.count(b), 1u);
+  }
+  EXPECT_FALSE(progress_after_features) << "a feature pass's progress came after its features event";
+
+  v1::JobSpec plain = Spec("hym", 1);
+  plain.set_backbone("squeezenet1_1");
+  plain.set_input_size(112);
+  auto single = client_->CreateJob(plain);
+  ASSERT_TRUE(single.ok()) << single.status();
+  int feature_batches = 0;
+  ASSERT_TRUE(client_->WatchJob(single->id(), true, [&](const v1::JobEvent& e) {
+                       if (e.has_progress() && e.progress().features_backbone() == "squeezenet1_1") {
+                         EXPECT_EQ(e.progress().epoch(), 1);
+                         feature_batches = std::max(feature_batches, e.progress().batch());
+                       }
+                       return true;
+                     }).ok());
+  EXPECT_GE(feature_batches, 1) << "epoch 1's feature pass showed no progress";
+}
+
 TEST_F(TrainingTest, SearchRestartedMidwayResumesAfterItsFinishedTrials) {
   Restart([](ServerOptions& o) { o.search_trials_at_once = 1; });
   ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());

@@ -1,0 +1,17 @@
+#pragma once
+
+// The batched forward every speed benchmark compares against: graft's
+// inference path (batch norm folded, channels-last, inference mode) on a
+// random input, after a warm-up, for at least `min_seconds`.
+
+#include <cstdint>
+#include <string>
+
+namespace graft::bench {
+
+// Images per second of `arch` (a registry name) at `batch` x 3 x size x size
+// on this thread's LibTorch threads; 0 when the registry does not know `arch`.
+double ForwardImagesPerSecond(const std::string& arch, int64_t batch, int64_t input_size, double min_seconds,
+                              int min_iters = 3);
+
+}  // namespace graft::bench
