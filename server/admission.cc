@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/data/image_codec.h"
+#include "core/util/limit_error.h"
 
 namespace graft::server {
 
@@ -23,13 +24,17 @@ void RequestSize::AddTensor(int64_t batch, int64_t values) {
 absl::StatusOr<Admission> Admission::Admit(const RequestSize& size, const RequestLimits& limits,
                                            core::DecodeBudget* budget) {
   if (size.images_ > limits.max_images) {
-    return absl::ResourceExhaustedError(absl::StrCat("the request holds ", size.images_, " images; at most ",
-                                                     limits.max_images, " (--max_images_per_request)"));
+    return core::LimitError(absl::StatusCode::kResourceExhausted,
+                            absl::StrCat("the request holds ", size.images_, " images; at most ", limits.max_images,
+                                         " (--max_images_per_request)"),
+                            "max_images_per_request");
   }
   // Decoding time follows pixels: one request may not hold a batcher long.
   if (size.pixels_ > limits.max_pixels) {
-    return absl::ResourceExhaustedError(absl::StrCat("the request's images hold ", size.pixels_, " pixels; at most ",
-                                                     limits.max_pixels, " (--max_request_pixels)"));
+    return core::LimitError(absl::StatusCode::kResourceExhausted,
+                            absl::StrCat("the request's images hold ", size.pixels_, " pixels; at most ",
+                                         limits.max_pixels, " (--max_request_pixels)"),
+                            "max_request_pixels");
   }
   Admission admission;
   if (budget != nullptr && size.tensor_bytes_ > 0) {

@@ -6,17 +6,66 @@
 
 namespace graft::server {
 
-absl::StatusOr<core::Principal> Auth::Authorize(const grpc::ServerContext& context, core::Role min,
-                                                const char* method) const {
-  const auto& metadata = context.client_metadata();
-  const auto found = metadata.find("authorization");
-  if (found == metadata.end()) return AuthorizeHeader(nullptr, min, method);
-  const std::string value(found->second.data(), found->second.size());
-  return AuthorizeHeader(&value, min, method);
+const std::map<std::string, core::Role>& MethodRoles() {
+  using core::Role;
+  static const auto* roles = new std::map<std::string, Role>{
+      {"graft.v1.Tokens/CreateToken", Role::kAdmin},
+      {"graft.v1.Tokens/ListTokens", Role::kAdmin},
+      {"graft.v1.Tokens/RevokeToken", Role::kAdmin},
+      {"graft.v1.Tokens/WhoAmI", Role::kInference},
+      {"graft.v1.Backbones/ListBackbones", Role::kInference},
+      {"graft.v1.Backbones/GetBackbone", Role::kInference},
+      {"graft.v1.Backbones/RegisterBackbone", Role::kAdmin},
+      {"graft.v1.Backbones/UnregisterBackbone", Role::kAdmin},
+      {"graft.v1.Backbones/PullBackbone", Role::kAdmin},
+      {"graft.v1.Backbones/LoadBackbone", Role::kAdmin},
+      {"graft.v1.Backbones/UnloadBackbone", Role::kAdmin},
+      {"graft.v1.Backbones/PinBackbone", Role::kAdmin},
+      {"graft.v1.Inference/Predict", Role::kInference},
+      {"graft.v1.Inference/Embed", Role::kInference},
+      {"graft.v1.Datasets/UploadDataset", Role::kTrain},
+      {"graft.v1.Datasets/ListDatasets", Role::kTrain},
+      {"graft.v1.Datasets/GetDataset", Role::kTrain},
+      {"graft.v1.Datasets/DeleteDataset", Role::kTrain},
+      {"graft.v1.Training/CreateJob", Role::kTrain},
+      {"graft.v1.Training/GetJob", Role::kTrain},
+      {"graft.v1.Training/ListJobs", Role::kTrain},
+      {"graft.v1.Training/CancelJob", Role::kTrain},
+      {"graft.v1.Training/WatchJob", Role::kTrain},
+      {"graft.v1.Training/FindLearningRate", Role::kTrain},
+      {"graft.v1.Models/ListModels", Role::kInference},
+      {"graft.v1.Models/GetModel", Role::kInference},
+      {"graft.v1.Models/DeleteModel", Role::kTrain},
+      {"graft.v1.Models/ExportModel", Role::kTrain},
+      {"graft.v1.Models/Evaluate", Role::kTrain},
+      {"graft.v1.Models/PredictDataset", Role::kTrain},
+      {"graft.v1.Models/SetModelAlias", Role::kTrain},
+      {"graft.v1.Models/DeleteModelAlias", Role::kTrain},
+      {"inference.GRPCInferenceService/ServerMetadata", Role::kInference},
+      {"inference.GRPCInferenceService/ModelReady", Role::kInference},
+      {"inference.GRPCInferenceService/ModelMetadata", Role::kInference},
+      {"inference.GRPCInferenceService/ModelInfer", Role::kInference},
+  };
+  return *roles;
 }
 
-absl::StatusOr<core::Principal> Auth::AuthorizeHeader(const std::string* authorization, core::Role min,
-                                                      const char* method) const {
+absl::StatusOr<core::Principal> Auth::Authorize(const grpc::ServerContext& context, const std::string& method) const {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find("authorization");
+  if (found == metadata.end()) return AuthorizeHeader(nullptr, method);
+  const std::string value(found->second.data(), found->second.size());
+  return AuthorizeHeader(&value, method);
+}
+
+absl::StatusOr<core::Principal> Auth::AuthorizeHeader(const std::string* authorization,
+                                                      const std::string& full_method) const {
+  // Messages name the method as callers know it ("Predict").
+  const std::string method = full_method.substr(full_method.rfind('/') + 1);
+  const auto role = MethodRoles().find(full_method);
+  if (role == MethodRoles().end()) {
+    return absl::PermissionDeniedError(absl::StrCat(full_method, ": no role is set for this method; refused"));
+  }
+  const core::Role min = role->second;
   if (tokens_ == nullptr) return core::Principal{"anonymous", core::Role::kAdmin};
   if (authorization == nullptr) {
     return absl::UnauthenticatedError(absl::StrCat(
@@ -38,10 +87,8 @@ absl::StatusOr<core::Principal> Auth::AuthorizeHeader(const std::string* authori
   return *principal;
 }
 
-bool Owns(const core::Principal& p, const std::string& owner) { return p.admin() || p.name == owner; }
-
 absl::Status CheckOwner(const core::Principal& p, const std::string& owner, const std::string& what) {
-  if (Owns(p, owner)) return absl::OkStatus();
+  if (core::Owns(p, owner)) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(what, " belongs to another principal; '", p.name,
                                                   "' may only use its own"));
 }

@@ -87,7 +87,7 @@ absl::StatusOr<std::string> BackbonesService::TorchScriptSource(const v1::Regist
 
 grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const v1::ListBackbonesRequest* request,
                                              v1::ListBackbonesResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListBackbones");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/ListBackbones");
   GRAFT_CHECK_STRINGS(*request);
   const auto next = Paginate(zoo_.List(), request->page_size(), request->page_token(),
                              [&](const core::BackboneStatus& b) {
@@ -104,7 +104,7 @@ grpc::Status BackbonesService::ListBackbones(grpc::ServerContext* context, const
 
 grpc::Status BackbonesService::GetBackbone(grpc::ServerContext* context, const v1::GetBackboneRequest* request,
                                            v1::Backbone* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/GetBackbone");
   GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
@@ -115,7 +115,7 @@ grpc::Status BackbonesService::GetBackbone(grpc::ServerContext* context, const v
 
 grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext* context, const v1::RegisterBackboneRequest* request,
                                                 v1::Backbone* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "RegisterBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/RegisterBackbone");
   GRAFT_CHECK_STRINGS(*request);
   std::string staged;
   const auto registered = [&]() -> absl::StatusOr<core::BackboneStatus> {
@@ -153,7 +153,7 @@ grpc::Status BackbonesService::RegisterBackbone(grpc::ServerContext* context, co
 grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
                                                   const v1::UnregisterBackboneRequest* request,
                                                   v1::UnregisterBackboneResponse*) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnregisterBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/UnregisterBackbone");
   GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
@@ -172,7 +172,7 @@ grpc::Status BackbonesService::UnregisterBackbone(grpc::ServerContext* context,
 
 grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const v1::PullBackboneRequest* request,
                                             grpc::ServerWriter<v1::PullBackboneProgress>* writer) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PullBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/PullBackbone");
   GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Get(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
@@ -219,7 +219,7 @@ grpc::Status BackbonesService::PullBackbone(grpc::ServerContext* context, const 
 
 grpc::Status BackbonesService::LoadBackbone(grpc::ServerContext* context, const v1::LoadBackboneRequest* request,
                                             v1::Backbone* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "LoadBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/LoadBackbone");
   GRAFT_CHECK_STRINGS(*request);
   if (const auto loaded = zoo_.Resident(request->name(), [context] { return context->IsCancelled(); }); !loaded.ok()) {
     return ToGrpcStatus(loaded.status());
@@ -232,7 +232,7 @@ grpc::Status BackbonesService::LoadBackbone(grpc::ServerContext* context, const 
 
 grpc::Status BackbonesService::UnloadBackbone(grpc::ServerContext* context, const v1::UnloadBackboneRequest* request,
                                               v1::Backbone* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "UnloadBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/UnloadBackbone");
   GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Unload(request->name());
   if (!status.ok()) return ToGrpcStatus(status.status());
@@ -242,7 +242,7 @@ grpc::Status BackbonesService::UnloadBackbone(grpc::ServerContext* context, cons
 
 grpc::Status BackbonesService::PinBackbone(grpc::ServerContext* context, const v1::PinBackboneRequest* request,
                                            v1::Backbone* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "PinBackbone");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Backbones/PinBackbone");
   GRAFT_CHECK_STRINGS(*request);
   const auto status = zoo_.Pin(request->name(), request->pinned());
   if (!status.ok()) return ToGrpcStatus(status.status());

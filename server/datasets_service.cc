@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/files.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/paging.h"
@@ -97,8 +98,10 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
     received += static_cast<int64_t>(chunk.data().size());
     metrics_.AddUploadBytes(static_cast<double>(chunk.data().size()));
     if (received > limits.max_dataset_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("the upload exceeds the limit of ", limits.max_dataset_bytes,
-                                                       " bytes (--max_dataset_bytes)"));
+      return core::LimitError(absl::StatusCode::kResourceExhausted,
+                              absl::StrCat("the upload exceeds the limit of ", limits.max_dataset_bytes,
+                                           " bytes (--max_dataset_bytes)"),
+                              "max_dataset_bytes");
     }
     if (header.total_bytes() > 0 && received > header.total_bytes()) {
       return absl::InvalidArgumentError(absl::StrCat("the upload sent more than the ", header.total_bytes(),
@@ -113,8 +116,10 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
     if (!chunk.path().empty() && chunk.path() != current_path) {
       RETURN_IF_ERROR(finish_file());
       if (static_cast<int64_t>(files.size() + rejected.size()) >= limits.max_archive_entries) {
-        return absl::ResourceExhaustedError(absl::StrCat("the upload holds more than ", limits.max_archive_entries,
-                                                         " files (--max_archive_entries)"));
+        return core::LimitError(absl::StatusCode::kResourceExhausted,
+                                absl::StrCat("the upload holds more than ", limits.max_archive_entries,
+                                             " files (--max_archive_entries)"),
+                                "max_archive_entries");
       }
       current_path = chunk.path();
       if (auto s = core::DatasetStore::CheckRelativePath(current_path); !s.ok()) {
@@ -167,7 +172,7 @@ absl::StatusOr<core::IngestResult> DatasetsService::Receive(grpc::ServerContext*
 
 grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                                             v1::UploadDatasetResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "UploadDataset");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, "graft.v1.Datasets/UploadDataset");
   auto slot = uploads_.Acquire(who.name);
   if (!slot.ok()) return ToGrpcStatus(slot.status());
   const auto idle = deadlines_.ForUpload(ctx);
@@ -187,9 +192,11 @@ grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::Serv
   }
   if (header.total_bytes() < 0) return ToGrpcStatus(absl::InvalidArgumentError("header.total_bytes: must not be negative"));
   if (header.total_bytes() > store_.limits().max_dataset_bytes) {
-    return ToGrpcStatus(absl::ResourceExhaustedError(
-        absl::StrCat("header.total_bytes: ", header.total_bytes(), " bytes exceed the limit of ",
-                     store_.limits().max_dataset_bytes, " (--max_dataset_bytes)")));
+    return ToGrpcStatus(core::LimitError(absl::StatusCode::kResourceExhausted,
+                                         absl::StrCat("header.total_bytes: ", header.total_bytes(),
+                                                      " bytes exceed the limit of ", store_.limits().max_dataset_bytes,
+                                                      " (--max_dataset_bytes)"),
+                                         "max_dataset_bytes"));
   }
   auto staging = store_.NewStagingDir();
   if (!staging.ok()) return ToGrpcStatus(staging.status());
@@ -209,16 +216,16 @@ grpc::Status DatasetsService::UploadDataset(grpc::ServerContext* ctx, grpc::Serv
 }
 
 absl::StatusOr<core::DatasetInfo> DatasetsService::Find(const core::Principal& who, const std::string& id_or_name) {
-  ASSIGN_OR_RETURN(core::DatasetInfo d, store_.Resolve(id_or_name, who.name, who.admin()));
+  ASSIGN_OR_RETURN(core::DatasetInfo d, store_.Resolve(id_or_name, who.name, core::SeesEveryOwner(who)));
   RETURN_IF_ERROR(CheckOwner(who, d.owner, absl::StrCat("dataset '", id_or_name, "'")));
   return d;
 }
 
 grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest* request,
                                            v1::ListDatasetsResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "ListDatasets");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, "graft.v1.Datasets/ListDatasets");
   GRAFT_CHECK_STRINGS(*request);
-  const auto next = PageInto(*request, store_.List(who.admin() ? std::nullopt : std::optional<std::string>(who.name)),
+  const auto next = PageInto(*request, store_.List(core::SeesEveryOwner(who) ? std::nullopt : std::optional<std::string>(who.name)),
                              response->mutable_datasets());
   if (!next.ok()) return ToGrpcStatus(next.status());
   response->set_next_page_token(*next);
@@ -227,7 +234,7 @@ grpc::Status DatasetsService::ListDatasets(grpc::ServerContext* ctx, const v1::L
 
 grpc::Status DatasetsService::GetDataset(grpc::ServerContext* ctx, const v1::GetDatasetRequest* request,
                                          v1::Dataset* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "GetDataset");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, "graft.v1.Datasets/GetDataset");
   GRAFT_CHECK_STRINGS(*request);
   auto d = Find(who, request->id());
   if (!d.ok()) return ToGrpcStatus(d.status());
@@ -237,7 +244,7 @@ grpc::Status DatasetsService::GetDataset(grpc::ServerContext* ctx, const v1::Get
 
 grpc::Status DatasetsService::DeleteDataset(grpc::ServerContext* ctx, const v1::DeleteDatasetRequest* request,
                                             v1::DeleteDatasetResponse*) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, core::Role::kTrain, "DeleteDataset");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, ctx, "graft.v1.Datasets/DeleteDataset");
   GRAFT_CHECK_STRINGS(*request);
   auto d = Find(who, request->id());
   if (!d.ok()) return ToGrpcStatus(d.status());

@@ -19,6 +19,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/util/log.h"
 
 namespace graft::server {
@@ -140,8 +141,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     }
   }
 
-  void Refused(int status, const std::string& message) const {
-    if (on_refusal) on_refusal(status, message);
+  // `flag`: the limit's flag ("--max_message_bytes") when a limit refused it.
+  void Refused(int status, const std::string& message, const std::string& flag = "") const {
+    if (on_refusal) on_refusal(status, message, std::string(absl::StripPrefix(flag, "--")));
   }
 
   bool ReserveBody(int64_t bytes) {
@@ -309,8 +311,10 @@ class Session : public HttpServer::Impl::Live, public std::enable_shared_from_th
     const auto length = parser_->content_length();
     const int64_t limit = options().max_body_bytes;
     if (length && static_cast<uint64_t>(*length) > static_cast<uint64_t>(limit)) {
-      return Refuse(413, absl::StrCat("the request body (", *length, " bytes) is larger than ", limit, " bytes (",
-                                      options().body_flag, ")"));
+      return Refuse(413,
+                    absl::StrCat("the request body (", *length, " bytes) is larger than ", limit, " bytes (",
+                                 options().body_flag, ")"),
+                    options().body_flag);
     }
     const std::string* encoding = request_.Header("Content-Encoding");
     const bool encoded = encoding != nullptr && !absl::EqualsIgnoreCase(*encoding, "identity");
@@ -325,7 +329,8 @@ class Session : public HttpServer::Impl::Live, public std::enable_shared_from_th
     if (!server_->ReserveBody(bytes)) {
       return Refuse(503, absl::StrCat("the server is reading ", server_->body_bytes.load(),
                                       " bytes of request bodies already; a body of up to ", bytes,
-                                      " more does not fit (", options().body_budget_flag, "); retry later"));
+                                      " more does not fit (", options().body_budget_flag, "); retry later"),
+                    options().body_budget_flag);
     }
     reservation_ = BodyReservation(server_, bytes);
     const std::string* expect = request_.Header("Expect");
@@ -350,8 +355,10 @@ class Session : public HttpServer::Impl::Live, public std::enable_shared_from_th
 
   void OnBody(beast::error_code ec) {
     if (ec == http::error::body_limit) {
-      return Refuse(413, absl::StrCat("the request body is larger than ", options().max_body_bytes, " bytes (",
-                                      options().body_flag, ")"));
+      return Refuse(413,
+                    absl::StrCat("the request body is larger than ", options().max_body_bytes, " bytes (",
+                                 options().body_flag, ")"),
+                    options().body_flag);
     }
     if (ec == beast::error::timeout) {
       server_->Refused(408, absl::StrCat("a request body did not arrive within ", options().request_timeout_s,
@@ -367,8 +374,10 @@ class Session : public HttpServer::Impl::Live, public std::enable_shared_from_th
         case Inflated::kOk:
           break;
         case Inflated::kTooLarge:
-          return Refuse(413, absl::StrCat("the request body decompresses to more than ", options().max_body_bytes,
-                                          " bytes (", options().body_flag, ")"));
+          return Refuse(413,
+                        absl::StrCat("the request body decompresses to more than ", options().max_body_bytes,
+                                     " bytes (", options().body_flag, ")"),
+                        options().body_flag);
         case Inflated::kCorrupt:
           return Refuse(400, absl::StrCat("the request body is not valid ", *encoding, " data"));
       }
@@ -402,8 +411,8 @@ class Session : public HttpServer::Impl::Live, public std::enable_shared_from_th
 
   // Answers `status` before any handler ran, and closes: the rest of the
   // request is not read.
-  void Refuse(int status, const std::string& message) {
-    server_->Refused(status, message);
+  void Refuse(int status, const std::string& message, const std::string& flag = "") {
+    server_->Refused(status, message, flag);
     reservation_.Reset();
     keep_alive_ = false;
     HttpResponse response;
@@ -531,7 +540,7 @@ void HttpServer::Impl::Accept() {
 void HttpServer::Impl::RefuseConnection(tcp::socket socket) {
   const std::string message = absl::StrCat(options.what, " port: ", options.max_connections,
                                            " connections are open already (", options.connections_flag, ")");
-  Refused(503, message);
+  Refused(503, message, options.connections_flag);
   if (tls) return;  // closed as it goes: a plain answer means nothing inside TLS
   auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
   auto text = std::make_shared<std::string>(absl::StrCat(

@@ -75,9 +75,10 @@ struct HttpServerOptions {
 class HttpServer {
  public:
   using Handler = std::function<void(const HttpRequest&, HttpResponse&)>;
-  // Every request refused before a handler ran: its HTTP status and the
-  // message sent (which names the flag of the limit it hit).
-  using RefusalFn = std::function<void(int status, const std::string& message)>;
+  // Every request refused before a handler ran: its HTTP status, the message
+  // sent and, when one of graftd's limits refused it, that flag's name
+  // (without "--"; empty otherwise).
+  using RefusalFn = std::function<void(int status, const std::string& message, const std::string& flag)>;
   // Writes a refusal's answer in the port's own form (default: the message
   // as plain text).
   using ErrorFormatFn = std::function<void(const std::string& message, HttpResponse& response)>;

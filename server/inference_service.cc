@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/data/image_codec.h"
+#include "core/util/limit_error.h"
 #include "server/models_service.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
@@ -60,19 +61,20 @@ absl::StatusOr<Admission> InferenceService::Admit(const core::Principal& who,
 
 absl::StatusOr<std::string> InferenceService::ResolveModel(const core::Principal& who, const std::string& ref) const {
   if (models_ == nullptr) return ref;
-  return models_->Resolve(ref, who.name, who.role == core::Role::kInference || who.admin());
+  return models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
 }
 
 grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Predict");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Inference/Predict");
   GRAFT_CHECK_STRINGS(*request);
   // Counted before any name is resolved; a model named twice (by any of its
   // names) is run and answered once, where it is first named.
   if (request->models_size() > limits_.max_models) {
-    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat("the request names ", request->models_size(),
-                                                                  " models; at most ", limits_.max_models,
-                                                                  " (--max_models_per_predict)")));
+    return ToGrpcStatus(core::LimitError(absl::StatusCode::kResourceExhausted,
+                                         absl::StrCat("the request names ", request->models_size(), " models; at most ",
+                                                      limits_.max_models, " (--max_models_per_predict)"),
+                                         "max_models_per_predict"));
   }
   std::vector<std::string> ids;
   for (const std::string& ref : request->models()) {
@@ -119,7 +121,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
 
 grpc::Status InferenceService::Embed(grpc::ServerContext* context, const v1::EmbedRequest* request,
                                      v1::EmbedResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "Embed");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Inference/Embed");
   GRAFT_CHECK_STRINGS(*request);
   std::vector<std::string> ids;
   if (!request->model().empty()) {

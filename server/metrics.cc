@@ -13,6 +13,7 @@
 #include "core/util/device.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/zoo.h"
+#include "server/status_util.h"
 
 #ifndef GRAFT_VERSION
 #define GRAFT_VERSION "dev"
@@ -73,7 +74,7 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
           info_->server_context()->IsCancelled()) {
         code = grpc::StatusCode::CANCELLED;
       }
-      metrics_->ObserveRpc(method_, CodeName(code), seconds, methods->GetSendStatus().error_message());
+      metrics_->ObserveRpc(method_, CodeName(code), seconds, LimitFlagOf(methods->GetSendStatus()));
     }
     methods->Proceed();
   }
@@ -306,8 +307,8 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& host
   std::unique_ptr<Metrics> m(new Metrics());
   auto http = MetricsHttpServer::Start(
       host, port, [metrics = m.get()] { return metrics->Text(); },
-      [metrics = m.get()](const std::string& message) {
-        metrics->ObserveRpc("metrics (refused)", "RESOURCE_EXHAUSTED", 0, message);
+      [metrics = m.get()](const std::string& flag) {
+        metrics->ObserveRpc("metrics (refused)", "RESOURCE_EXHAUSTED", 0, flag);
       });
   if (!http.ok()) return http.status();
   m->http_ = std::move(*http);
@@ -370,23 +371,12 @@ std::set<std::string> Metrics::LimitFlags() {
 }
 
 void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds,
-                         const std::string& message) {
+                         const std::string& limit_flag) {
   if (code == "UNAUTHENTICATED" || code == "PERMISSION_DENIED") auth_failures_->Add({{"code", code}}).Increment();
-  if (code != "OK") {
-    // The limit a refusal names, if it is one of graftd's (bounded label values).
-    for (size_t at = message.find("--"); at != std::string::npos; at = message.find("--", at + 2)) {
-      size_t end = at + 2;
-      while (end < message.size() && (std::islower(static_cast<unsigned char>(message[end])) ||
-                                      std::isdigit(static_cast<unsigned char>(message[end])) || message[end] == '_')) {
-        ++end;
-      }
-      const std::string flag = message.substr(at + 2, end - at - 2);
-      if (limit_flags_.count(flag) > 0) {
-        limit_hits_->Add({{"flag", flag}}).Increment();
-        break;
-      }
-    }
-  }
+  // The limit that refused it, when one of graftd's did. Label values stay
+  // bounded: the flag comes from graftd's own code (core::LimitError), never
+  // from a client's bytes.
+  if (code != "OK" && !limit_flag.empty()) limit_hits_->Add({{"flag", limit_flag}}).Increment();
   static const prometheus::Histogram::BucketBoundaries kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                    0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
   const std::string& label = known_methods_.count(method) > 0 ? method : kUnknownMethod;

@@ -44,7 +44,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   // also counts in graft_limit_hits_total{flag}; only graftd's limit flags
   // (LimitFlags) become label values. UNAUTHENTICATED and PERMISSION_DENIED
   // also count in graft_auth_failures_total{code}.
-  void ObserveRpc(const std::string& method, const std::string& code, double seconds, const std::string& message = "");
+  // `limit_flag`: the flag of the limit that refused the call (a
+  // core::LimitError's payload; empty when none did).
+  void ObserveRpc(const std::string& method, const std::string& code, double seconds,
+                  const std::string& limit_flag = "");
   void SetKnownMethods(std::set<std::string> methods);
   void AddImagesPredicted(const std::string& backbone, double n);
   void SetBackbones(const core::Zoo& zoo);

@@ -30,7 +30,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     response.body = "graftd serves /metrics\n";
   });
   if (refused) {
-    s->http_->OnRefusal([refused = std::move(refused)](int, const std::string& message) { refused(message); });
+    s->http_->OnRefusal(
+        [refused = std::move(refused)](int, const std::string&, const std::string& flag) { refused(flag); });
   }
   if (absl::Status started = s->http_->Start(); !started.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", host, ":", port, ": ", started.message()));

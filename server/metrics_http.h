@@ -26,7 +26,7 @@ class MetricsHttpServer {
 
   // Binds host:port (0 picks a free port) and starts serving.
   // `text`: the exposition a scrape gets (called on the server's threads).
-  // `refused`: each request refused before it was served, with the reason.
+  // `refused`: each request refused before it was served, with the flag of the limit that refused it.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
       const std::string& host, int port, std::function<std::string()> text,
       std::function<void(const std::string&)> refused = nullptr);

@@ -23,14 +23,14 @@ absl::Status MayStartWeightsFetch(const core::Principal& who, const core::Zoo& z
 }
 
 bool MayUseModel(const core::Principal& who, const std::string& owner) {
-  return who.role == core::Role::kInference || Owns(who, owner);
+  return core::UsesAnyOwnersModels(who) || core::Owns(who, owner);
 }
 
 // What an inference principal sees of a model it does not own: what it needs
 // to predict, not the training data (dataset, job, the hardest images' file
 // names and thumbnails) or who trained it.
 void RedactFor(const core::Principal& who, core::ModelInfo& m) {
-  if (Owns(who, m.owner)) return;
+  if (core::Owns(who, m.owner)) return;
   m.owner.clear();
   m.job_id.clear();
   m.spec.dataset.clear();
@@ -42,7 +42,7 @@ void RedactFor(const core::Principal& who, core::ModelInfo& m) {
 
 grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ListModels");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/ListModels");
   GRAFT_CHECK_STRINGS(*request);
   std::vector<core::ModelInfo> usable;
   for (auto& m : store_.List()) {
@@ -61,7 +61,7 @@ grpc::Status ModelsService::ListModels(grpc::ServerContext* context, const v1::L
 
 grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
                                      v1::Model* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "GetModel");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/GetModel");
   GRAFT_CHECK_STRINGS(*request);
   auto id = ResolveFor(who, request->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -80,7 +80,7 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
 
 grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::DeleteModelRequest* request,
                                         v1::DeleteModelResponse*) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "DeleteModel");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/DeleteModel");
   GRAFT_CHECK_STRINGS(*request);
   auto id = ResolveFor(who, request->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -96,7 +96,7 @@ grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::
 
 grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::ExportModelRequest* request,
                                         grpc::ServerWriter<v1::ExportModelChunk>* writer) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "ExportModel");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/ExportModel");
   GRAFT_CHECK_STRINGS(*request);
   auto id = ResolveFor(who, request->id());
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -123,7 +123,7 @@ grpc::Status ModelsService::ExportModel(grpc::ServerContext* context, const v1::
 }
 
 absl::StatusOr<std::string> ModelsService::ResolveFor(const core::Principal& who, const std::string& ref) {
-  return store_.Resolve(ref, who.name, who.role == core::Role::kInference || who.admin());
+  return store_.Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
 }
 
 namespace {
@@ -133,7 +133,7 @@ absl::StatusOr<std::pair<std::string, std::string>> OwnedName(const core::Princi
   const size_t slash = text.find('/');
   if (slash == std::string::npos) return std::make_pair(who.name, text);
   const std::string owner = text.substr(0, slash);
-  if (owner != who.name && !who.admin()) {
+  if (!core::Owns(who, owner)) {
     return absl::PermissionDeniedError(absl::StrCat("model name '", text, "' belongs to another principal"));
   }
   return std::make_pair(owner, text.substr(slash + 1));
@@ -143,7 +143,7 @@ absl::StatusOr<std::pair<std::string, std::string>> OwnedName(const core::Princi
 
 grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1::SetModelAliasRequest* request,
                                           v1::Model* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "SetModelAlias");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/SetModelAlias");
   GRAFT_CHECK_STRINGS(*request);
   const auto owned = OwnedName(who, request->name());
   if (!owned.ok()) return ToGrpcStatus(owned.status());
@@ -156,7 +156,7 @@ grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1
 
 grpc::Status ModelsService::DeleteModelAlias(grpc::ServerContext* context, const v1::DeleteModelAliasRequest* request,
                                              v1::DeleteModelAliasResponse*) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "DeleteModelAlias");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/DeleteModelAlias");
   GRAFT_CHECK_STRINGS(*request);
   const auto owned = OwnedName(who, request->name());
   if (!owned.ok()) return ToGrpcStatus(owned.status());
@@ -173,7 +173,7 @@ absl::StatusOr<ModelsService::Pass> ModelsService::PreparePass(const core::Princ
   ASSIGN_OR_RETURN(const std::string id, ResolveFor(who, model_ref));
   ASSIGN_OR_RETURN(pass.run.model, store_.Get(id));
   RETURN_IF_ERROR(CheckOwner(who, pass.run.model->info().owner, absl::StrCat("model '", model_ref, "'")));
-  ASSIGN_OR_RETURN(pass.dataset, datasets_->Resolve(dataset_ref, who.name, who.admin()));
+  ASSIGN_OR_RETURN(pass.dataset, datasets_->Resolve(dataset_ref, who.name, core::SeesEveryOwner(who)));
   RETURN_IF_ERROR(CheckOwner(who, pass.dataset.owner, absl::StrCat("dataset '", dataset_ref, "'")));
   ASSIGN_OR_RETURN(const std::vector<core::DatasetImage> images, datasets_->Images(pass.dataset.id));
   pass.split = split == v1::DATASET_SPLIT_TRAIN ? "train" : split == v1::DATASET_SPLIT_ALL ? "all" : "val";
@@ -188,7 +188,7 @@ absl::StatusOr<ModelsService::Pass> ModelsService::PreparePass(const core::Princ
 
 grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::EvaluateRequest* request,
                                      grpc::ServerWriter<v1::EvaluateProgress>* writer) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "Evaluate");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/Evaluate");
   GRAFT_CHECK_STRINGS(*request);
   auto slot = passes_.Acquire(who.name);
   if (!slot.ok()) return ToGrpcStatus(slot.status());
@@ -219,7 +219,7 @@ grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::Eva
 
 grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v1::PredictDatasetRequest* request,
                                            grpc::ServerWriter<v1::PredictDatasetResponse>* writer) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "PredictDataset");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Models/PredictDataset");
   GRAFT_CHECK_STRINGS(*request);
   auto slot = passes_.Acquire(who.name);
   if (!slot.ok()) return ToGrpcStatus(slot.status());

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 #include "server/auth.h"
@@ -153,7 +154,7 @@ absl::StatusOr<OpenInference::Target> OpenInference::Find(const core::Principal&
   }
   absl::Status model_error = absl::NotFoundError("no model store");
   if (models_ != nullptr) {
-    auto id = models_->Resolve(ref, who.name, who.role == core::Role::kInference || who.admin());
+    auto id = models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
     if (id.ok()) {
       auto model = models_->Get(*id);
       if (model.ok()) {
@@ -263,8 +264,10 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
           absl::StrCat(what, ": BYTES shape [", absl::StrJoin(in.shape(), ","), "] is not [N] or [N,1]"));
     }
     if (elements > limits_.max_images) {
-      return absl::ResourceExhaustedError(absl::StrCat("the request holds ", elements, " images; at most ",
-                                                       limits_.max_images, " (--max_images_per_request)"));
+      return core::LimitError(absl::StatusCode::kResourceExhausted,
+                              absl::StrCat("the request holds ", elements, " images; at most ", limits_.max_images,
+                                           " (--max_images_per_request)"),
+                              "max_images_per_request");
     }
     if (raw) {
       ASSIGN_OR_RETURN(raw_elements, SplitRawBytes(request.raw_input_contents(0), elements, what));

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/util/json.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "server/http_server.h"
 #include "server/little_endian.h"
@@ -98,14 +99,17 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
         response.status = HttpStatusOf(status.code());
         if (status.code() == absl::StatusCode::kUnauthenticated) response.headers.emplace_back("WWW-Authenticate", "Bearer");
         response.content_type = "application/json";
-        response.body = Dump(json{{"error", std::string(status.message())}});
+        json error{{"error", CappedMessage(status.message())}};
+        if (const std::string flag = core::LimitFlagOf(status); !flag.empty()) error["limit_flag"] = flag;
+        response.body = Dump(error);
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      metrics.ObserveRpc(label, absl::StatusCodeToString(status.code()), seconds, std::string(status.message()));
+      metrics.ObserveRpc(label, absl::StatusCodeToString(status.code()), seconds, core::LimitFlagOf(status));
     };
   };
-  const auto who = [&auth](const HttpRequest& request, const char* method) {
-    return auth.AuthorizeHeader(request.Header("Authorization"), core::Role::kInference, method);
+  // Each route is its gRPC method's twin, with that method's role (MethodRoles).
+  const auto who = [&auth](const HttpRequest& request, const std::string& method) {
+    return auth.AuthorizeHeader(request.Header("Authorization"), "inference.GRPCInferenceService/" + method);
   };
   // The model segment is percent-decoded, so that another principal's model
   // is /v2/models/OWNER%2FNAME.
@@ -228,11 +232,11 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
   });
   // Refused before any handler ran (too large, too slow, too many
   // connections): counted with the limit flag each names.
-  http.OnRefusal([&metrics](int status, const std::string& message) {
+  http.OnRefusal([&metrics](int status, const std::string&, const std::string& flag) {
     const char* code = status == 408   ? "DEADLINE_EXCEEDED"
                        : status == 413 || status == 431 || status == 503 ? "RESOURCE_EXHAUSTED"
                                                                           : "INVALID_ARGUMENT";
-    metrics.ObserveRpc("REST (refused)", code, 0, message);
+    metrics.ObserveRpc("REST (refused)", code, 0, flag);
   });
   if (absl::Status started = http.Start(); !started.ok()) {
     if (started.code() == absl::StatusCode::kUnavailable) {

@@ -19,7 +19,7 @@ grpc::Status OpenInferenceService::ServerReady(grpc::ServerContext*, const infer
 
 grpc::Status OpenInferenceService::ModelReady(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
                                               inference::ModelReadyResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ModelReady");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "inference.GRPCInferenceService/ModelReady");
   GRAFT_CHECK_STRINGS(*request);
   const auto ready = oip_.ModelReady(who, request->name(), request->version());
   if (!ready.ok()) return ToGrpcStatus(ready.status());
@@ -29,7 +29,7 @@ grpc::Status OpenInferenceService::ModelReady(grpc::ServerContext* context, cons
 
 grpc::Status OpenInferenceService::ServerMetadata(grpc::ServerContext* context, const inference::ServerMetadataRequest*,
                                                   inference::ServerMetadataResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ServerMetadata");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "inference.GRPCInferenceService/ServerMetadata");
   *response = oip_.ServerMetadata();
   return grpc::Status::OK;
 }
@@ -37,7 +37,7 @@ grpc::Status OpenInferenceService::ServerMetadata(grpc::ServerContext* context, 
 grpc::Status OpenInferenceService::ModelMetadata(grpc::ServerContext* context,
                                                  const inference::ModelMetadataRequest* request,
                                                  inference::ModelMetadataResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ModelMetadata");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "inference.GRPCInferenceService/ModelMetadata");
   GRAFT_CHECK_STRINGS(*request);
   auto metadata = oip_.ModelMetadata(who, request->name(), request->version());
   if (!metadata.ok()) return ToGrpcStatus(metadata.status());
@@ -47,7 +47,7 @@ grpc::Status OpenInferenceService::ModelMetadata(grpc::ServerContext* context,
 
 grpc::Status OpenInferenceService::ModelInfer(grpc::ServerContext* context, const inference::ModelInferRequest* request,
                                               inference::ModelInferResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "ModelInfer");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "inference.GRPCInferenceService/ModelInfer");
   GRAFT_CHECK_STRINGS(*request);
   // Raw answers to raw requests (what Triton's clients read), typed to typed.
   const bool raw = request->raw_input_contents_size() > 0;

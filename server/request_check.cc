@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/limit_error.h"
 
 namespace graft::server {
 namespace {
@@ -12,8 +13,10 @@ namespace {
 std::atomic<int64_t> g_max_string_field_bytes{4096};
 
 absl::Status TooLong(const std::string& path, size_t size, int64_t max_bytes) {
-  return absl::InvalidArgumentError(absl::StrCat(path, " is ", size, " bytes long; a string field may be at most ",
-                                                 max_bytes, " bytes (--max_string_field_bytes)"));
+  return core::LimitError(absl::StatusCode::kInvalidArgument,
+                          absl::StrCat(path, " is ", size, " bytes long; a string field may be at most ", max_bytes,
+                                       " bytes (--max_string_field_bytes)"),
+                          "max_string_field_bytes");
 }
 
 absl::Status Check(const google::protobuf::Message& message, int64_t max_bytes, const std::string& prefix) {

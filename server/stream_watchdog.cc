@@ -1,6 +1,7 @@
 #include "server/stream_watchdog.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/util/limit_error.h"
 #include "core/util/log.h"
 
 namespace graft::server {
@@ -52,8 +53,10 @@ void StreamWatchdog::Watch::Arm() {
 void StreamWatchdog::Watch::Disarm() { deadline_ns_.store(0); }
 
 absl::Status StreamWatchdog::Watch::Expired(const std::string& waiting_for) const {
-  return absl::DeadlineExceededError(absl::StrCat("no ", waiting_for, " within ", timeout_.count(), " s (--", flag_,
-                                                  "); the call was cancelled"));
+  return core::LimitError(absl::StatusCode::kDeadlineExceeded,
+                          absl::StrCat("no ", waiting_for, " within ", timeout_.count(), " s (--", flag_,
+                                       "); the call was cancelled"),
+                          flag_);
 }
 
 void StreamWatchdog::Loop() {

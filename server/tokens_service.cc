@@ -24,7 +24,7 @@ void ToProto(const core::TokenInfo& t, v1::TokenInfo* out) {
 
 grpc::Status TokensService::CreateToken(grpc::ServerContext* context, const v1::CreateTokenRequest* request,
                                         v1::CreateTokenResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "CreateToken");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Tokens/CreateToken");
   GRAFT_CHECK_STRINGS(*request);
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
   if (request->role() < v1::ROLE_INFERENCE || request->role() > v1::ROLE_ADMIN) {
@@ -43,7 +43,7 @@ grpc::Status TokensService::CreateToken(grpc::ServerContext* context, const v1::
 
 grpc::Status TokensService::ListTokens(grpc::ServerContext* context, const v1::ListTokensRequest* request,
                                        v1::ListTokensResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "ListTokens");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Tokens/ListTokens");
   GRAFT_CHECK_STRINGS(*request);
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
   const auto next = Paginate(tokens_->List(), request->page_size(), request->page_token(),
@@ -59,14 +59,14 @@ grpc::Status TokensService::ListTokens(grpc::ServerContext* context, const v1::L
 
 grpc::Status TokensService::RevokeToken(grpc::ServerContext* context, const v1::RevokeTokenRequest* request,
                                         v1::RevokeTokenResponse*) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kAdmin, "RevokeToken");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Tokens/RevokeToken");
   GRAFT_CHECK_STRINGS(*request);
   if (tokens_ == nullptr) return ToGrpcStatus(kAuthOff);
   return ToGrpcStatus(tokens_->Revoke(request->name()));
 }
 
 grpc::Status TokensService::WhoAmI(grpc::ServerContext* context, const v1::WhoAmIRequest*, v1::TokenInfo* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kInference, "WhoAmI");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Tokens/WhoAmI");
   response->set_name(who.name);
   response->set_role(static_cast<v1::Role>(who.role));
   return grpc::Status::OK;

@@ -1,6 +1,7 @@
 #include "server/training_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/paging.h"
@@ -17,7 +18,7 @@ absl::StatusOr<core::JobRecord> TrainingService::Find(const core::Principal& who
 
 grpc::Status TrainingService::CreateJob(grpc::ServerContext* context, const v1::CreateJobRequest* request,
                                         v1::Job* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "CreateJob");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/CreateJob");
   GRAFT_CHECK_STRINGS(*request);
   auto spec = FromProto(request->spec());
   if (!spec.ok()) return ToGrpcStatus(spec.status());
@@ -29,7 +30,7 @@ grpc::Status TrainingService::CreateJob(grpc::ServerContext* context, const v1::
 
 grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                      v1::Job* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "GetJob");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/GetJob");
   GRAFT_CHECK_STRINGS(*request);
   auto job = Find(who, request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
@@ -44,7 +45,7 @@ grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::Get
 
 grpc::Status TrainingService::FindLearningRate(grpc::ServerContext* context, const v1::FindLearningRateRequest* request,
                                                v1::LearningRateCurve* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "FindLearningRate");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/FindLearningRate");
   GRAFT_CHECK_STRINGS(*request);
   auto spec = FromProto(request->spec());
   if (!spec.ok()) return ToGrpcStatus(spec.status());
@@ -66,7 +67,7 @@ grpc::Status TrainingService::FindLearningRate(grpc::ServerContext* context, con
 
 grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
                                        v1::ListJobsResponse* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "ListJobs");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/ListJobs");
   GRAFT_CHECK_STRINGS(*request);
   auto state = FromProto(request->state());
   if (!state.ok()) return ToGrpcStatus(state.status());
@@ -74,7 +75,7 @@ grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::L
   if (!jobs.ok()) return ToGrpcStatus(jobs.status());
   std::vector<core::JobRecord> mine;
   for (auto& j : *jobs) {
-    if (Owns(who, j.owner)) mine.push_back(std::move(j));
+    if (core::Owns(who, j.owner)) mine.push_back(std::move(j));
   }
   const auto next = PageInto(*request, mine, response->mutable_jobs());
   if (!next.ok()) return ToGrpcStatus(next.status());
@@ -84,7 +85,7 @@ grpc::Status TrainingService::ListJobs(grpc::ServerContext* context, const v1::L
 
 grpc::Status TrainingService::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
                                         v1::Job* response) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "CancelJob");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/CancelJob");
   GRAFT_CHECK_STRINGS(*request);
   if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
   auto job = runner_.Cancel(request->id());
@@ -95,16 +96,18 @@ grpc::Status TrainingService::CancelJob(grpc::ServerContext* context, const v1::
 
 grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                        grpc::ServerWriter<v1::JobEvent>* writer) {
-  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, core::Role::kTrain, "WatchJob");
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/WatchJob");
   GRAFT_CHECK_STRINGS(*request);
   if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
   {
     std::lock_guard<std::mutex> lock(mu_);
     int& open = watching_[who.name];
     if (open >= max_watch_streams_) {
-      return ToGrpcStatus(absl::ResourceExhaustedError(
+      return ToGrpcStatus(core::LimitError(
+          absl::StatusCode::kResourceExhausted,
           absl::StrCat("principal '", who.name, "' already watches ", open,
-                       " jobs (--max_watch_streams_per_principal); close a WatchJob stream first")));
+                       " jobs (--max_watch_streams_per_principal); close a WatchJob stream first"),
+          "max_watch_streams_per_principal"));
     }
     ++open;
   }

@@ -1,5 +1,6 @@
 #include "core/data/archive.h"
 
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 
 #include <archive.h>
@@ -35,16 +36,19 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() <= limits.max_seconds) {
       return absl::OkStatus();
     }
-    return absl::DeadlineExceededError(absl::StrCat("reading the archive took longer than ", limits.max_seconds,
-                                                    " s after ", entries, " entries and ", expanded,
-                                                    " bytes (--max_archive_seconds)"));
+    return LimitError(absl::StatusCode::kDeadlineExceeded,
+                      absl::StrCat("reading the archive took longer than ", limits.max_seconds, " s after ", entries,
+                                   " entries and ", expanded, " bytes (--max_archive_seconds)"),
+                      "max_archive_seconds");
   };
   // Every block decompressed counts, whether an entry is read or skipped.
   const auto count = [&](la_ssize_t n) -> absl::Status {
     expanded += n;
     if (expanded > limits.max_expanded_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("the archive expands beyond ", limits.max_expanded_bytes,
-                                                       " bytes (--max_dataset_bytes)"));
+      return LimitError(absl::StatusCode::kResourceExhausted,
+                        absl::StrCat("the archive expands beyond ", limits.max_expanded_bytes,
+                                     " bytes (--max_dataset_bytes)"),
+                        "max_dataset_bytes");
     }
     if (cancelled()) return absl::CancelledError("the upload was cancelled while its archive was read");
     return late();
@@ -59,8 +63,9 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
                                                      " entries: ", archive_error_string(a.get())));
     }
     if (++entries > limits.max_entries) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the archive holds more than ", limits.max_entries, " entries (--max_archive_entries)"));
+      return LimitError(absl::StatusCode::kResourceExhausted,
+                        absl::StrCat("the archive holds more than ", limits.max_entries, " entries (--max_archive_entries)"),
+                        "max_archive_entries");
     }
     UploadEntry e;
     const char* name = archive_entry_pathname(entry);

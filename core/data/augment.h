@@ -6,8 +6,8 @@
 #include <random>
 
 #include "absl/status/statusor.h"
+#include "core/data/augmentation_spec.h"
 #include "core/data/preprocessing.h"
-#include "core/train/job_spec.h"
 
 namespace graft::core {
 

@@ -16,8 +16,10 @@
 #include "absl/strings/str_split.h"
 #include "core/data/archive.h"
 #include "core/data/image_codec.h"
+#include "core/data/split.h"
 #include "core/util/files.h"
 #include "core/util/ids.h"
+#include "core/util/limit_error.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
 
@@ -386,8 +388,10 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   // Classes come from the training folders, sorted like torchvision's ImageFolder.
   std::vector<std::string> classes(class_dirs.begin(), class_dirs.end());
   if (static_cast<int64_t>(classes.size()) > limits_.max_classes) {
-    return absl::InvalidArgumentError(absl::StrCat("the upload has ", classes.size(), " class folders; at most ",
-                                                   limits_.max_classes, " are allowed (--max_dataset_classes)"));
+    return LimitError(absl::StatusCode::kInvalidArgument,
+                      absl::StrCat("the upload has ", classes.size(), " class folders; at most ", limits_.max_classes,
+                                   " are allowed (--max_dataset_classes)"),
+                      "max_dataset_classes");
   }
   std::map<std::string, int> label_of;
   for (size_t i = 0; i < classes.size(); ++i) label_of[classes[i]] = static_cast<int>(i);
@@ -410,14 +414,16 @@ absl::StatusOr<IngestResult> DatasetStore::Commit(const UploadRequest& request, 
   const double fraction = request.split_fraction > 0 ? request.split_fraction : 0.2;
   if (!train_val) {
     if (fraction >= 1) return absl::InvalidArgumentError("split fraction must be below 1");
+    std::vector<SplitItem> items;
+    std::vector<const Placed*> placed;
     for (size_t k = 0; k < flat_by_class.size(); ++k) {
-      auto& items = flat_by_class[k];
-      std::sort(items.begin(), items.end(), [](const Placed* a, const Placed* b) { return a->image->path < b->image->path; });
-      std::mt19937_64 rng(request.split_seed * 1000003u + k);
-      std::shuffle(items.begin(), items.end(), rng);
-      const size_t n_val = items.size() >= 2 ? std::max<size_t>(1, static_cast<size_t>(items.size() * fraction + 0.5)) : 0;
-      for (size_t i = 0; i < items.size(); ++i) final_images.emplace_back(i < n_val ? Split::kVal : Split::kTrain, items[i]);
+      for (const Placed* p : flat_by_class[k]) {
+        items.push_back({static_cast<int>(k), p->image->path});
+        placed.push_back(p);
+      }
     }
+    const std::vector<bool> val = StratifiedValidation(items, fraction, request.split_seed);
+    for (size_t i = 0; i < placed.size(); ++i) final_images.emplace_back(val[i] ? Split::kVal : Split::kTrain, placed[i]);
   }
   for (const auto& [split, p] : final_images) {
     auto& cc = counts[static_cast<size_t>(label_of[p->cls])];

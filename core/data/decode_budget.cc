@@ -1,6 +1,7 @@
 #include "core/data/decode_budget.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/util/limit_error.h"
 
 namespace graft::core {
 
@@ -10,15 +11,18 @@ DecodeBudget::Reservation::~Reservation() {
 
 absl::StatusOr<DecodeBudget::Reservation> DecodeBudget::Reserve(int64_t bytes, const std::string& what) {
   if (bytes > capacity_) {
-    return absl::ResourceExhaustedError(absl::StrCat("decoding ", what, " needs about ", bytes,
-                                                     " bytes, more than all of --max_decode_bytes (", capacity_, ")"));
+    return LimitError(absl::StatusCode::kResourceExhausted,
+                      absl::StrCat("decoding ", what, " needs about ", bytes, " bytes, more than all of --max_decode_bytes (",
+                                   capacity_, ")"),
+                      "max_decode_bytes");
   }
   std::unique_lock<std::mutex> lock(mu_);
   const bool fits = freed_.wait_for(lock, max_wait_, [&] { return in_use_ + bytes <= capacity_; });
   if (!fits) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "decoding ", what, " needs about ", bytes, " bytes; other decodes hold ", in_use_, " of --max_decode_bytes (",
-        capacity_, "); retry shortly"));
+    return LimitError(absl::StatusCode::kResourceExhausted,
+                      absl::StrCat("decoding ", what, " needs about ", bytes, " bytes; other decodes hold ", in_use_,
+                                   " of --max_decode_bytes (", capacity_, "); retry shortly"),
+                      "max_decode_bytes");
   }
   in_use_ += bytes;
   return Reservation(this, bytes);

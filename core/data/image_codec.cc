@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/data/jpeg.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -147,9 +148,11 @@ absl::StatusOr<cv::Mat> DecodeImage(std::string_view bytes, const DecodeLimits& 
     return absl::InvalidArgumentError(absl::StrCat(header.format, " header declares an empty image"));
   }
   if (header.width * header.height > limits.max_pixels) {
-    return absl::InvalidArgumentError(absl::StrCat(header.format, " image of ", header.width, "x", header.height, " = ",
-                                                   header.width * header.height, " pixels exceeds the limit of ",
-                                                   limits.max_pixels, " pixels (--max_image_pixels)"));
+    return LimitError(absl::StatusCode::kInvalidArgument,
+                      absl::StrCat(header.format, " image of ", header.width, "x", header.height, " = ",
+                                   header.width * header.height, " pixels exceeds the limit of ", limits.max_pixels,
+                                   " pixels (--max_image_pixels)"),
+                      "max_image_pixels");
   }
   std::optional<DecodeBudget::Reservation> reservation;
   if (limits.budget != nullptr) {

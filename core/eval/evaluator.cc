@@ -10,6 +10,7 @@
 #include "core/data/image_codec.h"
 #include "core/util/files.h"
 #include "core/util/ids.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -68,9 +69,10 @@ absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass,
     auto probs = predictor.Probabilities(pass.model, inputs, caller);
     if (!probs.ok()) {
       // Name the image when it was one image's fault (the Predictor says "image i: ...").
-      return absl::Status(probs.status().code(),
-                          absl::StrCat("images ", start, "..", end - 1, " (from '", pass.images[start].path,
-                                       "'): ", probs.status().message()));
+      return Rephrased(probs.status().code(),
+                       absl::StrCat("images ", start, "..", end - 1, " (from '", pass.images[start].path,
+                                    "'): ", probs.status().message()),
+                       probs.status());
     }
     RETURN_IF_ERROR(on_chunk(images, *probs));
     if (progress) progress(static_cast<int64_t>(end), total);

@@ -1,23 +1,24 @@
 #include "core/jobs/job_runner.h"
-#include "core/jobs/job_runner_run.h"
 
-#include "core/util/torch_status.h"
-
-#include "core/train/job_cost.h"
-
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
-#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/auth/policy.h"
+#include "core/data/augment.h"
+#include "core/data/split.h"
 #include "core/eval/evaluator.h"
+#include "core/jobs/job_runner_run.h"
 #include "core/train/early_stopping.h"
+#include "core/train/job_cost.h"
+#include "core/util/limit_error.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
 
 namespace graft::core {
 namespace fs = std::filesystem;
@@ -26,15 +27,11 @@ namespace job_runner_internal {
 
 // A job's own validation split of a FLAT dataset: per class, seeded.
 void Resplit(std::vector<DatasetImage>& images, double fraction, uint64_t seed) {
-  std::map<int, std::vector<DatasetImage*>> by_class;
-  for (auto& image : images) by_class[image.label].push_back(&image);
-  for (auto& [label, items] : by_class) {
-    std::sort(items.begin(), items.end(), [](const auto* a, const auto* b) { return a->path < b->path; });
-    std::mt19937_64 rng(seed * 6364136223846793005ULL + static_cast<uint64_t>(label));
-    std::shuffle(items.begin(), items.end(), rng);
-    const size_t n_val = items.size() >= 2 ? std::max<size_t>(1, static_cast<size_t>(items.size() * fraction + 0.5)) : 0;
-    for (size_t i = 0; i < items.size(); ++i) items[i]->split = i < n_val ? Split::kVal : Split::kTrain;
-  }
+  std::vector<SplitItem> items;
+  items.reserve(images.size());
+  for (const auto& image : images) items.push_back({image.label, image.path});
+  const std::vector<bool> val = StratifiedValidation(items, fraction, seed);
+  for (size_t i = 0; i < images.size(); ++i) images[i].split = val[i] ? Split::kVal : Split::kTrain;
 }
 
 }  // namespace job_runner_internal
@@ -113,8 +110,10 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
   if (spec.backbone.empty()) return absl::InvalidArgumentError("spec.backbone: required (a name from graft backbones)");
   auto found = zoo_.Resident(spec.backbone);
   if (absl::IsNotFound(found.status())) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
-                                                   "'; graft backbones lists the names"));
+    // A name that names nothing is NOT_FOUND in every RPC (Predict's
+    // backbone, a job's dataset, a model), with the field it came in.
+    return absl::NotFoundError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
+                                            "'; graft backbones lists the names"));
   }
   // Weights being fetched on first use: the job waits for them in QUEUED;
   // no room for the backbone now: it waits for room when it starts.
@@ -172,7 +171,7 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
       ASSIGN_OR_RETURN(const JobCost trial_cost,
                        EstimateJobCost(trial, *measured, static_cast<int>(dataset->classes.size())));
       if (absl::Status s = CheckJobCost(trial_cost, trial, options_.max_job_memory_bytes); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("spec.search.heads[", i, "]: ", s.message()));
+        return Rephrased(s.code(), absl::StrCat("spec.search.heads[", i, "]: ", s.message()), s);
       }
     }
   }
@@ -185,12 +184,12 @@ absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
 }
 
 absl::StatusOr<DatasetInfo> JobRunner::DatasetFor(const JobSpec& spec, const Principal& by) {
-  auto dataset = datasets_.Resolve(spec.dataset, by.name, by.admin());
+  auto dataset = datasets_.Resolve(spec.dataset, by.name, SeesEveryOwner(by));
   if (!dataset.ok()) {
-    return absl::Status(absl::IsNotFound(dataset.status()) ? absl::StatusCode::kNotFound : dataset.status().code(),
-                        absl::StrCat("spec.dataset: ", dataset.status().message()));
+    return Rephrased(dataset.status().code(), absl::StrCat("spec.dataset: ", dataset.status().message()),
+                     dataset.status());
   }
-  if (!by.admin() && dataset->owner != by.name) {
+  if (!Owns(by, dataset->owner)) {
     return absl::PermissionDeniedError(
         absl::StrCat("spec.dataset: dataset '", spec.dataset, "' belongs to another principal"));
   }
@@ -221,7 +220,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
       one.backbone = names[i];
       one.search.backbones = {names[i]};
       if (auto s = Admit(one, by); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("spec.search.backbones[", i, "] ('", names[i], "'): ", s.message()));
+        return Rephrased(s.code(), absl::StrCat("spec.search.backbones[", i, "] ('", names[i], "'): ", s.message()), s);
       }
       if (std::find(resolved.begin(), resolved.end(), one.backbone) == resolved.end()) resolved.push_back(one.backbone);
       if (i == 0) checked = std::move(one);
@@ -245,13 +244,16 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     // The queue is the database's: every process counts the same jobs.
     ASSIGN_OR_RETURN(const auto queued, jobs_.CountQueued(by.name));
     if (queued.first >= options_.max_queued_jobs) {
-      return absl::ResourceExhaustedError(absl::StrCat("the job queue is full (", queued.first,
-                                                       " jobs waiting, --max_queued_jobs); try again when one has started"));
+      return LimitError(absl::StatusCode::kResourceExhausted,
+                        absl::StrCat("the job queue is full (", queued.first,
+                                     " jobs waiting, --max_queued_jobs); try again when one has started"),
+                        "max_queued_jobs");
     }
     if (queued.second >= options_.max_queued_jobs_per_principal) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "principal '", by.name, "' already has ", queued.second,
-          " queued jobs (--max_queued_jobs_per_principal); try again when one has started"));
+      return LimitError(absl::StatusCode::kResourceExhausted,
+                        absl::StrCat("principal '", by.name, "' already has ", queued.second,
+                                     " queued jobs (--max_queued_jobs_per_principal); try again when one has started"),
+                        "max_queued_jobs_per_principal");
     }
     RETURN_IF_ERROR(jobs_.Insert(job));
     RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted", /*created=*/true));
@@ -374,11 +376,7 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
   info.name = model_spec.model_name;
   info.backbone = model_spec.backbone;
   for (const auto& c : dataset.classes) info.class_names.push_back(c.name);
-  info.preprocessing = backbone->spec->preprocessing;
-  if (model_spec.input_size > 0) {
-    info.preprocessing.height = info.preprocessing.width = model_spec.input_size;
-    info.preprocessing.resize_size = static_cast<int>(model_spec.input_size * 256.0 / 224.0 + 0.5);
-  }
+  info.preprocessing = ForInputSize(backbone->spec->preprocessing, model_spec.input_size);  // as the trainer's
   info.final_metrics = trained.final_metrics;
   info.best_metrics = trained.best_metrics;
   if (auto events = jobs_.Events(id, 0); events.ok()) {

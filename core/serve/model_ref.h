@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/util/names.h"
 
 namespace graft::core {
 
@@ -23,11 +24,6 @@ struct ModelRef {
 };
 
 absl::StatusOr<ModelRef> ParseModelRef(const std::string& text);
-
-// Names and aliases: 1 to 64 of [A-Za-z0-9._-], starting with a letter or
-// digit, not starting with "model-" (ids do). INVALID_ARGUMENT names `field`.
-absl::Status ValidateModelName(const std::string& name, const std::string& field);
-absl::Status ValidateAliasName(const std::string& alias, const std::string& field);
 
 inline constexpr char kLatestAlias[] = "latest";    // always the newest version; not settable
 inline constexpr char kDefaultAlias[] = "default";  // what a bare NAME means when set

@@ -9,12 +9,12 @@
 
 #include "absl/status/statusor.h"
 #include "core/data/preprocessing.h"
+#include "core/serve/evaluation_report.h"
 #include "core/train/head.h"
 #include "core/train/job_spec.h"
 #include "core/train/trainer.h"
 #include "core/util/change_feed.h"
 #include "core/util/database.h"
-#include "core/eval/report.h"
 #include "core/zoo/zoo.h"
 
 namespace graft::core {

@@ -11,6 +11,7 @@
 #include "core/data/image_codec.h"
 #include "core/data/transforms.h"
 #include "core/util/compute_threads.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -92,9 +93,9 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
         auto image = DecodeImage(bytes, limits);
         if (!image.ok()) {
           // The image's own fault is INVALID_ARGUMENT; a full decode budget keeps its code.
-          return absl::Status(absl::IsResourceExhausted(image.status()) ? absl::StatusCode::kResourceExhausted
-                                                                        : absl::StatusCode::kInvalidArgument,
-                              absl::StrCat("image ", i, ": ", image.status().message()));
+          return Rephrased(absl::IsResourceExhausted(image.status()) ? absl::StatusCode::kResourceExhausted
+                                                                     : absl::StatusCode::kInvalidArgument,
+                           absl::StrCat("image ", i, ": ", image.status().message()), image.status());
         }
         auto tensor = PreprocessImage(*image, p);
         if (!tensor.ok()) return absl::InvalidArgumentError(absl::StrCat("image ", i, ": ", tensor.status().message()));

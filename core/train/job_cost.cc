@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -105,11 +106,13 @@ absl::StatusOr<JobCost> EstimateJobCost(const JobSpec& spec, const ResidentBackb
 
 absl::Status CheckJobCost(const JobCost& cost, const JobSpec& spec, int64_t max_bytes) {
   if (cost.total_bytes <= max_bytes) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "spec: the job would need about ", cost.total_bytes >> 20, " MiB (", cost.head_parameters + cost.block_parameters,
-      " trainable parameters, a ", cost.model_bytes >> 20, " MiB model, ", cost.activation_bytes >> 20,
-      " MiB of activations at batch ", spec.batch_size, "), more than --max_job_memory_bytes (", max_bytes >> 20,
-      " MiB); use a smaller head, batch, input size or fewer unfrozen blocks"));
+  return LimitError(absl::StatusCode::kResourceExhausted,
+                    absl::StrCat("spec: the job would need about ", cost.total_bytes >> 20, " MiB (",
+                                 cost.head_parameters + cost.block_parameters, " trainable parameters, a ",
+                                 cost.model_bytes >> 20, " MiB model, ", cost.activation_bytes >> 20,
+                                 " MiB of activations at batch ", spec.batch_size, "), more than --max_job_memory_bytes (",
+                                 max_bytes >> 20, " MiB); use a smaller head, batch, input size or fewer unfrozen blocks"),
+                    "max_job_memory_bytes");
 }
 
 }  // namespace graft::core

@@ -8,7 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "core/serve/model_ref.h"
+#include "core/util/names.h"
 #include "core/util/status_macros.h"
 
 namespace graft::core {

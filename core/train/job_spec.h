@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/status.h"
+#include "core/data/augmentation_spec.h"
 
 namespace graft::core {
 
@@ -54,16 +55,6 @@ inline constexpr int kMaxCachedViews = 64;
 // A data-parallel job's trainers at most (JobSpec::workers).
 inline constexpr int kMaxJobWorkers = 64;
 
-struct AugmentationSpec {
-  bool horizontal_flip = false;
-  bool random_resized_crop = false;
-  double crop_scale_min = 0.08;
-  double color_jitter = 0;
-  // > 0: K augmented views of every training image go through the frozen
-  // prefix once and are cached; each epoch draws one view per image.
-  int cached_views = 0;
-  bool any() const { return horizontal_flip || random_resized_crop || color_jitter > 0; }
-};
 
 enum class Monitor { kValLoss = 1, kValAccuracy = 2, kValMacroF1 = 3 };
 enum class MonitorMode { kAuto = 0, kMin = 1, kMax = 2 };

@@ -8,6 +8,7 @@
 #include "core/train/trainer.h"
 #include "core/train/trainer_internal.h"
 #include "core/util/device.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -17,9 +18,10 @@ namespace trainer_internal {
 absl::StatusOr<std::shared_ptr<const SharedFeatures>> Trainer::Features() {
   RETURN_IF_ERROR(Setup());
   if (features_ == nullptr) {
-    return absl::ResourceExhaustedError(
-        "the frozen features fit neither the feature cache (--feature_cache_bytes) nor a spill file "
-        "(--feature_cache_spill, under <data_dir>/cache)");
+    return LimitError(absl::StatusCode::kResourceExhausted,
+                      "the frozen features fit neither the feature cache (--feature_cache_bytes) nor a spill file "
+                      "(--feature_cache_spill, under <data_dir>/cache)",
+                      "feature_cache_bytes");
   }
   return features_;
 }

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/util/limit_error.h"
 
 namespace graft::core {
 
@@ -18,13 +20,17 @@ absl::StatusOr<SharedSlots::Slot> SharedSlots::Acquire(const std::string& princi
   auto it = by_principal_.find(principal);
   const int mine = it == by_principal_.end() ? 0 : it->second;
   if (mine >= limits_.per_principal) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "principal '", principal, "' already holds ", mine, " of the ", limits_.total, " ", limits_.what,
-        " slots, its share (", limits_.share_flag, "); retry when one of them has ended"));
+    return LimitError(absl::StatusCode::kResourceExhausted,
+                      absl::StrCat("principal '", principal, "' already holds ", mine, " of the ", limits_.total, " ",
+                                   limits_.what, " slots, its share (", limits_.share_flag,
+                                   "); retry when one of them has ended"),
+                      absl::StripPrefix(limits_.share_flag, "--"));
   }
   if (held_ >= limits_.total) {
-    return absl::ResourceExhaustedError(absl::StrCat(held_, " ", limits_.what, " are in progress, the most at once (",
-                                                     limits_.total_flag, "); retry when one has ended"));
+    return LimitError(absl::StatusCode::kResourceExhausted,
+                      absl::StrCat(held_, " ", limits_.what, " are in progress, the most at once (",
+                                   limits_.total_flag, "); retry when one has ended"),
+                      absl::StripPrefix(limits_.total_flag, "--"));
   }
   ++held_;
   ++by_principal_[principal];

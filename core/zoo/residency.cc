@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/util/limit_error.h"
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -197,13 +198,15 @@ absl::Status Zoo::MakeRoom(int64_t needed, const std::string& what, const std::f
             pins.empty() ? "none" : absl::StrJoin(pins, ", "), "; published models ", HumanBytes(use.models),
             "; running jobs ", HumanBytes(use.jobs));
         if (never) {
-          return absl::ResourceExhaustedError(absl::StrCat(
-              numbers,
-              ". It cannot fit until the budget grows or a backbone is unpinned (graft backbones pin --off NAME)"));
+          return LimitError(absl::StatusCode::kResourceExhausted,
+                            absl::StrCat(numbers, ". It cannot fit until the budget grows or a backbone is unpinned "
+                                                  "(graft backbones pin --off NAME)"),
+                            "device_memory_budget");
         }
         if (!cancelled || cancelled() || std::chrono::steady_clock::now() >= give_up) {
-          return absl::ResourceExhaustedError(
-              absl::StrCat(numbers, ". Retry when requests or jobs using those backbones end"));
+          return LimitError(absl::StatusCode::kResourceExhausted,
+                            absl::StrCat(numbers, ". Retry when requests or jobs using those backbones end"),
+                            "device_memory_budget");
         }
       }
     }

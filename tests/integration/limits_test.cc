@@ -3,6 +3,10 @@
 // labels, slow connections.
 
 #include "tests/integration/security_fixture.h"
+#include "core/util/limit_error.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "server/status_util.h"
 
 namespace graft::security_testing {
 namespace {
@@ -205,6 +209,53 @@ TEST_F(SecurityTest, TooManyImagesInOneRequestAreRefusedNamingTheFlag) {
   auto refused = admin_->Predict(request);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(refused.status().message().find("--max_images_per_request"), std::string::npos) << refused.status();
+  // For programs: the flag as a google.rpc.ErrorInfo in the status details.
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(Target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + admin_token_);
+  v1::PredictResponse response;
+  const grpc::Status raw = stub->Predict(&ctx, request, &response);
+  ASSERT_EQ(raw.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(raw.error_details())) << "no status details";
+  EXPECT_EQ(details.code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  ASSERT_EQ(details.details_size(), 1);
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(details.details(0).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "LIMIT_EXCEEDED");
+  EXPECT_EQ(info.domain(), "graft");
+  EXPECT_EQ(info.metadata().at("flag"), "max_images_per_request");
+  // An image over --max_image_pixels, refused inside the batcher with the
+  // image's index before the message: its flag survives the rephrasing.
+  v1::PredictRequest big;
+  big.set_backbone("squeezenet1_1");
+  big.add_images()->set_encoded(testing::EncodeImage("png", 8000, 6000, 1, 2, 3));
+  grpc::ClientContext ctx2;
+  ctx2.AddMetadata("authorization", "Bearer " + admin_token_);
+  const grpc::Status too_big = stub->Predict(&ctx2, big, &response);
+  EXPECT_EQ(too_big.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << too_big.error_message();
+  EXPECT_EQ(server::LimitFlagOf(too_big), "max_image_pixels") << too_big.error_message();
+  // Metrics count hits from the flag each refusal carries, not its text.
+  const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_NE(page.find("graft_limit_hits_total{flag=\"max_images_per_request\"} 2"), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_limit_hits_total{flag=\"max_image_pixels\"} 1"), std::string::npos) << page;
+}
+
+TEST(StatusTest, LimitErrorsCarryTheirFlagAndMessagesAreCapped) {
+  const absl::Status s = core::LimitError(absl::StatusCode::kResourceExhausted, "too many", "max_widgets");
+  EXPECT_EQ(s.message(), "too many (--max_widgets)");
+  EXPECT_EQ(core::LimitFlagOf(s), "max_widgets");
+  const absl::Status named = core::LimitError(absl::StatusCode::kInvalidArgument, "over --max_widgets (3)", "max_widgets");
+  EXPECT_EQ(named.message(), "over --max_widgets (3)") << "a message naming its flag is kept as it is";
+  const absl::Status rephrased = core::Rephrased(absl::StatusCode::kInvalidArgument, "image 2: too many", s);
+  EXPECT_EQ(core::LimitFlagOf(rephrased), "max_widgets");
+  EXPECT_EQ(core::LimitFlagOf(absl::InvalidArgumentError("plain")), "");
+  EXPECT_EQ(server::LimitFlagOf(server::ToGrpcStatus(rephrased)), "max_widgets");
+  EXPECT_EQ(server::LimitFlagOf(server::ToGrpcStatus(absl::NotFoundError("x"))), "");
+  const std::string long_message = std::string(3000, 'a') + "\xc3\xa9";
+  const grpc::Status capped = server::ToGrpcStatus(absl::InvalidArgumentError(long_message));
+  EXPECT_LE(capped.error_message().size(), server::kMaxErrorMessageBytes);
+  EXPECT_NE(capped.error_message().find("(message cut)"), std::string::npos);
 }
 
 int64_t StatusKb(const std::string& key) {

@@ -1,56 +1,22 @@
 // graftd as a hostile or careless client meets it: tokens and roles on every
 // RPC, owners, TLS, and code that must never load from client data.
 
+#include "server/auth.h"
 #include "tests/integration/security_fixture.h"
 
 namespace graft::security_testing {
 namespace {
 
-// The smallest role each method needs. A method graftd serves that is missing
-// here fails EveryRpcRefusesMissingUnknownAndTooSmallTokens: a new RPC must
-// be given its role on purpose.
-const std::map<std::string, v1::Role>& MinimumRoles() {
-  static const auto* roles = new std::map<std::string, v1::Role>{
-      {"graft.v1.Tokens/CreateToken", v1::ROLE_ADMIN},
-      {"graft.v1.Tokens/ListTokens", v1::ROLE_ADMIN},
-      {"graft.v1.Tokens/RevokeToken", v1::ROLE_ADMIN},
-      {"graft.v1.Tokens/WhoAmI", v1::ROLE_INFERENCE},
-      {"graft.v1.Backbones/ListBackbones", v1::ROLE_INFERENCE},
-      {"graft.v1.Backbones/GetBackbone", v1::ROLE_INFERENCE},
-      {"graft.v1.Backbones/RegisterBackbone", v1::ROLE_ADMIN},
-      {"graft.v1.Backbones/UnregisterBackbone", v1::ROLE_ADMIN},
-      {"graft.v1.Backbones/PullBackbone", v1::ROLE_ADMIN},
-      {"graft.v1.Backbones/LoadBackbone", v1::ROLE_ADMIN},
-      {"graft.v1.Backbones/UnloadBackbone", v1::ROLE_ADMIN},
-      {"graft.v1.Backbones/PinBackbone", v1::ROLE_ADMIN},
-      {"graft.v1.Inference/Predict", v1::ROLE_INFERENCE},
-      {"graft.v1.Inference/Embed", v1::ROLE_INFERENCE},
-      {"graft.v1.Datasets/UploadDataset", v1::ROLE_TRAIN},
-      {"graft.v1.Datasets/ListDatasets", v1::ROLE_TRAIN},
-      {"graft.v1.Datasets/GetDataset", v1::ROLE_TRAIN},
-      {"graft.v1.Datasets/DeleteDataset", v1::ROLE_TRAIN},
-      {"graft.v1.Training/CreateJob", v1::ROLE_TRAIN},
-      {"graft.v1.Training/GetJob", v1::ROLE_TRAIN},
-      {"graft.v1.Training/ListJobs", v1::ROLE_TRAIN},
-      {"graft.v1.Training/CancelJob", v1::ROLE_TRAIN},
-      {"graft.v1.Training/WatchJob", v1::ROLE_TRAIN},
-      {"graft.v1.Training/FindLearningRate", v1::ROLE_TRAIN},
-      {"graft.v1.Models/ListModels", v1::ROLE_INFERENCE},
-      {"graft.v1.Models/GetModel", v1::ROLE_INFERENCE},
-      {"graft.v1.Models/DeleteModel", v1::ROLE_TRAIN},
-      {"graft.v1.Models/ExportModel", v1::ROLE_TRAIN},
-      {"graft.v1.Models/Evaluate", v1::ROLE_TRAIN},
-      {"graft.v1.Models/PredictDataset", v1::ROLE_TRAIN},
-      {"graft.v1.Models/SetModelAlias", v1::ROLE_TRAIN},
-      {"graft.v1.Models/DeleteModelAlias", v1::ROLE_TRAIN},
-      {"inference.GRPCInferenceService/ServerMetadata", v1::ROLE_INFERENCE},
-      {"inference.GRPCInferenceService/ModelReady", v1::ROLE_INFERENCE},
-      {"inference.GRPCInferenceService/ModelMetadata", v1::ROLE_INFERENCE},
-      {"inference.GRPCInferenceService/ModelInfer", v1::ROLE_INFERENCE},
-  };
-  return *roles;
-}
+// The smallest role each method needs: graftd's own table (server/auth.h),
+// which every handler and REST route authorizes from. A method graftd serves
+// that is missing there fails EveryRpcRefusesMissingUnknownAndTooSmallTokens
+// (and graftd refuses it to everyone): a new RPC must be given its role on
+// purpose.
+using server::MethodRoles;
 
+v1::Role MinimumRole(core::Role r) {
+  return r == core::Role::kAdmin ? v1::ROLE_ADMIN : r == core::Role::kTrain ? v1::ROLE_TRAIN : v1::ROLE_INFERENCE;
+}
 
 TEST_F(SecurityTest, FirstStartWritesAnAdminTokenOnlyItsOwnerReads) {
   const std::string path = GraftServer::AdminTokenPath(dir_.Join("data"));
@@ -91,25 +57,30 @@ TEST_F(SecurityTest, EveryRpcRefusesMissingUnknownAndTooSmallTokens) {
         continue;
       }
       ++methods;
-      const auto role = MinimumRoles().find(method);
-      ASSERT_NE(role, MinimumRoles().end()) << method << " has no minimum role in this test";
+      const auto found = MethodRoles().find(method);
+      ASSERT_NE(found, MethodRoles().end()) << method << " has no role in server/auth.cc's MethodRoles";
+      const v1::Role role = MinimumRole(found->second);
+      // Its own role passes authorization (the handler asks for its own method's role, not a larger one).
+      const std::string exact = role == v1::ROLE_ADMIN ? admin_token_ : role == v1::ROLE_TRAIN ? train : inference;
+      const grpc::Status allowed = RawCall(channel, method, exact);
+      EXPECT_NE(allowed.error_code(), grpc::StatusCode::PERMISSION_DENIED) << method << ": " << allowed.error_message();
+      EXPECT_NE(allowed.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method << ": " << allowed.error_message();
       const grpc::Status none = RawCall(channel, method, "");
       EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method << ": " << none.error_message();
       EXPECT_NE(none.error_message().find("no token"), std::string::npos) << none.error_message();
       const grpc::Status unknown = RawCall(channel, method, "graft_not-a-real-token");
       EXPECT_EQ(unknown.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method;
       EXPECT_NE(unknown.error_message().find("unknown or revoked token"), std::string::npos);
-      if (role->second == v1::ROLE_INFERENCE) continue;
-      const std::string smaller = role->second == v1::ROLE_ADMIN ? train : inference;
+      if (role == v1::ROLE_INFERENCE) continue;
+      const std::string smaller = role == v1::ROLE_ADMIN ? train : inference;
       const grpc::Status denied = RawCall(channel, method, smaller);
       EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED) << method << ": " << denied.error_message();
-      EXPECT_NE(denied.error_message().find(role->second == v1::ROLE_ADMIN ? "needs the role admin"
-                                                                           : "needs the role train"),
+      EXPECT_NE(denied.error_message().find(role == v1::ROLE_ADMIN ? "needs the role admin" : "needs the role train"),
                 std::string::npos)
           << denied.error_message();
     }
   }
-  EXPECT_EQ(methods, static_cast<int>(MinimumRoles().size()));
+  EXPECT_EQ(methods, static_cast<int>(MethodRoles().size())) << "MethodRoles names a method graftd does not serve";
 }
 
 TEST_F(SecurityTest, RevokedTokensAreRefusedAtOnce) {

@@ -457,7 +457,7 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
   };
   v1::JobSpec s = Spec("hym", 1);
   s.set_backbone("vgg99");
-  expect(s, absl::StatusCode::kInvalidArgument, "spec.backbone: unknown backbone 'vgg99'");
+  expect(s, absl::StatusCode::kNotFound, "spec.backbone: unknown backbone 'vgg99'");
   s = Spec("hym", 1);
   s.mutable_stages(0)->set_train("top:99");
   expect(s, absl::StatusCode::kInvalidArgument, "spec.stages[0].train: must be head, all or top:N with N in 1..19");
