@@ -398,7 +398,7 @@ absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, 
       err << "\r" << std::string(40, ' ') << "\r" << std::flush;
     });
   }
-  auto curve = c.FindLearningRate(r);
+  auto found = c.FindLearningRate(r);
   if (ticker.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -407,7 +407,7 @@ absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, 
     cv.notify_one();
     ticker.join();
   }
-  return Show(curve, g, out, [](const v1::LearningRateCurve& curve, std::ostream& os) {
+  return Show(found, g, out, [](const v1::LearningRateCurve& curve, std::ostream& os) {
     os << LrPlot(curve) << "steps: " << curve.learning_rates_size() << (curve.diverged() ? " (stopped: the loss diverged)" : "")
        << "\nlowest loss at: " << curve.min_loss_learning_rate() << "\nsuggested learning rate: " << curve.suggested()
        << "\n";

@@ -9,6 +9,19 @@
 
 namespace graft::core {
 
+// A live progress event of a feature pass (not stored; JobRunner::SetProgress).
+inline JobEvent FeatureProgressEvent(const std::string& job_id, int epoch, const std::string& backbone, int batch,
+                                     int batches) {
+  JobEvent e;
+  e.job_id = job_id;
+  e.type = JobEventType::kProgress;
+  e.epoch_number = epoch;
+  e.batch = batch;
+  e.batches = batches;
+  e.backbone = backbone;
+  return e;
+}
+
 // Turns a training run's callbacks into stored events and job updates.
 class JobRunner::Run : public TrainEvents {
  public:
@@ -38,14 +51,7 @@ class JobRunner::Run : public TrainEvents {
     runner_.SetProgress(e);
   }
   void OnFeatureProgress(const std::string& backbone, int batch, int batches) override {
-    JobEvent e;
-    e.job_id = job_.id;
-    e.type = JobEventType::kProgress;
-    e.epoch_number = job_.epochs_done + 1;
-    e.batch = batch;
-    e.batches = batches;
-    e.backbone = backbone;
-    runner_.SetProgress(e);
+    runner_.SetProgress(FeatureProgressEvent(job_.id, job_.epochs_done + 1, backbone, batch, batches));
   }
   void OnEarlyStop(int epoch, int best_epoch, double best_value) override {
     JobEvent e;

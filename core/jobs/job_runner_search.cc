@@ -78,13 +78,7 @@ class JobRunner::SearchRun : public SearchEvents {
     Log(runner_.Record(job_, e));
   }
   void OnFeatureProgress(const std::string& backbone, int batch, int batches) override {
-    JobEvent e;
-    e.job_id = job_.id;
-    e.type = JobEventType::kProgress;
-    e.batch = batch;
-    e.batches = batches;
-    e.backbone = backbone;
-    runner_.SetProgress(e);
+    runner_.SetProgress(FeatureProgressEvent(job_.id, /*epoch=*/0, backbone, batch, batches));
   }
   void OnTrial(const TrialResult& trial) override {
     JobEvent e;
