@@ -26,10 +26,20 @@ void SetComputeThreads(int n) {
 
 int ComputeThreads() { return compute_threads.load(); }
 
+// LibTorch sets each thread's OpenMP count from its global count the first
+// time the thread runs a parallel op, and would undo a count set before. That
+// lazy set-up has two copies: LibTorch's own (get_num_threads runs it) and,
+// in LibTorch 2.x where the inline function is not exported, this file's,
+// which ParallelForEach's inlined parallel_for runs. Both go first.
+static void InitThreadCountsHere() {
+  (void)at::get_num_threads();
+  at::internal::lazy_init_num_threads();
+}
+
 void UseComputeTeamHere() {
   const int n = compute_threads.load();
   if (n == 0) return;
-  (void)at::get_num_threads();  // LibTorch's lazy per-thread set-up first, or it would undo this
+  InitThreadCountsHere();
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
@@ -55,9 +65,7 @@ void UseOneComputeThreadHere() {
   thread_local bool done = false;
   if (done) return;
   done = true;
-  // LibTorch initialises each thread's OpenMP thread count lazily on its
-  // first parallel op; do that first so it cannot undo the limit below.
-  (void)at::get_num_threads();
+  InitThreadCountsHere();  // first, so that it cannot undo the limit below
 #ifdef _OPENMP
   omp_set_num_threads(1);
 #endif
