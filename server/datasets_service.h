@@ -31,8 +31,8 @@ class DatasetsService final : public v1::Datasets::Service {
 
  private:
   absl::StatusOr<core::IngestResult> Receive(grpc::ServerContext* ctx, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
-                                             const v1::UploadHeader& header, const std::string& staging,
-                                             const std::string& owner, StreamWatchdog::Watch& idle);
+                                             const v1::UploadHeader& header, const std::string& owner,
+                                             StreamWatchdog::Watch& idle);
   // By id or by the caller's name for it; PERMISSION_DENIED for another's.
   absl::StatusOr<core::DatasetInfo> Find(const core::Principal& who, const std::string& id_or_name);
 

@@ -13,6 +13,10 @@
 
 namespace graft::core {
 
+std::string FileTooLarge(int64_t max_bytes) {
+  return absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes (--max_upload_file_bytes)");
+}
+
 absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVisitor& visit,
                                  const ArchiveWalkLimits& limits) {
   std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
@@ -100,7 +104,7 @@ absl::Status ForEachArchiveEntry(const std::string& archive_path, const EntryVis
         }
         RETURN_IF_ERROR(count(n));
         if (static_cast<int64_t>(data->size()) + n > max_bytes) {
-          return absl::ResourceExhaustedError(absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes"));
+          return absl::ResourceExhaustedError(FileTooLarge(max_bytes));
         }
         data->append(buf, static_cast<size_t>(n));
       }

@@ -33,6 +33,10 @@ struct ArchiveWalkLimits {
   double max_seconds = 0;
 };
 
+// Why a file over the per-file limit (--max_upload_file_bytes) was refused:
+// one text wherever an upload's file is measured.
+std::string FileTooLarge(int64_t max_bytes);
+
 // Walks an archive (tar, tar.gz, zip; format detected by libarchive) entry by
 // entry. INVALID_ARGUMENT when the file is not a readable archive;
 // RESOURCE_EXHAUSTED past a limit; CANCELLED within a block of `cancelled`;

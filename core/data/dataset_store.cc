@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/data/archive.h"
+#include "core/data/client_paths.h"
 #include "core/data/image_codec.h"
 #include "core/data/split.h"
 #include "core/util/files.h"
@@ -27,8 +28,6 @@ namespace graft::core {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string Printable(const std::string& s);
 
 std::vector<std::string> Components(const std::string& path) {
   std::vector<std::string> out;
@@ -66,7 +65,7 @@ class DatasetStore::Collector {
     if (!e.regular) return Reject(e.path, absl::StrCat(e.kind, "s are not accepted"), false);
     const auto& limits = store_.limits_;
     if (e.size > limits.max_file_bytes) {
-      return Reject(e.path, absl::StrCat("larger than the per-file limit of ", limits.max_file_bytes, " bytes"));
+      return Reject(e.path, FileTooLarge(limits.max_file_bytes));
     }
     std::string data;
     if (auto s = read(&data, limits.max_file_bytes); !s.ok()) {
@@ -107,7 +106,7 @@ class DatasetStore::Collector {
   // `in_class`: the path itself is fine, so its folder still names a class
   // (to report classes whose every file was rejected).
   absl::Status Reject(const std::string& path, const std::string& reason, bool in_class = true) {
-    rejected_.push_back({Printable(path), reason});
+    rejected_.push_back({PrintablePath(path), reason});
     if (in_class) rejected_parts_.push_back(Components(path));
     return absl::OkStatus();
   }
@@ -122,104 +121,6 @@ class DatasetStore::Collector {
   DatasetStore& store_;
   std::vector<std::string> pinned_;
 };
-
-namespace {
-
-// RFC 3629: the length of the valid UTF-8 sequence at s[i] (no overlong
-// forms, no surrogates, nothing past U+10FFFF); 0 when there is none.
-size_t Utf8Length(const std::string& s, size_t i) {
-  const auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = at(i);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
-  if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 1;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 2;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 3;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (i + n >= s.size()) return 0;  // the sequence runs past the end
-  if (at(i + 1) < lo || at(i + 1) > hi) return 0;
-  for (size_t k = 2; k <= n; ++k) {
-    if ((at(i + k) & 0xc0) != 0x80) return 0;
-  }
-  return n + 1;
-}
-
-bool IsValidUtf8(const std::string& s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = Utf8Length(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-// A client's path as answers and logs may show it: control characters and
-// bytes that are not UTF-8 become \xNN.
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = Utf8Length(s, i);
-    if (n == 0 || c < 0x20 || c == 0x7f) {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-      ++i;
-    } else {
-      out.append(s, i, n);
-      i += n;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-absl::Status DatasetStore::CheckRelativePath(const std::string& path) {
-  if (path.empty()) return absl::InvalidArgumentError("empty path");
-  if (path.size() > kMaxPathChars) {
-    return absl::InvalidArgumentError(absl::StrCat("path longer than ", kMaxPathChars, " characters"));
-  }
-  if (path[0] == '/' || path[0] == '\\' || (path.size() > 1 && path[1] == ':')) {
-    return absl::InvalidArgumentError("absolute paths are not accepted");
-  }
-  for (absl::string_view c : absl::StrSplit(path, absl::ByAnyChar("/\\"), absl::SkipEmpty())) {
-    if (c == "..") return absl::InvalidArgumentError("paths with '..' are not accepted");
-    if (c != "." && (c[0] == '.' || c == "__MACOSX")) return absl::InvalidArgumentError("hidden or system file");
-  }
-  if (path.find('\0') != std::string::npos) return absl::InvalidArgumentError("path contains a NUL byte");
-  // Folder names become class names that clients print: no terminal control
-  // sequences, and UTF-8 (protobuf strings must be).
-  for (const char ch : path) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) {
-      return absl::InvalidArgumentError(absl::StrCat("path contains a control character (0x", absl::Hex(c, absl::kZeroPad2), ")"));
-    }
-  }
-  if (!IsValidUtf8(path)) return absl::InvalidArgumentError("path is not valid UTF-8");
-  return absl::OkStatus();
-}
-
-absl::Status DatasetStore::CheckName(const std::string& name) {
-  if (name.empty() || name.size() > 128) return absl::InvalidArgumentError("header.name: 1 to 128 characters required");
-  if (!IsPlainName(name, 128)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("header.name: '", name, "' may only hold letters, digits, '-', '_' and '.'"));
-  }
-  if (LooksLikeId(name)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("header.name: '", name, "' has the form of an id (<kind>-<12 hex digits>); choose another name"));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(Database& db, const std::string& root,
                                                                   UploadLimits limits, StorageSharing sharing) {
@@ -272,12 +173,12 @@ absl::StatusOr<IngestResult> DatasetStore::IngestArchive(const UploadRequest& re
 }
 
 void DatasetStore::Pin(const std::string& sha) {
-  std::lock_guard<std::mutex> lock(gc_mu_);
+  absl::MutexLock lock(&gc_mu_);
   ++pinned_[sha];
 }
 
 void DatasetStore::Unpin(const std::vector<std::string>& shas) {
-  std::lock_guard<std::mutex> lock(gc_mu_);
+  absl::MutexLock lock(&gc_mu_);
   for (const std::string& sha : shas) {
     const auto it = pinned_.find(sha);
     if (it != pinned_.end() && --it->second == 0) pinned_.erase(it);
@@ -285,7 +186,7 @@ void DatasetStore::Unpin(const std::vector<std::string>& shas) {
 }
 
 void DatasetStore::RemoveUnreferenced(const std::vector<std::string>& blobs) {
-  std::lock_guard<std::mutex> lock(gc_mu_);
+  absl::MutexLock lock(&gc_mu_);
   for (const std::string& sha : blobs) {
     if (pinned_.count(sha) > 0) continue;  // another upload in progress holds it
     auto q = db_.Prepare("SELECT 1 FROM dataset_images WHERE sha256 = ? LIMIT 1");
@@ -313,7 +214,7 @@ absl::StatusOr<IngestResult> DatasetStore::IngestFolder(const UploadRequest& req
     const absl::Status visited = collector.Visit(e, [&](std::string* data, int64_t max_bytes) -> absl::Status {
       ASSIGN_OR_RETURN(*data, ReadFile(f.staged_path));
       if (static_cast<int64_t>(data->size()) > max_bytes) {
-        return absl::ResourceExhaustedError(absl::StrCat("larger than the per-file limit of ", max_bytes, " bytes"));
+        return absl::ResourceExhaustedError(FileTooLarge(max_bytes));
       }
       return absl::OkStatus();
     });
@@ -527,7 +428,7 @@ absl::Status DatasetStore::CollectGarbage() {
   // Under gc_mu_ from the query to the last removal: an upload pins a blob
   // before it looks for it, so it either sees the file gone (and writes it
   // again) or keeps it from being removed.
-  std::lock_guard<std::mutex> lock(gc_mu_);
+  absl::MutexLock lock(&gc_mu_);
   std::set<std::string> referenced;
   {
     ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT DISTINCT sha256 FROM dataset_images"));

@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/data/dataset.h"
 #include "core/util/database.h"
 
@@ -120,15 +122,15 @@ class DatasetStore {
   // a committed dataset): garbage collection leaves them alone. Found by the
   // kill -9 campaign: a delete during an upload removed the upload's blobs,
   // and the committed dataset referenced missing files.
-  void Pin(const std::string& sha);
-  void Unpin(const std::vector<std::string>& shas);
+  void Pin(const std::string& sha) ABSL_LOCKS_EXCLUDED(gc_mu_);
+  void Unpin(const std::vector<std::string>& shas) ABSL_LOCKS_EXCLUDED(gc_mu_);
 
   Database& db_;
   std::string root_;
   UploadLimits limits_;
   StorageSharing sharing_;
-  std::mutex gc_mu_;  // held by garbage collection, and to pin
-  std::map<std::string, int> pinned_;
+  absl::Mutex gc_mu_;  // held by garbage collection, and to pin
+  std::map<std::string, int> pinned_ ABSL_GUARDED_BY(gc_mu_);
 };
 
 }  // namespace graft::core

@@ -46,6 +46,8 @@ JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models,
       zoo_(zoo),
       options_(std::move(options)),
       observer_(observer),
+      admission_(zoo, datasets, {options_.max_job_memory_bytes, options_.shared}),
+      publisher_(zoo, models, options_.predictor),
       lr_finds_({"learning-rate range tests", options_.max_concurrent_jobs, "--max_concurrent_jobs",
                  options_.max_lr_finds_per_principal, "--max_lr_finds_per_principal"}) {}
 
@@ -74,6 +76,13 @@ void JobRunner::SetProgress(const JobEvent& e) {
 }
 
 absl::StatusOr<JobEvent> JobRunner::Record(JobRecord& job, JobEvent event) {
+  {
+    // The live progress so far is older than this event: a watcher that sees
+    // the event must not see that progress after it (a feature pass's last
+    // batch after the pass's own event). Dropped before the event is stored.
+    std::lock_guard<std::mutex> lock(mu_);
+    progress_.erase(job.id);
+  }
   event.job_id = job.id;
   event.time = NowSeconds();
   ASSIGN_OR_RETURN(JobEvent stored, jobs_.Append(event));
@@ -106,101 +115,11 @@ absl::Status JobRunner::SetState(JobRecord& job, JobState state, const std::stri
   return absl::OkStatus();
 }
 
-absl::Status JobRunner::Admit(JobSpec& spec, const Principal& by) {
-  if (spec.backbone.empty()) return absl::InvalidArgumentError("spec.backbone: required (a name from graft backbones)");
-  auto found = zoo_.Resident(spec.backbone);
-  if (absl::IsNotFound(found.status())) {
-    // A name that names nothing is NOT_FOUND in every RPC (Predict's
-    // backbone, a job's dataset, a model), with the field it came in.
-    return absl::NotFoundError(absl::StrCat("spec.backbone: unknown backbone '", spec.backbone,
-                                            "'; graft backbones lists the names"));
-  }
-  // Weights being fetched on first use: the job waits for them in QUEUED;
-  // no room for the backbone now: it waits for room when it starts.
-  if (!found.ok() && !absl::IsUnavailable(found.status()) && !absl::IsResourceExhausted(found.status())) {
-    return found.status();
-  }
-  ASSIGN_OR_RETURN(const BackboneStatus backbone, zoo_.Get(spec.backbone));
-  spec.backbone = backbone.spec->name;
-  const int num_blocks = static_cast<int>(backbone.blocks.size());
-  RETURN_IF_ERROR(NormalizeJobSpec(spec, num_blocks));
-  if (backbone.spec->custom) {
-    for (size_t i = 0; i < spec.stages.size(); ++i) {
-      if (TrainableBlocks(spec.stages[i].train, num_blocks) > 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "stages[", i, "].train: '", spec.backbone,
-            "' is a custom TorchScript backbone, which graft trains frozen only; use train: head"));
-      }
-    }
-  }
-  ASSIGN_OR_RETURN(const DatasetInfo found_dataset, DatasetFor(spec, by));
-  const DatasetInfo* dataset = &found_dataset;
-  if (spec.validation_fraction > 0 && dataset->layout == DatasetLayout::kTrainVal) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.validation_fraction: dataset '", dataset->name,
-                                                   "' has its own val/ folder; leave validation_fraction at 0"));
-  }
-  if (dataset->val_images == 0 && spec.validation_fraction == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset->name, "' has no validation images"));
-  }
-  spec.dataset = dataset->id;
-  // The estimate measures activations with a forward pass; a backbone whose
-  // weights are still being fetched is measured with random ones.
-  std::shared_ptr<ResidentBackbone> measured = found.ok() ? *found : nullptr;
-  if (measured == nullptr) {
-    ASSIGN_OR_RETURN(measured, GuardInternal("building " + spec.backbone,
-                                             [&]() -> absl::StatusOr<std::shared_ptr<ResidentBackbone>> {
-                                               auto r = std::make_shared<ResidentBackbone>();
-                                               r->spec = backbone.spec;
-                                               r->device = torch::Device(torch::kCPU);
-                                               r->module = backbone.spec->make();
-                                               r->module->eval();
-                                               r->inference = r->module;
-                                               return r;
-                                             }));
-  }
-  ASSIGN_OR_RETURN(const JobCost cost,
-                   EstimateJobCost(spec, *measured, static_cast<int>(dataset->classes.size())));
-  RETURN_IF_ERROR(CheckJobCost(cost, spec, options_.max_job_memory_bytes));
-  // A search trains each of its heads as the job's first stage: every one is
-  // costed as a job would be (jobs, searches and range tests all pass here).
-  if (spec.has_search) {
-    for (size_t i = 0; i < spec.search.heads.size(); ++i) {
-      JobSpec trial = spec;
-      trial.head = spec.search.heads[i];
-      trial.stages.resize(1);
-      ASSIGN_OR_RETURN(const JobCost trial_cost,
-                       EstimateJobCost(trial, *measured, static_cast<int>(dataset->classes.size())));
-      if (absl::Status s = CheckJobCost(trial_cost, trial, options_.max_job_memory_bytes); !s.ok()) {
-        return Rephrased(s.code(), absl::StrCat("spec.search.heads[", i, "]: ", s.message()), s);
-      }
-    }
-  }
-  if (spec.workers > 1 && !options_.shared) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "spec.workers: ", spec.workers, " trainers share a job only when trainer processes share a PostgreSQL "
-        "database (--database=postgresql://...); this graftd runs alone on SQLite: use workers 1"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<DatasetInfo> JobRunner::DatasetFor(const JobSpec& spec, const Principal& by) {
-  auto dataset = datasets_.Resolve(spec.dataset, by.name, SeesEveryOwner(by));
-  if (!dataset.ok()) {
-    return Rephrased(dataset.status().code(), absl::StrCat("spec.dataset: ", dataset.status().message()),
-                     dataset.status());
-  }
-  if (!Owns(by, dataset->owner)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("spec.dataset: dataset '", spec.dataset, "' belongs to another principal"));
-  }
-  return *std::move(dataset);
-}
-
 absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   if (spec.has_search) {
     // What every candidate shares is checked once, before any candidate: the
     // dataset's error is the dataset's, not the first backbone's.
-    if (!spec.dataset.empty()) RETURN_IF_ERROR(DatasetFor(spec, by).status());
+    if (!spec.dataset.empty()) RETURN_IF_ERROR(admission_.DatasetFor(spec, by).status());
     // Every candidate is checked as if the job were on it alone; the list is
     // stored resolved (canonical names, no repeats), so a restart runs the same.
     std::vector<std::string>& names = spec.search.backbones;
@@ -219,7 +138,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
       JobSpec one = spec;
       one.backbone = names[i];
       one.search.backbones = {names[i]};
-      if (auto s = Admit(one, by); !s.ok()) {
+      if (auto s = admission_.Admit(one, by); !s.ok()) {
         return Rephrased(s.code(), absl::StrCat("spec.search.backbones[", i, "] ('", names[i], "'): ", s.message()), s);
       }
       if (std::find(resolved.begin(), resolved.end(), one.backbone) == resolved.end()) resolved.push_back(one.backbone);
@@ -230,7 +149,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     RETURN_IF_ERROR(CheckSearchSize(checked, resolved.size()));
     spec = std::move(checked);
   } else {
-    RETURN_IF_ERROR(Admit(spec, by));
+    RETURN_IF_ERROR(admission_.Admit(spec, by));
   }
 
   JobRecord job;
@@ -367,52 +286,21 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
                         const DatasetInfo& dataset, const std::vector<DatasetImage>& images,
                         const CancellationToken& token, const std::function<void(JobState, const std::string&)>& fail) {
   const std::string id = job.id;
-  auto backbone = zoo_.Get(model_spec.backbone);
-  if (!backbone.ok()) return fail(JobState::kFailed, std::string(backbone.status().message()));
-  ModelInfo info;
-  info.id = NewId("model");
-  info.job_id = id;
-  info.owner = job.owner;
-  info.name = model_spec.model_name;
-  info.backbone = model_spec.backbone;
-  for (const auto& c : dataset.classes) info.class_names.push_back(c.name);
-  info.preprocessing = ForInputSize(backbone->spec->preprocessing, model_spec.input_size);  // as the trainer's
-  info.final_metrics = trained.final_metrics;
-  info.best_metrics = trained.best_metrics;
-  if (auto events = jobs_.Events(id, 0); events.ok()) {
-    LearningCurves curves = LearningCurvesOf(*events);
-    info.history = std::move(curves.epochs);
-    info.restored_epochs = std::move(curves.restored_epochs);
-  } else {
+  auto events = jobs_.Events(id, 0);
+  if (!events.ok()) {
     ABSL_LOG(ERROR) << "job " << id << ": the model is published without its learning curves: "
                     << events.status().message();
   }
-  info.spec = model_spec;
-  info.created_at = NowSeconds();
-  info.trained_blocks = trained.trained_blocks;
-  info.first_trained_block = trained.first_trained_block;
-  auto prepared = models_.Prepare(info, trained.weights);
-  if (!prepared.ok()) return fail(JobState::kFailed, absl::StrCat("loading the model: ", prepared.status().message()));
-  if (options_.predictor != nullptr) {
-    DatasetPass pass;
-    pass.model = *prepared;
-    for (const DatasetImage& image : images) {
-      if (image.split == Split::kVal) pass.images.push_back(image);
+  auto prepared = publisher_.Prepare(job, trained, model_spec, dataset, images,
+                                     events.ok() ? *events : std::vector<JobEvent>{},
+                                     Caller([&token]() { return token.cancelled(); }, job.owner));
+  if (!prepared.ok()) return fail(JobState::kFailed, std::string(prepared.status().message()));
+  if (prepared->evaluation_cancelled) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (LeftRunningLocked(id)) return;  // resumes after the last epoch and evaluates then
     }
-    for (const auto& c : dataset.classes) pass.dataset_classes.push_back(c.name);
-    auto report = EvaluateModel(*options_.predictor, pass, dataset.name, "val", {},
-                                Caller([&token]() { return token.cancelled(); }, job.owner));
-    if (report.ok()) {
-      info.report = std::move(*report);
-    } else if (token.cancelled()) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (LeftRunningLocked(id)) return;  // resumes after the last epoch and evaluates then
-      }
-      return fail(JobState::kCancelled, "cancelled while evaluating the model");
-    } else {
-      ABSL_LOG(ERROR) << "job " << id << ": the model is published without its report: " << report.status().message();
-    }
+    return fail(JobState::kCancelled, "cancelled while evaluating the model");
   }
   // A trainer that stalled past --job_takeover_s has lost the job to another:
   // only the holder publishes.
@@ -420,8 +308,8 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
     ABSL_LOG(WARNING) << "job " << id << " is now held by " << *holder << "; not publishing it here";
     return;
   }
-  auto published = models_.Publish(info, trained.weights, *prepared);
-  if (!published.ok()) return fail(JobState::kFailed, absl::StrCat("publishing the model: ", published.status().message()));
+  auto published = publisher_.Publish(*prepared, trained);
+  if (!published.ok()) return fail(JobState::kFailed, std::string(published.status().message()));
   if (observer_) observer_->OnModelsChanged(models_.size());
   // Recorded before the checkpoint goes: a restart in between finds the model
   // and ends the job SUCCEEDED instead of resuming it.

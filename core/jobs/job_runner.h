@@ -15,7 +15,9 @@
 #include "absl/status/statusor.h"
 #include "core/auth/token_store.h"
 #include "core/data/dataset_store.h"
+#include "core/jobs/admission.h"
 #include "core/jobs/job_store.h"
+#include "core/jobs/publisher.h"
 #include "core/util/shared_slots.h"
 #include "core/serve/model_store.h"
 #include "core/zoo/zoo.h"
@@ -37,6 +39,9 @@ class JobObserver {
   virtual void OnJobState(std::optional<JobState> from, JobState to) {}
   virtual void OnEpoch(const JobRecord& job, const EpochMetrics& m, int64_t train_images) {}
   virtual void OnModelsChanged(size_t count) {}
+  // A user cancelled a job this process runs: its trainer stops at the next
+  // batch boundary (called on the cancelling thread, after the token tripped).
+  virtual void OnCancelRequested(const std::string& job_id) {}
   // Data-parallel: one all-reduce of this process's rank (any rank).
   virtual void OnAllReduce(double seconds, int64_t bytes) {}
   // A group this process led (rank 0) ended: "done", "failed" (a rank died,
@@ -168,11 +173,6 @@ class JobRunner {
   // A run that ends now leaves its job RUNNING (a shutdown, or another
   // trainer took it over) unless the user cancelled it. Holds mu_.
   bool LeftRunningLocked(const std::string& id) const;
-  // Checks `spec` on its backbone and dataset (canonical names, defaults,
-  // ownership, the memory estimate) for Submit.
-  absl::Status Admit(JobSpec& spec, const Principal& by);
-  // spec.dataset resolved for `by`: NOT_FOUND or PERMISSION_DENIED naming the field.
-  absl::StatusOr<DatasetInfo> DatasetFor(const JobSpec& spec, const Principal& by);
   // A search job: the trials, then the winner's fine-tuning stages, if any.
   void ExecuteSearch(JobRecord& job, const CancellationToken& token,
                      const std::function<void(JobState, const std::string&)>& fail);
@@ -201,6 +201,8 @@ class JobRunner {
   const Zoo& zoo_;
   RunnerOptions options_;
   JobObserver* observer_;
+  const JobAdmission admission_;
+  const ModelPublisher publisher_;
 
   std::mutex mu_;
   std::condition_variable work_cv_;   // queue changes

@@ -237,6 +237,7 @@ absl::StatusOr<JobRecord> JobRunner::Cancel(const std::string& id) {
     if (auto it = running_.find(id); it != running_.end()) {
       user_cancelled_.insert(id);
       it->second->Cancel();
+      if (observer_ != nullptr) observer_->OnCancelRequested(id);
     } else {
       // Another process runs it (or is about to): its heartbeat sees this.
       RETURN_IF_ERROR(jobs_.RequestCancel(id));

@@ -23,7 +23,7 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
   if (spec.has_search)
     return absl::InvalidArgumentError("spec.search: a range test tries one configuration; drop the search");
   spec.auto_learning_rate = false;
-  RETURN_IF_ERROR(Admit(spec, by));
+  RETURN_IF_ERROR(admission_.Admit(spec, by));
   ASSIGN_OR_RETURN(const SharedSlots::Slot slot, lr_finds_.Acquire(by.name));
   auto dataset = datasets_.Get(spec.dataset);
   auto images = datasets_.Images(spec.dataset);

@@ -126,7 +126,6 @@ absl::Status Trainer::Setup() {
     rank_ = group_->rank();
     world_ = group_->size();
   }
-  read_ = std::make_unique<std::atomic<bool>[]>(in_.images.size());
   pre_ = ForInputSize(resident.spec->preprocessing, spec_.input_size);
   n_ = static_cast<int>(resident.module->blocks().size());
   int max_trainable = 0;
@@ -165,7 +164,13 @@ absl::Status Trainer::Setup() {
     for (double c : counts) w.push_back(static_cast<float>(c > 0 ? train_items_.size() / (in_.num_classes * c) : 0));
     class_weights_ = torch::tensor(w).to(device_);
   }
-  pool_ = std::make_unique<ThreadPool>(in_.decode_threads > 0 ? in_.decode_threads : DefaultDecodeThreads());
+  InputFeed::Options feed;
+  feed.preprocessing = pre_;
+  feed.augmentation = spec_.augmentation;
+  feed.decode_in_team = DecodeInTeam();
+  feed.prefetch_batches = in_.prefetch_batches;
+  feed.decode_threads = in_.decode_threads;
+  input_ = std::make_unique<InputFeed>(in_.images, feed);
   RETURN_IF_ERROR(BuildCache());
   return absl::OkStatus();
 }
@@ -443,7 +448,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   }
   out.weights = TrainedState();
   out.feature_cache = cache_desc_;
-  out.images_read = images_read_.load();
+  out.images_read = input_ != nullptr ? input_->images_read() : 0;
   return out;
 }
 

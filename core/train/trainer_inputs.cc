@@ -22,17 +22,6 @@
 
 namespace graft::core::trainer_internal {
 
-absl::StatusOr<cv::Mat> Trainer::LoadImage(size_t i) const {
-  if (read_ != nullptr && !read_[i].exchange(true)) images_read_.fetch_add(1);
-  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(in_.images[i].blob_path));
-  auto image = DecodeImage(bytes, DecodeLimits{});
-  if (!image.ok()) return absl::DataLossError(absl::StrCat(in_.images[i].path, ": ", image.status().message()));
-  // Keep what Resize(resize_size) makes of it (smaller, and the exact input
-  // PreprocessImage would crop); augmentation crops from it too.
-  if (std::min(image->cols, image->rows) <= pre_.resize_size) return *image;
-  return ResizeLikePil(*image, ResizeTarget(image->cols, image->rows, pre_.resize_size));
-}
-
 bool Trainer::DecodeInTeam() const {
   switch (in_.decode_on) {
     case TrainInput::DecodeOn::kTeam:
@@ -43,44 +32,6 @@ bool Trainer::DecodeInTeam() const {
       break;
   }
   return device_.is_cpu();
-}
-
-torch::Tensor Trainer::PrepareItem(int64_t item, const cv::Mat& image, bool augment, uint64_t seed, int views) const {
-  std::vector<torch::Tensor> rows;
-  for (int v = 0; v < (augment ? views : 1); ++v) {
-    std::mt19937_64 rng(Mix(seed, static_cast<uint64_t>(item), static_cast<uint64_t>(v)));
-    auto t = augment && spec_.augmentation.any() ? AugmentImage(image, spec_.augmentation, pre_, rng)
-                                                 : PreprocessImage(image, pre_);
-    rows.push_back(t.ok() ? *t : torch::zeros({3, pre_.height, pre_.width}));
-  }
-  return rows.size() == 1 ? rows[0].unsqueeze(0) : torch::stack(rows);
-}
-
-absl::StatusOr<torch::Tensor> Trainer::MakeRows(const std::vector<int64_t>& items,
-                                                const std::function<bool(int64_t)>& augment, uint64_t seed, int views,
-                                                bool in_team) const {
-  std::vector<absl::StatusOr<torch::Tensor>> made(items.size(), absl::UnknownError("not made"));
-  const auto make = [&](int64_t j) {
-    const int64_t item = items[static_cast<size_t>(j)];
-    made[static_cast<size_t>(j)] = [&]() -> absl::StatusOr<torch::Tensor> {
-      ASSIGN_OR_RETURN(const cv::Mat image, LoadImage(static_cast<size_t>(item)));
-      return GuardInternal(
-          "preparing " + in_.images[static_cast<size_t>(item)].path,
-          [&]() -> absl::StatusOr<torch::Tensor> { return PrepareItem(item, image, augment(item), seed, views); });
-    }();
-  };
-  if (in_team) {
-    ParallelForEach(static_cast<int64_t>(items.size()), make);
-  } else {
-    for (size_t j = 0; j < items.size(); ++j) make(static_cast<int64_t>(j));
-  }
-  std::vector<torch::Tensor> rows;
-  rows.reserve(items.size());
-  for (auto& m : made) {
-    if (!m.ok()) return m.status();
-    rows.push_back(std::move(*m));
-  }
-  return torch::cat(rows, 0);
 }
 
 namespace {
@@ -151,35 +102,15 @@ absl::Status Trainer::BuildCache() {
   const auto augment = [this](int64_t i) {
     return spec_.augmentation.any() && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
   };
-  const bool in_team = DecodeInTeam();
-  std::deque<std::future<absl::StatusOr<torch::Tensor>>> ahead;
-  size_t submitted = 0;
+  InputFeed::Pass pass = input_->Start(batches, augment, [seed = spec_.seed](size_t) { return seed; }, views_);
   using Clock = std::chrono::steady_clock;
   const auto pass_start = Clock::now();
   double prepare_s = 0, forward_s = 0;
   for (size_t b = 0; b < batches.size(); ++b) {
     const auto batch_start = Clock::now();
-    if (cancel_.cancelled()) {
-      for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
-      return absl::CancelledError("cancelled while caching features");
-    }
-    absl::StatusOr<torch::Tensor> prepared;
-    if (in_team) {
-      prepared = MakeRows(batches[b], augment, spec_.seed, views_, /*in_team=*/true);
-    } else {
-      while (submitted < batches.size() && submitted <= b + static_cast<size_t>(std::max(in_.prefetch_batches, 0))) {
-        ahead.push_back(pool_->Submit([this, augment, items = batches[submitted]] {
-          return MakeRows(items, augment, spec_.seed, views_, /*in_team=*/false);
-        }));
-        ++submitted;
-      }
-      prepared = ahead.front().get();
-      ahead.pop_front();
-    }
-    if (!prepared.ok()) {
-      for (auto& f : ahead) f.wait();  // the pool's tasks read this trainer
-      return prepared.status();
-    }
+    if (cancel_.cancelled()) return absl::CancelledError("cancelled while caching features");
+    absl::StatusOr<torch::Tensor> prepared = pass.Next();
+    if (!prepared.ok()) return prepared.status();
     const torch::Tensor& images = *prepared;
     const auto forward_start = Clock::now();
     prepare_s += std::chrono::duration<double>(forward_start - batch_start).count();
@@ -227,23 +158,18 @@ absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b) {
     }
     return cache_->Gather(rows, device_);
   }
-  const bool train = feed.train;
-  const auto augment = [train](int64_t) { return train; };
-  absl::StatusOr<torch::Tensor> images;
-  if (DecodeInTeam()) {
-    images = MakeRows(items, augment, Mix(feed.seed, feed.Position(b), 0), 1, /*in_team=*/true);
-  } else {
-    while (feed.submitted < feed.batches.size() &&
-           feed.submitted <= b + static_cast<size_t>(std::max(in_.prefetch_batches, 0))) {
-      const size_t next = feed.submitted++;
-      feed.ahead.push_back(pool_->Submit([this, augment, items = feed.batches[next],
-                                          seed = Mix(feed.seed, feed.Position(next), 0)] {
-        return MakeRows(items, augment, seed, 1, /*in_team=*/false);
-      }));
-    }
-    images = feed.ahead.front().get();
-    feed.ahead.pop_front();
+  if (feed.pass == nullptr) {
+    const bool train = feed.train;
+    feed.pass = std::make_unique<InputFeed::Pass>(input_->Start(
+        feed.batches, [train](int64_t) { return train; },
+        [seed = feed.seed, positions = feed.positions](size_t next) {
+          return Mix(seed, positions.empty() ? next : positions[next], 0);
+        }));
   }
+  if (feed.pass->taken() != b) {
+    return absl::InternalError(absl::StrCat("batch ", b, " asked for out of order (next is ", feed.pass->taken(), ")"));
+  }
+  const absl::StatusOr<torch::Tensor> images = feed.pass->Next();
   if (!images.ok()) return images.status();
   prefix_images.fetch_add(static_cast<int64_t>(items.size()), std::memory_order_relaxed);
   return Prefix(*images);

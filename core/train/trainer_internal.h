@@ -18,6 +18,7 @@
 #include "core/train/feature_cache.h"
 #include "core/train/early_stopping.h"
 #include "core/train/head.h"
+#include "core/train/input_feed.h"
 #include "core/train/trainer.h"
 #include "core/train/trainer_checkpoint.h"
 #include "core/util/thread_pool.h"
@@ -30,14 +31,8 @@ constexpr int64_t kMaxForwardRows = 64;
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params);  // rows per frozen-prefix forward while caching
 
-// A deterministic stream per (seed, a, b): augmentations do not depend on
-// which thread prepares a batch or in which order.
-inline uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ULL ^ (a + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL;
-  x ^= (b + 1) * 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return x;
-}
+// A deterministic stream per (seed, a, b) (core/train/input_feed.h).
+inline uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) { return MixSeed(seed, a, b); }
 
 class Trainer {
  public:
@@ -52,11 +47,8 @@ class Trainer {
   absl::StatusOr<LrCurve> FindLearningRate(const LrFindOptions& options);
 
  private:
-  // Batches of one pass over the data, streamed: each batch's images are
-  // read, decoded and augmented when it comes (CPU: by the training thread's
-  // own intra-op team, between forward passes) or a bounded number of
-  // batches ahead on the pool (CUDA: while the GPU computes). Never the
-  // whole dataset at once.
+  // Batches of one pass over the data at block k: from the feature cache,
+  // or streamed from the images (InputFeed::Pass, made at the first batch).
   struct Feed {
     std::vector<std::vector<int64_t>> batches;
     // Each batch's place in its epoch (empty: its index here): what its
@@ -67,8 +59,7 @@ class Trainer {
     bool train = false;
     uint64_t seed = 0;
     size_t Position(size_t b) const { return positions.empty() ? b : positions[b]; }
-    size_t submitted = 0;
-    std::deque<std::future<absl::StatusOr<torch::Tensor>>> ahead;
+    std::unique_ptr<InputFeed::Pass> pass;
   };
 
   // Where an epoch starts: at its first batch, or after the batches a
@@ -88,16 +79,7 @@ class Trainer {
 
   absl::Status Setup();
   absl::StatusOr<LrCurve> RangeTest(const LrFindOptions& options);
-  absl::StatusOr<cv::Mat> LoadImage(size_t i) const;
   absl::Status BuildCache();
-  // [rows, 3, H, W] for `items`, each read and decoded now: preprocessed, or
-  // augmented with its own stream (Mix(seed, item, view)) when `augment`
-  // says so for it, `views` rows each then. `in_team`: the items in parallel
-  // on this thread's intra-op team; otherwise one after another (a pool task).
-  absl::StatusOr<torch::Tensor> MakeRows(const std::vector<int64_t>& items, const std::function<bool(int64_t)>& augment,
-                                         uint64_t seed, int views, bool in_team) const;
-  // Rows of one item from its decoded image.
-  torch::Tensor PrepareItem(int64_t item, const cv::Mat& image, bool augment, uint64_t seed, int views) const;
   // Whether images are decoded by the training thread's team (CPU) rather
   // than ahead on the pool (CUDA).
   bool DecodeInTeam() const;
@@ -166,9 +148,7 @@ class Trainer {
   std::string cache_desc_ = "none";
   Collective* group_ = nullptr;  // in_.collective
   int rank_ = 0, world_ = 1;
-  mutable std::unique_ptr<std::atomic<bool>[]> read_;  // per image: read once at least
-  mutable std::atomic<int64_t> images_read_{0};
-  std::unique_ptr<ThreadPool> pool_;  // last: its pending tasks finish before the rest goes
+  std::unique_ptr<InputFeed> input_;  // the images, decoded as batches need them
 };
 
 }  // namespace graft::core::trainer_internal

@@ -16,7 +16,7 @@ SharedSlots::SharedSlots(Limits limits) : limits_([&] {
 }()) {}
 
 absl::StatusOr<SharedSlots::Slot> SharedSlots::Acquire(const std::string& principal) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = by_principal_.find(principal);
   const int mine = it == by_principal_.end() ? 0 : it->second;
   if (mine >= limits_.per_principal) {
@@ -38,19 +38,19 @@ absl::StatusOr<SharedSlots::Slot> SharedSlots::Acquire(const std::string& princi
 }
 
 void SharedSlots::Release(const std::string& principal) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   --held_;
   auto it = by_principal_.find(principal);
   if (it != by_principal_.end() && --it->second <= 0) by_principal_.erase(it);
 }
 
 int SharedSlots::held() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return held_;
 }
 
 int SharedSlots::held_by(const std::string& principal) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = by_principal_.find(principal);
   return it == by_principal_.end() ? 0 : it->second;
 }

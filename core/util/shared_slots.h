@@ -1,7 +1,8 @@
 #pragma once
 
 #include <map>
-#include <mutex>
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -48,12 +49,12 @@ class SharedSlots {
   const Limits& limits() const { return limits_; }
 
  private:
-  void Release(const std::string& principal);
+  void Release(const std::string& principal) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Limits limits_;
-  mutable std::mutex mu_;
-  int held_ = 0;
-  std::map<std::string, int> by_principal_;  // only principals holding slots: bounded by `total`
+  mutable absl::Mutex mu_;
+  int held_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int> by_principal_ ABSL_GUARDED_BY(mu_);  // only principals holding slots: bounded by `total`
 };
 
 }  // namespace graft::core

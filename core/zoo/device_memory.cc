@@ -94,25 +94,25 @@ std::string HumanBytes(int64_t bytes) {
 }
 
 DeviceLedger::Charge::~Charge() {
-  std::lock_guard<std::mutex> lock(ledger_->mu_);
+  absl::MutexLock lock(&ledger_->mu_);
   ledger_->held_[kind_] -= bytes_;
 }
 
 std::shared_ptr<DeviceLedger::Charge> DeviceLedger::Hold(const std::shared_ptr<DeviceLedger>& ledger, Kind kind,
                                                          int64_t bytes) {
-  std::lock_guard<std::mutex> lock(ledger->mu_);
+  absl::MutexLock lock(&ledger->mu_);
   ledger->held_[kind] += bytes;
   return std::shared_ptr<Charge>(new Charge(ledger, kind, bytes));
 }
 
 int64_t DeviceLedger::held(Kind kind) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const auto it = held_.find(kind);
   return it == held_.end() ? 0 : it->second;
 }
 
 int64_t DeviceLedger::total() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   int64_t sum = 0;
   for (const auto& [kind, bytes] : held_) sum += bytes;
   return sum;

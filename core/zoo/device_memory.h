@@ -5,10 +5,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace graft::core {
 
@@ -55,8 +56,8 @@ class DeviceLedger {
   int64_t total() const;
 
  private:
-  mutable std::mutex mu_;
-  std::map<Kind, int64_t> held_;
+  mutable absl::Mutex mu_;
+  std::map<Kind, int64_t> held_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace graft::core

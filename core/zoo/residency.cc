@@ -54,7 +54,7 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::strin
     e = FindEntryLocked(name);
     if (e == nullptr) return UnknownBackbone(name);
     if (e->resident != nullptr) {
-      e->last_used = std::chrono::system_clock::now();
+      e->last_used = clock().Now();
       return e->resident;
     }
   }
@@ -89,7 +89,7 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::LoadOnDemand(const std::s
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (e->resident != nullptr) {
-      e->last_used = std::chrono::system_clock::now();
+      e->last_used = clock().Now();
       return e->resident;
     }
     if (e->failed_file == path && e->failed_stamp == FileStamp(path)) failed = e->status.load_error;
@@ -109,7 +109,7 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::LoadOnDemand(const std::s
       e->status.evictions = evictions;
       if (loaded.resident != nullptr) {
         e->resident = loaded.resident;
-        e->last_used = std::chrono::system_clock::now();
+        e->last_used = clock().Now();
         e->measured_bytes = loaded.status.resident_bytes;
         e->failed_file.clear();
       } else {

@@ -95,6 +95,16 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
     entry->status.parameter_count = spec.parameter_count;
     zoo->entries_.push_back(std::move(entry));
   }
+  for (const BackboneSpec& spec : zoo->options_.extra_backbones) {
+    if (Registry::BuiltIn().Find(spec.name) != nullptr || spec.custom || !spec.make) {
+      return absl::InvalidArgumentError(absl::StrCat("extra backbone '", spec.name,
+                                                     "': its name is the registry's, or it has no module"));
+    }
+    auto entry = std::make_shared<Entry>();
+    entry->status.spec = &spec;  // options_ lives as long as the zoo and is never changed
+    entry->status.parameter_count = spec.parameter_count;
+    zoo->entries_.push_back(std::move(entry));
+  }
   if (!options.zoo_dir.empty()) zoo->LoadCustomManifests(options.zoo_dir, ".backbone.json", false);
   if (!options.custom_dir.empty()) zoo->LoadCustomManifests(options.custom_dir, ".json", true);
   RETURN_IF_ERROR(zoo->Preload());
@@ -200,7 +210,9 @@ std::shared_ptr<Zoo::Entry> Zoo::FindEntryLocked(const std::string& name) const 
   for (bool exact : {true, false}) {
     for (const auto& e : entries_) {
       const std::string& n = e->status.spec->name;
-      if (e->status.spec->custom && (exact ? n == name : absl::EqualsIgnoreCase(n, name))) return e;
+      // The registry's own names were looked up above: these are custom and
+      // extra backbones.
+      if (exact ? n == name : absl::EqualsIgnoreCase(n, name)) return e;
     }
   }
   return nullptr;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/util/clock.h"
 #include "core/zoo/device_memory.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
@@ -95,6 +96,13 @@ struct ZooOptions {
   // caller's own deadline).
   std::chrono::milliseconds memory_wait{30000};
   ZooObserver* observer = nullptr;
+  // Architectures beyond the registry, listed, found and loaded as its own
+  // are (weights <name>-imagenet.safetensors or .pth in `zoo_dir`): the
+  // tests' tiny backbones (tests/fakes). A name the registry has is refused.
+  std::vector<BackboneSpec> extra_backbones;
+  // When a backbone was last used (least recently used goes first); null:
+  // the real clock.
+  const WallClock* clock = nullptr;
 };
 
 // Options for `zoo_dir` on `device`, everything else at its default.
@@ -196,6 +204,7 @@ class Zoo {
     int64_t measured_bytes = 0;  // of its last load: the next load's estimate
   };
   Zoo(ZooOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
+  const WallClock& clock() const { return options_.clock != nullptr ? *options_.clock : WallClock::Real(); }
   // Callers hold mu_.
   std::shared_ptr<Entry> FindEntryLocked(const std::string& name) const;
   void LoadEntry(Entry& entry) const;

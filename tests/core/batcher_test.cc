@@ -28,12 +28,22 @@ TrunkRequest Ready(torch::Tensor images, std::vector<int> stops) {
   return r;
 }
 
-// Counts what the batcher reports.
+// Counts what the batcher reports, and lets a test wait for a queue depth
+// (ordering without sleeps).
 class CountingObserver : public BatcherObserver {
  public:
   void OnBatch(const std::string&, int64_t images, int64_t requests) override {
     std::lock_guard<std::mutex> lock(mu);
     batches.push_back({images, requests});
+  }
+  void OnQueueDepth(const std::string&, int64_t images) override {
+    std::lock_guard<std::mutex> lock(mu);
+    depth = images;
+    changed.notify_all();
+  }
+  bool AwaitDepth(int64_t want) {
+    std::unique_lock<std::mutex> lock(mu);
+    return changed.wait_for(lock, std::chrono::seconds(10), [&] { return depth == want; });
   }
   int64_t MaxRequests() {
     std::lock_guard<std::mutex> lock(mu);
@@ -48,6 +58,8 @@ class CountingObserver : public BatcherObserver {
     return n;
   }
   std::mutex mu;
+  std::condition_variable changed;
+  int64_t depth = -1;
   std::vector<std::pair<int64_t, int64_t>> batches;
 };
 
@@ -206,10 +218,10 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   // stays queued behind it.
   std::unique_lock<std::mutex> busy(resident_->compute_mu);
   auto fa = std::async(std::launch::async, [&] { return batcher.Run(Ready(a, {n_}), {}); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(observer.AwaitDepth(0)) << "A's batch was never taken";  // taken, and blocked on the lock
   std::atomic<bool> b_gone{false};
   auto fb = std::async(std::launch::async, [&] { return batcher.Run(Ready(b, {n_}), [&] { return b_gone.load(); }); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(observer.AwaitDepth(1)) << "B never queued";
   b_gone = true;
   ASSERT_EQ(fb.wait_for(std::chrono::seconds(2)), std::future_status::ready) << "a cancelled caller kept waiting";
   const auto rb = fb.get();
@@ -224,23 +236,6 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   EXPECT_EQ(observer.TotalRequests(), 2) << "the cancelled request was computed";
 }
 
-// Records the queue depth the batcher reports.
-class DepthObserver : public BatcherObserver {
- public:
-  void OnQueueDepth(const std::string&, int64_t images) override {
-    std::lock_guard<std::mutex> lock(mu);
-    depth = images;
-    changed.notify_all();
-  }
-  bool AwaitDepth(int64_t want) {
-    std::unique_lock<std::mutex> lock(mu);
-    return changed.wait_for(lock, std::chrono::seconds(10), [&] { return depth == want; });
-  }
-  std::mutex mu;
-  std::condition_variable changed;
-  int64_t depth = -1;
-};
-
 TEST_F(BatcherTest, ATenantFloodingTheQueueWithLargeImagesDelaysAnotherByOneBatchNotTheQueue) {
   // mallory sends 8 requests whose one image each costs the whole batch's
   // pixel bound to decode (simulated: 150 ms); alice's small request arrives
@@ -248,7 +243,7 @@ TEST_F(BatcherTest, ATenantFloodingTheQueueWithLargeImagesDelaysAnotherByOneBatc
   // after) all of mallory's decodes; in fair turns she rides in the next batch.
   constexpr int64_t kBound = 1'000'000;
   constexpr auto kDecode = std::chrono::milliseconds(150);
-  DepthObserver observer;
+  CountingObserver observer;
   BatcherOptions options{/*max_batch_size=*/32, /*max_queue_delay_us=*/0};
   options.max_batch_pixels = kBound;
   TrunkBatcher batcher(resident_, options, &observer);

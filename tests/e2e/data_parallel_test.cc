@@ -20,6 +20,7 @@
 #include "tests/e2e/cluster.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/hymenoptera.h"
 
 namespace graft {
 namespace {
@@ -27,7 +28,6 @@ namespace {
 using graft::testing::GraftdProcess;
 using graft::testing::SecondsUntil;
 
-std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
 
 // Trainers t1 and t2 (loopback rendezvous), a serving process s, and the
 // dataset "hym" uploaded.
@@ -41,7 +41,7 @@ class DataParallel : public graft::testing::ClusterTest {
     ASSERT_NO_FATAL_FAILURE(StartTrainer("t2"));
     GraftdProcess* serve = Launch("s", {"--train=false"});
     ASSERT_NE(serve, nullptr);
-    ASSERT_TRUE(client::GraftClient(serve->address(), Admin()).UploadDataset(Hymenoptera(), "hym").ok());
+    ASSERT_TRUE(client::GraftClient(serve->address(), Admin()).UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   }
 };
 
@@ -136,7 +136,7 @@ TEST_F(DataParallel, ATwoWorkerJobPublishesTheModelAOneWorkerJobPublishes) {
   predict.set_top_k(2);
   for (const char* f : {"/val/bees/10870992_eebeeb3a12.jpg", "/val/ants/10308379_1b6c72e180.jpg",
                         "/val/bees/1032546534_06907fe3b3.jpg"}) {
-    auto bytes = core::ReadFile(Hymenoptera() + f);
+    auto bytes = core::ReadFile(graft::testing::HymenopteraDir() + f);
     ASSERT_TRUE(bytes.ok()) << f;
     predict.add_images()->set_encoded(*bytes);
   }

@@ -16,13 +16,13 @@
 #include "tests/testing/graftd_process.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/hymenoptera.h"
 
 namespace graft {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
 
 v1::JobSpec Spec(int epochs, bool augment) {
   v1::JobSpec spec;
@@ -66,7 +66,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   ASSERT_TRUE(graftd.Start()) << graftd.log();
   auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
 
-  auto up = c->UploadDataset(Hymenoptera(), "hym");
+  auto up = c->UploadDataset(graft::testing::HymenopteraDir(), "hym");
   ASSERT_TRUE(up.ok()) << up.status();
   const int blobs = graft::testing::CountFiles(data + "/datasets/blobs");
 
@@ -77,7 +77,7 @@ TEST(Restart, JobsResumeAndNothingAcknowledgedIsLost) {
   ASSERT_EQ(model_job.state(), v1::JOB_STATE_SUCCEEDED) << model_job.error();
   v1::PredictRequest predict;
   predict.add_models(model_job.model_id());
-  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  predict.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
   const auto before = c->Predict(predict);
   ASSERT_TRUE(before.ok()) << before.status();
 
@@ -200,7 +200,7 @@ TEST(Restart, SigtermCheckpointsMidEpochAndTheJobResumesThere) {
   const std::vector<std::string> flags = {"--checkpoint_interval_s=0", "--shutdown_grace_s=20"};
   ASSERT_TRUE(graftd.Start(flags)) << graftd.log();
   auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
-  ASSERT_TRUE(c->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(c->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto job = c->CreateJob(Spec(2, true));
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_TRUE(WaitForBatch(*c, job->id(), 1, 4));
@@ -213,7 +213,7 @@ TEST(Restart, SigtermCheckpointsMidEpochAndTheJobResumesThere) {
     client::GraftClient p(graftd.address(), Admin(graftd));
     v1::PredictRequest predict;
     predict.set_backbone("mobilenet_v2");  // the ImageNet head, batched like any predict
-    predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+    predict.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
     while (!done) {
       const auto r = p.Predict(predict);
       codes.push_back(r.status().code());
@@ -262,7 +262,7 @@ TEST(Restart, AJobWhoseRunKeepsEndingGraftdIsNotResumedForever) {
   graft::testing::GraftdProcess graftd(data, dir.Join("graftd.log"));
   ASSERT_TRUE(graftd.Start({"--max_job_restarts=0"})) << graftd.log();
   auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
-  ASSERT_TRUE(c->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(c->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   // Stops graftd with `signal` in epoch 2 of a new job, starts it again and
   // returns how the job ended.
   const auto interrupted = [&](int epochs, int signal) {
@@ -294,7 +294,7 @@ TEST(Restart, PeriodicMidEpochCheckpointsSurviveSigkill) {
   const std::vector<std::string> flags = {"--checkpoint_interval_s=0.1"};
   ASSERT_TRUE(graftd.Start(flags)) << graftd.log();
   auto c = std::make_unique<client::GraftClient>(graftd.address(), Admin(graftd));
-  ASSERT_TRUE(c->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(c->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto job = c->CreateJob(Spec(2, true));
   ASSERT_TRUE(job.ok()) << job.status();
   // Killed right after the first mid-epoch checkpoint of epoch 1.

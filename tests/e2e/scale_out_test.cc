@@ -23,13 +23,13 @@
 #include "tests/e2e/cluster.h"
 #include "tests/testing/http_get.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/hymenoptera.h"
 
 namespace graft {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
 
 v1::JobSpec Spec(int epochs) {
   v1::JobSpec spec;
@@ -50,7 +50,7 @@ using ScaleOut = graft::testing::ClusterTest;
 v1::PredictRequest PredictBee(const std::string& model) {
   v1::PredictRequest predict;
   predict.add_models(model);
-  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  predict.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
   return predict;
 }
 
@@ -68,7 +68,7 @@ TEST_F(ScaleOut, ServingReplicasAndTrainersShareOneDatabaseAndArtifactDirectory)
   auto t1 = std::make_unique<client::GraftClient>(trainer->address(), as_admin);
 
   // A dataset uploaded to one process, a job created on the other, run by the trainer.
-  auto up = s1.UploadDataset(Hymenoptera(), "hym");
+  auto up = s1.UploadDataset(graft::testing::HymenopteraDir(), "hym");
   ASSERT_TRUE(up.ok()) << up.status();
   auto first = s2.CreateJob(Spec(1));
   ASSERT_TRUE(first.ok()) << first.status();
@@ -189,7 +189,7 @@ TEST_F(ScaleOut, AStalledTrainerLosesItsJobAndStopsItWhenItWakes) {
   GraftdProcess* serve = Launch("s", {"--train=false"});
   ASSERT_NE(serve, nullptr);
   client::GraftClient s(serve->address(), Admin());
-  ASSERT_TRUE(s.UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(s.UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto job = s.CreateJob(Spec(3));
   ASSERT_TRUE(job.ok()) << job.status();
   bool checkpointed = false;

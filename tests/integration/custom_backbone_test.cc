@@ -15,13 +15,13 @@
 #include "tests/testing/local_server.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/hymenoptera.h"
 
 namespace graft::server {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
 
 class CustomBackboneTest : public ::testing::Test {
  protected:
@@ -185,7 +185,7 @@ TEST_F(CustomBackboneTest, ATracedBackboneFineTunesFrozenServesAndSurvivesRestar
   EXPECT_LT(diff, 1e-4 * scale + 1e-5);
 
   // Fine-tuned frozen on hymenoptera; unfreezing is refused with the reason.
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec;
   spec.set_backbone("mnv2_traced");
   spec.set_dataset("hym");
@@ -203,8 +203,8 @@ TEST_F(CustomBackboneTest, ATracedBackboneFineTunesFrozenServesAndSurvivesRestar
   const v1::Job done = WaitDone(job->id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
   EXPECT_GE(done.best().val_accuracy(), 0.9);
-  const std::string ant = Hymenoptera() + "/val/ants/10308379_1b6c72e180.jpg";
-  const std::string bee = Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg";
+  const std::string ant = graft::testing::HymenopteraDir() + "/val/ants/10308379_1b6c72e180.jpg";
+  const std::string bee = graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg";
   EXPECT_EQ(PredictTop(done.model_id(), ant), "ants");
   EXPECT_EQ(PredictTop(done.model_id(), bee), "bees");
 

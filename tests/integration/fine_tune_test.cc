@@ -100,7 +100,7 @@ class FineTuneTest : public TrainingTest {
 };
 
 TEST_F(FineTuneTest, TheKerasRecipeNeverPublishesAModelWorseThanItsHeadStage) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   // Default: batch norm frozen (Keras' training=False), the job's best
   // published; then batch_norm: train (PyTorch's model.train()), which is
   // what made the fine-tuning stage worse, under the same guard.
@@ -133,7 +133,7 @@ TEST_F(FineTuneTest, TheKerasRecipeNeverPublishesAModelWorseThanItsHeadStage) {
 }
 
 TEST_F(FineTuneTest, FrozenBatchNormKeepsItsStatisticsAndPerStageRestorePublishesTheLastStage) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   // Per stage, the fine-tuning stage's best is published whatever the head
   // stage did, so its blocks' batch norms are in the export.
   for (const v1::BatchNorm mode : {v1::BATCH_NORM_FROZEN, v1::BATCH_NORM_TRAIN}) {

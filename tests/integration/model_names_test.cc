@@ -17,7 +17,7 @@ namespace graft::server {
 namespace {
 
 TEST_F(TrainingTest, NamedModelsGetVersionsAndAliasesMoveAtomicallyAcrossRestarts) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto train = [&](const std::string& model_name) {
     v1::JobSpec spec = Spec("hym", 1);
     spec.set_input_size(112);
@@ -59,7 +59,7 @@ TEST_F(TrainingTest, NamedModelsGetVersionsAndAliasesMoveAtomicallyAcrossRestart
   EXPECT_EQ(aliased->id(), v1_id);
   v1::PredictRequest predict;
   predict.add_models("ants");
-  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  predict.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
   auto answer = client_->Predict(predict);
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_EQ(answer->results(0).model(), v1_id);
@@ -170,11 +170,11 @@ TEST_F(TrainingTest, BareNamesNeverReachAnotherTenantsModel) {
     EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
     return done.model_id();
   };
-  ASSERT_TRUE(bob.UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(bob.UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   const std::string squatter = train(bob);
   v1::PredictRequest predict;
   predict.add_models("ants");
-  predict.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  predict.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
   auto refused = app.Predict(predict);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound) << "bob's 'ants' answered for the bare name";
   EXPECT_NE(refused.status().message().find("(--default_model_owner); another principal's is OWNER/ants"),
@@ -190,7 +190,7 @@ TEST_F(TrainingTest, BareNamesNeverReachAnotherTenantsModel) {
             std::string::npos);
 
   // The application's owner publishes 'ants': the bare name is theirs.
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   const std::string own = train(*client_);
   predict.set_models(0, "ants");
   auto served = app.Predict(predict);

@@ -9,7 +9,7 @@ namespace graft::server {
 namespace {
 
 TEST_F(TrainingTest, AMacroF1MonitorPicksTheEpochOfHighestMacroF1) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 4);
   spec.set_input_size(112);
   // A high rate, so that the epochs differ.

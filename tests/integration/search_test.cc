@@ -43,7 +43,7 @@ std::vector<v1::JobEvent> Events(client::GraftClient& c, const std::string& id) 
 }
 
 TEST_F(TrainingTest, SearchPublishesTheWinnerWithItsLeaderboard) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto job = client_->CreateJob(SearchSpec(4));
   ASSERT_TRUE(job.ok()) << job.status();
   // Stored resolved: canonical names, a restart runs the same search.
@@ -81,7 +81,7 @@ TEST_F(TrainingTest, SearchPublishesTheWinnerWithItsLeaderboard) {
   v1::PredictRequest predict;
   predict.add_models(done.model_id());
   int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator(Hymenoptera() + "/val/bees")) {
+  for (const auto& e : std::filesystem::directory_iterator(graft::testing::HymenopteraDir() + "/val/bees")) {
     if (n++ == 10) break;
     predict.add_images()->set_encoded(*core::ReadFile(e.path().string()));
   }
@@ -105,7 +105,7 @@ TEST_F(TrainingTest, SearchPublishesTheWinnerWithItsLeaderboard) {
 // (the long, silent part of a search before its first trial), then its
 // features event; a plain job's first epoch shows its feature pass too.
 TEST_F(TrainingTest, FeaturePassesShowTheirProgressToWatchers) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = SearchSpec(1);
   spec.mutable_search()->clear_learning_rates();
   spec.mutable_search()->mutable_heads()->RemoveLast();
@@ -153,7 +153,7 @@ TEST_F(TrainingTest, FeaturePassesShowTheirProgressToWatchers) {
 
 TEST_F(TrainingTest, SearchRestartedMidwayResumesAfterItsFinishedTrials) {
   Restart([](ServerOptions& o) { o.search_trials_at_once = 1; });
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = SearchSpec(25);
   spec.mutable_search()->clear_backbones();
   spec.mutable_search()->add_backbones("squeezenet1_1");
@@ -185,7 +185,7 @@ TEST_F(TrainingTest, SearchRestartedMidwayResumesAfterItsFinishedTrials) {
 
 TEST_F(TrainingTest, CancelEndsASearch) {
   Restart([](ServerOptions& o) { o.search_trials_at_once = 1; });
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = SearchSpec(200);
   auto job = client_->CreateJob(spec);
   ASSERT_TRUE(job.ok()) << job.status();
@@ -198,7 +198,7 @@ TEST_F(TrainingTest, CancelEndsASearch) {
 }
 
 TEST_F(TrainingTest, BadSearchesAreRefusedNamingTheField) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto expect = [&](const v1::JobSpec& spec, const std::string& fragment,
                     absl::StatusCode code = absl::StatusCode::kInvalidArgument) {
     const auto r = client_->CreateJob(spec);
@@ -248,7 +248,7 @@ TEST_F(TrainingTest, BadSearchesAreRefusedNamingTheField) {
 }
 
 TEST_F(TrainingTest, FindLearningRateAndAutoLearningRate) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::FindLearningRateRequest request;
   *request.mutable_spec() = Spec("hym", 5);
   request.mutable_spec()->set_input_size(112);

@@ -16,10 +16,10 @@
 #include "tests/testing/local_server.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/hymenoptera.h"
 
 namespace graft::server {
 
-inline std::string Hymenoptera() { return graft::testing::SharedDir() + "/data/hymenoptera"; }
 
 class TrainingTest : public ::testing::Test {
  protected:

@@ -51,14 +51,14 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   const int blobs = BlobCount();
 
   int progress_calls = 0;
-  auto from_folder = client_->UploadDataset(Hymenoptera(), "hym-folder", 0, 0, [&](const auto&) { ++progress_calls; });
+  auto from_folder = client_->UploadDataset(graft::testing::HymenopteraDir(), "hym-folder", 0, 0, [&](const auto&) { ++progress_calls; });
   ASSERT_TRUE(from_folder.ok()) << from_folder.status();
   EXPECT_GT(progress_calls, 0);
   EXPECT_EQ(from_folder->dataset().train_images(), d.train_images());
   EXPECT_EQ(from_folder->dataset().val_images(), d.val_images());
   EXPECT_EQ(from_folder->dataset().classes(0).train(), d.classes(0).train());
   EXPECT_EQ(BlobCount(), blobs) << "identical images are stored once";
-  EXPECT_EQ(client_->UploadDataset(Hymenoptera(), "hym-folder").status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym-folder").status().code(), absl::StatusCode::kAlreadyExists);
 
   // Fine-tune the frozen backbone with a linear head.
   auto job = client_->CreateJob(Spec("hym-tgz", 4));
@@ -120,7 +120,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   std::map<std::string, v1::ClassScore> served_top1;  // by file name
   for (const std::string cls : {"ants", "bees"}) {
     std::vector<std::string> files;
-    for (const auto& f : fs::directory_iterator(Hymenoptera() + "/val/" + cls)) files.push_back(f.path().string());
+    for (const auto& f : fs::directory_iterator(graft::testing::HymenopteraDir() + "/val/" + cls)) files.push_back(f.path().string());
     std::sort(files.begin(), files.end());
     for (size_t b = 0; b < files.size(); b += 16) {
       v1::PredictRequest r;
@@ -278,7 +278,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   std::vector<torch::Tensor> inputs;
   for (const std::string f : {"/val/ants/10308379_1b6c72e180.jpg", "/val/bees/10870992_eebeeb3a12.jpg",
                               "/val/ants/8124241_36b290d372.jpg"}) {
-    inputs.push_back(core::PreprocessImage(*core::DecodeImage(core::ReadFile(Hymenoptera() + f).value(), {}),
+    inputs.push_back(core::PreprocessImage(*core::DecodeImage(core::ReadFile(graft::testing::HymenopteraDir() + f).value(), {}),
                                            core::Preprocessing{}).value());
   }
   const torch::Tensor batch = torch::stack(inputs);
@@ -312,7 +312,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
   v1::PredictRequest both;
   both.add_models(done.model_id());
   both.add_models(done2.model_id());
-  both.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  both.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
   auto p = client_->Predict(both);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_EQ(p->results_size(), 2);
@@ -330,7 +330,7 @@ TEST_F(TrainingTest, FineTunesMobileNetOnHymenopteraAndServesTheModel) {
 }
 
 TEST_F(TrainingTest, HeadThenTopBlocksLikeTheInceptionTutorial) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 2);
   spec.set_input_size(112);
   auto* fine = spec.add_stages();  // then the top 2 blocks with SGD lr 1e-4 momentum 0.9
@@ -394,7 +394,7 @@ TEST_F(TrainingTest, FineTunesOnCudaWithMixedPrecision) {
     o.device = "cuda:0";
     o.mixed_precision = true;
   });
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 2);
   auto* top = spec.add_stages();
   top->set_epochs(2);
@@ -410,14 +410,14 @@ TEST_F(TrainingTest, FineTunesOnCudaWithMixedPrecision) {
   v1::PredictRequest r;
   r.add_models(done.model_id());
   r.set_top_k(1);
-  r.add_images()->set_encoded(core::ReadFile(Hymenoptera() + "/val/bees/10870992_eebeeb3a12.jpg").value());
+  r.add_images()->set_encoded(core::ReadFile(graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg").value());
   auto p = client_->Predict(r);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->results(0).predictions(0).top(0).label(), "bees");
 }
 
 TEST_F(TrainingTest, CancelStopsWithinOneBatch) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 50);
   spec.set_batch_size(4);
   spec.set_input_size(96);
@@ -449,7 +449,7 @@ TEST_F(TrainingTest, CancelStopsWithinOneBatch) {
 }
 
 TEST_F(TrainingTest, InvalidSpecsNameTheField) {
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   auto expect = [&](v1::JobSpec spec, absl::StatusCode code, const std::string& fragment) {
     const auto r = client_->CreateJob(spec);
     EXPECT_EQ(r.status().code(), code) << r.status();
@@ -510,7 +510,7 @@ TEST_F(TrainingTest, InvalidSpecsNameTheField) {
 
 TEST_F(TrainingTest, FullQueueIsResourceExhausted) {
   Restart([](ServerOptions& o) { o.max_queued_jobs = 1; });
-  ASSERT_TRUE(client_->UploadDataset(Hymenoptera(), "hym").ok());
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec slow = Spec("hym", 50);
   slow.mutable_augmentation()->set_horizontal_flip(true);
   std::vector<std::string> ids;

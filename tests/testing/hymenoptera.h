@@ -15,10 +15,13 @@
 
 namespace graft::testing {
 
+// The ants-and-bees dataset's folder (train/ and val/, one folder per class).
+inline std::string HymenopteraDir() { return SharedDir() + "/data/hymenoptera"; }
+
 inline std::vector<core::DatasetImage> HymenopteraImages(int train_per_class, int val_per_class) {
   namespace fs = std::filesystem;
   std::vector<core::DatasetImage> out;
-  const fs::path root = fs::path(SharedDir()) / "data" / "hymenoptera";
+  const fs::path root = HymenopteraDir();
   const std::vector<std::string> classes{"ants", "bees"};
   for (const auto& [split, dir, limit] : {std::tuple{core::Split::kTrain, "train", train_per_class},
                                           std::tuple{core::Split::kVal, "val", val_per_class}}) {
