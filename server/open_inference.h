@@ -13,6 +13,7 @@
 #include "inference/grpc_predict_v2.pb.h"
 #include "server/admission.h"
 #include "server/metrics.h"
+#include "server/raw_bytes.h"
 
 namespace graft::server {
 
@@ -76,11 +77,5 @@ class OpenInference {
   std::function<bool()> ready_;
 };
 
-// Encoded BYTES elements in the protocol's raw form: each preceded by its
-// length as a 4-byte little-endian unsigned integer. `expected` elements
-// exactly, or INVALID_ARGUMENT naming `what`.
-absl::StatusOr<std::vector<std::string>> SplitRawBytes(const std::string& raw, int64_t expected,
-                                                       const std::string& what);
-void AppendRawBytes(const std::string& element, std::string* raw);
 
 }  // namespace graft::server
