@@ -133,7 +133,8 @@ class JobRunnerTest : public ::testing::Test {
 
   std::vector<int> EpochNumbers(const std::string& id) {
     std::vector<int> out;
-    for (const JobEvent& e : jobs_->Events(id, 0).value()) {
+    const std::vector<JobEvent> events = jobs_->Events(id, 0).value();
+    for (const JobEvent& e : events) {
       if (e.type == JobEventType::kEpoch) out.push_back(e.epoch_number);
     }
     return out;
@@ -252,7 +253,8 @@ TEST_F(JobRunnerTest, AJobRunningWhenItsRunnerStopsResumesInTheNextRunnerWithout
   ASSERT_EQ(done.state, JobState::kSucceeded) << done.error;
   EXPECT_EQ(EpochNumbers(id), (std::vector<int>{1, 2, 3, 4, 5}));
   bool resumed = false;
-  for (const JobEvent& e : jobs_->Events(id, 0).value()) {
+  const std::vector<JobEvent> events = jobs_->Events(id, 0).value();
+  for (const JobEvent& e : events) {
     resumed |= e.type == JobEventType::kState && e.reason.find("resuming after epoch 2") != std::string::npos;
   }
   EXPECT_TRUE(resumed) << "the restart says where it resumed";
