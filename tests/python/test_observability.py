@@ -333,5 +333,12 @@ def test_every_alert_evaluates_and_fires_on_what_the_workload_did(scraped):
     st = os.statvfs(g.data_dir)
     assert abs(free - st.f_bavail / st.f_blocks) < 0.01, (free, st)
     expected = {"GraftAuthFailures"} | ({"GraftDataDirNearlyFull"} if free < 0.10 else set())
+    # Predict's latency alert follows the real latency too: on a machine busy with other work
+    # (CI runs two tests at once beside training jobs) the workload's Predict p99 can pass 2 s,
+    # and then the alert is rightly pending. It may be only where the p99 measured now is at
+    # least half its threshold (the rule saw the same window a few seconds earlier).
+    p99 = value(prom, 'histogram_quantile(0.99, sum by (instance, le) (rate(graft_rpc_latency_seconds_bucket'
+                      '{method="graft.v1.Inference/Predict", code="OK"}[5m])))')
+    allowed = expected | ({"GraftPredictSlow"} if p99 > 1.0 else set())
     # Nothing else is wrong.
-    assert set(active) == expected, (active, free)
+    assert expected <= set(active) <= allowed, (active, free, p99)
