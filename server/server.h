@@ -41,6 +41,10 @@ struct ServerOptions {
   std::map<std::string, std::string> weights_files;  // backbone -> torchvision file name (--weights_file)
 };
 
+// INVALID_ARGUMENT naming the flag of the first option out of its range
+// (server/options.cc); GraftServer::Start checks this first.
+absl::Status CheckServerOptions(const ServerOptions& options);
+
 // graftd: the zoo, the services, health, reflection and metrics.
 class GraftServer {
  public:

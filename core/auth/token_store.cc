@@ -74,7 +74,7 @@ absl::Status TokenStore::Reload() {
     if (role < 1 || role > 3) continue;
     entries.push_back({q.Text(2), Principal{q.Text(0), static_cast<Role>(role)}});
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   entries_ = std::move(entries);
   return absl::OkStatus();
 }
@@ -136,7 +136,7 @@ absl::Status TokenStore::Revoke(const std::string& name) {
 std::optional<Principal> TokenStore::Authenticate(std::string_view token) {
   const std::string hash = RawSha256(token);
   std::optional<Principal> found;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   // Every stored hash is compared, whole, whatever matched before.
   for (const Entry& e : entries_) {
     if (e.hash.size() == hash.size() && CRYPTO_memcmp(e.hash.data(), hash.data(), hash.size()) == 0) {
@@ -148,7 +148,7 @@ std::optional<Principal> TokenStore::Authenticate(std::string_view token) {
 
 absl::StatusOr<bool> TokenStore::Bootstrap(const std::string& path) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!entries_.empty()) return false;
   }
   auto created = Create("admin", Role::kAdmin);

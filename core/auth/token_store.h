@@ -1,13 +1,14 @@
 #pragma once
 
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/util/change_feed.h"
 #include "core/util/database.h"
 
@@ -65,8 +66,8 @@ class TokenStore {
     Principal principal;
   };
   Database& db_;
-  std::mutex mu_;
-  std::vector<Entry> entries_;
+  absl::Mutex mu_;
+  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
   ChangeFeed* feed_ = nullptr;
 };
 

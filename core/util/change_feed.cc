@@ -28,7 +28,7 @@ absl::Status ChangeFeed::Bump(const std::string& topic) {
 }
 
 void ChangeFeed::Subscribe(const std::string& topic, std::function<void()> on_change) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   subscribers_[topic].push_back(std::move(on_change));
 }
 
@@ -44,7 +44,11 @@ absl::StatusOr<std::map<std::string, int64_t>> ChangeFeed::Versions() {
 }
 
 absl::Status ChangeFeed::Start() {
-  ASSIGN_OR_RETURN(seen_, Versions());  // what this process loaded at start is current
+  ASSIGN_OR_RETURN(auto versions, Versions());  // what this process loaded at start is current
+  {
+    absl::MutexLock lock(&mu_);
+    seen_ = std::move(versions);
+  }
   if (db_.kind() == Database::Kind::kPostgres) {
     ASSIGN_OR_RETURN(listener_, Database::Open(listen_target_));
     // LISTEN before the first wait, so that nothing between is missed.
@@ -80,7 +84,7 @@ void ChangeFeed::Watch() {
     }
     std::vector<std::function<void()>> calls;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (const auto& [topic, version] : *now) {
         if (seen_[topic] == version) continue;
         seen_[topic] = version;

@@ -5,13 +5,14 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/util/database.h"
 
 namespace graft::core {
@@ -55,9 +56,9 @@ class ChangeFeed {
   const std::string listen_target_;
   const int poll_interval_ms_;
   std::unique_ptr<Database> listener_;
-  std::mutex mu_;
-  std::map<std::string, std::vector<std::function<void()>>> subscribers_;
-  std::map<std::string, int64_t> seen_;
+  absl::Mutex mu_;
+  std::map<std::string, std::vector<std::function<void()>>> subscribers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> seen_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -391,5 +391,26 @@ TEST_F(SlowArchiveTest, AnArchiveThatTakesTooLongToReadIsRefusedNamingTheFlag) {
   EXPECT_EQ(testing::CountFiles(dir_.Join("data") + "/datasets/staging"), 0);
 }
 
+// Serving options out of range are refused at start, naming the flag.
+TEST(ServerOptionsTest, BadServingOptionsAreRefusedByName) {
+  graft::testing::TempDir data;
+  graft::server::ServerOptions options = graft::testing::LocalServerOptions(data.path());
+  options.idle_rpc_threads = 0;
+  auto server = graft::server::GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--idle_rpc_threads"), std::string::npos) << server.status();
+  options.idle_rpc_threads = 4;
+  options.max_batch_size = 0;
+  server = graft::server::GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("--max_batch_size"), std::string::npos) << server.status();
+  options.max_batch_size = 32;
+  options.decode_on = "sometimes";
+  server = graft::server::GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().message(), "--decode_on must be auto, batcher or callers, got 'sometimes'");
+}
+
 }  // namespace
 }  // namespace graft::security_testing

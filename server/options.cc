@@ -1,0 +1,61 @@
+#include "server/server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/data/dataset_store.h"
+
+namespace graft::server {
+
+absl::Status CheckServerOptions(const ServerOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
+  if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
+  if (options.idle_rpc_threads < 1) return absl::InvalidArgumentError("--idle_rpc_threads must be at least 1");
+  if (options.search_trials_at_once < 0 || options.search_trials_at_once > 256) {
+    return absl::InvalidArgumentError("--search_trials_at_once must be between 0 (the cores) and 256");
+  }
+  if (options.decode_prefetch_batches < 0 || options.decode_prefetch_batches > 64) {
+    return absl::InvalidArgumentError("--decode_prefetch_batches must be between 0 and 64");
+  }
+  if (options.auth != "tokens" && options.auth != "none") {
+    return absl::InvalidArgumentError(absl::StrCat("--auth must be tokens or none, got '", options.auth, "'"));
+  }
+  if (options.max_images_per_request < 1) return absl::InvalidArgumentError("--max_images_per_request must be at least 1");
+  if (options.max_dataset_classes < 2 || options.max_dataset_classes > static_cast<int64_t>(core::DatasetStore::kMaxClasses)) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_dataset_classes must be 2..", core::DatasetStore::kMaxClasses,
+                                                   ", got ", options.max_dataset_classes));
+  }
+  if (options.max_job_restarts < 0) return absl::InvalidArgumentError("--max_job_restarts must be at least 0");
+  if (options.max_string_field_bytes < 256) {
+    return absl::InvalidArgumentError("--max_string_field_bytes must be at least 256");
+  }
+  if (options.max_models_per_predict < 1) return absl::InvalidArgumentError("--max_models_per_predict must be at least 1");
+  if (options.max_queued_jobs_per_principal < 1) {
+    return absl::InvalidArgumentError("--max_queued_jobs_per_principal must be at least 1");
+  }
+  if (options.max_watch_streams_per_principal < 1) {
+    return absl::InvalidArgumentError("--max_watch_streams_per_principal must be at least 1");
+  }
+  if (options.max_request_pixels < 1) return absl::InvalidArgumentError("--max_request_pixels must be at least 1");
+  if (options.max_decode_bytes < 1) return absl::InvalidArgumentError("--max_decode_bytes must be at least 1");
+  if (options.max_concurrent_uploads < 1) return absl::InvalidArgumentError("--max_concurrent_uploads must be at least 1");
+  for (const auto& [flag, value] : {std::pair<const char*, int>{"--max_uploads_per_principal", options.max_uploads_per_principal},
+                                    {"--max_evaluations_per_principal", options.max_evaluations_per_principal},
+                                    {"--max_lr_finds_per_principal", options.max_lr_finds_per_principal}}) {
+    if (value < 1) return absl::InvalidArgumentError(absl::StrCat(flag, " must be at least 1"));
+  }
+  if (!(options.max_archive_seconds >= 0)) return absl::InvalidArgumentError("--max_archive_seconds must be 0 (none) or more");
+  if (options.max_running_jobs_per_principal < 0) {
+    return absl::InvalidArgumentError("--max_running_jobs_per_principal must be 0 (no cap) or more");
+  }
+  for (const auto& [flag, value] : {std::pair<const char*, double>{"--upload_idle_timeout_s", options.upload_idle_timeout_s},
+                                    {"--stream_write_timeout_s", options.stream_write_timeout_s}}) {
+    if (!(value >= 0 && value <= 86400)) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " must be 0 (none) to 86400 seconds"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace graft::server
