@@ -1,5 +1,6 @@
 #include "server/metrics.h"
 
+#include <grpcpp/server_context.h>
 #include <prometheus/text_serializer.h>
 #include <torch/version.h>
 
@@ -258,7 +259,7 @@ void Metrics::SetDatasets(double n) { datasets_->Set(n); }
 void Metrics::SetModels(double n) { models_->Set(n); }
 
 void Metrics::WatchJobs(core::JobStore* jobs) {
-  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  absl::MutexLock lock(&backbone_gauges_mu_);
   job_store_ = jobs;
 }
 
@@ -268,7 +269,7 @@ void Metrics::OnJobState(std::optional<core::JobState> from, core::JobState to) 
 }
 
 void Metrics::WatchProcess(const std::string& data_dir) {
-  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  absl::MutexLock lock(&backbone_gauges_mu_);
   process_ = std::make_unique<ProcessCollector>(data_dir);
 }
 
@@ -319,16 +320,15 @@ std::string Metrics::Text() const {
   std::vector<prometheus::MetricFamily> process;
   {
     // Residency changes with every load and eviction, models and jobs with their charges.
-    auto* self = const_cast<Metrics*>(this);
-    std::lock_guard<std::mutex> lock(self->backbone_gauges_mu_);
-    if (zoo_ != nullptr) self->SetBackbonesLocked(*zoo_);
+    absl::MutexLock lock(&backbone_gauges_mu_);
+    if (zoo_ != nullptr) SetBackbonesLocked(*zoo_);
     if (process_ != nullptr) process = process_->Collect();
     if (job_store_ != nullptr) {
       if (auto counts = job_store_->CountByState(); counts.ok()) {
         for (const core::JobState s : {core::JobState::kQueued, core::JobState::kRunning, core::JobState::kSucceeded,
                                        core::JobState::kFailed, core::JobState::kCancelled}) {
           const auto it = counts->find(s);
-          self->jobs_->Add({{"state", core::JobStateName(s)}})
+          jobs_->Add({{"state", core::JobStateName(s)}})
               .Set(it == counts->end() ? 0 : static_cast<double>(it->second));
         }
       }
@@ -340,7 +340,7 @@ std::string Metrics::Text() const {
 }
 
 void Metrics::WatchZoo(const core::Zoo* zoo) {
-  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  absl::MutexLock lock(&backbone_gauges_mu_);
   zoo_ = zoo;
 }
 
@@ -391,11 +391,11 @@ void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
 }
 
 void Metrics::SetBackbones(const core::Zoo& zoo) {
-  std::lock_guard<std::mutex> lock(backbone_gauges_mu_);
+  absl::MutexLock lock(&backbone_gauges_mu_);
   SetBackbonesLocked(zoo);
 }
 
-void Metrics::SetBackbonesLocked(const core::Zoo& zoo) {
+void Metrics::SetBackbonesLocked(const core::Zoo& zoo) const {
   // Series of backbones that are gone (unregistered) go with them.
   std::set<std::string> names;
   for (const core::BackboneStatus& b : zoo.List()) names.insert(b.spec->name);

@@ -9,10 +9,11 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "core/jobs/job_runner.h"
 #include "core/serve/batcher.h"
@@ -97,7 +98,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   const std::set<std::string> limit_flags_ = LimitFlags();
   std::set<std::string> known_methods_;  // set once at start, before serving
   Metrics();
-  void SetBackbonesLocked(const core::Zoo& zoo);  // backbone_gauges_mu_ held
+  void SetBackbonesLocked(const core::Zoo& zoo) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(backbone_gauges_mu_);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsHttpServer> http_;
@@ -106,12 +107,13 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Family<prometheus::Counter>* images_predicted_;
   prometheus::Family<prometheus::Gauge>* backbone_load_seconds_;
   prometheus::Family<prometheus::Gauge>* backbone_resident_bytes_;
+  // Taken by every scrape (Text), which refreshes the residency gauges.
+  mutable absl::Mutex backbone_gauges_mu_;
   // The gauges SetBackbones set last, so that unregistered backbones drop out.
-  std::vector<prometheus::Gauge*> backbone_gauges_;
-  std::mutex backbone_gauges_mu_;
-  std::set<std::string> known_backbones_;  // at the last SetBackbones
-  const core::Zoo* zoo_ = nullptr;         // with backbone_gauges_mu_
-  core::JobStore* job_store_ = nullptr;    // with backbone_gauges_mu_
+  mutable std::vector<prometheus::Gauge*> backbone_gauges_ ABSL_GUARDED_BY(backbone_gauges_mu_);
+  mutable std::set<std::string> known_backbones_ ABSL_GUARDED_BY(backbone_gauges_mu_);  // at the last SetBackbones
+  const core::Zoo* zoo_ ABSL_GUARDED_BY(backbone_gauges_mu_) = nullptr;
+  core::JobStore* job_store_ ABSL_GUARDED_BY(backbone_gauges_mu_) = nullptr;
   prometheus::Family<prometheus::Counter>* backbone_evictions_;
   prometheus::Family<prometheus::Histogram>* backbone_load_duration_;
   prometheus::Family<prometheus::Gauge>* device_memory_;
@@ -135,7 +137,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Family<prometheus::Counter>* weights_fetches_;
   prometheus::Counter* weights_fetched_bytes_;
   prometheus::Gauge* max_batch_images_;
-  std::unique_ptr<ProcessCollector> process_;  // with backbone_gauges_mu_
+  std::unique_ptr<ProcessCollector> process_ ABSL_GUARDED_BY(backbone_gauges_mu_);
   prometheus::Counter* upload_bytes_;
   prometheus::Counter* upload_rejected_;
   prometheus::Gauge* datasets_;

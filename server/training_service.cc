@@ -100,7 +100,7 @@ grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::W
   GRAFT_CHECK_STRINGS(*request);
   if (auto owned = Find(who, request->id()); !owned.ok()) return ToGrpcStatus(owned.status());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     int& open = watching_[who.name];
     if (open >= max_watch_streams_) {
       return ToGrpcStatus(core::LimitError(
@@ -121,7 +121,7 @@ grpc::Status TrainingService::WatchJob(grpc::ServerContext* context, const v1::W
       },
       [&]() { return !context->IsCancelled(); }, request->from_seq());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (--watching_[who.name] == 0) watching_.erase(who.name);
   }
   if (writes->expired()) return ToGrpcStatus(writes->Expired("read of the job's events"));

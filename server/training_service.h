@@ -1,9 +1,10 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "core/jobs/job_runner.h"
 #include "graft/v1/training.grpc.pb.h"
 #include "server/auth.h"
@@ -33,8 +34,8 @@ class TrainingService final : public v1::Training::Service {
   const Auth& auth_;
   const int max_watch_streams_;
   const StreamDeadlines deadlines_;
-  std::mutex mu_;
-  std::map<std::string, int> watching_;  // open WatchJob streams per principal
+  absl::Mutex mu_;
+  std::map<std::string, int> watching_ ABSL_GUARDED_BY(mu_);  // open WatchJob streams per principal
 };
 
 }  // namespace graft::server

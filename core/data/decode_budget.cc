@@ -16,9 +16,11 @@ absl::StatusOr<DecodeBudget::Reservation> DecodeBudget::Reserve(int64_t bytes, c
                                    capacity_, ")"),
                       "max_decode_bytes");
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  const bool fits = freed_.wait_for(lock, max_wait_, [&] { return in_use_ + bytes <= capacity_; });
-  if (!fits) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time deadline = absl::Now() + absl::FromChrono(max_wait_);
+  while (in_use_ + bytes > capacity_ && !freed_.WaitWithDeadline(&mu_, deadline)) {
+  }
+  if (in_use_ + bytes > capacity_) {
     return LimitError(absl::StatusCode::kResourceExhausted,
                       absl::StrCat("decoding ", what, " needs about ", bytes, " bytes; other decodes hold ", in_use_,
                                    " of --max_decode_bytes (", capacity_, "); retry shortly"),
@@ -29,16 +31,16 @@ absl::StatusOr<DecodeBudget::Reservation> DecodeBudget::Reserve(int64_t bytes, c
 }
 
 int64_t DecodeBudget::in_use() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return in_use_;
 }
 
 void DecodeBudget::Release(int64_t bytes) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     in_use_ -= bytes;
   }
-  freed_.notify_all();
+  freed_.SignalAll();
 }
 
 }  // namespace graft::core

@@ -1,12 +1,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace graft::core {
 
@@ -43,9 +43,9 @@ class DecodeBudget {
 
   const int64_t capacity_;
   const std::chrono::milliseconds max_wait_;
-  mutable std::mutex mu_;
-  std::condition_variable freed_;
-  int64_t in_use_ = 0;
+  mutable absl::Mutex mu_;
+  absl::CondVar freed_;
+  int64_t in_use_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace graft::core

@@ -65,11 +65,11 @@ std::string JobRunner::CheckpointPath(const std::string& id) const {
   return (fs::path(options_.checkpoint_dir) / (id + ".ckpt")).string();
 }
 
-void JobRunner::Notify() { event_cv_.notify_all(); }
+void JobRunner::Notify() { event_cv_.SignalAll(); }
 
 void JobRunner::SetProgress(const JobEvent& e) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     progress_[e.job_id] = e;
   }
   Notify();
@@ -80,7 +80,7 @@ absl::StatusOr<JobEvent> JobRunner::Record(JobRecord& job, JobEvent event) {
     // The live progress so far is older than this event: a watcher that sees
     // the event must not see that progress after it (a feature pass's last
     // batch after the pass's own event). Dropped before the event is stored.
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     progress_.erase(job.id);
   }
   event.job_id = job.id;
@@ -159,7 +159,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   job.created_at = NowSeconds();
   job.epochs_total = spec.TotalEpochs();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     // The queue is the database's: every process counts the same jobs.
     ASSIGN_OR_RETURN(const auto queued, jobs_.CountQueued(by.name));
     if (queued.first >= options_.max_queued_jobs) {
@@ -178,7 +178,7 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
     RETURN_IF_ERROR(SetState(job, JobState::kQueued, "submitted", /*created=*/true));
     wake_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   return job;
 }
 
@@ -222,7 +222,7 @@ void JobRunner::Execute(const JobStore::Claim& claim) {
   JobRecord job = *loaded;
   std::shared_ptr<CancellationToken> token;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     token = running_[id];
   }
   if (job.state == JobState::kRunning && !Resume(job, claim)) return;
@@ -236,7 +236,7 @@ void JobRunner::Execute(const JobStore::Claim& claim) {
   auto resident = AwaitWeights(job, job.spec.backbone, *token);
   if (absl::IsCancelled(resident.status())) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (LeftRunningLocked(id)) return;  // still QUEUED: fetched again by whoever runs it next
     }
     return fail(JobState::kCancelled, "cancelled while its backbone's weights were fetched");
@@ -261,7 +261,7 @@ void JobRunner::Execute(const JobStore::Claim& claim) {
   cache_charge.reset();
   if (!trained.ok()) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (LeftRunningLocked(id)) return;  // stays RUNNING; resumes from its checkpoint
     }
     const bool cancelled = trained.status().code() == absl::StatusCode::kCancelled;
@@ -297,7 +297,7 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
   if (!prepared.ok()) return fail(JobState::kFailed, std::string(prepared.status().message()));
   if (prepared->evaluation_cancelled) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (LeftRunningLocked(id)) return;  // resumes after the last epoch and evaluates then
     }
     return fail(JobState::kCancelled, "cancelled while evaluating the model");
@@ -336,26 +336,26 @@ absl::Status JobRunner::Watch(const std::string& id, bool progress, const std::f
       last_seq = e.seq;
     }
     if (IsTerminal(job.state)) return absl::OkStatus();
-    std::unique_lock<std::mutex> lock(mu_);
+    std::optional<JobEvent> live;
     if (progress) {
+      absl::MutexLock lock(&mu_);
       const auto it = progress_.find(id);
       if (it != progress_.end() && (it->second.epoch_number != last_progress.epoch_number ||
                                     it->second.batch != last_progress.batch ||
                                     it->second.backbone != last_progress.backbone)) {
         last_progress = it->second;
-        JobEvent live = last_progress;
-        live.seq = last_seq;
-        lock.unlock();
-        if (!emit(live)) return absl::OkStatus();
-        lock.lock();
+        live = last_progress;
+        live->seq = last_seq;
       }
     }
+    if (live && !emit(*live)) return absl::OkStatus();  // emitted without the lock
     if (!alive()) return absl::CancelledError("the watcher went away");
+    absl::MutexLock lock(&mu_);
     if (stopping_) {
       return absl::UnavailableError(
           "graftd is shutting down; watch again once it is back (from_seq = the last seq seen resumes there)");
     }
-    event_cv_.wait_for(lock, std::chrono::milliseconds(250));
+    event_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(250));
   }
 }
 

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -12,7 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/auth/token_store.h"
 #include "core/data/dataset_store.h"
 #include "core/jobs/admission.h"
@@ -172,7 +173,7 @@ class JobRunner {
   void HeartbeatLoop();
   // A run that ends now leaves its job RUNNING (a shutdown, or another
   // trainer took it over) unless the user cancelled it. Holds mu_.
-  bool LeftRunningLocked(const std::string& id) const;
+  bool LeftRunningLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A search job: the trials, then the winner's fine-tuning stages, if any.
   void ExecuteSearch(JobRecord& job, const CancellationToken& token,
                      const std::function<void(JobState, const std::string&)>& fail);
@@ -204,16 +205,17 @@ class JobRunner {
   const JobAdmission admission_;
   const ModelPublisher publisher_;
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;   // queue changes
-  std::condition_variable event_cv_;  // any job event
-  bool wake_ = false;  // a job was submitted here
-  std::map<std::string, std::shared_ptr<CancellationToken>> running_;
-  std::map<std::string, std::shared_ptr<CancellationToken>> ranks_;  // job id -> this trainer's rank > 0 in it
-  std::set<std::string> lost_;  // running here, but another trainer holds them now
-  std::map<std::string, JobEvent> progress_;  // latest live progress per job
-  std::set<std::string> user_cancelled_;
-  bool stopping_ = false;
+  absl::Mutex mu_;
+  absl::CondVar work_cv_;   // queue changes
+  absl::CondVar event_cv_;  // any job event
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;  // a job was submitted here
+  std::map<std::string, std::shared_ptr<CancellationToken>> running_ ABSL_GUARDED_BY(mu_);
+  // Job id -> this trainer's rank > 0 in it.
+  std::map<std::string, std::shared_ptr<CancellationToken>> ranks_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> lost_ ABSL_GUARDED_BY(mu_);  // running here, but another trainer holds them now
+  std::map<std::string, JobEvent> progress_ ABSL_GUARDED_BY(mu_);  // latest live progress per job
+  std::set<std::string> user_cancelled_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   SharedSlots lr_finds_;  // range tests running
   std::vector<std::thread> workers_;
   std::thread heartbeat_;

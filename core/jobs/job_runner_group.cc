@@ -121,7 +121,7 @@ void JobRunner::ExecuteRank(const JobStore::RankClaim& claim) {
   const std::string& id = claim.job_id;
   std::shared_ptr<CancellationToken> token;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     token = ranks_[id];
   }
   const std::string me = absl::StrCat("job ", id, " rank ", claim.rank, " of ", claim.size, ": ");

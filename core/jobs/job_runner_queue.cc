@@ -63,7 +63,7 @@ absl::Status JobRunner::Start() {
     if (rm) ABSL_LOG(WARNING) << "removing stale checkpoint " << it->path().string() << ": " << rm.message();
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = false;
   }
   for (int i = 0; i < std::max(1, options_.max_concurrent_jobs); ++i) workers_.emplace_back([this]() { Worker(); });
@@ -141,9 +141,11 @@ void JobRunner::HeartbeatLoop() {
   // still this worker's (another trainer that took it over after a stall
   // owns it now: this one stops without writing).
   double last_beat = 0;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
-    lock.unlock();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
     const double now = NowSeconds();
     if (now - last_beat >= options_.heartbeat_s) {
       if (auto s = jobs_.Heartbeat(options_.worker_id, now); !s.ok()) {
@@ -155,7 +157,7 @@ void JobRunner::HeartbeatLoop() {
     if (auto asked = jobs_.CancelRequested(options_.worker_id); asked.ok()) cancel = std::move(*asked);
     std::vector<std::string> running;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock lock(&mu_);
       for (const auto& [id, token] : running_) running.push_back(id);
     }
     std::vector<std::string> lost;
@@ -163,7 +165,7 @@ void JobRunner::HeartbeatLoop() {
       auto worker = jobs_.WorkerOf(id);
       if (worker.ok() && *worker != options_.worker_id) lost.push_back(id);
     }
-    lock.lock();
+    absl::MutexLock lock(&mu_);
     for (const std::string& id : cancel) {
       if (auto it = running_.find(id); it != running_.end() && user_cancelled_.insert(id).second) it->second->Cancel();
     }
@@ -175,7 +177,9 @@ void JobRunner::HeartbeatLoop() {
         it->second->Cancel();
       }
     }
-    work_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+    const absl::Time next = absl::Now() + absl::Seconds(1);
+    while (!stopping_ && !work_cv_.WaitWithDeadline(&mu_, next)) {
+    }
   }
 }
 
@@ -185,7 +189,7 @@ bool JobRunner::LeftRunningLocked(const std::string& id) const {
 
 void JobRunner::RequestStop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
     // A user's cancel stays a cancel; every other running job checkpoints at
     // its next batch boundary and stays RUNNING.
@@ -194,13 +198,13 @@ void JobRunner::RequestStop() {
     }
     for (auto& [id, token] : ranks_) token->Stop();
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   Notify();
 }
 
 void JobRunner::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_ && workers_.empty()) return;
   }
   RequestStop();
@@ -217,7 +221,7 @@ void JobRunner::Stop() {
 
 absl::StatusOr<JobRecord> JobRunner::Cancel(const std::string& id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(JobRecord job, jobs_.Get(id));
     if (IsTerminal(job.state)) {
       return absl::FailedPreconditionError(absl::StrCat("job ", id, " has already ended: ", JobStateName(job.state)));
@@ -245,17 +249,19 @@ absl::StatusOr<JobRecord> JobRunner::Cancel(const std::string& id) {
   }
   // The trainer checks between batches; wait for it to wind down.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  std::unique_lock<std::mutex> lock(mu_);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (running_.count(id) == 0) {
-      lock.unlock();
+    bool runs_here = false;
+    {
+      absl::MutexLock lock(&mu_);
+      runs_here = running_.count(id) > 0;
+    }
+    if (!runs_here) {
       auto job = jobs_.Get(id);
       if (!job.ok() || IsTerminal(job->state)) return job;
-      lock.lock();
     }
-    event_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    absl::MutexLock lock(&mu_);
+    event_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
   }
-  lock.unlock();
   return jobs_.Get(id);
 }
 
@@ -263,7 +269,7 @@ void JobRunner::Worker() {
   while (true) {
     std::optional<JobStore::Claim> claim;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
     // The queue is in the database, shared by every trainer: a claim is
@@ -277,7 +283,7 @@ void JobRunner::Worker() {
     if (rank.ok() && rank->has_value()) {
       const std::string id = (*rank)->job_id;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         if (stopping_) return;
         ranks_[id] = std::make_shared<CancellationToken>();
       }
@@ -287,7 +293,7 @@ void JobRunner::Worker() {
       } catch (const std::exception& e) {
         ABSL_LOG(ERROR) << "job " << id << ": a data-parallel rank ended with an exception: " << e.what();
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       ranks_.erase(id);
       continue;
     }
@@ -295,16 +301,17 @@ void JobRunner::Worker() {
         jobs_.ClaimNext(options_.worker_id, now, now - options_.takeover_s, options_.max_running_jobs_per_principal);
     if (!claimed.ok()) ABSL_LOG(WARNING) << "claiming a job: " << claimed.status().message();
     if (!claimed.ok() || !claimed->has_value()) {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait_for(lock, std::chrono::milliseconds(static_cast<int64_t>(options_.poll_s * 1000)),
-                        [&] { return stopping_ || wake_; });
+      absl::MutexLock lock(&mu_);
+      const absl::Time next = absl::Now() + absl::Seconds(options_.poll_s);
+      while (!stopping_ && !wake_ && !work_cv_.WaitWithDeadline(&mu_, next)) {
+      }
       wake_ = false;
       continue;
     }
     claim = std::move(**claimed);
     const std::string id = claim->id;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       running_[id] = std::make_shared<CancellationToken>();
     }
     // An exception that escapes a run (an allocation that failed, say)
@@ -317,7 +324,7 @@ void JobRunner::Worker() {
       FailAfterException(id, e);
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       running_.erase(id);
       progress_.erase(id);
       user_cancelled_.erase(id);

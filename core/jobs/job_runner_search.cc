@@ -32,7 +32,7 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
   if (spec.validation_fraction > 0) Resplit(*images, spec.validation_fraction, spec.seed);
   CancellationToken token;
   const auto gone = [&] {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return stopping_ || cancelled();
   };
   auto resident = zoo_.Resident(spec.backbone, gone);
@@ -74,7 +74,7 @@ class JobRunner::SearchRun : public SearchEvents {
     JobEvent e;
     e.type = JobEventType::kFeatures;
     e.reason = absl::StrCat(backbone, ": ", description, " in ", absl::SixDigits(seconds), " s");
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Log(runner_.Record(job_, e));
   }
   void OnFeatureProgress(const std::string& backbone, int batch, int batches) override {
@@ -84,7 +84,7 @@ class JobRunner::SearchRun : public SearchEvents {
     JobEvent e;
     e.type = JobEventType::kTrial;
     e.trial = trial;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Log(runner_.Record(job_, e));
   }
 
@@ -94,7 +94,7 @@ class JobRunner::SearchRun : public SearchEvents {
   }
   JobRunner& runner_;
   JobRecord& job_;
-  std::mutex mu_;
+  absl::Mutex mu_;  // one event written at a time
 };
 
 void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
@@ -113,7 +113,7 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   // Ends the job as a failed training does: a shutdown leaves it RUNNING to resume.
   const auto ended = [&](const absl::Status& s) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (LeftRunningLocked(id)) return;
     }
     fail(absl::IsCancelled(s) ? JobState::kCancelled : JobState::kFailed, std::string(s.message()));

@@ -21,7 +21,7 @@ absl::Status ModelStore::OpenNames() {
        "CREATE TABLE IF NOT EXISTS model_aliases(owner TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, "
        "version INTEGER NOT NULL, PRIMARY KEY(owner, name, alias))"}));
   ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT owner, name, alias, version FROM model_aliases"));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (true) {
     ASSIGN_OR_RETURN(const bool row, q.Step());
     if (!row) break;
@@ -59,14 +59,14 @@ void ModelStore::UnindexLocked(const ModelInfo& info) {
 }
 
 void ModelStore::SetDefaultOwner(std::string owner) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   default_owner_ = std::move(owner);
 }
 
 absl::StatusOr<std::string> ModelStore::Resolve(const std::string& text, const std::string& caller, bool any_owner) {
   ASSIGN_OR_RETURN(const ModelRef ref, ParseModelRef(text));
   if (!ref.id.empty()) return ref.id;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::string owner = ref.owner;
   if (owner.empty()) {
     owner = caller;
@@ -121,8 +121,8 @@ absl::StatusOr<ModelInfo> ModelStore::SetAlias(const std::string& owner, const s
     return absl::InvalidArgumentError("alias 'latest' always means the newest version; it cannot be set");
   }
   RETURN_IF_ERROR(ValidateAliasName(alias, "alias"));
-  std::lock_guard<std::mutex> serial(refresh_mu_);  // see Publish
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock serial(&refresh_mu_);  // see Publish
+  absl::MutexLock lock(&mu_);
   const auto named = versions_.find({owner, name});
   if (named == versions_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
   const auto it = named->second.find(version);
@@ -143,8 +143,8 @@ absl::StatusOr<ModelInfo> ModelStore::SetAlias(const std::string& owner, const s
 }
 
 absl::Status ModelStore::DeleteAlias(const std::string& owner, const std::string& name, const std::string& alias) {
-  std::lock_guard<std::mutex> serial(refresh_mu_);  // see Publish
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock serial(&refresh_mu_);  // see Publish
+  absl::MutexLock lock(&mu_);
   const auto it = aliases_.find({owner, name});
   if (it == aliases_.end() || it->second.count(alias) == 0) {
     return absl::NotFoundError(absl::StrCat("model '", name, "' has no alias '", alias, "'"));
@@ -161,7 +161,7 @@ absl::Status ModelStore::DeleteAlias(const std::string& owner, const std::string
 std::vector<std::string> ModelStore::Aliases(const ModelInfo& info) {
   std::vector<std::string> out;
   if (info.name.empty()) return out;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const NameKey key{info.owner, info.name};
   if (const auto v = versions_.find(key); v != versions_.end() && v->second.rbegin()->first == info.version) {
     out.push_back(kLatestAlias);
@@ -177,7 +177,7 @@ std::vector<std::string> ModelStore::Aliases(const ModelInfo& info) {
 std::vector<int64_t> ModelStore::Versions(const ModelInfo& info) {
   std::vector<int64_t> out;
   if (info.name.empty()) return out;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (const auto v = versions_.find(NameKey{info.owner, info.name}); v != versions_.end()) {
     for (const auto& [version, id] : v->second) out.push_back(version);
   }

@@ -87,14 +87,14 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
 
 torch::Tensor ServingModel::Embed(const torch::Tensor& at_k) const {
   if (own_ == nullptr) return at_k;  // already pooled: k == n
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return BackboneImpl::Pool(
       own_->ForwardTrunk(at_k, static_cast<size_t>(info_.first_trained_block), static_cast<size_t>(num_blocks_)));
 }
 
 torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
   const torch::Tensor features = Embed(at_k);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return head_.ptr()->forward(features);
 }
 
@@ -147,7 +147,10 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const
   }
   RETURN_IF_ERROR(store->OpenNames());
   std::vector<ModelInfo> infos = store->List();
-  for (const ModelInfo& info : infos) store->IndexLocked(info);
+  {
+    absl::MutexLock lock(&store->mu_);
+    for (const ModelInfo& info : infos) store->IndexLocked(info);
+  }
   for (const ModelInfo& info : infos) {
     auto weights = ReadSafetensors((fs::path(root) / info.id / "weights.safetensors").string());
     if (!weights.ok()) {
@@ -159,6 +162,7 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const
       ABSL_LOG(ERROR) << "model " << info.id << " cannot be served: " << model.status().message();
       continue;
     }
+    absl::MutexLock lock(&store->mu_);
     store->models_[info.id] = *model;
   }
   return store;
@@ -248,13 +252,13 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
   if (ec) return discard(WriteError("model", dir.string(), ec.value()));
   // Serialized with Refresh: its snapshot of the database never misses a
   // change this process makes while it runs.
-  std::lock_guard<std::mutex> serial(refresh_mu_);
+  absl::MutexLock serial(&refresh_mu_);
   auto ins = db_.Prepare("INSERT INTO models VALUES (?, ?, ?, ?)");
   if (!ins.ok()) return discard(ins.status());
   ins->Bind(1, info.id).Bind(2, info.job_id).Bind(3, info.created_at).Bind(4, ModelInfoToJson(info));
   if (auto s = ins->Run(); !s.ok()) return discard(s);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     models_[info.id] = model;
     IndexLocked(info);
   }
@@ -270,7 +274,7 @@ void ModelStore::Changed() {
 }
 
 absl::StatusOr<int> ModelStore::Refresh() {
-  std::lock_guard<std::mutex> one(refresh_mu_);
+  absl::MutexLock one(&refresh_mu_);
   const std::vector<ModelInfo> infos = List();
   std::map<NameKey, std::map<std::string, int64_t>> aliases;
   {
@@ -284,7 +288,7 @@ absl::StatusOr<int> ModelStore::Refresh() {
   std::set<std::string> ids;
   std::vector<ModelInfo> missing;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const ModelInfo& info : infos) {
       ids.insert(info.id);
       if (models_.count(info.id) == 0) missing.push_back(info);
@@ -306,7 +310,7 @@ absl::StatusOr<int> ModelStore::Refresh() {
     }
     loaded[info.id] = *model;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   int changed = static_cast<int>(loaded.size());
   for (auto it = models_.begin(); it != models_.end();) {
     if (ids.count(it->first) == 0) {
@@ -334,26 +338,26 @@ std::vector<ModelInfo> ModelStore::List() {
 }
 
 absl::StatusOr<std::shared_ptr<const ServingModel>> ModelStore::Get(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const auto it = models_.find(id);
   if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
   return it->second;
 }
 
 size_t ModelStore::size() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return models_.size();
 }
 
 absl::Status ModelStore::Delete(const std::string& id) {
-  std::lock_guard<std::mutex> serial(refresh_mu_);  // see Publish
+  absl::MutexLock serial(&refresh_mu_);  // see Publish
   std::optional<ModelInfo> info;
   for (auto& m : List()) {
     if (m.id == id) info = std::move(m);  // also a model that failed to load
   }
   if (!info) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!info->name.empty()) {
       const auto it = aliases_.find({info->owner, info->name});
       if (it != aliases_.end()) {

@@ -2,12 +2,13 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/data/preprocessing.h"
 #include "core/serve/evaluation_report.h"
 #include "core/train/head.h"
@@ -74,7 +75,8 @@ class ServingModel {
   BackbonePtr own_;  // null when only the head was trained
   ClassifierHead head_{nullptr};
   std::shared_ptr<DeviceLedger::Charge> charge_;
-  mutable std::mutex mu_;
+  // One forward pass at a time through the model's own modules.
+  mutable absl::Mutex mu_;
 };
 
 // Models under <root>/<id>/ (weights.safetensors + model.json), listed in SQLite.
@@ -135,20 +137,21 @@ class ModelStore {
 
   absl::Status OpenNames();
   absl::StatusOr<int64_t> ReserveVersion(const std::string& owner, const std::string& name);
-  void IndexLocked(const ModelInfo& info);
-  void UnindexLocked(const ModelInfo& info);
+  void IndexLocked(const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnindexLocked(const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   using NameKey = std::pair<std::string, std::string>;  // owner, name
   Database& db_;
   std::string root_;
   const Zoo& zoo_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<const ServingModel>> models_;
-  std::map<NameKey, std::map<int64_t, std::string>> versions_;   // -> version -> id
-  std::map<NameKey, std::map<std::string, int64_t>> aliases_;    // -> alias -> version
+  // One Refresh at a time, none while this process writes (taken before mu_).
+  absl::Mutex refresh_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<const ServingModel>> models_ ABSL_GUARDED_BY(mu_);
+  std::map<NameKey, std::map<int64_t, std::string>> versions_ ABSL_GUARDED_BY(mu_);  // -> version -> id
+  std::map<NameKey, std::map<std::string, int64_t>> aliases_ ABSL_GUARDED_BY(mu_);   // -> alias -> version
   ChangeFeed* feed_ = nullptr;
-  std::string default_owner_ = "admin";  // guarded by mu_
-  std::mutex refresh_mu_;  // one Refresh at a time, none while this process writes (taken before mu_)
+  std::string default_owner_ ABSL_GUARDED_BY(mu_) = "admin";
 };
 
 std::string ModelInfoToJson(const ModelInfo& info);

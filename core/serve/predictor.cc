@@ -125,7 +125,7 @@ Predictor::~Predictor() = default;
 
 TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& backbone) const {
   std::unique_ptr<TrunkBatcher> replaced;  // of an evicted copy: idle, joined after unlocking
-  std::lock_guard<std::mutex> lock(batchers_mu_);
+  absl::MutexLock lock(&batchers_mu_);
   auto& b = batchers_[backbone->spec];
   if (b != nullptr && !b->Serves(backbone)) replaced = std::move(b);
   if (b == nullptr) b = std::make_unique<TrunkBatcher>(backbone, options_.batching, observer_);

@@ -5,11 +5,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "core/data/image_codec.h"
 #include "core/serve/batcher.h"
@@ -146,10 +147,10 @@ class Predictor {
   ModelStore* models_;
   PredictorOptions options_;
   BatcherObserver* observer_;
-  mutable std::mutex batchers_mu_;
+  mutable absl::Mutex batchers_mu_;
   // One per backbone (its spec); a backbone evicted and loaded again gets a
   // new one.
-  mutable std::map<const BackboneSpec*, std::unique_ptr<TrunkBatcher>> batchers_;
+  mutable std::map<const BackboneSpec*, std::unique_ptr<TrunkBatcher>> batchers_ ABSL_GUARDED_BY(batchers_mu_);
 };
 
 }  // namespace graft::core

@@ -10,7 +10,7 @@ WeightsFetcher::~WeightsFetcher() {
   stopping_ = true;
   std::map<std::string, Fetch> fetches;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     fetches.swap(fetches_);
   }
   for (auto& [file, fetch] : fetches) {
@@ -19,7 +19,7 @@ WeightsFetcher::~WeightsFetcher() {
 }
 
 FetchProgress WeightsFetcher::Start(const std::string& file) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   Fetch& f = fetches_[file];
   if (f.progress.running) return f.progress;
   if (!f.progress.result.ok()) {
@@ -37,14 +37,14 @@ FetchProgress WeightsFetcher::Start(const std::string& file) {
     const auto done = DownloadVerified(
         Url(file), dir_, file,
         [this, &file](const DownloadProgress& p) {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           Fetch& f = fetches_[file];
           f.progress.bytes_done = p.bytes_done;
           f.progress.bytes_total = p.bytes_total;
-          changed_.notify_all();
+          changed_.SignalAll();
         },
         [this] { return !stopping_.load(); }, options_.max_bytes);
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Fetch& f = fetches_[file];
     f.progress.running = false;
     f.progress.result = done.status();
@@ -52,13 +52,13 @@ FetchProgress WeightsFetcher::Start(const std::string& file) {
     f.ended = std::chrono::steady_clock::now();
     if (!done.ok()) ABSL_LOG(WARNING) << "fetching " << Url(file) << ": " << done.status().message();
     if (options_.on_done) options_.on_done(done.ok(), f.progress.bytes_done);
-    changed_.notify_all();
+    changed_.SignalAll();
   });
   return f.progress;
 }
 
 FetchProgress WeightsFetcher::Progress(const std::string& file) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const auto found = fetches_.find(file);
   return found == fetches_.end() ? FetchProgress{} : found->second.progress;
 }
@@ -66,7 +66,7 @@ FetchProgress WeightsFetcher::Progress(const std::string& file) const {
 FetchProgress WeightsFetcher::Wait(const std::string& file, const std::function<bool()>& cancelled,
                                    std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (true) {
     const auto found = fetches_.find(file);
     if (found == fetches_.end() || !found->second.progress.running) {
@@ -74,7 +74,7 @@ FetchProgress WeightsFetcher::Wait(const std::string& file, const std::function<
     }
     if ((cancelled && cancelled()) || std::chrono::steady_clock::now() >= deadline) return found->second.progress;
     // Short waits: `cancelled` is polled (a client's deadline, a job's cancel).
-    changed_.wait_for(lock, std::chrono::milliseconds(100));
+    changed_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
   }
 }
 

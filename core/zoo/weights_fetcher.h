@@ -2,15 +2,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "core/zoo/download.h"
 
 namespace graft::core {
@@ -65,9 +65,9 @@ class WeightsFetcher {
   };
   const std::string dir_;
   const FetchOptions options_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable changed_;
-  std::map<std::string, Fetch> fetches_;
+  mutable absl::Mutex mu_;
+  mutable absl::CondVar changed_;
+  std::map<std::string, Fetch> fetches_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopping_{false};
 };
 

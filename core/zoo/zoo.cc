@@ -121,7 +121,7 @@ std::shared_ptr<const std::vector<std::string>> Zoo::imagenet_labels() const {
     const auto time = ec ? fs::file_time_type{} : fs::last_write_time(path, ec);
     if (!ec) stamp = absl::StrCat(size, "@", time.time_since_epoch().count());
   }
-  std::lock_guard<std::mutex> lock(labels_mu_);
+  absl::MutexLock lock(&labels_mu_);
   if (labels_ != nullptr && stamp == labels_stamp_) return labels_;
   auto labels = std::make_shared<std::vector<std::string>>();
   if (!stamp.empty()) {

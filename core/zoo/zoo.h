@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "core/util/clock.h"
 #include "core/zoo/device_memory.h"
@@ -253,9 +255,10 @@ class Zoo {
   mutable std::mutex mu_;
   std::mutex register_mu_;  // one Register/Unregister at a time
   mutable std::mutex load_mu_;  // one on-demand load at a time
-  mutable std::mutex labels_mu_;
-  mutable std::shared_ptr<const std::vector<std::string>> labels_;  // guarded by labels_mu_
-  mutable std::string labels_stamp_;  // the file's size and time when read ("" : none)
+  mutable absl::Mutex labels_mu_;
+  mutable std::shared_ptr<const std::vector<std::string>> labels_ ABSL_GUARDED_BY(labels_mu_);
+  // The file's size and time when read ("" : none).
+  mutable std::string labels_stamp_ ABSL_GUARDED_BY(labels_mu_);
   std::shared_ptr<DeviceLedger> ledger_ = std::make_shared<DeviceLedger>();
   int64_t budget_ = 0;  // 0: unbounded
 };
