@@ -55,6 +55,33 @@ absl::Status CheckServerOptions(const ServerOptions& options) {
       return absl::InvalidArgumentError(absl::StrCat(flag, " must be 0 (none) to 86400 seconds"));
     }
   }
+  if (options.dist_port < 0 || options.dist_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--dist_port must be 0..65535, got ", options.dist_port));
+  }
+  if (!(options.dist_timeout_s >= 1 && options.dist_timeout_s <= 86400)) {
+    return absl::InvalidArgumentError(absl::StrCat("--dist_timeout_s must be 1..86400, got ", options.dist_timeout_s));
+  }
+  if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{1} << 31) - 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_message_bytes must be 1024..2147483647, got ", options.max_message_bytes));
+  }
+  if (options.max_http_body_budget_bytes < options.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_http_body_budget_bytes must be at least --max_message_bytes (",
+                                                   options.max_message_bytes, "), got ",
+                                                   options.max_http_body_budget_bytes));
+  }
+  if (options.max_http_connections < 1 || options.http_request_timeout_s < 1 || options.http_idle_timeout_s < 1) {
+    return absl::InvalidArgumentError(
+        "--max_http_connections, --http_request_timeout_s and --http_idle_timeout_s must be at least 1");
+  }
+  if (options.job_heartbeat_s <= 0 || options.job_takeover_s < 2 * options.job_heartbeat_s) {
+    return absl::InvalidArgumentError(
+        "--job_takeover_s must be at least twice --job_heartbeat_s (and --job_heartbeat_s above 0)");
+  }
+  if (options.decode_on != "auto" && options.decode_on != "batcher" && options.decode_on != "callers") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--decode_on must be auto, batcher or callers, got '", options.decode_on, "'"));
+  }
   return absl::OkStatus();
 }
 

@@ -26,6 +26,7 @@
 #include "core/util/log.h"
 #include "core/zoo/zoo.h"
 #include "server/backbones_service.h"
+#include "server/copy_options.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "core/data/dataset_store.h"
@@ -122,10 +123,6 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   using DecodeOn = core::PredictorOptions::DecodeOn;
   const std::map<std::string, DecodeOn> decode_on = {
       {"auto", DecodeOn::kAuto}, {"batcher", DecodeOn::kBatcher}, {"callers", DecodeOn::kCallers}};
-  if (decode_on.count(options.decode_on) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--decode_on must be auto, batcher or callers, got '", options.decode_on, "'"));
-  }
   if (options.retain_host_memory && !core::RetainHostMemory()) {
     ABSL_LOG(WARNING) << "--retain_host_memory: this C library offers no control over returning memory; ignored";
   }
@@ -155,19 +152,14 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     s->metrics_ = Metrics::CreateUnexposed();
   }
 
-  core::ZooOptions zoo_options;
+  auto zoo_options = WithOptions<core::ZooOptions>(options);
   zoo_options.zoo_dir = s->zoo_dir_;
-  zoo_options.device = options.device;
   zoo_options.custom_dir = (fs::path(options.data_dir) / "backbones").string();
-  core::FetchOptions fetch;
-  fetch.base_url = options.weights_base_url;
-  fetch.offline = options.offline;
+  auto fetch = WithOptions<core::FetchOptions>(options);
   fetch.on_done = [metrics = s->metrics_.get()](bool ok, int64_t bytes) { metrics->OnWeightsFetched(ok, bytes); };
   s->fetcher_ = std::make_unique<core::WeightsFetcher>(s->zoo_dir_, fetch);
   zoo_options.fetcher = s->fetcher_.get();
   zoo_options.weights_files = options.weights_files;
-  zoo_options.memory_budget = options.device_memory_budget;
-  zoo_options.preload = options.preload;
   zoo_options.observer = s->metrics_.get();
   auto zoo = core::Zoo::Create(zoo_options);
   if (!zoo.ok()) return zoo.status();
@@ -205,29 +197,6 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     ::gethostname(host, sizeof host - 1);
     dist_host = host;
   }
-  if (options.dist_port < 0 || options.dist_port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--dist_port must be 0..65535, got ", options.dist_port));
-  }
-  if (!(options.dist_timeout_s >= 1 && options.dist_timeout_s <= 86400)) {
-    return absl::InvalidArgumentError(absl::StrCat("--dist_timeout_s must be 1..86400, got ", options.dist_timeout_s));
-  }
-  if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{1} << 31) - 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_message_bytes must be 1024..2147483647, got ", options.max_message_bytes));
-  }
-  if (options.max_http_body_budget_bytes < options.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("--max_http_body_budget_bytes must be at least --max_message_bytes (",
-                                                   options.max_message_bytes, "), got ",
-                                                   options.max_http_body_budget_bytes));
-  }
-  if (options.max_http_connections < 1 || options.http_request_timeout_s < 1 || options.http_idle_timeout_s < 1) {
-    return absl::InvalidArgumentError(
-        "--max_http_connections, --http_request_timeout_s and --http_idle_timeout_s must be at least 1");
-  }
-  if (options.job_heartbeat_s <= 0 || options.job_takeover_s < 2 * options.job_heartbeat_s) {
-    return absl::InvalidArgumentError(
-        "--job_takeover_s must be at least twice --job_heartbeat_s (and --job_heartbeat_s above 0)");
-  }
   ASSIGN_OR_RETURN(s->changes_, core::ChangeFeed::Open(*s->db_, options.database));
   if (options.auth == "tokens") {
     ASSIGN_OR_RETURN(s->tokens_, core::TokenStore::Open(*s->db_));
@@ -240,14 +209,8 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   }
   s->auth_ = std::make_unique<Auth>(s->tokens_.get());
   s->decode_budget_ = std::make_unique<core::DecodeBudget>(options.max_decode_bytes);
-  core::UploadLimits limits;
-  limits.max_archive_entries = options.max_archive_entries;
+  auto limits = WithOptions<core::UploadLimits>(options);
   limits.decode_budget = s->decode_budget_.get();
-  limits.max_file_bytes = options.max_upload_file_bytes;
-  limits.max_dataset_bytes = options.max_dataset_bytes;
-  limits.max_archive_seconds = options.max_archive_seconds;
-  limits.max_pixels = options.max_image_pixels;
-  limits.max_classes = options.max_dataset_classes;
   core::StorageSharing sharing;
   if (shared) {
     sharing.staging = absl::StrReplaceAll(worker_id, {{":", "_"}});
@@ -282,40 +245,17 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->metrics_->SetDatasets(static_cast<double>(s->datasets_->List().size()));
   s->metrics_->SetModels(static_cast<double>(s->models_->size()));
 
-  core::PredictorOptions predictor_options;
-  predictor_options.limits.max_pixels = options.max_image_pixels;
+  auto predictor_options = WithOptions<core::PredictorOptions>(options);
   predictor_options.limits.budget = s->decode_budget_.get();
-  predictor_options.batching.max_batch_size = options.max_batch_size;
-  predictor_options.batching.max_queue_delay_us = options.max_queue_delay_us;
-  predictor_options.batching.max_batch_pixels = options.max_request_pixels;
   predictor_options.decode_on = decode_on.at(options.decode_on);
-  predictor_options.batching.mixed_precision = options.mixed_precision;
   s->predictor_ = std::make_unique<core::Predictor>(*s->zoo_, s->models_.get(), predictor_options, s->metrics_.get());
 
-  core::RunnerOptions runner_options;
+  auto runner_options = WithOptions<core::RunnerOptions>(options);
   runner_options.predictor = s->predictor_.get();
-  runner_options.max_concurrent_jobs = options.max_concurrent_jobs;
-  runner_options.max_queued_jobs = options.max_queued_jobs;
-  runner_options.max_queued_jobs_per_principal = options.max_queued_jobs_per_principal;
-  runner_options.max_lr_finds_per_principal = options.max_lr_finds_per_principal;
-  runner_options.max_running_jobs_per_principal = options.max_running_jobs_per_principal;
-  runner_options.max_job_memory_bytes = options.max_job_memory_bytes;
-  runner_options.max_job_restarts = options.max_job_restarts;
   runner_options.checkpoint_dir = (fs::path(artifact_dir) / "checkpoints").string();
-  runner_options.train = options.train;
   runner_options.shared = shared;
   runner_options.worker_id = worker_id;
-  runner_options.heartbeat_s = options.job_heartbeat_s;
-  runner_options.takeover_s = options.job_takeover_s;
   runner_options.dist_host = dist_host;
-  runner_options.dist_port = options.dist_port;
-  runner_options.dist_timeout_s = options.dist_timeout_s;
-  runner_options.feature_cache_bytes = options.feature_cache_bytes;
-  runner_options.checkpoint_interval_s = options.checkpoint_interval_s;
-  runner_options.feature_cache_fp16 = options.feature_cache_fp16;
-  runner_options.decode_prefetch_batches = options.decode_prefetch_batches;
-  runner_options.search_trials_at_once = options.search_trials_at_once;
-  runner_options.mixed_precision = options.mixed_precision;
   if (options.feature_cache_spill) runner_options.feature_spill_dir = (fs::path(options.data_dir) / "cache").string();
   s->runner_ = std::make_unique<core::JobRunner>(*s->jobs_, *s->datasets_, *s->models_, *s->zoo_, runner_options,
                                                  s->metrics_.get());
@@ -336,9 +276,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   };
   hooks.changed = [server = s.get()] { server->metrics_->SetBackbones(*server->zoo_); };
   const Auth& auth = *s->auth_;
-  RegisterOptions register_options;
-  register_options.import_dir = options.backbone_import_dir;
-  register_options.data_dir = options.data_dir;
+  auto register_options = WithOptions<RegisterOptions>(options);
   register_options.staging_dir = (fs::path(options.data_dir) / "cache" / "register").string();
   s->services_->tokens = std::make_unique<TokensService>(s->tokens_.get(), auth);
   s->services_->backbones = std::make_unique<BackbonesService>(
@@ -417,17 +355,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   ABSL_LOG(INFO) << "worker " << worker_id << ": " << (options.serve ? "serving" : "not serving")
                  << (options.train ? ", training" : ", not training") << (shared ? " (shared database)" : "");
   if (options.http_port >= 0 && options.serve) {
-    HttpOptions http;
-    http.host = options.host;
-    http.port = options.http_port;
-    http.tls_cert = options.tls_cert;
-    http.tls_key = options.tls_key;
-    http.tls_client_ca = options.tls_client_ca;
-    http.max_body_bytes = options.max_message_bytes;
-    http.body_budget_bytes = options.max_http_body_budget_bytes;
-    http.max_connections = options.max_http_connections;
-    http.timeout_seconds = options.http_request_timeout_s;
-    http.idle_timeout_seconds = options.http_idle_timeout_s;
+    const auto http = WithOptions<HttpOptions>(options);
     ASSIGN_OR_RETURN(s->http_, OpenInferenceHttp::Start(http, *s->services_->oip, auth, *s->metrics_,
                                                         s->decode_budget_.get()));
   }

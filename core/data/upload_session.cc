@@ -33,8 +33,8 @@ absl::Status TooManyBytes(int64_t limit) {
 
 absl::Status Interrupted() { return absl::CancelledError("the upload was interrupted; nothing was kept"); }
 
-}  // namespace
-
+// The format a stream's first bytes show ("a gzip stream", "a zip archive",
+// "a tar archive", "no known archive"), and whether it is `format`.
 bool ArchiveMatches(UploadFormat format, const std::string& path, std::string* actual) {
   std::ifstream in(path, std::ios::binary);
   unsigned char magic[262] = {};
@@ -53,6 +53,8 @@ bool ArchiveMatches(UploadFormat format, const std::string& path, std::string* a
   }
   return false;
 }
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<UploadSession>> UploadSession::Begin(DatasetStore& store, UploadHeader header,
                                                                     std::function<bool()> cancelled) {

@@ -75,8 +75,4 @@ class UploadSession {
   int64_t current_bytes_ = 0;
 };
 
-// The format a stream's first bytes show ("a gzip stream", "a zip archive",
-// "a tar archive", "no known archive"), and whether it is `format`.
-bool ArchiveMatches(UploadFormat format, const std::string& path, std::string* actual);
-
 }  // namespace graft::core

@@ -138,7 +138,7 @@ absl::Status Trainer::Setup() {
     own_->to(device_);
     for (auto& p : own_->parameters()) p.set_data(p.contiguous());
   }
-  head_ = ClassifierHead(resident.spec->feature_dim, spec_.head, in_.num_classes, Mix(spec_.seed, 17, 0));
+  head_ = ClassifierHead(resident.spec->feature_dim, spec_.head, in_.num_classes, MixSeed(spec_.seed, 17, 0));
   head_->to(device_);
 
   std::vector<int64_t> labels;
@@ -207,7 +207,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   const int trainable = TrainableBlocks(st.train, n_);
   SetStageTrainable(st);
   head_->train();
-  head_->Seed(Mix(spec_.seed, static_cast<uint64_t>(epoch), 2));
+  head_->Seed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 2));
   const bool bn_trains = own_ != nullptr && trainable > 0 && st.batch_norm == BatchNormMode::kTrain;
   const size_t bs = static_cast<size_t>(spec_.batch_size);
   std::vector<std::vector<int64_t>> all_batches;
@@ -230,7 +230,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     fed.push_back(std::move(share));
     positions.push_back(static_cast<size_t>(b));
   }
-  Feed feed = StartFeed(std::move(fed), /*train=*/true, Mix(spec_.seed, static_cast<uint64_t>(epoch), 1),
+  Feed feed = StartFeed(std::move(fed), /*train=*/true, MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 1),
                         std::move(positions));
   size_t next_feed = 0;
   double loss_sum = resume.loss_sum, correct = resume.correct, seen = resume.seen, lr = st.optimizer.learning_rate;
@@ -253,8 +253,8 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
     // Dropout and any other draw of this step follow (seed, epoch, batch)
     // alone: a resumed epoch repeats the uninterrupted one exactly.
-    head_->Seed(Mix(Mix(spec_.seed, static_cast<uint64_t>(epoch), 2), static_cast<uint64_t>(b), 0));
-    torch::manual_seed(Mix(Mix(spec_.seed, static_cast<uint64_t>(epoch), 4), static_cast<uint64_t>(b), 0));
+    head_->Seed(MixSeed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 2), static_cast<uint64_t>(b), 0));
+    torch::manual_seed(MixSeed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 4), static_cast<uint64_t>(b), 0));
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
     if (group_ != nullptr) {

@@ -1,24 +1,15 @@
-// The trainer's inputs: decoding, preprocessing and augmentation on the
-// pool, the frozen prefix, the feature cache, and the feeds that hand each
-// batch at block k to the training loop.
-
-#include <opencv2/imgproc.hpp>
+// The trainer's inputs: the frozen prefix, the feature cache, and the feeds
+// that hand each batch at block k to the training loop (decoding,
+// preprocessing and augmentation: core/train/input_feed.h).
 
 #include <atomic>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/augment.h"
-#include "core/data/image_codec.h"
-#include "core/data/resize.h"
-#include "core/data/transforms.h"
 #include "core/train/trainer_internal.h"
-#include "core/util/compute_threads.h"
 #include "core/util/device.h"
-#include "core/util/files.h"
 #include "core/util/log.h"
-#include "core/util/status_macros.h"
-#include "core/util/torch_status.h"
 
 namespace graft::core::trainer_internal {
 
@@ -149,7 +140,7 @@ Trainer::Feed Trainer::StartFeed(std::vector<std::vector<int64_t>> batches, bool
 absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b) {
   const std::vector<int64_t>& items = feed.batches[b];
   if (cache_ != nullptr) {
-    std::mt19937_64 rng(Mix(feed.seed, feed.Position(b), 3));
+    std::mt19937_64 rng(MixSeed(feed.seed, feed.Position(b), 3));
     std::vector<int64_t> rows;
     for (int64_t i : items) {
       const bool many = feed.train && views_ > 1 && in_.images[static_cast<size_t>(i)].split == Split::kTrain;
@@ -163,7 +154,7 @@ absl::StatusOr<torch::Tensor> Trainer::AtK(Feed& feed, size_t b) {
     feed.pass = std::make_unique<InputFeed::Pass>(input_->Start(
         feed.batches, [train](int64_t) { return train; },
         [seed = feed.seed, positions = feed.positions](size_t next) {
-          return Mix(seed, positions.empty() ? next : positions[next], 0);
+          return MixSeed(seed, positions.empty() ? next : positions[next], 0);
         }));
   }
   if (feed.pass->taken() != b) {

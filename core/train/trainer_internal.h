@@ -27,12 +27,9 @@ namespace graft::core::trainer_internal {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kMaxForwardRows = 64;
+constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
 
-std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params);  // rows per frozen-prefix forward while caching
-
-// A deterministic stream per (seed, a, b) (core/train/input_feed.h).
-inline uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) { return MixSeed(seed, a, b); }
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params);
 
 class Trainer {
  public:

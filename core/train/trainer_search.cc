@@ -37,14 +37,14 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
   }
   if (options.steps < 5 || options.steps > 10000) return absl::InvalidArgumentError("lr-find: steps must be 5..10000");
   const auto& resident = *in_.resident;
-  ClassifierHead probe(resident.spec->feature_dim, spec_.head, in_.num_classes, Mix(spec_.seed, 23, 0));
+  ClassifierHead probe(resident.spec->feature_dim, spec_.head, in_.num_classes, MixSeed(spec_.seed, 23, 0));
   probe->to(device_);
   probe->train();
-  probe->Seed(Mix(spec_.seed, 23, 1));
+  probe->Seed(MixSeed(spec_.seed, 23, 1));
   OptimizerSpec o = spec_.stages[0].optimizer;
   o.learning_rate = options.min_lr;
   auto opt = MakeOptimizer(o, probe->parameters());
-  std::mt19937_64 rng(Mix(spec_.seed, 23, 2));
+  std::mt19937_64 rng(MixSeed(spec_.seed, 23, 2));
   std::vector<int64_t> order;
   size_t at = 0;
   Feed feed;
@@ -63,7 +63,7 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
         batches.emplace_back(order.begin() + static_cast<long>(first),
                              order.begin() + static_cast<long>(std::min(order.size(), first + bs)));
       }
-      feed = StartFeed(std::move(batches), /*train=*/true, Mix(spec_.seed, 23, static_cast<uint64_t>(step)));
+      feed = StartFeed(std::move(batches), /*train=*/true, MixSeed(spec_.seed, 23, static_cast<uint64_t>(step)));
       fed = 0;
       at = 0;
     }

@@ -50,7 +50,7 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::strin
                                                                 const std::function<bool()>& cancelled) const {
   std::shared_ptr<Entry> e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     e = FindEntryLocked(name);
     if (e == nullptr) return UnknownBackbone(name);
     if (e->resident != nullptr) {
@@ -65,7 +65,7 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::Resident(const std::strin
 
 int64_t Zoo::EstimateBytes(const Entry& e) const {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (e.measured_bytes > 0) return e.measured_bytes;
   }
   // The module and its inference copy (which folds batch norm away: a little
@@ -74,7 +74,7 @@ int64_t Zoo::EstimateBytes(const Entry& e) const {
     return 2 * e.status.spec->make()->StateBytes();
   });
   const int64_t bytes = built.ok() ? *built : 2 * 4 * e.status.spec->parameter_count;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const_cast<Entry&>(e).measured_bytes = bytes;
   return bytes;
 }
@@ -84,10 +84,10 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::LoadOnDemand(const std::s
   const BackboneSpec& spec = *e->status.spec;
   const std::string path = spec.custom ? spec.source : FindWeightsFile(spec);
   if (path.empty()) return std::shared_ptr<ResidentBackbone>();
-  std::lock_guard<std::mutex> loading(load_mu_);  // one load at a time; others wait for it
+  absl::MutexLock loading(&load_mu_);  // one load at a time; others wait for it
   std::string failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (e->resident != nullptr) {
       e->last_used = clock().Now();
       return e->resident;
@@ -101,7 +101,7 @@ absl::StatusOr<std::shared_ptr<ResidentBackbone>> Zoo::LoadOnDemand(const std::s
     loaded.status.parameter_count = e->status.parameter_count;
     LoadEntry(loaded);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       const bool pinned = e->status.pinned;
       const int64_t evictions = e->status.evictions;
       e->status = loaded.status;
@@ -141,7 +141,7 @@ DeviceMemoryUse Zoo::MemoryLocked() const {
 }
 
 DeviceMemoryUse Zoo::Memory() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return MemoryLocked();
 }
 
@@ -164,7 +164,7 @@ absl::Status Zoo::MakeRoom(int64_t needed, const std::string& what, const std::f
     std::shared_ptr<ResidentBackbone> freed;  // freed after unlocking
     std::string evicted;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (budget_ <= 0) return absl::OkStatus();
       const DeviceMemoryUse use = MemoryLocked();
       if (use.used() + needed <= use.budget) return absl::OkStatus();
@@ -281,7 +281,7 @@ void Zoo::WaitForFetch(const std::string& name, const std::function<bool()>& can
 absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
   std::shared_ptr<Entry> e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     e = FindEntryLocked(name);
     if (e == nullptr) return UnknownBackbone(name);
   }
@@ -290,14 +290,14 @@ absl::StatusOr<BackboneStatus> Zoo::LoadNow(const std::string& name) {
     return absl::FailedPreconditionError(
         absl::StrCat("no weights for '", e->status.spec->name, "' in ", options_.zoo_dir));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return StatusLocked(*e);
 }
 
 absl::StatusOr<BackboneStatus> Zoo::Pin(const std::string& name, bool pinned) {
   std::shared_ptr<Entry> e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     e = FindEntryLocked(name);
     if (e == nullptr) return UnknownBackbone(name);
     e->status.pinned = pinned;
@@ -306,11 +306,11 @@ absl::StatusOr<BackboneStatus> Zoo::Pin(const std::string& name, bool pinned) {
   auto resident = Resident(name);
   // Pinned while its weights are fetched: resident (and kept) once they are.
   if (!resident.ok() && !absl::IsUnavailable(resident.status())) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     e->status.pinned = false;
     return resident.status();
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   ABSL_LOG(INFO) << "backbone " << e->status.spec->name << " pinned";
   if (!resident.ok()) return resident.status();
   return StatusLocked(*e);
@@ -320,7 +320,7 @@ absl::StatusOr<BackboneStatus> Zoo::Unload(const std::string& name) {
   std::shared_ptr<ResidentBackbone> freed;
   BackboneStatus status;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const auto e = FindEntryLocked(name);
     if (e == nullptr) return UnknownBackbone(name);
     if (e->resident != nullptr && e->resident.use_count() > 1) {
@@ -346,14 +346,14 @@ absl::Status Zoo::Preload() {
       names.push_back(name);
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& e : entries_) {
       if (e->status.spec->custom || !FindWeightsFile(*e->status.spec).empty()) names.push_back(e->status.spec->name);
     }
   }
   for (const std::string& name : names) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (FindEntryLocked(name) == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat("--preload: unknown backbone '", name, "'"));
       }

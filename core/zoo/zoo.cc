@@ -93,6 +93,7 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
     // Nothing is built for a backbone without weights: its parameter count
     // is the spec's, its blocks are listed by Get on demand.
     entry->status.parameter_count = spec.parameter_count;
+    absl::MutexLock lock(&zoo->mu_);
     zoo->entries_.push_back(std::move(entry));
   }
   for (const BackboneSpec& spec : zoo->options_.extra_backbones) {
@@ -103,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
     auto entry = std::make_shared<Entry>();
     entry->status.spec = &spec;  // options_ lives as long as the zoo and is never changed
     entry->status.parameter_count = spec.parameter_count;
+    absl::MutexLock lock(&zoo->mu_);
     zoo->entries_.push_back(std::move(entry));
   }
   if (!options.zoo_dir.empty()) zoo->LoadCustomManifests(options.zoo_dir, ".backbone.json", false);
@@ -221,7 +223,7 @@ std::shared_ptr<Zoo::Entry> Zoo::FindEntryLocked(const std::string& name) const 
 std::vector<BackboneStatus> Zoo::List() const {
   std::vector<BackboneStatus> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& e : entries_) out.push_back(StatusLocked(*e));
   }
   for (BackboneStatus& status : out) SeeZooDirectory(status);
@@ -243,7 +245,7 @@ void Zoo::SeeZooDirectory(BackboneStatus& status) const {
 absl::StatusOr<BackboneStatus> Zoo::StatusWithoutBlocks(const std::string& name) const {
   BackboneStatus status;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const auto e = FindEntryLocked(name);
     if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
     status = StatusLocked(*e);
@@ -292,7 +294,7 @@ absl::StatusOr<std::shared_ptr<Zoo::Entry>> Zoo::MakeCustomEntry(BackboneSpec sp
   entry->registered = registered;
   LoadEntry(*entry);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     custom_specs_.push_back(std::move(owned));
   }
   if (entry->resident == nullptr) {
@@ -316,14 +318,14 @@ void Zoo::LoadCustomManifests(const std::string& dir, const std::string& suffix,
     const absl::Status status = [&]() -> absl::Status {
       ASSIGN_OR_RETURN(const CustomBackboneDef def, ReadCustomManifest(path.string()));
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         if (FindEntryLocked(def.name) != nullptr) {
           return absl::AlreadyExistsError(absl::StrCat("the name '", def.name, "' is taken"));
         }
       }
       ASSIGN_OR_RETURN(BackboneSpec spec, LoadTorchScriptBackbone(def));
       ASSIGN_OR_RETURN(auto entry, MakeCustomEntry(std::move(spec), path.string(), registered));
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       entries_.push_back(std::move(entry));
       return absl::OkStatus();
     }();
@@ -332,13 +334,13 @@ void Zoo::LoadCustomManifests(const std::string& dir, const std::string& suffix,
 }
 
 absl::StatusOr<BackboneStatus> Zoo::Register(CustomBackboneDef def) {
-  std::lock_guard<std::mutex> serial(register_mu_);
+  absl::MutexLock serial(&register_mu_);
   if (options_.custom_dir.empty()) {
     return absl::FailedPreconditionError("this graftd has no directory for custom backbones");
   }
   RETURN_IF_ERROR(ValidateCustomName(def.name));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (const auto e = FindEntryLocked(def.name)) {
       return absl::AlreadyExistsError(absl::StrCat("backbone '", def.name, "' exists already (",
                                                    e->status.spec->custom ? "a custom backbone" : "built in",
@@ -366,17 +368,17 @@ absl::StatusOr<BackboneStatus> Zoo::Register(CustomBackboneDef def) {
     fs::remove(script, ec);
     return registered.status();
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   entries_.push_back(*registered);
   ABSL_LOG(INFO) << "custom backbone " << def.name << " registered from " << def.torchscript_path;
   return (*registered)->status;
 }
 
 absl::Status Zoo::Unregister(const std::string& name) {
-  std::lock_guard<std::mutex> serial(register_mu_);
+  absl::MutexLock serial(&register_mu_);
   std::shared_ptr<Entry> e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     e = FindEntryLocked(name);
     if (e == nullptr) return absl::NotFoundError(absl::StrCat("unknown backbone '", name, "'; graft backbones lists them"));
     if (!e->status.spec->custom) {
@@ -393,7 +395,7 @@ absl::Status Zoo::Unregister(const std::string& name) {
   fs::remove(e->manifest_path, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot remove ", e->manifest_path, ": ", ec.message()));
   fs::remove(e->status.spec->source, ec);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   entries_.erase(std::remove(entries_.begin(), entries_.end(), e), entries_.end());
   ABSL_LOG(INFO) << "custom backbone " << e->status.spec->name << " unregistered";
   return absl::OkStatus();

@@ -208,7 +208,7 @@ class Zoo {
   Zoo(ZooOptions options, torch::Device device) : options_(std::move(options)), device_(device) {}
   const WallClock& clock() const { return options_.clock != nullptr ? *options_.clock : WallClock::Real(); }
   // Callers hold mu_.
-  std::shared_ptr<Entry> FindEntryLocked(const std::string& name) const;
+  std::shared_ptr<Entry> FindEntryLocked(const std::string& name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoadEntry(Entry& entry) const;
   // The weights file of a registry backbone in the zoo directory, or "".
   std::string FindWeightsFile(const BackboneSpec& spec) const;
@@ -231,9 +231,9 @@ class Zoo {
                         bool refuse) const;
   // Drops `e`'s resident copy (mu_ held): returned so that the caller frees
   // it after unlocking.
-  std::shared_ptr<ResidentBackbone> EvictLocked(Entry& e) const;
-  DeviceMemoryUse MemoryLocked() const;
-  BackboneStatus StatusLocked(const Entry& e) const;
+  std::shared_ptr<ResidentBackbone> EvictLocked(Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  DeviceMemoryUse MemoryLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  BackboneStatus StatusLocked(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why `e` has no weights, starting their fetch when it can.
   absl::Status Missing(const Entry& e) const;
   // Makes a validated custom backbone resident (its spec kept for good).
@@ -248,13 +248,13 @@ class Zoo {
   // One per registry spec (fixed at Create), then the custom backbones. An
   // entry's contents change only in LoadNow and LoadOnDemand; the list in Register and
   // Unregister; both under mu_.
-  std::vector<std::shared_ptr<Entry>> entries_;
+  std::vector<std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
   // Custom specs are never freed: residents, models and cached block names
   // point at them.
   std::vector<std::unique_ptr<BackboneSpec>> custom_specs_;
-  mutable std::mutex mu_;
-  std::mutex register_mu_;  // one Register/Unregister at a time
-  mutable std::mutex load_mu_;  // one on-demand load at a time
+  absl::Mutex register_mu_ ABSL_ACQUIRED_BEFORE(load_mu_, mu_);  // one Register/Unregister at a time
+  mutable absl::Mutex load_mu_ ABSL_ACQUIRED_BEFORE(mu_);          // one on-demand load at a time
+  mutable absl::Mutex mu_;
   mutable absl::Mutex labels_mu_;
   mutable std::shared_ptr<const std::vector<std::string>> labels_ ABSL_GUARDED_BY(labels_mu_);
   // The file's size and time when read ("" : none).

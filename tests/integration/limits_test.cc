@@ -2,6 +2,8 @@
 // flag: decode memory, request size, archives, uploads, jobs, listings, metric
 // labels, slow connections.
 
+#include <filesystem>
+
 #include "tests/integration/security_fixture.h"
 #include "core/util/limit_error.h"
 #include "google/rpc/error_details.pb.h"
@@ -410,6 +412,28 @@ TEST(ServerOptionsTest, BadServingOptionsAreRefusedByName) {
   server = graft::server::GraftServer::Start(options);
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.status().message(), "--decode_on must be auto, batcher or callers, got 'sometimes'");
+}
+
+// Every range check runs before graftd creates anything: a refused start
+// leaves the data directory as it was.
+TEST(ServerOptionsTest, ARefusedStartCreatesNothing) {
+  graft::testing::TempDir data;
+  const std::string dir = data.Join("graft");
+  graft::server::ServerOptions options = graft::testing::LocalServerOptions(dir);
+  options.job_heartbeat_s = 2;
+  options.job_takeover_s = 3;
+  auto server = graft::server::GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(server.status().message().find("--job_takeover_s must be at least twice --job_heartbeat_s"),
+            std::string::npos)
+      << server.status();
+  options.job_takeover_s = 15;
+  options.max_http_body_budget_bytes = options.max_message_bytes - 1;
+  server = graft::server::GraftServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("--max_http_body_budget_bytes"), std::string::npos) << server.status();
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "a refused start created " << dir;
 }
 
 }  // namespace
