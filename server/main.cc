@@ -75,6 +75,11 @@ int main(int argc, char** argv) {
     options.weights_files[pair.substr(0, eq)] = pair.substr(eq + 1);
   }
 
+  // Before the server starts: a SIGTERM that arrives as soon as "graftd
+  // listening" is logged (a supervisor, a test that restarts graftd at once)
+  // must shut it down cleanly, not kill it (the default action).
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
   auto server = graft::server::GraftServer::Start(options);
   if (!server.ok()) {
     ABSL_LOG(ERROR) << "graftd failed to start: " << server.status().message();
@@ -90,8 +95,6 @@ int main(int argc, char** argv) {
                  << (graft::core::CudaCompiled() ? "compiled in" : "not compiled in") << ", "
                  << (graft::core::CudaAvailable() ? "a CUDA device available" : "no CUDA device");
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
   std::thread waiter([&]() { (*server)->Wait(); });
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ABSL_LOG(INFO) << "graftd shutting down";

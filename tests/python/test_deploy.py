@@ -10,13 +10,15 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from conftest import GRAFTD, IMAGES, SOURCE, Graftd, free_port
+from conftest import GRAFTD, IMAGES, SHARED, SOURCE, Graftd, free_port
 
 K8S = SOURCE / "deploy" / "k8s"
 
@@ -212,3 +214,31 @@ def test_compose_profiles_and_prometheus_discovery(tmp_path):
     config.write_text(yaml.safe_dump(prometheus))
     checked = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_sigterm_while_graftd_starts_stops_it_cleanly(tmp_path):
+    # A supervisor (Kubernetes, systemd, a test restarting graftd) may send
+    # SIGTERM at any moment, also while graftd is still starting: it must
+    # shut down cleanly (exit 0, "graftd shutting down"), never die of the
+    # signal's default action.
+    g = Graftd(tmp_path)
+    g.data_dir.mkdir(parents=True)
+    with open(g.log, "ab") as log:
+        proc = subprocess.Popen(
+            [GRAFTD, "--host=127.0.0.1", f"--port={g.port}", "--metrics_port=-1", "--offline", "--http_port=-1",
+             f"--data_dir={g.data_dir}", f"--zoo_dir={SHARED / 'weights'}", "--preload=mobilenet_v2"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        # Logged while the zoo is made, before the preloaded backbone loads.
+        while b"device memory budget" not in g.log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, g.log.read_text()[-4000:]
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = g.log.read_text()
+    assert code == 0, f"graftd ended with {code} on a SIGTERM while starting; its log:\n{text[-4000:]}"
+    assert "graftd shutting down" in text
