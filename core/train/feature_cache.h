@@ -47,4 +47,14 @@ class FeatureCache {
   bool spilled_;
 };
 
+// Frozen features of a dataset (TrainInput::images) at the end of the
+// backbone's trunk, pooled: computed once and shared by every head trained
+// on them (a search's trials, the learning-rate finder). Read-only once made.
+struct SharedFeatures {
+  std::unique_ptr<FeatureCache> cache;
+  std::vector<int64_t> first_row;  // per image: its first row (-1: not cached here)
+  int views = 1;                   // rows per training image (cached_views)
+  std::string description;         // as TrainedModel::feature_cache
+};
+
 }  // namespace graft::core

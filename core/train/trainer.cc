@@ -1,7 +1,7 @@
-// Training: setup, the stages and epochs, trained state. Inputs (decoding,
-// the frozen prefix, the feature cache) are in trainer_inputs.cc; the
-// validation pass in trainer_validate.cc; the data-parallel step in
-// trainer_group.cc.
+// Training: setup, the stages and epochs, trained state. Inputs come from
+// InputFeed (decoding) through PrefixCache (the frozen blocks, the feature
+// cache); the validation pass is in trainer_validate.cc, the data-parallel
+// step in trainer_group.cc.
 
 #include "core/train/trainer.h"
 
@@ -10,14 +10,11 @@
 #include <torch/serialize.h>
 
 #include <cmath>
-#include <limits>
 #include <filesystem>
 #include <map>
-#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/augment.h"
-#include "core/train/early_stopping.h"
 #include "core/train/schedule.h"
 #include "core/train/trainer_checkpoint.h"
 #include "core/train/trainer_internal.h"
@@ -53,8 +50,17 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, s
       params, torch::optim::AdamOptions(o.learning_rate).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
 }
 
-
-
+bool Trainer::DecodeInTeam() const {
+  switch (in_.decode_on) {
+    case TrainInput::DecodeOn::kTeam:
+      return true;
+    case TrainInput::DecodeOn::kPool:
+      return false;
+    case TrainInput::DecodeOn::kAuto:
+      break;
+  }
+  return device_.is_cpu();
+}
 
 torch::Tensor Trainer::Tail(const torch::Tensor& at_k) {
   const AutocastScope autocast(device_, in_.mixed_precision, torch::kBFloat16);
@@ -171,32 +177,52 @@ absl::Status Trainer::Setup() {
   feed.prefetch_batches = in_.prefetch_batches;
   feed.decode_threads = in_.decode_threads;
   input_ = std::make_unique<InputFeed>(in_.images, feed);
-  RETURN_IF_ERROR(BuildCache());
-  return absl::OkStatus();
+  PrefixCache::Options prefix;
+  prefix.k = static_cast<size_t>(k_);
+  prefix.mixed_precision = in_.mixed_precision;
+  prefix.cache = in_.feature_cache;
+  prefix.augmentation = spec_.augmentation;
+  prefix.batch_size = spec_.batch_size;
+  prefix.seed = spec_.seed;
+  prefix.on_cache_in_memory = in_.on_cache_in_memory;
+  prefix_ = std::make_unique<PrefixCache>(*in_.resident, in_.images, *input_, std::move(prefix));
+  if (in_.features != nullptr && k_ == n_) {  // extracted before, for this head-only run
+    prefix_->Adopt(in_.features);
+    return absl::OkStatus();
+  }
+  std::vector<int64_t> mine;  // in a data-parallel group: this rank's images only
+  for (size_t i = 0; i < in_.images.size(); ++i) {
+    if (Owns(static_cast<int64_t>(i))) mine.push_back(static_cast<int64_t>(i));
+  }
+  return prefix_->Build(mine, cancel_, [this](int batch, int batches) {
+    events_.OnFeatureProgress(in_.resident->spec->name, batch, batches);
+  });
 }
 
-absl::Status Trainer::SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt) {
-  TrainerCheckpoint save;
-  save.stage = progress_.stage;
-  save.epoch = epoch;
-  save.weights = TrainedState();
-  save.best_weights = progress_.best_weights;
-  save.stopper = progress_.stopper;
-  save.best_metrics = progress_.best_metrics;
-  save.last_metrics = progress_.last_metrics;
-  save.job_best = job_best_;
-  save.batches_done = done.batches_done;
-  save.partial_loss_sum = done.loss_sum;
-  save.partial_correct = done.correct;
-  save.partial_seen = done.seen;
-  RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, save, opt));
+absl::Status Trainer::BeginStage(size_t stage, bool restore_optimizer) {
+  const StageSpec& st = spec_.stages[stage];
+  SetStageTrainable(st);
+  opt_ = MakeOptimizer(st.optimizer, StageParameters());
+  if (!restore_optimizer) return absl::OkStatus();
+  return GuardInternal("restoring optimizer", [&]() -> absl::Status {
+    torch::serialize::InputArchive archive;
+    archive.load_from(in_.checkpoint_path);
+    torch::serialize::InputArchive optimizer_archive;
+    archive.read("optimizer", optimizer_archive);
+    opt_->load(optimizer_archive);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Trainer::SaveCheckpoint(const TrainerCheckpoint& checkpoint) {
+  RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, checkpoint, *opt_));
   last_save_ = Clock::now();
-  events_.OnCheckpoint(epoch, done.batches_done);
   return absl::OkStatus();
 }
 
 absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage, int epoch,
-                                              torch::optim::Optimizer& opt, const Resume& resume) {
+                                              const EpochResume& resume, const SaveWithin& save_within) {
+  torch::optim::Optimizer& opt = *opt_;
   const StageSpec& st = spec_.stages[stage];
   const auto start = Clock::now();
   torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
@@ -230,16 +256,16 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     fed.push_back(std::move(share));
     positions.push_back(static_cast<size_t>(b));
   }
-  Feed feed = StartFeed(std::move(fed), /*train=*/true, MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 1),
+  Feed feed = PrefixCache::Start(std::move(fed), /*train=*/true, MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 1),
                         std::move(positions));
   size_t next_feed = 0;
   double loss_sum = resume.loss_sum, correct = resume.correct, seen = resume.seen, lr = st.optimizer.learning_rate;
   int saved_at = first;
-  const auto running = [&](int b) { return Resume{b, loss_sum, correct, seen}; };
+  const auto running = [&](int b) { return EpochResume{b, loss_sum, correct, seen}; };
   for (int b = first; b < batches; ++b) {
     if (group_ == nullptr && cancel_.cancelled()) {  // in a group: agreed on in the step
       if (cancel_.stop_requested()) {
-        if (b > saved_at && !in_.checkpoint_path.empty()) RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+        if (b > saved_at && !in_.checkpoint_path.empty()) RETURN_IF_ERROR(save_within(running(b)));
         return absl::UnavailableError(absl::StrCat("stopped for a shutdown at epoch ", epoch, ", batch ", b + 1,
                                                    "; the job resumes there after the restart"));
       }
@@ -247,7 +273,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     }
     if (in_.checkpoint_interval_s > 0 && b > saved_at && !in_.checkpoint_path.empty() && in_.write_checkpoints &&
         std::chrono::duration<double>(Clock::now() - last_save_).count() >= in_.checkpoint_interval_s) {
-      RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+      RETURN_IF_ERROR(save_within(running(b)));
       saved_at = b;
     }
     const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
@@ -265,7 +291,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
       if (step.outcome != GroupStep::kStepped) {
         // The weights are still those before this batch: rank 0 keeps them.
         if (in_.write_checkpoints && b > saved_at && !in_.checkpoint_path.empty()) {
-          RETURN_IF_ERROR(SaveMidEpoch(epoch, running(b), opt));
+          RETURN_IF_ERROR(save_within(running(b)));
         }
         const std::string where = absl::StrCat("epoch ", epoch, ", batch ", b + 1);
         if (step.outcome == GroupStep::kStopped) {
@@ -287,7 +313,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
       continue;
     }
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, next_feed++));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, prefix_->AtK(feed, next_feed++));
     const torch::Tensor logits = Tail(at_k);
     const torch::Tensor loss = Loss(logits, labels, true);
     const double value = loss.item<double>();
@@ -317,7 +343,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   m.learning_rate = lr;
   m.images_per_second = (seen - resume.seen) / std::max(train_seconds + setup_seconds_, 1e-9);
   m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count() + setup_seconds_;
-  m.frozen_part_cached = cache_ != nullptr;
+  m.frozen_part_cached = prefix_->cached();
   setup_seconds_ = 0;
   return m;
 }
@@ -331,7 +357,7 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
   for (int b = k_; b < n_; ++b) out.trained_blocks.push_back(in_.resident->module->blocks()[static_cast<size_t>(b)].name);
 
   TrainerCheckpoint ckpt;
-  bool resuming = !in_.checkpoint_path.empty() && std::filesystem::exists(in_.checkpoint_path);
+  const bool resuming = !in_.checkpoint_path.empty() && std::filesystem::exists(in_.checkpoint_path);
   if (resuming) {
     ASSIGN_OR_RETURN(ckpt, LoadTrainerCheckpoint(in_.checkpoint_path));
     RETURN_IF_ERROR(LoadTrainedState(ckpt.weights));
@@ -349,105 +375,14 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     events_.OnLearningRateFound(curve);
   }
   last_save_ = Clock::now();
-  // The job's best across stages is published unless restore-best is off or
-  // per stage; each stage still starts from its predecessor's best.
-  const bool job_best = spec_.early_stopping.restore_best && !spec_.early_stopping.restore_per_stage;
-  if (resuming) job_best_ = ckpt.job_best;
-  int loaded_epoch = 0;  // whose weights the model holds after the last stage
-  int epoch = 0;
-  for (size_t stage = 0; stage < spec_.stages.size(); ++stage) {
-    const StageSpec& st = spec_.stages[stage];
-    const int first_epoch_of_stage = epoch + 1;
-    epoch += st.epochs;
-    if (resuming && stage < ckpt.stage) continue;  // finished before the restart
-    SetStageTrainable(st);
-    auto opt = MakeOptimizer(st.optimizer, StageParameters());
-    EarlyStopping stopper(spec_.early_stopping);
-    StateDict best_state;
-    EpochMetrics best_metrics, last_metrics;
-    int start_in_stage = 0;
-    Resume resume;
-    if (resuming && stage == ckpt.stage) {
-      RETURN_IF_ERROR(GuardInternal("restoring optimizer", [&]() -> absl::Status {
-        torch::serialize::InputArchive archive;
-        archive.load_from(in_.checkpoint_path);
-        torch::serialize::InputArchive optimizer_archive;
-        archive.read("optimizer", optimizer_archive);
-        opt->load(optimizer_archive);
-        return absl::OkStatus();
-      }));
-      stopper.Restore(ckpt.stopper);
-      best_state = ckpt.best_weights;
-      best_metrics = ckpt.best_metrics;
-      last_metrics = ckpt.last_metrics;
-      start_in_stage = ckpt.stopped ? st.epochs : ckpt.epoch - first_epoch_of_stage + 1;
-      if (ckpt.batches_done > 0) {  // within ckpt.epoch: run the rest of it
-        start_in_stage = ckpt.epoch - first_epoch_of_stage;
-        resume = Resume{ckpt.batches_done, ckpt.partial_loss_sum, ckpt.partial_correct, ckpt.partial_seen};
-      }
-      out.final_metrics = ckpt.last_metrics;
-      resuming = false;
-    }
-    int last_epoch = first_epoch_of_stage - 1 + start_in_stage;
-    bool stopped = false;
-    for (int e = start_in_stage; e < st.epochs && !stopped; ++e) {
-      const int global = first_epoch_of_stage + e;
-      progress_ = StageProgress{stage, stopper.state(), best_state, best_metrics, last_metrics};
-      ASSIGN_OR_RETURN(last_metrics, RunEpoch(stage, e, global, *opt, resume));
-      resume = Resume{};
-      last_epoch = global;
-      events_.OnEpoch(last_metrics);
-      const double value = MonitoredValue(last_metrics, spec_.early_stopping.monitor);
-      const auto decision = stopper.Update(global, value);
-      if (decision.improved) {
-        best_state = TrainedState();
-        best_metrics = last_metrics;
-      }
-      if (job_best && std::isfinite(value) && (job_best_.epoch == 0 || stopper.Improves(value, job_best_.value))) {
-        job_best_ = JobBest{global, static_cast<int>(stage) + 1, value, last_metrics,
-                            decision.improved ? best_state : TrainedState()};
-      }
-      if (decision.stop) {
-        events_.OnEarlyStop(global, stopper.state().best_epoch, stopper.state().best);
-        stopped = true;
-      }
-      // A search's trial is restarted, never resumed; in a group rank 0 writes.
-      if (in_.checkpoint_path.empty() || !in_.write_checkpoints) continue;
-      TrainerCheckpoint save;
-      save.stage = stage;
-      save.epoch = global;
-      save.weights = TrainedState();
-      save.best_weights = best_state;
-      save.stopper = stopper.state();
-      save.best_metrics = best_metrics;
-      save.last_metrics = last_metrics;
-      save.job_best = job_best_;
-      save.stopped = stopped;
-      RETURN_IF_ERROR(SaveTrainerCheckpoint(in_.checkpoint_path, save, *opt));
-      last_save_ = Clock::now();
-      events_.OnCheckpoint(global, 0);
-    }
-    out.final_metrics = last_metrics;
-    out.best_metrics = best_metrics;
-    const int restore = EpochToRestore(spec_.early_stopping.restore_best, stopper.state().best_epoch, last_epoch);
-    out.restored_best = spec_.early_stopping.restore_best;
-    if (restore > 0) {
-      RETURN_IF_ERROR(LoadTrainedState(best_state));
-      events_.OnBestRestored(BestRestored{restore, static_cast<int>(stage) + 1, false, stopper.state().best});
-    }
-    loaded_epoch = restore > 0 ? restore : last_epoch;
-  }
-  // A later stage that never beat an earlier one's best leaves that best.
-  if (job_best && job_best_.epoch > 0) {
-    if (job_best_.epoch != loaded_epoch) {
-      RETURN_IF_ERROR(LoadTrainedState(job_best_.weights));
-      events_.OnBestRestored(BestRestored{job_best_.epoch, job_best_.stage, true, job_best_.value});
-    }
-    out.best_metrics = job_best_.metrics;
-    out.restored_best = true;
-  }
+  // A search's trial is restarted, never resumed; in a group rank 0 writes.
+  const bool save = !in_.checkpoint_path.empty() && in_.write_checkpoints;
+  ASSIGN_OR_RETURN(const StagesResult stages, RunStages(spec_, *this, events_, resuming ? &ckpt : nullptr, save));
+  out.final_metrics = stages.final_metrics;
+  out.best_metrics = stages.best_metrics;
+  out.restored_best = stages.restored_best;
   out.weights = TrainedState();
-  out.feature_cache = cache_desc_;
+  out.feature_cache = prefix_->description();
   out.images_read = input_ != nullptr ? input_->images_read() : 0;
   return out;
 }
@@ -468,10 +403,6 @@ std::vector<int64_t> BalancedOrder(const std::vector<std::vector<int64_t>>& by_c
     order.push_back(c[std::uniform_int_distribution<size_t>(0, c.size() - 1)(rng)]);
   }
   return order;
-}
-
-int EpochToRestore(bool restore_best, int best_epoch, int last_epoch) {
-  return (restore_best && best_epoch > 0 && best_epoch != last_epoch) ? best_epoch : 0;
 }
 
 absl::StatusOr<TrainedModel> Train(const TrainInput& input, const CancellationToken& cancel, TrainEvents& events) {

@@ -81,16 +81,6 @@ class TrainEvents {
   virtual void OnLearningRateFound(const struct LrCurve& curve) {}
 };
 
-// Frozen features of a dataset (TrainInput::images) at the end of the
-// backbone's trunk, pooled: computed once and shared by every head trained
-// on them (a search's trials, the learning-rate finder). Read-only once made.
-struct SharedFeatures {
-  std::unique_ptr<FeatureCache> cache;
-  std::vector<int64_t> first_row;  // per image: its first row
-  int views = 1;                   // rows per training image (cached_views)
-  std::string description;         // as TrainedModel::feature_cache
-};
-
 // The learning-rate range test (Smith 2017; fastai's lr_find): a fresh head
 // trained one batch per step while the rate rises exponentially from min to
 // max; it stops early once the loss has clearly diverged.
@@ -193,16 +183,8 @@ absl::StatusOr<std::shared_ptr<const SharedFeatures>> ExtractFeatures(const Trai
 absl::StatusOr<LrCurve> FindLearningRate(const TrainInput& input, const LrFindOptions& options,
                                          const CancellationToken& cancel);
 
-// Images run through a frozen prefix by any trainer since the start: how a
-// test sees that features are computed once.
-int64_t FrozenPrefixImages();
-
 // balanced_sampling's epoch order: n draws, each a uniformly drawn image of a
 // uniformly drawn class (classes without images are skipped; none: empty).
 std::vector<int64_t> BalancedOrder(const std::vector<std::vector<int64_t>>& by_class, size_t n, std::mt19937_64& rng);
-
-// The epoch whose weights must be loaded at the end of a stage: the best epoch
-// when restoring is on and it is not the last epoch run; 0 otherwise.
-int EpochToRestore(bool restore_best, int best_epoch, int last_epoch);
 
 }  // namespace graft::core

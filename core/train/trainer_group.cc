@@ -39,7 +39,7 @@ absl::StatusOr<Trainer::GroupStep> Trainer::StepInGroup(const std::vector<int64_
   double loss_sum = 0, correct = 0;
   if (!mine.empty()) {
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(mine)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, next_feed++));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, prefix_->AtK(feed, next_feed++));
     const torch::Tensor logits = Tail(at_k);
     auto options = F::CrossEntropyFuncOptions().label_smoothing(spec_.label_smoothing).reduction(torch::kSum);
     if (class_weights_.defined()) options.weight(class_weights_);

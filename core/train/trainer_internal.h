@@ -1,37 +1,33 @@
 #pragma once
 
 // The trainer behind Train() (core/train/trainer.h), shared by its
-// translation units: trainer.cc (setup, epochs, evaluation, state),
-// trainer_inputs.cc (decoding, the frozen prefix, the feature cache, feeds)
-// and trainer_group.cc (the data-parallel step).
+// translation units: trainer.cc (setup, epochs, state), trainer_validate.cc
+// (the validation pass), trainer_search.cc (shared features, the range
+// test) and trainer_group.cc (the data-parallel step). Its inputs come from
+// an InputFeed (decoding, augmentation) through a PrefixCache (the frozen
+// blocks and their cached output).
 
 #include <torch/optim.h>
 
-#include <atomic>
 #include <chrono>
-#include <deque>
-#include <future>
 #include <random>
-
-#include <opencv2/core.hpp>
 
 #include "core/train/feature_cache.h"
 #include "core/train/early_stopping.h"
 #include "core/train/head.h"
 #include "core/train/input_feed.h"
+#include "core/train/prefix_cache.h"
+#include "core/train/stage_loop.h"
 #include "core/train/trainer.h"
 #include "core/train/trainer_checkpoint.h"
-#include "core/util/thread_pool.h"
 
 namespace graft::core::trainer_internal {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kMaxForwardRows = 64;  // rows per frozen-prefix forward while caching
-
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params);
 
-class Trainer {
+class Trainer final : public EpochRunner {
  public:
   Trainer(const TrainInput& in, const CancellationToken& cancel, TrainEvents& events)
       : in_(in), spec_(in.spec), cancel_(cancel), events_(events), device_(in.resident->device) {}
@@ -44,57 +40,25 @@ class Trainer {
   absl::StatusOr<LrCurve> FindLearningRate(const LrFindOptions& options);
 
  private:
-  // Batches of one pass over the data at block k: from the feature cache,
-  // or streamed from the images (InputFeed::Pass, made at the first batch).
-  struct Feed {
-    std::vector<std::vector<int64_t>> batches;
-    // Each batch's place in its epoch (empty: its index here): what its
-    // random draws follow, so that a resumed epoch (whose feed starts later)
-    // or a rank of a group (whose feed skips batches it has no share of)
-    // draws what the uninterrupted one-trainer epoch draws for that batch.
-    std::vector<size_t> positions;
-    bool train = false;
-    uint64_t seed = 0;
-    size_t Position(size_t b) const { return positions.empty() ? b : positions[b]; }
-    std::unique_ptr<InputFeed::Pass> pass;
-  };
+  using Feed = PrefixCache::Feed;
 
-  // Where an epoch starts: at its first batch, or after the batches a
-  // mid-epoch checkpoint holds, with their running sums.
-  struct Resume {
-    int batches_done = 0;
-    double loss_sum = 0, correct = 0, seen = 0;
-  };
-  // The state of the stage as of the last finished epoch, which a mid-epoch
-  // checkpoint stores beside the weights of the epoch in progress.
-  struct StageProgress {
-    size_t stage = 0;
-    EarlyStopping::State stopper;
-    StateDict best_weights;
-    EpochMetrics best_metrics, last_metrics;
-  };
+  // EpochRunner: what RunStages drives.
+  absl::Status BeginStage(size_t stage, bool restore_optimizer) override;
+  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, const EpochResume& resume,
+                                        const SaveWithin& save_within) override;
+  StateDict State() override { return TrainedState(); }
+  absl::Status LoadState(const StateDict& state) override { return LoadTrainedState(state); }
+  absl::Status SaveCheckpoint(const TrainerCheckpoint& checkpoint) override;
 
   absl::Status Setup();
   absl::StatusOr<LrCurve> RangeTest(const LrFindOptions& options);
-  absl::Status BuildCache();
   // Whether images are decoded by the training thread's team (CPU) rather
   // than ahead on the pool (CUDA).
   bool DecodeInTeam() const;
-  Feed StartFeed(std::vector<std::vector<int64_t>> batches, bool train, uint64_t seed,
-                 std::vector<size_t> positions = {});
-  // Batch b (in order) at block k: gathered from the cache (one random view
-  // per training image, drawn from the batch's own stream), or streamed
-  // (Feed) and run through the prefix.
-  absl::StatusOr<torch::Tensor> AtK(Feed& feed, size_t b);
-  torch::Tensor Prefix(const torch::Tensor& images);
   torch::Tensor Tail(const torch::Tensor& at_k);
   void SetStageTrainable(const StageSpec& stage);
   // The head and every parameter SetStageTrainable left trainable.
   std::vector<torch::Tensor> StageParameters();
-  absl::StatusOr<EpochMetrics> RunEpoch(size_t stage, int epoch_in_stage, int epoch, torch::optim::Optimizer& opt,
-                                        const Resume& resume);
-  // Saves a checkpoint within `epoch` after `batches_done` batches.
-  absl::Status SaveMidEpoch(int epoch, const Resume& done, torch::optim::Optimizer& opt);
   struct ValMetrics {
     double loss = 0, accuracy = 0, macro_f1 = 0;
   };
@@ -134,18 +98,14 @@ class Trainer {
   std::vector<int64_t> train_items_, val_items_;
   std::vector<std::vector<int64_t>> train_by_class_;  // balanced_sampling: training images per class
   torch::Tensor labels_;         // [N] all images
-  std::shared_ptr<const SharedFeatures> features_;  // activations at block k, when cached
-  const FeatureCache* cache_ = nullptr;             // features_->cache
-  int views_ = 1;                                   // cached rows per training image
   torch::Tensor class_weights_;
   double setup_seconds_ = 0;  // decoding and caching, charged to the first epoch run
-  StageProgress progress_;
-  JobBest job_best_;  // restore_best by job: the best epoch across stages so far
+  std::unique_ptr<torch::optim::Optimizer> opt_;  // the stage's (BeginStage)
   Clock::time_point last_save_;
-  std::string cache_desc_ = "none";
   Collective* group_ = nullptr;  // in_.collective
   int rank_ = 0, world_ = 1;
-  std::unique_ptr<InputFeed> input_;  // the images, decoded as batches need them
+  std::unique_ptr<InputFeed> input_;     // the images, decoded as batches need them
+  std::unique_ptr<PrefixCache> prefix_;  // over input_: every batch at block k
 };
 
 }  // namespace graft::core::trainer_internal

@@ -17,13 +17,13 @@ namespace trainer_internal {
 
 absl::StatusOr<std::shared_ptr<const SharedFeatures>> Trainer::Features() {
   RETURN_IF_ERROR(Setup());
-  if (features_ == nullptr) {
+  if (!prefix_->cached()) {
     return LimitError(absl::StatusCode::kResourceExhausted,
                       "the frozen features fit neither the feature cache (--feature_cache_bytes) nor a spill file "
                       "(--feature_cache_spill, under <data_dir>/cache)",
                       "feature_cache_bytes");
   }
-  return features_;
+  return prefix_->features();
 }
 
 absl::StatusOr<LrCurve> Trainer::FindLearningRate(const LrFindOptions& options) {
@@ -63,7 +63,7 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
         batches.emplace_back(order.begin() + static_cast<long>(first),
                              order.begin() + static_cast<long>(std::min(order.size(), first + bs)));
       }
-      feed = StartFeed(std::move(batches), /*train=*/true, MixSeed(spec_.seed, 23, static_cast<uint64_t>(step)));
+      feed = PrefixCache::Start(std::move(batches), /*train=*/true, MixSeed(spec_.seed, 23, static_cast<uint64_t>(step)));
       fed = 0;
       at = 0;
     }
@@ -71,7 +71,7 @@ absl::StatusOr<LrCurve> Trainer::RangeTest(const LrFindOptions& options) {
     const double lr = options.min_lr * std::pow(ratio, static_cast<double>(step) / (options.steps - 1));
     for (auto& group : opt->param_groups()) group.options().set_lr(lr);
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, fed));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, prefix_->AtK(feed, fed));
     ++fed;
     at += items.size();
     const torch::Tensor logits = probe->forward(ToDevice(at_k, device_));

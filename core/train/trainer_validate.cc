@@ -21,11 +21,11 @@ absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
     batches.emplace_back(mine.begin() + static_cast<long>(b),
                          mine.begin() + static_cast<long>(std::min(mine.size(), b + spec_.batch_size)));
   }
-  Feed feed = StartFeed(batches, /*train=*/false, 0);
+  Feed feed = PrefixCache::Start(batches, /*train=*/false, 0);
   for (size_t b = 0; b < batches.size(); ++b) {
     const std::vector<int64_t>& items = batches[b];
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
-    ASSIGN_OR_RETURN(const torch::Tensor at_k, AtK(feed, b));
+    ASSIGN_OR_RETURN(const torch::Tensor at_k, prefix_->AtK(feed, b));
     const torch::Tensor logits = Tail(at_k);
     loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
     const torch::Tensor guess = logits.argmax(1).cpu(), truth = labels.cpu();

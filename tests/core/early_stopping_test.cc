@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/train/trainer.h"
+#include "core/train/stage_loop.h"
 
 namespace graft::core {
 namespace {

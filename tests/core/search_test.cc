@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 
+#include "core/train/prefix_cache.h"
 #include "core/train/trainer.h"
 #include "core/util/compute_threads.h"
 #include "core/util/host_memory.h"
