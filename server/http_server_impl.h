@@ -15,14 +15,15 @@
 #include <chrono>
 #include <limits>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <regex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "core/util/log.h"
 
 
@@ -122,20 +123,20 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     virtual ~Live() = default;
     virtual void Shutdown(bool force) = 0;  // runs on the I/O thread
   };
-  std::mutex live_mu;
-  std::map<const Live*, std::weak_ptr<Live>> live;
+  absl::Mutex live_mu;
+  std::map<const Live*, std::weak_ptr<Live>> live ABSL_GUARDED_BY(live_mu);
   void Register(const std::shared_ptr<Live>& session) {
-    std::lock_guard<std::mutex> lock(live_mu);
+    absl::MutexLock lock(&live_mu);
     live[session.get()] = session;
   }
   void Unregister(const Live* session) {
-    std::lock_guard<std::mutex> lock(live_mu);
+    absl::MutexLock lock(&live_mu);
     live.erase(session);
   }
   void ShutdownAll(bool force) {
     std::vector<std::weak_ptr<Live>> all;
     {
-      std::lock_guard<std::mutex> lock(live_mu);
+      absl::MutexLock lock(&live_mu);
       for (const auto& [key, session] : live) all.push_back(session);
     }
     for (const auto& weak : all) {

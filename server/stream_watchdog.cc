@@ -18,10 +18,10 @@ StreamWatchdog::StreamWatchdog() : thread_([this] { Loop(); }) {}
 
 StreamWatchdog::~StreamWatchdog() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   thread_.join();
 }
 
@@ -29,7 +29,7 @@ std::unique_ptr<StreamWatchdog::Watch> StreamWatchdog::Start(grpc::ServerContext
                                                              std::string flag) {
   std::unique_ptr<Watch> watch(new Watch(timeout_s > 0 ? this : nullptr, ctx, timeout_s, std::move(flag)));
   if (watch->dog_ != nullptr) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     watches_.insert(watch.get());
   }
   return watch;
@@ -41,7 +41,7 @@ std::unique_ptr<StreamWatchdog::Watch> StreamWatchdog::None(grpc::ServerContext*
 
 StreamWatchdog::Watch::~Watch() {
   if (dog_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(dog_->mu_);
+  absl::MutexLock lock(&dog_->mu_);
   dog_->watches_.erase(this);
 }
 
@@ -60,9 +60,9 @@ absl::Status StreamWatchdog::Watch::Expired(const std::string& waiting_for) cons
 }
 
 void StreamWatchdog::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
     const int64_t now = NowNs();
     for (Watch* w : watches_) {
       const int64_t deadline = w->deadline_ns_.load();

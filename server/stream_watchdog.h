@@ -2,14 +2,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/server_context.h"
 
 namespace graft::server {
@@ -73,10 +73,10 @@ class StreamWatchdog {
  private:
   void Loop();
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::set<Watch*> watches_;
+  absl::Mutex mu_;
+  absl::CondVar cv_;  // the loop: stop
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<Watch*> watches_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

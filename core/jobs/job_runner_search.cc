@@ -135,11 +135,11 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   SetRunnerInputs(base);
   // Each backbone's features held in memory count against the device memory
   // budget until the search ends.
-  std::mutex charges_mu;
+  absl::Mutex charges_mu;
   std::vector<std::shared_ptr<DeviceLedger::Charge>> feature_charges;
   base.on_cache_in_memory = [&](int64_t bytes) {
     auto charge = zoo_.Charge(DeviceLedger::Kind::kJob, bytes);
-    std::lock_guard<std::mutex> lock(charges_mu);
+    absl::MutexLock lock(&charges_mu);
     feature_charges.push_back(std::move(charge));
   };
   SearchInput search;

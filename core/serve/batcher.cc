@@ -16,7 +16,7 @@ namespace {
 
 // How often a waiting caller checks whether its client has gone. Each check
 // wakes a thread that may preempt the forward's OpenMP team, so not often.
-constexpr auto kCancelPoll = std::chrono::milliseconds(50);
+const absl::Duration kCancelPoll = absl::Milliseconds(50);
 constexpr int kLogits = -1;  // the classifier's output among a batch's stops
 
 int64_t Micros(std::chrono::steady_clock::duration d) {
@@ -59,16 +59,16 @@ TrunkBatcher::TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOp
 
 TrunkBatcher::~TrunkBatcher() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
     for (auto& p : queue_) {
       p->result = absl::UnavailableError("the server is shutting down");
       p->done = true;
-      p->done_cv.notify_one();
+      p->done_cv.Signal();
     }
     queue_.clear();
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   worker_.join();
 }
 
@@ -76,13 +76,13 @@ absl::StatusOr<TrunkResult> TrunkBatcher::Run(TrunkRequest request, const std::f
   auto pending = std::make_shared<Pending>();
   pending->request = std::move(request);
   pending->arrived = Clock::now();
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("the server is shutting down");
   queue_.push_back(pending);
   if (observer_ != nullptr) observer_->OnQueueDepth(name_, QueuedImages());
-  work_cv_.notify_one();
+  work_cv_.Signal();
   while (!pending->done) {
-    pending->done_cv.wait_for(lock, kCancelPoll);
+    pending->done_cv.WaitWithTimeout(&mu_, kCancelPoll);
     if (pending->done || !cancelled || !cancelled()) continue;
     // The caller has gone: leave the queue if still in it; a request already
     // in a running batch is simply not waited for.
@@ -115,13 +115,13 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
   // Queue positions in turn order: tenants served least recently first (one
   // never served, or not since its stamp was pruned, counts as 0), each
   // tenant's requests oldest first.
-  const auto stamp = [&](const std::string& tenant) {
+  const auto stamp = [&](const std::string& tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto it = served_.find(tenant);
     return it == served_.end() ? uint64_t{0} : it->second;
   };
   std::vector<size_t> order(queue_.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stamp(queue_[a]->request.tenant) < stamp(queue_[b]->request.tenant);
   });
   const TrunkRequest& head = queue_[order[0]]->request;
@@ -162,15 +162,22 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
   return batch;
 }
 
+bool TrunkBatcher::AwaitWork(absl::Time deadline) {
+  while (!stop_ && queue_.empty()) {
+    if (work_cv_.WaitWithDeadline(&mu_, deadline)) break;  // timed out
+  }
+  return stop_ || !queue_.empty();
+}
+
 void TrunkBatcher::Loop() {
   UseComputeTeamHere();
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (true) {
     // Idle for a second: the team's workers go (a job's feature pass then
     // runs with the only team in the process), and come back with the next batch.
-    if (!work_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || !queue_.empty(); })) {
+    if (!AwaitWork(absl::Now() + absl::Seconds(1))) {
       ReleaseComputeTeam();
-      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      AwaitWork(absl::InfiniteFuture());
     }
     if (stop_) return;
     // Wait for company until the batch is full or the oldest request's delay
@@ -179,21 +186,22 @@ void TrunkBatcher::Loop() {
     const bool expect_company = last_batch_requests_ > 1 || queue_.size() > 1;
     const auto deadline = queue_.front()->arrived +
                           std::chrono::microseconds(expect_company ? options_.max_queue_delay_us : 0);
+    const absl::Time until = absl::Now() + absl::FromChrono(deadline - Clock::now());
     while (!stop_ && !queue_.empty() && CompatibleImages() < options_.max_batch_size && Clock::now() < deadline) {
-      work_cv_.wait_until(lock, deadline);
+      work_cv_.WaitWithDeadline(&mu_, until);
     }
     if (stop_) return;
     if (queue_.empty()) continue;  // everyone waiting gave up
     auto batch = TakeBatch();
     last_batch_requests_ = batch.size();
     if (observer_ != nullptr) observer_->OnQueueDepth(name_, QueuedImages());
-    lock.unlock();
+    mu_.Unlock();
     Compute(batch);
-    lock.lock();
+    mu_.Lock();
     // Wakes this batch's callers only; those queued for the next sleep on.
     for (auto& p : batch) {
       p->done = true;
-      p->done_cv.notify_one();
+      p->done_cv.Signal();
     }
   }
 }
@@ -272,7 +280,7 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
     c10::InferenceMode guard;
     const torch::Tensor all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0);
     images = all.size(0);
-    std::lock_guard<std::mutex> compute(bb.compute_mu);
+    absl::MutexLock compute(&bb.compute_mu);
     std::map<int, torch::Tensor> out;
     {
       const AutocastScope autocast(bb.device, options_.mixed_precision, torch::kHalf);

@@ -3,17 +3,17 @@
 #include <torch/types.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/zoo/zoo.h"
 
 namespace graft::core {
@@ -113,19 +113,24 @@ class TrunkBatcher {
   struct Pending {
     TrunkRequest request;
     Clock::time_point arrived;
+    // Under the batcher's mu_ once queued (the worker writes the result
+    // unlocked while the request is in its running batch, before `done`).
     bool done = false;
-    std::condition_variable done_cv;  // its caller: done (with mu_)
+    absl::CondVar done_cv;  // its caller: done
     absl::StatusOr<TrunkResult> result = absl::UnknownError("not run");
   };
 
   void Loop();
   // Takes the oldest request of the tenant served least recently (always,
   // however large) and others of its input size in the same order, up to
-  // max_batch_size images and max_batch_pixels to decode. mu_ held.
-  std::vector<std::shared_ptr<Pending>> TakeBatch();
-  // Images queued with the oldest request's input size. mu_ held.
-  int64_t CompatibleImages() const;
-  int64_t QueuedImages() const;
+  // max_batch_size images and max_batch_pixels to decode.
+  std::vector<std::shared_ptr<Pending>> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Images queued with the oldest request's input size.
+  int64_t CompatibleImages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t QueuedImages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until a request is queued or the batcher stops, at most until
+  // `deadline` (absl::InfiniteFuture(): for ever); whether one is.
+  bool AwaitWork(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Compute(const std::vector<std::shared_ptr<Pending>>& batch);
   // Makes the batch's deferred inputs, in parallel on this thread's intra-op
   // pool; a request with an input that fails gets that error and leaves the
@@ -139,14 +144,15 @@ class TrunkBatcher {
   const BatcherOptions options_;
   BatcherObserver* const observer_;
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;  // the worker: a request arrived, or stop
-  std::deque<std::shared_ptr<Pending>> queue_;
-  bool stop_ = false;
-  size_t last_batch_requests_ = 2;  // > 1: the first request waits for company
-  uint64_t batches_ = 0;            // batches taken so far
+  absl::Mutex mu_;
+  absl::CondVar work_cv_;  // the worker: a request arrived, or stop
+  std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Only the worker's: the first request waits for company when > 1.
+  size_t last_batch_requests_ = 2;
+  uint64_t batches_ ABSL_GUARDED_BY(mu_) = 0;  // batches taken so far
   // The batch in which each tenant last rode (pruned to tenants queued).
-  std::map<std::string, uint64_t> served_;
+  std::map<std::string, uint64_t> served_ ABSL_GUARDED_BY(mu_);
   std::thread worker_;
 };
 

@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include <map>
-#include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -14,13 +14,15 @@
 namespace graft::core {
 namespace {
 
+ABSL_CONST_INIT absl::Mutex block_outputs_mu(absl::kConstInit);
+// Per backbone (specs live as long as the process), measured once.
+auto* const block_outputs ABSL_GUARDED_BY(block_outputs_mu) = new std::map<const BackboneSpec*, std::vector<int64_t>>();
+
 // Per image: the values each block outputs at the backbone's own input size.
 absl::StatusOr<std::vector<int64_t>> BlockOutputs(const ResidentBackbone& backbone) {
-  static std::mutex mu;
-  static auto* cache = new std::map<const BackboneSpec*, std::vector<int64_t>>();
   {
-    std::lock_guard<std::mutex> lock(mu);
-    if (const auto it = cache->find(backbone.spec); it != cache->end()) return it->second;
+    absl::MutexLock lock(&block_outputs_mu);
+    if (const auto it = block_outputs->find(backbone.spec); it != block_outputs->end()) return it->second;
   }
   const Preprocessing& p = backbone.spec->preprocessing;
   ASSIGN_OR_RETURN(std::vector<int64_t> sizes,
@@ -37,8 +39,8 @@ absl::StatusOr<std::vector<int64_t>> BlockOutputs(const ResidentBackbone& backbo
                                      }
                                      return out;
                                    }));
-  std::lock_guard<std::mutex> lock(mu);
-  (*cache)[backbone.spec] = sizes;
+  absl::MutexLock lock(&block_outputs_mu);
+  (*block_outputs)[backbone.spec] = sizes;
   return sizes;
 }
 

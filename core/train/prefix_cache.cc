@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -37,7 +36,7 @@ PrefixCache::PrefixCache(ResidentBackbone& resident, const std::vector<DatasetIm
 
 torch::Tensor PrefixCache::Forward(const torch::Tensor& images) const {
   torch::NoGradGuard no_grad;
-  std::lock_guard<std::mutex> lock(resident_.compute_mu);
+  absl::MutexLock lock(&resident_.compute_mu);
   const AutocastScope autocast(resident_.device, options_.mixed_precision, torch::kBFloat16);
   torch::Tensor y = resident_.inference->ForwardTrunk(ToDevice(images, resident_.device), 0, options_.k);
   if (trunk_end_) y = BackboneImpl::Pool(y);

@@ -4,13 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "core/util/compute_threads.h"
 #include "core/util/json.h"
 #include "core/util/log.h"
@@ -270,7 +270,7 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
   std::map<std::pair<int, int>, TrialResult> done;  // (round, index)
   for (const TrialResult& t : input.done) done[{t.round, t.config.index}] = t;
 
-  std::mutex mu;  // results, best
+  absl::Mutex mu;  // results, best
   std::vector<TrialResult> results;
   std::optional<std::pair<TrialResult, TrainedModel>> best;  // the best trial with its head
   int skipped = 0;
@@ -291,7 +291,7 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
       for (size_t i = first; i < last; ++i) {
         const auto prior = done.find({static_cast<int>(r), alive[i].index});
         if (prior != done.end()) {
-          std::lock_guard<std::mutex> lock(mu);
+          absl::MutexLock lock(&mu);
           this_round.push_back(prior->second);
           results.push_back(prior->second);
         } else {
@@ -327,7 +327,7 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
           running.push_back(pool.Submit([&, config] {
             if (cancel.cancelled()) return;
             if (job.search.budget_seconds > 0 && Seconds(start) > job.search.budget_seconds) {
-              std::lock_guard<std::mutex> lock(mu);
+              absl::MutexLock lock(&mu);
               ++skipped;
               return;
             }
@@ -346,14 +346,14 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
               t.best = trained->best_metrics;
               t.score = MonitoredValue(t.best, metric);
             } else if (absl::IsCancelled(trained.status()) || absl::IsUnavailable(trained.status())) {
-              std::lock_guard<std::mutex> lock(mu);
+              absl::MutexLock lock(&mu);
               if (failure.ok()) failure = trained.status();
               return;
             } else {
               t.error = std::string(trained.status().message());
             }
             events.OnTrial(t);
-            std::lock_guard<std::mutex> lock(mu);
+            absl::MutexLock lock(&mu);
             this_round.push_back(t);
             results.push_back(t);
             if (trained.ok() && (!best || RanksBefore(t, best->first, metric))) best.emplace(t, std::move(*trained));

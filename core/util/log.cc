@@ -29,7 +29,8 @@ void InitLogging() {}
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <mutex>
+
+#include "absl/synchronization/mutex.h"
 
 namespace graft::log_internal {
 
@@ -50,9 +51,9 @@ LogMessage::LogMessage(Severity severity, const char* file, int line) : severity
 
 LogMessage::~LogMessage() {
   stream_ << '\n';
-  static std::mutex mu;
+  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);  // one line at a time
   {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     const std::string s = stream_.str();
     std::fwrite(s.data(), 1, s.size(), stderr);
     std::fflush(stderr);

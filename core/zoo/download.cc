@@ -1,6 +1,5 @@
 #include "core/zoo/download.h"
 
-#include <mutex>
 #include <set>
 
 #include <curl/curl.h>
@@ -13,11 +12,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace graft::core {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The files being downloaded now: two downloads of one file would write one
+// partial file.
+ABSL_CONST_INIT absl::Mutex active_mu(absl::kConstInit);
+auto* const active ABSL_GUARDED_BY(active_mu) = new std::set<std::string>();
 
 struct Transfer {
   std::FILE* file = nullptr;
@@ -84,11 +89,8 @@ absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::
   std::error_code ec;
   fs::create_directories(dir, ec);
   const fs::path final_path = fs::path(dir) / file_name;
-  // Two downloads of one file would write one partial file.
-  static std::mutex active_mu;
-  static auto* active = new std::set<std::string>();
   {
-    std::lock_guard<std::mutex> lock(active_mu);
+    absl::MutexLock lock(&active_mu);
     if (!active->insert(final_path.string()).second) {
       return absl::UnavailableError(absl::StrCat(file_name, " is already being downloaded; retry when it is done"));
     }
@@ -96,7 +98,7 @@ absl::StatusOr<std::string> DownloadVerified(const std::string& url, const std::
   struct Done {
     std::string path;
     ~Done() {
-      std::lock_guard<std::mutex> lock(active_mu);
+      absl::MutexLock lock(&active_mu);
       active->erase(path);
     }
   } done{final_path.string()};

@@ -267,12 +267,15 @@ absl::StatusOr<bool> Zoo::WeightsPresent(const std::string& name) const {
   return status.weights_present;
 }
 
+namespace {
+ABSL_CONST_INIT absl::Mutex block_names_mu(absl::kConstInit);
+auto* const block_names ABSL_GUARDED_BY(block_names_mu) = new std::map<const BackboneSpec*, std::vector<std::string>>();
+}  // namespace
+
 absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
-  static std::mutex mu;
-  static std::map<const BackboneSpec*, std::vector<std::string>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(&spec);
-  if (it != cache.end()) return it->second;
+  absl::MutexLock lock(&block_names_mu);
+  auto it = block_names->find(&spec);
+  if (it != block_names->end()) return it->second;
   ASSIGN_OR_RETURN(std::vector<std::string> names,
                    GuardInternal("building " + spec.name, [&]() -> absl::StatusOr<std::vector<std::string>> {
                      std::vector<std::string> out;
@@ -280,7 +283,7 @@ absl::StatusOr<std::vector<std::string>> BlockNames(const BackboneSpec& spec) {
                      for (const auto& b : model->blocks()) out.push_back(b.name);
                      return out;
                    }));
-  cache[&spec] = names;
+  (*block_names)[&spec] = names;
   return names;
 }
 

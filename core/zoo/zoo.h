@@ -6,7 +6,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -33,7 +32,7 @@ struct ResidentBackbone {
   BackbonePtr module;
   BackbonePtr inference;
   torch::Device device{torch::kCPU};
-  std::mutex compute_mu;
+  absl::Mutex compute_mu;  // held by every forward of `inference` and `module`
 };
 
 // What ListBackbones/GetBackbone report.

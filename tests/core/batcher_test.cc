@@ -216,7 +216,7 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   const torch::Tensor c = torch::randn({1, 3, 64, 64}) - 1;
   // Hold the compute lock (as a training job would) so A's batch blocks and B
   // stays queued behind it.
-  std::unique_lock<std::mutex> busy(resident_->compute_mu);
+  absl::ReleasableMutexLock busy(&resident_->compute_mu);
   auto fa = std::async(std::launch::async, [&] { return batcher.Run(Ready(a, {n_}), {}); });
   ASSERT_TRUE(observer.AwaitDepth(0)) << "A's batch was never taken";  // taken, and blocked on the lock
   std::atomic<bool> b_gone{false};
@@ -226,7 +226,7 @@ TEST_F(BatcherTest, ACallerLeavingMidQueueIsDroppedAndOthersAreServed) {
   ASSERT_EQ(fb.wait_for(std::chrono::seconds(2)), std::future_status::ready) << "a cancelled caller kept waiting";
   const auto rb = fb.get();
   EXPECT_EQ(rb.status().code(), absl::StatusCode::kCancelled) << rb.status();
-  busy.unlock();
+  busy.Release();
   const auto ra = fa.get();
   ASSERT_TRUE(ra.ok()) << ra.status();
   ExpectClose(ra->at.at(n_), Expected(a, n_));
@@ -263,7 +263,7 @@ TEST_F(BatcherTest, ATenantFloodingTheQueueWithLargeImagesDelaysAnotherByOneBatc
   };
   // Held like a training job would hold it: mallory's first batch decodes
   // and then waits, so the rest of the queue builds up behind it.
-  std::unique_lock<std::mutex> busy(resident_->compute_mu);
+  absl::ReleasableMutexLock busy(&resident_->compute_mu);
   std::vector<std::future<Clock::time_point>> mallory;
   for (int i = 0; i < 8; ++i) {
     mallory.push_back(std::async(std::launch::async, [&] {
@@ -279,7 +279,7 @@ TEST_F(BatcherTest, ATenantFloodingTheQueueWithLargeImagesDelaysAnotherByOneBatc
     return std::make_pair(std::move(r), Clock::now());
   });
   ASSERT_TRUE(observer.AwaitDepth(8)) << "alice's request never queued";
-  busy.unlock();
+  busy.Release();
   auto [a, alice_done] = alice.get();
   ASSERT_TRUE(a.ok()) << a.status();
   std::vector<Clock::time_point> done;

@@ -171,7 +171,7 @@ TEST_F(ResidencyTest, ARequestInFlightKeepsItsBackbone) {
   Predictor predictor(*zoo, nullptr, {});
   // A request on the small one that cannot finish yet: its forward pass
   // waits for the backbone's compute lock, held here.
-  std::mutex* compute = nullptr;
+  absl::Mutex* compute = nullptr;
   {
     auto held = zoo->Resident(kSmall);
     ASSERT_TRUE(held.ok());
@@ -182,7 +182,7 @@ TEST_F(ResidencyTest, ARequestInFlightKeepsItsBackbone) {
   // Declared before the lock so that a failed assertion below releases the
   // lock before the future's destructor waits for the request.
   std::future<absl::StatusOr<PredictResult>> busy;
-  std::unique_lock<std::mutex> lock(*compute);
+  absl::ReleasableMutexLock lock(compute);
   busy = std::async(std::launch::async, [&] { return predictor.Predict(kSmall, many, 1); });
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (zoo->Get(kSmall)->users == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
@@ -194,7 +194,7 @@ TEST_F(ResidencyTest, ARequestInFlightKeepsItsBackbone) {
   EXPECT_TRUE(IsResident(*zoo, kSmall));
   EXPECT_FALSE(IsResident(*zoo, kMiddle));
   EXPECT_EQ(busy.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
-  lock.unlock();
+  lock.Release();
   ASSERT_TRUE(busy.get().ok());
   // Served again after an eviction (its batcher replaced), with the same answer.
   const auto before = predictor.Predict(kSmall, {ImageInput{"", many[0].tensor.slice(0, 0, 1)}}, 1);
