@@ -218,7 +218,7 @@ absl::StatusOr<ReferenceProfile> ReferenceProfileFromJson(const nlohmann::json& 
     p.class_shares = j.at("class_shares").get<std::vector<double>>();
     p.confidence_histogram = j.at("confidence_histogram").get<std::vector<double>>();
     p.mean_confidence = j.at("mean_confidence").get<double>();
-    const nlohmann::json& rows = j.at("rows");
+    const nlohmann::json rows = j.at("rows");  // a copy: gcc 14 flags a reference through at()'s temporary key
     if (!rows.is_array() || rows.size() > static_cast<size_t>(kMaxReferenceRows)) {
       return absl::DataLossError(absl::StrCat("a reference profile holds at most ", kMaxReferenceRows, " rows"));
     }
