@@ -205,8 +205,12 @@ TEST(Restart, SigtermCheckpointsMidEpochAndTheJobResumesThere) {
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_TRUE(WaitForBatch(*c, job->id(), 1, 4));
 
-  // Predicts keep coming while graftd stops: each succeeds or is refused as
-  // UNAVAILABLE (the server going away), never cut off any other way.
+  // Predicts keep coming while graftd stops: each succeeds, but for the last
+  // one, which may be refused as UNAVAILABLE (the server going away) or, when
+  // it reached the server just as gRPC's Shutdown began and no handler had
+  // taken it yet, CANCELLED by gRPC itself (grpc/grpc#41785: gRPC cancels
+  // such pending calls; graft never saw the request). Never cut off any
+  // other way.
   std::atomic<bool> done{false};
   std::vector<absl::StatusCode> codes;
   std::thread predictor([&]() {
@@ -231,7 +235,8 @@ TEST(Restart, SigtermCheckpointsMidEpochAndTheJobResumesThere) {
   ASSERT_FALSE(codes.empty());
   EXPECT_EQ(codes.front(), absl::StatusCode::kOk);
   for (size_t i = 0; i + 1 < codes.size(); ++i) EXPECT_EQ(codes[i], absl::StatusCode::kOk);
-  EXPECT_TRUE(codes.back() == absl::StatusCode::kOk || codes.back() == absl::StatusCode::kUnavailable)
+  EXPECT_TRUE(codes.back() == absl::StatusCode::kOk || codes.back() == absl::StatusCode::kUnavailable ||
+              codes.back() == absl::StatusCode::kCancelled)
       << "last predict: " << static_cast<int>(codes.back());
   EXPECT_TRUE(fs::exists(data + "/checkpoints/" + job->id() + ".ckpt"));
 
