@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "client/cli_output.h"
+#include "graft/v1/models.pb.h"
 
 namespace graft::client {
 
@@ -26,5 +27,7 @@ void AddTokenCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
 // `graft job ID`: one job in full; a search names its winner among the
 // backbones it tried and counts its trials.
 void PrintJob(const v1::Job& j, std::ostream& out);
+// A model's monitoring as `graft models monitor` prints it.
+void PrintMonitoring(const v1::Model& m, std::ostream& out);
 
 }  // namespace graft::client

@@ -1,8 +1,12 @@
-// graft models [show ID | rm ID] | export MODEL -o FILE | evaluate MODEL --dataset D [--split S]
-// | report MODEL -o FILE.html
+// graft models [show ID | rm ID | alias NAME ALIAS [VERSION] | monitor MODEL | profile MODEL -d D]
+// | export MODEL -o FILE | evaluate MODEL --dataset D [--split S] | report MODEL -o FILE.html
+
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <iomanip>
+#include <thread>
 #include <iostream>
 #include <sstream>
 #include <ostream>
@@ -87,6 +91,72 @@ void PrintReport(const v1::EvaluationReport& r, std::ostream& out) {
   }
 }
 
+}  // namespace
+
+// The model's monitoring as a terminal page (graft models monitor).
+void PrintMonitoring(const v1::Model& m, std::ostream& out) {
+  const v1::ModelMonitoring& w = m.monitoring();
+  out << "model " << (m.name().empty() ? m.id() : absl::StrCat(m.name(), ":", m.version(), " (", m.id(), ")")) << " on "
+      << m.backbone() << ", as this graftd serves it\n"
+      << "window:      " << w.window_predictions() << " predictions (the last " << w.window()
+      << (w.window_seconds() > 0 ? absl::StrCat(" within ", Fixed(w.window_seconds(), 0), " s") : "") << "); "
+      << w.predictions() << " since it started serving\n";
+  if (!w.has_reference()) {
+    out << "reference:   none (published before profiles: graft models profile " << m.id()
+        << " -d DATASET makes one)\n";
+  } else {
+    out << "reference:   " << w.reference_images() << " validation images\n";
+  }
+  if (w.window_predictions() == 0) {
+    out << "\nno predictions in the window yet\n";
+    return;
+  }
+  out << "\nconfidence:  mean " << Fixed(w.mean_confidence(), 3);
+  if (w.has_reference()) out << " (validation " << Fixed(w.reference_mean_confidence(), 3) << ")";
+  out << "\n";
+  for (int b = 0; b < w.confidence_histogram_size(); ++b) {
+    const double lo = b / 10.0;
+    out << "  " << Fixed(lo, 1) << "-" << Fixed(lo + 0.1, 1) << " " << Bar(w.confidence_histogram(b), 30) << " "
+        << std::setw(6) << Fixed(100 * w.confidence_histogram(b), 1) << " %";
+    if (b < w.reference_confidence_histogram_size()) {
+      out << "  (validation " << Fixed(100 * w.reference_confidence_histogram(b), 1) << " %)";
+    }
+    out << "\n";
+  }
+  std::vector<v1::ClassShare> shares(w.class_shares().begin(), w.class_shares().end());
+  std::stable_sort(shares.begin(), shares.end(), [](const v1::ClassShare& a, const v1::ClassShare& b) {
+    return a.share() > b.share();
+  });
+  size_t width = 5;
+  for (const auto& c : shares) width = std::max(width, std::min<size_t>(c.label().size(), 24));
+  width += 2;
+  out << "\n" << std::left << std::setw(static_cast<int>(width)) << "CLASS" << std::setw(9) << "SHARE"
+      << "VALIDATION\n";
+  constexpr size_t kShown = 20;
+  for (size_t i = 0; i < shares.size() && i < kShown; ++i) {
+    out << std::left << std::setw(static_cast<int>(width)) << shares[i].label().substr(0, 24) << std::setw(9)
+        << Fixed(shares[i].share(), 3) << (w.has_reference() ? Fixed(shares[i].reference_share(), 3) : "-") << "\n";
+  }
+  if (shares.size() > kShown) out << "(" << shares.size() - kShown << " more classes: --json has them all)\n";
+  if (w.class_share_divergence() >= 0) {
+    out << "class-share divergence: " << Fixed(w.class_share_divergence(), 4)
+        << " bits (Jensen-Shannon; 0 the same, 1 disjoint)\n";
+  }
+  out << "\ndrift:       ";
+  if (w.drift_score() >= 0) {
+    out << "score " << Fixed(w.drift_score(), 2) << " (MMD2 " << w.drift_mmd2() << ", threshold " << w.drift_threshold()
+        << "): " << (w.drifting() ? "DRIFTING: the inputs no longer look like the validation images"
+                                  : "in distribution")
+        << "\n";
+  } else if (w.drift_min_predictions() > 0) {
+    out << "needs " << w.drift_min_predictions() << " predictions in the window\n";
+  } else {
+    out << "no score without a reference profile\n";
+  }
+}
+
+namespace {
+
 void PrintModel(const v1::Model& m, std::ostream& out) {
   out << "id:       " << m.id() << "\n";
   if (!m.name().empty()) {
@@ -147,6 +217,63 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
       } else {
         out << al->name << "@" << al->alias << " -> version " << m->version() << " (" << m->id() << ")\n";
       }
+      return absl::OkStatus();
+    };
+  });
+  struct MonitorArgs {
+    std::string model;
+    double interval = 2;
+    int count = 0;
+  };
+  auto mo = std::make_shared<MonitorArgs>();
+  auto* monitor = models->add_subcommand(
+      "monitor", "a live view of how a served model does: confidence, class shares and drift against its validation split");
+  monitor->add_option("model", mo->model, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
+  monitor->add_option("--interval", mo->interval, "seconds between refreshes (default 2)")
+      ->check(CLI::Range(0.1, 3600.0));
+  monitor->add_option("--count,-n", mo->count, "refreshes before exiting (default: until interrupted)")
+      ->check(CLI::NonNegativeNumber);
+  monitor->callback([&g, &out, action, mo]() {
+    *action = [&g, &out, mo](GraftClient& c) -> absl::Status {
+      const bool tty = isatty(STDOUT_FILENO) != 0 && !g.json;
+      for (int i = 0; mo->count == 0 || i < mo->count; ++i) {
+        if (i > 0) std::this_thread::sleep_for(std::chrono::duration<double>(mo->interval));
+        auto m = c.GetModel(mo->model);
+        if (!m.ok()) return m.status();
+        if (g.json) {
+          out << ToJsonLine(m->monitoring()) << "\n";
+        } else {
+          if (tty) out << "\033[H\033[2J";  // a fresh screen per refresh
+          else if (i > 0) out << "\n";
+          PrintMonitoring(*m, out);
+        }
+        out.flush();
+      }
+      return absl::OkStatus();
+    };
+  });
+  struct ProfileArgs {
+    std::string model, dataset, split = "val";
+  };
+  auto pa = std::make_shared<ProfileArgs>();
+  auto* profile = models->add_subcommand(
+      "profile", "make a model's reference profile from a dataset's images (monitoring compares with it)");
+  profile->add_option("model", pa->model, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
+  profile->add_option("--dataset,-d", pa->dataset, "dataset id or name (the model's own, most often)")->required();
+  profile->add_option("--split", pa->split, "val (default), train or all")->check(CLI::IsMember({"val", "train", "all"}));
+  profile->callback([&out, action, pa]() {
+    *action = [&out, pa](GraftClient& c) -> absl::Status {
+      v1::EvaluateRequest request;
+      request.set_model(pa->model);
+      request.set_dataset(pa->dataset);
+      request.set_split(pa->split == "train" ? v1::DATASET_SPLIT_TRAIN
+                        : pa->split == "all" ? v1::DATASET_SPLIT_ALL
+                                             : v1::DATASET_SPLIT_VAL);
+      request.set_set_profile(true);
+      auto r = c.Evaluate(request, [](const v1::EvaluateProgress&) {});
+      if (!r.ok()) return r.status();
+      out << "profiled " << pa->model << " on " << r->images() << " images of " << r->dataset() << " (" << r->split()
+          << "); accuracy " << Fixed(r->accuracy()) << "\n";
       return absl::OkStatus();
     };
   });

@@ -259,6 +259,43 @@ std::string HtmlEscape(const std::string& s) {
   return out;
 }
 
+// How the model serves (GetModel's monitoring): the window's confidence and
+// class shares beside the validation split's, and the drift score.
+std::string ServingSection(const v1::ModelMonitoring& w) {
+  std::ostringstream o;
+  o << "<h2>In service</h2>\n";
+  if (w.window_predictions() == 0) {
+    o << "<p id=\"serving\">No predictions in the monitoring window of the graftd that made this page.</p>\n";
+    return o.str();
+  }
+  o << "<div class=\"figures\" id=\"serving\"><div>predictions in the window<b>" << w.window_predictions()
+    << "</b></div><div>mean confidence<b>" << F(w.mean_confidence(), 3) << "</b></div>";
+  if (w.has_reference()) o << "<div>validation mean confidence<b>" << F(w.reference_mean_confidence(), 3) << "</b></div>";
+  if (w.class_share_divergence() >= 0) {
+    o << "<div>class-share divergence<b>" << F(w.class_share_divergence(), 4) << "</b></div>";
+  }
+  if (w.drift_score() >= 0) {
+    o << "<div>drift score<b id=\"drift-score\">" << F(w.drift_score(), 2) << "</b></div>";
+  }
+  o << "</div>\n<p class=\"sub\">Over the last " << w.window_predictions()
+    << " predictions of the graftd that made this page. ";
+  if (w.drift_score() >= 0) {
+    o << (w.drifting() ? "<b>Drifting</b>: the inputs no longer look like the validation images (score above 1)."
+                       : "The inputs look like the validation images (drift score at most 1).");
+  } else if (!w.has_reference()) {
+    o << "No reference profile: graft models profile makes one.";
+  } else {
+    o << "A drift score needs " << w.drift_min_predictions() << " predictions in the window.";
+  }
+  o << "</p>\n<table id=\"serving-classes\"><tr><th>class</th><th>share served</th><th>share on validation</th></tr>\n";
+  for (const auto& c : w.class_shares()) {
+    o << "<tr><td>" << HtmlEscape(c.label()) << "</td><td>" << F(c.share(), 3) << "</td><td>"
+      << (w.has_reference() ? F(c.reference_share(), 3) : "-") << "</td></tr>\n";
+  }
+  o << "</table>\n";
+  return o.str();
+}
+
 std::string RenderReportHtml(const v1::Model& m) {
   const std::string title = m.name().empty() ? m.id() : absl::StrCat(m.name(), ":", m.version(), " (", m.id(), ")");
   std::ostringstream o;
@@ -309,6 +346,7 @@ std::string RenderReportHtml(const v1::Model& m) {
       << "<p class=\"sub\">The images the model was most wrong about: label errors and hard cases show up here.</p>\n"
       << HardestImages(r);
   }
+  if (m.has_monitoring()) o << ServingSection(m.monitoring());
   o << "<p class=\"sub\">Made by graft report.</p>\n</body></html>\n";
   return o.str();
 }

@@ -12,8 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/util/device.h"
+#include "core/util/ids.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/zoo.h"
+#include "server/model_metrics.h"
 #include "server/status_util.h"
 
 #ifndef GRAFT_VERSION
@@ -268,6 +270,12 @@ void Metrics::OnJobState(std::optional<core::JobState> from, core::JobState to) 
   if (from && core::IsTerminal(to)) jobs_finished_->Add({{"state", core::JobStateName(to)}}).Increment();
 }
 
+void Metrics::WatchModels(core::ModelStore* models, int max_classes) {
+  absl::MutexLock lock(&backbone_gauges_mu_);
+  model_store_ = models;
+  monitor_max_classes_ = max_classes;
+}
+
 void Metrics::WatchProcess(const std::string& data_dir) {
   absl::MutexLock lock(&backbone_gauges_mu_);
   process_ = std::make_unique<ProcessCollector>(data_dir);
@@ -323,6 +331,11 @@ std::string Metrics::Text() const {
     absl::MutexLock lock(&backbone_gauges_mu_);
     if (zoo_ != nullptr) SetBackbonesLocked(*zoo_);
     if (process_ != nullptr) process = process_->Collect();
+    if (model_store_ != nullptr) {
+      for (auto& family : CollectModelMetrics(*model_store_, monitor_max_classes_, core::NowSeconds())) {
+        process.push_back(std::move(family));
+      }
+    }
     if (job_store_ != nullptr) {
       if (auto counts = job_store_->CountByState(); counts.ok()) {
         for (const core::JobState s : {core::JobState::kQueued, core::JobState::kRunning, core::JobState::kSucceeded,

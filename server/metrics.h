@@ -21,6 +21,7 @@
 #include "server/process_metrics.h"
 
 namespace graft::core {
+class ModelStore;
 class Zoo;
 }
 
@@ -63,6 +64,10 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   // database's counts, the same from every process that shares it (a
   // dashboard takes the max over instances). Null: no longer (shutdown).
   void WatchJobs(core::JobStore* jobs);
+  // Each served model version's monitoring statistics
+  // (server/model_metrics.h), read at each scrape; `max_classes`:
+  // --monitor_max_classes. Null: no longer (shutdown).
+  void WatchModels(core::ModelStore* models, int max_classes);
   // Process metrics and the data directory's filesystem, read at each scrape.
   void WatchProcess(const std::string& data_dir);
   // --max_batch_size, for "the queue stays full" (graft_inference_max_batch_images).
@@ -114,6 +119,8 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   mutable std::set<std::string> known_backbones_ ABSL_GUARDED_BY(backbone_gauges_mu_);  // at the last SetBackbones
   const core::Zoo* zoo_ ABSL_GUARDED_BY(backbone_gauges_mu_) = nullptr;
   core::JobStore* job_store_ ABSL_GUARDED_BY(backbone_gauges_mu_) = nullptr;
+  core::ModelStore* model_store_ ABSL_GUARDED_BY(backbone_gauges_mu_) = nullptr;
+  int monitor_max_classes_ ABSL_GUARDED_BY(backbone_gauges_mu_) = 0;
   prometheus::Family<prometheus::Counter>* backbone_evictions_;
   prometheus::Family<prometheus::Histogram>* backbone_load_duration_;
   prometheus::Family<prometheus::Gauge>* device_memory_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/eval/evaluator.h"
+#include "core/util/ids.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/paging.h"
@@ -75,6 +76,7 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
   RedactFor(who, info);
   ToProto(info, response);
   for (const std::string& alias : aliases) response->add_aliases(alias);
+  ToProto(*(*m)->monitor(), info.class_names, core::NowSeconds(), response->mutable_monitoring());
   return grpc::Status::OK;
 }
 
@@ -202,9 +204,23 @@ grpc::Status ModelsService::Evaluate(grpc::ServerContext* context, const v1::Eva
       p.set_images_total(total);
       if (!StreamWatchdog::Write(*writes, writer, p)) gone = true;
     };
-    ASSIGN_OR_RETURN(const core::EvaluationReport report,
-                     core::EvaluateModel(*predictor_, pass.run, pass.dataset.name, pass.split, progress,
-                                         core::Caller([&]() { return gone || context->IsCancelled(); }, who.name)));
+    const core::Caller caller([&]() { return gone || context->IsCancelled(); }, who.name);
+    core::Evaluation evaluation;
+    if (request->set_profile()) {
+      ASSIGN_OR_RETURN(evaluation, core::EvaluateAndProfile(*predictor_, pass.run, pass.dataset.name, pass.split,
+                                                            pass.run.model->info().spec.seed, progress, caller));
+    } else {
+      ASSIGN_OR_RETURN(evaluation.report,
+                       core::EvaluateModel(*predictor_, pass.run, pass.dataset.name, pass.split, progress, caller));
+    }
+    const core::EvaluationReport& report = evaluation.report;
+    if (request->set_profile()) {
+      if (evaluation.profile == nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat("no reference profile could be made of model '",
+                                                          request->model(), "' on these images (the log says why)"));
+      }
+      RETURN_IF_ERROR(store_.SetProfile(pass.run.model->info().id, evaluation.profile));
+    }
     v1::EvaluateProgress last;
     last.set_images_done(report.images);
     last.set_images_total(report.images);
@@ -241,8 +257,8 @@ grpc::Status ModelsService::PredictDataset(grpc::ServerContext* context, const v
     const auto writes = deadlines_.ForWrites(context);
     RETURN_IF_ERROR(core::RunDatasetPass(
         *predictor_, pass.run,
-        [&](const std::vector<const core::DatasetImage*>& images, const torch::Tensor& probs) -> absl::Status {
-          const auto top = core::TopKOfProbabilities(probs, k, names);
+        [&](const std::vector<const core::DatasetImage*>& images, const core::ModelOutputs& out) -> absl::Status {
+          const auto top = core::TopKOfProbabilities(out.probabilities, k, names);
           v1::PredictDatasetResponse response;
           for (size_t i = 0; i < images.size(); ++i) {
             v1::DatasetPrediction* p = response.add_predictions();

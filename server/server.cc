@@ -108,6 +108,7 @@ GraftServer::~GraftServer() {
   if (changes_) changes_->Stop();  // its thread calls into the stores
   if (metrics_) metrics_->WatchZoo(nullptr);
   if (metrics_) metrics_->WatchJobs(nullptr);
+  if (metrics_) metrics_->WatchModels(nullptr, 0);
   Shutdown();
   if (runner_) runner_->Stop();
 }
@@ -222,7 +223,8 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   auto jobs = core::JobStore::Open(*s->db_);
   if (!jobs.ok()) return jobs.status();
   s->jobs_ = std::move(*jobs);
-  auto models = core::ModelStore::Open(*s->db_, (fs::path(artifact_dir) / "models").string(), *s->zoo_);
+  auto models = core::ModelStore::Open(*s->db_, (fs::path(artifact_dir) / "models").string(), *s->zoo_,
+                                       WithOptions<core::MonitorOptions>(options));
   if (!models.ok()) return models.status();
   s->models_ = std::move(*models);
   s->models_->SetDefaultOwner(options.default_model_owner);
@@ -242,6 +244,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
     });
   }
   s->metrics_->WatchJobs(s->jobs_.get());
+  s->metrics_->WatchModels(s->models_.get(), options.monitor_max_classes);
   s->metrics_->SetDatasets(static_cast<double>(s->datasets_->List().size()));
   s->metrics_->SetModels(static_cast<double>(s->models_->size()));
 

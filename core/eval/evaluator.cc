@@ -10,6 +10,7 @@
 #include "core/data/image_codec.h"
 #include "core/util/files.h"
 #include "core/util/ids.h"
+#include "core/util/log.h"
 #include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -66,7 +67,7 @@ absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass,
       inputs.push_back({std::move(*bytes), {}});
       images.push_back(&pass.images[i]);
     }
-    auto probs = predictor.Probabilities(pass.model, inputs, caller);
+    auto probs = predictor.Outputs(pass.model, inputs, caller);
     if (!probs.ok()) {
       // Name the image when it was one image's fault (the Predictor says "image i: ...").
       return Rephrased(probs.status().code(),
@@ -80,27 +81,40 @@ absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass,
   return absl::OkStatus();
 }
 
-absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const DatasetPass& pass,
-                                               const std::string& dataset, const std::string& split,
-                                               const PassProgressFn& progress, const Caller& caller) {
+namespace {
+
+absl::StatusOr<Evaluation> Evaluate(const Predictor& predictor, const DatasetPass& pass, const std::string& dataset,
+                                    const std::string& split, std::optional<uint64_t> profile_seed,
+                                    const PassProgressFn& progress, const Caller& caller) {
   const auto start = std::chrono::steady_clock::now();
   if (pass.images.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset, "' has no ", split, " images"));
   }
   ASSIGN_OR_RETURN(const std::vector<int> labels, ModelLabels(*pass.model, pass.dataset_classes, pass.images));
-  std::vector<torch::Tensor> parts;
+  std::vector<torch::Tensor> parts, embeddings;
   std::vector<std::string> files;
   files.reserve(pass.images.size());
   RETURN_IF_ERROR(RunDatasetPass(
       predictor, pass,
-      [&](const std::vector<const DatasetImage*>& images, const torch::Tensor& probs) {
-        parts.push_back(probs);
+      [&](const std::vector<const DatasetImage*>& images, const ModelOutputs& out) {
+        parts.push_back(out.probabilities);
+        if (profile_seed) embeddings.push_back(out.embeddings);
         for (const DatasetImage* image : images) files.push_back(image->path);
         return absl::OkStatus();
       },
       progress, caller));
+  const torch::Tensor probabilities = torch::cat(parts);
+  Evaluation out;
+  if (profile_seed) {
+    auto profile = MakeReferenceProfile(torch::cat(embeddings), probabilities, *profile_seed);
+    if (profile.ok()) {
+      out.profile = std::make_shared<const ReferenceProfile>(std::move(*profile));
+    } else {
+      ABSL_LOG(ERROR) << "model " << pass.model->info().id << " has no reference profile: " << profile.status().message();
+    }
+  }
   ASSIGN_OR_RETURN(EvaluationReport report,
-                   ComputeReport(torch::cat(parts), labels, files, pass.model->info().class_names));
+                   ComputeReport(probabilities, labels, files, pass.model->info().class_names));
   // Thumbnails of the hardest images for the HTML report. The stored images
   // passed ingestion's decode checks; one that no longer decodes gets none.
   std::map<std::string, const DatasetImage*> by_path;
@@ -120,7 +134,23 @@ absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const
   report.split = split;
   report.computed_at = NowSeconds();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return report;
+  out.report = std::move(report);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const DatasetPass& pass,
+                                               const std::string& dataset, const std::string& split,
+                                               const PassProgressFn& progress, const Caller& caller) {
+  ASSIGN_OR_RETURN(Evaluation e, Evaluate(predictor, pass, dataset, split, std::nullopt, progress, caller));
+  return std::move(e.report);
+}
+
+absl::StatusOr<Evaluation> EvaluateAndProfile(const Predictor& predictor, const DatasetPass& pass,
+                                              const std::string& dataset, const std::string& split, uint64_t seed,
+                                              const PassProgressFn& progress, const Caller& caller) {
+  return Evaluate(predictor, pass, dataset, split, seed, progress, caller);
 }
 
 }  // namespace graft::core

@@ -26,8 +26,9 @@ struct DatasetPass {
 // Called after each chunk: images done, images in all.
 using PassProgressFn = std::function<void(int64_t done, int64_t total)>;
 
-// Each chunk's probabilities ([n, model classes]) with its images, in order.
-using ChunkFn = std::function<absl::Status(const std::vector<const DatasetImage*>& images, const torch::Tensor& probs)>;
+// Each chunk's outputs (probabilities [n, model classes], embeddings) with
+// its images, in order.
+using ChunkFn = std::function<absl::Status(const std::vector<const DatasetImage*>& images, const ModelOutputs& out)>;
 
 // Runs the pass; CANCELLED once `caller.cancelled` says so (checked per chunk).
 absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass, const ChunkFn& on_chunk,
@@ -44,5 +45,17 @@ absl::StatusOr<EvaluationReport> EvaluateModel(const Predictor& predictor, const
                                                const std::string& dataset, const std::string& split,
                                                const PassProgressFn& progress = {},
                                                const Caller& caller = {});
+
+struct Evaluation {
+  EvaluationReport report;
+  // The reference profile of the same images (core/serve/model_monitor.h);
+  // null when it could not be made (logged).
+  std::shared_ptr<const ReferenceProfile> profile;
+};
+// The report and, from the same pass, the model's reference profile
+// (`seed` draws its sketch).
+absl::StatusOr<Evaluation> EvaluateAndProfile(const Predictor& predictor, const DatasetPass& pass,
+                                              const std::string& dataset, const std::string& split, uint64_t seed,
+                                              const PassProgressFn& progress = {}, const Caller& caller = {});
 
 }  // namespace graft::core

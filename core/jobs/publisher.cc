@@ -47,13 +47,14 @@ absl::StatusOr<PreparedModel> ModelPublisher::Prepare(const JobRecord& job, cons
     if (image.split == Split::kVal) pass.images.push_back(image);
   }
   for (const auto& c : dataset.classes) pass.dataset_classes.push_back(c.name);
-  auto report = EvaluateModel(*predictor_, pass, dataset.name, "val", {}, caller);
-  if (report.ok()) {
-    info.report = std::move(*report);
+  auto evaluation = EvaluateAndProfile(*predictor_, pass, dataset.name, "val", model_spec.seed, {}, caller);
+  if (evaluation.ok()) {
+    info.report = std::move(evaluation->report);
+    info.profile = std::move(evaluation->profile);
   } else if (caller.cancelled && caller.cancelled()) {
     out.evaluation_cancelled = true;
   } else {
-    ABSL_LOG(ERROR) << "job " << job.id << ": the model is published without its report: " << report.status().message();
+    ABSL_LOG(ERROR) << "job " << job.id << ": the model is published without its report: " << evaluation.status().message();
   }
   return out;
 }

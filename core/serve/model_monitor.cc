@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/util/json.h"
+#include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
 namespace graft::core {
@@ -249,6 +250,16 @@ absl::StatusOr<ReferenceProfile> ReferenceProfileFromJson(const nlohmann::json& 
   });
 }
 
+std::string ReferenceProfileToText(const ReferenceProfile& p) { return ReferenceProfileToJson(p).dump(); }
+
+absl::StatusOr<ReferenceProfile> ReferenceProfileFromText(const std::string& text) {
+  ASSIGN_OR_RETURN(const nlohmann::json j, GuardExceptions(absl::StatusCode::kDataLoss, "reading a reference profile",
+                                                           [&]() -> absl::StatusOr<nlohmann::json> {
+                                                             return nlohmann::json::parse(text);
+                                                           }));
+  return ReferenceProfileFromJson(j);
+}
+
 ModelMonitor::ModelMonitor(std::shared_ptr<const ReferenceProfile> reference, int64_t classes,
                            MonitorOptions options)
     : reference_(std::move(reference)),
@@ -294,6 +305,12 @@ void ModelMonitor::DropOld(double now_s) const {
 
 MonitorSnapshot ModelMonitor::Read(double now_s) const {
   MonitorSnapshot s;
+  const size_t needed =
+      reference_ != nullptr ? std::max<size_t>((reference_->rows.size() + 1) / 2, 2) : 0;
+  if (reference_ != nullptr && reference_->drift_threshold > 0) {
+    s.drift_min_predictions = static_cast<int64_t>(needed);
+    s.drift_threshold = reference_->drift_threshold;
+  }
   std::vector<std::vector<float>> latest;
   {
     absl::MutexLock lock(&mu_);
@@ -317,11 +334,11 @@ MonitorSnapshot ModelMonitor::Read(double now_s) const {
   if (reference_->class_shares.size() == s.class_shares.size()) {
     s.class_share_divergence = JensenShannonDivergence(s.class_shares, reference_->class_shares);
   }
-  s.drift_threshold = reference_->drift_threshold;
-  const size_t needed = std::max<size_t>((reference_->rows.size() + 1) / 2, 2);
   if (reference_->drift_threshold > 0 && latest.size() >= needed) {
     s.drift_mmd2 = SquaredMmd(latest, reference_->rows, reference_->bandwidth);
-    s.drift_score = s.drift_mmd2 / reference_->drift_threshold;
+    // The unbiased estimate falls below 0 when the two samples are alike:
+    // no evidence of a difference, a score of 0.
+    s.drift_score = std::max(0.0, s.drift_mmd2) / reference_->drift_threshold;
     s.drifting = s.drift_score > 1;
   }
   return s;

@@ -89,6 +89,10 @@ absl::StatusOr<ReferenceProfile> MakeReferenceProfile(const torch::Tensor& embed
 nlohmann::json ReferenceProfileToJson(const ReferenceProfile& p);
 // DATA_LOSS naming what is wrong (sizes that disagree, values out of range).
 absl::StatusOr<ReferenceProfile> ReferenceProfileFromJson(const nlohmann::json& j);
+// The same as a file's text (profile.json); DATA_LOSS also for text that is
+// not JSON.
+std::string ReferenceProfileToText(const ReferenceProfile& p);
+absl::StatusOr<ReferenceProfile> ReferenceProfileFromText(const std::string& text);
 
 // Share of `a`'s and `b`'s mass (each normalised to 1) that the two
 // distributions disagree on: the Jensen-Shannon divergence in bits, 0..1.
@@ -115,13 +119,15 @@ struct MonitorSnapshot {
   // without a reference or a prediction.
   double class_share_divergence = -1;
   // MMD² of the window's latest rows against the reference rows over the
-  // reference's threshold (1: the threshold); -1 without a reference that
+  // reference's threshold (1: the threshold; 0 where the unbiased estimate,
+  // drift_mmd2, falls below 0: samples that alike); -1 without a reference that
   // has one, or while the window holds fewer sketched predictions than half
   // the reference rows (the calibration's sample size).
   double drift_score = -1;
   double drift_mmd2 = 0;
   double drift_threshold = 0;
   bool drifting = false;  // drift_score > 1
+  int64_t drift_min_predictions = 0;  // sketched predictions a drift score needs; 0: none without a reference
 };
 
 // The live statistics of one model version. Thread-safe: Observe is called
@@ -140,6 +146,7 @@ class ModelMonitor {
 
   MonitorSnapshot Read(double now_s) const;
   const std::shared_ptr<const ReferenceProfile>& reference() const { return reference_; }
+  const MonitorOptions& options() const { return options_; }
 
  private:
   struct Entry {

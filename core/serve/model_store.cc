@@ -92,10 +92,19 @@ torch::Tensor ServingModel::Embed(const torch::Tensor& at_k) const {
       own_->ForwardTrunk(at_k, static_cast<size_t>(info_.first_trained_block), static_cast<size_t>(num_blocks_)));
 }
 
-torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const {
-  const torch::Tensor features = Embed(at_k);
+torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const { return Classify(at_k).logits; }
+
+ServingModel::Outputs ServingModel::Classify(const torch::Tensor& at_k) const {
+  Outputs out;
+  out.features = Embed(at_k);
   absl::MutexLock lock(&mu_);
-  return head_.ptr()->forward(features);
+  out.logits = head_.ptr()->forward(out.features);
+  return out;
+}
+
+std::shared_ptr<ModelMonitor> ServingModel::monitor() const {
+  absl::MutexLock lock(&monitor_mu_);
+  return monitor_;
 }
 
 int64_t ServingModel::own_bytes() const {
@@ -135,8 +144,9 @@ StateDict ServingModel::FullStateDict(const ResidentBackbone& backbone) const {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const std::string& root, const Zoo& zoo) {
-  std::unique_ptr<ModelStore> store(new ModelStore(db, root, zoo));
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(Database& db, const std::string& root, const Zoo& zoo,
+                                                             MonitorOptions monitor) {
+  std::unique_ptr<ModelStore> store(new ModelStore(db, root, zoo, monitor));
   std::error_code ec;
   fs::create_directories(root, ec);
   RETURN_IF_ERROR(Migrate(db, "models", {"CREATE TABLE IF NOT EXISTS models(id TEXT PRIMARY KEY, job_id TEXT, "
@@ -205,7 +215,32 @@ absl::StatusOr<std::shared_ptr<ServingModel>> ModelStore::Load(const ModelInfo& 
     return m;
   }));
   m->charge_ = zoo_.Charge(DeviceLedger::Kind::kModel, m->own_bytes());
+  if (m->info_.profile == nullptr) {
+    // A published model's profile (none before it is published, or for a
+    // model published before profiles). A damaged one costs monitoring, not
+    // serving.
+    const fs::path file = fs::path(root_) / info.id / "profile.json";
+    std::error_code ec;
+    if (fs::exists(file, ec)) {
+      auto profile = ReadFile(file.string());
+      auto parsed = profile.ok() ? ReferenceProfileFromText(*profile) : absl::StatusOr<ReferenceProfile>(profile.status());
+      if (parsed.ok()) {
+        m->info_.profile = std::make_shared<const ReferenceProfile>(std::move(*parsed));
+      } else {
+        ABSL_LOG(ERROR) << "model " << info.id << " is served without drift monitoring: " << file.string() << ": "
+                        << parsed.status().message();
+      }
+    }
+  }
+  auto monitor = NewMonitor(m->info_);
+  absl::MutexLock lock(&m->monitor_mu_);
+  m->monitor_ = std::move(monitor);
   return m;
+}
+
+std::shared_ptr<ModelMonitor> ModelStore::NewMonitor(const ModelInfo& info) const {
+  return std::make_shared<ModelMonitor>(info.profile, static_cast<int64_t>(info.class_names.size()),
+                                        monitor_options_);
 }
 
 absl::StatusOr<std::shared_ptr<const ServingModel>> ModelStore::Prepare(const ModelInfo& info,
@@ -231,6 +266,9 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
     model->charge_ = prepared->charge_;
     model->own_ = prepared->own_;
     model->head_ = prepared->head_;
+    auto monitor = NewMonitor(info);
+    absl::MutexLock lock(&model->monitor_mu_);
+    model->monitor_ = std::move(monitor);
   } else {
     ASSIGN_OR_RETURN(model, Load(info, weights));
   }
@@ -248,6 +286,11 @@ absl::StatusOr<ModelInfo> ModelStore::Publish(ModelInfo info, const StateDict& w
   if (ec) return discard(WriteError("model", tmp.string(), ec.value()));
   if (auto s = WriteFileAtomic((tmp / "weights.safetensors").string(), bytes); !s.ok()) return discard(s);
   if (auto s = WriteFileAtomic((tmp / "model.json").string(), ModelInfoToJson(info)); !s.ok()) return discard(s);
+  if (info.profile != nullptr) {
+    if (auto s = WriteFileAtomic((tmp / "profile.json").string(), ReferenceProfileToText(*info.profile)); !s.ok()) {
+      return discard(s);
+    }
+  }
   fs::rename(tmp, dir, ec);
   if (ec) return discard(WriteError("model", dir.string(), ec.value()));
   // Serialized with Refresh: its snapshot of the database never misses a
@@ -342,6 +385,27 @@ absl::StatusOr<std::shared_ptr<const ServingModel>> ModelStore::Get(const std::s
   const auto it = models_.find(id);
   if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", id, "'"));
   return it->second;
+}
+
+std::vector<std::shared_ptr<const ServingModel>> ModelStore::Serving() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<const ServingModel>> out;
+  out.reserve(models_.size());
+  for (const auto& [id, m] : models_) out.push_back(m);
+  return out;
+}
+
+absl::Status ModelStore::SetProfile(const std::string& id, std::shared_ptr<const ReferenceProfile> profile) {
+  ASSIGN_OR_RETURN(auto model, Get(id));
+  if (profile == nullptr) return absl::InvalidArgumentError("no profile");
+  const fs::path file = fs::path(root_) / id / "profile.json";
+  RETURN_IF_ERROR(WriteFileAtomic(file.string(), ReferenceProfileToText(*profile)));
+  ModelInfo info = model->info();
+  info.profile = std::move(profile);
+  auto monitor = NewMonitor(info);
+  absl::MutexLock lock(&model->monitor_mu_);
+  model->monitor_ = std::move(monitor);
+  return absl::OkStatus();
 }
 
 size_t ModelStore::size() {

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/data/preprocessing.h"
 #include "core/serve/evaluation_report.h"
+#include "core/serve/model_monitor.h"
 #include "core/train/head.h"
 #include "core/train/job_spec.h"
 #include "core/train/trainer.h"
@@ -43,6 +44,11 @@ struct ModelInfo {
   // Made at the end of the job on its validation split (absent for models
   // published before graft made reports).
   std::optional<EvaluationReport> report;
+  // How the model did on its validation split, for monitoring what it
+  // serves (core/serve/model_monitor.h): made with the report, stored beside
+  // model.json as profile.json (not in it: model.json is read for every
+  // listing). Null for models published before profiles.
+  std::shared_ptr<const ReferenceProfile> profile;
 };
 
 // A published model ready to serve: blocks [0, k) come from its backbone
@@ -59,6 +65,13 @@ class ServingModel {
   int num_blocks() const { return num_blocks_; }
   // Logits from the activations at block k (pooled features when k == n).
   torch::Tensor Forward(const torch::Tensor& at_k) const;
+  // The pooled features the head sees and the logits, from the activations
+  // at block k (pooled features when k == n).
+  struct Outputs {
+    torch::Tensor features;
+    torch::Tensor logits;
+  };
+  Outputs Classify(const torch::Tensor& at_k) const;
   // Pooled features of the model's own backbone from the activations at k.
   torch::Tensor Embed(const torch::Tensor& at_k) const;
   // The full network's weights with torchvision names (ExportModel): the
@@ -66,6 +79,9 @@ class ServingModel {
   StateDict FullStateDict(const ResidentBackbone& backbone) const;
   // Bytes of its own weights (head and fine-tuned blocks) on the device.
   int64_t own_bytes() const;
+  // What this process serves with it (Predict feeds it; evaluations do not).
+  // Replaced, with a fresh window, when the model is profiled again.
+  std::shared_ptr<ModelMonitor> monitor() const;
 
  private:
   friend class ModelStore;
@@ -75,6 +91,8 @@ class ServingModel {
   BackbonePtr own_;  // null when only the head was trained
   ClassifierHead head_{nullptr};
   std::shared_ptr<DeviceLedger::Charge> charge_;
+  mutable absl::Mutex monitor_mu_;
+  mutable std::shared_ptr<ModelMonitor> monitor_ ABSL_GUARDED_BY(monitor_mu_);  // replaced by SetProfile
   // One forward pass at a time through the model's own modules.
   mutable absl::Mutex mu_;
 };
@@ -82,7 +100,9 @@ class ServingModel {
 // Models under <root>/<id>/ (weights.safetensors + model.json), listed in SQLite.
 class ModelStore {
  public:
-  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(Database& db, const std::string& root, const Zoo& zoo);
+  // `monitor`: the window each served model's ModelMonitor keeps.
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(Database& db, const std::string& root, const Zoo& zoo,
+                                                          MonitorOptions monitor = {});
 
   // A servable model from its metadata and weights, not yet published (what
   // a job evaluates before it publishes).
@@ -93,6 +113,12 @@ class ModelStore {
                                     std::shared_ptr<const ServingModel> prepared = nullptr);
   std::vector<ModelInfo> List();
   absl::StatusOr<std::shared_ptr<const ServingModel>> Get(const std::string& id);
+  // Every model this process serves, by id.
+  std::vector<std::shared_ptr<const ServingModel>> Serving();
+  // Stores `profile` as the model's reference (a model published before
+  // profiles, or one profiled again): written beside its weights, and what
+  // its monitor compares with from now on (the window starts afresh).
+  absl::Status SetProfile(const std::string& id, std::shared_ptr<const ReferenceProfile> profile);
   absl::Status Delete(const std::string& id);
   // One safetensors file: the whole network (torchvision names) and the
   // metadata (JSON) under "graft.model" in its header.
@@ -132,7 +158,9 @@ class ModelStore {
 
  private:
   void Changed();
-  ModelStore(Database& db, std::string root, const Zoo& zoo) : db_(db), root_(std::move(root)), zoo_(zoo) {}
+  ModelStore(Database& db, std::string root, const Zoo& zoo, MonitorOptions monitor)
+      : db_(db), root_(std::move(root)), zoo_(zoo), monitor_options_(monitor) {}
+  std::shared_ptr<ModelMonitor> NewMonitor(const ModelInfo& info) const;
   absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
 
   absl::Status OpenNames();
@@ -144,6 +172,7 @@ class ModelStore {
   Database& db_;
   std::string root_;
   const Zoo& zoo_;
+  const MonitorOptions monitor_options_;
   // One Refresh at a time, none while this process writes (taken before mu_).
   absl::Mutex refresh_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;

@@ -11,6 +11,7 @@
 #include "core/data/image_codec.h"
 #include "core/data/transforms.h"
 #include "core/util/compute_threads.h"
+#include "core/util/ids.h"
 #include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -207,14 +208,19 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   const int n = static_cast<int>(backbone->module->blocks().size());
   const auto tails = Clock::now();
   for (const auto& m : models) {
-    auto logits = GuardInternal("model " + m->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
+    auto outputs = GuardInternal("model " + m->info().id, [&]() -> absl::StatusOr<ModelOutputs> {
       c10::InferenceMode guard;
       const torch::Tensor& at_k = trunk.at(m->first_block());
-      return m->Forward(m->first_block() == n ? BackboneImpl::Pool(at_k) : at_k);
+      const ServingModel::Outputs out = m->Classify(m->first_block() == n ? BackboneImpl::Pool(at_k) : at_k);
+      return ModelOutputs{torch::softmax(out.logits.to(torch::kCPU).to(torch::kFloat32), 1).contiguous(),
+                          out.features.to(torch::kCPU).to(torch::kFloat32).contiguous()};
     });
-    if (!logits.ok()) return logits.status();
+    if (!outputs.ok()) return outputs.status();
+    // What the model serves, for its monitor (evaluations do not count).
+    m->monitor()->ObserveBatch(outputs->embeddings, outputs->probabilities, NowSeconds());
     const int k = ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())).value();
-    result.models.push_back({m->info().id, m->info().backbone, TopK(*logits, k, m->info().class_names)});
+    result.models.push_back(
+        {m->info().id, m->info().backbone, TopKOfProbabilities(outputs->probabilities, k, m->info().class_names)});
   }
   result.timing.compute_us += MicrosSince(tails);
   result.timing.total_us = MicrosSince(start);
@@ -224,6 +230,12 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
 absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<const ServingModel>& model,
                                                        const std::vector<ImageInput>& inputs,
                                                        const Caller& caller) const {
+  ASSIGN_OR_RETURN(ModelOutputs out, Outputs(model, inputs, caller));
+  return out.probabilities;
+}
+
+absl::StatusOr<ModelOutputs> Predictor::Outputs(const std::shared_ptr<const ServingModel>& model,
+                                                const std::vector<ImageInput>& inputs, const Caller& caller) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   Timing timing;
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, caller.cancelled));
@@ -231,11 +243,12 @@ absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<con
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
                                                      /*classify=*/false, timing, caller));
   const int n = static_cast<int>(backbone->module->blocks().size());
-  return GuardInternal("model " + model->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
+  return GuardInternal("model " + model->info().id, [&]() -> absl::StatusOr<ModelOutputs> {
     c10::InferenceMode guard;
     const torch::Tensor& at_k = trunk.at.at(k);
-    const torch::Tensor logits = model->Forward(k == n ? BackboneImpl::Pool(at_k) : at_k);
-    return torch::softmax(logits.to(torch::kCPU).to(torch::kFloat32), 1).contiguous();
+    const ServingModel::Outputs out = model->Classify(k == n ? BackboneImpl::Pool(at_k) : at_k);
+    return ModelOutputs{torch::softmax(out.logits.to(torch::kCPU).to(torch::kFloat32), 1).contiguous(),
+                        out.features.to(torch::kCPU).to(torch::kFloat32).contiguous()};
   });
 }
 

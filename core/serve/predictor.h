@@ -56,6 +56,12 @@ struct MultiPredictResult {
   Timing timing;
 };
 
+// One model's outputs for a batch of images.
+struct ModelOutputs {
+  torch::Tensor probabilities;  // [N, classes] float32 on CPU
+  torch::Tensor embeddings;     // [N, dim] float32 on CPU: the pooled features its head sees
+};
+
 struct EmbedResult {
   torch::Tensor embeddings;  // [N, dim] float32 on CPU
   Timing timing;
@@ -121,6 +127,10 @@ class Predictor {
   absl::StatusOr<torch::Tensor> Probabilities(const std::shared_ptr<const ServingModel>& model,
                                               const std::vector<ImageInput>& inputs,
                                               const Caller& caller = {}) const;
+  // The same with the pooled features the head saw (a reference profile's
+  // embeddings).
+  absl::StatusOr<ModelOutputs> Outputs(const std::shared_ptr<const ServingModel>& model,
+                                       const std::vector<ImageInput>& inputs, const Caller& caller = {}) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,

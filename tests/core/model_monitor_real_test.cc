@@ -7,14 +7,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <random>
 
 #include "core/serve/model_monitor.h"
 #include "core/serve/predictor.h"
 #include "core/util/files.h"
 #include "tests/testing/hymenoptera.h"
+#include "tests/testing/textures.h"
 #include "tests/testing/weights_zoo.h"
 
 namespace graft::core {
@@ -54,29 +52,7 @@ class ModelMonitorRealTest : public ::testing::Test {
     return out;
   }
 
-  // Gratings of random frequency, orientation and colour under noise.
-  static std::vector<std::string> Textures(int n) {
-    std::mt19937 gen(5);
-    std::uniform_real_distribution<double> u(0, 1);
-    std::vector<std::string> out;
-    for (int i = 0; i < n; ++i) {
-      cv::Mat image(224, 224, CV_8UC3);
-      const double f = 0.05 + 0.4 * u(gen), angle = u(gen) * CV_PI, phase = u(gen) * 6.28;
-      const cv::Vec3d colour(255 * u(gen), 255 * u(gen), 255 * u(gen));
-      for (int y = 0; y < image.rows; ++y) {
-        for (int x = 0; x < image.cols; ++x) {
-          const double v = 0.5 + 0.5 * std::sin(f * (x * std::cos(angle) + y * std::sin(angle)) + phase);
-          for (int c = 0; c < 3; ++c) {
-            image.at<cv::Vec3b>(y, x)[c] = cv::saturate_cast<uchar>(colour[c] * v + 40 * (u(gen) - 0.5));
-          }
-        }
-      }
-      std::vector<uchar> png;
-      cv::imencode(".png", image, png);
-      out.emplace_back(png.begin(), png.end());
-    }
-    return out;
-  }
+  static std::vector<std::string> Textures(int n) { return testing::Textures(n); }
 
   static Zoo* zoo_;
 };

@@ -44,8 +44,7 @@ TEST(ModelMonitorTest, TrafficLikeTheReferenceStaysBelowTheThresholdAndShiftedTr
     monitor.ObserveBatch(emb, prob, 10);
     const MonitorSnapshot s = monitor.Read(10);
     ASSERT_EQ(s.predictions, 300);
-    ASSERT_GE(s.drift_score, -1e9);
-    EXPECT_NE(s.drift_score, -1) << "300 predictions are enough for a score";
+    EXPECT_GE(s.drift_score, 0) << "300 predictions are enough for a score";
     alarms += s.drifting ? 1 : 0;
   }
   EXPECT_LE(alarms, 2) << "the threshold is the 99th percentile: in-distribution traffic raised " << alarms

@@ -1,0 +1,112 @@
+#include "server/model_metrics.h"
+
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/serve/model_store.h"
+
+namespace graft::server {
+namespace {
+
+struct Families {
+  prometheus::MetricFamily predictions, window, confidence, confidence_bins, reference_confidence, class_share,
+      divergence, drift, drift_threshold;
+};
+
+prometheus::MetricFamily Family(const char* name, const char* help, prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+void Add(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, double value) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& models, int max_classes, double now_s) {
+  using prometheus::MetricType;
+  Families f{
+      Family("graft_model_predictions_total", "Images a model version has classified in this process.",
+             MetricType::Counter),
+      Family("graft_model_window_predictions",
+             "Predictions in the model version's monitoring window (--monitor_window, --monitor_window_s).",
+             MetricType::Gauge),
+      Family("graft_model_mean_confidence", "Mean top-1 probability over the window.", MetricType::Gauge),
+      Family("graft_model_confidence_share",
+             "Share of the window's predictions whose top-1 probability falls in [lower, lower + 0.1).",
+             MetricType::Gauge),
+      Family("graft_model_reference_mean_confidence",
+             "Mean top-1 probability on the model's validation split (its reference profile).", MetricType::Gauge),
+      Family("graft_model_class_share",
+             "Share of the window's predictions that chose the class (first --monitor_max_classes classes; the rest "
+             "summed as class=\"_other\").",
+             MetricType::Gauge),
+      Family("graft_model_class_share_divergence",
+             "Jensen-Shannon divergence (bits, 0..1) of the window's class shares from the validation split's.",
+             MetricType::Gauge),
+      Family("graft_model_drift_score",
+             "Embedding drift: MMD^2 of the window's pooled features against the validation split's, over its "
+             "calibrated threshold (above 1: the inputs no longer look like the validation images).",
+             MetricType::Gauge),
+      Family("graft_model_drift_threshold", "The calibrated MMD^2 threshold (the validation split's 99th percentile).",
+             MetricType::Gauge),
+  };
+  for (const auto& model : models.Serving()) {
+    const core::ModelInfo& info = model->info();
+    const auto monitor = model->monitor();
+    const core::MonitorSnapshot s = monitor->Read(now_s);
+    if (s.observed == 0) continue;
+    const std::string name = info.name.empty() ? info.id : absl::StrCat(info.owner, "/", info.name);
+    const std::string version = absl::StrCat(info.version);
+    const std::vector<prometheus::ClientMetric::Label> labels = {{"model", name}, {"version", version}};
+    auto with = [&labels](std::string key, std::string value) {
+      auto l = labels;
+      l.push_back({std::move(key), std::move(value)});
+      return l;
+    };
+    Add(f.predictions, labels, static_cast<double>(s.observed));
+    Add(f.window, labels, static_cast<double>(s.predictions));
+    const auto& reference = monitor->reference();
+    if (reference != nullptr) Add(f.reference_confidence, labels, reference->mean_confidence);
+    if (s.predictions == 0) continue;
+    Add(f.confidence, labels, s.mean_confidence);
+    for (size_t b = 0; b < s.confidence_histogram.size(); ++b) {
+      Add(f.confidence_bins,
+          with("lower", absl::StrFormat("%.1f", static_cast<double>(b) / static_cast<double>(core::kConfidenceBins))),
+          s.confidence_histogram[b]);
+    }
+    double other = 0;
+    for (size_t c = 0; c < s.class_shares.size(); ++c) {
+      if (c < static_cast<size_t>(max_classes) && c < info.class_names.size()) {
+        Add(f.class_share, with("class", info.class_names[c]), s.class_shares[c]);
+      } else {
+        other += s.class_shares[c];
+      }
+    }
+    if (s.class_shares.size() > static_cast<size_t>(max_classes)) Add(f.class_share, with("class", kOtherClasses), other);
+    if (s.class_share_divergence >= 0) Add(f.divergence, labels, s.class_share_divergence);
+    if (s.drift_score >= 0) Add(f.drift, labels, s.drift_score);
+    if (s.drift_threshold > 0) Add(f.drift_threshold, labels, s.drift_threshold);
+  }
+  std::vector<prometheus::MetricFamily> out;
+  for (auto* family : {&f.predictions, &f.window, &f.confidence, &f.confidence_bins, &f.reference_confidence,
+                       &f.class_share, &f.divergence, &f.drift, &f.drift_threshold}) {
+    if (!family->metric.empty()) out.push_back(std::move(*family));
+  }
+  return out;
+}
+
+}  // namespace graft::server
