@@ -50,7 +50,7 @@ def tool(name: str) -> str:
 def test_promtool_accepts_the_alert_rules():
     out = subprocess.run([tool("promtool"), "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 8 rules found" in out.stdout
+    assert "SUCCESS: 10 rules found" in out.stdout
 
 
 def test_every_alert_has_a_runbook_summary_and_severity():
@@ -58,7 +58,7 @@ def test_every_alert_has_a_runbook_summary_and_severity():
     names = {r["alert"] for r in rules}
     assert names == {"GraftdDown", "GraftPredictErrorRatio", "GraftPredictSlow", "GraftJobFailed",
                      "GraftInferenceQueueFull", "GraftDeviceMemoryNearBudget", "GraftAuthFailures",
-                     "GraftDataDirNearlyFull"}
+                     "GraftDataDirNearlyFull", "GraftModelDrift", "GraftModelLowConfidence"}
     readme = (SOURCE / "README.md").read_text()
     for r in rules:
         assert len(r["annotations"].get("runbook", "")) > 100, r["alert"]
@@ -117,7 +117,7 @@ def test_the_dashboard_is_valid_for_its_schema_version():
             for var in re.findall(r"\$(\w+)", t["expr"]):
                 assert var in variables or var.startswith("__"), f"{p['title']}: ${var} is not a variable"
     assert rows == ["Is it up and healthy?", "Is serving fast?", "Is training progressing?", "What does it hold?",
-                    "Is anyone misbehaving?"]
+                    "Is anyone misbehaving?", "Are the models healthy?"]
     # Rows and panels top to bottom, as Grafana lays them out.
     ys = [p["gridPos"]["y"] for p in d["panels"]]
     assert ys == sorted(ys)
@@ -238,6 +238,10 @@ def workload(g: Graftd, graft_client):
         t.join()
     assert job.wait(timeout=600).state == "SUCCEEDED"
     assert c.predict("ants-bees", dog, top_k=1)[0][0]["label"] in ("ants", "bees")
+    # Photos of its own kind, enough for a drift score (half its 20 validation images).
+    photos = [p.read_bytes() for cls in ("ants", "bees") for p in sorted((DATA / "train" / cls).iterdir())[40:44]]
+    for _ in range(2):
+        assert len(c.predict("ants-bees", photos, top_k=1)) == 8
     with pytest.raises(graft_client.errors.ResourceExhausted, match="--max_images_per_request"):
         c.predict(BACKBONE, [dog] * 9)
     stranger = graft_client.Client(g.address, token="not-a-token")
@@ -312,12 +316,17 @@ def test_the_workload_is_what_the_metrics_say(scraped):
     assert value(prom, 'process_open_fds') < value(prom, 'process_max_fds')
     assert 0 < value(prom, 'time() - process_start_time_seconds') < 3600
     assert value(prom, 'process_cpu_seconds_total') > 1
+    # The model's monitoring: the 17 images it classified, against its 20 validation images.
+    assert value(prom, 'graft_model_predictions_total{model="admin/ants-bees",version="1"}') == 17
+    assert value(prom, 'graft_model_window_predictions{model="admin/ants-bees"}') == 17
+    assert value(prom, 'graft_model_drift_threshold{model="admin/ants-bees"}') > 0
+    assert value(prom, 'sum(graft_model_class_share{model="admin/ants-bees"})') == pytest.approx(1)
 
 
 def test_every_alert_evaluates_and_fires_on_what_the_workload_did(scraped):
     g, prom, _ = scraped
     rules = {r["name"]: r for group in prom.get("/api/v1/rules")["groups"] for r in group["rules"]}
-    assert len(rules) == 8
+    assert len(rules) == 10
     for name, r in rules.items():
         assert r["health"] == "ok" and not r.get("lastError"), (name, r)
         # The quantity each alert watches, without its threshold, has data.
@@ -333,6 +342,11 @@ def test_every_alert_evaluates_and_fires_on_what_the_workload_did(scraped):
     st = os.statvfs(g.data_dir)
     assert abs(free - st.f_bavail / st.f_blocks) < 0.01, (free, st)
     expected = {"GraftAuthFailures"} | ({"GraftDataDirNearlyFull"} if free < 0.10 else set())
+    # The model alerts follow what the model served: pending exactly when their quantity is past
+    # the threshold (a drift score over 1, confidence 0.15 under the validation split's).
+    drift = value(prom, 'graft_model_drift_score{model="admin/ants-bees"}')
+    unsure = value(prom, 'graft_model_reference_mean_confidence - graft_model_mean_confidence')
+    expected |= ({"GraftModelDrift"} if drift > 1 else set()) | ({"GraftModelLowConfidence"} if unsure > 0.15 else set())
     # Predict's latency alert follows the real latency too: on a machine busy with other work
     # (CI runs two tests at once beside training jobs) the workload's Predict p99 can pass 2 s,
     # and then the alert is rightly pending. It may be only where the p99 measured now is at
