@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/bench_util.h"
+#include "bench/shared_zoo.h"
 #include "core/serve/model_store.h"
 #include "core/serve/predictor.h"
 #include "core/util/files.h"
@@ -72,13 +73,7 @@ int main(int argc, char** argv) {
     }
   }
   graft::bench::ScratchDir dir;
-  // A zoo of this one backbone (the shared weights, linked, not copied).
-  const fs::path zoo_dir = fs::path(dir.path()) / "zoo";
-  fs::create_directories(zoo_dir);
-  const fs::path weights = fs::path(graft::bench::SharedDir()) / "weights";
-  fs::create_symlink(weights / (backbone + "-imagenet.safetensors"), zoo_dir / (backbone + "-imagenet.safetensors"));
-  fs::create_symlink(weights / "imagenet_classes.txt", zoo_dir / "imagenet_classes.txt");
-  auto zoo = Zoo::Create(ZooAt(zoo_dir.string(), "cpu"));
+  auto zoo = graft::bench::SharedBackboneZoo(dir.path(), backbone);
   auto resident = zoo.ok() ? (*zoo)->Resident(backbone) : zoo.status();
   auto db = Database::Open((fs::path(dir.path()) / "graft.db").string());
   if (!resident.ok() || !db.ok()) {

@@ -91,6 +91,11 @@ void PrintReport(const v1::EvaluationReport& r, std::ostream& out) {
   }
 }
 
+// "val", "train" or "all" (the CLI's --split) as the API's split.
+v1::DatasetSplit SplitOf(const std::string& split) {
+  return split == "train" ? v1::DATASET_SPLIT_TRAIN : split == "all" ? v1::DATASET_SPLIT_ALL : v1::DATASET_SPLIT_VAL;
+}
+
 }  // namespace
 
 // The model's monitoring as a terminal page (graft models monitor).
@@ -266,9 +271,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
       v1::EvaluateRequest request;
       request.set_model(pa->model);
       request.set_dataset(pa->dataset);
-      request.set_split(pa->split == "train" ? v1::DATASET_SPLIT_TRAIN
-                        : pa->split == "all" ? v1::DATASET_SPLIT_ALL
-                                             : v1::DATASET_SPLIT_VAL);
+      request.set_split(SplitOf(pa->split));
       request.set_set_profile(true);
       auto r = c.Evaluate(request, [](const v1::EvaluateProgress&) {});
       if (!r.ok()) return r.status();
@@ -300,9 +303,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
       v1::EvaluateRequest request;
       request.set_model(ev->model);
       request.set_dataset(ev->dataset);
-      request.set_split(ev->split == "train" ? v1::DATASET_SPLIT_TRAIN
-                        : ev->split == "all" ? v1::DATASET_SPLIT_ALL
-                                             : v1::DATASET_SPLIT_VAL);
+      request.set_split(SplitOf(ev->split));
       const bool tty = StderrIsTty() && !g.json;
       auto report = c.Evaluate(request, [tty](const v1::EvaluateProgress& p) {
         if (tty && p.images_total() > 0) {
@@ -332,9 +333,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
         v1::EvaluateRequest request;
         request.set_model(m->id());
         request.set_dataset(ra->dataset);
-        request.set_split(ra->split == "train" ? v1::DATASET_SPLIT_TRAIN
-                          : ra->split == "all" ? v1::DATASET_SPLIT_ALL
-                                               : v1::DATASET_SPLIT_VAL);
+        request.set_split(SplitOf(ra->split));
         auto r = c.Evaluate(request, [](const v1::EvaluateProgress&) {});
         if (!r.ok()) return r.status();
         *m->mutable_report() = std::move(*r);
