@@ -76,7 +76,11 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
   RedactFor(who, info);
   ToProto(info, response);
   for (const std::string& alias : aliases) response->add_aliases(alias);
-  ToProto(*(*m)->monitor(), info.class_names, core::NowSeconds(), response->mutable_monitoring());
+  // What everyone's traffic to the model looks like is its owner's (and
+  // admins') to see, not every application's that may predict with it.
+  if (core::Owns(who, (*m)->info().owner)) {
+    ToProto(*(*m)->monitor(), info.class_names, core::NowSeconds(), response->mutable_monitoring());
+  }
   return grpc::Status::OK;
 }
 

@@ -89,7 +89,8 @@ TEST_F(ModelMetricsTest, TheProfileSurvivesReopeningAndADamagedOneCostsOnlyMonit
   Reopen();
   auto model = store_->Get(info.id);
   ASSERT_TRUE(model.ok()) << model.status();
-  const auto& reference = (*model)->monitor()->reference();
+  const auto monitor = (*model)->monitor();
+  const auto& reference = monitor->reference();
   ASSERT_NE(reference, nullptr) << "the profile did not survive reopening the store";
   EXPECT_EQ(reference->images, 60);
   EXPECT_DOUBLE_EQ(reference->drift_threshold, profile->drift_threshold);

@@ -102,6 +102,18 @@ TEST_F(ModelMonitoringTest, PhotosStayInDistributionTexturesDriftAndOneClassShif
   EXPECT_EQ(Series(page, "graft_model_predictions_total" + labels), 300) << page;
   EXPECT_GE(Series(page, "graft_model_class_share{model=\"admin/insects\",version=\"1\",class=\"ants\"}"), 0) << page;
 
+  // An application that may predict with the model does not see everyone's traffic to it.
+  {
+    auto app = client_->CreateToken("app", v1::ROLE_INFERENCE);
+    ASSERT_TRUE(app.ok()) << app.status();
+    client::ClientOptions as_app;
+    as_app.token = app->token();
+    client::GraftClient app_client("127.0.0.1:" + std::to_string(server_->port()), as_app);
+    auto seen = app_client.GetModel(id);
+    ASSERT_TRUE(seen.ok()) << seen.status();
+    EXPECT_FALSE(seen->has_monitoring()) << "an inference token sees the model's monitoring";
+  }
+
   // Textures: the window fills with them and the score rises above 1.
   Serve(id, graft::testing::Textures(300), 300);
   m = Monitoring(id);
