@@ -11,6 +11,7 @@
 #include <sstream>
 #include <ostream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/cli_commands.h"
@@ -165,8 +166,10 @@ namespace {
 void PrintModel(const v1::Model& m, std::ostream& out) {
   out << "id:       " << m.id() << "\n";
   if (!m.name().empty()) {
+    std::vector<std::string> routes(m.aliases().begin(), m.aliases().end());
+    for (const auto& c : m.canary_of()) routes.push_back(absl::StrCat("canary of ", c.alias(), " ", Fixed(c.percent(), 1), " %"));
     out << "name:     " << m.name() << ":" << m.version()
-        << (m.aliases_size() ? " (" + absl::StrJoin(m.aliases(), ", ") + ")" : "") << "\n";
+        << (routes.empty() ? "" : " (" + absl::StrJoin(routes, ", ") + ")") << "\n";
   }
   out << "job:      " << m.job_id() << "\n"
       << "backbone: " << m.backbone() << "\n"
@@ -200,6 +203,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
     std::string name, alias;
     int64_t version = 0;
     bool remove = false;
+    std::vector<std::string> canaries;  // VERSION=PERCENT
   };
   auto al = std::make_shared<AliasArgs>();
   auto* alias = models->add_subcommand("alias", "point NAME@ALIAS at a version (moving it back is the rollback)");
@@ -207,6 +211,9 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
   alias->add_option("alias", al->alias, "alias (NAME alone means the alias 'default' when set)")->required();
   alias->add_option("version", al->version, "version the alias points to");
   alias->add_flag("--rm", al->remove, "delete the alias instead");
+  alias->add_option("--canary", al->canaries,
+                    "VERSION=PERCENT: that version takes PERCENT of the alias's predictions (repeatable; "
+                    "setting the alias without --canary ends the canary)");
   alias->callback([&g, &out, action, al]() {
     *action = [&g, &out, al](GraftClient& c) -> absl::Status {
       if (al->remove) {
@@ -215,12 +222,30 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
         return absl::OkStatus();
       }
       if (al->version < 1) return absl::InvalidArgumentError("give the version the alias points to (1, 2, ...)");
-      auto m = c.SetModelAlias(al->name, al->alias, al->version);
+      std::vector<std::pair<int64_t, double>> canaries;
+      double canary_total = 0;
+      for (const std::string& text : al->canaries) {
+        const size_t eq = text.find('=');
+        int64_t version = 0;
+        double percent = 0;
+        if (eq == std::string::npos || !absl::SimpleAtoi(text.substr(0, eq), &version) ||
+            !absl::SimpleAtod(text.substr(eq + 1), &percent)) {
+          return absl::InvalidArgumentError(absl::StrCat("--canary takes VERSION=PERCENT (4=10), got '", text, "'"));
+        }
+        canaries.emplace_back(version, percent);
+        canary_total += percent;
+      }
+      auto m = c.SetModelAlias(al->name, al->alias, al->version, canaries);
       if (!m.ok()) return m.status();
       if (g.json) {
         out << ToJson(*m) << "\n";
       } else {
-        out << al->name << "@" << al->alias << " -> version " << m->version() << " (" << m->id() << ")\n";
+        out << al->name << "@" << al->alias << " -> version " << m->version() << " (" << m->id() << ")";
+        if (!canaries.empty()) {
+          out << " " << Fixed(100 - canary_total, 1) << " %";
+          for (const auto& [version, percent] : canaries) out << ", version " << version << " " << Fixed(percent, 1) << " %";
+        }
+        out << "\n";
       }
       return absl::OkStatus();
     };

@@ -338,11 +338,17 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
 }
 
 absl::StatusOr<v1::Model> GraftClient::SetModelAlias(const std::string& name, const std::string& alias,
-                                                     int64_t version) {
+                                                     int64_t version,
+                                                     const std::vector<std::pair<int64_t, double>>& canaries) {
   v1::SetModelAliasRequest r;
   r.set_name(name);
   r.set_alias(alias);
   r.set_version(version);
+  for (const auto& [canary, percent] : canaries) {
+    v1::CanaryVersion* c = r.add_canaries();
+    c->set_version(canary);
+    c->set_percent(percent);
+  }
   return Call(*this, models_.get(), &v1::Models::Stub::SetModelAlias, r, 30);
 }
 

@@ -90,7 +90,9 @@ class GraftClient {
   // message in order (false: stop and cancel the call).
   absl::Status PredictDataset(const v1::PredictDatasetRequest& request,
                               const std::function<bool(const v1::PredictDatasetResponse&)>& on_batch);
-  absl::StatusOr<v1::Model> SetModelAlias(const std::string& name, const std::string& alias, int64_t version);
+  // `canaries`: (version, percent) pairs that take a share of the alias's predictions.
+  absl::StatusOr<v1::Model> SetModelAlias(const std::string& name, const std::string& alias, int64_t version,
+                                          const std::vector<std::pair<int64_t, double>>& canaries = {});
   absl::Status DeleteModelAlias(const std::string& name, const std::string& alias);
   absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
                                                 const std::function<void(const v1::EvaluateProgress&)>& progress = {});

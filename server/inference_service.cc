@@ -64,6 +64,12 @@ absl::StatusOr<std::string> InferenceService::ResolveModel(const core::Principal
   return models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
 }
 
+absl::StatusOr<std::string> InferenceService::ResolveForServing(const core::Principal& who, const std::string& ref,
+                                                                const std::string& routing_key) const {
+  if (models_ == nullptr) return ref;
+  return models_->ResolveForServing(ref, who.name, core::UsesAnyOwnersModels(who), routing_key);
+}
+
 grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                                        v1::PredictResponse* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Inference/Predict");
@@ -76,9 +82,11 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
                                                       limits_.max_models, " (--max_models_per_predict)"),
                                          "max_models_per_predict"));
   }
+  const std::string routing_key =
+      request->routing_key().empty() ? RoutingKeyOf(*context) : request->routing_key();
   std::vector<std::string> ids;
   for (const std::string& ref : request->models()) {
-    auto id = ResolveModel(who, ref);
+    auto id = ResolveForServing(who, ref, routing_key);
     if (!id.ok()) return ToGrpcStatus(id.status());
     if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
   }

@@ -73,9 +73,15 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
   }
   core::ModelInfo info = (*m)->info();
   const auto aliases = store_.Aliases(info);
+  const auto canary_of = store_.CanaryOf(info);
   RedactFor(who, info);
   ToProto(info, response);
   for (const std::string& alias : aliases) response->add_aliases(alias);
+  for (const auto& [alias, percent] : canary_of) {
+    v1::CanaryShare* share = response->add_canary_of();
+    share->set_alias(alias);
+    share->set_percent(percent);
+  }
   // What everyone's traffic to the model looks like is its owner's (and
   // admins') to see, not every application's that may predict with it.
   if (core::Owns(who, (*m)->info().owner)) {
@@ -153,7 +159,9 @@ grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1
   GRAFT_CHECK_STRINGS(*request);
   const auto owned = OwnedName(who, request->name());
   if (!owned.ok()) return ToGrpcStatus(owned.status());
-  const auto info = store_.SetAlias(owned->first, owned->second, request->alias(), request->version());
+  std::vector<core::CanaryRoute> canaries;
+  for (const v1::CanaryVersion& c : request->canaries()) canaries.push_back({c.version(), c.percent()});
+  const auto info = store_.SetAlias(owned->first, owned->second, request->alias(), request->version(), canaries);
   if (!info.ok()) return ToGrpcStatus(info.status());
   ToProto(*info, response);
   for (const std::string& alias : store_.Aliases(*info)) response->add_aliases(alias);

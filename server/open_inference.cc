@@ -108,7 +108,8 @@ inference::ServerMetadataResponse OpenInference::ServerMetadata() const {
 }
 
 absl::StatusOr<OpenInference::Target> OpenInference::Find(const core::Principal& who, const std::string& name,
-                                                          const std::string& version) const {
+                                                          const std::string& version,
+                                                          const std::string* routing_key) const {
   if (name.empty()) return absl::InvalidArgumentError("a model name is required");
   std::string ref = name;
   if (!version.empty()) {
@@ -120,7 +121,9 @@ absl::StatusOr<OpenInference::Target> OpenInference::Find(const core::Principal&
   }
   absl::Status model_error = absl::NotFoundError("no model store");
   if (models_ != nullptr) {
-    auto id = models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
+    auto id = routing_key != nullptr
+                  ? models_->ResolveForServing(ref, who.name, core::UsesAnyOwnersModels(who), *routing_key)
+                  : models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
     if (id.ok()) {
       auto model = models_->Get(*id);
       if (model.ok()) {
@@ -199,8 +202,8 @@ absl::StatusOr<inference::ModelMetadataResponse> OpenInference::ModelMetadata(co
 
 absl::Status OpenInference::ModelInfer(const core::Principal& who, const inference::ModelInferRequest& request,
                                        bool raw_outputs, const core::CancelledFn& cancelled,
-                                       inference::ModelInferResponse* response) const {
-  ASSIGN_OR_RETURN(const Target t, Find(who, request.model_name(), request.model_version()));
+                                       inference::ModelInferResponse* response, const std::string& routing_key) const {
+  ASSIGN_OR_RETURN(const Target t, Find(who, request.model_name(), request.model_version(), &routing_key));
   if (t.classes <= 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("backbone '", t.backbone, "' has no classification head; use Embed for its features"));

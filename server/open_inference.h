@@ -53,8 +53,12 @@ class OpenInference {
   absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata(const core::Principal& who, const std::string& name,
                                                                  const std::string& version) const;
   // `raw_outputs`: answer in raw_output_contents (else typed contents).
+  // `routing_key`: an alias's canaries route by it (see
+  // ModelStore::ResolveForServing); the answer's model_version says which
+  // version served.
   absl::Status ModelInfer(const core::Principal& who, const inference::ModelInferRequest& request, bool raw_outputs,
-                          const core::CancelledFn& cancelled, inference::ModelInferResponse* response) const;
+                          const core::CancelledFn& cancelled, inference::ModelInferResponse* response,
+                          const std::string& routing_key = "") const;
 
  private:
   struct Target {
@@ -66,7 +70,10 @@ class OpenInference {
     core::Preprocessing preprocessing;
     bool ready = false;
   };
-  absl::StatusOr<Target> Find(const core::Principal& who, const std::string& name, const std::string& version) const;
+  // `routing_key`: null for an alias's own version (metadata, readiness),
+  // else the version a prediction is served by.
+  absl::StatusOr<Target> Find(const core::Principal& who, const std::string& name, const std::string& version,
+                              const std::string* routing_key = nullptr) const;
 
   const core::Predictor& predictor_;
   const core::Zoo& zoo_;

@@ -208,7 +208,9 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
         const core::CancelledFn cancelled = [&oip, deadline] {
           return !oip.Ready() || std::chrono::steady_clock::now() > deadline;
         };
-        RETURN_IF_ERROR(oip.ModelInfer(p, parsed.request, !parsed.binary_outputs.empty(), cancelled, &answer));
+        const std::string* routing_key = request.Header(kRoutingKeyHeader);
+        RETURN_IF_ERROR(oip.ModelInfer(p, parsed.request, !parsed.binary_outputs.empty(), cancelled, &answer,
+                                       routing_key != nullptr ? *routing_key : std::string()));
         ASSIGN_OR_RETURN(const JsonInferResponse out, ToJsonInferResponse(answer, parsed.binary_outputs));
         if (out.binary.empty()) {
           json_content(response, out.json);

@@ -52,7 +52,7 @@ grpc::Status OpenInferenceService::ModelInfer(grpc::ServerContext* context, cons
   // Raw answers to raw requests (what Triton's clients read), typed to typed.
   const bool raw = request->raw_input_contents_size() > 0;
   return ToGrpcStatus(oip_.ModelInfer(
-      who, *request, raw, [context] { return context->IsCancelled(); }, response));
+      who, *request, raw, [context] { return context->IsCancelled(); }, response, RoutingKeyOf(*context)));
 }
 
 }  // namespace graft::server

@@ -75,4 +75,11 @@ absl::Status CheckStringFields(const google::protobuf::Message& message, int64_t
 void SetMaxStringFieldBytes(int64_t max_bytes) { g_max_string_field_bytes = max_bytes; }
 int64_t MaxStringFieldBytes() { return g_max_string_field_bytes.load(); }
 
+std::string RoutingKeyOf(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(kRoutingKeyHeader);
+  if (found == metadata.end()) return "";
+  return std::string(found->second.data(), found->second.size());
+}
+
 }  // namespace graft::server

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <google/protobuf/message.h>
+#include <grpcpp/server_context.h>
 
 #include <cstdint>
 
@@ -19,6 +20,12 @@ absl::Status CheckStringFields(const google::protobuf::Message& message, int64_t
 // The process's limit (graftd sets it from the flag at start; 4 KiB until then).
 void SetMaxStringFieldBytes(int64_t max_bytes);
 int64_t MaxStringFieldBytes();
+
+// The canary routing key a gRPC call carries in its x-graft-routing-key
+// metadata (empty: none). Only hashed, never kept: bounded by gRPC's
+// metadata limit.
+inline constexpr char kRoutingKeyHeader[] = "x-graft-routing-key";
+std::string RoutingKeyOf(const grpc::ServerContext& context);
 
 }  // namespace graft::server
 

@@ -319,15 +319,7 @@ void ModelStore::Changed() {
 absl::StatusOr<int> ModelStore::Refresh() {
   absl::MutexLock one(&refresh_mu_);
   const std::vector<ModelInfo> infos = List();
-  std::map<NameKey, std::map<std::string, int64_t>> aliases;
-  {
-    ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT owner, name, alias, version FROM model_aliases"));
-    while (true) {
-      ASSIGN_OR_RETURN(const bool row, q.Step());
-      if (!row) break;
-      aliases[{q.Text(0), q.Text(1)}][q.Text(2)] = q.Int(3);
-    }
-  }
+  ASSIGN_OR_RETURN(auto aliases, ReadAliases());
   std::set<std::string> ids;
   std::vector<ModelInfo> missing;
   {
@@ -425,11 +417,18 @@ absl::Status ModelStore::Delete(const std::string& id) {
     if (!info->name.empty()) {
       const auto it = aliases_.find({info->owner, info->name});
       if (it != aliases_.end()) {
-        for (const auto& [alias, version] : it->second) {
-          if (version == info->version) {
+        for (const auto& [alias, target] : it->second) {
+          if (target.version == info->version) {
             return absl::FailedPreconditionError(absl::StrCat(
-                "version ", version, " of '", info->name, "' is what its alias '", alias,
+                "version ", target.version, " of '", info->name, "' is what its alias '", alias,
                 "' points to; move or delete the alias first (SetModelAlias / DeleteModelAlias)"));
+          }
+          for (const CanaryRoute& c : target.canaries) {
+            if (c.version == info->version) {
+              return absl::FailedPreconditionError(absl::StrCat(
+                  "version ", c.version, " of '", info->name, "' is a canary of its alias '", alias,
+                  "'; set the alias without it first (SetModelAlias)"));
+            }
           }
         }
       }

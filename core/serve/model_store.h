@@ -51,6 +51,21 @@ struct ModelInfo {
   std::shared_ptr<const ReferenceProfile> profile;
 };
 
+// A canary of an alias: `percent` of the requests through the alias go to
+// `version` instead of the alias's own version.
+struct CanaryRoute {
+  int64_t version = 0;
+  double percent = 0;  // (0, 100); an alias's canaries sum to under 100
+};
+inline constexpr int kMaxCanaries = 4;
+
+// What an alias points to: its version, and the canaries that take a share
+// of its requests.
+struct AliasTarget {
+  int64_t version = 0;
+  std::vector<CanaryRoute> canaries;
+};
+
 // A published model ready to serve: blocks [0, k) come from its backbone
 // (resident in the zoo, looked up per request: models do not keep backbones
 // resident), its own copies of blocks [k, n) when it trained any, and its
@@ -135,15 +150,33 @@ class ModelStore {
   // (--default_model_owner) and never another principal's, so that nobody
   // can squat a name an application uses. OWNER/NAME names anyone's (with
   // `any_owner`).
+  //
+  // Resolve gives an alias's own version (what GetModel, Delete and the
+  // other calls about a model mean); ResolveForServing, what a prediction
+  // through the alias is served by: with canaries, a share of the requests go
+  // to each canary version. A request with a routing key always reaches the
+  // same version for the same weights (the key's hash picks the share, the
+  // same in every process); one without a key is drawn at random. Raising a
+  // canary's share keeps the keys it already had.
   absl::StatusOr<std::string> Resolve(const std::string& ref, const std::string& caller, bool any_owner);
+  absl::StatusOr<std::string> ResolveForServing(const std::string& ref, const std::string& caller, bool any_owner,
+                                                const std::string& routing_key);
   void SetDefaultOwner(std::string owner);
   // Points owner's NAME@ALIAS at VERSION (which must exist), atomically:
   // requests resolved before finish on the old version. Returns its model.
+  // `canaries`: versions that take a share of the alias's requests (each
+  // must exist, differ from `version` and each other; shares in (0, 100)
+  // summing under 100; at most kMaxCanaries). Setting an alias without
+  // canaries ends its canary.
   absl::StatusOr<ModelInfo> SetAlias(const std::string& owner, const std::string& name, const std::string& alias,
-                                     int64_t version);
+                                     int64_t version, const std::vector<CanaryRoute>& canaries = {});
+  // What the owner's NAME@ALIAS points to (NOT_FOUND without it).
+  absl::StatusOr<AliasTarget> Alias(const std::string& owner, const std::string& name, const std::string& alias);
   absl::Status DeleteAlias(const std::string& owner, const std::string& name, const std::string& alias);
   // The aliases that point at the model, "latest" first when it is the newest.
   std::vector<std::string> Aliases(const ModelInfo& info);
+  // The aliases the model is a canary of, with its share of each.
+  std::vector<std::pair<std::string, double>> CanaryOf(const ModelInfo& info);
   // Every version of the model's name (its owner's), ascending; empty when
   // the model has no name.
   std::vector<int64_t> Versions(const ModelInfo& info);
@@ -164,6 +197,11 @@ class ModelStore {
   absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
 
   absl::Status OpenNames();
+  // Every alias in the database.
+  absl::StatusOr<std::map<std::pair<std::string, std::string>, std::map<std::string, AliasTarget>>> ReadAliases();
+  // `routing_key`: null for the alias's own version, else routed.
+  absl::StatusOr<std::string> ResolveRef(const std::string& ref, const std::string& caller, bool any_owner,
+                                         const std::string* routing_key);
   absl::StatusOr<int64_t> ReserveVersion(const std::string& owner, const std::string& name);
   void IndexLocked(const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnindexLocked(const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -178,7 +216,7 @@ class ModelStore {
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const ServingModel>> models_ ABSL_GUARDED_BY(mu_);
   std::map<NameKey, std::map<int64_t, std::string>> versions_ ABSL_GUARDED_BY(mu_);  // -> version -> id
-  std::map<NameKey, std::map<std::string, int64_t>> aliases_ ABSL_GUARDED_BY(mu_);   // -> alias -> version
+  std::map<NameKey, std::map<std::string, AliasTarget>> aliases_ ABSL_GUARDED_BY(mu_);  // -> alias -> target
   ChangeFeed* feed_ = nullptr;
   std::string default_owner_ ABSL_GUARDED_BY(mu_) = "admin";
 };
