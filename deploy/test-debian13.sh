@@ -8,9 +8,12 @@
 #   deploy/test-debian13.sh --prepare  # only make the root and install the
 #                                      # packages (CI overlaps this, mostly
 #                                      # network, with the Debian 12 build)
+#   deploy/test-debian13.sh --build    # only build (gcc 14's warnings are
+#                                      # errors: a quick check of a change)
 set -euo pipefail
 STEP="bash deploy/test.sh"
 if [ "${1:-}" = "--prepare" ]; then STEP="bash deploy/install-deps.sh"; fi
+if [ "${1:-}" = "--build" ]; then STEP="bash deploy/build.sh"; fi
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 SHARED="$(cd .. && pwd)/shared"
