@@ -127,9 +127,7 @@ absl::Status PredictDataset(GraftClient& client, const PredictOptions& o, std::o
   v1::PredictDatasetRequest request;
   request.set_model(o.models[0]);
   request.set_dataset(o.dataset);
-  request.set_split(o.split == "train" ? v1::DATASET_SPLIT_TRAIN
-                    : o.split == "all" ? v1::DATASET_SPLIT_ALL
-                                       : v1::DATASET_SPLIT_VAL);
+  request.set_split(SplitOf(o.split));
   if (o.top_k != 0) request.set_top_k(o.top_k);
   const std::string tmp = o.output + ".part";
   std::ofstream file;

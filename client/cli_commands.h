@@ -27,6 +27,8 @@ void AddTokenCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
 // `graft job ID`: one job in full; a search names its winner among the
 // backbones it tried and counts its trials.
 void PrintJob(const v1::Job& j, std::ostream& out);
+// "val", "train" or "all" (the CLI's --split) as the API's split.
+v1::DatasetSplit SplitOf(const std::string& split);
 // A model's monitoring as `graft models monitor` prints it.
 void PrintMonitoring(const v1::Model& m, std::ostream& out);
 

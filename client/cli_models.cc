@@ -92,12 +92,11 @@ void PrintReport(const v1::EvaluationReport& r, std::ostream& out) {
   }
 }
 
-// "val", "train" or "all" (the CLI's --split) as the API's split.
+}  // namespace
+
 v1::DatasetSplit SplitOf(const std::string& split) {
   return split == "train" ? v1::DATASET_SPLIT_TRAIN : split == "all" ? v1::DATASET_SPLIT_ALL : v1::DATASET_SPLIT_VAL;
 }
-
-}  // namespace
 
 // The model's monitoring as a terminal page (graft models monitor).
 void PrintMonitoring(const v1::Model& m, std::ostream& out) {

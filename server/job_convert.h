@@ -24,9 +24,6 @@ void ToProto(const core::LrCurve& in, v1::LearningRateCurve* out);
 void AddEventsOf(const core::JobRecord& job, const std::vector<core::JobEvent>& events, v1::Job* out);
 void ToProto(const core::DatasetInfo& in, v1::Dataset* out);
 void ToProto(const core::ModelInfo& in, v1::Model* out);
-// What `monitor` reads now, with the model's class names.
-void ToProto(const core::ModelMonitor& monitor, const std::vector<std::string>& class_names, double now_s,
-             v1::ModelMonitoring* out);
 void ToProto(const core::EvaluationReport& in, v1::EvaluationReport* out);
 v1::JobState ToProto(core::JobState state);
 absl::StatusOr<std::optional<core::JobState>> FromProto(v1::JobState state);

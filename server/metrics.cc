@@ -15,7 +15,7 @@
 #include "core/util/ids.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/zoo.h"
-#include "server/model_metrics.h"
+#include "server/model_monitoring.h"
 #include "server/status_util.h"
 
 #ifndef GRAFT_VERSION

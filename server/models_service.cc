@@ -7,6 +7,7 @@
 #include "core/util/ids.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
+#include "server/model_monitoring.h"
 #include "server/paging.h"
 #include "server/status_util.h"
 #include "server/request_check.h"

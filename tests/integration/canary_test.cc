@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <map>
 #include <thread>
 #include <vector>
@@ -57,6 +58,14 @@ TEST_F(CanaryTest, TenPercentGoToTheCanaryKeysStickAndSharesMoveUnderLoad) {
   refused = client_->SetModelAlias("insects", "prod", 1, {{7, 10}});
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound) << refused.status();
   EXPECT_NE(refused.status().message().find("no version 7"), std::string::npos) << refused.status();
+
+  refused = client_->SetModelAlias("insects", "prod", 1, {{2, std::nan("")}});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << "a NaN share was taken";
+  refused = client_->SetModelAlias("insects", "prod", 1, {{2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("at most 4 canaries"), std::string::npos) << refused.status();
+  refused = client_->SetModelAlias("insects", "prod", 1, {{2, 60}, {2, 30}});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << "a version named twice was taken";
 
   auto set = client_->SetModelAlias("insects", "prod", 1, {{2, 10}});
   ASSERT_TRUE(set.ok()) << set.status();

@@ -18,7 +18,7 @@
 #include "core/util/files.h"
 #include "core/util/ids.h"
 #include "core/zoo/state_dict.h"
-#include "server/model_metrics.h"
+#include "server/model_monitoring.h"
 #include "tests/fakes/tiny_backbone.h"
 #include "tests/testing/temp_dir.h"
 

@@ -1,5 +1,6 @@
-#include "server/model_metrics.h"
+#include "server/model_monitoring.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -35,6 +36,38 @@ void Add(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Labe
 }
 
 }  // namespace
+
+void ToProto(const core::ModelMonitor& monitor, const std::vector<std::string>& class_names, double now_s,
+             v1::ModelMonitoring* out) {
+  const core::MonitorSnapshot s = monitor.Read(now_s);
+  const auto& reference = monitor.reference();
+  out->set_window_predictions(s.predictions);
+  out->set_predictions(s.observed);
+  out->set_window(monitor.options().window);
+  out->set_window_seconds(monitor.options().max_age_s);
+  for (double share : s.confidence_histogram) out->add_confidence_histogram(share);
+  out->set_mean_confidence(s.mean_confidence);
+  const size_t classes = std::max(s.class_shares.size(), reference != nullptr ? reference->class_shares.size() : 0);
+  for (size_t c = 0; c < classes && c < class_names.size(); ++c) {
+    v1::ClassShare* share = out->add_class_shares();
+    share->set_label(class_names[c]);
+    share->set_share(c < s.class_shares.size() ? s.class_shares[c] : 0);
+    share->set_reference_share(reference != nullptr && c < reference->class_shares.size() ? reference->class_shares[c]
+                                                                                            : 0);
+  }
+  out->set_class_share_divergence(s.class_share_divergence);
+  out->set_drift_score(s.drift_score);
+  out->set_drift_mmd2(s.drift_mmd2);
+  out->set_drift_threshold(s.drift_threshold);
+  out->set_drifting(s.drifting);
+  out->set_drift_min_predictions(s.drift_min_predictions);
+  out->set_has_reference(reference != nullptr);
+  if (reference != nullptr) {
+    out->set_reference_images(reference->images);
+    for (double share : reference->confidence_histogram) out->add_reference_confidence_histogram(share);
+    out->set_reference_mean_confidence(reference->mean_confidence);
+  }
+}
 
 std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& models, int max_classes, double now_s) {
   using prometheus::MetricType;

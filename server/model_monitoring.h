@@ -1,7 +1,10 @@
 #pragma once
 
-// The model-level statistics of what each served model version answers
-// (core/serve/model_monitor.h), as Prometheus families read at each scrape.
+// What each served model version's monitor (core/serve/model_monitor.h)
+// reads, in the server's two outward forms: GetModel's ModelMonitoring, and
+// Prometheus families read at each scrape.
+//
+// The families:
 // Labels: model (OWNER/NAME, or the id of a model without a name), version
 // (0 without a name) and, for class shares, class: the model's first
 // `max_classes` classes by index, the rest summed as class="_other". So the
@@ -9,7 +12,11 @@
 
 #include <prometheus/metric_family.h>
 
+#include <string>
 #include <vector>
+
+#include "core/serve/model_monitor.h"
+#include "graft/v1/models.pb.h"
 
 namespace graft::core {
 class ModelStore;
@@ -18,6 +25,10 @@ class ModelStore;
 namespace graft::server {
 
 inline constexpr char kOtherClasses[] = "_other";
+
+// What `monitor` reads now, with the model's class names.
+void ToProto(const core::ModelMonitor& monitor, const std::vector<std::string>& class_names, double now_s,
+             v1::ModelMonitoring* out);
 
 // Only models that have served a prediction in this process have series.
 std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& models, int max_classes, double now_s);
