@@ -167,6 +167,7 @@ void PrintModel(const v1::Model& m, std::ostream& out) {
   if (!m.name().empty()) {
     std::vector<std::string> routes(m.aliases().begin(), m.aliases().end());
     for (const auto& c : m.canary_of()) routes.push_back(absl::StrCat("canary of ", c.alias(), " ", Fixed(c.percent(), 1), " %"));
+    for (const auto& alias : m.shadow_of()) routes.push_back(absl::StrCat("shadow of ", alias));
     out << "name:     " << m.name() << ":" << m.version()
         << (routes.empty() ? "" : " (" + absl::StrJoin(routes, ", ") + ")") << "\n";
   }
@@ -179,6 +180,16 @@ void PrintModel(const v1::Model& m, std::ostream& out) {
       << "best:     " << EpochRow(m.best_metrics()) << "\n"
       << "final:    " << EpochRow(m.final_metrics()) << "\n"
       << "created:  " << Timestamp(m.created_at().seconds()) << "\n";
+  for (const v1::ShadowAgreement& a : m.shadow_agreements()) {
+    out << "shadowing version " << a.served_version() << ": " << a.images() << " images compared, top-1 agreement "
+        << Fixed(100 * a.top1_agreement(), 1) << " %, mean |dp| " << Fixed(a.mean_abs_diff(), 4);
+    if (a.dropped_images() > 0) out << ", " << a.dropped_images() << " dropped (queue full)";
+    if (a.failed_images() > 0) out << ", " << a.failed_images() << " failed";
+    out << "\n";
+    for (const v1::ClassFlips& c : a.classes()) {
+      if (c.flips() > 0) out << "  " << c.label() << ": " << c.flips() << " of " << c.served() << " answered otherwise\n";
+    }
+  }
   if (m.has_report()) {
     out << "\n";
     PrintReport(m.report(), out);
@@ -203,6 +214,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
     int64_t version = 0;
     bool remove = false;
     std::vector<std::string> canaries;  // VERSION=PERCENT
+    int64_t shadow = 0;
   };
   auto al = std::make_shared<AliasArgs>();
   auto* alias = models->add_subcommand("alias", "point NAME@ALIAS at a version (moving it back is the rollback)");
@@ -213,6 +225,9 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
   alias->add_option("--canary", al->canaries,
                     "VERSION=PERCENT: that version takes PERCENT of the alias's predictions (repeatable; "
                     "setting the alias without --canary ends the canary)");
+  alias->add_option("--shadow", al->shadow,
+                    "VERSION: mirror every prediction through the alias to that version off the request path and "
+                    "compare its answers (graft models show VERSION; setting the alias without --shadow ends it)");
   alias->callback([&g, &out, action, al]() {
     *action = [&g, &out, al](GraftClient& c) -> absl::Status {
       if (al->remove) {
@@ -234,7 +249,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
         canaries.emplace_back(version, percent);
         canary_total += percent;
       }
-      auto m = c.SetModelAlias(al->name, al->alias, al->version, canaries);
+      auto m = c.SetModelAlias(al->name, al->alias, al->version, canaries, al->shadow);
       if (!m.ok()) return m.status();
       if (g.json) {
         out << ToJson(*m) << "\n";
@@ -244,6 +259,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
           out << " " << Fixed(100 - canary_total, 1) << " %";
           for (const auto& [version, percent] : canaries) out << ", version " << version << " " << Fixed(percent, 1) << " %";
         }
+        if (al->shadow > 0) out << ", shadowed by version " << al->shadow;
         out << "\n";
       }
       return absl::OkStatus();

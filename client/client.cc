@@ -339,11 +339,13 @@ absl::StatusOr<std::string> GraftClient::ExportModel(const std::string& id) {
 
 absl::StatusOr<v1::Model> GraftClient::SetModelAlias(const std::string& name, const std::string& alias,
                                                      int64_t version,
-                                                     const std::vector<std::pair<int64_t, double>>& canaries) {
+                                                     const std::vector<std::pair<int64_t, double>>& canaries,
+                                                     int64_t shadow) {
   v1::SetModelAliasRequest r;
   r.set_name(name);
   r.set_alias(alias);
   r.set_version(version);
+  r.set_shadow(shadow);
   for (const auto& [canary, percent] : canaries) {
     v1::CanaryVersion* c = r.add_canaries();
     c->set_version(canary);

@@ -90,9 +90,11 @@ class GraftClient {
   // message in order (false: stop and cancel the call).
   absl::Status PredictDataset(const v1::PredictDatasetRequest& request,
                               const std::function<bool(const v1::PredictDatasetResponse&)>& on_batch);
-  // `canaries`: (version, percent) pairs that take a share of the alias's predictions.
+  // `canaries`: (version, percent) pairs that take a share of the alias's
+  // predictions; `shadow`: a version mirrored every prediction (0: none).
   absl::StatusOr<v1::Model> SetModelAlias(const std::string& name, const std::string& alias, int64_t version,
-                                          const std::vector<std::pair<int64_t, double>>& canaries = {});
+                                          const std::vector<std::pair<int64_t, double>>& canaries = {},
+                                          int64_t shadow = 0);
   absl::Status DeleteModelAlias(const std::string& name, const std::string& alias);
   absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
                                                 const std::function<void(const v1::EvaluateProgress&)>& progress = {});

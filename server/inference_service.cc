@@ -64,9 +64,10 @@ absl::StatusOr<std::string> InferenceService::ResolveModel(const core::Principal
   return models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
 }
 
-absl::StatusOr<std::string> InferenceService::ResolveForServing(const core::Principal& who, const std::string& ref,
-                                                                const std::string& routing_key) const {
-  if (models_ == nullptr) return ref;
+absl::StatusOr<core::ServingRoute> InferenceService::ResolveForServing(const core::Principal& who,
+                                                                       const std::string& ref,
+                                                                       const std::string& routing_key) const {
+  if (models_ == nullptr) return core::ServingRoute{ref, {}};
   return models_->ResolveForServing(ref, who.name, core::UsesAnyOwnersModels(who), routing_key);
 }
 
@@ -85,10 +86,12 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
   const std::string routing_key =
       request->routing_key().empty() ? RoutingKeyOf(*context) : request->routing_key();
   std::vector<std::string> ids;
+  core::ShadowMap shadows;
   for (const std::string& ref : request->models()) {
-    auto id = ResolveForServing(who, ref, routing_key);
-    if (!id.ok()) return ToGrpcStatus(id.status());
-    if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+    auto route = ResolveForServing(who, ref, routing_key);
+    if (!route.ok()) return ToGrpcStatus(route.status());
+    if (std::find(ids.begin(), ids.end(), route->id) == ids.end()) ids.push_back(route->id);
+    if (!route->shadow.empty()) shadows.emplace(route->id, route->shadow);
   }
   const auto admitted = Admit(who, request->images(), ids);
   if (!admitted.ok()) return ToGrpcStatus(admitted.status());
@@ -102,7 +105,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
   const std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
   if (request->models_size() > 0) {
-    const auto result = predictor_.PredictModels(ids, *inputs, top_k, CallerOf(context, who));
+    const auto result = predictor_.PredictModels(ids, *inputs, top_k, CallerOf(context, who), shadows);
     if (!result.ok()) return ToGrpcStatus(result.status());
     for (const core::ModelPredictions& m : result->models) {
       v1::ModelPredictions* out = response->add_results();

@@ -32,9 +32,9 @@ class InferenceService final : public v1::Inference::Service {
   // A model id, NAME, NAME:VERSION or NAME@ALIAS as the id it means for `who`.
   absl::StatusOr<std::string> ResolveModel(const core::Principal& who, const std::string& ref) const;
   // The version a prediction through `ref` is served by (an alias's canaries
-  // take their shares; see ModelStore::ResolveForServing).
-  absl::StatusOr<std::string> ResolveForServing(const core::Principal& who, const std::string& ref,
-                                                const std::string& routing_key) const;
+  // take their shares; see ModelStore::ResolveForServing), and its shadow.
+  absl::StatusOr<core::ServingRoute> ResolveForServing(const core::Principal& who, const std::string& ref,
+                                                       const std::string& routing_key) const;
 
   Metrics& metrics_;
   const Auth& auth_;

@@ -13,7 +13,8 @@ namespace {
 
 struct Families {
   prometheus::MetricFamily predictions, window, confidence, confidence_bins, reference_confidence, class_share,
-      divergence, drift, drift_threshold;
+      divergence, drift, drift_threshold, shadow_images, shadow_agreements, shadow_abs_diff, shadow_dropped,
+      shadow_failed, shadow_flips;
 };
 
 prometheus::MetricFamily Family(const char* name, const char* help, prometheus::MetricType type) {
@@ -69,6 +70,24 @@ void ToProto(const core::ModelMonitor& monitor, const std::vector<std::string>& 
   }
 }
 
+void ToProto(const core::ServingModel::ShadowedVersion& shadowed, v1::ShadowAgreement* out) {
+  const core::AgreementSnapshot& a = shadowed.agreement;
+  out->set_served_model(shadowed.model_id);
+  out->set_served_version(shadowed.version);
+  out->set_images(a.images);
+  out->set_top1_agreement(a.top1_agreement());
+  out->set_mean_abs_diff(a.mean_abs_diff());
+  out->set_dropped_images(a.dropped_images);
+  out->set_failed_images(a.failed_images);
+  for (const core::ClassFlips& c : a.classes) {
+    if (c.served == 0) continue;
+    v1::ClassFlips* flips = out->add_classes();
+    flips->set_label(c.label);
+    flips->set_served(c.served);
+    flips->set_flips(c.flips);
+  }
+}
+
 std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& models, int max_classes, double now_s) {
   using prometheus::MetricType;
   Families f{
@@ -96,9 +115,52 @@ std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& mode
              MetricType::Gauge),
       Family("graft_model_drift_threshold", "The calibrated MMD^2 threshold (the validation split's 99th percentile).",
              MetricType::Gauge),
+      Family("graft_shadow_images_total",
+             "Images a shadow version (version) answered and compared with the version that served them "
+             "(served_version).",
+             MetricType::Counter),
+      Family("graft_shadow_agreements_total", "Of the compared images, those where both chose the same top-1 class.",
+             MetricType::Counter),
+      Family("graft_shadow_abs_diff_total",
+             "Sum over the compared images of |p_shadow - p_served| of the class the caller got.", MetricType::Counter),
+      Family("graft_shadow_dropped_images_total",
+             "Images not mirrored to the shadow: its queue was full (--shadow_queue_images).", MetricType::Counter),
+      Family("graft_shadow_failed_images_total", "Images the shadow failed to answer.", MetricType::Counter),
+      Family("graft_shadow_flips_total",
+             "Compared images the served version gave the class (first --monitor_max_classes classes; the rest "
+             "summed as class=\"_other\") and the shadow another.",
+             MetricType::Counter),
   };
   for (const auto& model : models.Serving()) {
     const core::ModelInfo& info = model->info();
+    for (const auto& shadowed : model->Agreements()) {
+      const core::AgreementSnapshot& a = shadowed.agreement;
+      if (a.images == 0 && a.dropped_images == 0 && a.failed_images == 0) continue;
+      const std::vector<prometheus::ClientMetric::Label> labels = {
+          {"model", info.name.empty() ? info.id : absl::StrCat(info.owner, "/", info.name)},
+          {"version", absl::StrCat(info.version)},
+          {"served_version", info.name.empty() ? shadowed.model_id : absl::StrCat(shadowed.version)}};
+      Add(f.shadow_images, labels, static_cast<double>(a.images));
+      Add(f.shadow_agreements, labels, static_cast<double>(a.agreements));
+      Add(f.shadow_abs_diff, labels, a.abs_diff_sum);
+      Add(f.shadow_dropped, labels, static_cast<double>(a.dropped_images));
+      Add(f.shadow_failed, labels, static_cast<double>(a.failed_images));
+      double other = 0;
+      for (size_t c = 0; c < a.classes.size(); ++c) {
+        if (c < static_cast<size_t>(max_classes)) {
+          auto l = labels;
+          l.push_back({"class", a.classes[c].label});
+          Add(f.shadow_flips, std::move(l), static_cast<double>(a.classes[c].flips));
+        } else {
+          other += static_cast<double>(a.classes[c].flips);
+        }
+      }
+      if (a.classes.size() > static_cast<size_t>(max_classes)) {
+        auto l = labels;
+        l.push_back({"class", kOtherClasses});
+        Add(f.shadow_flips, std::move(l), other);
+      }
+    }
     const auto monitor = model->monitor();
     const core::MonitorSnapshot s = monitor->Read(now_s);
     if (s.observed == 0) continue;
@@ -136,7 +198,9 @@ std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& mode
   }
   std::vector<prometheus::MetricFamily> out;
   for (auto* family : {&f.predictions, &f.window, &f.confidence, &f.confidence_bins, &f.reference_confidence,
-                       &f.class_share, &f.divergence, &f.drift, &f.drift_threshold}) {
+                       &f.class_share, &f.divergence, &f.drift, &f.drift_threshold, &f.shadow_images,
+                       &f.shadow_agreements, &f.shadow_abs_diff, &f.shadow_dropped, &f.shadow_failed,
+                       &f.shadow_flips}) {
     if (!family->metric.empty()) out.push_back(std::move(*family));
   }
   return out;

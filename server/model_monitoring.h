@@ -9,6 +9,9 @@
 // (0 without a name) and, for class shares, class: the model's first
 // `max_classes` classes by index, the rest summed as class="_other". So the
 // series are at most models x (6 + max_classes + 1 + kConfidenceBins).
+// Shadow families (graft_shadow_*) are labelled model, version (the
+// shadow's) and served_version, and flips by class as above: at most, per
+// shadow version and version it shadowed, 5 + max_classes + 1.
 
 #include <prometheus/metric_family.h>
 
@@ -16,11 +19,8 @@
 #include <vector>
 
 #include "core/serve/model_monitor.h"
+#include "core/serve/model_store.h"
 #include "graft/v1/models.pb.h"
-
-namespace graft::core {
-class ModelStore;
-}
 
 namespace graft::server {
 
@@ -30,7 +30,11 @@ inline constexpr char kOtherClasses[] = "_other";
 void ToProto(const core::ModelMonitor& monitor, const std::vector<std::string>& class_names, double now_s,
              v1::ModelMonitoring* out);
 
-// Only models that have served a prediction in this process have series.
+// A shadow version's agreement with one version it shadowed.
+void ToProto(const core::ServingModel::ShadowedVersion& shadowed, v1::ShadowAgreement* out);
+
+// Only models that have served a prediction in this process have series;
+// only shadows that have compared or dropped an image have shadow series.
 std::vector<prometheus::MetricFamily> CollectModelMetrics(core::ModelStore& models, int max_classes, double now_s);
 
 }  // namespace graft::server

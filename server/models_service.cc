@@ -75,6 +75,7 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
   core::ModelInfo info = (*m)->info();
   const auto aliases = store_.Aliases(info);
   const auto canary_of = store_.CanaryOf(info);
+  const auto shadow_of = store_.ShadowOf(info);
   RedactFor(who, info);
   ToProto(info, response);
   for (const std::string& alias : aliases) response->add_aliases(alias);
@@ -83,10 +84,12 @@ grpc::Status ModelsService::GetModel(grpc::ServerContext* context, const v1::Get
     share->set_alias(alias);
     share->set_percent(percent);
   }
+  for (const std::string& alias : shadow_of) response->add_shadow_of(alias);
   // What everyone's traffic to the model looks like is its owner's (and
   // admins') to see, not every application's that may predict with it.
   if (core::Owns(who, (*m)->info().owner)) {
     ToProto(*(*m)->monitor(), info.class_names, core::NowSeconds(), response->mutable_monitoring());
+    for (const auto& shadowed : (*m)->Agreements()) ToProto(shadowed, response->add_shadow_agreements());
   }
   return grpc::Status::OK;
 }
@@ -162,7 +165,8 @@ grpc::Status ModelsService::SetModelAlias(grpc::ServerContext* context, const v1
   if (!owned.ok()) return ToGrpcStatus(owned.status());
   std::vector<core::CanaryRoute> canaries;
   for (const v1::CanaryVersion& c : request->canaries()) canaries.push_back({c.version(), c.percent()});
-  const auto info = store_.SetAlias(owned->first, owned->second, request->alias(), request->version(), canaries);
+  const auto info =
+      store_.SetAlias(owned->first, owned->second, request->alias(), request->version(), canaries, request->shadow());
   if (!info.ok()) return ToGrpcStatus(info.status());
   ToProto(*info, response);
   for (const std::string& alias : store_.Aliases(*info)) response->add_aliases(alias);

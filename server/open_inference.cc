@@ -121,11 +121,16 @@ absl::StatusOr<OpenInference::Target> OpenInference::Find(const core::Principal&
   }
   absl::Status model_error = absl::NotFoundError("no model store");
   if (models_ != nullptr) {
-    auto id = routing_key != nullptr
-                  ? models_->ResolveForServing(ref, who.name, core::UsesAnyOwnersModels(who), *routing_key)
-                  : models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who));
-    if (id.ok()) {
-      auto model = models_->Get(*id);
+    absl::StatusOr<core::ServingRoute> route = absl::UnknownError("unresolved");
+    if (routing_key != nullptr) {
+      route = models_->ResolveForServing(ref, who.name, core::UsesAnyOwnersModels(who), *routing_key);
+    } else if (auto id = models_->Resolve(ref, who.name, core::UsesAnyOwnersModels(who)); id.ok()) {
+      route = core::ServingRoute{*std::move(id), {}};
+    } else {
+      route = id.status();
+    }
+    if (route.ok()) {
+      auto model = models_->Get(route->id);
       if (model.ok()) {
         const core::ModelInfo& info = (*model)->info();
         if (!MayUseModel(who, info.owner)) return CheckOwner(who, info.owner, absl::StrCat("model '", ref, "'"));
@@ -137,11 +142,12 @@ absl::StatusOr<OpenInference::Target> OpenInference::Find(const core::Principal&
         t.classes = static_cast<int64_t>(info.class_names.size());
         t.preprocessing = info.preprocessing;
         t.ready = true;
+        t.shadow = route->shadow;
         return t;
       }
       model_error = model.status();
     } else {
-      model_error = id.status();
+      model_error = route.status();
     }
     if (absl::IsPermissionDenied(model_error)) return model_error;
   }
@@ -308,7 +314,9 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
   const int all = static_cast<int>(t.classes);
   if (t.model != nullptr) {
     ASSIGN_OR_RETURN(core::MultiPredictResult result,
-                     predictor_.PredictModels({t.model->info().id}, inputs, all, core::Caller(cancelled, who.name)));
+                     predictor_.PredictModels({t.model->info().id}, inputs, all, core::Caller(cancelled, who.name),
+                                               t.shadow.empty() ? core::ShadowMap{}
+                                                                : core::ShadowMap{{t.model->info().id, t.shadow}}));
     rows = std::move(result.models[0].images);
   } else {
     RETURN_IF_ERROR(MayStartWeightsFetch(who, predictor_.zoo(), t.backbone));

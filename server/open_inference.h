@@ -69,6 +69,7 @@ class OpenInference {
     int64_t classes = 0;
     core::Preprocessing preprocessing;
     bool ready = false;
+    std::string shadow;  // the alias's shadow version's id (served predictions only)
   };
   // `routing_key`: null for an alias's own version (metadata, readiness),
   // else the version a prediction is served by.

@@ -17,6 +17,9 @@ absl::Status CheckServerOptions(const ServerOptions& options) {
   if (!(options.monitor_window_s >= 0 && options.monitor_window_s <= 1e9)) {
     return absl::InvalidArgumentError("--monitor_window_s must be between 0 (no age bound) and 1e9");
   }
+  if (options.shadow_queue_images < 0 || options.shadow_queue_images > 1'000'000) {
+    return absl::InvalidArgumentError("--shadow_queue_images must be between 0 (no shadowing) and 1000000");
+  }
   if (options.monitor_max_classes < 0 || options.monitor_max_classes > 1000) {
     return absl::InvalidArgumentError("--monitor_max_classes must be between 0 and 1000");
   }

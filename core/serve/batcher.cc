@@ -122,7 +122,10 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
   std::vector<size_t> order(queue_.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stamp(queue_[a]->request.tenant) < stamp(queue_[b]->request.tenant);
+    const TrunkRequest& ra = queue_[a]->request;
+    const TrunkRequest& rb = queue_[b]->request;
+    if (ra.background != rb.background) return rb.background;
+    return stamp(ra.tenant) < stamp(rb.tenant);
   });
   const TrunkRequest& head = queue_[order[0]]->request;
   std::vector<bool> taken(queue_.size(), false);
@@ -133,7 +136,7 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
     const TrunkRequest& r = queue_[order[k]]->request;
     const int64_t n = r.Images();
     const int64_t px = r.Pixels();
-    if (!r.SameInputSize(head) || images + n > options_.max_batch_size) continue;
+    if (r.background != head.background || !r.SameInputSize(head) || images + n > options_.max_batch_size) continue;
     if (options_.max_batch_pixels > 0 && pixels + px > options_.max_batch_pixels) continue;
     images += n;
     pixels += px;
@@ -183,7 +186,10 @@ void TrunkBatcher::Loop() {
     // Wait for company until the batch is full or the oldest request's delay
     // is spent; a lone caller whose last batch was also alone (one client,
     // sequential requests) is not kept waiting for company that never comes.
-    const bool expect_company = last_batch_requests_ > 1 || queue_.size() > 1;
+    // Background requests wait for nobody and are nobody's company.
+    size_t foreground = 0;
+    for (const auto& p : queue_) foreground += p->request.background ? 0 : 1;
+    const bool expect_company = foreground > 0 && (last_batch_requests_ > 1 || foreground > 1);
     const auto deadline = queue_.front()->arrived +
                           std::chrono::microseconds(expect_company ? options_.max_queue_delay_us : 0);
     const absl::Time until = absl::Now() + absl::FromChrono(deadline - Clock::now());
@@ -193,7 +199,7 @@ void TrunkBatcher::Loop() {
     if (stop_) return;
     if (queue_.empty()) continue;  // everyone waiting gave up
     auto batch = TakeBatch();
-    last_batch_requests_ = batch.size();
+    if (!batch.front()->request.background) last_batch_requests_ = batch.size();
     if (observer_ != nullptr) observer_->OnQueueDepth(name_, QueuedImages());
     mu_.Unlock();
     Compute(batch);

@@ -84,7 +84,9 @@ absl::Status ModelStore::OpenNames() {
        "CREATE TABLE IF NOT EXISTS model_aliases(owner TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, "
        "version INTEGER NOT NULL, PRIMARY KEY(owner, name, alias))",
        // Canaries: "VERSION=PERCENT;..." (empty: none).
-       "ALTER TABLE model_aliases ADD COLUMN canaries TEXT NOT NULL DEFAULT ''"}));
+       "ALTER TABLE model_aliases ADD COLUMN canaries TEXT NOT NULL DEFAULT ''",
+       // The shadow version (0: none).
+       "ALTER TABLE model_aliases ADD COLUMN shadow INTEGER NOT NULL DEFAULT 0"}));
   ASSIGN_OR_RETURN(auto aliases, ReadAliases());
   absl::MutexLock lock(&mu_);
   aliases_ = std::move(aliases);
@@ -94,13 +96,14 @@ absl::Status ModelStore::OpenNames() {
 absl::StatusOr<std::map<std::pair<std::string, std::string>, std::map<std::string, AliasTarget>>>
 ModelStore::ReadAliases() {
   std::map<NameKey, std::map<std::string, AliasTarget>> out;
-  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT owner, name, alias, version, canaries FROM model_aliases"));
+  ASSIGN_OR_RETURN(auto q, db_.Prepare("SELECT owner, name, alias, version, canaries, shadow FROM model_aliases"));
   while (true) {
     ASSIGN_OR_RETURN(const bool row, q.Step());
     if (!row) break;
     AliasTarget& t = out[{q.Text(0), q.Text(1)}][q.Text(2)];
     t.version = q.Int(3);
     t.canaries = CanariesFromText(q.Text(4), absl::StrCat(q.Text(0), "/", q.Text(1), "@", q.Text(2)));
+    t.shadow = q.Int(5);
   }
   return out;
 }
@@ -139,18 +142,19 @@ void ModelStore::SetDefaultOwner(std::string owner) {
 }
 
 absl::StatusOr<std::string> ModelStore::Resolve(const std::string& text, const std::string& caller, bool any_owner) {
-  return ResolveRef(text, caller, any_owner, nullptr);
+  ASSIGN_OR_RETURN(ServingRoute route, ResolveRef(text, caller, any_owner, nullptr));
+  return std::move(route.id);
 }
 
-absl::StatusOr<std::string> ModelStore::ResolveForServing(const std::string& text, const std::string& caller,
+absl::StatusOr<ServingRoute> ModelStore::ResolveForServing(const std::string& text, const std::string& caller,
                                                           bool any_owner, const std::string& routing_key) {
   return ResolveRef(text, caller, any_owner, &routing_key);
 }
 
-absl::StatusOr<std::string> ModelStore::ResolveRef(const std::string& text, const std::string& caller, bool any_owner,
-                                                   const std::string* routing_key) {
+absl::StatusOr<ServingRoute> ModelStore::ResolveRef(const std::string& text, const std::string& caller, bool any_owner,
+                                                    const std::string* routing_key) {
   ASSIGN_OR_RETURN(const ModelRef ref, ParseModelRef(text));
-  if (!ref.id.empty()) return ref.id;
+  if (!ref.id.empty()) return ServingRoute{ref.id, {}};
   absl::MutexLock lock(&mu_);
   std::string owner = ref.owner;
   if (owner.empty()) {
@@ -171,6 +175,7 @@ absl::StatusOr<std::string> ModelStore::ResolveRef(const std::string& text, cons
   if (named == versions_.end()) return absl::NotFoundError(absl::StrCat("no model named '", ref.name, "'"));
   const auto& versions = named->second;
   int64_t version = ref.version;
+  int64_t shadow = 0;
   if (version == 0) {
     std::string alias = ref.alias;
     const auto aliases = aliases_.find({owner, ref.name});
@@ -186,6 +191,7 @@ absl::StatusOr<std::string> ModelStore::ResolveRef(const std::string& text, cons
       }
       const AliasTarget& target = aliases->second.at(alias);
       version = target.version;
+      shadow = target.shadow;
       if (routing_key != nullptr && !target.canaries.empty()) {
         const double point =
             routing_key->empty() ? RandomPoint() : KeyPoint(*routing_key, owner, ref.name, alias);
@@ -209,12 +215,17 @@ absl::StatusOr<std::string> ModelStore::ResolveRef(const std::string& text, cons
                                                           }),
                                             ")"));
   }
-  return it->second;
+  ServingRoute route{it->second, {}};
+  if (shadow > 0) {
+    // A shadow version deleted under it (another process) is simply not mirrored to.
+    if (const auto s = versions.find(shadow); s != versions.end()) route.shadow = s->second;
+  }
+  return route;
 }
 
 absl::StatusOr<ModelInfo> ModelStore::SetAlias(const std::string& owner, const std::string& name,
                                               const std::string& alias, int64_t version,
-                                              const std::vector<CanaryRoute>& canaries) {
+                                              const std::vector<CanaryRoute>& canaries, int64_t shadow) {
   RETURN_IF_ERROR(ValidateModelName(name, "name"));
   if (alias == kLatestAlias) {
     return absl::InvalidArgumentError("alias 'latest' always means the newest version; it cannot be set");
@@ -261,12 +272,23 @@ absl::StatusOr<ModelInfo> ModelStore::SetAlias(const std::string& owner, const s
     return absl::InvalidArgumentError(absl::StrCat("the canaries' shares sum to ", total,
                                                    " percent; they must leave the alias's own version some"));
   }
-  ASSIGN_OR_RETURN(auto up, db_.Prepare("INSERT INTO model_aliases (owner, name, alias, version, canaries) VALUES "
-                                        "(?, ?, ?, ?, ?) ON CONFLICT(owner, name, alias) DO UPDATE SET version = "
-                                        "excluded.version, canaries = excluded.canaries"));
-  up.Bind(1, owner).Bind(2, name).Bind(3, alias).Bind(4, version).Bind(5, CanariesToText(canaries));
+  if (shadow != 0) {
+    const auto s = named->second.find(shadow);
+    if (shadow < 0 || s == named->second.end()) {
+      return absl::NotFoundError(absl::StrCat("model '", name, "' has no version ", shadow, " (shadow)"));
+    }
+    if (models_.count(s->second) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat("shadow version ", shadow, " of '", name,
+                                                        "' cannot be served"));
+    }
+  }
+  ASSIGN_OR_RETURN(auto up, db_.Prepare("INSERT INTO model_aliases (owner, name, alias, version, canaries, shadow) "
+                                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner, name, alias) DO UPDATE SET "
+                                        "version = excluded.version, canaries = excluded.canaries, shadow = "
+                                        "excluded.shadow"));
+  up.Bind(1, owner).Bind(2, name).Bind(3, alias).Bind(4, version).Bind(5, CanariesToText(canaries)).Bind(6, shadow);
   RETURN_IF_ERROR(up.Run());
-  aliases_[{owner, name}][alias] = AliasTarget{version, canaries};
+  aliases_[{owner, name}][alias] = AliasTarget{version, canaries, shadow};
   Changed();
   return model->second->info();
 }
@@ -312,6 +334,18 @@ std::vector<std::pair<std::string, double>> ModelStore::CanaryOf(const ModelInfo
       for (const CanaryRoute& c : target.canaries) {
         if (c.version == info.version) out.emplace_back(alias, c.percent);
       }
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> ModelStore::ShadowOf(const ModelInfo& info) {
+  std::vector<std::string> out;
+  if (info.name.empty()) return out;
+  absl::MutexLock lock(&mu_);
+  if (const auto a = aliases_.find(NameKey{info.owner, info.name}); a != aliases_.end()) {
+    for (const auto& [alias, target] : a->second) {
+      if (target.shadow == info.version) out.push_back(alias);
     }
   }
   return out;

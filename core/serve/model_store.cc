@@ -107,6 +107,22 @@ std::shared_ptr<ModelMonitor> ServingModel::monitor() const {
   return monitor_;
 }
 
+std::shared_ptr<ShadowAgreement> ServingModel::AgreementWith(const ModelInfo& served) const {
+  absl::MutexLock lock(&monitor_mu_);
+  auto& slot = agreements_[served.id];
+  if (slot.second == nullptr) {
+    slot = {served.version, std::make_shared<ShadowAgreement>(served.class_names, info_.class_names)};
+  }
+  return slot.second;
+}
+
+std::vector<ServingModel::ShadowedVersion> ServingModel::Agreements() const {
+  std::vector<ShadowedVersion> out;
+  absl::MutexLock lock(&monitor_mu_);
+  for (const auto& [id, slot] : agreements_) out.push_back({id, slot.first, slot.second->Read()});
+  return out;
+}
+
 int64_t ServingModel::own_bytes() const {
   int64_t bytes = own_ != nullptr ? own_->StateBytes() : 0;
   for (const auto& p : head_->parameters()) bytes += p.numel() * static_cast<int64_t>(p.element_size());
@@ -429,6 +445,11 @@ absl::Status ModelStore::Delete(const std::string& id) {
                   "version ", c.version, " of '", info->name, "' is a canary of its alias '", alias,
                   "'; set the alias without it first (SetModelAlias)"));
             }
+          }
+          if (target.shadow == info->version) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "version ", target.shadow, " of '", info->name, "' is the shadow of its alias '", alias,
+                "'; set the alias without it first (SetModelAlias)"));
           }
         }
       }

@@ -12,6 +12,7 @@
 #include "core/data/preprocessing.h"
 #include "core/serve/evaluation_report.h"
 #include "core/serve/model_monitor.h"
+#include "core/serve/shadow.h"
 #include "core/train/head.h"
 #include "core/train/job_spec.h"
 #include "core/train/trainer.h"
@@ -59,11 +60,20 @@ struct CanaryRoute {
 };
 inline constexpr int kMaxCanaries = 4;
 
-// What an alias points to: its version, and the canaries that take a share
-// of its requests.
+// What an alias points to: its version, the canaries that take a share of
+// its requests, and the version that shadows them (0: none).
 struct AliasTarget {
   int64_t version = 0;
   std::vector<CanaryRoute> canaries;
+  int64_t shadow = 0;
+};
+
+// What a prediction through a model reference is served by: the model id
+// (an alias's canaries take their shares), and the id of the alias's shadow
+// version (empty: none), which sees the request off its path.
+struct ServingRoute {
+  std::string id;
+  std::string shadow;
 };
 
 // A published model ready to serve: blocks [0, k) come from its backbone
@@ -97,6 +107,16 @@ class ServingModel {
   // What this process serves with it (Predict feeds it; evaluations do not).
   // Replaced, with a fresh window, when the model is profiled again.
   std::shared_ptr<ModelMonitor> monitor() const;
+  // As a shadow version: how its answers compare with those of `served`,
+  // made on first use (one per version it has shadowed in this process).
+  std::shared_ptr<ShadowAgreement> AgreementWith(const ModelInfo& served) const;
+  struct ShadowedVersion {
+    std::string model_id;
+    int64_t version = 0;
+    AgreementSnapshot agreement;
+  };
+  // Every version it has shadowed in this process, by model id.
+  std::vector<ShadowedVersion> Agreements() const;
 
  private:
   friend class ModelStore;
@@ -108,6 +128,9 @@ class ServingModel {
   std::shared_ptr<DeviceLedger::Charge> charge_;
   mutable absl::Mutex monitor_mu_;
   mutable std::shared_ptr<ModelMonitor> monitor_ ABSL_GUARDED_BY(monitor_mu_);  // replaced by SetProfile
+  // served model id -> (its version, the agreement)
+  mutable std::map<std::string, std::pair<int64_t, std::shared_ptr<ShadowAgreement>>> agreements_
+      ABSL_GUARDED_BY(monitor_mu_);
   // One forward pass at a time through the model's own modules.
   mutable absl::Mutex mu_;
 };
@@ -157,19 +180,23 @@ class ModelStore {
   // to each canary version. A request with a routing key always reaches the
   // same version for the same weights (the key's hash picks the share, the
   // same in every process); one without a key is drawn at random. Raising a
-  // canary's share keeps the keys it already had.
+  // canary's share keeps the keys it already had. The route also names the
+  // alias's shadow version.
   absl::StatusOr<std::string> Resolve(const std::string& ref, const std::string& caller, bool any_owner);
-  absl::StatusOr<std::string> ResolveForServing(const std::string& ref, const std::string& caller, bool any_owner,
-                                                const std::string& routing_key);
+  absl::StatusOr<ServingRoute> ResolveForServing(const std::string& ref, const std::string& caller, bool any_owner,
+                                                 const std::string& routing_key);
   void SetDefaultOwner(std::string owner);
   // Points owner's NAME@ALIAS at VERSION (which must exist), atomically:
   // requests resolved before finish on the old version. Returns its model.
   // `canaries`: versions that take a share of the alias's requests (each
   // must exist, differ from `version` and each other; shares in (0, 100)
   // summing under 100; at most kMaxCanaries). Setting an alias without
-  // canaries ends its canary.
+  // canaries ends its canary. `shadow`: a version (which must exist; it may
+  // be any, the alias's own one too: an A/A check of the comparison) that
+  // sees every request through the alias off its path; 0: none.
   absl::StatusOr<ModelInfo> SetAlias(const std::string& owner, const std::string& name, const std::string& alias,
-                                     int64_t version, const std::vector<CanaryRoute>& canaries = {});
+                                     int64_t version, const std::vector<CanaryRoute>& canaries = {},
+                                     int64_t shadow = 0);
   // What the owner's NAME@ALIAS points to (NOT_FOUND without it).
   absl::StatusOr<AliasTarget> Alias(const std::string& owner, const std::string& name, const std::string& alias);
   absl::Status DeleteAlias(const std::string& owner, const std::string& name, const std::string& alias);
@@ -177,6 +204,8 @@ class ModelStore {
   std::vector<std::string> Aliases(const ModelInfo& info);
   // The aliases the model is a canary of, with its share of each.
   std::vector<std::pair<std::string, double>> CanaryOf(const ModelInfo& info);
+  // The aliases the model is the shadow of.
+  std::vector<std::string> ShadowOf(const ModelInfo& info);
   // Every version of the model's name (its owner's), ascending; empty when
   // the model has no name.
   std::vector<int64_t> Versions(const ModelInfo& info);
@@ -200,8 +229,8 @@ class ModelStore {
   // Every alias in the database.
   absl::StatusOr<std::map<std::pair<std::string, std::string>, std::map<std::string, AliasTarget>>> ReadAliases();
   // `routing_key`: null for the alias's own version, else routed.
-  absl::StatusOr<std::string> ResolveRef(const std::string& ref, const std::string& caller, bool any_owner,
-                                         const std::string* routing_key);
+  absl::StatusOr<ServingRoute> ResolveRef(const std::string& ref, const std::string& caller, bool any_owner,
+                                          const std::string* routing_key);
   absl::StatusOr<int64_t> ReserveVersion(const std::string& owner, const std::string& name);
   void IndexLocked(const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnindexLocked(const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -12,6 +12,7 @@
 #include "core/data/transforms.h"
 #include "core/util/compute_threads.h"
 #include "core/util/ids.h"
+#include "core/util/log.h"
 #include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -122,7 +123,18 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
   return request;
 }
 
+Predictor::Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options, BatcherObserver* observer)
+    : zoo_(zoo), models_(models), options_(options), observer_(observer) {
+  if (options_.shadow_queue_images > 0 && models_ != nullptr) {
+    shadow_lane_ = std::make_unique<ShadowLane>(options_.shadow_queue_images);
+  }
+}
+
 Predictor::~Predictor() = default;
+
+void Predictor::DrainShadows() const {
+  if (shadow_lane_ != nullptr) shadow_lane_->Drain();
+}
 
 TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& backbone) const {
   std::unique_ptr<TrunkBatcher> replaced;  // of an evicted copy: idle, joined after unlocking
@@ -141,6 +153,7 @@ absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBa
                      (options_.decode_on == PredictorOptions::DecodeOn::kAuto && backbone->device.is_cpu());
   ASSIGN_OR_RETURN(TrunkRequest request, MakeRequest(p, inputs, defer, timing));
   request.tenant = caller.tenant;
+  request.background = caller.background;
   request.stops = stops;
   request.classify = classify;
   ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run(std::move(request), caller.cancelled));
@@ -173,7 +186,8 @@ absl::StatusOr<PredictResult> Predictor::Predict(const std::string& name, const 
 
 absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<std::string>& model_ids,
                                                             const std::vector<ImageInput>& inputs,
-                                                            std::optional<int> top_k, const Caller& caller) const {
+                                                            std::optional<int> top_k, const Caller& caller,
+                                                            const ShadowMap& shadows) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   const auto start = Clock::now();
   if (models_ == nullptr) return absl::FailedPreconditionError("this predictor serves no models");
@@ -197,6 +211,28 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
     (void)unused;
     ks.push_back(m->first_block());
   }
+  // Each model's shadow, and whether it can take its activations from this
+  // request's pass (same trunk and inputs, no deeper than the pass runs).
+  struct ShadowPlan {
+    std::shared_ptr<const ServingModel> shadow;
+    bool same_pass = false;
+  };
+  std::map<std::string, ShadowPlan> mirrors;
+  const int deepest = ks.empty() ? 0 : *std::max_element(ks.begin(), ks.end());
+  for (const auto& m : models) {
+    const auto it = shadows.find(m->info().id);
+    if (shadow_lane_ == nullptr || it == shadows.end()) continue;
+    auto shadow = models_->Get(it->second);
+    if (!shadow.ok()) continue;  // deleted meanwhile: nothing to mirror to
+    const Preprocessing& a = m->info().preprocessing;
+    const Preprocessing& b = (*shadow)->info().preprocessing;
+    const bool same_pass = (*shadow)->info().backbone == m->info().backbone && a.height == b.height &&
+                           a.width == b.width && a.resize_size == b.resize_size && a.mean == b.mean &&
+                           a.std == b.std && a.interpolation == b.interpolation &&
+                           (*shadow)->first_block() <= deepest;
+    if (same_pass) ks.push_back((*shadow)->first_block());
+    mirrors[m->info().id] = ShadowPlan{*shadow, same_pass};
+  }
   std::sort(ks.begin(), ks.end());
   ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
   MultiPredictResult result;
@@ -218,6 +254,10 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
     if (!outputs.ok()) return outputs.status();
     // What the model serves, for its monitor (evaluations do not count).
     m->monitor()->ObserveBatch(outputs->embeddings, outputs->probabilities, NowSeconds());
+    if (const auto mirror = mirrors.find(m->info().id); mirror != mirrors.end()) {
+      Mirror(m, mirror->second.shadow, outputs->probabilities, inputs,
+             mirror->second.same_pass ? trunk.at(mirror->second.shadow->first_block()) : torch::Tensor(), n);
+    }
     const int k = ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())).value();
     result.models.push_back(
         {m->info().id, m->info().backbone, TopKOfProbabilities(outputs->probabilities, k, m->info().class_names)});
@@ -225,6 +265,48 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
   result.timing.compute_us += MicrosSince(tails);
   result.timing.total_us = MicrosSince(start);
   return result;
+}
+
+void Predictor::Mirror(const std::shared_ptr<const ServingModel>& served,
+                       const std::shared_ptr<const ServingModel>& shadow, const torch::Tensor& served_probabilities,
+                       const std::vector<ImageInput>& inputs, const torch::Tensor& at_k, int num_blocks) const {
+  const int64_t images = served_probabilities.size(0);
+  std::shared_ptr<ShadowAgreement> agreement = shadow->AgreementWith(served->info());
+  std::function<void()> work;
+  if (at_k.defined()) {
+    // Its own copy: the request's rows are views of the whole batch's activations.
+    const int k = shadow->first_block();
+    torch::Tensor at;
+    {
+      c10::InferenceMode guard;
+      at = (k == num_blocks ? BackboneImpl::Pool(at_k) : at_k).clone();
+    }
+    work = [shadow, agreement, served_probabilities, at, images] {
+      auto probs = GuardInternal("shadow " + shadow->info().id, [&]() -> absl::StatusOr<torch::Tensor> {
+        c10::InferenceMode guard;
+        return torch::softmax(shadow->Classify(at).logits.to(torch::kCPU).to(torch::kFloat32), 1);
+      });
+      if (probs.ok()) {
+        agreement->Observe(served_probabilities, *probs);
+      } else {
+        ABSL_LOG(WARNING) << probs.status();
+        agreement->Failed(images);
+      }
+    };
+  } else {
+    work = [this, shadow, agreement, served_probabilities, inputs, images] {
+      Caller caller(nullptr, "graft-shadow");
+      caller.background = true;
+      auto out = Outputs(shadow, inputs, caller);
+      if (out.ok()) {
+        agreement->Observe(served_probabilities, out->probabilities);
+      } else {
+        ABSL_LOG(WARNING) << "shadow " << shadow->info().id << ": " << out.status();
+        agreement->Failed(images);
+      }
+    };
+  }
+  if (!shadow_lane_->Offer(images, std::move(work))) agreement->Dropped(images);
 }
 
 absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<const ServingModel>& model,

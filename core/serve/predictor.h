@@ -15,6 +15,7 @@
 #include "core/data/image_codec.h"
 #include "core/serve/batcher.h"
 #include "core/serve/model_store.h"
+#include "core/serve/shadow.h"
 #include "core/zoo/zoo.h"
 
 namespace graft::core {
@@ -80,7 +81,14 @@ struct PredictorOptions {
   DecodeLimits limits;
   BatcherOptions batching;    // max_batch_size also chunks large requests
   int64_t max_images = 256;   // per request
+  // Images that may wait for shadow versions (--shadow_queue_images); a
+  // request that finds no room is not mirrored (counted as dropped). 0: no
+  // shadowing.
+  int64_t shadow_queue_images = 256;
 };
+
+// Each served model id's shadow version's id (ServingRoute).
+using ShadowMap = std::map<std::string, std::string>;
 
 // top_k unset: 5, or the number of classes when fewer; INVALID_ARGUMENT
 // outside [1, classes].
@@ -101,14 +109,14 @@ struct Caller {
       : cancelled(std::move(cancelled)), tenant(std::move(tenant)) {}
   CancelledFn cancelled;
   std::string tenant;
+  bool background = false;  // nobody waits for the answer (TrunkRequest::background)
 };
 
 // Predictions and embeddings from resident pretrained backbones and from
 // published models.
 class Predictor {
  public:
-  Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options, BatcherObserver* observer = nullptr)
-      : zoo_(zoo), models_(models), options_(options), observer_(observer) {}
+  Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options, BatcherObserver* observer = nullptr);
   ~Predictor();
 
   const Zoo& zoo() const { return zoo_; }
@@ -117,10 +125,20 @@ class Predictor {
   absl::StatusOr<PredictResult> Predict(const std::string& backbone, const std::vector<ImageInput>& inputs,
                                         std::optional<int> top_k, const Caller& caller = {}) const;
   // Several models of one backbone: the shared frozen part runs once.
+  // `shadows`: each model's shadow version, which gets the same images off
+  // the request path (ShadowLane), its answers compared with the model's
+  // (ServingModel::AgreementWith). A shadow that shares the model's trunk
+  // and input preprocessing, stopping no deeper than the request already
+  // runs, takes its activations from this request's pass (only its own
+  // blocks and head run, on the lane's thread); any other runs the whole
+  // network as background work of its backbone's batcher.
   absl::StatusOr<MultiPredictResult> PredictModels(const std::vector<std::string>& model_ids,
                                                    const std::vector<ImageInput>& inputs,
                                                    std::optional<int> top_k,
-                                                   const Caller& caller = {}) const;
+                                                   const Caller& caller = {},
+                                                   const ShadowMap& shadows = {}) const;
+  // Blocks until the shadow work queued so far is done (tests, benchmarks).
+  void DrainShadows() const;
   // Class probabilities ([N, classes] float32 on CPU) of one model, computed
   // as Predict computes them (same batcher, same preprocessing); the model
   // need not be published yet (a job's report is made before it is).
@@ -152,6 +170,12 @@ class Predictor {
   absl::StatusOr<TrunkRequest> MakeRequest(const Preprocessing& p, const std::vector<ImageInput>& inputs, bool defer,
                                            Timing& timing) const;
   TrunkBatcher& BatcherFor(const std::shared_ptr<ResidentBackbone>& backbone) const;
+  // Queues `shadow`'s answer for the images `served` answered with
+  // `served_probabilities`: from `at_k` (this pass's activations at the
+  // shadow's first block) when defined, else from `inputs` in the background.
+  void Mirror(const std::shared_ptr<const ServingModel>& served, const std::shared_ptr<const ServingModel>& shadow,
+              const torch::Tensor& served_probabilities, const std::vector<ImageInput>& inputs,
+              const torch::Tensor& at_k, int num_blocks) const;
 
   const Zoo& zoo_;
   ModelStore* models_;
@@ -161,6 +185,8 @@ class Predictor {
   // One per backbone (its spec); a backbone evicted and loaded again gets a
   // new one.
   mutable std::map<const BackboneSpec*, std::unique_ptr<TrunkBatcher>> batchers_ ABSL_GUARDED_BY(batchers_mu_);
+  // Last: its worker uses the batchers, so it goes first. Null: no shadowing.
+  std::unique_ptr<ShadowLane> shadow_lane_;
 };
 
 }  // namespace graft::core

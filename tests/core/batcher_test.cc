@@ -291,5 +291,41 @@ TEST_F(BatcherTest, ATenantFloodingTheQueueWithLargeImagesDelaysAnotherByOneBatc
   EXPECT_LT(a->prepare_us, 100'000) << "alice's batch decoded mallory's images too";
 }
 
+TEST_F(BatcherTest, BackgroundRequestsWaitForEveryOtherAndNeverRideWithOne) {
+  // A shadow version's work queues ahead of a caller's request; the caller's
+  // rides first and alone, the background ones together after it.
+  CountingObserver observer;
+  TrunkBatcher batcher(resident_, BatcherOptions{/*max_batch_size=*/32, /*max_queue_delay_us=*/0}, &observer);
+  const auto request = [&](bool background) {
+    TrunkRequest r = Ready(torch::randn({1, 3, 64, 64}), {n_});
+    r.background = background;
+    r.tenant = background ? "graft-shadow" : "alice";
+    return r;
+  };
+  absl::ReleasableMutexLock busy(&resident_->compute_mu);
+  auto first = std::async(std::launch::async, [&] { return batcher.Run(request(false), {}); });
+  ASSERT_TRUE(observer.AwaitDepth(0)) << "the first request was never taken";
+  std::vector<std::future<absl::StatusOr<TrunkResult>>> background;
+  for (int i = 0; i < 3; ++i) {
+    background.push_back(std::async(std::launch::async, [&] { return batcher.Run(request(true), {}); }));
+    ASSERT_TRUE(observer.AwaitDepth(i + 1)) << "background request " << i << " never queued";
+  }
+  auto caller = std::async(std::launch::async, [&] { return batcher.Run(request(false), {}); });
+  ASSERT_TRUE(observer.AwaitDepth(4)) << "the caller's request never queued";
+  busy.Release();
+  ASSERT_TRUE(first.get().ok());
+  const auto c = caller.get();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->batch_images, 1) << "the caller's request rode with background work";
+  for (auto& b : background) {
+    const auto r = b.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->batch_images, 3) << "background requests ride together";
+  }
+  // In order: the first request, the caller's alone, then the background ones.
+  std::lock_guard<std::mutex> lock(observer.mu);
+  EXPECT_EQ(observer.batches, (std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 1}, {3, 3}}));
+}
+
 }  // namespace
 }  // namespace graft::core
