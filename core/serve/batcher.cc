@@ -4,6 +4,8 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <set>
 
@@ -22,6 +24,40 @@ constexpr int kLogits = -1;  // the classifier's output among a batch's stops
 int64_t Micros(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
+
+// Requests a caller waits for, queued or computing, in every batcher of the
+// process, and when the last one ended: background work starts only when
+// there have been none for kBackgroundIdle (the cores are shared by all
+// backbones' batchers, and a caller whose next request follows at once,
+// a closed loop, would find the cores taken by a batch begun in between).
+std::atomic<int64_t> foreground_in_flight{0};
+std::atomic<int64_t> foreground_ended_ns{0};
+const absl::Duration kBackgroundIdle = absl::Milliseconds(2);
+// How often a batcher holding only background work looks again.
+const absl::Duration kBackgroundPoll = absl::Milliseconds(1);
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool CallersIdle() {
+  return foreground_in_flight.load(std::memory_order_relaxed) == 0 &&
+         SteadyNanos() - foreground_ended_ns.load(std::memory_order_relaxed) >=
+             absl::ToInt64Nanoseconds(kBackgroundIdle);
+}
+
+struct ForegroundScope {
+  explicit ForegroundScope(bool background) : counted(!background) {
+    if (counted) foreground_in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ForegroundScope() {
+    if (!counted) return;
+    foreground_ended_ns.store(SteadyNanos(), std::memory_order_relaxed);
+    foreground_in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+  const bool counted;
+};
 
 }  // namespace
 
@@ -73,6 +109,7 @@ TrunkBatcher::~TrunkBatcher() {
 }
 
 absl::StatusOr<TrunkResult> TrunkBatcher::Run(TrunkRequest request, const std::function<bool()>& cancelled) {
+  const ForegroundScope in_flight(request.background);
   auto pending = std::make_shared<Pending>();
   pending->request = std::move(request);
   pending->arrived = Clock::now();
@@ -183,6 +220,13 @@ void TrunkBatcher::Loop() {
       AwaitWork(absl::InfiniteFuture());
     }
     if (stop_) return;
+    // Only background work here while callers wait somewhere, or did just
+    // now: not yet (a caller's request arriving here wakes this at once).
+    if (!CallersIdle() &&
+        std::all_of(queue_.begin(), queue_.end(), [](const auto& p) { return p->request.background; })) {
+      work_cv_.WaitWithTimeout(&mu_, kBackgroundPoll);
+      continue;
+    }
     // Wait for company until the batch is full or the oldest request's delay
     // is spent; a lone caller whose last batch was also alone (one client,
     // sequential requests) is not kept waiting for company that never comes.

@@ -65,8 +65,9 @@ struct TrunkRequest {
   int64_t width = 0;
   // Whose request it is: batches are formed in fair turns between tenants.
   std::string tenant;
-  // Work nobody waits for (a shadow version's): taken only when no other
-  // request waits, and never batched with one.
+  // Work nobody waits for (a shadow version's): taken only when no request
+  // a caller waits for has been queued or computing in any batcher of the
+  // process for 2 ms, and never batched with one.
   bool background = false;
 
   int64_t Images() const;
@@ -98,7 +99,8 @@ struct TrunkResult {
 // least recently and is filled in the same order, and its deferred inputs
 // hold at most max_batch_pixels to decode. So a tenant flooding the queue
 // with large images delays another tenant's request by about one batch.
-// Background requests come after all others and ride only with each other.
+// Background requests come after all others, ride only with each other, and
+// wait until no caller has waited for any batcher of the process for 2 ms.
 class TrunkBatcher {
  public:
   TrunkBatcher(std::shared_ptr<ResidentBackbone> backbone, BatcherOptions options, BatcherObserver* observer);

@@ -50,7 +50,7 @@ def tool(name: str) -> str:
 def test_promtool_accepts_the_alert_rules():
     out = subprocess.run([tool("promtool"), "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 10 rules found" in out.stdout
+    assert "SUCCESS: 11 rules found" in out.stdout
 
 
 def test_every_alert_has_a_runbook_summary_and_severity():
@@ -58,7 +58,8 @@ def test_every_alert_has_a_runbook_summary_and_severity():
     names = {r["alert"] for r in rules}
     assert names == {"GraftdDown", "GraftPredictErrorRatio", "GraftPredictSlow", "GraftJobFailed",
                      "GraftInferenceQueueFull", "GraftDeviceMemoryNearBudget", "GraftAuthFailures",
-                     "GraftDataDirNearlyFull", "GraftModelDrift", "GraftModelLowConfidence"}
+                     "GraftDataDirNearlyFull", "GraftModelDrift", "GraftModelLowConfidence",
+                     "GraftShadowDisagrees"}
     readme = (SOURCE / "README.md").read_text()
     for r in rules:
         assert len(r["annotations"].get("runbook", "")) > 100, r["alert"]
@@ -242,6 +243,9 @@ def workload(g: Graftd, graft_client):
     photos = [p.read_bytes() for cls in ("ants", "bees") for p in sorted((DATA / "train" / cls).iterdir())[40:44]]
     for _ in range(2):
         assert len(c.predict("ants-bees", photos, top_k=1)) == 8
+    # Through an alias whose shadow is the version itself (an A/A check): 8 images compared.
+    c.models.set_alias("ants-bees", "prod", 1, shadow=1)
+    assert len(c.predict("ants-bees@prod", photos, top_k=1)) == 8
     with pytest.raises(graft_client.errors.ResourceExhausted, match="--max_images_per_request"):
         c.predict(BACKBONE, [dog] * 9)
     stranger = graft_client.Client(g.address, token="not-a-token")
@@ -316,9 +320,14 @@ def test_the_workload_is_what_the_metrics_say(scraped):
     assert value(prom, 'process_open_fds') < value(prom, 'process_max_fds')
     assert 0 < value(prom, 'time() - process_start_time_seconds') < 3600
     assert value(prom, 'process_cpu_seconds_total') > 1
-    # The model's monitoring: the 17 images it classified, against its 20 validation images.
-    assert value(prom, 'graft_model_predictions_total{model="admin/ants-bees",version="1"}') == 17
-    assert value(prom, 'graft_model_window_predictions{model="admin/ants-bees"}') == 17
+    # The model's monitoring: the 25 images it classified, against its 20 validation images.
+    assert value(prom, 'graft_model_predictions_total{model="admin/ants-bees",version="1"}') == 25
+    assert value(prom, 'graft_model_window_predictions{model="admin/ants-bees"}') == 25
+    # The version shadowing itself through prod: the 8 images compared, all agreeing.
+    shadow = '{model="admin/ants-bees",version="1",served_version="1"}'
+    assert value(prom, f'graft_shadow_images_total{shadow}') == 8
+    assert value(prom, f'graft_shadow_agreements_total{shadow}') == 8
+    assert value(prom, f'graft_shadow_dropped_images_total{shadow}') == 0
     assert value(prom, 'graft_model_drift_threshold{model="admin/ants-bees"}') > 0
     assert value(prom, 'sum(graft_model_class_share{model="admin/ants-bees"})') == pytest.approx(1)
 
@@ -326,7 +335,7 @@ def test_the_workload_is_what_the_metrics_say(scraped):
 def test_every_alert_evaluates_and_fires_on_what_the_workload_did(scraped):
     g, prom, _ = scraped
     rules = {r["name"]: r for group in prom.get("/api/v1/rules")["groups"] for r in group["rules"]}
-    assert len(rules) == 10
+    assert len(rules) == 11
     for name, r in rules.items():
         assert r["health"] == "ok" and not r.get("lastError"), (name, r)
         # The quantity each alert watches, without its threshold, has data.

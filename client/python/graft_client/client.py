@@ -405,6 +405,18 @@ class Models:
     def delete(self, ref: str):
         self._c._call(self._stub.DeleteModel, models_pb2.DeleteModelRequest(id=ref))
 
+    def set_alias(self, name: str, alias: str, version: int, canaries=None, shadow: int = 0):
+        """Points NAME@ALIAS at VERSION. canaries: {version: percent} that take
+        a share of the alias's predictions; shadow: a version mirrored every
+        prediction off the request path, its answers compared (GetModel of it)."""
+        request = models_pb2.SetModelAliasRequest(name=name, alias=alias, version=version, shadow=shadow)
+        for v, percent in (canaries or {}).items():
+            request.canaries.add(version=v, percent=percent)
+        return self._c._call(self._stub.SetModelAlias, request)
+
+    def delete_alias(self, name: str, alias: str):
+        self._c._call(self._stub.DeleteModelAlias, models_pb2.DeleteModelAliasRequest(name=name, alias=alias))
+
     def export(self, ref: str, path) -> int:
         """Writes the model as one safetensors file (torchvision names, metadata
         in its header); returns its size in bytes. The file appears whole or not at all."""
