@@ -6,7 +6,8 @@
 // whole in the background) agrees exactly as Predict on each says image by
 // image. A full shadow queue drops and counts (GetModel, /metrics) and fails
 // no prediction; the shadow survives a restart, protects its version from
-// deletion, and ends when the alias is set without it.
+// deletion, and ends when the alias is set without it. Open Inference's
+// ModelInfer through the alias is mirrored as Predict is.
 
 #include <gtest/gtest.h>
 
@@ -19,7 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "core/util/files.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "tests/integration/training_fixture.h"
 #include "tests/testing/http_get.h"
 
@@ -127,8 +131,29 @@ TEST_F(ShadowTest, AgreementIsWhatPredictSaysAndAFullQueueDropsAndCounts) {
   // A version shadowing itself: every answer the same.
   ASSERT_TRUE(client_->SetModelAlias("insects", "prod", 1, {}, 1).ok());
   for (const std::string& image : images_) ASSERT_TRUE(Predict("insects@prod", {image}).ok());
-  v1::ShadowAgreement self = AwaitAgreement(v1_id, static_cast<int64_t>(images_.size()));
-  EXPECT_EQ(self.images(), static_cast<int64_t>(images_.size()));
+  // Open Inference's ModelInfer through the alias is mirrored too: 4 images more.
+  {
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                       grpc::InsecureChannelCredentials());
+    auto oip = inference::GRPCInferenceService::NewStub(channel);
+    inference::ModelInferRequest request;
+    request.set_model_name("insects@prod");
+    auto* input = request.add_inputs();
+    input->set_name("image");
+    input->set_datatype("BYTES");
+    input->add_shape(4);
+    for (int i = 0; i < 4; ++i) input->mutable_contents()->add_bytes_contents(images_[static_cast<size_t>(i)]);
+    grpc::ClientContext context;
+    context.AddMetadata("authorization",
+                        "Bearer " + graft::testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data"))));
+    inference::ModelInferResponse response;
+    const grpc::Status status = oip->ModelInfer(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.model_version(), "1");
+  }
+  const auto n = static_cast<int64_t>(images_.size()) + 4;
+  v1::ShadowAgreement self = AwaitAgreement(v1_id, n);
+  EXPECT_EQ(self.images(), n);
   EXPECT_DOUBLE_EQ(self.top1_agreement(), 1.0);
   EXPECT_LT(self.mean_abs_diff(), 1e-6);
 
