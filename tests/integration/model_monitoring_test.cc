@@ -67,11 +67,8 @@ TEST_F(ModelMonitoringTest, PhotosStayInDistributionTexturesDriftAndOneClassShif
   ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 2);
   spec.set_model_name("insects");
-  auto job = client_->CreateJob(spec);
-  ASSERT_TRUE(job.ok()) << job.status();
-  const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
-  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
-  const std::string id = done.model_id();
+  const std::string id = TrainModel(spec);
+  ASSERT_FALSE(id.empty());
 
   // Profiled at the job's end, nothing served yet.
   v1::ModelMonitoring m = Monitoring(id);

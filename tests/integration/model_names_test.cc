@@ -22,11 +22,7 @@ TEST_F(TrainingTest, NamedModelsGetVersionsAndAliasesMoveAtomicallyAcrossRestart
     v1::JobSpec spec = Spec("hym", 1);
     spec.set_input_size(112);
     spec.set_model_name(model_name);
-    auto job = client_->CreateJob(spec);
-    EXPECT_TRUE(job.ok()) << job.status();
-    const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
-    EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
-    return done.model_id();
+    return TrainModel(spec);
   };
   const std::string v1_id = train("ants");
   const std::string v2_id = train("ants");

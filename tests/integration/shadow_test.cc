@@ -38,11 +38,7 @@ class ShadowTest : public TrainingTest {
     spec.set_seed(seed);
     spec.set_input_size(112);
     spec.set_model_name("insects");
-    auto job = client_->CreateJob(spec);
-    EXPECT_TRUE(job.ok()) << job.status();
-    const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
-    EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
-    return done.model_id();
+    return TrainModel(spec);
   }
 
   absl::StatusOr<v1::PredictResponse> Predict(const std::string& model, const std::vector<std::string>& images) {

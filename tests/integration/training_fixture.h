@@ -62,6 +62,17 @@ class TrainingTest : public ::testing::Test {
     return v1::Job();
   }
 
+  // Runs the job to its end; the model it published (empty, with a test
+  // failure, when it did not succeed).
+  std::string TrainModel(const v1::JobSpec& spec) {
+    auto job = client_->CreateJob(spec);
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return "";
+    const v1::Job done = WaitUntil(job->id(), [](const v1::Job& j) { return j.state() >= v1::JOB_STATE_SUCCEEDED; });
+    EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+    return done.model_id();
+  }
+
   int BlobCount() {
     int n = 0;
     std::error_code ec;
