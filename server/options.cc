@@ -11,8 +11,8 @@ absl::Status CheckServerOptions(const ServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
   if (options.max_batch_size < 1) return absl::InvalidArgumentError("--max_batch_size must be at least 1");
   if (options.max_queue_delay_us < 0) return absl::InvalidArgumentError("--max_queue_delay_us must not be negative");
-  if (options.monitor_window < 1 || options.monitor_window > 1'000'000) {
-    return absl::InvalidArgumentError("--monitor_window must be between 1 and 1000000");
+  if (options.monitor_window < 0 || options.monitor_window > 1'000'000) {
+    return absl::InvalidArgumentError("--monitor_window must be between 0 (no model monitoring) and 1000000");
   }
   if (!(options.monitor_window_s >= 0 && options.monitor_window_s <= 1e9)) {
     return absl::InvalidArgumentError("--monitor_window_s must be between 0 (no age bound) and 1e9");

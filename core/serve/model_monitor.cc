@@ -271,6 +271,7 @@ ModelMonitor::ModelMonitor(std::shared_ptr<const ReferenceProfile> reference, in
 
 void ModelMonitor::Observe(const float* embedding, int64_t dim, const float* probabilities, int64_t classes,
                            double now_s) {
+  if (options_.window <= 0) return;
   Entry e;
   e.time = now_s;
   const int64_t n = std::min(classes, classes_);
@@ -288,6 +289,7 @@ void ModelMonitor::Observe(const float* embedding, int64_t dim, const float* pro
 }
 
 void ModelMonitor::ObserveBatch(const torch::Tensor& embeddings, const torch::Tensor& probabilities, double now_s) {
+  if (options_.window <= 0) return;  // monitoring is off (--monitor_window 0)
   const torch::Tensor emb = embeddings.detach().to(torch::kCPU, torch::kFloat).contiguous();
   const torch::Tensor prob = probabilities.detach().to(torch::kCPU, torch::kFloat).contiguous();
   if (emb.dim() != 2 || prob.dim() != 2 || emb.size(0) != prob.size(0)) return;

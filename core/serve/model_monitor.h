@@ -104,7 +104,7 @@ double SquaredMmd(const std::vector<std::vector<float>>& x, const std::vector<st
                   double bandwidth);
 
 struct MonitorOptions {
-  int64_t window = 1000;   // the last this many predictions (--monitor_window)
+  int64_t window = 1000;   // the last this many predictions (--monitor_window); 0: not monitored
   double max_age_s = 3600; // and none older (--monitor_window_s); 0: no age bound
 };
 

@@ -107,6 +107,16 @@ TEST(ModelMonitorTest, TheWindowKeepsTheLastPredictionsAndNoneTooOld) {
   EXPECT_TRUE(s.class_shares.empty());
 }
 
+TEST(ModelMonitorTest, AWindowOfZeroMonitorsNothing) {
+  ModelMonitor monitor(nullptr, 2, MonitorOptions{/*window=*/0, /*max_age_s=*/0});
+  const float p[2] = {0.3f, 0.7f};
+  for (int i = 0; i < 5; ++i) monitor.Observe(nullptr, 0, p, 2, 100 + i);
+  monitor.ObserveBatch(torch::zeros({4, 8}), torch::full({4, 2}, 0.5f), 110);
+  const MonitorSnapshot s = monitor.Read(111);
+  EXPECT_EQ(s.observed, 0);
+  EXPECT_EQ(s.predictions, 0);
+}
+
 TEST(ModelMonitorTest, TooFewValidationImagesGiveNoDriftScoreButSharesStillDiverge) {
   const auto reference = std::make_shared<const ReferenceProfile>(Reference(/*n=*/kMinReferenceRows - 1));
   EXPECT_EQ(reference->drift_threshold, 0);
