@@ -224,11 +224,8 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
     if (shadow_lane_ == nullptr || it == shadows.end()) continue;
     auto shadow = models_->Get(it->second);
     if (!shadow.ok()) continue;  // deleted meanwhile: nothing to mirror to
-    const Preprocessing& a = m->info().preprocessing;
-    const Preprocessing& b = (*shadow)->info().preprocessing;
-    const bool same_pass = (*shadow)->info().backbone == m->info().backbone && a.height == b.height &&
-                           a.width == b.width && a.resize_size == b.resize_size && a.mean == b.mean &&
-                           a.std == b.std && a.interpolation == b.interpolation &&
+    const bool same_pass = (*shadow)->info().backbone == m->info().backbone &&
+                           (*shadow)->info().preprocessing == m->info().preprocessing &&
                            (*shadow)->first_block() <= deepest;
     if (same_pass) ks.push_back((*shadow)->first_block());
     mirrors[m->info().id] = ShadowPlan{*shadow, same_pass};

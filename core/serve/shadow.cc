@@ -4,22 +4,21 @@
 
 #include <cmath>
 #include <map>
-#include <utility>
 
 #include "core/util/compute_threads.h"
 #include "core/util/log.h"
 
 namespace graft::core {
 
-ShadowAgreement::ShadowAgreement(std::vector<std::string> served_labels, std::vector<std::string> shadow_labels)
-    : served_labels_(std::move(served_labels)), shadow_labels_(std::move(shadow_labels)) {
+ShadowAgreement::ShadowAgreement(const std::vector<std::string>& served_labels,
+                                 const std::vector<std::string>& shadow_labels) {
   std::map<std::string, int64_t> index;
-  for (size_t i = 0; i < shadow_labels_.size(); ++i) index.emplace(shadow_labels_[i], static_cast<int64_t>(i));
-  for (const std::string& label : served_labels_) {
+  for (size_t i = 0; i < shadow_labels.size(); ++i) index.emplace(shadow_labels[i], static_cast<int64_t>(i));
+  for (const std::string& label : served_labels) {
     const auto it = index.find(label);
     to_shadow_.push_back(it == index.end() ? -1 : it->second);
+    totals_.classes.push_back({label, 0, 0});
   }
-  for (const std::string& label : served_labels_) totals_.classes.push_back({label, 0, 0});
 }
 
 void ShadowAgreement::Observe(const torch::Tensor& served, const torch::Tensor& shadow) {

@@ -51,7 +51,7 @@ struct AgreementSnapshot {
 // lacks always flips).
 class ShadowAgreement {
  public:
-  ShadowAgreement(std::vector<std::string> served_labels, std::vector<std::string> shadow_labels);
+  ShadowAgreement(const std::vector<std::string>& served_labels, const std::vector<std::string>& shadow_labels);
   // Probabilities [N, classes] of each for the same N images.
   void Observe(const torch::Tensor& served, const torch::Tensor& shadow);
   void Dropped(int64_t images);
@@ -59,10 +59,8 @@ class ShadowAgreement {
   AgreementSnapshot Read() const;
 
  private:
-  const std::vector<std::string> served_labels_;
   // served class index -> the shadow's index of the same label (-1: none)
   std::vector<int64_t> to_shadow_;
-  std::vector<std::string> shadow_labels_;
   mutable absl::Mutex mu_;
   AgreementSnapshot totals_ ABSL_GUARDED_BY(mu_);
 };

@@ -123,6 +123,8 @@ TEST_F(ShadowTest, AgreementIsWhatPredictSaysAndAFullQueueDropsAndCounts) {
   auto refused = client_->SetModelAlias("insects", "prod", 1, {}, 9);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(refused.status().message().find("no version 9 (shadow)"), std::string::npos) << refused.status();
+  refused = client_->SetModelAlias("insects", "prod", 1, {}, -1);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound) << "a negative shadow version was taken";
 
   // A version shadowing itself: every answer the same.
   ASSERT_TRUE(client_->SetModelAlias("insects", "prod", 1, {}, 1).ok());
