@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -60,7 +61,8 @@ absl::StatusOr<StateDict> ParseUnguarded(const std::string& bytes, const std::st
     if (it.key() == "__metadata__") continue;
     const auto& e = it.value();
     if (!e.is_object() || !e.contains("data_offsets") || !e["data_offsets"].is_array() ||
-        e["data_offsets"].size() != 2 || !e["data_offsets"][0].is_number_unsigned()) {
+        e["data_offsets"].size() != 2 || !e["data_offsets"][0].is_number_unsigned() ||
+        !e["data_offsets"][1].is_number_unsigned()) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", it.key(), "' has no valid data_offsets"));
     }
     order.emplace_back(e["data_offsets"][0].get<size_t>(), it.key());
@@ -74,16 +76,33 @@ absl::StatusOr<StateDict> ParseUnguarded(const std::string& bytes, const std::st
       return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", name, "' lacks dtype or shape"));
     }
     ASSIGN_OR_RETURN(const torch::ScalarType type, DtypeFromName(e["dtype"].get<std::string>()));
+    // Dimensions are client-chosen: their product (zeros aside) must fit in
+    // int64, as LibTorch computes sizes, before anything multiplies it.
     std::vector<int64_t> shape;
-    int64_t numel = 1;
+    uint64_t product = 1;
+    bool empty = false;
     for (const auto& d : e["shape"]) {
-      if (!d.is_number_unsigned()) return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", name, "' has a bad shape"));
-      shape.push_back(d.get<int64_t>());
-      numel *= shape.back();
+      if (!d.is_number_unsigned() || shape.size() >= 64) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", name, "' has a bad shape"));
+      }
+      const uint64_t dim = d.get<uint64_t>();
+      constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+      if (dim == 0) {
+        empty = true;
+      } else if (product > kMax / dim) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", name, "' shape has too many elements"));
+      } else {
+        product *= dim;
+      }
+      shape.push_back(static_cast<int64_t>(dim));
     }
-    const size_t begin = e["data_offsets"][0].get<size_t>();
-    const size_t end = e["data_offsets"][1].get<size_t>();
-    const size_t expected = static_cast<size_t>(numel) * c10::elementSize(type);
+    const uint64_t numel = empty ? 0 : product;
+    if (numel > data_len) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", name, "' shape has more elements than the file holds"));
+    }
+    const uint64_t begin = e["data_offsets"][0].get<uint64_t>();
+    const uint64_t end = e["data_offsets"][1].get<uint64_t>();
+    const uint64_t expected = numel * c10::elementSize(type);
     if (end < begin || end > data_len || end - begin != expected) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": tensor '", name, "' data [", begin, ", ", end,
                                                      ") does not match its shape or the file size"));

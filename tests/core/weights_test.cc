@@ -44,6 +44,45 @@ TEST(Safetensors, RejectsGarbageHeader) {
   EXPECT_EQ(ParseSafetensors("xx", "tiny").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A header as a hostile file would write it: `header` is the JSON text.
+std::string SafetensorsWithHeader(const std::string& header, size_t data_bytes) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  return out + header + std::string(data_bytes, '\0');
+}
+
+TEST(Safetensors, RejectsOffsetsAndShapesNoFileCouldHold) {
+  struct Case {
+    const char* header;
+    const char* message;
+  };
+  const Case cases[] = {
+      // Found by the fuzzer: a float end offset must not reach an integer conversion.
+      {R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,2.2e29]}})", "no valid data_offsets"},
+      {R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,-4]}})", "no valid data_offsets"},
+      {R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", "too many elements"},
+      {R"({"w":{"dtype":"F32","shape":[9223372036854775807,9223372036854775807,0],"data_offsets":[0,0]}})",
+       "too many elements"},
+      {R"({"w":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,4]}})", "too many elements"},
+      {R"({"w":{"dtype":"F32","shape":[1000],"data_offsets":[0,4]}})", "more elements than the file holds"},
+      {R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", "does not match its shape"},
+  };
+  for (const Case& c : cases) {
+    const auto out = ParseSafetensors(SafetensorsWithHeader(c.header, 4), "hostile.safetensors");
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << c.header;
+    EXPECT_NE(out.status().message().find(c.message), std::string::npos) << c.header << ": " << out.status();
+  }
+  // Empty tensors are legal in any dimension order.
+  const auto empty = ParseSafetensors(
+      SafetensorsWithHeader(R"({"e":{"dtype":"F32","shape":[0,7],"data_offsets":[0,0]},)"
+                            R"("f":{"dtype":"F32","shape":[7,0],"data_offsets":[0,0]}})",
+                            0),
+      "empty.safetensors");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  ASSERT_EQ(empty->size(), 2u);
+  EXPECT_EQ((*empty)[1].second.sizes(), (std::vector<int64_t>{7, 0}));
+}
+
 TEST(Pth, RejectsFilesThatAreNotZipArchives) {
   graft::testing::TempDir dir;
   ASSERT_TRUE(WriteFileAtomic(dir.Join("legacy.pth"), "\x80\x02garbage").ok());
