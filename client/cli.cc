@@ -151,6 +151,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   AddDatasetCommands(app, g, out, err, &action);
   AddJobCommands(app, g, out, err, &action);
   AddModelCommands(app, g, out, &action);
+  AddPredictionCommands(app, g, out, &action);
   AddTokenCommands(app, g, out, &action);
   // Global flags may come after the subcommand too.
   for (auto* sub : app.get_subcommands({})) {

@@ -22,6 +22,7 @@ void AddBackboneCommands(CLI::App& app, const Globals& g, std::ostream& out, Act
 void AddDatasetCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action);
 void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action);
 void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
+void AddPredictionCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
 void AddTokenCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
 
 // `graft job ID`: one job in full; a search names its winner among the

@@ -53,6 +53,7 @@ GraftClient::GraftClient(const std::string& target, ClientOptions options)
   datasets_ = v1::Datasets::NewStub(channel_);
   training_ = v1::Training::NewStub(channel_);
   models_ = v1::Models::NewStub(channel_);
+  predictions_ = v1::Predictions::NewStub(channel_);
   tokens_ = v1::Tokens::NewStub(channel_);
 }
 
@@ -352,6 +353,47 @@ absl::StatusOr<v1::Model> GraftClient::SetModelAlias(const std::string& name, co
     c->set_percent(percent);
   }
   return Call(*this, models_.get(), &v1::Models::Stub::SetModelAlias, r, 30);
+}
+
+absl::StatusOr<v1::RecordPolicy> GraftClient::SetRecordPolicy(const std::string& model,
+                                                              const v1::RecordPolicy& policy) {
+  v1::SetRecordPolicyRequest r;
+  r.set_model(model);
+  *r.mutable_policy() = policy;
+  return Call(*this, predictions_.get(), &v1::Predictions::Stub::SetRecordPolicy, r, 30);
+}
+
+absl::StatusOr<v1::RecordPolicy> GraftClient::GetRecordPolicy(const std::string& model) {
+  v1::GetRecordPolicyRequest r;
+  r.set_model(model);
+  return Call(*this, predictions_.get(), &v1::Predictions::Stub::GetRecordPolicy, r, 30);
+}
+
+absl::StatusOr<v1::ListPredictionsResponse> GraftClient::ListPredictions(const v1::ListPredictionsRequest& request) {
+  return Call(*this, predictions_.get(), &v1::Predictions::Stub::ListPredictions, request, 60);
+}
+
+absl::StatusOr<v1::PredictionRecord> GraftClient::GetPrediction(const std::string& prediction_id,
+                                                               bool include_image) {
+  v1::GetPredictionRequest r;
+  r.set_prediction_id(prediction_id);
+  r.set_include_image(include_image);
+  return Call(*this, predictions_.get(), &v1::Predictions::Stub::GetPrediction, r, 60);
+}
+
+absl::StatusOr<v1::PredictionRecord> GraftClient::Feedback(const std::string& prediction_id, const std::string& label) {
+  v1::FeedbackRequest r;
+  r.set_prediction_id(prediction_id);
+  r.set_label(label);
+  return Call(*this, predictions_.get(), &v1::Predictions::Stub::Feedback, r, 30);
+}
+
+absl::StatusOr<int64_t> GraftClient::PurgePredictions(const std::string& model) {
+  v1::PurgePredictionsRequest r;
+  r.set_model(model);
+  auto out = Call(*this, predictions_.get(), &v1::Predictions::Stub::PurgePredictions, r, 120);
+  if (!out.ok()) return out.status();
+  return out->deleted();
 }
 
 absl::Status GraftClient::DeleteModelAlias(const std::string& name, const std::string& alias) {

@@ -13,6 +13,7 @@
 #include "graft/v1/datasets.grpc.pb.h"
 #include "graft/v1/inference.grpc.pb.h"
 #include "graft/v1/models.grpc.pb.h"
+#include "graft/v1/predictions.grpc.pb.h"
 #include "graft/v1/tokens.grpc.pb.h"
 #include "graft/v1/training.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -99,6 +100,14 @@ class GraftClient {
   absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
                                                 const std::function<void(const v1::EvaluateProgress&)>& progress = {});
 
+  // Prediction records and feedback (graft.v1.Predictions).
+  absl::StatusOr<v1::RecordPolicy> SetRecordPolicy(const std::string& model, const v1::RecordPolicy& policy);
+  absl::StatusOr<v1::RecordPolicy> GetRecordPolicy(const std::string& model);
+  absl::StatusOr<v1::ListPredictionsResponse> ListPredictions(const v1::ListPredictionsRequest& request);
+  absl::StatusOr<v1::PredictionRecord> GetPrediction(const std::string& prediction_id, bool include_image);
+  absl::StatusOr<v1::PredictionRecord> Feedback(const std::string& prediction_id, const std::string& label);
+  absl::StatusOr<int64_t> PurgePredictions(const std::string& model);
+
   // Tokens (admin), and who the token is (any role).
   absl::StatusOr<v1::CreateTokenResponse> CreateToken(const std::string& name, v1::Role role);
   absl::StatusOr<v1::ListTokensResponse> ListTokens();
@@ -119,6 +128,7 @@ class GraftClient {
   std::unique_ptr<v1::Datasets::Stub> datasets_;
   std::unique_ptr<v1::Training::Stub> training_;
   std::unique_ptr<v1::Models::Stub> models_;
+  std::unique_ptr<v1::Predictions::Stub> predictions_;
   std::unique_ptr<v1::Tokens::Stub> tokens_;
 };
 

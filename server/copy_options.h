@@ -8,6 +8,7 @@
 
 #include "core/data/dataset_store.h"
 #include "core/jobs/job_runner.h"
+#include "core/serve/prediction_records.h"
 #include "core/serve/predictor.h"
 #include "core/zoo/weights_fetcher.h"
 #include "core/zoo/zoo.h"

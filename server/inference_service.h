@@ -4,6 +4,7 @@
 #include "graft/v1/inference.grpc.pb.h"
 #include "core/data/decode_budget.h"
 #include "core/serve/model_store.h"
+#include "core/serve/prediction_records.h"
 #include "server/admission.h"
 #include "server/auth.h"
 #include "server/metrics.h"
@@ -18,6 +19,9 @@ class InferenceService final : public v1::Inference::Service {
   InferenceService(const core::Predictor& predictor, Metrics& metrics, const Auth& auth, core::ModelStore* models,
                    RequestLimits limits, core::DecodeBudget* budget = nullptr)
       : predictor_(predictor), metrics_(metrics), auth_(auth), models_(models), limits_(limits), budget_(budget) {}
+
+  // Keeps the prediction records model policies choose (null: none).
+  void SetRecords(core::PredictionRecords* records) { records_ = records; }
 
   grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest*, v1::PredictResponse*) override;
   grpc::Status Embed(grpc::ServerContext*, const v1::EmbedRequest*, v1::EmbedResponse*) override;
@@ -41,6 +45,7 @@ class InferenceService final : public v1::Inference::Service {
   core::ModelStore* models_;
   const RequestLimits limits_;
   core::DecodeBudget* budget_;
+  core::PredictionRecords* records_ = nullptr;
 };
 
 }  // namespace graft::server

@@ -119,6 +119,17 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Name("graft_images_predicted_total")
                            .Help("Images run through Predict, by backbone")
                            .Register(*registry_);
+  prediction_records_ = &BuildCounter()
+                             .Name("graft_prediction_records_total")
+                             .Help("Predictions a model's record policy chose, by model (OWNER/NAME or id) and "
+                                   "outcome: kept (sampled, low_confidence, low_margin) or not (over_quota, "
+                                   "over_rate, no_image, failed)")
+                             .Register(*registry_);
+  prediction_feedback_ = &BuildCounter()
+                              .Name("graft_prediction_feedback_total")
+                              .Help("Feedback labels on prediction records, by model and whether the label agrees "
+                                    "with the recorded top-1 answer")
+                              .Register(*registry_);
   backbone_load_seconds_ = &BuildGauge()
                                 .Name("graft_backbone_load_seconds")
                                 .Help("Seconds the last load of a backbone took")
@@ -401,6 +412,14 @@ void Metrics::SetKnownMethods(std::set<std::string> methods) { known_methods_ = 
 
 void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
   images_predicted_->Add({{"backbone", backbone}}).Increment(n);
+}
+
+void Metrics::OnRecord(const std::string& model_key, const char* outcome) {
+  prediction_records_->Add({{"model", model_key}, {"outcome", outcome}}).Increment();
+}
+
+void Metrics::OnFeedback(const std::string& model_key, bool agrees) {
+  prediction_feedback_->Add({{"model", model_key}, {"agrees", agrees ? "true" : "false"}}).Increment();
 }
 
 void Metrics::SetBackbones(const core::Zoo& zoo) {

@@ -52,6 +52,11 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
                   const std::string& limit_flag = "");
   void SetKnownMethods(std::set<std::string> methods);
   void AddImagesPredicted(const std::string& backbone, double n);
+  // A prediction its model's record policy chose (graft_prediction_records_total{model, outcome}:
+  // kept as sampled/low_confidence/low_margin, or dropped as over_quota/over_rate/no_image/failed).
+  void OnRecord(const std::string& model_key, const char* outcome);
+  // Feedback on a record (graft_prediction_feedback_total{model, agrees}).
+  void OnFeedback(const std::string& model_key, bool agrees);
   void SetBackbones(const core::Zoo& zoo);
   // Residency and device memory are read from `zoo` at each scrape (null:
   // no longer; the server's shutdown).
@@ -110,6 +115,8 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Family<prometheus::Counter>* rpc_total_;
   prometheus::Family<prometheus::Histogram>* rpc_latency_;
   prometheus::Family<prometheus::Counter>* images_predicted_;
+  prometheus::Family<prometheus::Counter>* prediction_records_;
+  prometheus::Family<prometheus::Counter>* prediction_feedback_;
   prometheus::Family<prometheus::Gauge>* backbone_load_seconds_;
   prometheus::Family<prometheus::Gauge>* backbone_resident_bytes_;
   // Taken by every scrape (Text), which refreshes the residency gauges.

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/eval/evaluator.h"
 #include "core/util/ids.h"
+#include "core/util/log.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/model_monitoring.h"
@@ -106,6 +107,11 @@ grpc::Status ModelsService::DeleteModel(grpc::ServerContext* context, const v1::
     return ToGrpcStatus(s);
   }
   if (auto s = store_.Delete(*id); !s.ok()) return ToGrpcStatus(s);
+  if (records_ != nullptr) {
+    if (auto n = records_->DeleteForModel(*id); !n.ok()) {
+      ABSL_LOG(WARNING) << "deleting the prediction records of model " << *id << ": " << n.status().message();
+    }
+  }
   metrics_.SetModels(static_cast<double>(store_.size()));
   return grpc::Status::OK;
 }

@@ -3,6 +3,7 @@
 #include "core/data/dataset_store.h"
 #include "core/eval/evaluator.h"
 #include "core/serve/model_store.h"
+#include "core/serve/prediction_records.h"
 #include "core/serve/predictor.h"
 #include "core/util/shared_slots.h"
 #include "graft/v1/models.grpc.pb.h"
@@ -27,6 +28,9 @@ class ModelsService final : public v1::Models::Service {
         deadlines_(deadlines),
         passes_({"evaluations or dataset predictions", max_concurrent_evaluations, "--max_concurrent_evaluations",
                  evaluations_per_principal, "--max_evaluations_per_principal"}) {}
+
+  // Deleting a model deletes its prediction records (null: none kept).
+  void SetRecords(core::PredictionRecords* records) { records_ = records; }
 
   grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*, v1::ListModelsResponse*) override;
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*, v1::Model*) override;
@@ -57,6 +61,7 @@ class ModelsService final : public v1::Models::Service {
   const Auth& auth_;
   const core::Predictor* predictor_;
   core::DatasetStore* datasets_;
+  core::PredictionRecords* records_ = nullptr;
   const StreamDeadlines deadlines_;
   core::SharedSlots passes_;  // Evaluate and PredictDataset calls running
 };

@@ -17,6 +17,15 @@ absl::Status CheckServerOptions(const ServerOptions& options) {
   if (!(options.monitor_window_s >= 0 && options.monitor_window_s <= 1e9)) {
     return absl::InvalidArgumentError("--monitor_window_s must be between 0 (no age bound) and 1e9");
   }
+  if (options.prediction_quota_bytes < 0) {
+    return absl::InvalidArgumentError("--prediction_quota_bytes must be >= 0");
+  }
+  if (!(options.prediction_records_per_minute > 0 && options.prediction_records_per_minute <= 1e6)) {
+    return absl::InvalidArgumentError("--prediction_records_per_minute must lie in (0, 1000000]");
+  }
+  if (!(options.prediction_retention_s > 0)) {
+    return absl::InvalidArgumentError("--prediction_retention_s must be > 0");
+  }
   if (options.shadow_queue_images < 0 || options.shadow_queue_images > 1'000'000) {
     return absl::InvalidArgumentError("--shadow_queue_images must be between 0 (no shadowing) and 1000000");
   }

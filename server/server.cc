@@ -36,6 +36,7 @@
 #include "core/util/database.h"
 #include "server/datasets_service.h"
 #include "server/models_service.h"
+#include "server/predictions_service.h"
 #include "server/open_inference.h"
 #include "server/open_inference_http.h"
 #include "server/request_check.h"
@@ -98,6 +99,7 @@ struct GraftServer::Services {
   std::unique_ptr<DatasetsService> datasets;
   std::unique_ptr<TrainingService> training;
   std::unique_ptr<ModelsService> models;
+  std::unique_ptr<PredictionsService> predictions;
   std::unique_ptr<OpenInference> oip;
   std::unique_ptr<OpenInferenceService> oip_grpc;
 };
@@ -227,6 +229,10 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                                        WithOptions<core::MonitorOptions>(options));
   if (!models.ok()) return models.status();
   s->models_ = std::move(*models);
+  auto records = core::PredictionRecords::Open(*s->db_, (fs::path(artifact_dir) / "predictions").string(),
+                                               WithOptions<core::RecordsOptions>(options));
+  if (!records.ok()) return records.status();
+  s->records_ = std::move(*records);
   s->models_->SetDefaultOwner(options.default_model_owner);
   s->models_->SetChangeFeed(s->changes_.get());
   s->changes_->Subscribe(core::ChangeFeed::kModels, [server = s.get()] {
@@ -288,6 +294,9 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       *s->predictor_, *s->metrics_, auth, s->models_.get(),
       RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels,
                     options.max_models_per_predict}, s->decode_budget_.get());
+  s->services_->inference->SetRecords(s->records_.get());
+  s->services_->predictions =
+      std::make_unique<PredictionsService>(*s->records_, *s->models_, *s->metrics_, auth);
   s->services_->watchdog = std::make_unique<StreamWatchdog>();
   const StreamDeadlines deadlines{s->services_->watchdog.get(), options.upload_idle_timeout_s,
                                   options.stream_write_timeout_s};
@@ -299,6 +308,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   s->services_->models = std::make_unique<ModelsService>(
       *s->models_, *s->metrics_, auth, s->predictor_.get(), s->datasets_.get(), options.max_concurrent_evaluations,
       options.max_evaluations_per_principal, deadlines);
+  s->services_->models->SetRecords(s->records_.get());
   s->services_->oip = std::make_unique<OpenInference>(
       *s->predictor_, *s->zoo_, s->models_.get(), *s->metrics_,
       RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels,
@@ -333,6 +343,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
   add(s->services_->datasets.get(), v1::Datasets::service_full_name());
   add(s->services_->training.get(), v1::Training::service_full_name());
   add(s->services_->models.get(), v1::Models::service_full_name());
+  add(s->services_->predictions.get(), v1::Predictions::service_full_name());
   if (options.serve) add(s->services_->oip_grpc.get(), inference::GRPCInferenceService::service_full_name());
   s->service_names_.push_back("grpc.health.v1.Health");
   if (options.reflection) s->service_names_.push_back("grpc.reflection.v1alpha.ServerReflection");

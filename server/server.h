@@ -21,6 +21,7 @@ class JobRunner;
 class TokenStore;
 class DecodeBudget;
 class ModelStore;
+class PredictionRecords;
 class ChangeFeed;
 }  // namespace graft::core
 
@@ -85,6 +86,7 @@ class GraftServer {
   std::unique_ptr<core::DatasetStore> datasets_;
   std::unique_ptr<core::JobStore> jobs_;
   std::unique_ptr<core::ModelStore> models_;
+  std::unique_ptr<core::PredictionRecords> records_;
   std::unique_ptr<core::Predictor> predictor_;  // before runner_: jobs evaluate through it
   std::unique_ptr<core::JobRunner> runner_;
   std::unique_ptr<Services> services_;
