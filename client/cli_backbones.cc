@@ -199,7 +199,10 @@ absl::Status Predict(GraftClient& client, const Globals& g, const PredictOptions
   for (const auto& result : r->results()) {
     if (r->results_size() > 1) out << "model " << result.model() << "\n";
     for (const auto& p : result.predictions()) {
-      out << o.images[static_cast<size_t>(p.image_index())] << "\n";
+      out << o.images[static_cast<size_t>(p.image_index())];
+      // A recorded answer names its record, for `graft feedback ID LABEL`.
+      if (p.recorded()) out << "  (recorded as " << p.prediction_id() << ")";
+      out << "\n";
       int rank = 1;
       for (const auto& c : p.top()) {
         out << "  " << std::right << std::setw(2) << rank++ << "  " << std::left << std::setw(32) << c.label()

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "client/cli_output.h"
+#include "graft/v1/datasets.pb.h"
 #include "graft/v1/models.pb.h"
 
 namespace graft::client {
@@ -25,6 +26,8 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
 void AddPredictionCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
 void AddTokenCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action);
 
+// `graft datasets show ID`: one dataset, its classes and split.
+void PrintDataset(const v1::Dataset& d, std::ostream& out);
 // `graft job ID`: one job in full; a search names its winner among the
 // backbones it tried and counts its trials.
 void PrintJob(const v1::Job& j, std::ostream& out);

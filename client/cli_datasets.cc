@@ -10,7 +10,6 @@
 #include "client/client.h"
 
 namespace graft::client {
-namespace {
 
 void PrintDataset(const v1::Dataset& d, std::ostream& out) {
   out << "id:       " << d.id() << "\n"
@@ -25,6 +24,8 @@ void PrintDataset(const v1::Dataset& d, std::ostream& out) {
         << std::setw(7) << c.val() << " val\n";
   }
 }
+
+namespace {
 
 struct UploadOptions {
   std::string path;

@@ -58,16 +58,21 @@ void PrintRecord(const v1::PredictionRecord& r, std::ostream& out) {
   }
 }
 
-// "24h", "90m" (that long ago) or Unix seconds.
+// "7d", "24h", "90m" (that long ago) or Unix seconds.
 absl::StatusOr<double> SinceFrom(const std::string& text) {
   if (text.empty()) return 0.0;
   absl::Duration d;
+  double days = 0;
+  if (text.size() > 1 && text.back() == 'd' && absl::SimpleAtod(text.substr(0, text.size() - 1), &days) &&
+      days > 0 && days < 1e5) {
+    return absl::ToUnixSeconds(absl::Now()) - days * 86400.0;
+  }
   if (absl::ParseDuration(text, &d) && d > absl::ZeroDuration()) {
     return absl::ToUnixSeconds(absl::Now() - d) + 0.0;
   }
   double unix_seconds = 0;
   if (absl::SimpleAtod(text, &unix_seconds) && unix_seconds >= 0) return unix_seconds;
-  return absl::InvalidArgumentError(absl::StrCat("--since takes a duration (24h, 90m) or Unix seconds, got '", text, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("--since takes a duration (7d, 24h, 90m) or Unix seconds, got '", text, "'"));
 }
 
 }  // namespace
@@ -195,6 +200,51 @@ void AddPredictionCommands(CLI::App& app, const Globals& g, std::ostream& out, A
       auto n = c.PurgePredictions(*purge_model);
       if (!n.ok()) return n.status();
       out << *n << " prediction records of " << *purge_model << " deleted\n";
+      return absl::OkStatus();
+    };
+  });
+
+  // graft datasets from-predictions (the datasets command exists: added before this one).
+  struct FromArgs {
+    std::string model, name, since;
+    bool labelled_only = false;
+    float val_fraction = 0;
+    uint64_t seed = 0;
+  };
+  auto fr = std::make_shared<FromArgs>();
+  CLI::App* datasets = app.get_subcommand("datasets");
+  auto* from = datasets->add_subcommand(
+      "from-predictions", "a dataset from a model's prediction records (one folder per label; images deduplicated)");
+  from->add_option("model", fr->model, "NAME or a model id whose records to use")->required();
+  from->add_option("--name", fr->name, "the new dataset's name")->required();
+  from->add_flag("--labelled_only,--labelled-only", fr->labelled_only,
+                 "only records with feedback (otherwise a record without feedback is labelled with the model's answer)");
+  from->add_option("--since", fr->since, "a duration (24h) back, or Unix seconds");
+  from->add_option("--val_fraction", fr->val_fraction, "held out for validation (default 0.2)")
+      ->check(CLI::Range(0.0, 0.99));
+  from->add_option("--seed", fr->seed, "the validation split's seed");
+  from->callback([&g, &out, action, fr]() {
+    *action = [&g, &out, fr](GraftClient& c) -> absl::Status {
+      v1::CreateDatasetFromPredictionsRequest r;
+      r.set_model(fr->model);
+      r.set_name(fr->name);
+      r.set_labelled_only(fr->labelled_only);
+      auto since = SinceFrom(fr->since);
+      if (!since.ok()) return since.status();
+      r.set_since(*since);
+      r.mutable_split()->set_fraction(fr->val_fraction);
+      r.mutable_split()->set_seed(fr->seed);
+      auto made = c.CreateDatasetFromPredictions(r);
+      if (!made.ok()) return made.status();
+      if (g.json) {
+        out << ToJson(*made) << "\n";
+        return absl::OkStatus();
+      }
+      PrintDataset(made->dataset(), out);
+      out << "from " << made->records() << " records (" << made->duplicates() << " repeated images";
+      if (fr->labelled_only) out << ", " << made->unlabelled() << " without feedback left out";
+      out << ")\n";
+      for (const auto& f : made->rejected()) out << "  rejected " << f.path() << ": " << f.reason() << "\n";
       return absl::OkStatus();
     };
   });

@@ -388,6 +388,11 @@ absl::StatusOr<v1::PredictionRecord> GraftClient::Feedback(const std::string& pr
   return Call(*this, predictions_.get(), &v1::Predictions::Stub::Feedback, r, 30);
 }
 
+absl::StatusOr<v1::CreateDatasetFromPredictionsResponse> GraftClient::CreateDatasetFromPredictions(
+    const v1::CreateDatasetFromPredictionsRequest& request) {
+  return Call(*this, predictions_.get(), &v1::Predictions::Stub::CreateDatasetFromPredictions, request, 600);
+}
+
 absl::StatusOr<int64_t> GraftClient::PurgePredictions(const std::string& model) {
   v1::PurgePredictionsRequest r;
   r.set_model(model);

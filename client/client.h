@@ -107,6 +107,8 @@ class GraftClient {
   absl::StatusOr<v1::PredictionRecord> GetPrediction(const std::string& prediction_id, bool include_image);
   absl::StatusOr<v1::PredictionRecord> Feedback(const std::string& prediction_id, const std::string& label);
   absl::StatusOr<int64_t> PurgePredictions(const std::string& model);
+  absl::StatusOr<v1::CreateDatasetFromPredictionsResponse> CreateDatasetFromPredictions(
+      const v1::CreateDatasetFromPredictionsRequest& request);
 
   // Tokens (admin), and who the token is (any role).
   absl::StatusOr<v1::CreateTokenResponse> CreateToken(const std::string& name, v1::Role role);

@@ -46,6 +46,7 @@ const std::map<std::string, core::Role>& MethodRoles() {
       {"graft.v1.Predictions/ListPredictions", Role::kTrain},
       {"graft.v1.Predictions/GetPrediction", Role::kInference},
       {"graft.v1.Predictions/Feedback", Role::kInference},
+      {"graft.v1.Predictions/CreateDatasetFromPredictions", Role::kTrain},
       {"graft.v1.Predictions/PurgePredictions", Role::kTrain},
       {"inference.GRPCInferenceService/ServerMetadata", Role::kInference},
       {"inference.GRPCInferenceService/ModelReady", Role::kInference},

@@ -5,9 +5,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/auth/policy.h"
+#include "core/serve/records_dataset.h"
 #include "core/util/ids.h"
 #include "core/util/names.h"
 #include "core/util/status_macros.h"
+#include "server/job_convert.h"
 #include "server/request_check.h"
 #include "server/status_util.h"
 
@@ -168,6 +170,38 @@ grpc::Status PredictionsService::Feedback(grpc::ServerContext* context, const v1
   if (!updated.ok()) return ToGrpcStatus(updated.status());
   metrics_.OnFeedback(updated->model_key, !updated->disagrees());
   ToProto(*updated, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status PredictionsService::CreateDatasetFromPredictions(grpc::ServerContext* context,
+                                                              const v1::CreateDatasetFromPredictionsRequest* request,
+                                                              v1::CreateDatasetFromPredictionsResponse* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Predictions/CreateDatasetFromPredictions");
+  GRAFT_CHECK_STRINGS(*request);
+  const auto owned = OwnedKey(who, request->model());
+  if (!owned.ok()) return ToGrpcStatus(owned.status());
+  if (!(request->since() >= 0)) return ToGrpcStatus(absl::InvalidArgumentError("since must be >= 0 (Unix seconds)"));
+  core::RecordsDatasetRequest r;
+  r.model_key = owned->key;
+  r.name = request->name();
+  r.owner = who.name;
+  r.labelled_only = request->labelled_only();
+  r.since = request->since();
+  r.split_fraction = request->split().fraction();
+  r.split_seed = request->split().seed();
+  const auto made = core::DatasetFromRecords(records_, datasets_, r);
+  if (!made.ok()) return ToGrpcStatus(made.status());
+  metrics_.SetDatasets(static_cast<double>(datasets_.List().size()));
+  ToProto(made->ingest.dataset, response->mutable_dataset());
+  for (const auto& rejected : made->ingest.rejected) {
+    if (response->rejected_size() >= 1000) break;
+    auto* out = response->add_rejected();
+    out->set_path(rejected.path.substr(0, 512));
+    out->set_reason(rejected.reason.substr(0, 512));
+  }
+  response->set_records(made->records);
+  response->set_duplicates(made->duplicates);
+  response->set_unlabelled(made->unlabelled);
   return grpc::Status::OK;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/data/dataset_store.h"
 #include "core/serve/model_store.h"
 #include "core/serve/prediction_records.h"
 #include "graft/v1/predictions.grpc.pb.h"
@@ -14,8 +15,9 @@ namespace graft::server {
 // may read its record and send feedback on it.
 class PredictionsService final : public v1::Predictions::Service {
  public:
-  PredictionsService(core::PredictionRecords& records, core::ModelStore& models, Metrics& metrics, const Auth& auth)
-      : records_(records), models_(models), metrics_(metrics), auth_(auth) {}
+  PredictionsService(core::PredictionRecords& records, core::ModelStore& models, core::DatasetStore& datasets,
+                     Metrics& metrics, const Auth& auth)
+      : records_(records), models_(models), datasets_(datasets), metrics_(metrics), auth_(auth) {}
 
   grpc::Status SetRecordPolicy(grpc::ServerContext*, const v1::SetRecordPolicyRequest*, v1::RecordPolicy*) override;
   grpc::Status GetRecordPolicy(grpc::ServerContext*, const v1::GetRecordPolicyRequest*, v1::RecordPolicy*) override;
@@ -23,6 +25,8 @@ class PredictionsService final : public v1::Predictions::Service {
                                v1::ListPredictionsResponse*) override;
   grpc::Status GetPrediction(grpc::ServerContext*, const v1::GetPredictionRequest*, v1::PredictionRecord*) override;
   grpc::Status Feedback(grpc::ServerContext*, const v1::FeedbackRequest*, v1::PredictionRecord*) override;
+  grpc::Status CreateDatasetFromPredictions(grpc::ServerContext*, const v1::CreateDatasetFromPredictionsRequest*,
+                                            v1::CreateDatasetFromPredictionsResponse*) override;
   grpc::Status PurgePredictions(grpc::ServerContext*, const v1::PurgePredictionsRequest*,
                                 v1::PurgePredictionsResponse*) override;
 
@@ -39,6 +43,7 @@ class PredictionsService final : public v1::Predictions::Service {
 
   core::PredictionRecords& records_;
   core::ModelStore& models_;
+  core::DatasetStore& datasets_;
   Metrics& metrics_;
   const Auth& auth_;
 };

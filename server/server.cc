@@ -296,7 +296,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
                     options.max_models_per_predict}, s->decode_budget_.get());
   s->services_->inference->SetRecords(s->records_.get());
   s->services_->predictions =
-      std::make_unique<PredictionsService>(*s->records_, *s->models_, *s->metrics_, auth);
+      std::make_unique<PredictionsService>(*s->records_, *s->models_, *s->datasets_, *s->metrics_, auth);
   s->services_->watchdog = std::make_unique<StreamWatchdog>();
   const StreamDeadlines deadlines{s->services_->watchdog.get(), options.upload_idle_timeout_s,
                                   options.stream_write_timeout_s};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -337,6 +338,15 @@ absl::StatusOr<std::string> PredictionRecords::Image(const PredictionRecord& rec
   auto bytes = ReadFile(ImagePath(record.image_sha256));
   if (!bytes.ok()) return absl::DataLossError(absl::StrCat("prediction '", record.id, "': its image is missing"));
   return bytes;
+}
+
+absl::StatusOr<std::string> PredictionRecords::ImageHead(const PredictionRecord& record, size_t n) const {
+  std::ifstream in(ImagePath(record.image_sha256), std::ios::binary);
+  if (!in) return absl::DataLossError(absl::StrCat("prediction '", record.id, "': its image is missing"));
+  std::string head(n, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(n));
+  head.resize(static_cast<size_t>(in.gcount()));
+  return head;
 }
 
 absl::StatusOr<PredictionRecord> PredictionRecords::SetFeedback(const std::string& id, const std::string& label,

@@ -131,6 +131,9 @@ class PredictionRecords {
   absl::StatusOr<RecordPage> List(const RecordQuery& query);
   absl::StatusOr<PredictionRecord> Get(const std::string& id);
   absl::StatusOr<std::string> Image(const PredictionRecord& record);
+  // Where the record's image file is, and its first `n` bytes.
+  std::string ImagePathOf(const PredictionRecord& record) const { return ImagePath(record.image_sha256); }
+  absl::StatusOr<std::string> ImageHead(const PredictionRecord& record, size_t n) const;
   // Attaches the true label (replacing an earlier one), by `author`.
   absl::StatusOr<PredictionRecord> SetFeedback(const std::string& id, const std::string& label,
                                                const std::string& author);

@@ -170,3 +170,82 @@ TEST_F(TrainingTest, PredictionsAreRecordedByPolicyLabelledByTheirCallerAndHidde
 
 }  // namespace
 }  // namespace graft::server
+
+namespace graft::server {
+namespace {
+
+// Issue 38's loop up to the dataset: 40 validation images are predicted,
+// labelled through Feedback, and become an ordinary dataset (one image sent
+// twice is kept once) that a job then trains on.
+TEST_F(TrainingTest, LabelledRecordsBecomeADatasetAJobTrainsOn) {
+  std::vector<std::pair<std::string, std::string>> images;  // (class, bytes)
+  for (const char* cls : {"ants", "bees"}) {
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(graft::testing::HymenopteraDir() + "/val/" + cls)) {
+      files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    for (size_t i = 0; i < 20; ++i) images.emplace_back(cls, core::ReadFile(files[i]).value());
+  }
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
+  v1::JobSpec spec = Spec("hym", 1);
+  spec.set_input_size(112);
+  spec.set_model_name("insects");
+  ASSERT_FALSE(TrainModel(spec).empty());
+  v1::RecordPolicy policy;
+  policy.set_sample_rate(1);
+  ASSERT_TRUE(client_->SetRecordPolicy("insects", policy).ok());
+
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < images.size(); i += 10) {
+    v1::PredictRequest request;
+    request.add_models("insects");
+    for (size_t j = i; j < i + 10; ++j) request.add_images()->set_encoded(images[j].second);
+    auto answered = client_->Predict(request);
+    ASSERT_TRUE(answered.ok()) << answered.status();
+    for (const auto& p : answered->results(0).predictions()) ids.push_back(p.prediction_id());
+  }
+  // The first image again, and one more left without feedback.
+  v1::PredictRequest again;
+  again.add_models("insects");
+  again.add_images()->set_encoded(images[0].second);
+  ASSERT_TRUE(client_->Predict(again).ok());
+
+  v1::CreateDatasetFromPredictionsRequest make;
+  make.set_model("insects");
+  make.set_name("insects-feedback");
+  make.set_labelled_only(true);
+  auto none = client_->CreateDatasetFromPredictions(make);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(none.status().message().find("no labelled prediction records"), std::string::npos) << none.status();
+
+  for (size_t i = 0; i < ids.size(); ++i) ASSERT_TRUE(client_->Feedback(ids[i], images[i].first).ok()) << i;
+  auto made = client_->CreateDatasetFromPredictions(make);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ(made->records(), 40);
+  EXPECT_EQ(made->unlabelled(), 1);
+  EXPECT_EQ(made->rejected_size(), 0);
+  const v1::Dataset& d = made->dataset();
+  EXPECT_EQ(d.train_images() + d.val_images(), 40);
+  ASSERT_EQ(d.classes_size(), 2);
+  for (const auto& c : d.classes()) EXPECT_EQ(c.train() + c.val(), 20) << c.name();
+
+  // Without labelled_only, the unlabelled repeat of image 0 is the same
+  // image: its feedback label wins over the model's answer.
+  make.set_labelled_only(false);
+  make.set_name("insects-all");
+  auto all = client_->CreateDatasetFromPredictions(make);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->records(), 41);
+  EXPECT_EQ(all->duplicates(), 1);
+  EXPECT_EQ(all->dataset().train_images() + all->dataset().val_images(), 40);
+  make.set_name("insects-all");
+  EXPECT_EQ(client_->CreateDatasetFromPredictions(make).status().code(), absl::StatusCode::kAlreadyExists);
+
+  v1::JobSpec on_feedback = Spec("insects-feedback", 1);
+  on_feedback.set_input_size(112);
+  EXPECT_FALSE(TrainModel(on_feedback).empty());
+}
+
+}  // namespace
+}  // namespace graft::server
