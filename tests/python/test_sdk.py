@@ -74,6 +74,18 @@ def test_upload_train_watch_through_a_restart_predict_export_delete(server, graf
             right += top[0]["label"] == cls
     assert right / len(images) >= 0.85
     assert c.predict("MobileNetV2", DOG)[0][0]["label"].startswith("malamute")
+
+    # Prediction records: kept by policy, labelled through feedback, made a dataset.
+    c.predictions.set_policy("bees", sample_rate=1)
+    answers = c.predict("bees", [p for p, _ in images[:4]], top_k=1, with_ids=True)
+    assert all(a["recorded"] and a["prediction_id"].startswith("pred-") for a in answers)
+    assert not c.predict("bees", [images[0][0]], store=False, with_ids=True)[0]["recorded"]
+    for a, (_, cls) in zip(answers, images[:4]):
+        record = c.predictions.feedback(a["prediction_id"], cls)
+        assert record.feedback_label == cls and record.disagrees == (a["top"][0]["label"] != cls)
+    assert c.predictions.get(answers[0]["prediction_id"], include_image=True).image == images[0][0].read_bytes()
+    assert len(c.predictions.list("bees", feedback=True)) == 4
+    assert c.predictions.purge("bees") == 4
     assert c.embed("bees", DOG).shape == (1, 1280)
 
     # The same model through the Open Inference Protocol's REST, by name and version.

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from graft_client._gen.graft.v1 import (backbones_pb2, backbones_pb2_grpc, datasets_pb2, datasets_pb2_grpc,
                                         inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc,
-                                        training_pb2, training_pb2_grpc)
+                                        predictions_pb2, predictions_pb2_grpc, training_pb2, training_pb2_grpc)
 from graft_client._gen.grpc.health.v1 import health_pb2, health_pb2_grpc
 from graft_client.errors import GraftError, InvalidArgument, NotFound, from_rpc_error
 from graft_client.events import JobEvent, event_of
@@ -63,6 +63,7 @@ class Client:
         self.jobs = Jobs(self)
         self.models = Models(self)
         self.backbones = Backbones(self)
+        self.predictions = Predictions(self)
 
     def close(self):
         self._channel.close()
@@ -93,15 +94,22 @@ class Client:
             self._backbone_names = names
         return name.lower() in self._backbone_names
 
-    def predict(self, model: str, images, top_k: Optional[int] = 5) -> List[List[dict]]:
+    def predict(self, model: str, images, top_k: Optional[int] = None, store: Optional[bool] = None,
+                with_ids: bool = False) -> List:
         """Top-k classes of each image: [[{"label", "index", "probability"}, ...] per image], best first.
 
         model: a model id, NAME, NAME:VERSION, NAME@ALIAS, or a backbone name
         (its ImageNet head). images: see graft_client.images.to_image_inputs.
+        top_k: None asks for the server's default (5, or the model's classes if fewer).
+        store=False: keep no prediction record of this request, whatever the
+        model's record policy. with_ids: each image's answer is
+        {"prediction_id", "recorded", "top": [...]} (for predictions.feedback).
         """
         request = inference_pb2.PredictRequest(images=to_image_inputs(images))
         if top_k is not None:
             request.top_k = top_k
+        if store is not None:
+            request.store = store
         if model in self._backbones_used:
             request.backbone = model
             response = self._call(self._inference.Predict, request)
@@ -117,8 +125,12 @@ class Client:
                 del request.models[:]
                 request.backbone = model
                 response = self._call(self._inference.Predict, request)
-        return [[{"label": s.label, "index": s.index, "probability": s.probability} for s in p.top]
+        tops = [[{"label": s.label, "index": s.index, "probability": s.probability} for s in p.top]
                 for p in response.results[0].predictions]
+        if not with_ids:
+            return tops
+        return [{"prediction_id": p.prediction_id, "recorded": p.recorded, "top": top}
+                for p, top in zip(response.results[0].predictions, tops)]
 
     def embed(self, model: str, images, block: str = ""):
         """Embeddings as a numpy array [N, dim] (a list of lists without numpy)."""
@@ -433,6 +445,66 @@ class Models:
             tmp.unlink(missing_ok=True)
             raise from_rpc_error(e) from None
         return size
+
+
+class Predictions:
+    """Prediction records and feedback: which predictions a model keeps, the
+    records, their true labels, and datasets made of them."""
+
+    def __init__(self, client: Client):
+        self._c = client
+        self._stub = predictions_pb2_grpc.PredictionsStub(client._channel)
+
+    def set_policy(self, model: str, sample_rate: float = 0, below_confidence: float = 0, below_margin: float = 0,
+                   quota_bytes: int = 0, max_per_minute: float = 0, allow_new_classes: bool = False):
+        """Sets which predictions of a model (a NAME: all its versions) are kept;
+        all zero keeps nothing."""
+        policy = predictions_pb2.RecordPolicy(sample_rate=sample_rate, below_confidence=below_confidence,
+                                              below_margin=below_margin, quota_bytes=quota_bytes,
+                                              max_per_minute=max_per_minute, allow_new_classes=allow_new_classes)
+        return self._c._call(self._stub.SetRecordPolicy,
+                             predictions_pb2.SetRecordPolicyRequest(model=model, policy=policy))
+
+    def get_policy(self, model: str):
+        return self._c._call(self._stub.GetRecordPolicy, predictions_pb2.GetRecordPolicyRequest(model=model))
+
+    def list(self, model: str, low_confidence_only: bool = False, feedback: Optional[bool] = None,
+             since: float = 0) -> List:
+        """Every record of the model, newest first (pages followed). feedback:
+        True only those with a label, False only those without."""
+        request = predictions_pb2.ListPredictionsRequest(model=model, low_confidence_only=low_confidence_only,
+                                                         since=since, page_size=1000)
+        if feedback is not None:
+            request.feedback = (predictions_pb2.ListPredictionsRequest.WITH_FEEDBACK if feedback
+                                else predictions_pb2.ListPredictionsRequest.WITHOUT_FEEDBACK)
+        out = []
+        while True:
+            page = self._c._call(self._stub.ListPredictions, request)
+            out.extend(page.records)
+            if not page.next_page_token:
+                return out
+            request.page_token = page.next_page_token
+
+    def get(self, prediction_id: str, include_image: bool = False):
+        return self._c._call(self._stub.GetPrediction, predictions_pb2.GetPredictionRequest(
+            prediction_id=prediction_id, include_image=include_image))
+
+    def feedback(self, prediction_id: str, label: str):
+        """The true label of a recorded prediction; returns the record."""
+        return self._c._call(self._stub.Feedback, predictions_pb2.FeedbackRequest(
+            prediction_id=prediction_id, label=label))
+
+    def to_dataset(self, model: str, name: str, labelled_only: bool = True, since: float = 0,
+                   val_fraction: float = 0, seed: int = 0):
+        """A dataset of the model's recorded images, one folder per label."""
+        request = predictions_pb2.CreateDatasetFromPredictionsRequest(
+            model=model, name=name, labelled_only=labelled_only, since=since)
+        request.split.fraction = val_fraction
+        request.split.seed = seed
+        return self._c._call(self._stub.CreateDatasetFromPredictions, request, timeout=600)
+
+    def purge(self, model: str) -> int:
+        return self._c._call(self._stub.PurgePredictions, predictions_pb2.PurgePredictionsRequest(model=model)).deleted
 
 
 class Backbones:
