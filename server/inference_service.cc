@@ -8,6 +8,7 @@
 #include "core/util/ids.h"
 #include "core/util/limit_error.h"
 #include "server/models_service.h"
+#include "server/prediction_recording.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
 #include "server/request_check.h"
@@ -107,35 +108,29 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
   if (!inputs.ok()) return ToGrpcStatus(inputs.status());
   std::optional<int> top_k = request->has_top_k() ? std::optional<int>(request->top_k()) : std::nullopt;
   if (request->models_size() > 0) {
-    // Models whose record policy may keep these answers, by id.
-    std::map<std::string, std::shared_ptr<const core::ServingModel>> recording;
+    // A margin needs the second answer: asked for, then trimmed.
     const bool store = !request->has_store() || request->store();
     bool needs_margin = false;
     for (const std::string& id : ids) {
-      if (records_ == nullptr || !store) break;
+      if (records_ == nullptr || !store || top_k != 1) break;
       auto m = models_->Get(id);
       if (!m.ok()) continue;
       const auto policy = records_->Policy(core::PredictionRecords::KeyOf((*m)->info()));
-      if (!policy || !policy->KeepsAny()) continue;
-      recording.emplace(id, *m);
-      needs_margin = needs_margin || policy->below_margin > 0;
+      needs_margin = needs_margin || (policy && policy->below_margin > 0);
     }
-    // A margin needs the second answer: asked for, then trimmed.
     const bool trim_to_one = needs_margin && top_k == 1;
     if (trim_to_one) top_k = 2;
     const auto result = predictor_.PredictModels(ids, *inputs, top_k, CallerOf(context, who), shadows);
     if (!result.ok()) return ToGrpcStatus(result.status());
     // The bytes each answered image came from (null: a tensor input).
     std::vector<const std::string*> encoded_of;
-    if (!recording.empty()) {
-      for (const v1::ImageInput& image : request->images()) {
-        if (image.has_encoded()) {
-          encoded_of.push_back(&image.encoded());
-        } else {
-          const v1::FloatTensor& t = image.tensor();
-          const int64_t n = t.shape_size() == 4 ? t.shape(0) : 1;
-          for (int64_t i = 0; i < n; ++i) encoded_of.push_back(nullptr);
-        }
+    for (const v1::ImageInput& image : request->images()) {
+      if (image.has_encoded()) {
+        encoded_of.push_back(&image.encoded());
+      } else {
+        const v1::FloatTensor& t = image.tensor();
+        const int64_t n = t.shape_size() == 4 ? t.shape(0) : 1;
+        for (int64_t i = 0; i < n; ++i) encoded_of.push_back(nullptr);
       }
     }
     for (const core::ModelPredictions& m : result->models) {
@@ -143,22 +138,15 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
       out->set_model(m.model);
       out->set_backbone(m.backbone);
       AddPredictions(m.images, out);
-      const auto rec = recording.find(m.model);
+      std::vector<RecordedAnswer> recorded;
+      if (auto model = models_ != nullptr ? models_->Get(m.model) : absl::NotFoundError(m.model); model.ok()) {
+        recorded = RecordAnswers(records_, metrics_, (*model)->info(), who.name, encoded_of, m.images, store);
+      }
       for (size_t i = 0; i < m.images.size(); ++i) {
         v1::ImagePrediction* p = out->mutable_predictions(static_cast<int>(i));
-        p->set_prediction_id(core::NewId("pred"));
-        if (rec != recording.end()) {
-          core::RecordCandidate c;
-          c.prediction_id = p->prediction_id();
-          c.model = &rec->second->info();
-          c.principal = who.name;
-          c.image = i < encoded_of.size() ? encoded_of[i] : nullptr;
-          c.top = m.images[i];
-          const core::RecordOutcome outcome = records_->Consider(c);
-          if (outcome != core::RecordOutcome::kNotChosen) {
-            metrics_.OnRecord(core::PredictionRecords::KeyOf(rec->second->info()), core::RecordOutcomeName(outcome));
-          }
-          p->set_recorded(core::Kept(outcome));
+        if (i < recorded.size()) {
+          p->set_prediction_id(recorded[i].prediction_id);
+          p->set_recorded(recorded[i].recorded);
         }
         if (trim_to_one && p->top_size() > 1) p->mutable_top()->DeleteSubrange(1, p->top_size() - 1);
       }

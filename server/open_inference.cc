@@ -13,6 +13,7 @@
 #include "server/auth.h"
 #include "server/little_endian.h"
 #include "server/models_service.h"
+#include "server/prediction_recording.h"
 
 #ifndef GRAFT_VERSION
 #define GRAFT_VERSION "dev"
@@ -318,6 +319,22 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
                                                t.shadow.empty() ? core::ShadowMap{}
                                                                 : core::ShadowMap{{t.model->info().id, t.shadow}}));
     rows = std::move(result.models[0].images);
+    const auto store = request.parameters().find("store");
+    if (store != request.parameters().end() &&
+        store->second.parameter_choice_case() != inference::InferParameter::kBoolParam) {
+      return absl::InvalidArgumentError("request parameter 'store' must be a boolean");
+    }
+    std::vector<const std::string*> encoded;
+    for (const core::ImageInput& input : inputs) encoded.push_back(input.encoded.empty() ? nullptr : &input.encoded);
+    const auto recorded = RecordAnswers(records_, metrics_, t.model->info(), who.name, encoded, rows,
+                                        store == request.parameters().end() || store->second.bool_param());
+    std::string ids, kept;
+    for (const RecordedAnswer& r : recorded) {
+      absl::StrAppend(&ids, ids.empty() ? "" : ",", r.prediction_id);
+      absl::StrAppend(&kept, kept.empty() ? "" : ",", r.recorded ? "1" : "0");
+    }
+    (*response->mutable_parameters())["prediction_ids"].set_string_param(ids);
+    (*response->mutable_parameters())["recorded"].set_string_param(kept);
   } else {
     RETURN_IF_ERROR(MayStartWeightsFetch(who, predictor_.zoo(), t.backbone));
     ASSIGN_OR_RETURN(core::PredictResult result, predictor_.Predict(t.backbone, inputs, all, core::Caller(cancelled, who.name)));

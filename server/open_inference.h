@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "core/auth/token_store.h"
 #include "core/serve/model_store.h"
+#include "core/serve/prediction_records.h"
 #include "core/serve/predictor.h"
 #include "core/zoo/zoo.h"
 #include "inference/grpc_predict_v2.pb.h"
@@ -45,6 +46,12 @@ class OpenInference {
         budget_(budget),
         ready_(std::move(ready)) {}
 
+  // Keeps the prediction records model policies choose (null: none). An
+  // answer of a fine-tuned model carries the response parameters
+  // "prediction_ids" (comma-separated, in row order) and "recorded" (1 or 0
+  // per row); the request parameter "store" = false keeps nothing.
+  void SetRecords(core::PredictionRecords* records) { records_ = records; }
+
   bool Ready() const { return ready_(); }
   inference::ServerMetadataResponse ServerMetadata() const;
   // NOT_FOUND for a name that is neither a model `who` may use nor a backbone.
@@ -77,6 +84,7 @@ class OpenInference {
                               const std::string* routing_key = nullptr) const;
 
   const core::Predictor& predictor_;
+  core::PredictionRecords* records_ = nullptr;
   const core::Zoo& zoo_;
   core::ModelStore* models_;
   Metrics& metrics_;

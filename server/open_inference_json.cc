@@ -270,6 +270,18 @@ absl::StatusOr<JsonInferResponse> ToJsonInferResponse(const inference::ModelInfe
   JsonInferResponse result;
   json out = {{"model_name", response.model_name()}, {"model_version", response.model_version()}};
   if (!response.id().empty()) out["id"] = response.id();
+  if (response.parameters_size() > 0) {
+    json parameters = json::object();
+    for (const auto& [name, p] : response.parameters()) {
+      switch (p.parameter_choice_case()) {
+        case inference::InferParameter::kBoolParam: parameters[name] = p.bool_param(); break;
+        case inference::InferParameter::kInt64Param: parameters[name] = p.int64_param(); break;
+        case inference::InferParameter::kStringParam: parameters[name] = p.string_param(); break;
+        default: break;
+      }
+    }
+    out["parameters"] = std::move(parameters);
+  }
   out["outputs"] = json::array();
   const bool raw = response.raw_output_contents_size() > 0;
   for (int i = 0; i < response.outputs_size(); ++i) {

@@ -314,6 +314,7 @@ absl::StatusOr<std::unique_ptr<GraftServer>> GraftServer::Start(const ServerOpti
       RequestLimits{options.max_images_per_request, options.max_request_pixels, options.max_image_pixels,
                     options.max_models_per_predict},
       s->decode_budget_.get(), [server = s.get()] { return server->serving_.load(); });
+  s->services_->oip->SetRecords(s->records_.get());
   s->services_->oip_grpc = std::make_unique<OpenInferenceService>(*s->services_->oip, auth);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -12,7 +12,10 @@
 #include <filesystem>
 #include <set>
 
+#include <grpcpp/grpcpp.h>
+
 #include "core/util/files.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "tests/integration/training_fixture.h"
 #include "tests/testing/http_get.h"
 
@@ -151,6 +154,37 @@ TEST_F(TrainingTest, PredictionsAreRecordedByPolicyLabelledByTheirCallerAndHidde
                            "\",model=\"admin/insects\"} " + std::to_string(n)),
               std::string::npos)
         << agrees;
+  }
+
+  // Open Inference's ModelInfer names its answers too (response parameters);
+  // the request parameter store = false keeps nothing.
+  {
+    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    auto oip = inference::GRPCInferenceService::NewStub(channel);
+    for (const bool store : {true, false}) {
+      inference::ModelInferRequest infer;
+      infer.set_model_name("insects");
+      if (!store) (*infer.mutable_parameters())["store"].set_bool_param(false);
+      auto* input = infer.add_inputs();
+      input->set_name("image");
+      input->set_datatype("BYTES");
+      input->add_shape(2);
+      for (int i = 0; i < 2; ++i) input->mutable_contents()->add_bytes_contents(images[static_cast<size_t>(i)].second);
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", "Bearer " + app_token->token());
+      inference::ModelInferResponse out;
+      const grpc::Status status = oip->ModelInfer(&context, infer, &out);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      EXPECT_EQ(out.parameters().at("recorded").string_param(), store ? "1,1" : "0,0");
+      const std::string oip_ids = out.parameters().at("prediction_ids").string_param();
+      const std::string first = oip_ids.substr(0, oip_ids.find(','));
+      ASSERT_EQ(std::count(oip_ids.begin(), oip_ids.end(), ','), 1) << oip_ids;
+      auto record = app.GetPrediction(first, true);
+      EXPECT_EQ(record.ok(), store) << record.status();
+      if (store && record.ok()) {
+        EXPECT_EQ(record->image(), images[0].second);
+      }
+    }
   }
 
   // Records and their labels survive a restart; deleting the model deletes them.
