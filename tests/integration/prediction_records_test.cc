@@ -34,17 +34,24 @@ int FilesUnder(const std::string& dir) {
   return n;
 }
 
-TEST_F(TrainingTest, PredictionsAreRecordedByPolicyLabelledByTheirCallerAndHiddenFromOtherTenants) {
-  Restart([](ServerOptions& o) { o.metrics_port = 0; });
-  std::vector<std::pair<std::string, std::string>> images;  // (class, bytes)
+// The first `per_class` validation images of each hymenoptera class, in
+// name order: (class, bytes).
+std::vector<std::pair<std::string, std::string>> ValImages(size_t per_class) {
+  std::vector<std::pair<std::string, std::string>> images;
   for (const char* cls : {"ants", "bees"}) {
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(graft::testing::HymenopteraDir() + "/val/" + cls)) {
       files.push_back(e.path().string());
     }
     std::sort(files.begin(), files.end());
-    for (size_t i = 0; i < 3; ++i) images.emplace_back(cls, core::ReadFile(files[i]).value());
+    for (size_t i = 0; i < per_class; ++i) images.emplace_back(cls, core::ReadFile(files[i]).value());
   }
+  return images;
+}
+
+TEST_F(TrainingTest, PredictionsAreRecordedByPolicyLabelledByTheirCallerAndHiddenFromOtherTenants) {
+  Restart([](ServerOptions& o) { o.metrics_port = 0; });
+  const auto images = ValImages(3);
   ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 1);
   spec.set_input_size(112);
@@ -202,25 +209,11 @@ TEST_F(TrainingTest, PredictionsAreRecordedByPolicyLabelledByTheirCallerAndHidde
   EXPECT_EQ(FilesUnder(dir_.Join("data/predictions")), 0);
 }
 
-}  // namespace
-}  // namespace graft::server
-
-namespace graft::server {
-namespace {
-
 // Issue 38's loop up to the dataset: 40 validation images are predicted,
 // labelled through Feedback, and become an ordinary dataset (one image sent
 // twice is kept once) that a job then trains on.
 TEST_F(TrainingTest, LabelledRecordsBecomeADatasetAJobTrainsOn) {
-  std::vector<std::pair<std::string, std::string>> images;  // (class, bytes)
-  for (const char* cls : {"ants", "bees"}) {
-    std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(graft::testing::HymenopteraDir() + "/val/" + cls)) {
-      files.push_back(e.path().string());
-    }
-    std::sort(files.begin(), files.end());
-    for (size_t i = 0; i < 20; ++i) images.emplace_back(cls, core::ReadFile(files[i]).value());
-  }
+  const auto images = ValImages(20);
   ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
   v1::JobSpec spec = Spec("hym", 1);
   spec.set_input_size(112);
