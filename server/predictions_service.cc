@@ -1,13 +1,9 @@
 #include "server/predictions_service.h"
 
-#include <algorithm>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/auth/policy.h"
 #include "core/serve/records_dataset.h"
-#include "core/util/ids.h"
-#include "core/util/names.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
 #include "server/request_check.h"
@@ -148,25 +144,9 @@ grpc::Status PredictionsService::Feedback(grpc::ServerContext* context, const v1
   GRAFT_CHECK_STRINGS(*request);
   const auto r = Visible(who, request->prediction_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
-  const std::string& label = request->label();
-  bool known = false;
-  if (auto model = models_.Get(r->model_id); model.ok()) {
-    const auto& names = (*model)->info().class_names;
-    known = std::find(names.begin(), names.end(), label) != names.end();
-  }
-  if (!known) {
-    const auto policy = records_.Policy(r->model_key);
-    if (!policy || !policy->allow_new_classes) {
-      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-          "label '", label.substr(0, 128), "' is not one of model ", r->model_id,
-          "'s classes, and its record policy does not allow new classes (allow_new_classes)")));
-    }
-    if (!core::IsPlainName(label, 128)) {
-      return ToGrpcStatus(absl::InvalidArgumentError(
-          "a new class name must be 1 to 128 letters, digits, '-', '_' or '.'"));
-    }
-  }
-  const auto updated = records_.SetFeedback(r->id, label, who.name);
+  std::vector<std::string> classes;  // none once the version is deleted: only new names, where allowed
+  if (auto model = models_.Get(r->model_id); model.ok()) classes = (*model)->info().class_names;
+  const auto updated = records_.SetFeedback(r->id, request->label(), who.name, classes);
   if (!updated.ok()) return ToGrpcStatus(updated.status());
   metrics_.OnFeedback(updated->model_key, !updated->disagrees());
   ToProto(*updated, response);

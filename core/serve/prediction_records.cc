@@ -350,9 +350,21 @@ absl::StatusOr<std::string> PredictionRecords::ImageHead(const PredictionRecord&
 }
 
 absl::StatusOr<PredictionRecord> PredictionRecords::SetFeedback(const std::string& id, const std::string& label,
-                                                                const std::string& author) {
+                                                                const std::string& author,
+                                                                const std::vector<std::string>& classes) {
   std::unique_lock<std::recursive_mutex> db_lock(db_.mutex());
   ASSIGN_OR_RETURN(PredictionRecord r, Get(id));
+  if (std::find(classes.begin(), classes.end(), label) == classes.end()) {
+    const std::optional<RecordPolicy> policy = Policy(r.model_key);
+    if (!policy || !policy->allow_new_classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "label '", label.substr(0, 128), "' is not one of model ", r.model_id,
+          "'s classes, and its record policy does not allow new classes (allow_new_classes)"));
+    }
+    if (!IsPlainName(label, 128)) {
+      return absl::InvalidArgumentError("a new class name must be 1 to 128 letters, digits, '-', '_' or '.'");
+    }
+  }
   ASSIGN_OR_RETURN(auto q, db_.Prepare(
                                "UPDATE prediction_records SET feedback_label = ?, feedback_author = ?, feedback_at = ?"
                                " WHERE id = ?"));

@@ -134,9 +134,11 @@ class PredictionRecords {
   // Where the record's image file is, and its first `n` bytes.
   std::string ImagePathOf(const PredictionRecord& record) const { return ImagePath(record.image_sha256); }
   absl::StatusOr<std::string> ImageHead(const PredictionRecord& record, size_t n) const;
-  // Attaches the true label (replacing an earlier one), by `author`.
+  // Attaches the true label (replacing an earlier one), by `author`: one of
+  // `classes` (the model's), or a plain new name where the policy allows new
+  // classes; INVALID_ARGUMENT naming allow_new_classes otherwise.
   absl::StatusOr<PredictionRecord> SetFeedback(const std::string& id, const std::string& label,
-                                               const std::string& author);
+                                               const std::string& author, const std::vector<std::string>& classes);
   // Removes every record of `key` (its images too); returns how many.
   absl::StatusOr<int64_t> Purge(const std::string& key);
   // Removes the records one model version answered.

@@ -171,7 +171,7 @@ TEST_F(PredictionRecordsTest, FeedbackIsKeptWithItsAuthorAndRecordsExpireWithThe
   const RecordCandidate fresh = Candidate(2, 0.9f, &new_image);
   ASSERT_TRUE(Kept(records->Consider(fresh)));
 
-  auto labelled = records->SetFeedback(fresh.prediction_id, "ants", "bob");
+  auto labelled = records->SetFeedback(fresh.prediction_id, "ants", "bob", model_.class_names);
   ASSERT_TRUE(labelled.ok()) << labelled.status();
   EXPECT_TRUE(labelled->disagrees());
   auto got = records->Get(fresh.prediction_id);
@@ -179,7 +179,10 @@ TEST_F(PredictionRecordsTest, FeedbackIsKeptWithItsAuthorAndRecordsExpireWithThe
   EXPECT_EQ(got->feedback_label, "ants");
   EXPECT_EQ(got->feedback_author, "bob");
   EXPECT_EQ(*records->Image(*got), "new");
-  EXPECT_EQ(records->SetFeedback("pred-000000000000", "ants", "bob").status().code(), absl::StatusCode::kNotFound);
+  const auto wasp = records->SetFeedback(fresh.prediction_id, "wasps", "bob", model_.class_names);
+  EXPECT_EQ(wasp.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wasp.status().message().find("allow_new_classes"), std::string::npos) << wasp.status();
+  EXPECT_EQ(records->SetFeedback("pred-000000000000", "ants", "bob", model_.class_names).status().code(), absl::StatusCode::kNotFound);
 
   clock_.Advance(std::chrono::minutes(30));  // the first is 70 minutes old
   EXPECT_EQ(records->Get(Candidate(1, 0, nullptr).prediction_id).status().code(), absl::StatusCode::kNotFound);
