@@ -26,6 +26,7 @@ namespace {
 
 struct TrainOptions {
   std::string spec_file, search_file, backbone, dataset, name, model_name;
+  std::vector<std::string> add;  // add_datasets
   std::string lr;  // a number or "auto"
   double min_lr = 0, max_lr = 0;  // lr-find
   int steps = 0;
@@ -85,6 +86,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   if (!o.dataset.empty()) spec.set_dataset(o.dataset);
   if (!o.name.empty()) spec.set_name(o.name);
   if (!o.model_name.empty()) spec.set_model_name(o.model_name);
+  for (const std::string& d : o.add) spec.add_add_datasets(d);
   if (!o.spec_file.empty() && o.epochs == 0) return spec;  // the file says it all
   auto* stage = spec.add_stages();
   stage->set_epochs(o.epochs == 0 ? 10 : o.epochs);
@@ -204,6 +206,8 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
       out << TrialRow(e.trial()) << "\n";
     } else if (e.has_learning_rate()) {
       out << LrPlot(e.learning_rate()) << "learning rate found: " << e.learning_rate().suggested() << "\n";
+    } else if (e.has_promotion()) {
+      out << (e.promotion().promoted() ? "promoted: " : "not promoted: ") << e.promotion().reason() << "\n";
     }
     if (live_curves && !epochs.empty()) {
       out << LearningCurves(epochs) << "\n";
@@ -268,6 +272,10 @@ void PrintJob(const v1::Job& j, std::ostream& out) {
   if (j.has_last()) out << "last:     " << EpochRow(j.last()) << "\n";
   if (j.has_best()) out << "best:     " << EpochRow(j.best()) << "\n";
   if (j.found_learning_rate() > 0) out << "learning rate found: " << j.found_learning_rate() << "\n";
+  if (j.has_promotion()) {
+    out << "promotion: " << (j.promotion().promoted() ? "promoted: " : "not promoted: ") << j.promotion().reason()
+        << "\n";
+  }
   if (j.has_search()) {
     for (const auto& f : j.search().features()) out << "features: " << f << "\n";
     out << LeaderboardTable(j.search());
@@ -352,6 +360,7 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
       ->check(CLI::IsMember({"frozen", "train"}))->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed");
   cmd->add_option("--workers", o.workers, "trainer processes sharing each batch (data-parallel)")->capture_default_str();
+  cmd->add_option("--add", o.add, "a dataset whose every image joins the training split (repeatable)");
 }
 
 absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
@@ -414,6 +423,44 @@ absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, 
   });
 }
 
+struct RetrainOptions {
+  std::string model, name, promote, holdout, metric = "val_accuracy";
+  std::vector<std::string> add;
+  int epochs = 0;
+  double min_gain = 0.005, canary = 0;
+  bool watch = false;
+};
+
+absl::Status RunRetrain(GraftClient& c, const Globals& g, const RetrainOptions& o, std::ostream& out,
+                        std::ostream& err) {
+  v1::RetrainRequest r;
+  r.set_model(o.model);
+  for (const std::string& d : o.add) r.add_add_datasets(d);
+  if (o.epochs > 0) r.set_epochs(o.epochs);
+  r.set_name(o.name);
+  if (!o.promote.empty() || !o.holdout.empty()) {
+    if (o.promote.empty() || o.holdout.empty()) {
+      return absl::InvalidArgumentError("--promote ALIAS and --holdout DATASET go together");
+    }
+    auto* p = r.mutable_promotion();
+    p->set_alias(o.promote);
+    p->set_holdout(o.holdout);
+    p->set_metric(o.metric == "val_loss" ? v1::MONITOR_VAL_LOSS
+                  : o.metric == "val_macro_f1" ? v1::MONITOR_VAL_MACRO_F1
+                                               : v1::MONITOR_VAL_ACCURACY);
+    p->set_min_gain(o.min_gain);
+    p->set_canary_percent(o.canary);
+  }
+  auto job = c.Retrain(r);
+  if (!job.ok()) return job.status();
+  if (g.json && !o.watch) {
+    out << ToJson(*job) << "\n";
+    return absl::OkStatus();
+  }
+  if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
+  return o.watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+}
+
 }  // namespace
 
 void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action) {
@@ -444,6 +491,25 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
   lr_find->add_option("--steps", lo->steps, "batches, one per rate (default 100)");
   lr_find->callback([&g, &out, &err, action, lo]() {
     *action = [&g, &out, &err, lo](GraftClient& c) { return RunLrFind(c, g, *lo, out, err); };
+  });
+
+  auto ro = std::make_shared<RetrainOptions>();
+  auto* retrain = app.add_subcommand(
+      "retrain", "a new version of a model with its own spec on its data plus --add datasets; with --promote, the "
+                 "alias moves to it only when it beats the alias's version on --holdout");
+  retrain->add_option("model", ro->model, "NAME@ALIAS, NAME:VERSION or NAME")->required();
+  retrain->add_option("--add", ro->add, "a dataset whose images join the training data (repeatable)");
+  retrain->add_option("--epochs", ro->epochs, "every stage's epochs (default: the model's)");
+  retrain->add_option("--name", ro->name, "the job's label");
+  retrain->add_option("--promote", ro->promote, "the alias to move when the new version wins (e.g. prod)");
+  retrain->add_option("--holdout", ro->holdout, "a dataset never trained on, both versions are evaluated on");
+  retrain->add_option("--metric", ro->metric, "val_accuracy, val_macro_f1 or val_loss (on the holdout)")
+      ->check(CLI::IsMember({"val_loss", "val_accuracy", "val_macro_f1"}))->capture_default_str();
+  retrain->add_option("--min_gain", ro->min_gain, "how much better the new version must be")->capture_default_str();
+  retrain->add_option("--canary", ro->canary, "a win makes it the alias's canary at this share (%) instead");
+  retrain->add_flag("--watch,-w", ro->watch, "follow the job until it ends (and the decision)");
+  retrain->callback([&g, &out, &err, action, ro]() {
+    *action = [&g, &out, &err, ro](GraftClient& c) { return RunRetrain(c, g, *ro, out, err); };
   });
 
   app.add_subcommand("jobs", "list jobs, newest first")->callback([&g, &out, action]() {

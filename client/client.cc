@@ -238,6 +238,10 @@ absl::StatusOr<v1::Job> GraftClient::CreateJob(const v1::JobSpec& spec) {
   return Call(*this, training_.get(), &v1::Training::Stub::CreateJob, r);
 }
 
+absl::StatusOr<v1::Job> GraftClient::Retrain(const v1::RetrainRequest& request) {
+  return Call(*this, training_.get(), &v1::Training::Stub::Retrain, request);
+}
+
 absl::StatusOr<v1::LearningRateCurve> GraftClient::FindLearningRate(const v1::FindLearningRateRequest& request,
                                                                      int seconds) {
   return Call(*this, training_.get(), &v1::Training::Stub::FindLearningRate, request, seconds);

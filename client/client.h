@@ -68,6 +68,7 @@ class GraftClient {
   absl::Status DeleteDataset(const std::string& id);
 
   absl::StatusOr<v1::Job> CreateJob(const v1::JobSpec& spec);
+  absl::StatusOr<v1::Job> Retrain(const v1::RetrainRequest& request);
   // The range test; runs while the call lasts (up to `seconds`).
   absl::StatusOr<v1::LearningRateCurve> FindLearningRate(const v1::FindLearningRateRequest& request, int seconds = 1800);
   absl::StatusOr<v1::Job> GetJob(const std::string& id);

@@ -33,6 +33,7 @@ const std::map<std::string, core::Role>& MethodRoles() {
       {"graft.v1.Training/CancelJob", Role::kTrain},
       {"graft.v1.Training/WatchJob", Role::kTrain},
       {"graft.v1.Training/FindLearningRate", Role::kTrain},
+      {"graft.v1.Training/Retrain", Role::kTrain},
       {"graft.v1.Models/ListModels", Role::kInference},
       {"graft.v1.Models/GetModel", Role::kInference},
       {"graft.v1.Models/DeleteModel", Role::kTrain},

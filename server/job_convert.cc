@@ -105,6 +105,13 @@ void ToProto(const core::HeadSpec& h, v1::HeadSpec* out) {
 // Whether the message holds anything (an empty SearchSpec means no search).
 bool HasSearch(const v1::JobSpec& in) { return in.has_search(); }
 
+absl::Status CheckAddedCount(const google::protobuf::RepeatedPtrField<std::string>& values, const std::string& field) {
+  if (values.size() > core::kMaxAddedDatasets) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", core::kMaxAddedDatasets, " values"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
@@ -159,6 +166,11 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.class_weighting = in.class_weighting();
   s.balanced_sampling = in.balanced_sampling();
   s.workers = in.workers();
+  RETURN_IF_ERROR(CheckAddedCount(in.add_datasets(), "spec.add_datasets"));
+  s.add_datasets.assign(in.add_datasets().begin(), in.add_datasets().end());
+  if (in.has_promotion()) {
+    ASSIGN_OR_RETURN(s.promotion, FromProto(in.promotion(), &s.has_promotion));
+  }
   const auto& e = in.early_stopping();
   s.early_stopping.enabled = e.enabled();
   s.early_stopping.monitor = e.monitor() == v1::MONITOR_VAL_ACCURACY   ? core::Monitor::kValAccuracy
@@ -236,6 +248,15 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   out->set_class_weighting(s.class_weighting);
   out->set_balanced_sampling(s.balanced_sampling);
   out->set_workers(s.workers);
+  for (const std::string& d : s.add_datasets) out->add_add_datasets(d);
+  if (s.has_promotion) {
+    auto* p = out->mutable_promotion();
+    p->set_alias(s.promotion.alias);
+    p->set_holdout(s.promotion.holdout);
+    p->set_metric(ToProto(s.promotion.metric));
+    p->set_min_gain(s.promotion.min_gain);
+    p->set_canary_percent(s.promotion.canary_percent);
+  }
   auto* e = out->mutable_early_stopping();
   e->set_enabled(s.early_stopping.enabled);
   e->set_monitor(s.early_stopping.monitor == core::Monitor::kValAccuracy   ? v1::MONITOR_VAL_ACCURACY
@@ -296,12 +317,43 @@ void ToProto(const core::LrCurve& c, v1::LearningRateCurve* out) {
   out->set_diverged(c.diverged);
 }
 
+absl::StatusOr<core::PromotionSpec> FromProto(const v1::PromotionSpec& in, bool* has) {
+  if (!v1::Monitor_IsValid(in.metric())) return UnknownEnum("spec.promotion.metric", in.metric());
+  core::PromotionSpec p;
+  p.alias = in.alias();
+  p.holdout = in.holdout();
+  p.metric = FromProto(in.metric(), core::Monitor::kValAccuracy);
+  if (in.has_min_gain()) p.min_gain = in.min_gain();
+  p.canary_percent = in.canary_percent();
+  *has = true;
+  return p;
+}
+
+void ToProto(const core::PromotionResult& p, v1::Promotion* out) {
+  out->set_alias(p.alias);
+  out->set_holdout(p.holdout);
+  out->set_holdout_images(p.holdout_images);
+  out->set_metric(ToProto(p.metric));
+  out->set_min_gain(p.min_gain);
+  out->set_champion_model_id(p.champion);
+  out->set_champion_version(p.champion_version);
+  out->set_champion_value(p.champion_value);
+  out->set_challenger_model_id(p.challenger);
+  out->set_challenger_version(p.challenger_version);
+  out->set_challenger_value(p.challenger_value);
+  out->set_promoted(p.promoted);
+  out->set_compared(p.compared);
+  out->set_canary_percent(p.canary_percent);
+  out->set_reason(p.reason);
+}
+
 void AddEventsOf(const core::JobRecord& job, const std::vector<core::JobEvent>& events, v1::Job* out) {
   std::vector<core::TrialResult> trials;
   for (const core::JobEvent& e : events) {
     if (e.type == core::JobEventType::kTrial) trials.push_back(e.trial);
     if (e.type == core::JobEventType::kFeatures) out->mutable_search()->add_features(e.reason);
     if (e.type == core::JobEventType::kLearningRate) out->set_found_learning_rate(e.lr_curve.suggested);
+    if (e.type == core::JobEventType::kPromotion) ToProto(e.promotion, out->mutable_promotion());
   }
   if (!job.spec.has_search) return;
   auto* search = out->mutable_search();
@@ -390,6 +442,9 @@ void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
       break;
     case core::JobEventType::kLearningRate:
       ToProto(e.lr_curve, out->mutable_learning_rate());
+      break;
+    case core::JobEventType::kPromotion:
+      ToProto(e.promotion, out->mutable_promotion());
       break;
   }
 }

@@ -19,6 +19,9 @@ void ToProto(const core::JobRecord& in, v1::Job* out);
 void ToProto(const core::JobEvent& in, v1::JobEvent* out);
 void ToProto(const core::TrialResult& in, v1::Trial* out);
 void ToProto(const core::LrCurve& in, v1::LearningRateCurve* out);
+void ToProto(const core::PromotionResult& in, v1::Promotion* out);
+// `*has` set; INVALID_ARGUMENT for an unknown metric.
+absl::StatusOr<core::PromotionSpec> FromProto(const v1::PromotionSpec& in, bool* has);
 // What a job's events add to GetJob: a search's progress and leaderboard,
 // the learning rate a range test found.
 void AddEventsOf(const core::JobRecord& job, const std::vector<core::JobEvent>& events, v1::Job* out);

@@ -157,6 +157,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      "Data-parallel groups this process led (rank 0), by how they ended: done, failed (a rank died, "
                      "stalled or stopped), too_few_trainers, cancelled, stopped, job_error")
                  .Register(*registry_);
+  promotions_ = &BuildCounter()
+                     .Name("graft_promotions_total")
+                     .Help("Promotion decisions of retrain jobs (spec.promotion) by alias (NAME@ALIAS) and outcome: "
+                           "promoted, canary, kept (the challenger did not win), undecided (it could not be "
+                           "evaluated; the job's events say why)")
+                     .Register(*registry_);
   backbone_load_duration_ =
       &BuildHistogram()
            .Name("graft_backbone_load_duration_seconds")
@@ -300,6 +306,13 @@ void Metrics::OnAllReduce(double seconds, int64_t bytes) {
 }
 
 void Metrics::OnGroupEnded(const std::string& outcome) { groups_->Add({{"outcome", outcome}}).Increment(); }
+
+void Metrics::OnPromotion(const core::PromotionResult& result) {
+  const char* outcome = result.promoted ? (result.canary_percent > 0 ? "canary" : "promoted")
+                        : result.compared ? "kept"
+                                          : "undecided";
+  promotions_->Add({{"alias", result.alias}, {"outcome", outcome}}).Increment();
+}
 
 void Metrics::OnWeightsFetched(bool ok, int64_t bytes) {
   weights_fetches_->Add({{"result", ok ? "ok" : "error"}}).Increment();

@@ -86,6 +86,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   void OnModelsChanged(size_t count) override { SetModels(static_cast<double>(count)); }
   void OnAllReduce(double seconds, int64_t bytes) override;
   void OnGroupEnded(const std::string& outcome) override;
+  void OnPromotion(const core::PromotionResult& result) override;
 
   // core::ZooObserver
   void OnLoad(const std::string& backbone, const std::string& device, double seconds) override;
@@ -146,6 +147,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   prometheus::Histogram* all_reduce_seconds_;
   prometheus::Counter* all_reduce_bytes_;
   prometheus::Family<prometheus::Counter>* groups_;
+  prometheus::Family<prometheus::Counter>* promotions_;
   prometheus::Family<prometheus::Counter>* limit_hits_;
   prometheus::Family<prometheus::Counter>* auth_failures_;
   prometheus::Family<prometheus::Counter>* weights_fetches_;

@@ -28,6 +28,28 @@ grpc::Status TrainingService::CreateJob(grpc::ServerContext* context, const v1::
   return grpc::Status::OK;
 }
 
+grpc::Status TrainingService::Retrain(grpc::ServerContext* context, const v1::RetrainRequest* request,
+                                      v1::Job* response) {
+  GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/Retrain");
+  GRAFT_CHECK_STRINGS(*request);
+  return ToGrpcStatus([&]() -> absl::Status {
+    if (request->add_datasets_size() > core::kMaxAddedDatasets) {
+      return absl::InvalidArgumentError(absl::StrCat("add_datasets: at most ", core::kMaxAddedDatasets, " datasets"));
+    }
+    core::RetrainRequest r;
+    r.model = request->model();
+    r.add_datasets.assign(request->add_datasets().begin(), request->add_datasets().end());
+    if (request->has_epochs()) r.epochs = request->epochs();
+    r.name = request->name();
+    if (request->has_promotion()) {
+      ASSIGN_OR_RETURN(r.promotion, FromProto(request->promotion(), &r.has_promotion));
+    }
+    ASSIGN_OR_RETURN(const core::JobRecord job, runner_.Retrain(r, who));
+    ToProto(job, response);
+    return absl::OkStatus();
+  }());
+}
+
 grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                      v1::Job* response) {
   GRAFT_AUTHORIZE(const core::Principal who, auth_, context, "graft.v1.Training/GetJob");
@@ -35,7 +57,7 @@ grpc::Status TrainingService::GetJob(grpc::ServerContext* context, const v1::Get
   auto job = Find(who, request->id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   ToProto(*job, response);
-  if (job->spec.has_search || job->spec.auto_learning_rate) {
+  if (job->spec.has_search || job->spec.auto_learning_rate || job->spec.has_promotion) {
     auto events = runner_.Events(job->id);
     if (!events.ok()) return ToGrpcStatus(events.status());
     AddEventsOf(*job, *events, response);

@@ -19,6 +19,7 @@ class TrainingService final : public v1::Training::Service {
       : runner_(runner), auth_(auth), max_watch_streams_(max_watch_streams), deadlines_(deadlines) {}
 
   grpc::Status CreateJob(grpc::ServerContext*, const v1::CreateJobRequest*, v1::Job*) override;
+  grpc::Status Retrain(grpc::ServerContext*, const v1::RetrainRequest*, v1::Job*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::Job*) override;

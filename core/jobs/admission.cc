@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/auth/policy.h"
+#include "core/jobs/training_data.h"
 #include "core/train/job_cost.h"
 #include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
@@ -46,6 +47,7 @@ absl::Status JobAdmission::Admit(JobSpec& spec, const Principal& by) const {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset->name, "' has no validation images"));
   }
   spec.dataset = dataset->id;
+  RETURN_IF_ERROR(AdmitAddedData(spec, by));
   // The estimate measures activations with a forward pass; a backbone whose
   // weights are still being fetched is measured with random ones.
   std::shared_ptr<ResidentBackbone> measured = found.ok() ? *found : nullptr;
@@ -87,16 +89,47 @@ absl::Status JobAdmission::Admit(JobSpec& spec, const Principal& by) const {
 }
 
 absl::StatusOr<DatasetInfo> JobAdmission::DatasetFor(const JobSpec& spec, const Principal& by) const {
-  auto dataset = datasets_.Resolve(spec.dataset, by.name, SeesEveryOwner(by));
+  return OwnedDataset(spec.dataset, "spec.dataset", by);
+}
+
+absl::StatusOr<DatasetInfo> JobAdmission::OwnedDataset(const std::string& ref, const std::string& field,
+                                                       const Principal& by) const {
+  auto dataset = datasets_.Resolve(ref, by.name, SeesEveryOwner(by));
   if (!dataset.ok()) {
-    return Rephrased(dataset.status().code(), absl::StrCat("spec.dataset: ", dataset.status().message()),
-                     dataset.status());
+    return Rephrased(dataset.status().code(), absl::StrCat(field, ": ", dataset.status().message()), dataset.status());
   }
   if (!Owns(by, dataset->owner)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("spec.dataset: dataset '", spec.dataset, "' belongs to another principal"));
+    return absl::PermissionDeniedError(absl::StrCat(field, ": dataset '", ref, "' belongs to another principal"));
   }
   return *std::move(dataset);
+}
+
+absl::Status JobAdmission::AdmitAddedData(JobSpec& spec, const Principal& by) const {
+  for (size_t i = 0; i < spec.add_datasets.size(); ++i) {
+    const std::string field = absl::StrCat("spec.add_datasets[", i, "]");
+    ASSIGN_OR_RETURN(const DatasetInfo added, OwnedDataset(spec.add_datasets[i], field, by));
+    if (added.id == spec.dataset) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": '", added.name, "' is the job's dataset already"));
+    }
+    for (size_t k = 0; k < i; ++k) {
+      if (spec.add_datasets[k] == added.id) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": '", added.name, "' is added twice"));
+      }
+    }
+    spec.add_datasets[i] = added.id;
+  }
+  if (!spec.has_promotion) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const DatasetInfo holdout, OwnedDataset(spec.promotion.holdout, "spec.promotion.holdout", by));
+  spec.promotion.holdout = holdout.id;
+  // The same content check however the holdout came about: by id, a copy
+  // uploaded under another name, or records turned into a dataset.
+  ASSIGN_OR_RETURN(const JobData data, LoadJobData(datasets_, spec));
+  ASSIGN_OR_RETURN(const std::vector<DatasetImage> images, datasets_.Images(holdout.id));
+  if (images.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("spec.promotion.holdout: dataset '", holdout.name,
+                                                      "' has no images"));
+  }
+  return CheckHoldout(data, holdout, images);
 }
 
 }  // namespace graft::core

@@ -14,7 +14,8 @@ namespace graft::core {
 // (defaults filled, names made canonical), its dataset the caller's own (any
 // for an admin) with validation images, its estimated memory within
 // --max_job_memory_bytes, and a data-parallel job only where trainers share
-// a database.
+// a database. Added datasets and a promotion's holdout are the caller's too,
+// and the holdout shares no content with what the job trains on.
 class JobAdmission {
  public:
   struct Limits {
@@ -31,6 +32,12 @@ class JobAdmission {
   absl::StatusOr<DatasetInfo> DatasetFor(const JobSpec& spec, const Principal& by) const;
 
  private:
+  // `ref` resolved for `by`, errors naming `field`.
+  absl::StatusOr<DatasetInfo> OwnedDataset(const std::string& ref, const std::string& field, const Principal& by) const;
+  // spec.add_datasets and spec.promotion.holdout resolved to ids; the
+  // holdout refused when it shares content with the training images.
+  absl::Status AdmitAddedData(JobSpec& spec, const Principal& by) const;
+
   const Zoo& zoo_;
   DatasetStore& datasets_;
   const Limits limits_;

@@ -13,6 +13,7 @@
 #include "core/data/split.h"
 #include "core/eval/evaluator.h"
 #include "core/jobs/job_runner_run.h"
+#include "core/jobs/training_data.h"
 #include "core/train/early_stopping.h"
 #include "core/train/job_cost.h"
 #include "core/util/limit_error.h"
@@ -23,20 +24,6 @@
 namespace graft::core {
 namespace fs = std::filesystem;
 
-namespace job_runner_internal {
-
-// A job's own validation split of a FLAT dataset: per class, seeded.
-void Resplit(std::vector<DatasetImage>& images, double fraction, uint64_t seed) {
-  std::vector<SplitItem> items;
-  items.reserve(images.size());
-  for (const auto& image : images) items.push_back({image.label, image.path});
-  const std::vector<bool> val = StratifiedValidation(items, fraction, seed);
-  for (size_t i = 0; i < images.size(); ++i) images[i].split = val[i] ? Split::kVal : Split::kTrain;
-}
-
-}  // namespace job_runner_internal
-
-using job_runner_internal::Resplit;
 
 JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models, const Zoo& zoo,
                      RunnerOptions options, JobObserver* observer)
@@ -48,6 +35,7 @@ JobRunner::JobRunner(JobStore& jobs, DatasetStore& datasets, ModelStore& models,
       observer_(observer),
       admission_(zoo, datasets, {options_.max_job_memory_bytes, options_.shared}),
       publisher_(zoo, models, options_.predictor),
+      promoter_(models, datasets, options_.predictor),
       lr_finds_({"learning-rate range tests", options_.max_concurrent_jobs, "--max_concurrent_jobs",
                  options_.max_lr_finds_per_principal, "--max_lr_finds_per_principal"}) {}
 
@@ -182,12 +170,31 @@ absl::StatusOr<JobRecord> JobRunner::Submit(JobSpec spec, const Principal& by) {
   return job;
 }
 
+std::string JobRunner::Promote(JobRecord& job, const ModelInfo& model, const Caller& caller) {
+  if (!job.spec.has_promotion) return "";
+  JobEvent e;
+  e.type = JobEventType::kPromotion;
+  e.promotion = promoter_.Decide(job.spec, model, caller);
+  ABSL_LOG(INFO) << "job " << job.id << ": " << e.promotion.reason;
+  if (observer_) observer_->OnPromotion(e.promotion);
+  if (auto s = Record(job, e); !s.ok()) ABSL_LOG(ERROR) << "job " << job.id << ": " << s.status().message();
+  return absl::StrCat("; ", e.promotion.promoted ? "promoted: " : "not promoted: ", e.promotion.reason);
+}
+
+absl::StatusOr<JobRecord> JobRunner::Retrain(const RetrainRequest& request, const Principal& by) {
+  ASSIGN_OR_RETURN(JobSpec spec, RetrainSpec(models_, request, by));
+  return Submit(std::move(spec), by);
+}
+
 bool JobRunner::DatasetInUse(const std::string& dataset_id) {
   for (JobState s : {JobState::kQueued, JobState::kRunning}) {
     auto jobs = jobs_.List(s);
     if (!jobs.ok()) return true;
     for (const auto& j : *jobs) {
       if (j.spec.dataset == dataset_id) return true;
+      const auto& added = j.spec.add_datasets;
+      if (std::find(added.begin(), added.end(), dataset_id) != added.end()) return true;
+      if (j.spec.has_promotion && j.spec.promotion.holdout == dataset_id) return true;
     }
   }
   return false;
@@ -275,9 +282,9 @@ absl::Status JobRunner::FillInput(const JobRecord& job, TrainInput& input, Datas
   input.checkpoint_path = CheckpointPath(job.id);
   input.checkpoint_interval_s = options_.checkpoint_interval_s;
   SetRunnerInputs(input);
-  ASSIGN_OR_RETURN(dataset, datasets_.Get(job.spec.dataset));
-  ASSIGN_OR_RETURN(input.images, datasets_.Images(job.spec.dataset));
-  if (job.spec.validation_fraction > 0) Resplit(input.images, job.spec.validation_fraction, job.spec.seed);
+  ASSIGN_OR_RETURN(JobData data, LoadJobData(datasets_, job.spec));
+  dataset = std::move(data.dataset);
+  input.images = std::move(data.images);
   input.num_classes = static_cast<int>(dataset.classes.size());
   return absl::OkStatus();
 }
@@ -317,7 +324,11 @@ void JobRunner::Publish(JobRecord& job, const TrainedModel& trained, const JobSp
   if (auto s = jobs_.Update(job); !s.ok()) ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   std::error_code ec;
   fs::remove(CheckpointPath(id), ec);
-  if (auto s = SetState(job, JobState::kSucceeded, "model " + published->id + " published"); !s.ok()) {
+  std::string reason = "model " + published->id + " published";
+  // After the model is stored (a failed decision leaves it a version) and
+  // before the job ends (a watcher that sees the end has the decision).
+  reason += Promote(job, *published, Caller([&token]() { return token.cancelled(); }, job.owner));
+  if (auto s = SetState(job, JobState::kSucceeded, reason); !s.ok()) {
     ABSL_LOG(ERROR) << "job " << id << ": " << s.message();
   }
 }

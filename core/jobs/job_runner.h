@@ -17,6 +17,7 @@
 #include "core/data/dataset_store.h"
 #include "core/jobs/admission.h"
 #include "core/jobs/job_store.h"
+#include "core/jobs/promotion.h"
 #include "core/jobs/publisher.h"
 #include "core/util/shared_slots.h"
 #include "core/serve/model_store.h"
@@ -25,11 +26,6 @@
 namespace graft::core {
 
 class Predictor;
-
-namespace job_runner_internal {
-// A job's own validation split of a FLAT dataset: per class, seeded.
-void Resplit(std::vector<DatasetImage>& images, double fraction, uint64_t seed);
-}  // namespace job_runner_internal
 
 // Hooks for metrics; called on runner threads.
 class JobObserver {
@@ -49,6 +45,8 @@ class JobObserver {
   // "cancelled", "stopped" (this process shut down) or "job_error" (the
   // training itself failed: a diverged loss, an unreadable image).
   virtual void OnGroupEnded(const std::string& outcome) {}
+  // A job's promotion was decided (spec.promotion).
+  virtual void OnPromotion(const PromotionResult& result) {}
 };
 
 struct RunnerOptions {
@@ -124,6 +122,8 @@ class JobRunner {
 
   // A job owned by `by`, on a dataset `by` owns (any dataset for an admin).
   absl::StatusOr<JobRecord> Submit(JobSpec spec, const Principal& by);
+  // A job with a model's own spec on its data plus more (core/jobs/promotion.h).
+  absl::StatusOr<JobRecord> Retrain(const RetrainRequest& request, const Principal& by);
   absl::StatusOr<JobRecord> Cancel(const std::string& id);
   absl::StatusOr<JobRecord> Get(const std::string& id) { return jobs_.Get(id); }
   absl::StatusOr<std::vector<JobRecord>> List(std::optional<JobState> state) { return jobs_.List(state); }
@@ -186,6 +186,10 @@ class JobRunner {
   absl::StatusOr<std::shared_ptr<ResidentBackbone>> AwaitWeights(JobRecord& job, const std::string& name,
                                                                   const CancellationToken& token);
   absl::StatusOr<JobEvent> Record(JobRecord& job, JobEvent event);
+  // spec.promotion's decision on the job's published model, recorded as an
+  // event; "; promoted: ..." or "; not promoted: ..." for the end state's
+  // reason ("" without a promotion).
+  std::string Promote(JobRecord& job, const ModelInfo& model, const Caller& caller);
   absl::Status SetState(JobRecord& job, JobState state, const std::string& reason, bool created = false);
   void Notify();
   // Live progress (not stored): what watchers asking for progress see next.
@@ -203,6 +207,7 @@ class JobRunner {
   JobObserver* observer_;
   const JobAdmission admission_;
   const ModelPublisher publisher_;
+  const Promoter promoter_;
 
   absl::Mutex mu_;
   absl::CondVar work_cv_;   // queue changes

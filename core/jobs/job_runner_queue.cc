@@ -107,7 +107,16 @@ bool JobRunner::Resume(JobRecord& job, const JobStore::Claim& claim) {
                          absl::StrFormat("%.0f", std::max(0.0, NowSeconds() - claim.previous_heartbeat)), " s ago)");
   absl::Status s;
   if (!job.model_id.empty()) {
-    s = SetState(job, JobState::kSucceeded, "model " + job.model_id + " published before " + who);
+    std::string reason = "model " + job.model_id + " published before " + who;
+    // A promotion the restart cut short is decided now.
+    bool decided = false;
+    if (auto events = jobs_.Events(job.id, 0); events.ok()) {
+      for (const JobEvent& ev : *events) decided = decided || ev.type == JobEventType::kPromotion;
+    }
+    if (job.spec.has_promotion && !decided) {
+      if (auto model = models_.Get(job.model_id); model.ok()) reason += Promote(job, (*model)->info(), Caller());
+    }
+    s = SetState(job, JobState::kSucceeded, reason);
   } else if (fs::exists(CheckpointPath(job.id)) || job.spec.has_search) {
     JobEvent e;
     e.type = JobEventType::kState;

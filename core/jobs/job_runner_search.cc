@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/jobs/job_runner.h"
 #include "core/jobs/job_runner_run.h"
+#include "core/jobs/training_data.h"
 #include "core/train/job_cost.h"
 #include "core/train/search.h"
 #include "core/util/compute_threads.h"
@@ -16,7 +17,6 @@
 
 namespace graft::core {
 
-using job_runner_internal::Resplit;
 
 absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOptions& options, const Principal& by,
                                                     const std::function<bool()>& cancelled) {
@@ -25,11 +25,7 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
   spec.auto_learning_rate = false;
   RETURN_IF_ERROR(admission_.Admit(spec, by));
   ASSIGN_OR_RETURN(const SharedSlots::Slot slot, lr_finds_.Acquire(by.name));
-  auto dataset = datasets_.Get(spec.dataset);
-  auto images = datasets_.Images(spec.dataset);
-  if (!dataset.ok()) return dataset.status();
-  if (!images.ok()) return images.status();
-  if (spec.validation_fraction > 0) Resplit(*images, spec.validation_fraction, spec.seed);
+  ASSIGN_OR_RETURN(JobData data, LoadJobData(datasets_, spec));
   CancellationToken token;
   const auto gone = [&] {
     absl::MutexLock lock(&mu_);
@@ -44,8 +40,8 @@ absl::StatusOr<LrCurve> JobRunner::FindLearningRate(JobSpec spec, const LrFindOp
   TrainInput input;
   input.spec = spec;
   input.resident = *resident;
-  input.images = std::move(*images);
-  input.num_classes = static_cast<int>(dataset->classes.size());
+  input.images = std::move(data.images);
+  input.num_classes = static_cast<int>(data.dataset.classes.size());
   SetRunnerInputs(input);
   // The caller's cancel (or deadline) and a shutdown stop the test between batches.
   std::atomic<bool> finished{false};
@@ -104,12 +100,10 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
     if (auto s = SetState(job, JobState::kRunning, "started"); !s.ok())
       return fail(JobState::kFailed, std::string(s.message()));
   }
-  auto dataset = datasets_.Get(job.spec.dataset);
-  auto images = datasets_.Images(job.spec.dataset);
-  if (!dataset.ok() || !images.ok()) {
-    return fail(JobState::kFailed, std::string((!dataset.ok() ? dataset.status() : images.status()).message()));
-  }
-  if (job.spec.validation_fraction > 0) Resplit(*images, job.spec.validation_fraction, job.spec.seed);
+  auto data = LoadJobData(datasets_, job.spec);
+  if (!data.ok()) return fail(JobState::kFailed, std::string(data.status().message()));
+  const DatasetInfo* const dataset = &data->dataset;
+  const std::vector<DatasetImage>* const images = &data->images;
   // Ends the job as a failed training does: a shutdown leaves it RUNNING to resume.
   const auto ended = [&](const absl::Status& s) {
     {

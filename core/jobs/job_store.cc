@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/util/json.h"
 #include "core/util/migrations.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
@@ -276,6 +277,44 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::List(std::optional<JobState> st
   return out;
 }
 
+nlohmann::json PromotionResultToJson(const PromotionResult& p) {
+  return {{"alias", p.alias},
+          {"holdout", p.holdout},
+          {"holdout_images", p.holdout_images},
+          {"metric", static_cast<int>(p.metric)},
+          {"min_gain", p.min_gain},
+          {"champion", p.champion},
+          {"champion_version", p.champion_version},
+          {"champion_value", p.champion_value},
+          {"challenger", p.challenger},
+          {"challenger_version", p.challenger_version},
+          {"challenger_value", p.challenger_value},
+          {"promoted", p.promoted},
+          {"compared", p.compared},
+          {"canary_percent", p.canary_percent},
+          {"reason", p.reason}};
+}
+
+PromotionResult PromotionResultFromJson(const nlohmann::json& j) {
+  PromotionResult p;
+  p.alias = j.value("alias", "");
+  p.holdout = j.value("holdout", "");
+  p.holdout_images = JsonInt(j, "holdout_images", int64_t{0});
+  p.metric = static_cast<Monitor>(JsonInt(j, "metric", 2));
+  p.min_gain = j.value("min_gain", 0.0);
+  p.champion = j.value("champion", "");
+  p.champion_version = JsonInt(j, "champion_version", int64_t{0});
+  p.champion_value = j.value("champion_value", 0.0);
+  p.challenger = j.value("challenger", "");
+  p.challenger_version = JsonInt(j, "challenger_version", int64_t{0});
+  p.challenger_value = j.value("challenger_value", 0.0);
+  p.promoted = j.value("promoted", false);
+  p.compared = j.value("compared", false);
+  p.canary_percent = j.value("canary_percent", 0.0);
+  p.reason = j.value("reason", "");
+  return p;
+}
+
 absl::StatusOr<JobEvent> JobStore::Append(JobEvent e) {
   Transaction tx(db_);
   RETURN_IF_ERROR(tx.status());
@@ -292,6 +331,7 @@ absl::StatusOr<JobEvent> JobStore::Append(JobEvent e) {
   if (e.across_stages) j["across_stages"] = true;
   if (e.type == JobEventType::kCheckpoint && e.batch > 0) j["batch"] = e.batch;
   if (e.type == JobEventType::kTrial) j["trial"] = TrialResultToJson(e.trial);
+  if (e.type == JobEventType::kPromotion) j["promotion"] = PromotionResultToJson(e.promotion);
   if (e.type == JobEventType::kLearningRate) {
     const LrCurve& c = e.lr_curve;
     j["lr_curve"] = {{"learning_rates", c.learning_rates}, {"losses", c.losses}, {"smoothed", c.smoothed_losses},
@@ -330,6 +370,7 @@ absl::StatusOr<std::vector<JobEvent>> JobStore::Events(const std::string& job_id
     e.across_stages = j.value("across_stages", false);
     e.batch = j.value("batch", 0);
     if (j.contains("trial")) e.trial = TrialResultFromJson(j["trial"]);
+    if (j.contains("promotion")) e.promotion = PromotionResultFromJson(j["promotion"]);
     if (j.contains("lr_curve")) {
       const auto& c = j["lr_curve"];
       e.lr_curve.learning_rates = c.value("learning_rates", std::vector<double>{});

@@ -49,7 +49,32 @@ enum class JobEventType {
   kTrial = 7,         // a search's trial ended
   kFeatures = 8,      // a search computed a backbone's features (reason says which, how big, how long)
   kLearningRate = 9,  // learning_rate auto: the range test's curve
+  kPromotion = 10,    // spec.promotion: the champion/challenger decision
 };
+
+// How a job's model fared against the version its alias served
+// (spec.promotion), both evaluated on every image of the holdout.
+struct PromotionResult {
+  std::string alias;                // NAME@ALIAS
+  std::string holdout;              // the holdout dataset's name
+  int64_t holdout_images = 0;
+  Monitor metric = Monitor::kValAccuracy;
+  double min_gain = 0;
+  std::string champion;             // model id; empty: the alias served nothing
+  int64_t champion_version = 0;
+  double champion_value = 0;
+  std::string challenger;           // the job's model
+  int64_t challenger_version = 0;
+  double challenger_value = 0;
+  bool promoted = false;
+  // Both versions were evaluated (or the alias served nothing): the
+  // decision is the comparison's. False: it could not be made (reason).
+  bool compared = false;
+  double canary_percent = 0;        // > 0: promoted as a canary at this share
+  std::string reason;               // one line, both figures
+};
+nlohmann::json PromotionResultToJson(const PromotionResult& p);
+PromotionResult PromotionResultFromJson(const nlohmann::json& j);
 
 struct JobEvent {
   std::string job_id;
@@ -68,6 +93,7 @@ struct JobEvent {
   std::string backbone;                // kProgress: of this backbone's feature pass (empty: the epoch's batches)
   TrialResult trial;                   // kTrial
   LrCurve lr_curve;                    // kLearningRate
+  PromotionResult promotion;           // kPromotion
 };
 
 // Jobs and their events in SQLite; every change is durable when it returns.

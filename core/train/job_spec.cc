@@ -247,6 +247,27 @@ absl::Status NormalizeJobSpec(JobSpec& s, int num_blocks) {
     return Bad("workers", "learning_rate auto runs on one trainer; give the rate, or drop workers");
   }
   if (s.has_search) RETURN_IF_ERROR(NormalizeSearchSpec(s.search));
+  if (s.add_datasets.size() > static_cast<size_t>(kMaxAddedDatasets)) {
+    return Bad("add_datasets", absl::StrCat("at most ", kMaxAddedDatasets, " datasets"));
+  }
+  if (!s.add_datasets.empty() && s.has_search) return Bad("add_datasets", "not with a search; retrain its model instead");
+  for (size_t i = 0; i < s.add_datasets.size(); ++i) {
+    if (s.add_datasets[i].empty()) return Bad(absl::StrCat("add_datasets[", i, "]"), "empty (a dataset id or name)");
+  }
+  if (s.has_promotion) {
+    PromotionSpec& p = s.promotion;
+    if (s.model_name.empty()) return Bad("promotion", "needs model_name: the alias moved is one of the model's name");
+    RETURN_IF_ERROR(ValidateAliasName(p.alias, "spec.promotion.alias"));
+    if (p.holdout.empty()) return Bad("promotion.holdout", "required (a dataset id or name never trained on)");
+    if (p.metric != Monitor::kValLoss && p.metric != Monitor::kValAccuracy && p.metric != Monitor::kValMacroF1) {
+      return Bad("promotion.metric", "must be val_accuracy, val_macro_f1 or val_loss");
+    }
+    if (!std::isfinite(p.min_gain) || p.min_gain < 0 || p.min_gain > 1) return Bad("promotion.min_gain", "must be in [0, 1]");
+    if (!std::isfinite(p.canary_percent) || p.canary_percent < 0 || p.canary_percent >= 100) {
+      return Bad("promotion.canary_percent", "must be 0 (move the alias) or in (0, 100)");
+    }
+    if (s.has_search) return Bad("promotion", "a search's winner is not promoted; retrain its model instead");
+  }
   return absl::OkStatus();
 }
 
@@ -288,6 +309,12 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
        {"seed", s.seed},
        {"auto_learning_rate", s.auto_learning_rate},
        {"workers", s.workers}};
+  if (!s.add_datasets.empty()) j["add_datasets"] = s.add_datasets;
+  if (s.has_promotion) {
+    const PromotionSpec& p = s.promotion;
+    j["promotion"] = {{"alias", p.alias}, {"holdout", p.holdout}, {"metric", static_cast<int>(p.metric)},
+                      {"min_gain", p.min_gain}, {"canary_percent", p.canary_percent}};
+  }
   if (s.has_search) {
     const SearchSpec& q = s.search;
     nlohmann::json heads = nlohmann::json::array(), optimizers = nlohmann::json::array();
@@ -357,6 +384,16 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.seed = JsonInt(j, "seed", uint64_t{0});
   s.auto_learning_rate = j.value("auto_learning_rate", false);
   s.workers = JsonInt(j, "workers", 1);
+  s.add_datasets = j.value("add_datasets", std::vector<std::string>{});
+  if (j.contains("promotion")) {
+    const auto& p = j["promotion"];
+    s.has_promotion = true;
+    s.promotion.alias = p.value("alias", "");
+    s.promotion.holdout = p.value("holdout", "");
+    s.promotion.metric = static_cast<Monitor>(JsonInt(p, "metric", 2));
+    s.promotion.min_gain = p.value("min_gain", 0.005);
+    s.promotion.canary_percent = p.value("canary_percent", 0.0);
+  }
   if (j.contains("search")) {
     const auto& q = j["search"];
     s.has_search = true;

@@ -94,6 +94,21 @@ struct SearchSpec {
   uint64_t seed = 0;
 };
 
+// Promotion on evidence (graft retrain): when the job's model is published,
+// it (the challenger) and the version `alias` serves (the champion) are both
+// evaluated on every image of the holdout dataset, which the job never
+// trains on; the alias moves only when the challenger wins by min_gain.
+struct PromotionSpec {
+  std::string alias;    // of the job's model_name
+  std::string holdout;  // dataset id (a name until admission resolves it)
+  Monitor metric = Monitor::kValAccuracy;  // on the holdout: accuracy, macro F1 or log loss
+  double min_gain = 0.005;  // the challenger's lead needed (loss: how much lower)
+  // > 0: a win makes the challenger a canary of the alias at this share
+  // instead of moving the alias.
+  double canary_percent = 0;
+};
+inline constexpr int kMaxAddedDatasets = 16;
+
 struct JobSpec {
   std::string name;
   // Publishes the model as the owner's next version of this name (see
@@ -122,6 +137,12 @@ struct JobSpec {
   int workers = 1;
   bool has_search = false;
   SearchSpec search;
+  // Every image of these datasets (ids after admission) joins the training
+  // split; their classes map onto the dataset's by name, and classes the
+  // dataset lacks are added after its own (graft retrain --add).
+  std::vector<std::string> add_datasets;
+  bool has_promotion = false;
+  PromotionSpec promotion;
 
   int TotalEpochs() const;
 };

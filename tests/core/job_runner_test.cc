@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
+#include <map>
 #include <future>
 #include <mutex>
 
@@ -99,6 +101,30 @@ class JobRunnerTest : public ::testing::Test {
                                      testing::EncodeImage("png", 40, 40, 10 + i, 20, 200 + i), true).ok());
       EXPECT_TRUE((*session)->Append(absl::StrCat("blue/", i, ".png"),
                                      testing::EncodeImage("png", 40, 40, 200 + i, 30, 10 + i), true).ok());
+    }
+    auto result = (*session)->Finish();
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->dataset.id : "";
+  }
+
+  // A flat dataset of `count` squares of each named colour (r, g, b), a
+  // quarter for validation, no two alike nor like "colours"; its id.
+  std::string UploadSquares(const std::string& name, const std::map<std::string, std::array<int, 3>>& colours,
+                            int count, int shade) {
+    UploadHeader header;
+    header.name = name;
+    header.owner = kAlice.name;
+    header.format = UploadFormat::kFolder;
+    header.split_fraction = 0.25;
+    auto session = UploadSession::Begin(*datasets_, header);
+    EXPECT_TRUE(session.ok()) << session.status();
+    if (!session.ok()) return "";
+    for (const auto& [cls, rgb] : colours) {
+      for (int i = 0; i < count; ++i) {
+        EXPECT_TRUE((*session)->Append(absl::StrCat(cls, "/", i, ".png"),
+                                       testing::EncodeImage("png", 40, 40, rgb[0] + shade + i, rgb[1] + shade,
+                                                            rgb[2] + shade), true).ok());
+      }
     }
     auto result = (*session)->Finish();
     EXPECT_TRUE(result.ok()) << result.status();
@@ -287,6 +313,100 @@ TEST_F(JobRunnerTest, AdmissionRefusesWhatCannotRunNamingTheFieldOrTheFlag) {
   EXPECT_EQ(LimitFlagOf(costly.status()), "max_job_memory_bytes") << costly.status();
   // Nothing refused was stored.
   EXPECT_EQ(runner->List(std::nullopt)->size(), 1u);
+}
+
+TEST_F(JobRunnerTest, AddedDatasetsJoinTheTrainingSplitWithTheirNewClassesAndAHoldoutMustBeUnseen) {
+  const std::string more = UploadSquares("more", {{"green", {20, 200, 20}}, {"red", {190, 20, 20}}}, 8, 30);
+  const std::string unseen = UploadSquares("unseen", {{"blue", {20, 20, 190}}, {"red", {190, 20, 20}}}, 4, 50);
+  auto runner = NewRunner();
+  ASSERT_TRUE(runner->Start().ok());
+
+  JobSpec spec = Spec(4);
+  spec.model_name = "colours";
+  spec.add_datasets = {"more"};
+  auto job = runner->Submit(spec, kAlice);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->spec.add_datasets, (std::vector<std::string>{more})) << "stored by id";
+  JobRecord done = AwaitEnd(*runner, job->id);
+  ASSERT_EQ(done.state, JobState::kSucceeded) << done.error;
+  // The dataset's classes first, then the added dataset's new one.
+  EXPECT_EQ(models_->Get(done.model_id).value()->info().class_names,
+            (std::vector<std::string>{"blue", "red", "green"}));
+
+  // Added datasets are the caller's own, not the job's own, and not twice.
+  JobSpec twice = Spec(1);
+  twice.add_datasets = {"more", more};
+  const auto refused_twice = runner->Submit(twice, kAlice);
+  EXPECT_EQ(refused_twice.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused_twice.status().message().find("spec.add_datasets[1]: 'more' is added twice"), std::string::npos)
+      << refused_twice.status();
+  JobSpec itself = Spec(1);
+  itself.add_datasets = {"colours"};
+  EXPECT_NE(runner->Submit(itself, kAlice).status().message().find("is the job's dataset already"), std::string::npos);
+  JobSpec others = Spec(1, Upload(kBob));
+  others.add_datasets = {more};
+  const auto refused_others = runner->Submit(others, kBob);
+  EXPECT_EQ(refused_others.status().code(), absl::StatusCode::kPermissionDenied) << refused_others.status();
+  EXPECT_NE(refused_others.status().message().find("spec.add_datasets[0]"), std::string::npos);
+
+  // A holdout that shares content with what the job trains on is refused by name.
+  JobSpec promoted = Spec(2);
+  promoted.model_name = "colours";
+  promoted.add_datasets = {"more"};
+  promoted.has_promotion = true;
+  promoted.promotion.alias = "prod";
+  for (const std::string seen : {"colours", "more"}) {
+    promoted.promotion.holdout = seen;
+    const auto refused = runner->Submit(promoted, kAlice);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << seen;
+    EXPECT_NE(refused.status().message().find("spec.promotion.holdout: dataset '" + seen + "' shares"),
+              std::string::npos)
+        << refused.status();
+  }
+  JobSpec unnamed = promoted;
+  unnamed.model_name.clear();
+  unnamed.promotion.holdout = "unseen";
+  EXPECT_NE(runner->Submit(unnamed, kAlice).status().message().find("spec.promotion: needs model_name"),
+            std::string::npos);
+
+  // An unseen holdout is taken. This runner has no predictor to evaluate
+  // with: the job still succeeds, its model stays a version, the alias is
+  // left alone, and the decision says why.
+  promoted.promotion.holdout = "unseen";
+  job = runner->Submit(promoted, kAlice);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->spec.promotion.holdout, unseen);
+  done = AwaitEnd(*runner, job->id);
+  ASSERT_EQ(done.state, JobState::kSucceeded) << done.error;
+  std::vector<PromotionResult> decisions;
+  const std::vector<JobEvent> events = jobs_->Events(done.id, 0).value();
+  for (const JobEvent& e : events) {
+    if (e.type == JobEventType::kPromotion) decisions.push_back(e.promotion);
+  }
+  ASSERT_EQ(decisions.size(), 1u);
+  EXPECT_FALSE(decisions[0].promoted);
+  EXPECT_EQ(decisions[0].alias, "colours@prod");
+  EXPECT_EQ(decisions[0].challenger, done.model_id);
+  EXPECT_EQ(decisions[0].challenger_version, 2);
+  EXPECT_NE(decisions[0].reason.find("no predictor"), std::string::npos) << decisions[0].reason;
+  EXPECT_TRUE(absl::IsNotFound(models_->Alias("alice", "colours", "prod").status()));
+  runner->Stop();
+}
+
+TEST(Promotion, TheChallengerMustLeadByMinGainInTheMetricsDirection) {
+  EXPECT_TRUE(ChallengerWins(Monitor::kValAccuracy, 0.90, 0.905, 0.005));
+  EXPECT_FALSE(ChallengerWins(Monitor::kValAccuracy, 0.90, 0.9049, 0.005));
+  EXPECT_FALSE(ChallengerWins(Monitor::kValMacroF1, 0.90, 0.80, 0.005));
+  EXPECT_TRUE(ChallengerWins(Monitor::kValLoss, 0.30, 0.29, 0.005)) << "lower loss wins";
+  EXPECT_FALSE(ChallengerWins(Monitor::kValLoss, 0.30, 0.31, 0.0));
+  EXPECT_TRUE(ChallengerWins(Monitor::kValAccuracy, 0.90, 0.90, 0.0)) << "min_gain 0: a tie is enough";
+  EvaluationReport report;
+  report.accuracy = 0.7;
+  report.macro_f1 = 0.6;
+  report.log_loss = 0.5;
+  EXPECT_EQ(MetricValue(report, Monitor::kValAccuracy), 0.7);
+  EXPECT_EQ(MetricValue(report, Monitor::kValMacroF1), 0.6);
+  EXPECT_EQ(MetricValue(report, Monitor::kValLoss), 0.5);
 }
 
 TEST_F(JobRunnerTest, AdmissionCompletesASpecItAcceptsAndHoldsDataParallelJobsToSharedTrainers) {

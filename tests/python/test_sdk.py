@@ -85,6 +85,10 @@ def test_upload_train_watch_through_a_restart_predict_export_delete(server, graf
         assert record.feedback_label == cls and record.disagrees == (a["top"][0]["label"] != cls)
     assert c.predictions.get(answers[0]["prediction_id"], include_image=True).image == images[0][0].read_bytes()
     assert len(c.predictions.list("bees", feedback=True)) == 4
+    # A retrain whose holdout the job would train on is refused by name.
+    with pytest.raises(graft_client.InvalidArgument) as e:
+        c.jobs.retrain("bees", promote="prod", holdout="bees", epochs=1)
+    assert "spec.promotion.holdout: dataset 'bees' shares" in e.value.message
     assert c.predictions.purge("bees") == 4
     assert c.embed("bees", DOG).shape == (1, 1280)
 

@@ -13,9 +13,10 @@ from graft_client.errors import (AlreadyExists, Cancelled, DeadlineExceeded, Fai
                                  InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated,
                                  Unavailable)
 from graft_client.events import (BatchProgress, BestRestored, CheckpointSaved, EarlyStopped, EpochEnded, JobEvent,
-                                 StateChanged)
+                                 PromotionDecided, StateChanged)
 
 __all__ = ["Client", "Datasets", "Jobs", "Job", "Models", "Backbones", "job_spec", "GraftError", "InvalidArgument",
            "NotFound", "AlreadyExists", "PermissionDenied", "Unauthenticated", "ResourceExhausted",
            "FailedPrecondition", "Unavailable", "DeadlineExceeded", "Cancelled", "JobEvent", "StateChanged",
-           "EpochEnded", "EarlyStopped", "BestRestored", "CheckpointSaved", "BatchProgress"]
+           "EpochEnded", "EarlyStopped", "BestRestored", "CheckpointSaved", "BatchProgress",
+           "PromotionDecided"]

@@ -320,6 +320,26 @@ class Jobs:
                                                        steps=steps)
         return self._c._call(self._stub.FindLearningRate, request, timeout=timeout)
 
+    def retrain(self, model: str, add=(), epochs: Optional[int] = None, promote: str = "", holdout: str = "",
+                metric: str = "val_accuracy", min_gain: float = 0.005, canary_percent: float = 0,
+                name: str = "") -> "Job":
+        """A new version of `model` (NAME@ALIAS, NAME:VERSION or NAME) trained with
+        its own spec on its data plus the `add` datasets. With promote=ALIAS and
+        holdout=DATASET the alias moves to it only when it beats the version the
+        alias serves on the holdout by min_gain (job.proto.promotion says how it went)."""
+        metrics = {"val_loss": training_pb2.MONITOR_VAL_LOSS, "val_accuracy": training_pb2.MONITOR_VAL_ACCURACY,
+                   "val_macro_f1": training_pb2.MONITOR_VAL_MACRO_F1}
+        if metric not in metrics:
+            raise ValueError(f"metric: one of {sorted(metrics)}, got {metric!r}")
+        request = training_pb2.RetrainRequest(model=model, add_datasets=list(add), name=name)
+        if epochs is not None:
+            request.epochs = epochs
+        if promote or holdout:
+            request.promotion.CopyFrom(training_pb2.PromotionSpec(
+                alias=promote, holdout=holdout, metric=metrics[metric], min_gain=min_gain,
+                canary_percent=canary_percent))
+        return Job(self._c, self._stub, self._c._call(self._stub.Retrain, request))
+
     def list(self) -> List["Job"]:
         jobs = _all_pages(self._c, self._stub.ListJobs, training_pb2.ListJobsRequest(), "jobs")
         return [Job(self._c, self._stub, j) for j in jobs]

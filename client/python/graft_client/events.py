@@ -60,6 +60,18 @@ class BatchProgress(JobEvent):
     live_only = True
 
 
+@dataclass
+class PromotionDecided(JobEvent):
+    """spec.promotion's decision: the alias moved (promoted) or stayed; both figures on the holdout."""
+    alias: str
+    promoted: bool
+    champion_version: int
+    champion_value: float
+    challenger_version: int
+    challenger_value: float
+    reason: str
+
+
 def event_of(ev: training_pb2.JobEvent) -> JobEvent:
     base = dict(job_id=ev.job_id, seq=ev.seq, time=ev.time.ToDatetime())
     kind = ev.WhichOneof("event")
@@ -80,6 +92,11 @@ def event_of(ev: training_pb2.JobEvent) -> JobEvent:
         return BestRestored(**base, epoch=ev.best_restored.epoch)
     if kind == "checkpoint":
         return CheckpointSaved(**base, epoch=ev.checkpoint.epoch, batch=ev.checkpoint.batch)
+    if kind == "promotion":
+        p = ev.promotion
+        return PromotionDecided(**base, alias=p.alias, promoted=p.promoted, champion_version=p.champion_version,
+                                champion_value=p.champion_value, challenger_version=p.challenger_version,
+                                challenger_value=p.challenger_value, reason=p.reason)
     if kind == "progress":
         return BatchProgress(**base, epoch=ev.progress.epoch, batch=ev.progress.batch, batches=ev.progress.batches)
     return JobEvent(**base)
