@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "core/data/upload_session.h"
+#include "core/serve/predictor.h"
 #include "core/util/limit_error.h"
 #include "tests/fakes/tiny_backbone.h"
 #include "tests/testing/archive_writer.h"
@@ -107,7 +108,7 @@ class JobRunnerTest : public ::testing::Test {
     return result.ok() ? result->dataset.id : "";
   }
 
-  // A flat dataset of `count` squares of each named colour (r, g, b), a
+  // A flat dataset of `count` squares of each named colour (b, g, r: OpenCV's order), a
   // quarter for validation, no two alike nor like "colours"; its id.
   std::string UploadSquares(const std::string& name, const std::map<std::string, std::array<int, 3>>& colours,
                             int count, int shade) {
@@ -316,8 +317,8 @@ TEST_F(JobRunnerTest, AdmissionRefusesWhatCannotRunNamingTheFieldOrTheFlag) {
 }
 
 TEST_F(JobRunnerTest, AddedDatasetsJoinTheTrainingSplitWithTheirNewClassesAndAHoldoutMustBeUnseen) {
-  const std::string more = UploadSquares("more", {{"green", {20, 200, 20}}, {"red", {190, 20, 20}}}, 8, 30);
-  const std::string unseen = UploadSquares("unseen", {{"blue", {20, 20, 190}}, {"red", {190, 20, 20}}}, 4, 50);
+  const std::string more = UploadSquares("more", {{"green", {20, 200, 20}}, {"red", {20, 20, 190}}}, 8, 30);
+  const std::string unseen = UploadSquares("unseen", {{"blue", {190, 20, 20}}, {"red", {20, 20, 190}}}, 4, 50);
   auto runner = NewRunner();
   ASSERT_TRUE(runner->Start().ok());
 
@@ -390,6 +391,67 @@ TEST_F(JobRunnerTest, AddedDatasetsJoinTheTrainingSplitWithTheirNewClassesAndAHo
   EXPECT_EQ(decisions[0].challenger_version, 2);
   EXPECT_NE(decisions[0].reason.find("no predictor"), std::string::npos) << decisions[0].reason;
   EXPECT_TRUE(absl::IsNotFound(models_->Alias("alice", "colours", "prod").status()));
+  runner->Stop();
+}
+
+TEST_F(JobRunnerTest, APromotionEvaluatesBothVersionsOnTheHoldoutAndMovesTheAliasOnlyOnAWin) {
+  const std::string more = UploadSquares("more", {{"green", {20, 200, 20}}, {"red", {20, 20, 190}}}, 8, 30);
+  UploadSquares("unseen", {{"blue", {190, 20, 20}}, {"red", {20, 20, 190}}}, 4, 50);
+  Predictor predictor(*zoo_, models_.get(), {});
+  options_.predictor = &predictor;
+  auto runner = NewRunner();
+  ASSERT_TRUE(runner->Start().ok());
+  JobSpec spec = Spec(8);
+  spec.model_name = "colours";
+  const JobRecord v1 = AwaitEnd(*runner, runner->Submit(spec, kAlice).value().id);
+  ASSERT_EQ(v1.state, JobState::kSucceeded) << v1.error;
+  ASSERT_TRUE(models_->SetAlias("alice", "colours", "prod", 1).ok());
+
+  const auto decide = [&](double min_gain, double canary) {
+    RetrainRequest r;
+    r.model = "colours@prod";
+    r.add_datasets = {"more"};
+    r.has_promotion = true;
+    r.promotion.alias = "prod";
+    r.promotion.holdout = "unseen";
+    r.promotion.min_gain = min_gain;
+    r.promotion.canary_percent = canary;
+    auto job = runner->Retrain(r, kAlice);
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return PromotionResult{};
+    EXPECT_EQ(job->spec.model_name, "colours");
+    EXPECT_EQ(job->spec.seed, 7u) << "the champion's spec";
+    const JobRecord done = AwaitEnd(*runner, job->id);
+    EXPECT_EQ(done.state, JobState::kSucceeded) << done.error;
+    const std::vector<JobEvent> events = jobs_->Events(done.id, 0).value();
+    for (const JobEvent& e : events) {
+      if (e.type == JobEventType::kPromotion) return e.promotion;
+    }
+    ADD_FAILURE() << "no promotion event";
+    return PromotionResult{};
+  };
+  // Red against blue is perfect for both: a lead of 0.5 cannot be had.
+  const PromotionResult kept = decide(0.5, 0);
+  EXPECT_TRUE(kept.compared);
+  EXPECT_FALSE(kept.promoted) << kept.reason;
+  EXPECT_EQ(kept.champion_version, 1);
+  EXPECT_EQ(kept.challenger_version, 2);
+  EXPECT_EQ(kept.holdout_images, 8);
+  EXPECT_EQ(kept.champion_value, 1.0);
+  EXPECT_EQ(kept.challenger_value, 1.0);
+  EXPECT_EQ(models_->Alias("alice", "colours", "prod")->version, 1);
+  // min_gain 0: a tie is a win; with a canary share the alias keeps its
+  // version and the challenger takes the share.
+  const PromotionResult canary = decide(0, 10);
+  EXPECT_TRUE(canary.promoted) << canary.reason;
+  EXPECT_EQ(canary.canary_percent, 10);
+  EXPECT_NE(canary.reason.find("colours@prod keeps version 1 with version 3 as its canary at 10%"), std::string::npos)
+      << canary.reason;
+  const AliasTarget target = models_->Alias("alice", "colours", "prod").value();
+  EXPECT_EQ(target.version, 1);
+  ASSERT_EQ(target.canaries.size(), 1u);
+  EXPECT_EQ(target.canaries[0].version, 3);
+  EXPECT_EQ(target.canaries[0].percent, 10);
   runner->Stop();
 }
 
