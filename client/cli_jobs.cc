@@ -363,17 +363,22 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--add", o.add, "a dataset whose every image joins the training split (repeatable)");
 }
 
-absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
-  auto spec = BuildSpec(o);
-  if (!spec.ok()) return spec.status();
-  auto job = c.CreateJob(*spec);
+// A job just created: its id and state (or its JSON), then followed with --watch.
+absl::Status Started(GraftClient& c, const Globals& g, const absl::StatusOr<v1::Job>& job, bool watch,
+                     std::ostream& out, std::ostream& err) {
   if (!job.ok()) return job.status();
-  if (g.json && !o.watch) {
+  if (g.json && !watch) {
     out << ToJson(*job) << "\n";
     return absl::OkStatus();
   }
   if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
-  return o.watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+  return watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+}
+
+absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
+  auto spec = BuildSpec(o);
+  if (!spec.ok()) return spec.status();
+  return Started(c, g, c.CreateJob(*spec), o.watch, out, err);
 }
 
 absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
@@ -451,14 +456,7 @@ absl::Status RunRetrain(GraftClient& c, const Globals& g, const RetrainOptions& 
     p->set_min_gain(o.min_gain);
     p->set_canary_percent(o.canary);
   }
-  auto job = c.Retrain(r);
-  if (!job.ok()) return job.status();
-  if (g.json && !o.watch) {
-    out << ToJson(*job) << "\n";
-    return absl::OkStatus();
-  }
-  if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
-  return o.watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+  return Started(c, g, c.Retrain(r), o.watch, out, err);
 }
 
 }  // namespace
