@@ -24,6 +24,13 @@
 namespace graft::client {
 namespace {
 
+// --monitor / --metric (CLI11 has checked the name).
+v1::Monitor MonitorOf(const std::string& name) {
+  return name == "val_accuracy"   ? v1::MONITOR_VAL_ACCURACY
+         : name == "val_macro_f1" ? v1::MONITOR_VAL_MACRO_F1
+                                  : v1::MONITOR_VAL_LOSS;
+}
+
 struct TrainOptions {
   std::string spec_file, search_file, backbone, dataset, name, model_name;
   std::vector<std::string> add;  // add_datasets
@@ -128,9 +135,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   spec.set_balanced_sampling(o.balanced_sampling);
   auto* e = spec.mutable_early_stopping();
   e->set_enabled(o.early_stopping);
-  e->set_monitor(o.monitor == "val_accuracy"   ? v1::MONITOR_VAL_ACCURACY
-                 : o.monitor == "val_macro_f1" ? v1::MONITOR_VAL_MACRO_F1
-                                               : v1::MONITOR_VAL_LOSS);
+  e->set_monitor(MonitorOf(o.monitor));
   e->set_patience(o.patience);
   e->set_min_delta(o.min_delta);
   e->set_disable_restore_best(o.no_restore_best);
@@ -450,9 +455,7 @@ absl::Status RunRetrain(GraftClient& c, const Globals& g, const RetrainOptions& 
     auto* p = r.mutable_promotion();
     p->set_alias(o.promote);
     p->set_holdout(o.holdout);
-    p->set_metric(o.metric == "val_loss" ? v1::MONITOR_VAL_LOSS
-                  : o.metric == "val_macro_f1" ? v1::MONITOR_VAL_MACRO_F1
-                                               : v1::MONITOR_VAL_ACCURACY);
+    p->set_metric(MonitorOf(o.metric));
     p->set_min_gain(o.min_gain);
     p->set_canary_percent(o.canary);
   }

@@ -341,6 +341,12 @@ TEST_F(JobRunnerTest, AddedDatasetsJoinTheTrainingSplitWithTheirNewClassesAndAHo
   EXPECT_EQ(refused_twice.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused_twice.status().message().find("spec.add_datasets[1]: 'more' is added twice"), std::string::npos)
       << refused_twice.status();
+  JobSpec flood = Spec(1);
+  flood.add_datasets.assign(kMaxAddedDatasets + 1, "more");
+  const auto refused_flood = runner->Submit(flood, kAlice);
+  EXPECT_EQ(refused_flood.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused_flood.status().message().find("spec.add_datasets: at most 16 datasets"), std::string::npos)
+      << refused_flood.status();
   JobSpec itself = Spec(1);
   itself.add_datasets = {"colours"};
   EXPECT_NE(runner->Submit(itself, kAlice).status().message().find("is the job's dataset already"), std::string::npos);
