@@ -39,10 +39,8 @@ def test_upload_train_watch_through_a_restart_predict_export_delete(server, graf
     assert progress[-1][0] == progress[-1][1] > 0
     assert [d.name for d in c.datasets.list()] == ["bees"]
 
-    # At 160 px (the TensorFlow tutorial's MobileNetV2 size): what this test
-    # follows costs half of what it costs at 224.
     job = c.jobs.create(backbone="MobileNetV2", dataset="bees", epochs=4, learning_rate=1e-3, model_name="bees",
-                        seed=3, input_size=160)
+                        seed=3)
     events, restarted = [], False
     for event in job.watch():
         events.append(event)
