@@ -17,6 +17,21 @@ source deploy/ccache-env.sh
 SECS="${1:-60}"
 shift || true
 BUILD="${GRAFT_FUZZ_BUILD_DIR:-build-fuzz}"
+# GRAFT_FUZZ_SOURCE_LINK (CI sets it, with GRAFT_FUZZ_BUILD_DIR outside the
+# clone): configure through a symlink at that fixed path to this checkout.
+# clang's precompiled headers record the source and build folders' paths, so
+# in a new folder they, and every compile that includes them, miss the
+# compiler cache; at fixed paths a clean clone's fuzz build hits it.
+SOURCE="$REPO"
+if [ -n "${GRAFT_FUZZ_SOURCE_LINK:-}" ]; then
+  mkdir -p "$(dirname "$GRAFT_FUZZ_SOURCE_LINK")"
+  ln -sfn "$REPO" "$GRAFT_FUZZ_SOURCE_LINK"
+  SOURCE="$GRAFT_FUZZ_SOURCE_LINK"
+fi
+if [ -f "$BUILD/CMakeCache.txt" ] && \
+   ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$SOURCE" "$BUILD/CMakeCache.txt"; then
+  rm -rf "$BUILD"  # configured from another source folder: CMake would refuse it
+fi
 JOBS="${GRAFT_JOBS:-$(nproc)}"
 ALL=(image archive pth pickle torch_archive safetensors job_spec model_json manifest infer_json)
 HARNESSES=("$@")
@@ -28,7 +43,7 @@ bash deploy/install-deps.sh --fuzz >/dev/null
 # ASan+UBSan: core/train/trainer.cc 17.0 -> 12.0 s, graft_core's precompiled
 # header 16.2 -> 13.5 s, the object 4.1 -> 2.4 MB.
 if [ ! -f "$BUILD/build.ninja" ]; then
-  CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  CC=clang-14 CXX=clang++-14 cmake -S "$SOURCE" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
     -DGRAFT_FUZZ=ON -DGRAFT_BUILD_TESTS=OFF -DGRAFT_BUILD_BENCH=OFF >/dev/null
