@@ -6,6 +6,7 @@
 #   deploy/fuzz.sh [SECONDS] [HARNESS...]
 #   GRAFT_FUZZ_RUNS=1000000 deploy/fuzz.sh 0 image   # a campaign: N executions
 # Harnesses run side by side, GRAFT_FUZZ_PARALLEL (default: the cores) at a time.
+# GRAFT_FUZZ_BUILD_DIR and GRAFT_FUZZ_SOURCE_LINK: fixed paths for CI (below).
 # Exits non-zero on any crash, leak, UBSan finding or broken invariant; the
 # input is left in build-fuzz/tests/fuzz/crashes/<harness>/. A summary table
 # (executions, coverage, corpus) is printed at the end.
