@@ -66,7 +66,7 @@ absl::Status Upload(GraftClient& client, const Globals& g, const UploadOptions& 
   return absl::OkStatus();
 }
 
-absl::Status List(GraftClient& client, const Globals& g, std::ostream& out) {
+absl::Status ListDatasets(GraftClient& client, const Globals& g, std::ostream& out) {
   auto r = client.ListDatasets();
   if (!r.ok()) return r.status();
   if (g.json) {
@@ -88,7 +88,7 @@ absl::Status List(GraftClient& client, const Globals& g, std::ostream& out) {
 void AddDatasetCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action) {
   auto* datasets = app.add_subcommand("datasets", "list, upload, show and delete datasets");
   datasets->callback([&g, &out, action, datasets]() {
-    if (datasets->get_subcommands().empty()) *action = [&g, &out](GraftClient& c) { return List(c, g, out); };
+    if (datasets->get_subcommands().empty()) *action = [&g, &out](GraftClient& c) { return ListDatasets(c, g, out); };
   });
   auto uo = std::make_shared<UploadOptions>();
   auto* upload = datasets->add_subcommand("upload", "upload a folder (one sub-folder per class) or a tar/tar.gz/zip");

@@ -22,7 +22,7 @@
 namespace graft::client {
 namespace {
 
-absl::Status List(GraftClient& client, const Globals& g, std::ostream& out) {
+absl::Status ListModels(GraftClient& client, const Globals& g, std::ostream& out) {
   auto r = client.ListModels();
   if (!r.ok()) return r.status();
   if (g.json) {
@@ -201,7 +201,7 @@ void PrintModel(const v1::Model& m, std::ostream& out) {
 void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action) {
   auto* models = app.add_subcommand("models", "list, show and delete fine-tuned models");
   models->callback([&g, &out, action, models]() {
-    if (models->get_subcommands().empty()) *action = [&g, &out](GraftClient& c) { return List(c, g, out); };
+    if (models->get_subcommands().empty()) *action = [&g, &out](GraftClient& c) { return ListModels(c, g, out); };
   });
   auto id = std::make_shared<std::string>();
   auto* show = models->add_subcommand("show", "one model in full");

@@ -19,7 +19,7 @@ std::string RoleText(v1::Role role) {
   }
 }
 
-absl::Status List(GraftClient& client, const Globals& g, std::ostream& out) {
+absl::Status ListTokens(GraftClient& client, const Globals& g, std::ostream& out) {
   auto r = client.ListTokens();
   if (!r.ok()) return r.status();
   if (g.json) {
@@ -62,7 +62,7 @@ absl::Status Create(GraftClient& client, const Globals& g, const std::string& na
 void AddTokenCommands(CLI::App& app, const Globals& g, std::ostream& out, Action* action) {
   auto* tokens = app.add_subcommand("tokens", "list (admin), create and revoke bearer tokens; whoami");
   tokens->callback([&g, &out, action, tokens]() {
-    if (tokens->get_subcommands().empty()) *action = [&g, &out](GraftClient& c) { return List(c, g, out); };
+    if (tokens->get_subcommands().empty()) *action = [&g, &out](GraftClient& c) { return ListTokens(c, g, out); };
   });
   auto name = std::make_shared<std::string>();
   auto role = std::make_shared<std::string>("inference");

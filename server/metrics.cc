@@ -17,10 +17,7 @@
 #include "core/zoo/zoo.h"
 #include "server/model_monitoring.h"
 #include "server/status_util.h"
-
-#ifndef GRAFT_VERSION
-#define GRAFT_VERSION "dev"
-#endif
+#include "graft_version.h"
 
 namespace graft::server {
 namespace {
@@ -179,7 +176,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                   .Register(*registry_);
   build_info_ = &BuildGauge().Name("graft_build_info").Help("Build information; value is 1").Register(*registry_);
   build_info_
-      ->Add({{"version", GRAFT_VERSION},
+      ->Add({{"version", kGraftVersion},
              {"torch_version", TORCH_VERSION},
              {"cuda_compiled", core::CudaCompiled() ? "true" : "false"},
              {"cuda_available", core::CudaAvailable() ? "true" : "false"}})

@@ -14,10 +14,7 @@
 #include "server/little_endian.h"
 #include "server/models_service.h"
 #include "server/prediction_recording.h"
-
-#ifndef GRAFT_VERSION
-#define GRAFT_VERSION "dev"
-#endif
+#include "graft_version.h"
 
 namespace graft::server {
 namespace {
@@ -102,7 +99,7 @@ absl::StatusOr<std::optional<int64_t>> ClassificationOf(
 inference::ServerMetadataResponse OpenInference::ServerMetadata() const {
   inference::ServerMetadataResponse out;
   out.set_name("graft");
-  out.set_version(GRAFT_VERSION);
+  out.set_version(kGraftVersion);
   out.add_extensions("classification");
   out.add_extensions("binary_tensor_data");
   return out;

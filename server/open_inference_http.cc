@@ -24,10 +24,7 @@ namespace {
 
 using nlohmann::json;
 
-const char kHeaderLength[] = "Inference-Header-Content-Length";
 constexpr int kFetchWaitSeconds = 30;
-
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::string PercentDecoded(const std::string& s) {
   std::string out;
@@ -101,7 +98,7 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
         response.content_type = "application/json";
         json error{{"error", CappedMessage(status.message())}};
         if (const std::string flag = core::LimitFlagOf(status); !flag.empty()) error["limit_flag"] = flag;
-        response.body = Dump(error);
+        response.body = core::DumpJson(error);
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       metrics.ObserveRpc(label, absl::StatusCodeToString(status.code()), seconds, core::LimitFlagOf(status));
@@ -137,7 +134,7 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
                                                                        HttpResponse& response) {
                RETURN_IF_ERROR(who(request, "ServerMetadata").status());
                const auto m = oip.ServerMetadata();
-               json_content(response, Dump(json{{"name", m.name()},
+               json_content(response, core::DumpJson(json{{"name", m.name()},
                                                 {"version", m.version()},
                                                 {"extensions", std::vector<std::string>(m.extensions().begin(),
                                                                                         m.extensions().end())}}));
@@ -159,7 +156,7 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
                  return out;
                };
                json_content(response,
-                            Dump(json{{"name", m.name()},
+                            core::DumpJson(json{{"name", m.name()},
                                       {"versions", std::vector<std::string>(m.versions().begin(), m.versions().end())},
                                       {"platform", m.platform()},
                                       {"inputs", tensors(m.inputs())},
@@ -180,9 +177,9 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
                                              const HttpRequest& request, HttpResponse& response) {
         ASSIGN_OR_RETURN(const core::Principal p, who(request, "ModelInfer"));
         size_t json_bytes = request.body.size();
-        if (const std::string* header = request.Header(kHeaderLength)) {
+        if (const std::string* header = request.Header(kInferenceHeaderLength)) {
           if (!absl::SimpleAtoi(*header, &json_bytes)) {
-            return absl::InvalidArgumentError(absl::StrCat(kHeaderLength, " must be a byte count"));
+            return absl::InvalidArgumentError(absl::StrCat(kInferenceHeaderLength, " must be a byte count"));
           }
         }
         // The parsed JSON document's memory, held while it is converted:
@@ -215,7 +212,7 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
         if (out.binary.empty()) {
           json_content(response, out.json);
         } else {
-          response.headers.emplace_back(kHeaderLength, std::to_string(out.json.size()));
+          response.headers.emplace_back(kInferenceHeaderLength, std::to_string(out.json.size()));
           response.content_type = "application/octet-stream";
           response.body = out.json + out.binary;
         }
@@ -225,12 +222,12 @@ absl::StatusOr<std::unique_ptr<OpenInferenceHttp>> OpenInferenceHttp::Start(cons
   http.OnNotFound([](const HttpRequest& request, HttpResponse& response) {
     response.status = 404;
     response.content_type = "application/json";
-    response.body = Dump(json{{"error", absl::StrCat("no endpoint ", request.method, " ", request.path.substr(0, 256),
+    response.body = core::DumpJson(json{{"error", absl::StrCat("no endpoint ", request.method, " ", request.path.substr(0, 256),
                                                      "; graftd serves the Open Inference Protocol under /v2")}});
   });
   http.FormatErrors([](const std::string& message, HttpResponse& response) {
     response.content_type = "application/json";
-    response.body = Dump(json{{"error", message}});
+    response.body = core::DumpJson(json{{"error", message}});
   });
   // Refused before any handler ran (too large, too slow, too many
   // connections): counted with the limit flag each names.

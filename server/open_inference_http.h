@@ -13,6 +13,10 @@
 
 namespace graft::server {
 
+// The header that says how long a request's or response's JSON part is when
+// binary tensor data follows it.
+inline constexpr char kInferenceHeaderLength[] = "Inference-Header-Content-Length";
+
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8000;  // 0 picks a free port

@@ -27,10 +27,6 @@ constexpr int kMaxDataDepth = 8;
 constexpr int64_t kJsonValueBytes = 48;
 constexpr int64_t kJsonMemberBytes = 96;
 
-const char kHeaderLength[] = "Inference-Header-Content-Length";
-
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 absl::Status ToParameter(const json& v, const std::string& what, inference::InferParameter* out) {
   if (v.is_boolean()) {
     out->set_bool_param(v.get<bool>());
@@ -137,7 +133,7 @@ absl::StatusOr<int64_t> JsonMemoryEstimate(std::string_view text) {
 absl::StatusOr<JsonInferRequest> ParseJsonInferRequest(const std::string& body, size_t json_bytes) {
   if (json_bytes > body.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(kHeaderLength, " is ", json_bytes, " but the body has ", body.size(), " bytes"));
+        absl::StrCat(kInferenceHeaderLength, " is ", json_bytes, " but the body has ", body.size(), " bytes"));
   }
   // The depth limit first, in one linear pass; then a parse without a
   // callback (linear too).
@@ -325,7 +321,7 @@ absl::StatusOr<JsonInferResponse> ToJsonInferResponse(const inference::ModelInfe
     }
     out["outputs"].push_back(std::move(t));
   }
-  result.json = Dump(out);
+  result.json = core::DumpJson(out);
   return result;
 }
 

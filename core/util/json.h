@@ -75,4 +75,10 @@ inline std::array<float, 3> JsonFloat3(const nlohmann::json& v) {
   return out;
 }
 
+// JSON text for a client: compact, and strings that are not valid UTF-8 (a
+// client's own bytes echoed back) get U+FFFD instead of nlohmann throwing.
+inline std::string DumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace graft::core

@@ -17,6 +17,17 @@
 #include "core/util/status_macros.h"
 
 namespace graft::core {
+
+// One central-directory record. Outside the anonymous namespace: TorchZip::Impl
+// (a member of a named class) holds them.
+struct ZipRecord {
+  std::string name;
+  int method = 0;
+  int flags = 0;
+  uint32_t crc = 0;
+  uint64_t compressed = 0, size = 0, offset = 0;
+};
+
 namespace {
 
 // ---- zip -------------------------------------------------------------------
@@ -27,14 +38,6 @@ uint64_t Le(const std::string& b, size_t at, int bytes) {
   return v;
 }
 
-struct Record {
-  std::string name;
-  int method = 0;
-  int flags = 0;
-  uint32_t crc = 0;
-  uint64_t compressed = 0, size = 0, offset = 0;
-};
-
 absl::StatusOr<std::string> ReadAt(std::ifstream& in, uint64_t offset, uint64_t n) {
   std::string out(n, '\0');
   in.clear();
@@ -44,7 +47,7 @@ absl::StatusOr<std::string> ReadAt(std::ifstream& in, uint64_t offset, uint64_t 
   return out;
 }
 
-absl::StatusOr<std::vector<Record>> Directory(std::ifstream& in, uint64_t file_size, const ArchiveLimits& limits) {
+absl::StatusOr<std::vector<ZipRecord>> Directory(std::ifstream& in, uint64_t file_size, const ArchiveLimits& limits) {
   const uint64_t tail_size = std::min<uint64_t>(file_size, 65535 + 22);
   ASSIGN_OR_RETURN(const std::string tail, ReadAt(in, file_size - tail_size, tail_size));
   size_t eocd = std::string::npos;
@@ -78,11 +81,11 @@ absl::StatusOr<std::vector<Record>> Directory(std::ifstream& in, uint64_t file_s
     return absl::InvalidArgumentError("zip: the central directory lies outside the file");
   }
   ASSIGN_OR_RETURN(const std::string cd, ReadAt(in, cd_offset, cd_size));
-  std::vector<Record> records;
+  std::vector<ZipRecord> records;
   size_t p = 0;
   for (uint64_t i = 0; i < entries; ++i) {
     if (cd.size() - p < 46 || Le(cd, p, 4) != 0x02014b50) return absl::InvalidArgumentError("zip: bad directory entry");
-    Record r;
+    ZipRecord r;
     r.method = static_cast<int>(Le(cd, p + 10, 2));
     r.crc = static_cast<uint32_t>(Le(cd, p + 16, 4));
     r.flags = static_cast<int>(Le(cd, p + 8, 2));
@@ -113,7 +116,7 @@ absl::StatusOr<std::vector<Record>> Directory(std::ifstream& in, uint64_t file_s
   return records;
 }
 
-absl::StatusOr<std::string> RecordBytes(std::ifstream& in, uint64_t file_size, const Record& r) {
+absl::StatusOr<std::string> RecordBytes(std::ifstream& in, uint64_t file_size, const ZipRecord& r) {
   if (r.offset > file_size || file_size - r.offset < 30) return absl::InvalidArgumentError("zip: bad local header");
   ASSIGN_OR_RETURN(const std::string local, ReadAt(in, r.offset, 30));
   if (Le(local, 0, 4) != 0x04034b50) return absl::InvalidArgumentError("zip: bad local header");
@@ -181,7 +184,7 @@ struct TorchZip::Impl {
   std::ifstream in;
   uint64_t size = 0;
   std::string folder;
-  std::unordered_map<std::string, Record> records;  // by name inside the folder
+  std::unordered_map<std::string, ZipRecord> records;  // by name inside the folder
 };
 
 absl::StatusOr<TorchZip> TorchZip::Open(const std::string& path, const ArchiveLimits& limits) {
@@ -207,9 +210,9 @@ absl::StatusOr<TorchZip> TorchZip::Open(const std::string& path, const ArchiveLi
                                                           "' is not in a folder (torch archives keep all under one)")));
   }
   const std::string folder = (*records)[0].name.substr(0, slash + 1);
-  const Record* version = nullptr;
+  const ZipRecord* version = nullptr;
   for (const std::string& name : {folder + ".data/version", folder + "version"}) {
-    for (const Record& r : *records) {
+    for (const ZipRecord& r : *records) {
       if (version == nullptr && r.name == name) version = &r;
     }
   }
@@ -227,7 +230,7 @@ absl::StatusOr<TorchZip> TorchZip::Open(const std::string& path, const ArchiveLi
         caffe2::serialize::kMinSupportedFileFormatVersion, "..", caffe2::serialize::kMaxSupportedFileFormatVersion,
         ")")));
   }
-  for (const Record& r : *records) {
+  for (const ZipRecord& r : *records) {
     const bool pickle = absl::EndsWith(r.name, ".pkl");
     const bool code = absl::StrContains(r.name, "/code/") && absl::EndsWith(r.name, ".py");
     const int64_t limit = pickle || code ? limits.max_pickle_bytes : limits.max_record_bytes;
@@ -252,7 +255,7 @@ absl::StatusOr<TorchZip> TorchZip::Open(const std::string& path, const ArchiveLi
     if (!checked.ok()) return refuse(absl::InvalidArgumentError(absl::StrCat(r.name, ": ", checked.message())));
   }
   impl->folder = folder;
-  for (Record& r : *records) {
+  for (ZipRecord& r : *records) {
     if (absl::StartsWith(r.name, folder)) impl->records.emplace(r.name.substr(folder.size()), std::move(r));
   }
   TorchZip zip;
