@@ -4,6 +4,11 @@
 // the same invocation with the same thread count.
 //
 //   backbone_forward [--threads N] [--min_seconds S] [--archs a,b] [--batches 1,32] [--input_size 224]
+//                    [--precision fp32|bf16|bf16_weights]
+//
+// --precision bf16 runs graft's forward under CPU autocast to bfloat16 and the
+// reference under torch.autocast('cpu', bfloat16); bf16_weights converts
+// graft's weights and input to bfloat16 (the reference stays on autocast).
 
 #include <torch/torch.h>
 
@@ -30,6 +35,7 @@ struct Args {
   std::string archs = "resnet18,resnet50,mobilenet_v2";
   std::string batches = "1,32";
   int64_t input_size = 224;
+  std::string precision = "fp32";
 };
 
 }  // namespace
@@ -45,14 +51,20 @@ int main(int argc, char** argv) {
     else if (flag == "--archs") args.archs = value;
     else if (flag == "--batches") args.batches = value;
     else if (flag == "--input_size") args.input_size = std::stoll(value);
+    else if (flag == "--precision") args.precision = value;
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
     }
   }
+  if (!graft::bench::KnownPrecision(args.precision)) {
+    std::cerr << "--precision is fp32, bf16 or bf16_weights, not " << args.precision << "\n";
+    return 2;
+  }
   torch::set_num_threads(args.threads);
   torch::manual_seed(0);
-  std::cout << "threads: " << args.threads << "\ninput_size: " << args.input_size << "\n";
+  std::cout << "threads: " << args.threads << "\ninput_size: " << args.input_size << "\nprecision: " << args.precision
+            << "\n";
 
   std::map<std::string, double> graft;
   for (const auto& arch : absl::StrSplit(args.archs, ',')) {
@@ -63,14 +75,23 @@ int main(int argc, char** argv) {
     }
     for (const auto& b : absl::StrSplit(args.batches, ',')) {
       const int64_t batch = std::stoll(std::string(b));
-      graft[spec->name + "/" + std::to_string(batch)] =
-          graft::bench::ForwardImagesPerSecond(spec->name, batch, args.input_size, args.min_seconds, args.min_iters);
+      const std::string key = spec->name + "/" + std::to_string(batch);
+      graft[key] = graft::bench::ForwardImagesPerSecond(spec->name, batch, args.input_size, args.min_seconds,
+                                                        args.min_iters, args.precision);
+      if (args.precision != "fp32") {
+        // graft's own float32 forward in the same run: the speed-up this precision buys.
+        const double fp32 =
+            graft::bench::ForwardImagesPerSecond(spec->name, batch, args.input_size, args.min_seconds, args.min_iters);
+        std::printf("backbone_forward/%s/graft_fp32_img_s: %.2f\nbackbone_forward/%s/%s_vs_fp32: %.2f\n", key.c_str(),
+                    fp32, key.c_str(), args.precision.c_str(), fp32 > 0 ? graft[key] / fp32 : 0.0);
+      }
     }
   }
 
   const std::string cmd = std::string(GRAFT_PYTHON) + " " + GRAFT_BENCH_DIR + "/reference/backbone_forward.py --threads " +
                           std::to_string(args.threads) + " --min_seconds " + std::to_string(args.min_seconds) +
                           " --archs " + args.archs + " --batches " + args.batches +
-                          " --input_size " + std::to_string(args.input_size);
+                          " --input_size " + std::to_string(args.input_size) +
+                          (args.precision == "fp32" ? "" : " --autocast_bf16");
   return graft::bench::CompareWithReference("backbone_forward", cmd, graft, "torch_eager") ? 0 : 1;
 }

@@ -4,21 +4,41 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <optional>
 
+#include "core/util/device.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/zoo.h"
 
 namespace graft::bench {
 
+bool KnownPrecision(const std::string& precision) {
+  return precision == "fp32" || precision == "bf16" || precision == "bf16_weights";
+}
+
 double ForwardImagesPerSecond(const std::string& arch, int64_t batch, int64_t input_size, double min_seconds,
-                              int min_iters) {
+                              int min_iters, const std::string& precision) {
   const auto* spec = core::Registry::BuiltIn().Find(arch);
-  if (spec == nullptr) return 0;
-  // What graftd serves and extracts features with.
-  auto model = core::MakeInferenceBackbone(*spec, core::ModuleStateDict(*spec->make()), torch::kCPU).value();
+  if (spec == nullptr || !KnownPrecision(precision)) return 0;
+  // What graftd serves and extracts features with. The bfloat16 forwards
+  // keep dense weights: LibTorch 1.13's autocast and bfloat16 casts do not
+  // take the oneDNN-blocked convolution weights (BackboneImpl::UseOneDnnLayout).
+  core::BackbonePtr model;
+  if (precision == "fp32") {
+    model = core::MakeInferenceBackbone(*spec, core::ModuleStateDict(*spec->make()), torch::kCPU).value();
+  } else {
+    model = spec->make();
+    model->FoldBatchNorm();
+    core::PrepareForInference(*model, torch::kCPU);
+  }
   c10::InferenceMode guard;
-  const torch::Tensor x =
-      torch::randn({batch, 3, input_size, input_size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  torch::Tensor x = torch::randn({batch, 3, input_size, input_size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  std::optional<core::ScopedAutocast> autocast;
+  if (precision == "bf16") autocast.emplace(c10::DeviceType::CPU, torch::kBFloat16);
+  if (precision == "bf16_weights") {
+    model->to(torch::kBFloat16);
+    x = x.to(torch::kBFloat16);
+  }
   model->forward(x);  // warm-up
   int iters = 0;
   const auto start = std::chrono::steady_clock::now();

@@ -9,9 +9,14 @@
 
 namespace graft::bench {
 
+// How the forward computes: "fp32" (what graftd serves today), "bf16"
+// (float32 weights, the forward under CPU autocast to bfloat16) or
+// "bf16_weights" (weights and input converted to bfloat16).
+bool KnownPrecision(const std::string& precision);
+
 // Images per second of `arch` (a registry name) at `batch` x 3 x size x size
 // on this thread's LibTorch threads; 0 when the registry does not know `arch`.
 double ForwardImagesPerSecond(const std::string& arch, int64_t batch, int64_t input_size, double min_seconds,
-                              int min_iters = 3);
+                              int min_iters = 3, const std::string& precision = "fp32");
 
 }  // namespace graft::bench

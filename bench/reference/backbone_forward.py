@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Reference for bench/backbone_forward: torchvision eager forward, eval mode,
 torch.no_grad(), default (contiguous) memory format, as a hand-written
-PyTorch inference loop runs it. Prints one JSON object {"<arch>/<batch>": images_per_second}."""
+PyTorch inference loop runs it; with --autocast_bf16 under
+torch.autocast('cpu', dtype=torch.bfloat16), as PyTorch's CPU mixed-precision
+recipe does. Prints one JSON object {"<arch>/<batch>": images_per_second}."""
 import argparse
 import json
 import time
@@ -10,9 +12,9 @@ import torch
 import torchvision
 
 
-def measure(model, batch, size, min_seconds, min_iters):
+def measure(model, batch, size, min_seconds, min_iters, autocast):
     x = torch.randn(batch, 3, size, size)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         model(x)  # warm-up
         iters, start = 0, time.perf_counter()
         while iters < min_iters or time.perf_counter() - start < min_seconds:
@@ -30,6 +32,7 @@ def main():
     p.add_argument("--archs", default="resnet18,mobilenet_v2")
     p.add_argument("--batches", default="1,32")
     p.add_argument("--input_size", type=int, default=224)
+    p.add_argument("--autocast_bf16", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -37,7 +40,7 @@ def main():
     for arch in a.archs.split(","):
         model = getattr(torchvision.models, arch)(weights=None).eval()
         for b in (int(s) for s in a.batches.split(",")):
-            out[f"{arch}/{b}"] = measure(model, b, a.input_size, a.min_seconds, a.min_iters)
+            out[f"{arch}/{b}"] = measure(model, b, a.input_size, a.min_seconds, a.min_iters, a.autocast_bf16)
     print(json.dumps(out))
 
 
