@@ -1,4 +1,4 @@
-// graft train | search | lr-find | jobs | job ID | watch ID | cancel ID
+// graft train | search | lr-find | jobs | job ID | watch ID | cancel ID (retrain: cli_retrain.cc)
 
 #include <google/protobuf/util/json_util.h>
 
@@ -22,7 +22,6 @@
 #include "core/util/files.h"
 
 namespace graft::client {
-namespace {
 
 // --monitor / --metric (CLI11 has checked the name).
 v1::Monitor MonitorOf(const std::string& name) {
@@ -30,6 +29,9 @@ v1::Monitor MonitorOf(const std::string& name) {
          : name == "val_macro_f1" ? v1::MONITOR_VAL_MACRO_F1
                                   : v1::MONITOR_VAL_LOSS;
 }
+
+namespace {
+
 
 struct TrainOptions {
   std::string spec_file, search_file, backbone, dataset, name, model_name;
@@ -250,6 +252,18 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
 
 }  // namespace
 
+// A job just created: its id and state (or its JSON), then followed with --watch.
+absl::Status StartedJob(GraftClient& c, const Globals& g, const absl::StatusOr<v1::Job>& job, bool watch,
+                        std::ostream& out, std::ostream& err) {
+  if (!job.ok()) return job.status();
+  if (g.json && !watch) {
+    out << ToJson(*job) << "\n";
+    return absl::OkStatus();
+  }
+  if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
+  return watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
+}
+
 void PrintJob(const v1::Job& j, std::ostream& out) {
   // A search's backbone is its winner's (once there is one), among those it tried.
   std::string backbone = j.spec().backbone();
@@ -368,22 +382,11 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--add", o.add, "a dataset whose every image joins the training split (repeatable)");
 }
 
-// A job just created: its id and state (or its JSON), then followed with --watch.
-absl::Status Started(GraftClient& c, const Globals& g, const absl::StatusOr<v1::Job>& job, bool watch,
-                     std::ostream& out, std::ostream& err) {
-  if (!job.ok()) return job.status();
-  if (g.json && !watch) {
-    out << ToJson(*job) << "\n";
-    return absl::OkStatus();
-  }
-  if (!g.json) out << "job " << job->id() << " " << StateName(job->state()) << "\n" << std::flush;
-  return watch ? Watch(c, g, job->id(), out, err) : absl::OkStatus();
-}
 
 absl::Status RunTrain(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
   auto spec = BuildSpec(o);
   if (!spec.ok()) return spec.status();
-  return Started(c, g, c.CreateJob(*spec), o.watch, out, err);
+  return StartedJob(c, g, c.CreateJob(*spec), o.watch, out, err);
 }
 
 absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, std::ostream& out, std::ostream& err) {
@@ -433,35 +436,6 @@ absl::Status RunLrFind(GraftClient& c, const Globals& g, const TrainOptions& o, 
   });
 }
 
-struct RetrainOptions {
-  std::string model, name, promote, holdout, metric = "val_accuracy";
-  std::vector<std::string> add;
-  int epochs = 0;
-  double min_gain = 0.005, canary = 0;
-  bool watch = false;
-};
-
-absl::Status RunRetrain(GraftClient& c, const Globals& g, const RetrainOptions& o, std::ostream& out,
-                        std::ostream& err) {
-  v1::RetrainRequest r;
-  r.set_model(o.model);
-  for (const std::string& d : o.add) r.add_add_datasets(d);
-  if (o.epochs > 0) r.set_epochs(o.epochs);
-  r.set_name(o.name);
-  if (!o.promote.empty() || !o.holdout.empty()) {
-    if (o.promote.empty() || o.holdout.empty()) {
-      return absl::InvalidArgumentError("--promote ALIAS and --holdout DATASET go together");
-    }
-    auto* p = r.mutable_promotion();
-    p->set_alias(o.promote);
-    p->set_holdout(o.holdout);
-    p->set_metric(MonitorOf(o.metric));
-    p->set_min_gain(o.min_gain);
-    p->set_canary_percent(o.canary);
-  }
-  return Started(c, g, c.Retrain(r), o.watch, out, err);
-}
-
 }  // namespace
 
 void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ostream& err, Action* action) {
@@ -494,24 +468,7 @@ void AddJobCommands(CLI::App& app, const Globals& g, std::ostream& out, std::ost
     *action = [&g, &out, &err, lo](GraftClient& c) { return RunLrFind(c, g, *lo, out, err); };
   });
 
-  auto ro = std::make_shared<RetrainOptions>();
-  auto* retrain = app.add_subcommand(
-      "retrain", "a new version of a model with its own spec on its data plus --add datasets; with --promote, the "
-                 "alias moves to it only when it beats the alias's version on --holdout");
-  retrain->add_option("model", ro->model, "NAME@ALIAS, NAME:VERSION or NAME")->required();
-  retrain->add_option("--add", ro->add, "a dataset whose images join the training data (repeatable)");
-  retrain->add_option("--epochs", ro->epochs, "every stage's epochs (default: the model's)");
-  retrain->add_option("--name", ro->name, "the job's label");
-  retrain->add_option("--promote", ro->promote, "the alias to move when the new version wins (e.g. prod)");
-  retrain->add_option("--holdout", ro->holdout, "a dataset never trained on, both versions are evaluated on");
-  retrain->add_option("--metric", ro->metric, "val_accuracy, val_macro_f1 or val_loss (on the holdout)")
-      ->check(CLI::IsMember({"val_loss", "val_accuracy", "val_macro_f1"}))->capture_default_str();
-  retrain->add_option("--min_gain", ro->min_gain, "how much better the new version must be")->capture_default_str();
-  retrain->add_option("--canary", ro->canary, "a win makes it the alias's canary at this share (%) instead");
-  retrain->add_flag("--watch,-w", ro->watch, "follow the job until it ends (and the decision)");
-  retrain->callback([&g, &out, &err, action, ro]() {
-    *action = [&g, &out, &err, ro](GraftClient& c) { return RunRetrain(c, g, *ro, out, err); };
-  });
+  AddRetrainCommand(app, g, out, err, action);
 
   app.add_subcommand("jobs", "list jobs, newest first")->callback([&g, &out, action]() {
     *action = [&g, &out](GraftClient& c) { return ListJobs(c, g, out); };

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "client/cli_commands.h"
+#include "client/client.h"
 
 namespace graft::client {
 namespace {
@@ -38,6 +41,29 @@ TEST(PrintJob, ASearchNamesItsWinnerAndCountsTrialsNotEpochs) {
   std::ostringstream staged;
   PrintJob(FinishedSearch(2), staged);
   EXPECT_NE(staged.str().find("epochs:   0 / 30\n"), std::string::npos) << staged.str();
+}
+
+// `graft retrain` refuses a promotion missing its holdout (or the reverse)
+// before it calls the server: nothing listens at the address it is given.
+TEST(Retrain, PromoteAndHoldoutGoTogether) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--promote", "prod"}, std::vector<std::string>{"--holdout", "bees"}}) {
+    CLI::App app;
+    Globals g;
+    std::ostringstream out, err;
+    Action action;
+    AddRetrainCommand(app, g, out, err, &action);
+    std::vector<std::string> argv = {"graft", "retrain", "ants-vs-bees@prod"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<const char*> c_argv;
+    for (const auto& a : argv) c_argv.push_back(a.c_str());
+    app.parse(static_cast<int>(c_argv.size()), c_argv.data());
+    ASSERT_TRUE(action);
+    GraftClient client("127.0.0.1:1");
+    const absl::Status status = action(client);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_EQ(status.message(), "--promote ALIAS and --holdout DATASET go together") << status;
+  }
 }
 
 }  // namespace
