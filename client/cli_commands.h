@@ -46,5 +46,10 @@ absl::Status StartedJob(GraftClient& c, const Globals& g, const absl::StatusOr<v
 v1::DatasetSplit SplitOf(const std::string& split);
 // A model's monitoring as `graft models monitor` prints it.
 void PrintMonitoring(const v1::Model& m, std::ostream& out);
+// `graft models optimize` (cli_optimize.cc; AddModelCommands adds it).
+void AddOptimizeCommand(CLI::App& models, const Globals& g, std::ostream& out, Action* action);
+// The precision a model serves in and its checks, as `graft models show` prints them.
+void PrintPrecision(const v1::Model& m, std::ostream& out);
+std::string PrecisionText(v1::Precision p);  // "fp32", "bf16", "int8"
 
 }  // namespace graft::client

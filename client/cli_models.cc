@@ -1,5 +1,5 @@
 // graft models [show ID | rm ID | alias NAME ALIAS [VERSION] | monitor MODEL | profile MODEL -d D]
-// | export MODEL -o FILE | evaluate MODEL --dataset D [--split S] | report MODEL -o FILE.html
+// | optimize MODEL --precision P (cli_optimize.cc) | export MODEL -o FILE | evaluate MODEL --dataset D [--split S] | report MODEL -o FILE.html
 
 #include <unistd.h>
 
@@ -180,6 +180,7 @@ void PrintModel(const v1::Model& m, std::ostream& out) {
       << "best:     " << EpochRow(m.best_metrics()) << "\n"
       << "final:    " << EpochRow(m.final_metrics()) << "\n"
       << "created:  " << Timestamp(m.created_at().seconds()) << "\n";
+  PrintPrecision(m, out);
   for (const v1::ShadowAgreement& a : m.shadow_agreements()) {
     out << "shadowing version " << a.served_version() << ": " << a.images() << " images compared, top-1 agreement "
         << Fixed(100 * a.top1_agreement(), 1) << " %, mean |dp| " << Fixed(a.mean_abs_diff(), 4);
@@ -320,6 +321,7 @@ void AddModelCommands(CLI::App& app, const Globals& g, std::ostream& out, Action
       return absl::OkStatus();
     };
   });
+  AddOptimizeCommand(*models, g, out, action);
   auto rm_id = std::make_shared<std::string>();
   auto* rm = models->add_subcommand("rm", "delete a model (requests in flight finish on it)");
   rm->add_option("id", *rm_id, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();

@@ -432,25 +432,50 @@ absl::Status GraftClient::PredictDataset(const v1::PredictDatasetRequest& reques
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::EvaluationReport> GraftClient::Evaluate(
-    const v1::EvaluateRequest& request, const std::function<void(const v1::EvaluateProgress&)>& progress) {
+namespace {
+
+// A server stream of progress messages whose last one holds the result
+// (`has_result` says which): each message goes to `progress`; the result.
+template <typename Stub, typename Request, typename Progress>
+absl::StatusOr<Progress> ReadToLast(const std::string& token, const std::string& target, Stub* stub,
+                                    std::unique_ptr<grpc::ClientReader<Progress>> (Stub::*call)(grpc::ClientContext*,
+                                                                                                const Request&),
+                                    const Request& request, const std::function<void(const Progress&)>& progress,
+                                    const std::function<bool(const Progress&)>& has_result, const char* what) {
   grpc::ClientContext ctx;
-  if (!token_.empty()) ctx.AddMetadata("authorization", "Bearer " + token_);
-  auto reader = models_->Evaluate(&ctx, request);
-  v1::EvaluateProgress p;
-  v1::EvaluationReport report;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  auto reader = (stub->*call)(&ctx, request);
+  Progress p, last;
   bool got = false;
   while (reader->Read(&p)) {
     if (progress) progress(p);
-    if (p.has_report()) {
-      report = p.report();
+    if (has_result(p)) {
+      last = p;
       got = true;
     }
   }
   const grpc::Status s = reader->Finish();
-  if (!s.ok()) return FromGrpc(s, target_);
-  if (!got) return absl::InternalError("graftd ended the evaluation without a report");
-  return report;
+  if (!s.ok()) return FromGrpc(s, target);
+  if (!got) return absl::InternalError(absl::StrCat("graftd ended the ", what, " without a result"));
+  return last;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::EvaluationReport> GraftClient::Evaluate(
+    const v1::EvaluateRequest& request, const std::function<void(const v1::EvaluateProgress&)>& progress) {
+  auto last = ReadToLast<v1::Models::Stub, v1::EvaluateRequest, v1::EvaluateProgress>(
+      token_, target_, models_.get(), &v1::Models::Stub::Evaluate, request, progress,
+      [](const v1::EvaluateProgress& p) { return p.has_report(); }, "evaluation");
+  if (!last.ok()) return last.status();
+  return last->report();
+}
+
+absl::StatusOr<v1::OptimizeModelProgress> GraftClient::OptimizeModel(
+    const v1::OptimizeModelRequest& request, const std::function<void(const v1::OptimizeModelProgress&)>& progress) {
+  return ReadToLast<v1::Models::Stub, v1::OptimizeModelRequest, v1::OptimizeModelProgress>(
+      token_, target_, models_.get(), &v1::Models::Stub::OptimizeModel, request, progress,
+      [](const v1::OptimizeModelProgress& p) { return p.has_model(); }, "optimization");
 }
 
 }  // namespace graft::client

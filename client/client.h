@@ -100,6 +100,10 @@ class GraftClient {
   absl::Status DeleteModelAlias(const std::string& name, const std::string& alias);
   absl::StatusOr<v1::EvaluationReport> Evaluate(const v1::EvaluateRequest& request,
                                                 const std::function<void(const v1::EvaluateProgress&)>& progress = {});
+  // The last message: the check (absent when returning to fp32) and the model.
+  absl::StatusOr<v1::OptimizeModelProgress> OptimizeModel(
+      const v1::OptimizeModelRequest& request,
+      const std::function<void(const v1::OptimizeModelProgress&)>& progress = {});
 
   // Prediction records and feedback (graft.v1.Predictions).
   absl::StatusOr<v1::RecordPolicy> SetRecordPolicy(const std::string& model, const v1::RecordPolicy& policy);

@@ -42,6 +42,7 @@ const std::map<std::string, core::Role>& MethodRoles() {
       {"graft.v1.Models/PredictDataset", Role::kTrain},
       {"graft.v1.Models/SetModelAlias", Role::kTrain},
       {"graft.v1.Models/DeleteModelAlias", Role::kTrain},
+      {"graft.v1.Models/OptimizeModel", Role::kTrain},
       {"graft.v1.Predictions/SetRecordPolicy", Role::kTrain},
       {"graft.v1.Predictions/GetRecordPolicy", Role::kTrain},
       {"graft.v1.Predictions/ListPredictions", Role::kTrain},

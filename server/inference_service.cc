@@ -7,6 +7,7 @@
 #include "core/data/image_codec.h"
 #include "core/util/ids.h"
 #include "core/util/limit_error.h"
+#include "server/model_convert.h"
 #include "server/models_service.h"
 #include "server/prediction_recording.h"
 #include "server/proto_convert.h"
@@ -137,6 +138,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
       v1::ModelPredictions* out = response->add_results();
       out->set_model(m.model);
       out->set_backbone(m.backbone);
+      out->set_precision(ToProto(m.precision));
       AddPredictions(m.images, out);
       std::vector<RecordedAnswer> recorded;
       if (auto model = models_ != nullptr ? models_->Get(m.model) : absl::NotFoundError(m.model); model.ok()) {
@@ -150,7 +152,7 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
         }
         if (trim_to_one && p->top_size() > 1) p->mutable_top()->DeleteSubrange(1, p->top_size() - 1);
       }
-      metrics_.AddImagesPredicted(m.backbone, static_cast<double>(m.images.size()));
+      metrics_.AddImagesPredicted(m.backbone, core::PrecisionName(m.precision), static_cast<double>(m.images.size()));
     }
     ToProto(result->timing, response->mutable_timing());
     return grpc::Status::OK;
@@ -162,9 +164,10 @@ grpc::Status InferenceService::Predict(grpc::ServerContext* context, const v1::P
   v1::ModelPredictions* out = response->add_results();
   const auto resident = core::Registry::BuiltIn().Find(request->backbone());
   out->set_backbone(resident ? resident->name : request->backbone());
+  out->set_precision(v1::PRECISION_FP32);
   AddPredictions(result->images, out);
   ToProto(result->timing, response->mutable_timing());
-  metrics_.AddImagesPredicted(out->backbone(), static_cast<double>(result->images.size()));
+  metrics_.AddImagesPredicted(out->backbone(), "fp32", static_cast<double>(result->images.size()));
   return grpc::Status::OK;
 }
 

@@ -13,12 +13,6 @@ namespace {
 
 using google::protobuf::Timestamp;
 
-void SetTime(double seconds, Timestamp* out) {
-  if (seconds <= 0) return;
-  out->set_seconds(static_cast<int64_t>(seconds));
-  out->set_nanos(static_cast<int32_t>((seconds - std::floor(seconds)) * 1e9));
-}
-
 absl::Status UnknownEnum(const std::string& field, int value) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value ", value));
 }
@@ -390,9 +384,9 @@ void ToProto(const core::JobRecord& j, v1::Job* out) {
   out->set_worker(j.worker);
   ToProto(j.spec, out->mutable_spec());
   out->set_state(ToProto(j.state));
-  SetTime(j.created_at, out->mutable_created_at());
-  SetTime(j.started_at, out->mutable_started_at());
-  SetTime(j.finished_at, out->mutable_finished_at());
+  SetTimestamp(j.created_at, out->mutable_created_at());
+  SetTimestamp(j.started_at, out->mutable_started_at());
+  SetTimestamp(j.finished_at, out->mutable_finished_at());
   out->set_error(j.error);
   out->set_model_id(j.model_id);
   out->set_epochs_done(j.epochs_done);
@@ -404,7 +398,7 @@ void ToProto(const core::JobRecord& j, v1::Job* out) {
 void ToProto(const core::JobEvent& e, v1::JobEvent* out) {
   out->set_job_id(e.job_id);
   out->set_seq(e.seq);
-  SetTime(e.time, out->mutable_time());
+  SetTimestamp(e.time, out->mutable_time());
   switch (e.type) {
     case core::JobEventType::kState:
       out->mutable_state()->set_state(ToProto(e.state));
@@ -465,77 +459,8 @@ void ToProto(const core::DatasetInfo& d, v1::Dataset* out) {
   out->set_bytes(d.bytes);
   out->mutable_split()->set_fraction(static_cast<float>(d.split_fraction));
   out->mutable_split()->set_seed(d.split_seed);
-  SetTime(d.created_at, out->mutable_created_at());
+  SetTimestamp(d.created_at, out->mutable_created_at());
   out->set_rejected_count(d.rejected_count);
-}
-
-void ToProto(const core::ModelInfo& m, v1::Model* out) {
-  out->set_id(m.id);
-  out->set_job_id(m.job_id);
-  out->set_owner(m.owner);
-  out->set_name(m.name);
-  out->set_version(m.version);
-  out->set_backbone(m.backbone);
-  for (const auto& c : m.class_names) out->add_class_names(c);
-  ToProto(m.preprocessing, out->mutable_preprocessing());
-  ToProto(m.final_metrics, out->mutable_final_metrics());
-  ToProto(m.best_metrics, out->mutable_best_metrics());
-  ToProto(m.spec, out->mutable_spec());
-  SetTime(m.created_at, out->mutable_created_at());
-  out->set_bytes(m.bytes);
-  for (const auto& b : m.trained_blocks) out->add_trained_blocks(b);
-  if (m.report) ToProto(*m.report, out->mutable_report());
-  for (const core::EpochMetrics& e : m.history) ToProto(e, out->add_history());
-  for (int e : m.restored_epochs) out->add_restored_epochs(e);
-}
-
-void ToProto(const core::EvaluationReport& r, v1::EvaluationReport* out) {
-  out->set_model(r.model);
-  out->set_dataset(r.dataset);
-  out->set_split(r.split);
-  out->set_images(r.images);
-  out->set_accuracy(r.accuracy);
-  out->set_top5_accuracy(r.top5_accuracy);
-  out->set_log_loss(r.log_loss);
-  out->set_macro_f1(r.macro_f1);
-  out->set_weighted_f1(r.weighted_f1);
-  out->set_expected_calibration_error(r.expected_calibration_error);
-  for (const core::ClassReport& k : r.classes) {
-    v1::ClassReport* c = out->add_classes();
-    c->set_name(k.name);
-    c->set_precision(k.precision);
-    c->set_recall(k.recall);
-    c->set_f1(k.f1);
-    c->set_support(k.support);
-    c->set_predicted(k.predicted);
-  }
-  for (int64_t v : r.confusion) out->add_confusion(v);
-  for (const core::ConfusedPair& p : r.most_confused) {
-    v1::ConfusedPair* c = out->add_most_confused();
-    c->set_true_class(p.true_class);
-    c->set_predicted_class(p.predicted_class);
-    c->set_count(p.count);
-  }
-  for (const core::ReliabilityBin& b : r.reliability) {
-    v1::ReliabilityBin* c = out->add_reliability();
-    c->set_lower(b.lower);
-    c->set_upper(b.upper);
-    c->set_count(b.count);
-    c->set_confidence(b.confidence);
-    c->set_accuracy(b.accuracy);
-  }
-  for (const core::HardExample& e : r.highest_loss) {
-    v1::HardExample* c = out->add_highest_loss();
-    c->set_file(e.file);
-    c->set_true_class(e.true_class);
-    c->set_predicted_class(e.predicted_class);
-    c->set_predicted_probability(e.predicted_probability);
-    c->set_true_probability(e.true_probability);
-    c->set_loss(e.loss);
-    c->set_thumbnail(e.thumbnail);
-  }
-  SetTime(r.computed_at, out->mutable_computed_at());
-  out->set_seconds(r.seconds);
 }
 
 }  // namespace graft::server

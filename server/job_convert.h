@@ -1,12 +1,11 @@
 #pragma once
 
-// Proto <-> core conversions for datasets, jobs, events and models.
+// Proto <-> core conversions for datasets, jobs and events (models:
+// model_convert.h).
 
 #include "core/data/dataset.h"
 #include "core/jobs/job_store.h"
-#include "core/serve/model_store.h"
 #include "graft/v1/datasets.pb.h"
-#include "graft/v1/models.pb.h"
 #include "graft/v1/training.pb.h"
 
 namespace graft::server {
@@ -26,8 +25,6 @@ absl::StatusOr<core::PromotionSpec> FromProto(const v1::PromotionSpec& in, bool*
 // the learning rate a range test found.
 void AddEventsOf(const core::JobRecord& job, const std::vector<core::JobEvent>& events, v1::Job* out);
 void ToProto(const core::DatasetInfo& in, v1::Dataset* out);
-void ToProto(const core::ModelInfo& in, v1::Model* out);
-void ToProto(const core::EvaluationReport& in, v1::EvaluationReport* out);
 v1::JobState ToProto(core::JobState state);
 absl::StatusOr<std::optional<core::JobState>> FromProto(v1::JobState state);
 

@@ -98,6 +98,9 @@ class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFa
   Metrics* metrics_;
 };
 
+// The values of the `precision` label (core::PrecisionName).
+constexpr const char* kPrecisionLabels[] = {"fp32", "bf16", "int8"};
+
 }  // namespace
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -114,7 +117,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(*registry_);
   images_predicted_ = &BuildCounter()
                            .Name("graft_images_predicted_total")
-                           .Help("Images run through Predict, by backbone")
+                           .Help("Images run through Predict, by backbone and the precision its trunk ran in (fp32, bf16)")
                            .Register(*registry_);
   prediction_records_ = &BuildCounter()
                              .Name("graft_prediction_records_total")
@@ -420,8 +423,8 @@ void Metrics::ObserveRpc(const std::string& method, const std::string& code, dou
 
 void Metrics::SetKnownMethods(std::set<std::string> methods) { known_methods_ = std::move(methods); }
 
-void Metrics::AddImagesPredicted(const std::string& backbone, double n) {
-  images_predicted_->Add({{"backbone", backbone}}).Increment(n);
+void Metrics::AddImagesPredicted(const std::string& backbone, const std::string& precision, double n) {
+  images_predicted_->Add({{"backbone", backbone}, {"precision", precision}}).Increment(n);
 }
 
 void Metrics::OnRecord(const std::string& model_key, const char* outcome) {
@@ -447,7 +450,7 @@ void Metrics::SetBackbonesLocked(const core::Zoo& zoo) const {
       family->Remove(&family->Add(labels));
     };
     const std::map<std::string, std::string> b{{"backbone", gone}};
-    drop(images_predicted_, b);
+    for (const char* precision : kPrecisionLabels) drop(images_predicted_, {{"backbone", gone}, {"precision", precision}});
     drop(queue_images_, b);
     drop(epochs_, b);
     drop(training_images_, b);
@@ -456,8 +459,11 @@ void Metrics::SetBackbonesLocked(const core::Zoo& zoo) const {
       drop(training_loss_, {{"backbone", gone}, {"split", split}});
       drop(training_accuracy_, {{"backbone", gone}, {"split", split}});
     }
-    batch_images_->Remove(&batch_images_->Add(b, prometheus::Histogram::BucketBoundaries{}));
-    batch_requests_->Remove(&batch_requests_->Add(b, prometheus::Histogram::BucketBoundaries{}));
+    for (const char* precision : kPrecisionLabels) {
+      const std::map<std::string, std::string> bp{{"backbone", gone}, {"precision", precision}};
+      batch_images_->Remove(&batch_images_->Add(bp, prometheus::Histogram::BucketBoundaries{}));
+      batch_requests_->Remove(&batch_requests_->Add(bp, prometheus::Histogram::BucketBoundaries{}));
+    }
     queue_seconds_->Remove(&queue_seconds_->Add(b, prometheus::Histogram::BucketBoundaries{}));
   }
   known_backbones_ = std::move(names);
@@ -490,10 +496,11 @@ void Metrics::OnQueueDepth(const std::string& backbone, int64_t images) {
   queue_images_->Add({{"backbone", backbone}}).Set(static_cast<double>(images));
 }
 
-void Metrics::OnBatch(const std::string& backbone, int64_t images, int64_t requests) {
+void Metrics::OnBatch(const std::string& backbone, const std::string& precision, int64_t images, int64_t requests) {
   static const prometheus::Histogram::BucketBoundaries kSizes = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-  batch_images_->Add({{"backbone", backbone}}, kSizes).Observe(static_cast<double>(images));
-  batch_requests_->Add({{"backbone", backbone}}, kSizes).Observe(static_cast<double>(requests));
+  const std::map<std::string, std::string> labels{{"backbone", backbone}, {"precision", precision}};
+  batch_images_->Add(labels, kSizes).Observe(static_cast<double>(images));
+  batch_requests_->Add(labels, kSizes).Observe(static_cast<double>(requests));
 }
 
 }  // namespace graft::server

@@ -51,7 +51,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
   void ObserveRpc(const std::string& method, const std::string& code, double seconds,
                   const std::string& limit_flag = "");
   void SetKnownMethods(std::set<std::string> methods);
-  void AddImagesPredicted(const std::string& backbone, double n);
+  void AddImagesPredicted(const std::string& backbone, const std::string& precision, double n);
   // A prediction its model's record policy chose (graft_prediction_records_total{model, outcome}:
   // kept as sampled/low_confidence/low_margin, or dropped as over_quota/over_rate/no_image/failed).
   void OnRecord(const std::string& model_key, const char* outcome);
@@ -94,7 +94,7 @@ class Metrics : public core::JobObserver, public core::BatcherObserver, public c
 
   // core::BatcherObserver
   void OnQueueDepth(const std::string& backbone, int64_t images) override;
-  void OnBatch(const std::string& backbone, int64_t images, int64_t requests) override;
+  void OnBatch(const std::string& backbone, const std::string& precision, int64_t images, int64_t requests) override;
   void OnQueueWait(const std::string& backbone, double seconds) override;
 
   // A gRPC interceptor factory recording every RPC's count and latency.

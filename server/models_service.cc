@@ -8,6 +8,7 @@
 #include "core/util/log.h"
 #include "core/util/status_macros.h"
 #include "server/job_convert.h"
+#include "server/model_convert.h"
 #include "server/model_monitoring.h"
 #include "server/paging.h"
 #include "server/status_util.h"

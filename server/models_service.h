@@ -44,6 +44,9 @@ class ModelsService final : public v1::Models::Service {
   grpc::Status SetModelAlias(grpc::ServerContext*, const v1::SetModelAliasRequest*, v1::Model*) override;
   grpc::Status DeleteModelAlias(grpc::ServerContext*, const v1::DeleteModelAliasRequest*,
                                 v1::DeleteModelAliasResponse*) override;
+  // models_optimize.cc
+  grpc::Status OptimizeModel(grpc::ServerContext*, const v1::OptimizeModelRequest*,
+                             grpc::ServerWriter<v1::OptimizeModelProgress>*) override;
 
  private:
   absl::StatusOr<std::string> ResolveFor(const core::Principal& who, const std::string& ref);
@@ -63,7 +66,7 @@ class ModelsService final : public v1::Models::Service {
   core::DatasetStore* datasets_;
   core::PredictionRecords* records_ = nullptr;
   const StreamDeadlines deadlines_;
-  core::SharedSlots passes_;  // Evaluate and PredictDataset calls running
+  core::SharedSlots passes_;  // Evaluate, PredictDataset and OptimizeModel calls running
 };
 
 // Whether `who` may use a model `owner` made to predict or read its metadata:

@@ -310,12 +310,14 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
 
   std::vector<std::vector<core::ClassScore>> rows;
   const int all = static_cast<int>(t.classes);
+  core::Precision precision = core::Precision::kFp32;
   if (t.model != nullptr) {
     ASSIGN_OR_RETURN(core::MultiPredictResult result,
                      predictor_.PredictModels({t.model->info().id}, inputs, all, core::Caller(cancelled, who.name),
                                                t.shadow.empty() ? core::ShadowMap{}
                                                                 : core::ShadowMap{{t.model->info().id, t.shadow}}));
     rows = std::move(result.models[0].images);
+    precision = result.models[0].precision;
     const auto store = request.parameters().find("store");
     if (store != request.parameters().end() &&
         store->second.parameter_choice_case() != inference::InferParameter::kBoolParam) {
@@ -337,7 +339,9 @@ absl::Status OpenInference::ModelInfer(const core::Principal& who, const inferen
     ASSIGN_OR_RETURN(core::PredictResult result, predictor_.Predict(t.backbone, inputs, all, core::Caller(cancelled, who.name)));
     rows = std::move(result.images);
   }
-  metrics_.AddImagesPredicted(t.backbone, static_cast<double>(rows.size()));
+  metrics_.AddImagesPredicted(t.backbone, core::PrecisionName(precision), static_cast<double>(rows.size()));
+  // Which number format served the answer (README, Precision).
+  (*response->mutable_parameters())["precision"].set_string_param(core::PrecisionName(precision));
 
   const int64_t n = static_cast<int64_t>(rows.size());
   response->set_model_name(request.model_name());

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "server/job_convert.h"
+#include "server/model_convert.h"
 
 namespace graft::server {
 

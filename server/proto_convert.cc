@@ -1,7 +1,6 @@
 #include "server/proto_convert.h"
 
 #include <cmath>
-
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +8,12 @@
 #include "server/little_endian.h"
 
 namespace graft::server {
+
+void SetTimestamp(double seconds, google::protobuf::Timestamp* out) {
+  if (seconds <= 0) return;
+  out->set_seconds(static_cast<int64_t>(seconds));
+  out->set_nanos(static_cast<int32_t>((seconds - std::floor(seconds)) * 1e9));
+}
 
 void ToProto(const core::Preprocessing& in, v1::Preprocessing* out) {
   out->set_height(in.height);

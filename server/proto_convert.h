@@ -8,12 +8,15 @@
 #include "core/data/preprocessing.h"
 #include "core/serve/predictor.h"
 #include "core/zoo/zoo.h"
+#include <google/protobuf/timestamp.pb.h>
 #include "graft/v1/backbones.pb.h"
 #include "graft/v1/common.pb.h"
 #include "graft/v1/inference.pb.h"
 
 namespace graft::server {
 
+// Unix seconds as a Timestamp; left unset for 0 (never).
+void SetTimestamp(double seconds, google::protobuf::Timestamp* out);
 void ToProto(const core::Preprocessing& in, v1::Preprocessing* out);
 void ToProto(const core::BackboneStatus& in, v1::Backbone* out);
 void ToProto(const core::DeviceMemoryUse& in, v1::DeviceMemory* out);

@@ -67,7 +67,7 @@ absl::Status RunDatasetPass(const Predictor& predictor, const DatasetPass& pass,
       inputs.push_back({std::move(*bytes), {}});
       images.push_back(&pass.images[i]);
     }
-    auto probs = predictor.Outputs(pass.model, inputs, caller);
+    auto probs = predictor.Outputs(pass.model, inputs, caller, pass.precision);
     if (!probs.ok()) {
       // Name the image when it was one image's fault (the Predictor says "image i: ...").
       return Rephrased(probs.status().code(),

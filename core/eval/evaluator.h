@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@ struct DatasetPass {
   std::vector<DatasetImage> images;         // the part to run, in order
   std::vector<std::string> dataset_classes; // the dataset's label -> class name
   int chunk = 32;                           // images per Predictor call
+  std::optional<Precision> precision;       // the trunk's (unset: the model's own)
 };
 
 // Called after each chunk: images done, images in all.

@@ -74,7 +74,8 @@ int64_t TrunkRequest::Pixels() const {
   return n;
 }
 
-bool TrunkRequest::SameInputSize(const TrunkRequest& other) const {
+bool TrunkRequest::Batchable(const TrunkRequest& other) const {
+  if (precision != other.precision) return false;
   const auto size = [](const TrunkRequest& r) {
     return r.images.defined() ? std::make_pair(r.images.size(-2), r.images.size(-1)) : std::make_pair(r.height, r.width);
   };
@@ -143,7 +144,7 @@ int64_t TrunkBatcher::QueuedImages() const {
 int64_t TrunkBatcher::CompatibleImages() const {
   int64_t n = 0;
   for (const auto& p : queue_) {
-    if (p->request.SameInputSize(queue_.front()->request)) n += p->request.Images();
+    if (p->request.Batchable(queue_.front()->request)) n += p->request.Images();
   }
   return n;
 }
@@ -173,7 +174,7 @@ std::vector<std::shared_ptr<TrunkBatcher::Pending>> TrunkBatcher::TakeBatch() {
     const TrunkRequest& r = queue_[order[k]]->request;
     const int64_t n = r.Images();
     const int64_t px = r.Pixels();
-    if (r.background != head.background || !r.SameInputSize(head) || images + n > options_.max_batch_size) continue;
+    if (r.background != head.background || !r.Batchable(head) || images + n > options_.max_batch_size) continue;
     if (options_.max_batch_pixels > 0 && pixels + px > options_.max_batch_pixels) continue;
     images += n;
     pixels += px;
@@ -325,23 +326,36 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
     return;
   }
   ResidentBackbone& bb = *held;
+  const Precision precision = batch.front()->request.precision;
+  BackbonePtr trunk = bb.inference;
+  if (precision == Precision::kBf16 && bb.device.is_cpu()) {
+    absl::MutexLock lock(&bb.variant_mu);
+    trunk = bb.bf16;
+  }
   int64_t images = 0;
   auto joined = GuardInternal("forward " + bb.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
+    if (trunk == nullptr) return absl::InternalError("no bfloat16 trunk was made before the request was queued");
     c10::InferenceMode guard;
     const torch::Tensor all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0);
     images = all.size(0);
     absl::MutexLock compute(&bb.compute_mu);
     std::map<int, torch::Tensor> out;
     {
-      const AutocastScope autocast(bb.device, options_.mixed_precision, torch::kHalf);
+      // On CUDA: float16 autocast for fp32 requests (--mixed_precision),
+      // bfloat16 for bf16 ones. On CPU a bf16 request runs the bfloat16 copy.
+      const bool cuda_bf16 = precision == Precision::kBf16 && !bb.device.is_cpu();
+      const AutocastScope autocast(bb.device, options_.mixed_precision || cuda_bf16,
+                                   cuda_bf16 ? torch::kBFloat16 : torch::kHalf);
+      const bool cpu_bf16 = precision == Precision::kBf16 && bb.device.is_cpu();
       std::map<int, std::vector<torch::Tensor>> parts;
       for (int64_t b = 0; b < images; b += options_.max_batch_size) {
         torch::Tensor x = ToDevice(all.slice(0, b, b + options_.max_batch_size), bb.device);
+        if (cpu_bf16) x = x.to(torch::kBFloat16);
         int prev = 0;
         for (int stop : stops) {
-          x = bb.inference->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
+          x = trunk->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
           // The models' tails and Embed read float32.
-          parts[stop].push_back(autocast.active() ? x.to(torch::kFloat32) : x);
+          parts[stop].push_back(autocast.active() || cpu_bf16 ? x.to(torch::kFloat32) : x);
           prev = stop;
         }
       }
@@ -355,7 +369,7 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
     return out;
   });
   const auto compute_us = Micros(Clock::now() - start);
-  if (observer_ != nullptr) observer_->OnBatch(bb.spec->name, images, static_cast<int64_t>(batch.size()));
+  if (observer_ != nullptr) observer_->OnBatch(bb.spec->name, PrecisionName(precision), images, static_cast<int64_t>(batch.size()));
   if (observer_ != nullptr) {
     for (const auto& p : batch) observer_->OnQueueWait(bb.spec->name, Micros(prepare_start - p->arrived) * 1e-6);
   }

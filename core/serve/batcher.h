@@ -25,7 +25,7 @@ class BatcherObserver {
   // Images waiting for a batch after a batch was taken (or a request arrived).
   virtual void OnQueueDepth(const std::string& backbone, int64_t images) {}
   // One forward pass over `images` images gathered from `requests` requests.
-  virtual void OnBatch(const std::string& backbone, int64_t images, int64_t requests) {}
+  virtual void OnBatch(const std::string& backbone, const std::string& precision, int64_t images, int64_t requests) {}
   // A request waited `seconds` from its arrival to the start of its batch.
   virtual void OnQueueWait(const std::string& backbone, double seconds) {}
 };
@@ -69,10 +69,15 @@ struct TrunkRequest {
   // a caller waits for has been queued or computing in any batcher of the
   // process for 2 ms, and never batched with one.
   bool background = false;
+  // The number format its trunk runs in (Zoo::Trunk, which the caller has
+  // called: on CPU a bf16 request reads ResidentBackbone::bf16); requests of
+  // different precisions never share a batch.
+  Precision precision = Precision::kFp32;
 
   int64_t Images() const;
   int64_t Pixels() const;  // of its deferred inputs
-  bool SameInputSize(const TrunkRequest& other) const;
+  // Whether the two may ride in one batch: same input size and precision.
+  bool Batchable(const TrunkRequest& other) const;
 };
 
 // The made parts of one request's inputs, in order, as one batch.
@@ -92,7 +97,7 @@ struct TrunkResult {
 // max_queue_delay_us (not waited when the previous batch held a single
 // request: sequential callers get no added latency), the trunk runs once over all of them up to the deepest
 // stop any of them needs, and each gets its own rows back. Requests of
-// different input sizes are batched separately. A request whose caller has
+// different input sizes or precisions are batched separately. A request whose caller has
 // gone is dropped from the queue; one already in a batch finishes unseen.
 //
 // Fair turns: a batch starts with the oldest request of the tenant served

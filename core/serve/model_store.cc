@@ -40,6 +40,10 @@ std::string ModelInfoToJson(const ModelInfo& m) {
   j["history"] = std::move(history);
   j["restored_epochs"] = m.restored_epochs;
   if (m.report) j["report"] = EvaluationReportToJson(*m.report);
+  j["precision"] = PrecisionName(m.precision);
+  nlohmann::json checks = nlohmann::json::array();
+  for (const PrecisionCheck& c : m.precision_checks) checks.push_back(PrecisionCheckToJson(c));
+  j["precision_checks"] = std::move(checks);
   return j.dump();
 }
 
@@ -81,13 +85,24 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
       }
       m.report = std::move(report);
     }
+    if (const auto it = j.find("precision"); it != j.end()) {
+      auto precision = ParsePrecision(it->get<std::string>());
+      if (!precision.ok()) return absl::DataLossError(precision.status().message());
+      m.precision = *precision;
+    }
+    if (const auto it = j.find("precision_checks"); it != j.end()) {
+      for (const auto& c : *it) {
+        ASSIGN_OR_RETURN(PrecisionCheck check, PrecisionCheckFromJson(c));
+        m.precision_checks.push_back(std::move(check));
+      }
+    }
     return m;
   });
 }
 
 torch::Tensor ServingModel::Embed(const torch::Tensor& at_k) const {
   if (own_ == nullptr) return at_k;  // already pooled: k == n
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(forward_mu_.get());
   return BackboneImpl::Pool(
       own_->ForwardTrunk(at_k, static_cast<size_t>(info_.first_trained_block), static_cast<size_t>(num_blocks_)));
 }
@@ -97,7 +112,7 @@ torch::Tensor ServingModel::Forward(const torch::Tensor& at_k) const { return Cl
 ServingModel::Outputs ServingModel::Classify(const torch::Tensor& at_k) const {
   Outputs out;
   out.features = Embed(at_k);
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(forward_mu_.get());
   out.logits = head_.ptr()->forward(out.features);
   return out;
 }
@@ -372,6 +387,13 @@ absl::StatusOr<int> ModelStore::Refresh() {
     }
   }
   for (auto& [id, model] : loaded) models_.emplace(id, std::move(model));
+  // Precisions set by another process (UpdatePrecision there).
+  for (const ModelInfo& info : infos) {
+    const auto it = models_.find(info.id);
+    if (it == models_.end() || SamePrecision(it->second->info(), info)) continue;
+    it->second = WithInfo(*it->second, info);
+    ++changed;
+  }
   versions_.clear();
   for (const ModelInfo& info : infos) IndexLocked(info);
   aliases_ = std::move(aliases);

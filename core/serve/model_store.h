@@ -12,6 +12,7 @@
 #include "core/data/preprocessing.h"
 #include "core/serve/evaluation_report.h"
 #include "core/serve/model_monitor.h"
+#include "core/serve/precision_check.h"
 #include "core/serve/shadow.h"
 #include "core/train/head.h"
 #include "core/train/job_spec.h"
@@ -50,6 +51,11 @@ struct ModelInfo {
   // model.json as profile.json (not in it: model.json is read for every
   // listing). Null for models published before profiles.
   std::shared_ptr<const ReferenceProfile> profile;
+  // The number format its backbone's trunk serves it in (graft models
+  // optimize; its own blocks and head stay float32), and the latest check of
+  // each other precision, passed or not.
+  Precision precision = Precision::kFp32;
+  std::vector<PrecisionCheck> precision_checks;
 };
 
 // A canary of an alias: `percent` of the requests through the alias go to
@@ -131,8 +137,9 @@ class ServingModel {
   // served model id -> (its version, the agreement)
   mutable std::map<std::string, std::pair<int64_t, std::shared_ptr<ShadowAgreement>>> agreements_
       ABSL_GUARDED_BY(monitor_mu_);
-  // One forward pass at a time through the model's own modules.
-  mutable absl::Mutex mu_;
+  // One forward pass at a time through the model's own modules (shared by
+  // the copies UpdatePrecision makes of it).
+  std::shared_ptr<absl::Mutex> forward_mu_ = std::make_shared<absl::Mutex>();
 };
 
 // Models under <root>/<id>/ (weights.safetensors + model.json), listed in SQLite.
@@ -157,6 +164,11 @@ class ModelStore {
   // profiles, or one profiled again): written beside its weights, and what
   // its monitor compares with from now on (the window starts afresh).
   absl::Status SetProfile(const std::string& id, std::shared_ptr<const ReferenceProfile> profile);
+  // Serves the model in `serve` from now on (requests in flight finish as
+  // they began; other graftd processes on the database follow at their next
+  // Refresh) and records `check` as its precision's latest.
+  absl::StatusOr<ModelInfo> UpdatePrecision(const std::string& id, Precision serve,
+                                            const std::optional<PrecisionCheck>& check);
   absl::Status Delete(const std::string& id);
   // One safetensors file: the whole network (torchvision names) and the
   // metadata (JSON) under "graft.model" in its header.
@@ -224,6 +236,9 @@ class ModelStore {
       : db_(db), root_(std::move(root)), zoo_(zoo), monitor_options_(monitor) {}
   std::shared_ptr<ModelMonitor> NewMonitor(const ModelInfo& info) const;
   absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
+  // `model` with `info` (its profile kept when `info` has none): the same
+  // weights, monitor and shadow agreements.
+  static std::shared_ptr<ServingModel> WithInfo(const ServingModel& model, ModelInfo info);
 
   absl::Status OpenNames();
   // Every alias in the database.
@@ -251,6 +266,8 @@ class ModelStore {
 };
 
 std::string ModelInfoToJson(const ModelInfo& info);
+// Whether the two serve in the same precision with the same checks.
+bool SamePrecision(const ModelInfo& a, const ModelInfo& b);
 absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& json);
 
 }  // namespace graft::core

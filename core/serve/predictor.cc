@@ -148,7 +148,10 @@ TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& bac
 absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
                                                 const Preprocessing& p, const std::vector<ImageInput>& inputs,
                                                 const std::vector<int>& stops, bool classify, Timing& timing,
-                                                const Caller& caller) const {
+                                                const Caller& caller, Precision precision) const {
+  // The precision's trunk exists before the request queues (made here at its
+  // first use): the batcher only reads it.
+  if (precision != Precision::kFp32) RETURN_IF_ERROR(zoo_.Trunk(*backbone, precision).status());
   const bool defer = options_.decode_on == PredictorOptions::DecodeOn::kBatcher ||
                      (options_.decode_on == PredictorOptions::DecodeOn::kAuto && backbone->device.is_cpu());
   ASSIGN_OR_RETURN(TrunkRequest request, MakeRequest(p, inputs, defer, timing));
@@ -156,6 +159,7 @@ absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBa
   request.background = caller.background;
   request.stops = stops;
   request.classify = classify;
+  request.precision = precision;
   ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run(std::move(request), caller.cancelled));
   timing.decode_us += r.prepare_us;
   timing.queue_us += r.queue_us;
@@ -205,42 +209,51 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
     }
     models.push_back(m);
   }
-  std::vector<int> ks;
+  // The block boundaries each precision's trunk pass stops at.
+  std::map<Precision, std::vector<int>> ks;
   for (const auto& m : models) {
     ASSIGN_OR_RETURN(const int unused, ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())));
     (void)unused;
-    ks.push_back(m->first_block());
+    ks[m->info().precision].push_back(m->first_block());
   }
   // Each model's shadow, and whether it can take its activations from this
-  // request's pass (same trunk and inputs, no deeper than the pass runs).
+  // request's pass (same trunk, precision and inputs, no deeper than the
+  // pass runs).
   struct ShadowPlan {
     std::shared_ptr<const ServingModel> shadow;
     bool same_pass = false;
   };
   std::map<std::string, ShadowPlan> mirrors;
-  const int deepest = ks.empty() ? 0 : *std::max_element(ks.begin(), ks.end());
+  std::map<Precision, int> deepest;
+  for (const auto& [precision, stops] : ks) deepest[precision] = *std::max_element(stops.begin(), stops.end());
   for (const auto& m : models) {
     const auto it = shadows.find(m->info().id);
     if (shadow_lane_ == nullptr || it == shadows.end()) continue;
     auto shadow = models_->Get(it->second);
     if (!shadow.ok()) continue;  // deleted meanwhile: nothing to mirror to
+    const Precision precision = m->info().precision;
     const bool same_pass = (*shadow)->info().backbone == m->info().backbone &&
                            (*shadow)->info().preprocessing == m->info().preprocessing &&
-                           (*shadow)->first_block() <= deepest;
-    if (same_pass) ks.push_back((*shadow)->first_block());
+                           (*shadow)->info().precision == precision &&
+                           (*shadow)->first_block() <= deepest[precision];
+    if (same_pass) ks[precision].push_back((*shadow)->first_block());
     mirrors[m->info().id] = ShadowPlan{*shadow, same_pass};
   }
-  std::sort(ks.begin(), ks.end());
-  ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
   MultiPredictResult result;
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone,
                    zoo_.AwaitResident(models[0]->info().backbone, caller.cancelled));
-  ASSIGN_OR_RETURN(const TrunkResult trunk_result, RunTrunk(backbone, models[0]->info().preprocessing, inputs, ks,
-                                                            /*classify=*/false, result.timing, caller));
-  const auto& trunk = trunk_result.at;
+  std::map<Precision, std::map<int, torch::Tensor>> trunks;
+  for (auto& [precision, stops] : ks) {
+    std::sort(stops.begin(), stops.end());
+    stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
+    ASSIGN_OR_RETURN(TrunkResult pass, RunTrunk(backbone, models[0]->info().preprocessing, inputs, stops,
+                                                /*classify=*/false, result.timing, caller, precision));
+    trunks[precision] = std::move(pass.at);
+  }
   const int n = static_cast<int>(backbone->module->blocks().size());
   const auto tails = Clock::now();
   for (const auto& m : models) {
+    const auto& trunk = trunks.at(m->info().precision);
     auto outputs = GuardInternal("model " + m->info().id, [&]() -> absl::StatusOr<ModelOutputs> {
       c10::InferenceMode guard;
       const torch::Tensor& at_k = trunk.at(m->first_block());
@@ -256,8 +269,8 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
              mirror->second.same_pass ? trunk.at(mirror->second.shadow->first_block()) : torch::Tensor(), n);
     }
     const int k = ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())).value();
-    result.models.push_back(
-        {m->info().id, m->info().backbone, TopKOfProbabilities(outputs->probabilities, k, m->info().class_names)});
+    result.models.push_back({m->info().id, m->info().backbone, m->info().precision,
+                             TopKOfProbabilities(outputs->probabilities, k, m->info().class_names)});
   }
   result.timing.compute_us += MicrosSince(tails);
   result.timing.total_us = MicrosSince(start);
@@ -314,13 +327,15 @@ absl::StatusOr<torch::Tensor> Predictor::Probabilities(const std::shared_ptr<con
 }
 
 absl::StatusOr<ModelOutputs> Predictor::Outputs(const std::shared_ptr<const ServingModel>& model,
-                                                const std::vector<ImageInput>& inputs, const Caller& caller) const {
+                                                const std::vector<ImageInput>& inputs, const Caller& caller,
+                                                std::optional<Precision> precision) const {
   UseOneComputeThreadHere();  // the batcher thread runs the forward passes
   Timing timing;
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, caller.cancelled));
   const int k = model->first_block();
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
-                                                     /*classify=*/false, timing, caller));
+                                                     /*classify=*/false, timing, caller,
+                                                     precision.value_or(model->info().precision)));
   const int n = static_cast<int>(backbone->module->blocks().size());
   return GuardInternal("model " + model->info().id, [&]() -> absl::StatusOr<ModelOutputs> {
     c10::InferenceMode guard;
@@ -375,7 +390,8 @@ absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
   const int k = model->first_block();
   const int n = static_cast<int>(backbone->module->blocks().size());
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
-                                                     /*classify=*/false, result.timing, caller));
+                                                     /*classify=*/false, result.timing, caller,
+                                                     model->info().precision));
   auto features = GuardInternal("embed " + model_id, [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     const torch::Tensor& at_k = trunk.at.at(k);

@@ -49,6 +49,7 @@ struct PredictResult {
 struct ModelPredictions {
   std::string model;
   std::string backbone;
+  Precision precision = Precision::kFp32;  // what its trunk ran in
   std::vector<std::vector<ClassScore>> images;
 };
 
@@ -124,7 +125,8 @@ class Predictor {
   // top_k unset: 5 (or the number of classes when fewer).
   absl::StatusOr<PredictResult> Predict(const std::string& backbone, const std::vector<ImageInput>& inputs,
                                         std::optional<int> top_k, const Caller& caller = {}) const;
-  // Several models of one backbone: the shared frozen part runs once.
+  // Several models of one backbone: the shared frozen part runs once (once
+  // per precision the models serve in).
   // `shadows`: each model's shadow version, which gets the same images off
   // the request path (ShadowLane), its answers compared with the model's
   // (ServingModel::AgreementWith). A shadow that shares the model's trunk
@@ -147,8 +149,10 @@ class Predictor {
                                               const Caller& caller = {}) const;
   // The same with the pooled features the head saw (a reference profile's
   // embeddings).
+  // `precision`: the trunk's number format (unset: the model's own).
   absl::StatusOr<ModelOutputs> Outputs(const std::shared_ptr<const ServingModel>& model,
-                                       const std::vector<ImageInput>& inputs, const Caller& caller = {}) const;
+                                       const std::vector<ImageInput>& inputs, const Caller& caller = {},
+                                       std::optional<Precision> precision = std::nullopt) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,
@@ -162,9 +166,11 @@ class Predictor {
   // PredictorOptions::decode_on); returns the activations at each requested
   // block boundary (unpooled).
   // `classify`: also the backbone's classifier, batched (TrunkResult::logits).
+  // `precision`: the trunk's number format (Zoo::Trunk).
   absl::StatusOr<TrunkResult> RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone, const Preprocessing& p,
                                        const std::vector<ImageInput>& inputs, const std::vector<int>& stops,
-                                       bool classify, Timing& timing, const Caller& caller) const;
+                                       bool classify, Timing& timing, const Caller& caller,
+                                       Precision precision = Precision::kFp32) const;
   // The inputs as a trunk request: each a deferred input; made here and
   // joined into `images` unless `defer`.
   absl::StatusOr<TrunkRequest> MakeRequest(const Preprocessing& p, const std::vector<ImageInput>& inputs, bool defer,

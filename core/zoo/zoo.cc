@@ -57,6 +57,29 @@ absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, cons
   });
 }
 
+absl::StatusOr<BackbonePtr> Zoo::Trunk(ResidentBackbone& backbone, Precision precision) const {
+  RETURN_IF_ERROR(PrecisionSupported(precision, backbone.device));
+  if (precision == Precision::kFp32 || backbone.device.is_cuda()) return backbone.inference;
+  absl::MutexLock lock(&backbone.variant_mu);
+  if (backbone.bf16 != nullptr) return backbone.bf16;
+  const BackboneSpec& spec = *backbone.spec;
+  ASSIGN_OR_RETURN(BackbonePtr m, GuardInternal("bfloat16 copy of " + spec.name, [&]() -> absl::StatusOr<BackbonePtr> {
+    // From the torchvision-named weights, as MakeInferenceBackbone makes the
+    // float32 trunk, but in the dense layout.
+    BackbonePtr m = spec.make();
+    RETURN_IF_ERROR(LoadStateDict(*m, ModuleStateDict(*backbone.module)));
+    if (spec.custom) m->to(backbone.device);
+    m->FoldBatchNorm();
+    PrepareForInference(*m, backbone.device);
+    m->to(torch::kBFloat16);
+    return m;
+  }));
+  backbone.bf16_charge = Charge(DeviceLedger::Kind::kModel, m->StateBytes());
+  backbone.bf16 = m;
+  ABSL_LOG(INFO) << "backbone " << spec.name << ": bfloat16 trunk made (" << m->StateBytes() << " bytes)";
+  return m;
+}
+
 absl::StatusOr<std::unique_ptr<Zoo>> Zoo::Create(const ZooOptions& options) {
   ASSIGN_OR_RETURN(const torch::Device device, ResolveDevice(options.device));
   for (const auto& [name, file] : options.weights_files) {

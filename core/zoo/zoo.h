@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "core/util/clock.h"
 #include "core/zoo/device_memory.h"
+#include "core/zoo/precision.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
 #include "core/zoo/torchscript_backbone.h"
@@ -32,7 +33,12 @@ struct ResidentBackbone {
   BackbonePtr module;
   BackbonePtr inference;
   torch::Device device{torch::kCPU};
-  absl::Mutex compute_mu;  // held by every forward of `inference` and `module`
+  absl::Mutex compute_mu;  // held by every forward of `inference`, `module` and `bf16`
+  // The bfloat16 copy of `inference` on CPU (Zoo::Trunk), made at first use
+  // and charged to the memory budget while the backbone stays resident.
+  absl::Mutex variant_mu;
+  BackbonePtr bf16 ABSL_GUARDED_BY(variant_mu);
+  std::shared_ptr<DeviceLedger::Charge> bf16_charge ABSL_GUARDED_BY(variant_mu);
 };
 
 // What ListBackbones/GetBackbone report.
@@ -175,6 +181,13 @@ class Zoo {
   // --max_concurrent_jobs, models when their job ends).
   std::shared_ptr<DeviceLedger::Charge> Charge(DeviceLedger::Kind kind, int64_t bytes) const;
   DeviceMemoryUse Memory() const;
+
+  // The trunk that computes `precision` for `backbone` (PrecisionSupported's
+  // refusals first): `inference` for fp32, and for bf16 on CUDA (run under
+  // bfloat16 autocast); on CPU for bf16 a bfloat16 copy of it, made now at
+  // first use (about a second for ResNet-50) and kept while the backbone is
+  // resident, its bytes charged like a model's.
+  absl::StatusOr<BackbonePtr> Trunk(ResidentBackbone& backbone, Precision precision) const;
 
   // Registers a TorchScript backbone: validates it (LoadTorchScriptBackbone),
   // copies the file into custom_dir with a manifest so that it survives

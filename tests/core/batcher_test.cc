@@ -32,7 +32,7 @@ TrunkRequest Ready(torch::Tensor images, std::vector<int> stops) {
 // (ordering without sleeps).
 class CountingObserver : public BatcherObserver {
  public:
-  void OnBatch(const std::string&, int64_t images, int64_t requests) override {
+  void OnBatch(const std::string&, const std::string&, int64_t images, int64_t requests) override {
     std::lock_guard<std::mutex> lock(mu);
     batches.push_back({images, requests});
   }

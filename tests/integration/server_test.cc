@@ -403,7 +403,7 @@ TEST_F(ServerTest, MetricsPageCountsRpcsAndImages) {
             std::string::npos);
   EXPECT_NE(page.find("graft_rpc_latency_seconds_bucket{code=\"OK\",method=\"graft.v1.Inference/Predict\""),
             std::string::npos);
-  EXPECT_NE(page.find("graft_images_predicted_total{backbone=\"squeezenet1_1\"} 2"), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_images_predicted_total{backbone=\"squeezenet1_1\",precision=\"fp32\"} 2"), std::string::npos) << page;
   // The backbone it loaded, and no other (lazy residency).
   EXPECT_NE(page.find("graft_backbone_resident_bytes{backbone=\"squeezenet1_1\",device=\"cpu\"}"), std::string::npos);
   EXPECT_NE(page.find("graft_backbone_load_seconds{backbone=\"squeezenet1_1\"}"), std::string::npos);
@@ -449,8 +449,8 @@ TEST_F(ServerTest, ConcurrentPredictsAreBatchedAndEachGetsItsOwnAnswer) {
   for (auto& c : clients) EXPECT_EQ(c.get(), "");
   EXPECT_GT(shared_batches.load(), 0) << "no request shared a forward pass with another";
   const std::string page = graft::testing::HttpGet(server_->metrics_port(), "/metrics");
-  EXPECT_NE(page.find("graft_inference_batch_images_bucket{backbone=\"mobilenet_v2\""), std::string::npos) << page;
-  EXPECT_NE(page.find("graft_inference_batch_requests_count{backbone=\"mobilenet_v2\"}"), std::string::npos);
+  EXPECT_NE(page.find("graft_inference_batch_images_bucket{backbone=\"mobilenet_v2\",precision=\"fp32\""), std::string::npos) << page;
+  EXPECT_NE(page.find("graft_inference_batch_requests_count{backbone=\"mobilenet_v2\",precision=\"fp32\"}"), std::string::npos);
   EXPECT_NE(page.find("graft_inference_queue_images{backbone=\"mobilenet_v2\"}"), std::string::npos);
 }
 

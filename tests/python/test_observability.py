@@ -314,7 +314,7 @@ def test_the_workload_is_what_the_metrics_say(scraped):
     assert value(prom, 'sum(graft_rpc_requests_total{code="UNAUTHENTICATED"})') == 25
     assert value(prom, 'sum(graft_rpc_requests_total{code="PERMISSION_DENIED"})') == 1
     assert value(prom, f'graft_inference_queue_seconds_count{{backbone="{BACKBONE}"}}') >= 20
-    assert value(prom, f'graft_images_predicted_total{{backbone="{BACKBONE}"}}') >= 40
+    assert value(prom, f'graft_images_predicted_total{{backbone="{BACKBONE}",precision="fp32"}}') >= 40
     assert 0 < value(prom, 'process_resident_memory_bytes') < 64 << 30
     assert value(prom, 'process_threads') >= 2
     assert value(prom, 'process_open_fds') < value(prom, 'process_max_fds')

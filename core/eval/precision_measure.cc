@@ -1,0 +1,70 @@
+#include "core/eval/precision_measure.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/ids.h"
+#include "core/util/status_macros.h"
+#include "core/util/torch_status.h"
+
+namespace graft::core {
+
+absl::StatusOr<PrecisionCheck> MeasurePrecision(const Predictor& predictor, DatasetPass pass, Precision precision,
+                                                const PrecisionGate& gate, const std::string& dataset,
+                                                const std::string& split, const PassProgressFn& progress,
+                                                const Caller& caller) {
+  RETURN_IF_ERROR(ValidateGate(gate));
+  RETURN_IF_ERROR(PrecisionSupported(precision, predictor.zoo().device()));
+  if (pass.images.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset, "' has no ", split,
+                                                      " images to measure precision ", PrecisionName(precision), " on"));
+  }
+  ASSIGN_OR_RETURN(const std::vector<int> labels, ModelLabels(*pass.model, pass.dataset_classes, pass.images));
+  const int64_t total = static_cast<int64_t>(pass.images.size());
+  // Both passes' probabilities, and how long each took.
+  const auto run = [&](Precision p, int64_t offset, double& seconds) -> absl::StatusOr<torch::Tensor> {
+    pass.precision = p;
+    std::vector<torch::Tensor> chunks;
+    const auto start = std::chrono::steady_clock::now();
+    RETURN_IF_ERROR(RunDatasetPass(
+        predictor, pass,
+        [&](const std::vector<const DatasetImage*>&, const ModelOutputs& out) -> absl::Status {
+          chunks.push_back(out.probabilities);
+          return absl::OkStatus();
+        },
+        [&](int64_t done, int64_t) {
+          if (progress) progress(offset + done, 2 * total);
+        },
+        caller));
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return GuardInternal("joining probabilities", [&]() -> absl::StatusOr<torch::Tensor> { return torch::cat(chunks, 0); });
+  };
+  PrecisionCheck check;
+  check.precision = precision;
+  check.dataset = dataset;
+  check.split = split;
+  check.gate = gate;
+  check.created_at = NowSeconds();
+  ASSIGN_OR_RETURN(const torch::Tensor fp32, run(Precision::kFp32, 0, check.fp32_seconds));
+  ASSIGN_OR_RETURN(const torch::Tensor other, run(precision, total, check.seconds));
+  RETURN_IF_ERROR(GuardInternal("comparing precisions", [&]() -> absl::Status {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor truth = torch::tensor(std::vector<int64_t>(labels.begin(), labels.end()), torch::kLong);
+    const torch::Tensor top_fp32 = fp32.argmax(1);
+    const torch::Tensor top_other = other.argmax(1);
+    check.images = fp32.size(0);
+    check.top1_agreement = top_fp32.eq(top_other).to(torch::kDouble).mean().item<double>();
+    check.fp32_accuracy = top_fp32.eq(truth).to(torch::kDouble).mean().item<double>();
+    check.accuracy = top_other.eq(truth).to(torch::kDouble).mean().item<double>();
+    const torch::Tensor diff = (other.to(torch::kDouble) - fp32.to(torch::kDouble)).abs();
+    check.max_probability_difference = diff.max().item<double>();
+    check.mean_probability_difference = diff.gather(1, top_fp32.unsqueeze(1)).mean().item<double>();
+    return absl::OkStatus();
+  }));
+  check.passed = GateFailures(check).empty();
+  return check;
+}
+
+}  // namespace graft::core
