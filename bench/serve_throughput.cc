@@ -10,6 +10,13 @@
 //   serve_throughput [--backbone mobilenet_v2] [--seconds 8] [--clients 1,4,16,64]
 //                    [--max_batch_size 32] [--max_queue_delay_us 500] [--threads N]
 //                    [--decode_on auto|batcher|callers] [--retain_host_memory on|off]
+//                    [--precision fp32|bf16]
+//
+// --precision bf16: the clients predict with a model fine-tuned on
+// ../shared's ants and bees (one epoch, head only) and switched to bf16 with
+// graft models optimize (gate open: speed is measured here, accuracy by the
+// tests); the reference is the bf16 trunk's own batched forward, and graft's
+// fp32 trunk forward is measured beside it (bf16_forward_vs_fp32).
 
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
@@ -43,26 +50,62 @@ struct Args {
   int64_t max_queue_delay_us = 500;
   std::string decode_on = "auto";
   int threads = static_cast<int>(std::thread::hardware_concurrency());
+  std::string precision = "fp32";
 };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Forward passes of the resident inference backbone in this process.
-double ForwardImagesPerSecond(graft::core::ResidentBackbone& b, int64_t batch, double min_seconds,
+// Forward passes of a resident trunk in this process (bf16: its bfloat16
+// copy, fed bfloat16 as the batcher feeds it).
+double ForwardImagesPerSecond(const graft::core::BackbonePtr& trunk, bool bf16, int64_t batch, double min_seconds,
                               double* median_ms) {
   c10::InferenceMode guard;
-  const torch::Tensor x = torch::randn({batch, 3, 224, 224}).contiguous(torch::MemoryFormat::ChannelsLast);
-  b.inference->forward(x);
+  torch::Tensor x = torch::randn({batch, 3, 224, 224}).contiguous(torch::MemoryFormat::ChannelsLast);
+  if (bf16) x = x.to(torch::kBFloat16);
+  trunk->forward(x);
   std::vector<double> times;
   const auto start = Clock::now();
   while (times.size() < 5 || Seconds(Clock::now() - start) < min_seconds) {
     const auto t = Clock::now();
-    b.inference->forward(x);
+    trunk->forward(x);
     times.push_back(Seconds(Clock::now() - t));
   }
   std::sort(times.begin(), times.end());
   if (median_ms != nullptr) *median_ms = times[times.size() / 2] * 1e3;
   return static_cast<double>(batch) * static_cast<double>(times.size()) / Seconds(Clock::now() - start);
+}
+
+// A model of `backbone` trained for one epoch on the ants and bees, serving
+// bf16 (the gate left open: this measures speed); its id.
+absl::StatusOr<std::string> BenchModel(const std::string& target, const std::string& data_dir,
+                                       const std::string& backbone) {
+  graft::client::GraftClient client(target, graft::bench::BenchClientOptions(data_dir));
+  auto uploaded = client.UploadDataset(graft::bench::SharedDir() + "/data/hymenoptera", "hym");
+  if (!uploaded.ok()) return uploaded.status();
+  graft::v1::JobSpec spec;
+  spec.set_backbone(backbone);
+  spec.set_dataset("hym");
+  auto* stage = spec.add_stages();
+  stage->set_epochs(1);
+  stage->set_train("head");
+  auto job = client.CreateJob(spec);
+  if (!job.ok()) return job.status();
+  while (job->state() < graft::v1::JOB_STATE_SUCCEEDED) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    job = client.GetJob(job->id());
+    if (!job.ok()) return job.status();
+  }
+  if (job->state() != graft::v1::JOB_STATE_SUCCEEDED) return absl::InternalError("the job failed: " + job->error());
+  graft::v1::OptimizeModelRequest request;
+  request.set_model(job->model_id());
+  request.set_precision(graft::v1::PRECISION_BF16);
+  request.set_min_agreement(0);
+  request.set_max_accuracy_drop(1);
+  auto optimized = client.OptimizeModel(request);
+  if (!optimized.ok()) return optimized.status();
+  std::cout << "model: " << job->model_id() << " (bf16 against fp32 on " << optimized->check().images()
+            << " images: top-1 agreement " << optimized->check().top1_agreement() << ")\n";
+  return job->model_id();
 }
 
 std::vector<std::string> Images() {
@@ -92,11 +135,17 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") args.threads = std::stoi(value);
     else if (flag == "--decode_on") args.decode_on = value;
     else if (flag == "--retain_host_memory") args.retain_host_memory = value != "off";
+    else if (flag == "--precision") args.precision = value;
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
     }
   }
+  if (args.precision != "fp32" && args.precision != "bf16") {
+    std::cerr << "--precision is fp32 or bf16, not " << args.precision << "\n";
+    return 2;
+  }
+  const bool bf16 = args.precision == "bf16";
   graft::bench::ScratchDir dir;
   graft::server::ServerOptions options = graft::bench::BenchServerOptions(dir.path(), args.threads);
   options.max_batch_size = args.max_batch_size;
@@ -122,17 +171,39 @@ int main(int argc, char** argv) {
   // (its batchers' OpenMP teams gone, as before), each on a thread of its own
   // whose team goes with it: the ratios use the mean of the two, which on a
   // noisy machine brackets the load better than one measurement before it.
+  graft::core::BackbonePtr trunk = (*resident)->inference;
+  if (bf16) {
+    auto made = (*zoo)->Trunk(**resident, graft::core::Precision::kBf16);
+    if (!made.ok()) {
+      std::cerr << "bf16: " << made.status().message() << "\n";
+      return 1;
+    }
+    trunk = *made;
+  }
   const auto reference = [&](double* batched, double* single_ms) {
     std::thread t([&] {
-      *batched = ForwardImagesPerSecond(**resident, args.max_batch_size, 4, nullptr);
-      ForwardImagesPerSecond(**resident, 1, 2, single_ms);
+      *batched = ForwardImagesPerSecond(trunk, bf16, args.max_batch_size, 4, nullptr);
+      ForwardImagesPerSecond(trunk, bf16, 1, 2, single_ms);
     });
     t.join();
   };
+  std::string model;  // --precision bf16: what the clients predict with
+  if (bf16) {
+    auto made = BenchModel(absl::StrCat("127.0.0.1:", (*server)->port()), dir.path(), args.backbone);
+    if (!made.ok()) {
+      std::cerr << "the bf16 model: " << made.status().message() << "\n";
+      return 1;
+    }
+    model = *made;
+    double fp32 = 0;
+    std::thread t([&] { fp32 = ForwardImagesPerSecond((*resident)->inference, false, args.max_batch_size, 4, nullptr); });
+    t.join();
+    std::cout << "fp32_batched_forward_images_per_second: " << fp32 << "\n";
+  }
   double single_ms_before = 0, batched_before = 0;
   reference(&batched_before, &single_ms_before);
   std::cout << "backbone: " << args.backbone << "\nthreads: " << args.threads
-            << "\nmax_batch_size: " << args.max_batch_size << "\nmax_queue_delay_us: " << args.max_queue_delay_us << "\ndecode_on: " << args.decode_on
+            << "\nprecision: " << args.precision << "\nmax_batch_size: " << args.max_batch_size << "\nmax_queue_delay_us: " << args.max_queue_delay_us << "\ndecode_on: " << args.decode_on
             << "\nreference_batched_forward_images_per_second_before: " << batched_before
             << "\nreference_single_image_forward_ms_before: " << single_ms_before << "\n";
 
@@ -152,7 +223,11 @@ int main(int argc, char** argv) {
       threads.emplace_back([&, c] {
         graft::client::GraftClient client(target, graft::bench::BenchClientOptions(dir.path()));
         graft::v1::PredictRequest request;
-        request.set_backbone(args.backbone);
+        if (model.empty()) {
+          request.set_backbone(args.backbone);
+        } else {
+          request.add_models(model);
+        }
         request.set_top_k(1);
         size_t i = static_cast<size_t>(c);
         while (!stop) {

@@ -296,6 +296,30 @@ std::string ServingSection(const v1::ModelMonitoring& w) {
   return o.str();
 }
 
+// The precision the model serves in and what each check measured.
+std::string PrecisionSection(const v1::Model& m) {
+  const auto name = [](v1::Precision p) {
+    return p == v1::PRECISION_BF16 ? "bf16" : p == v1::PRECISION_INT8 ? "int8" : "fp32";
+  };
+  std::ostringstream o;
+  o << "<h2>Precision</h2>\n<p id=\"precision\">Serves with a " << name(m.precision())
+    << " trunk" << (m.precision() == v1::PRECISION_BF16 || m.precision() == v1::PRECISION_INT8
+                        ? " (its own fine-tuned blocks and head in fp32)" : "")
+    << ".</p>\n";
+  if (m.precision_checks_size() == 0) return o.str();
+  o << "<table id=\"precision-checks\"><tr><th>precision</th><th>images</th><th>top-1 agreement</th><th>accuracy</th>"
+       "<th>fp32 accuracy</th><th>largest |&Delta;p|</th><th>gate</th><th>result</th></tr>\n";
+  for (const v1::PrecisionCheck& c : m.precision_checks()) {
+    o << "<tr><td>" << name(c.precision()) << "</td><td>" << c.images() << " " << HtmlEscape(c.split()) << " of "
+      << HtmlEscape(c.dataset()) << "</td><td>" << F(c.top1_agreement()) << "</td><td>" << F(c.accuracy())
+      << "</td><td>" << F(c.fp32_accuracy()) << "</td><td>" << F(c.max_probability_difference(), 6)
+      << "</td><td>agreement &ge; " << F(c.min_agreement()) << ", drop &le; " << F(c.max_accuracy_drop()) << "</td><td>"
+      << (c.passed() ? "passed" : "<b>failed</b>") << "</td></tr>\n";
+  }
+  o << "</table>\n";
+  return o.str();
+}
+
 std::string RenderReportHtml(const v1::Model& m) {
   const std::string title = m.name().empty() ? m.id() : absl::StrCat(m.name(), ":", m.version(), " (", m.id(), ")");
   std::ostringstream o;
@@ -347,6 +371,7 @@ std::string RenderReportHtml(const v1::Model& m) {
       << HardestImages(r);
   }
   if (m.has_monitoring()) o << ServingSection(m.monitoring());
+  o << PrecisionSection(m);
   o << "<p class=\"sub\">Made by graft report.</p>\n</body></html>\n";
   return o.str();
 }

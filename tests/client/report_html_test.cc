@@ -142,5 +142,29 @@ TEST(ReportHtml, AModelWithoutHistoryOrReportSaysSo) {
   EXPECT_EQ(Count(html, "class=\"point\""), 0);
 }
 
+TEST(ReportHtml, PrecisionSaysWhatServesAndEachChecksFigures) {
+  v1::Model m = SampleModel();
+  EXPECT_NE(RenderReportHtml(m).find("<p id=\"precision\">Serves with a fp32 trunk.</p>"), std::string::npos);
+  m.set_precision(v1::PRECISION_BF16);
+  auto* c = m.add_precision_checks();
+  c->set_precision(v1::PRECISION_BF16);
+  c->set_images(153);
+  c->set_split("val");
+  c->set_dataset("<b>hym</b>");
+  c->set_top1_agreement(0.9935);
+  c->set_accuracy(0.9412);
+  c->set_fp32_accuracy(0.9477);
+  c->set_max_probability_difference(0.026374);
+  c->set_min_agreement(0.99);
+  c->set_max_accuracy_drop(0.005);
+  c->set_passed(true);
+  const std::string html = RenderReportHtml(m);
+  EXPECT_NE(html.find("Serves with a bf16 trunk (its own fine-tuned blocks and head in fp32)."), std::string::npos);
+  EXPECT_NE(html.find("<td>bf16</td><td>153 val of &lt;b&gt;hym&lt;/b&gt;</td><td>0.9935</td><td>0.9412</td><td>0.9477</td>"
+                      "<td>0.026374</td><td>agreement &ge; 0.9900, drop &le; 0.0050</td><td>passed</td>"),
+            std::string::npos)
+      << html;
+}
+
 }  // namespace
 }  // namespace graft::client

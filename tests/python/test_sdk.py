@@ -4,6 +4,7 @@ import base64
 import json
 import struct
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -101,6 +102,18 @@ def test_upload_train_watch_through_a_restart_predict_export_delete(server, graf
         out = json.loads(r.read())["outputs"][0]
     assert out["shape"] == [1, 2]
     assert abs(max(out["data"]) - forms[0][0]["probability"]) < 1e-5
+
+    # bfloat16 serving measured through the SDK (a dry run: the model keeps
+    # serving fp32), where the CPU computes bfloat16 natively.
+    with pytest.raises(graft_client.InvalidArgument):
+        c.models.optimize("bees", "fp16")
+    flags = Path("/proc/cpuinfo").read_text()
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        done = c.models.optimize("bees", "bf16", dry_run=True, min_agreement=0.9, max_accuracy_drop=0.05)
+        assert done.check.passed and done.check.images == len(images) and done.check.split == "val"
+        assert done.check.top1_agreement >= 0.9 and 0 < done.check.max_probability_difference < 0.2
+        assert done.model.precision == 1  # PRECISION_FP32: a dry run switches nothing
+        assert [ch.precision for ch in c.models.get("bees").precision_checks] == [2]
 
     model = c.models.get("bees")
     assert model.id == job.model_id and list(model.class_names) == ["ants", "bees"]

@@ -449,6 +449,39 @@ class Models:
     def delete_alias(self, name: str, alias: str):
         self._c._call(self._stub.DeleteModelAlias, models_pb2.DeleteModelAliasRequest(name=name, alias=alias))
 
+    _PRECISIONS = {"fp32": 1, "bf16": 2, "int8": 3}
+
+    def optimize(self, ref: str, precision: str, dataset: str = "", split: str = "val",
+                 min_agreement: Optional[float] = None, max_accuracy_drop: Optional[float] = None,
+                 max_probability_difference: Optional[float] = None, dry_run: bool = False):
+        """Serves the model in `precision` ("bf16"; "fp32" goes back) once
+        measured against fp32 on labelled images (its own validation split by
+        default). Returns the last OptimizeModelProgress: `check` (the figures)
+        and `model`. A check that misses the gate raises FailedPrecondition
+        naming the figures; it is stored with the model all the same."""
+        if precision not in self._PRECISIONS:
+            raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"precision must be one of {', '.join(self._PRECISIONS)}, not {precision!r}")
+        splits = {"val": 1, "train": 2, "all": 3}
+        request = models_pb2.OptimizeModelRequest(model=ref, precision=self._PRECISIONS[precision], dataset=dataset,
+                                                  split=splits[split], dry_run=dry_run)
+        if min_agreement is not None:
+            request.min_agreement = min_agreement
+        if max_accuracy_drop is not None:
+            request.max_accuracy_drop = max_accuracy_drop
+        if max_probability_difference is not None:
+            request.max_probability_difference = max_probability_difference
+        last = None
+        try:
+            for message in self._stub.OptimizeModel(request, metadata=self._c._metadata):
+                if message.HasField("model"):
+                    last = message
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        if last is None:
+            raise GraftError(grpc.StatusCode.INTERNAL, "graftd ended the optimization without a result")
+        return last
+
     def export(self, ref: str, path) -> int:
         """Writes the model as one safetensors file (torchvision names, metadata
         in its header); returns its size in bytes. The file appears whole or not at all."""
