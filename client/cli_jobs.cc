@@ -237,6 +237,9 @@ absl::Status Watch(GraftClient& client, const Globals& g, const std::string& id,
   if (!g.json && std::any_of(epochs.begin(), epochs.end(), [](const v1::EpochMetrics& e) { return e.frozen_part_cached(); })) {
     out << "* the frozen part's output was cached: img/s counts the trainable part (the first such epoch built the cache)\n";
   }
+  if (!g.json && std::any_of(epochs.begin(), epochs.end(), [](const v1::EpochMetrics& e) { return e.frozen_part_bf16(); })) {
+    out << "b the frozen part ran in bfloat16 (spec.precision)\n";
+  }
   if (!live_curves && !g.json && !epochs.empty()) out << "learning curves:\n" << LearningCurves(epochs) << "\n";
   auto job = client.GetJob(id);
   if (!job.ok()) return job.status();

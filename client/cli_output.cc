@@ -95,7 +95,7 @@ std::string EpochRow(const v1::EpochMetrics& m) {
   char buf[160];
   std::snprintf(buf, sizeof(buf), "%5d %5d %8.4f %7.4f %8.4f %7.4f %7.4f %9.2e %8.1f %6.1fs%s", m.epoch(), m.stage(),
                 m.train_loss(), m.train_accuracy(), m.val_loss(), m.val_accuracy(), m.val_macro_f1(),
-                m.learning_rate(), m.images_per_second(), m.epoch_seconds(), m.frozen_part_cached() ? " *" : "");
+                m.learning_rate(), m.images_per_second(), m.epoch_seconds(), m.frozen_part_cached() ? (m.frozen_part_bf16() ? " *b" : " *") : (m.frozen_part_bf16() ? " b" : ""));
   return buf;
 }
 

@@ -178,6 +178,21 @@ absl::StatusOr<core::JobSpec> FromProto(const v1::JobSpec& in) {
   s.early_stopping.restore_best = !e.disable_restore_best();
   s.early_stopping.restore_per_stage = e.restore_best() == v1::RESTORE_BEST_PER_STAGE;
   s.seed = in.seed();
+  switch (in.precision()) {
+    case v1::PRECISION_UNSPECIFIED:
+      break;  // auto
+    case v1::PRECISION_FP32:
+      s.precision = core::Precision::kFp32;
+      break;
+    case v1::PRECISION_BF16:
+      s.precision = core::Precision::kBf16;
+      break;
+    case v1::PRECISION_INT8:
+      return absl::InvalidArgumentError(
+          "spec.precision: int8 is not available for the frozen trunk's training pass; fp32, bf16 or unspecified (auto)");
+    default:
+      return UnknownEnum("spec.precision", in.precision());
+  }
   if (in.stages_size() > 0) s.auto_learning_rate = in.stages(0).optimizer().auto_learning_rate();
   if (HasSearch(in)) {
     const v1::SearchSpec& q = in.search();
@@ -262,6 +277,7 @@ void ToProto(const core::JobSpec& s, v1::JobSpec* out) {
   e->set_disable_restore_best(!s.early_stopping.restore_best);
   e->set_restore_best(s.early_stopping.restore_per_stage ? v1::RESTORE_BEST_PER_STAGE : v1::RESTORE_BEST_JOB);
   out->set_seed(s.seed);
+  if (s.precision) out->set_precision(*s.precision == core::Precision::kBf16 ? v1::PRECISION_BF16 : v1::PRECISION_FP32);
   if (s.auto_learning_rate && out->stages_size() > 0) out->mutable_stages(0)->mutable_optimizer()->set_auto_learning_rate(true);
   if (s.has_search) {
     const core::SearchSpec& q = s.search;
@@ -368,6 +384,7 @@ void ToProto(const core::EpochMetrics& m, v1::EpochMetrics* out) {
   out->set_images_per_second(m.images_per_second);
   out->set_epoch_seconds(m.epoch_seconds);
   out->set_frozen_part_cached(m.frozen_part_cached);
+  out->set_frozen_part_bf16(m.frozen_part_bf16);
 }
 
 v1::JobState ToProto(core::JobState state) { return static_cast<v1::JobState>(static_cast<int>(state)); }

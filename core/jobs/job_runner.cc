@@ -47,6 +47,7 @@ void JobRunner::SetRunnerInputs(TrainInput& input) const {
   input.feature_cache.half = options_.feature_cache_fp16;
   input.prefetch_batches = options_.decode_prefetch_batches;
   input.mixed_precision = options_.mixed_precision;
+  input.zoo = &zoo_;
 }
 
 std::string JobRunner::CheckpointPath(const std::string& id) const {

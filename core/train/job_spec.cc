@@ -308,7 +308,8 @@ void to_json(nlohmann::json& j, const JobSpec& s) {
                            {"restore_per_stage", e.restore_per_stage}}},
        {"seed", s.seed},
        {"auto_learning_rate", s.auto_learning_rate},
-       {"workers", s.workers}};
+       {"workers", s.workers},
+       {"precision", s.precision ? PrecisionName(*s.precision) : "auto"}};
   if (!s.add_datasets.empty()) j["add_datasets"] = s.add_datasets;
   if (s.has_promotion) {
     const PromotionSpec& p = s.promotion;
@@ -383,6 +384,8 @@ void from_json(const nlohmann::json& j, JobSpec& s) {
   s.early_stopping.restore_per_stage = e.value("restore_per_stage", true);  // as jobs stored before it did
   s.seed = JsonInt(j, "seed", uint64_t{0});
   s.auto_learning_rate = j.value("auto_learning_rate", false);
+  // Specs stored before precision existed trained in fp32, and resume so.
+  if (const std::string p = j.value("precision", "fp32"); p != "auto") s.precision = ParsePrecision(p).value_or(Precision::kFp32);
   s.workers = JsonInt(j, "workers", 1);
   s.add_datasets = j.value("add_datasets", std::vector<std::string>{});
   if (j.contains("promotion")) {

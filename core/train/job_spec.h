@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "core/data/augmentation_spec.h"
+#include "core/zoo/precision.h"
 
 namespace graft::core {
 
@@ -143,6 +145,12 @@ struct JobSpec {
   std::vector<std::string> add_datasets;
   bool has_promotion = false;
   PromotionSpec promotion;
+  // The frozen trunk's number format while training (its forward only: the
+  // cached features and everything trained stay float32 or the cache's
+  // fp16). Unset (auto): bf16 on a CPU with native bfloat16 when the frozen
+  // features are cached (no augmentation, or cached views), else fp32; on
+  // CUDA the --mixed_precision path. Jobs stored before it read fp32.
+  std::optional<Precision> precision;
 
   int TotalEpochs() const;
 };

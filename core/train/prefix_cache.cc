@@ -38,7 +38,10 @@ torch::Tensor PrefixCache::Forward(const torch::Tensor& images) const {
   torch::NoGradGuard no_grad;
   absl::MutexLock lock(&resident_.compute_mu);
   const AutocastScope autocast(resident_.device, options_.mixed_precision, torch::kBFloat16);
-  torch::Tensor y = resident_.inference->ForwardTrunk(ToDevice(images, resident_.device), 0, options_.k);
+  torch::Tensor y = options_.bf16_trunk != nullptr
+                        ? options_.bf16_trunk->ForwardTrunk(ToDevice(images, resident_.device).to(torch::kBFloat16), 0,
+                                                            options_.k)
+                        : resident_.inference->ForwardTrunk(ToDevice(images, resident_.device), 0, options_.k);
   if (trunk_end_) y = BackboneImpl::Pool(y);
   return y.to(torch::kFloat32).contiguous();
 }
@@ -120,7 +123,7 @@ absl::Status PrefixCache::Build(const std::vector<int64_t>& items, const Cancell
                  << " s, frozen forward and store " << forward_s << " s";
   built->description = absl::StrCat(cache.spilled() ? "spill" : "memory", " ",
                                     cache.dtype() == torch::kHalf ? "fp16" : "fp32", " ", rows, " rows ",
-                                    cache.bytes(), " bytes");
+                                    cache.bytes(), " bytes", options_.bf16_trunk != nullptr ? ", bf16 trunk" : "");
   ABSL_LOG(INFO) << "cached frozen features at block " << options_.k << ": " << built->description;
   if (!cache.spilled() && options_.on_cache_in_memory) options_.on_cache_in_memory(cache.bytes());
   Adopt(std::move(built));

@@ -36,6 +36,9 @@ class PrefixCache {
     // whole trunk, pooled (a head-only run).
     size_t k = 0;
     bool mixed_precision = true;  // CUDA: forward under bfloat16 autocast
+    // CPU: the trunk's bfloat16 copy (Zoo::Trunk) the frozen forward runs
+    // instead, fed bfloat16; its output is read back as float32. Null: fp32.
+    BackbonePtr bf16_trunk;
     // Budget, spill directory, fp16; its device is ignored (the backbone's).
     FeatureCacheOptions cache;
     // Decides whether a cache is made (augmentation without cached views:
@@ -71,6 +74,8 @@ class PrefixCache {
   // decode.
   absl::Status Build(const std::vector<int64_t>& items, const CancellationToken& cancel,
                      const std::function<void(int batch, int batches)>& progress);
+
+  bool bf16() const { return options_.bf16_trunk != nullptr; }
 
   // One pass's batches at block k, taken in order.
   struct Feed {

@@ -125,6 +125,25 @@ absl::Status Trainer::LoadTrainedState(const StateDict& state) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<BackbonePtr> Trainer::FrozenTrunk() const {
+  if (!device_.is_cpu()) return BackbonePtr();
+  const bool cached = !spec_.augmentation.any() || spec_.augmentation.cached_views > 0;
+  Precision p = Precision::kFp32;
+  if (spec_.precision) {
+    p = *spec_.precision;
+    if (p != Precision::kFp32) {
+      if (auto s = PrecisionSupported(p, device_); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("spec.precision: ", s.message()));
+      }
+    }
+  } else if (cached && in_.zoo != nullptr && PrecisionSupported(Precision::kBf16, device_).ok()) {
+    p = Precision::kBf16;  // auto
+  }
+  if (p == Precision::kFp32) return BackbonePtr();
+  if (in_.zoo == nullptr) return absl::FailedPreconditionError("spec.precision: no zoo to make the bf16 trunk from");
+  return in_.zoo->Trunk(*in_.resident, p);
+}
+
 absl::Status Trainer::Setup() {
   const auto& resident = *in_.resident;
   group_ = in_.collective;
@@ -180,6 +199,7 @@ absl::Status Trainer::Setup() {
   PrefixCache::Options prefix;
   prefix.k = static_cast<size_t>(k_);
   prefix.mixed_precision = in_.mixed_precision;
+  ASSIGN_OR_RETURN(prefix.bf16_trunk, FrozenTrunk());
   prefix.cache = in_.feature_cache;
   prefix.augmentation = spec_.augmentation;
   prefix.batch_size = spec_.batch_size;
@@ -344,6 +364,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   m.images_per_second = (seen - resume.seen) / std::max(train_seconds + setup_seconds_, 1e-9);
   m.epoch_seconds = std::chrono::duration<double>(Clock::now() - start).count() + setup_seconds_;
   m.frozen_part_cached = prefix_->cached();
+  m.frozen_part_bf16 = prefix_->bf16();
   setup_seconds_ = 0;
   return m;
 }

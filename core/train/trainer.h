@@ -35,6 +35,7 @@ struct EpochMetrics {
   double images_per_second = 0;
   double epoch_seconds = 0;
   bool frozen_part_cached = false;
+  bool frozen_part_bf16 = false;  // the frozen part ran in bfloat16 (JobSpec::precision)
 };
 
 // The figure `monitor` names (early stopping's, a search's ranking metric).
@@ -130,6 +131,9 @@ struct TrainInput {
   // CUDA only: forward passes under bfloat16 autocast (no loss scaling
   // needed); the optimiser keeps float32 weights.
   bool mixed_precision = true;
+  // Makes the frozen trunk's bfloat16 copy (JobSpec::precision) on CPU;
+  // null: the trunk runs fp32 unless the spec asks for bf16 (refused).
+  const Zoo* zoo = nullptr;
   // Features already extracted from these images with this backbone
   // (ExtractFeatures): a head-only run trains on them and computes none.
   std::shared_ptr<const SharedFeatures> features;

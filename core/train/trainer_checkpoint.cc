@@ -22,7 +22,7 @@ nlohmann::json EpochMetricsToJson(const EpochMetrics& m) {
           {"val_loss", m.val_loss}, {"val_accuracy", m.val_accuracy},
           {"val_macro_f1", m.val_macro_f1}, {"learning_rate", m.learning_rate},
           {"images_per_second", m.images_per_second}, {"epoch_seconds", m.epoch_seconds},
-          {"frozen_part_cached", m.frozen_part_cached}};
+          {"frozen_part_cached", m.frozen_part_cached}, {"frozen_part_bf16", m.frozen_part_bf16}};
 }
 
 EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
@@ -38,6 +38,7 @@ EpochMetrics EpochMetricsFromJson(const nlohmann::json& j) {
   m.images_per_second = j.value("images_per_second", 0.0);
   m.epoch_seconds = j.value("epoch_seconds", 0.0);
   m.frozen_part_cached = j.value("frozen_part_cached", false);
+  m.frozen_part_bf16 = j.value("frozen_part_bf16", false);
   return m;
 }
 

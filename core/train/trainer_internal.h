@@ -51,6 +51,9 @@ class Trainer final : public EpochRunner {
   absl::Status SaveCheckpoint(const TrainerCheckpoint& checkpoint) override;
 
   absl::Status Setup();
+  // The bfloat16 trunk the frozen part runs in (JobSpec::precision), or null
+  // for fp32 (and on CUDA, where --mixed_precision decides).
+  absl::StatusOr<BackbonePtr> FrozenTrunk() const;
   absl::StatusOr<LrCurve> RangeTest(const LrFindOptions& options);
   // Whether images are decoded by the training thread's team (CPU) rather
   // than ahead on the pool (CUDA).
