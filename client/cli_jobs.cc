@@ -59,6 +59,7 @@ struct TrainOptions {
   double min_delta = 0;
   uint64_t seed = 0;
   int workers = 1;
+  std::string precision = "auto";
   bool watch = false;
 };
 
@@ -144,6 +145,8 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const TrainOptions& o) {
   e->set_restore_best(o.restore_best == "per_stage" ? v1::RESTORE_BEST_PER_STAGE : v1::RESTORE_BEST_JOB);
   spec.set_seed(o.seed);
   spec.set_workers(o.workers);
+  spec.set_precision(o.precision == "bf16" ? v1::PRECISION_BF16 : o.precision == "fp32" ? v1::PRECISION_FP32
+                                                                                        : v1::PRECISION_UNSPECIFIED);
   return spec;
 }
 
@@ -382,6 +385,8 @@ void AddTrainOptions(CLI::App* cmd, TrainOptions& o) {
       ->check(CLI::IsMember({"frozen", "train"}))->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed");
   cmd->add_option("--workers", o.workers, "trainer processes sharing each batch (data-parallel)")->capture_default_str();
+  cmd->add_option("--precision", o.precision, "the frozen trunk's training pass: auto, bf16 or fp32 (README, Precision)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}))->capture_default_str();
   cmd->add_option("--add", o.add, "a dataset whose every image joins the training split (repeatable)");
 }
 

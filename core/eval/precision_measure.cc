@@ -17,6 +17,11 @@ absl::StatusOr<PrecisionCheck> MeasurePrecision(const Predictor& predictor, Data
                                                 const Caller& caller) {
   RETURN_IF_ERROR(ValidateGate(gate));
   RETURN_IF_ERROR(PrecisionSupported(precision, predictor.zoo().device()));
+  {  // the trunk made (or refused, a TorchScript backbone) before any image runs
+    ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> resident,
+                     predictor.zoo().AwaitResident(pass.model->info().backbone, caller.cancelled));
+    RETURN_IF_ERROR(predictor.zoo().Trunk(*resident, precision).status());
+  }
   if (pass.images.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset, "' has no ", split,
                                                       " images to measure precision ", PrecisionName(precision), " on"));

@@ -137,11 +137,18 @@ absl::StatusOr<BackbonePtr> Trainer::FrozenTrunk() const {
       }
     }
   } else if (cached && in_.zoo != nullptr && PrecisionSupported(Precision::kBf16, device_).ok()) {
-    p = Precision::kBf16;  // auto
+    // auto: a backbone that cannot run in bfloat16 (a TorchScript one with
+    // float32 constants) trains in float32.
+    auto trunk = in_.zoo->Trunk(*in_.resident, Precision::kBf16);
+    if (trunk.ok()) return trunk;
+    ABSL_LOG(INFO) << "the frozen trunk trains in fp32: " << trunk.status().message();
+    return BackbonePtr();
   }
   if (p == Precision::kFp32) return BackbonePtr();
   if (in_.zoo == nullptr) return absl::FailedPreconditionError("spec.precision: no zoo to make the bf16 trunk from");
-  return in_.zoo->Trunk(*in_.resident, p);
+  auto trunk = in_.zoo->Trunk(*in_.resident, p);
+  if (!trunk.ok()) return absl::Status(trunk.status().code(), absl::StrCat("spec.precision: ", trunk.status().message()));
+  return trunk;
 }
 
 absl::Status Trainer::Setup() {

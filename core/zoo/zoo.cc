@@ -6,6 +6,7 @@
 #include <ATen/Context.h>
 
 #include <torch/cuda.h>
+#include <c10/core/InferenceMode.h>
 
 #include <chrono>
 #include <filesystem>
@@ -63,7 +64,7 @@ absl::StatusOr<BackbonePtr> Zoo::Trunk(ResidentBackbone& backbone, Precision pre
   absl::MutexLock lock(&backbone.variant_mu);
   if (backbone.bf16 != nullptr) return backbone.bf16;
   const BackboneSpec& spec = *backbone.spec;
-  ASSIGN_OR_RETURN(BackbonePtr m, GuardInternal("bfloat16 copy of " + spec.name, [&]() -> absl::StatusOr<BackbonePtr> {
+  auto made = GuardInternal("bfloat16 copy of " + spec.name, [&]() -> absl::StatusOr<BackbonePtr> {
     // From the torchvision-named weights, as MakeInferenceBackbone makes the
     // float32 trunk, but in the dense layout.
     BackbonePtr m = spec.make();
@@ -72,8 +73,22 @@ absl::StatusOr<BackbonePtr> Zoo::Trunk(ResidentBackbone& backbone, Precision pre
     m->FoldBatchNorm();
     PrepareForInference(*m, backbone.device);
     m->to(torch::kBFloat16);
+    // A TorchScript backbone may hold float32 constants a bfloat16 input
+    // cannot meet: one image through it says so now, not in a request.
+    c10::InferenceMode guard;
+    const Preprocessing& p = spec.preprocessing;
+    m->forward(torch::zeros({1, 3, p.height, p.width}, torch::kBFloat16).contiguous(torch::MemoryFormat::ChannelsLast));
     return m;
-  }));
+  });
+  if (!made.ok()) {
+    // The interpreter's report ends with the error itself ("RuntimeError: ...").
+    const std::string why(made.status().message());
+    const size_t error = why.rfind("Error: ");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backbone '", spec.name, "' cannot run in bf16: ",
+        error == std::string::npos ? why.substr(0, why.find('\n')) : why.substr(error + 7, why.find('\n', error) - error - 7)));
+  }
+  BackbonePtr m = *std::move(made);
   backbone.bf16_charge = Charge(DeviceLedger::Kind::kModel, m->StateBytes());
   backbone.bf16 = m;
   ABSL_LOG(INFO) << "backbone " << spec.name << ": bfloat16 trunk made (" << m->StateBytes() << " bytes)";

@@ -10,6 +10,7 @@
 
 #include "client/client.h"
 #include "core/util/files.h"
+#include "core/zoo/precision.h"
 #include "server/metrics.h"
 #include "server/server.h"
 #include "tests/testing/local_server.h"
@@ -207,6 +208,22 @@ TEST_F(CustomBackboneTest, ATracedBackboneFineTunesFrozenServesAndSurvivesRestar
   const std::string bee = graft::testing::HymenopteraDir() + "/val/bees/10870992_eebeeb3a12.jpg";
   EXPECT_EQ(PredictTop(done.model_id(), ant), "ants");
   EXPECT_EQ(PredictTop(done.model_id(), bee), "bees");
+  // Its frozen constants are float32: the job's auto precision trained it
+  // in fp32, and serving it in bf16 is refused by name before any image runs.
+  const auto trained = client_->GetModel(done.model_id());
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_GT(trained->history_size(), 0);
+  for (const auto& e : trained->history()) EXPECT_FALSE(e.frozen_part_bf16());
+  if (core::CpuBf16Support(core::CpuFlags()).ok()) {
+    v1::OptimizeModelRequest bf16;
+    bf16.set_model(done.model_id());
+    bf16.set_precision(v1::PRECISION_BF16);
+    const auto no = client_->OptimizeModel(bf16);
+    EXPECT_EQ(no.status().code(), absl::StatusCode::kFailedPrecondition) << no.status();
+    EXPECT_NE(no.status().message().find("backbone 'mnv2_traced' cannot run in bf16: "), std::string::npos)
+        << no.status();
+    EXPECT_EQ(PredictTop(done.model_id(), ant), "ants");
+  }
 
   // In use: not unregistered; the message names the model.
   absl::Status busy = client_->UnregisterBackbone("mnv2_traced");

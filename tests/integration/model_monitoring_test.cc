@@ -17,15 +17,6 @@
 namespace graft::server {
 namespace {
 
-// The value of the series whose line starts with `prefix` ("name{labels}"); -1 when absent.
-double Series(const std::string& page, const std::string& prefix) {
-  std::istringstream in(page);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return -1;
-}
-
 class ModelMonitoringTest : public TrainingTest {
  protected:
   // Predicts `images` (encoded) with the model, 16 to a request, `total` images in all (cycling).
@@ -96,9 +87,9 @@ TEST_F(ModelMonitoringTest, PhotosStayInDistributionTexturesDriftAndOneClassShif
   const double photos_drift = m.drift_score();
   std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
   const std::string labels = "{model=\"admin/insects\",version=\"1\"}";
-  EXPECT_NEAR(Series(page, "graft_model_drift_score" + labels), photos_drift, 0.05) << page.substr(page.find("graft_model"), 3000);
-  EXPECT_EQ(Series(page, "graft_model_predictions_total" + labels), 300) << page;
-  EXPECT_GE(Series(page, "graft_model_class_share{model=\"admin/insects\",version=\"1\",class=\"ants\"}"), 0) << page;
+  EXPECT_NEAR(testing::MetricValue(page, "graft_model_drift_score" + labels), photos_drift, 0.05) << page.substr(page.find("graft_model"), 3000);
+  EXPECT_EQ(testing::MetricValue(page, "graft_model_predictions_total" + labels), 300) << page;
+  EXPECT_GE(testing::MetricValue(page, "graft_model_class_share{model=\"admin/insects\",version=\"1\",class=\"ants\"}"), 0) << page;
 
   // An application that may predict with the model does not see everyone's traffic to it.
   {
@@ -119,7 +110,7 @@ TEST_F(ModelMonitoringTest, PhotosStayInDistributionTexturesDriftAndOneClassShif
   EXPECT_TRUE(m.drifting());
   const double textures_drift = m.drift_score();
   page = testing::HttpGet(server_->metrics_port(), "/metrics");
-  EXPECT_GT(Series(page, "graft_model_drift_score" + labels), 1) << page;
+  EXPECT_GT(testing::MetricValue(page, "graft_model_drift_score" + labels), 1) << page;
   {
     auto model = client_->GetModel(id);
     ASSERT_TRUE(model.ok());

@@ -73,6 +73,15 @@ class TrainingTest : public ::testing::Test {
     return done.model_id();
   }
 
+  // A client of a new principal `name` with `role` (its token made by the admin).
+  std::unique_ptr<client::GraftClient> ClientAs(const std::string& name, v1::Role role) {
+    auto token = client_->CreateToken(name, role);
+    EXPECT_TRUE(token.ok()) << token.status();
+    client::ClientOptions options;
+    options.token = token.ok() ? token->token() : "";
+    return std::make_unique<client::GraftClient>("127.0.0.1:" + std::to_string(server_->port()), options);
+  }
+
   int BlobCount() {
     int n = 0;
     std::error_code ec;

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sstream>
+
 namespace graft::testing {
 
 std::string HttpGet(int port, const std::string& path) { return HttpGet(port, path, ""); }
@@ -28,6 +30,14 @@ std::string HttpGet(int port, const std::string& path, const std::string& token)
   }
   ::close(fd);
   return out;
+}
+
+double MetricValue(const std::string& page, const std::string& prefix) {
+  std::istringstream in(page);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
 }
 
 }  // namespace graft::testing

@@ -9,5 +9,8 @@ namespace graft::testing {
 std::string HttpGet(int port, const std::string& path);
 // GET with an Authorization: Bearer `token` header.
 std::string HttpGet(int port, const std::string& path, const std::string& token);
+// In a Prometheus text page, the value of the series whose line starts with
+// `prefix` ("name{labels}"); -1 when absent.
+double MetricValue(const std::string& page, const std::string& prefix);
 
 }  // namespace graft::testing
