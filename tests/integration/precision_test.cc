@@ -224,6 +224,25 @@ TEST_F(PrecisionTest, Bf16ServesOncePastTheGateSaysSoAndSurvivesARestart) {
   EXPECT_EQ(precisions, std::set<int>{v1::PRECISION_FP32});
   ASSERT_EQ(fp32_again.size(), fp32.size());
   for (size_t i = 0; i < fp32.size(); ++i) EXPECT_NEAR(fp32_again[i][0], fp32[i][0], 1e-5) << "image " << i;
+
+  // The CLI: a dry run measures and prints, and switches nothing.
+  CLI::App app;
+  client::Globals g;
+  std::ostringstream out;
+  client::Action action;
+  client::AddModelCommands(app, g, out, &action);
+  const char* argv[] = {"graft", "models", "optimize", "insects", "--precision", "bf16", "--dry_run"};
+  app.parse(7, argv);
+  ASSERT_TRUE(action);
+  ASSERT_TRUE(action(*client_).ok());
+  EXPECT_NE(out.str().find("bf16 against fp32 on 153 val images of hym: passed\n  top-1 agreement "),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find(" serves in fp32 (dry run: unchanged)"), std::string::npos) << out.str();
+  const char* bad[] = {"graft", "models", "optimize", "insects", "--precision", "fp16"};
+  CLI::App refusing;
+  client::AddModelCommands(refusing, g, out, &action);
+  EXPECT_THROW(refusing.parse(6, bad), CLI::ValidationError);
 }
 
 TEST_F(PrecisionTest, RefusalsNameWhatWasWrong) {
