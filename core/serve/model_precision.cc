@@ -117,9 +117,16 @@ std::shared_ptr<ServingModel> ModelStore::WithInfo(const ServingModel& model, Mo
   copy->head_ = model.head_;
   copy->charge_ = model.charge_;
   copy->forward_mu_ = model.forward_mu_;
-  absl::MutexLock lock(&model.monitor_mu_);
-  copy->monitor_ = model.monitor_;
-  copy->agreements_ = model.agreements_;
+  std::shared_ptr<ModelMonitor> monitor;
+  decltype(model.agreements_) agreements;
+  {
+    absl::MutexLock lock(&model.monitor_mu_);
+    monitor = model.monitor_;
+    agreements = model.agreements_;
+  }
+  absl::MutexLock lock(&copy->monitor_mu_);
+  copy->monitor_ = std::move(monitor);
+  copy->agreements_ = std::move(agreements);
   return copy;
 }
 
