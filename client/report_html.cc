@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/cli_commands.h"
 #include "client/cli_output.h"
 
 namespace graft::client {
@@ -298,9 +299,7 @@ std::string ServingSection(const v1::ModelMonitoring& w) {
 
 // The precision the model serves in and what each check measured.
 std::string PrecisionSection(const v1::Model& m) {
-  const auto name = [](v1::Precision p) {
-    return p == v1::PRECISION_BF16 ? "bf16" : p == v1::PRECISION_INT8 ? "int8" : "fp32";
-  };
+  const auto& name = PrecisionText;
   std::ostringstream o;
   o << "<h2>Precision</h2>\n<p id=\"precision\">Serves with a " << name(m.precision())
     << " trunk" << (m.precision() == v1::PRECISION_BF16 || m.precision() == v1::PRECISION_INT8
