@@ -4,11 +4,12 @@
 // the same invocation with the same thread count.
 //
 //   backbone_forward [--threads N] [--min_seconds S] [--archs a,b] [--batches 1,32] [--input_size 224]
-//                    [--precision fp32|bf16|bf16_weights]
+//                    [--precision fp32|bf16|bf16_weights|int8]
 //
 // --precision bf16 runs graft's forward under CPU autocast to bfloat16 and the
 // reference under torch.autocast('cpu', bfloat16); bf16_weights converts
-// graft's weights and input to bfloat16 (the reference stays on autocast).
+// graft's weights and input to bfloat16 (the reference stays on autocast);
+// int8 runs graft's quantized trunk against FX static int8 on onednn.
 
 #include <torch/torch.h>
 
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!graft::bench::KnownPrecision(args.precision)) {
-    std::cerr << "--precision is fp32, bf16 or bf16_weights, not " << args.precision << "\n";
+    std::cerr << "--precision is fp32, bf16, bf16_weights or int8, not " << args.precision << "\n";
     return 2;
   }
   torch::set_num_threads(args.threads);
@@ -92,6 +93,6 @@ int main(int argc, char** argv) {
                           std::to_string(args.threads) + " --min_seconds " + std::to_string(args.min_seconds) +
                           " --archs " + args.archs + " --batches " + args.batches +
                           " --input_size " + std::to_string(args.input_size) +
-                          (args.precision == "fp32" ? "" : " --autocast_bf16");
+                          (args.precision == "fp32" ? "" : args.precision == "int8" ? " --int8" : " --autocast_bf16");
   return graft::bench::CompareWithReference("backbone_forward", cmd, graft, "torch_eager") ? 0 : 1;
 }

@@ -11,7 +11,9 @@ namespace graft::bench {
 
 // How the forward computes: "fp32" (what graftd serves today), "bf16"
 // (float32 weights, the forward under CPU autocast to bfloat16) or
-// "bf16_weights" (weights and input converted to bfloat16).
+// "bf16_weights" (weights and input converted to bfloat16) or "int8" (the
+// trunk statically quantized as graftd serves int8, core/zoo/int8.h; the
+// classifier in float32).
 bool KnownPrecision(const std::string& precision);
 
 // Images per second of `arch` (a registry name) at `batch` x 3 x size x size

@@ -10,6 +10,8 @@
 
 namespace graft::core {
 
+class Int8Graph;
+
 // One freezable unit of a backbone's trunk. Blocks run in order; block i's
 // parameters are those whose names start with one of `param_prefixes`.
 struct BlockInfo {
@@ -61,6 +63,11 @@ class BackboneImpl : public torch::nn::Module {
   // mode (the running statistics normalize and are never updated) and no
   // gradient for their scale and shift, as Keras fine-tunes.
   void SetTrainableBlocks(int n, bool train_batch_norm = false);
+
+  // After FoldBatchNorm: writes block `index`'s computation from value
+  // `input` into `graph` (core/zoo/int8.h) and sets `*output`; false where
+  // the block has no int8 form.
+  virtual bool LowerBlock(size_t index, Int8Graph& graph, int input, int* output) { return false; }
 
   virtual int64_t ParameterCount() const;
   // Bytes of parameters and buffers.

@@ -2,6 +2,8 @@
 
 #include <torch/nn/functional/activation.h>
 
+#include "core/zoo/int8.h"
+
 namespace graft::core {
 
 torch::Tensor Activate(const torch::Tensor& x, Activation act) {
@@ -50,6 +52,12 @@ torch::Tensor ConvNormAct::forward(const torch::Tensor& x) {
 void ConvNormAct::Fold() {
   FoldBatchNorm(*this, "0", conv_, bn_);
   folded_ = true;
+}
+
+bool ConvNormAct::Lower(Int8Graph& graph, int input, int* output) {
+  if (!folded_) return false;
+  *output = graph.Conv(input, conv_, act_);
+  return *output >= 0;
 }
 
 void FoldBatchNorm(torch::nn::Module& owner, const std::string& name, torch::nn::Conv2d& conv,

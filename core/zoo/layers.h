@@ -24,6 +24,9 @@ class UnaryModule : public torch::nn::Module {
   // Folds this module's own eval-mode batch norms into the convolutions before
   // them (not its children's: BackboneImpl::FoldBatchNorm visits every module).
   virtual void Fold() {}
+  // After Fold: this module's computation on value `input` as int8 graph
+  // operations (BackboneImpl::LowerBlock); false where it has no int8 form.
+  virtual bool Lower(Int8Graph& graph, int input, int* output) { return false; }
 };
 
 // Replaces `conv` (registered in `owner` as `name`) by a convolution with a
@@ -49,6 +52,7 @@ class ConvNormAct : public UnaryModule {
               Activation act, double bn_eps = 1e-5);
   torch::Tensor forward(const torch::Tensor& x) override;
   void Fold() override;
+  bool Lower(Int8Graph& graph, int input, int* output) override;
 
  private:
   torch::nn::Conv2d conv_{nullptr};

@@ -4,6 +4,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/zoo/int8.h"
 #include "core/zoo/layers.h"
 
 namespace graft::core {
@@ -36,6 +37,17 @@ class InvertedResidual : public UnaryModule {
     y = project_->forward(depthwise_->forward(y));
     if (!folded_) y = project_bn_->forward(y);
     return use_residual_ ? x + y : y;
+  }
+
+  bool Lower(Int8Graph& graph, int input, int* output) override {
+    if (!folded_) return false;
+    int y = input;
+    if (expand_ && !expand_->Lower(graph, y, &y)) return false;
+    if (!depthwise_->Lower(graph, y, &y)) return false;
+    y = graph.Conv(y, project_, Activation::kNone);
+    if (y < 0) return false;
+    *output = use_residual_ ? graph.Add(input, y, /*relu=*/false) : y;
+    return true;
   }
 
   void Fold() override {  // expand_ and depthwise_ fold themselves
@@ -85,6 +97,9 @@ class MobileNetV2Impl : public BackboneImpl {
 
  protected:
   torch::Tensor ForwardBlock(size_t i, const torch::Tensor& x) override { return features_[i].forward(x); }
+  bool LowerBlock(size_t i, Int8Graph& graph, int input, int* output) override {
+    return features_[i].Lower(graph, input, output);
+  }
 
  private:
   UnaryList features_;

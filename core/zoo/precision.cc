@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/zoo/int8.h"
 
 namespace graft::core {
 
@@ -63,7 +64,8 @@ absl::Status PrecisionSupported(Precision p, const torch::Device& device) {
     case Precision::kInt8:
       break;
   }
-  return absl::UnimplementedError("int8 serving is not available in this graftd yet; bf16 and fp32 are");
+  if (device.is_cuda()) return absl::UnimplementedError("int8 runs on CPU only; on CUDA serve bf16 or fp32");
+  return SelectInt8Engine();
 }
 
 }  // namespace graft::core

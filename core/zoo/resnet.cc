@@ -4,6 +4,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/zoo/int8.h"
 #include "core/zoo/layers.h"
 
 namespace graft::core {
@@ -46,6 +47,17 @@ class ResidualBlock : public UnaryModule {
     if (bottleneck_) out = Bn(bn3_, conv3_->forward(torch::relu(out)));
     const torch::Tensor identity = down_conv_ ? Bn(down_bn_, down_conv_->forward(x)) : x;
     return torch::relu(out + identity);
+  }
+
+  bool Lower(Int8Graph& graph, int input, int* output) override {
+    if (!folded_) return false;
+    int out = graph.Conv(input, conv1_, Activation::kReLU);
+    out = graph.Conv(out, conv2_, bottleneck_ ? Activation::kReLU : Activation::kNone);
+    if (bottleneck_) out = graph.Conv(out, conv3_, Activation::kNone);
+    const int identity = down_conv_ ? graph.Conv(input, down_conv_, Activation::kNone) : input;
+    if (out < 0 || identity < 0) return false;
+    *output = graph.Add(out, identity, /*relu=*/true);
+    return true;
   }
 
   void Fold() override {
@@ -108,6 +120,16 @@ class ResNetImpl : public BackboneImpl {
     }
     const auto [stage, b] = block_index_[i - 1];
     return layers_[stage][b].forward(x);
+  }
+
+  bool LowerBlock(size_t i, Int8Graph& graph, int input, int* output) override {
+    if (i == 0) {
+      if (!stem_folded_) return false;
+      *output = graph.MaxPool(graph.Conv(input, conv1_, Activation::kReLU), 3, 2, 1);
+      return true;
+    }
+    const auto [stage, b] = block_index_[i - 1];
+    return layers_[stage][b].Lower(graph, input, output);
   }
 
  private:

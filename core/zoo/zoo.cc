@@ -1,6 +1,7 @@
 #include "core/zoo/zoo.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include <ATen/Context.h>
@@ -58,8 +59,78 @@ absl::StatusOr<BackbonePtr> MakeInferenceBackbone(const BackboneSpec& spec, cons
   });
 }
 
-absl::StatusOr<BackbonePtr> Zoo::Trunk(ResidentBackbone& backbone, Precision precision) const {
+namespace {
+
+// The trunk's int8 graph from the torchvision-named weights: batch norm
+// folded, dense float32 weights.
+absl::StatusOr<std::unique_ptr<Int8Graph>> Int8GraphOf(const ResidentBackbone& backbone) {
+  const BackboneSpec& spec = *backbone.spec;
+  if (spec.custom || !backbone.device.is_cpu()) {
+    return absl::FailedPreconditionError(absl::StrCat("backbone '", spec.name, "' has no int8 form: ",
+                                                      spec.custom ? "it is a TorchScript backbone" : "int8 runs on CPU"));
+  }
+  BackbonePtr m;
+  RETURN_IF_ERROR(GuardInternal("float32 copy of " + spec.name, [&]() -> absl::Status {
+    m = spec.make();
+    RETURN_IF_ERROR(LoadStateDict(*m, ModuleStateDict(*backbone.module)));
+    m->FoldBatchNorm();
+    return absl::OkStatus();
+  }));
+  return LowerTrunk(*m, spec.name);
+}
+
+}  // namespace
+
+absl::StatusOr<Int8Calibration> Zoo::CalibrateInt8(const ResidentBackbone& backbone,
+                                                   const std::vector<torch::Tensor>& batches) const {
+  RETURN_IF_ERROR(PrecisionSupported(Precision::kInt8, backbone.device));
+  ASSIGN_OR_RETURN(const std::unique_ptr<Int8Graph> graph, Int8GraphOf(backbone));
+  Int8Calibration out;
+  out.ranges.assign(graph->values(), {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()});
+  RETURN_IF_ERROR(GuardInternal("int8 calibration of " + backbone.spec->name, [&]() -> absl::Status {
+    c10::InferenceMode guard;
+    for (const torch::Tensor& b : batches) {
+      graph->RunFloat(b.to(torch::kFloat32), 0, graph->blocks(), &out.ranges);
+      out.images += b.size(0);
+    }
+    return absl::OkStatus();
+  }));
+  if (out.images == 0) return absl::InvalidArgumentError("int8 calibration needs at least one image");
+  return out;
+}
+
+absl::StatusOr<BackbonePtr> Zoo::Trunk(ResidentBackbone& backbone, Precision precision,
+                                       const Int8Calibration* calibration) const {
   RETURN_IF_ERROR(PrecisionSupported(precision, backbone.device));
+  if (precision == Precision::kInt8) {
+    if (calibration == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat("int8 on backbone '", backbone.spec->name,
+                                                        "' needs a calibration: graft models optimize MODEL "
+                                                        "--precision int8 makes one"));
+    }
+    const std::string key = calibration->Fingerprint();
+    absl::MutexLock lock(&backbone.variant_mu);
+    auto& variants = backbone.int8;
+    for (auto it = variants.begin(); it != variants.end(); ++it) {
+      if (it->fingerprint != key) continue;
+      std::rotate(it, it + 1, variants.end());  // most recently used last
+      return variants.back().trunk;
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<Int8Graph> graph, Int8GraphOf(backbone));
+    RETURN_IF_ERROR(graph->Quantize(*calibration));
+    auto trunk = std::make_shared<Int8TrunkImpl>(backbone.module->blocks(), std::move(graph));
+    RETURN_IF_ERROR(GuardInternal("int8 trunk of " + backbone.spec->name, [&]() -> absl::Status {
+      c10::InferenceMode guard;  // one image now, not in a request
+      const Preprocessing& p = backbone.spec->preprocessing;
+      trunk->ForwardTrunk(torch::zeros({1, 3, p.height, p.width}));
+      return absl::OkStatus();
+    }));
+    if (variants.size() >= kMaxInt8Trunks) variants.erase(variants.begin());
+    variants.push_back({key, trunk, Charge(DeviceLedger::Kind::kModel, trunk->StateBytes())});
+    ABSL_LOG(INFO) << "backbone " << backbone.spec->name << ": int8 trunk made for calibration " << key << " ("
+                   << trunk->StateBytes() << " bytes)";
+    return BackbonePtr(trunk);
+  }
   if (precision == Precision::kFp32 || backbone.device.is_cuda()) return backbone.inference;
   absl::MutexLock lock(&backbone.variant_mu);
   if (backbone.bf16 != nullptr) return backbone.bf16;

@@ -17,6 +17,7 @@
 #include "core/zoo/precision.h"
 #include "core/zoo/registry.h"
 #include "core/zoo/state_dict.h"
+#include "core/zoo/int8.h"
 #include "core/zoo/torchscript_backbone.h"
 #include "core/zoo/weights_fetcher.h"
 
@@ -39,6 +40,14 @@ struct ResidentBackbone {
   absl::Mutex variant_mu;
   BackbonePtr bf16 ABSL_GUARDED_BY(variant_mu);
   std::shared_ptr<DeviceLedger::Charge> bf16_charge ABSL_GUARDED_BY(variant_mu);
+  // int8 trunks (Int8TrunkImpl) by calibration fingerprint, the most recently
+  // used last; at most Zoo::kMaxInt8Trunks are kept.
+  struct Int8Variant {
+    std::string fingerprint;
+    BackbonePtr trunk;
+    std::shared_ptr<DeviceLedger::Charge> charge;
+  };
+  std::vector<Int8Variant> int8 ABSL_GUARDED_BY(variant_mu);
 };
 
 // What ListBackbones/GetBackbone report.
@@ -187,7 +196,17 @@ class Zoo {
   // bfloat16 autocast); on CPU for bf16 a bfloat16 copy of it, made now at
   // first use (about a second for ResNet-50) and kept while the backbone is
   // resident, its bytes charged like a model's.
-  absl::StatusOr<BackbonePtr> Trunk(ResidentBackbone& backbone, Precision precision) const;
+  // For int8 (CPU only) the trunk quantized with `calibration` (required:
+  // FAILED_PRECONDITION without one), made at first use of that calibration;
+  // the kMaxInt8Trunks most recently used calibrations stay made.
+  absl::StatusOr<BackbonePtr> Trunk(ResidentBackbone& backbone, Precision precision,
+                                    const Int8Calibration* calibration = nullptr) const;
+  static constexpr size_t kMaxInt8Trunks = 4;
+  // The ranges of every value of the backbone's int8 graph over `batches`
+  // (preprocessed images [N, 3, H, W] as the trunk takes them);
+  // FAILED_PRECONDITION when the backbone has no int8 form.
+  absl::StatusOr<Int8Calibration> CalibrateInt8(const ResidentBackbone& backbone,
+                                                const std::vector<torch::Tensor>& batches) const;
 
   // Registers a TorchScript backbone: validates it (LoadTorchScriptBackbone),
   // copies the file into custom_dir with a manifest so that it survives

@@ -1,0 +1,307 @@
+#include "core/zoo/int8.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/util/torch_compat.h"
+#include "core/util/torch_status.h"
+#include "core/zoo/layers.h"
+
+namespace graft::core {
+namespace {
+
+constexpr int kActNone = 0, kActReLU = 1, kActReLU6 = 2;
+
+c10::OperatorHandle QuantizedOp(const char* name, const char* overload) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+}
+
+std::vector<int64_t> ArrayVec(const torch::ExpandingArray<2>& a) { return {a->at(0), a->at(1)}; }
+
+// One boxed call of a quantized operator; its single result.
+c10::IValue Call(const c10::OperatorHandle& op, std::vector<c10::IValue> stack) {
+  op.callBoxed(&stack);
+  return std::move(stack.at(0));
+}
+
+// uint8 scale and zero point covering [lo, hi] (widened to hold 0).
+std::pair<double, int64_t> Affine(float lo, float hi) {
+  const double l = std::min(0.0, static_cast<double>(lo));
+  const double h = std::max(0.0, static_cast<double>(hi));
+  const double scale = std::max((h - l) / 255.0, 1e-8);
+  const int64_t zp = std::clamp<int64_t>(std::llround(-l / scale), 0, 255);
+  return {scale, zp};
+}
+
+}  // namespace
+
+std::string Int8Calibration::Fingerprint() const {
+  // FNV-1a over the ranges' bits: equal ranges, equal quantization.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const auto& [lo, hi] : ranges) {
+    mix(&lo, sizeof lo);
+    mix(&hi, sizeof hi);
+  }
+  return absl::StrFormat("%016x", h);
+}
+
+nlohmann::json Int8CalibrationToJson(const Int8Calibration& c) {
+  nlohmann::json ranges = nlohmann::json::array();
+  for (const auto& [lo, hi] : c.ranges) ranges.push_back({lo, hi});
+  return {{"images", c.images}, {"dataset", c.dataset}, {"split", c.split}, {"ranges", std::move(ranges)}};
+}
+
+absl::StatusOr<Int8Calibration> Int8CalibrationFromJson(const nlohmann::json& j) {
+  return GuardExceptions(absl::StatusCode::kDataLoss, "int8 calibration", [&]() -> absl::StatusOr<Int8Calibration> {
+    Int8Calibration c;
+    c.images = j.at("images").get<int64_t>();
+    c.dataset = j.value("dataset", "");
+    c.split = j.value("split", "");
+    for (const auto& r : j.at("ranges")) {
+      const float lo = r.at(0).get<float>(), hi = r.at(1).get<float>();
+      if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi) {
+        return absl::DataLossError(absl::StrCat("int8 calibration range [", lo, ", ", hi, "] is not a range"));
+      }
+      c.ranges.emplace_back(lo, hi);
+    }
+    return c;
+  });
+}
+
+int Int8Graph::BeginBlock() {
+  Block b;
+  b.input = NewValue();
+  b.first_op = ops_.size();
+  blocks_.push_back(b);
+  return b.input;
+}
+
+void Int8Graph::EndBlock(int output) {
+  blocks_.back().output = output;
+  blocks_.back().end_op = ops_.size();
+}
+
+int Int8Graph::Conv(int input, const torch::nn::Conv2d& conv, Activation act) {
+  Op op;
+  op.kind = Op::Kind::kConv;
+  switch (act) {
+    case Activation::kNone:
+      op.act = kActNone;
+      break;
+    case Activation::kReLU:
+      op.act = kActReLU;
+      break;
+    case Activation::kReLU6:
+      op.act = kActReLU6;
+      break;
+    default:
+      return -1;
+  }
+  const auto& o = conv->options;
+  if (!conv->bias.defined()) return -1;  // not folded
+  op.a = input;
+  op.weight = conv->weight.detach();
+  op.bias = conv->bias.detach();
+  op.stride = ArrayVec(o.stride());
+  op.padding = ArrayVec(compat::Get<torch::ExpandingArray<2>>(o.padding()));
+  op.dilation = ArrayVec(o.dilation());
+  op.groups = o.groups();
+  op.out = NewValue();
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+int Int8Graph::Add(int a, int b, bool relu) {
+  Op op;
+  op.kind = Op::Kind::kAdd;
+  op.a = a;
+  op.b = b;
+  op.relu = relu;
+  op.out = NewValue();
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+int Int8Graph::MaxPool(int input, int64_t kernel, int64_t stride, int64_t padding) {
+  Op op;
+  op.kind = Op::Kind::kMaxPool;
+  op.a = input;
+  op.kernel = kernel;
+  op.pool_stride = stride;
+  op.pool_padding = padding;
+  op.out = NewValue();
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+torch::Tensor Int8Graph::RunFloat(torch::Tensor x, size_t begin, size_t end,
+                                  std::vector<std::pair<float, float>>* ranges) const {
+  std::vector<torch::Tensor> v(values());
+  auto record = [&](int id) {
+    if (ranges == nullptr) return;
+    const auto [lo, hi] = torch::aminmax(v[id]);
+    auto& r = (*ranges)[id];
+    r.first = std::min(r.first, lo.item<float>());
+    r.second = std::max(r.second, hi.item<float>());
+  };
+  for (size_t bi = begin; bi < end && bi < blocks_.size(); ++bi) {
+    const Block& b = blocks_[bi];
+    v[b.input] = x;
+    record(b.input);
+    for (size_t i = b.first_op; i < b.end_op; ++i) {
+      const Op& op = ops_[i];
+      torch::Tensor y;
+      switch (op.kind) {
+        case Op::Kind::kConv:
+          y = torch::conv2d(v[op.a], op.weight, op.bias, op.stride, op.padding, op.dilation, op.groups);
+          if (op.act == kActReLU) y = torch::relu(y);
+          if (op.act == kActReLU6) y = torch::hardtanh(y, 0.0, 6.0);
+          break;
+        case Op::Kind::kAdd:
+          y = v[op.a] + v[op.b];
+          if (op.relu) y = torch::relu(y);
+          break;
+        case Op::Kind::kMaxPool:
+          y = torch::max_pool2d(v[op.a], {op.kernel, op.kernel}, {op.pool_stride, op.pool_stride},
+                                {op.pool_padding, op.pool_padding});
+          break;
+      }
+      v[op.out] = y;
+      record(op.out);
+    }
+    x = v[b.output];
+    // Values of earlier blocks are not read again.
+    std::fill(v.begin(), v.end(), torch::Tensor());
+  }
+  return x;
+}
+
+absl::Status Int8Graph::Quantize(const Int8Calibration& calibration) {
+  if (calibration.ranges.size() != values()) {
+    return absl::FailedPreconditionError(absl::StrCat("the int8 calibration holds ", calibration.ranges.size(),
+                                                      " ranges; this backbone's graph has ", values(),
+                                                      " values: calibrate again (graft models optimize)"));
+  }
+  scale_.assign(values(), 1.0);
+  zero_point_.assign(values(), 0);
+  for (size_t i = 0; i < values(); ++i) {
+    auto [lo, hi] = calibration.ranges[i];
+    std::tie(scale_[i], zero_point_[i]) = Affine(lo, hi);
+  }
+  // A ReLU6 output saturates at 6: its range never needs more.
+  for (const Op& op : ops_) {
+    if (op.kind == Op::Kind::kConv && op.act == kActReLU6) {
+      std::tie(scale_[op.out], zero_point_[op.out]) = Affine(0, std::min(6.0f, calibration.ranges[op.out].second));
+    }
+  }
+  return GuardInternal("int8 weights", [&]() -> absl::Status {
+    torch::NoGradGuard no_grad;
+    const auto prepack = QuantizedOp("quantized::conv2d_prepack", "");
+    bytes_ = 0;
+    for (Op& op : ops_) {
+      if (op.kind != Op::Kind::kConv) continue;
+      const torch::Tensor w = op.weight.to(torch::kFloat32).contiguous();
+      const torch::Tensor scales = (w.abs().amax({1, 2, 3}) / 127.0).clamp_min(1e-8).to(torch::kDouble);
+      const torch::Tensor zeros = torch::zeros({w.size(0)}, torch::kLong);
+      const torch::Tensor qw = torch::quantize_per_channel(w, scales, zeros, 0, torch::kQInt8);
+      op.packed = Call(prepack, {qw, op.bias.to(torch::kFloat32).contiguous(), op.stride, op.padding, op.dilation,
+                                 op.groups});
+      bytes_ += w.numel() + op.bias.numel() * 4;
+      op.weight = torch::Tensor();
+      op.bias = torch::Tensor();
+    }
+    return absl::OkStatus();
+  });
+}
+
+torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) const {
+  static const auto conv = QuantizedOp("quantized::conv2d", "new");
+  static const auto conv_relu = QuantizedOp("quantized::conv2d_relu", "new");
+  static const auto add = QuantizedOp("quantized::add", "");
+  static const auto add_relu = QuantizedOp("quantized::add_relu", "");
+  std::vector<torch::Tensor> v(values());
+  for (size_t bi = begin; bi < end && bi < blocks_.size(); ++bi) {
+    const Block& b = blocks_[bi];
+    if (!x.is_quantized()) {
+      x = torch::quantize_per_tensor(x.to(torch::kFloat32).contiguous(torch::MemoryFormat::ChannelsLast),
+                                     scale_[b.input], zero_point_[b.input], torch::kQUInt8);
+    }
+    v[b.input] = x;
+    for (size_t i = b.first_op; i < b.end_op; ++i) {
+      const Op& op = ops_[i];
+      const double s = scale_[op.out];
+      const int64_t z = zero_point_[op.out];
+      switch (op.kind) {
+        case Op::Kind::kConv:
+          v[op.out] = Call(op.act == kActNone ? conv : conv_relu, {v[op.a], op.packed, s, z}).toTensor();
+          break;
+        case Op::Kind::kAdd:
+          v[op.out] = Call(op.relu ? add_relu : add, {v[op.a], v[op.b], s, z}).toTensor();
+          break;
+        case Op::Kind::kMaxPool:
+          // Dilation spelled out: the quantized kernel reads both entries.
+          v[op.out] = torch::max_pool2d(v[op.a], {op.kernel, op.kernel}, {op.pool_stride, op.pool_stride},
+                                        {op.pool_padding, op.pool_padding}, {1, 1});
+          break;
+      }
+    }
+    x = v[b.output];
+    std::fill(v.begin(), v.end(), torch::Tensor());
+  }
+  return x;
+}
+
+absl::StatusOr<std::unique_ptr<Int8Graph>> LowerTrunk(BackboneImpl& folded, const std::string& name) {
+  auto graph = std::make_unique<Int8Graph>();
+  for (size_t i = 0; i < folded.blocks().size(); ++i) {
+    const int in = graph->BeginBlock();
+    int out = -1;
+    if (!folded.LowerBlock(i, *graph, in, &out) || out < 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "backbone '", name, "' has no int8 form (block '", folded.blocks()[i].name,
+          "'): int8 covers the ResNet and MobileNetV2 families; serve it in bf16 or fp32"));
+    }
+    graph->EndBlock(out);
+  }
+  return graph;
+}
+
+absl::Status SelectInt8Engine() {
+  static const absl::Status selected = []() -> absl::Status {
+    const auto& engines = at::globalContext().supportedQEngines();
+    for (const at::QEngine e : {at::QEngine::ONEDNN, at::QEngine::X86, at::QEngine::FBGEMM}) {
+      if (std::find(engines.begin(), engines.end(), e) != engines.end()) {
+        at::globalContext().setQEngine(e);
+        return absl::OkStatus();
+      }
+    }
+    return absl::FailedPreconditionError(
+        "int8 needs LibTorch's quantized engine onednn, x86 or fbgemm; this LibTorch has none of them");
+  }();
+  return selected;
+}
+
+Int8TrunkImpl::Int8TrunkImpl(std::vector<BlockInfo> blocks, std::unique_ptr<Int8Graph> graph)
+    : graph_(std::move(graph)) {
+  blocks_ = std::move(blocks);
+}
+
+torch::Tensor Int8TrunkImpl::ForwardHead(const torch::Tensor&) {
+  throw std::logic_error("an int8 trunk has no classifier: the float32 backbone's classifies");
+}
+
+}  // namespace graft::core
