@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/util/status_macros.h"
 #include "core/util/torch_compat.h"
 #include "core/util/torch_status.h"
 #include "core/zoo/layers.h"
@@ -150,13 +151,19 @@ int Int8Graph::MaxPool(int input, int64_t kernel, int64_t stride, int64_t paddin
 
 torch::Tensor Int8Graph::RunFloat(torch::Tensor x, size_t begin, size_t end,
                                   std::vector<std::pair<float, float>>* ranges) const {
-  std::vector<torch::Tensor> v(values());
-  auto record = [&](int id) {
-    if (ranges == nullptr) return;
-    const auto [lo, hi] = torch::aminmax(v[id]);
+  if (ranges == nullptr) return RunFloat(std::move(x), begin, end, ObserveFn());
+  return RunFloat(std::move(x), begin, end, [&](int id, const torch::Tensor& t) {
+    const auto [lo, hi] = torch::aminmax(t);
     auto& r = (*ranges)[id];
     r.first = std::min(r.first, lo.item<float>());
     r.second = std::max(r.second, hi.item<float>());
+  });
+}
+
+torch::Tensor Int8Graph::RunFloat(torch::Tensor x, size_t begin, size_t end, const ObserveFn& observe) const {
+  std::vector<torch::Tensor> v(values());
+  auto record = [&](int id) {
+    if (observe) observe(id, v[id]);
   };
   for (size_t bi = begin; bi < end && bi < blocks_.size(); ++bi) {
     const Block& b = blocks_[bi];
@@ -263,6 +270,80 @@ torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) cons
     std::fill(v.begin(), v.end(), torch::Tensor());
   }
   return x;
+}
+
+namespace {
+
+constexpr int64_t kBins = 2048;
+
+// The part [l, h] of a value's histogram over [lo, hi] (counts in `bins`)
+// that uint8 represents with the least squared error: rounding inside,
+// clipping outside.
+std::pair<float, float> BestRange(const std::vector<double>& bins, float lo, float hi) {
+  const double width = (static_cast<double>(hi) - lo) / kBins;
+  if (width <= 0) return {lo, hi};
+  const auto error = [&](double l, double h) {
+    const double delta = (std::max(h, 0.0) - std::min(l, 0.0)) / 255.0;
+    double e = 0;
+    for (int64_t i = 0; i < kBins; ++i) {
+      if (bins[i] == 0) continue;
+      const double c = lo + (i + 0.5) * width;
+      const double d = c < l ? l - c : c > h ? c - h : 0;
+      e += bins[i] * (d > 0 ? d * d : delta * delta / 12);
+    }
+    return e;
+  };
+  std::pair<float, float> best{lo, hi};
+  double best_error = error(lo, hi);
+  // Each end moved inwards in steps of 1/kSteps of the span (an end at 0 stays).
+  constexpr int kSteps = 64;
+  for (int a = 0; a < kSteps; ++a) {
+    for (int b = 0; a + b < kSteps; ++b) {
+      if ((a == 0 && b == 0) || (a > 0 && lo >= 0) || (b > 0 && hi <= 0)) continue;
+      const double l = lo + a * (hi - lo) / kSteps, h = hi - b * (hi - lo) / kSteps;
+      const double e = error(l, h);
+      if (e < best_error) {
+        best_error = e;
+        best = {static_cast<float>(l), static_cast<float>(h)};
+      }
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+absl::StatusOr<Int8Calibration> CalibrateGraph(const Int8Graph& graph, const std::vector<torch::Tensor>& batches) {
+  Int8Calibration out;
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<std::pair<float, float>> seen(graph.values(), {inf, -inf});
+  RETURN_IF_ERROR(GuardInternal("int8 calibration", [&]() -> absl::Status {
+    c10::InferenceMode guard;
+    for (const torch::Tensor& b : batches) {
+      graph.RunFloat(b.to(torch::kFloat32), 0, graph.blocks(), &seen);
+      out.images += b.size(0);
+    }
+    if (out.images == 0) return absl::OkStatus();
+    // Second pass: each value's histogram over what the first saw.
+    std::vector<std::vector<double>> hist(graph.values(), std::vector<double>(kBins, 0.0));
+    for (const torch::Tensor& b : batches) {
+      graph.RunFloat(b.to(torch::kFloat32), 0, graph.blocks(), [&](int id, const torch::Tensor& t) {
+        const auto [lo, hi] = seen[id];
+        if (!(hi > lo)) return;
+        const torch::Tensor h = torch::histc(t.to(torch::kFloat32), kBins, lo, hi).to(torch::kDouble).contiguous();
+        const double* p = h.data_ptr<double>();
+        for (int64_t i = 0; i < kBins; ++i) hist[id][i] += p[i];
+      });
+    }
+    out.ranges.resize(graph.values());
+    for (size_t id = 0; id < graph.values(); ++id) {
+      const auto [lo, hi] = seen[id];
+      out.ranges[id] = std::isfinite(lo) && hi > lo ? BestRange(hist[id], lo, hi) : std::pair<float, float>{0.0f, 0.0f};
+    }
+    return absl::OkStatus();
+  }));
+  if (out.images == 0) return absl::InvalidArgumentError("int8 calibration needs at least one image");
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<Int8Graph>> LowerTrunk(BackboneImpl& folded, const std::string& name) {

@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -60,6 +61,9 @@ class Int8Graph {
   // Float32 forward of blocks [begin, end), widening `ranges` (one per
   // value, [+inf, -inf] to start) with every value it computes.
   torch::Tensor RunFloat(torch::Tensor x, size_t begin, size_t end, std::vector<std::pair<float, float>>* ranges) const;
+  // The same, showing `observe` every value computed.
+  using ObserveFn = std::function<void(int value, const torch::Tensor& t)>;
+  torch::Tensor RunFloat(torch::Tensor x, size_t begin, size_t end, const ObserveFn& observe) const;
 
   // Quantizes the graph for `calibration` (FAILED_PRECONDITION when its
   // ranges are not this graph's): weights per channel to int8 and packed
@@ -102,6 +106,12 @@ class Int8Graph {
 // The graph of `folded`'s whole trunk (FoldBatchNorm done, dense layout);
 // FAILED_PRECONDITION naming the backbone when a block has no int8 form.
 absl::StatusOr<std::unique_ptr<Int8Graph>> LowerTrunk(BackboneImpl& folded, const std::string& name);
+
+// Calibrates `graph` on `batches` (preprocessed images [N, 3, H, W]): a
+// first float32 pass finds each value's extent, a second its histogram, and
+// each range is the part of the extent uint8 represents with the least
+// squared error (outliers clipped), as PyTorch's HistogramObserver chooses.
+absl::StatusOr<Int8Calibration> CalibrateGraph(const Int8Graph& graph, const std::vector<torch::Tensor>& batches);
 
 // OK when LibTorch here has a quantized engine for int8 convolutions on x86
 // (onednn, x86 or fbgemm), which it selects; else FAILED_PRECONDITION.

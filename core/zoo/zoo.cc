@@ -85,18 +85,7 @@ absl::StatusOr<Int8Calibration> Zoo::CalibrateInt8(const ResidentBackbone& backb
                                                    const std::vector<torch::Tensor>& batches) const {
   RETURN_IF_ERROR(PrecisionSupported(Precision::kInt8, backbone.device));
   ASSIGN_OR_RETURN(const std::unique_ptr<Int8Graph> graph, Int8GraphOf(backbone));
-  Int8Calibration out;
-  out.ranges.assign(graph->values(), {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()});
-  RETURN_IF_ERROR(GuardInternal("int8 calibration of " + backbone.spec->name, [&]() -> absl::Status {
-    c10::InferenceMode guard;
-    for (const torch::Tensor& b : batches) {
-      graph->RunFloat(b.to(torch::kFloat32), 0, graph->blocks(), &out.ranges);
-      out.images += b.size(0);
-    }
-    return absl::OkStatus();
-  }));
-  if (out.images == 0) return absl::InvalidArgumentError("int8 calibration needs at least one image");
-  return out;
+  return CalibrateGraph(*graph, batches);
 }
 
 absl::StatusOr<BackbonePtr> Zoo::Trunk(ResidentBackbone& backbone, Precision precision,
