@@ -1,5 +1,6 @@
-// graft models optimize MODEL --precision bf16|fp32 [--dataset D] [--split S]
-//   [--min_agreement X] [--max_accuracy_drop X] [--max_probability_difference X] [--dry_run]
+// graft models optimize MODEL --precision bf16|int8|fp32 [--dataset D] [--split S]
+//   [--min_agreement X] [--max_accuracy_drop X] [--max_probability_difference X]
+//   [--calibration_images N] [--dry_run]
 
 #include <iomanip>
 #include <ostream>
@@ -32,6 +33,7 @@ void PrintCheck(const v1::PrecisionCheck& c, std::ostream& out) {
       << "  largest |dp| " << Fixed(c.max_probability_difference(), 6);
   if (c.max_probability_difference_bound() < 1) out << " (at most " << Fixed(c.max_probability_difference_bound(), 6) << ")";
   out << ", mean |dp| of fp32's top class " << Fixed(c.mean_probability_difference(), 6) << "\n";
+  if (c.calibration_images() > 0) out << "  calibrated on " << c.calibration_images() << " training images\n";
   if (c.seconds() > 0) {
     out << "  pass " << Fixed(c.seconds(), 2) << " s, fp32 " << Fixed(c.fp32_seconds(), 2) << " s (decoding included): "
         << Fixed(c.fp32_seconds() / c.seconds(), 2) << "x\n";
@@ -57,13 +59,14 @@ void AddOptimizeCommand(CLI::App& models, const Globals& g, std::ostream& out, A
   struct Args {
     std::string model, precision, dataset, split = "val";
     double min_agreement = -1, max_accuracy_drop = -1, max_probability_difference = -1;
+    int calibration_images = 0;
     bool dry_run = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = models.add_subcommand(
       "optimize", "serve a model in another precision once measured against fp32 on labelled images (README, Precision)");
   cmd->add_option("model", a->model, "model id, NAME, NAME:VERSION or NAME@ALIAS")->required();
-  cmd->add_option("--precision,-p", a->precision, "bf16, or fp32 to go back")
+  cmd->add_option("--precision,-p", a->precision, "bf16 or int8, or fp32 to go back")
       ->required()
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--dataset,-d", a->dataset, "measure on this dataset (default: the one the model trained on)");
@@ -76,6 +79,9 @@ void AddOptimizeCommand(CLI::App& models, const Globals& g, std::ostream& out, A
   cmd->add_option("--max_probability_difference", a->max_probability_difference,
                   "largest |p - p_fp32| allowed on any image and class (default: no bound)")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--calibration_images", a->calibration_images,
+                  "int8: images of the model's training split its ranges are calibrated on (default 256)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_flag("--dry_run", a->dry_run, "measure and store the check, but keep serving as now");
   cmd->callback([&g, &out, action, a]() {
     *action = [&g, &out, a](GraftClient& c) -> absl::Status {
@@ -87,6 +93,7 @@ void AddOptimizeCommand(CLI::App& models, const Globals& g, std::ostream& out, A
       if (a->min_agreement >= 0) request.set_min_agreement(a->min_agreement);
       if (a->max_accuracy_drop >= 0) request.set_max_accuracy_drop(a->max_accuracy_drop);
       if (a->max_probability_difference >= 0) request.set_max_probability_difference(a->max_probability_difference);
+      if (a->calibration_images > 0) request.set_calibration_images(a->calibration_images);
       request.set_dry_run(a->dry_run);
       const bool tty = StderrIsTty() && !g.json;
       auto r = c.OptimizeModel(request, [tty](const v1::OptimizeModelProgress& p) {

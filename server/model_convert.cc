@@ -72,6 +72,7 @@ void ToProto(const core::PrecisionCheck& c, v1::PrecisionCheck* out) {
   out->set_max_probability_difference_bound(c.gate.max_probability_difference);
   out->set_passed(c.passed);
   SetTimestamp(c.created_at, out->mutable_created_at());
+  out->set_calibration_images(c.calibration_images);
 }
 
 void ToProto(const core::EvaluationReport& r, v1::EvaluationReport* out) {

@@ -10,6 +10,12 @@
 #include "server/status_util.h"
 
 namespace graft::server {
+namespace {
+
+constexpr int64_t kCalibrationImages = 256;
+constexpr int64_t kMaxCalibrationImages = 1024;
+
+}  // namespace
 
 grpc::Status ModelsService::OptimizeModel(grpc::ServerContext* context, const v1::OptimizeModelRequest* request,
                                           grpc::ServerWriter<v1::OptimizeModelProgress>* writer) {
@@ -50,6 +56,23 @@ grpc::Status ModelsService::OptimizeModel(grpc::ServerContext* context, const v1
     ASSIGN_OR_RETURN(auto slot, passes_.Acquire(who.name));
     const std::string dataset = request->dataset().empty() ? model->info().spec.dataset : request->dataset();
     ASSIGN_OR_RETURN(Pass pass, PreparePass(who, request->model(), dataset, request->split()));
+    std::optional<core::Int8Calibration> calibration;
+    const core::Caller calibrating([&]() { return context->IsCancelled(); }, who.name);
+    if (precision == core::Precision::kInt8) {
+      // Calibrated on the model's own training split, measured on `pass`.
+      const int64_t images = request->has_calibration_images() ? request->calibration_images() : kCalibrationImages;
+      if (images < 1 || images > kMaxCalibrationImages) {
+        return absl::InvalidArgumentError(absl::StrCat("calibration_images is ", images, "; it must lie in [1, ",
+                                                       kMaxCalibrationImages, "]"));
+      }
+      ASSIGN_OR_RETURN(const Pass train, PreparePass(who, request->model(), model->info().spec.dataset,
+                                                     v1::DATASET_SPLIT_TRAIN));
+      ASSIGN_OR_RETURN(calibration, core::CalibrateModel(*predictor_, train.run, images, train.dataset.name,
+                                                         train.split, calibrating));
+      core::ModelInfo candidate = pass.run.model->info();
+      candidate.int8_calibration = calibration;
+      pass.run.model = core::ModelStore::WithInfo(*pass.run.model, std::move(candidate));
+    }
     bool gone = false;
     auto progress = [&](int64_t done, int64_t total) {
       v1::OptimizeModelProgress p;
@@ -63,8 +86,12 @@ grpc::Status ModelsService::OptimizeModel(grpc::ServerContext* context, const v1
                                             progress, caller));
     if (gone) return writes->expired() ? writes->Expired("read of the progress") : absl::CancelledError("the client went away");
     // The check is kept either way; the model switches only when it passed.
-    const core::Precision serve = check.passed && !request->dry_run() ? precision : pass.run.model->info().precision;
-    ASSIGN_OR_RETURN(const core::ModelInfo info, store_.UpdatePrecision(id, serve, check));
+    const bool switched = check.passed && !request->dry_run();
+    const core::Precision serve = switched ? precision : model->info().precision;
+    // An int8 calibration is kept with the model that serves with it.
+    ASSIGN_OR_RETURN(const core::ModelInfo info,
+                     store_.UpdatePrecision(id, serve, check,
+                                            switched ? calibration : std::nullopt));
     if (!check.passed) {
       return absl::FailedPreconditionError(absl::StrCat(
           "model '", request->model(), "' stays in ", core::PrecisionName(serve), ": ", core::PrecisionName(precision),

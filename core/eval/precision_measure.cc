@@ -5,7 +5,9 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/files.h"
 #include "core/util/ids.h"
+#include "core/util/limit_error.h"
 #include "core/util/status_macros.h"
 #include "core/util/torch_status.h"
 
@@ -20,7 +22,8 @@ absl::StatusOr<PrecisionCheck> MeasurePrecision(const Predictor& predictor, Data
   {  // the trunk made (or refused, a TorchScript backbone) before any image runs
     ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> resident,
                      predictor.zoo().AwaitResident(pass.model->info().backbone, caller.cancelled));
-    RETURN_IF_ERROR(predictor.zoo().Trunk(*resident, precision).status());
+    const auto& calibration = pass.model->info().int8_calibration;
+    RETURN_IF_ERROR(predictor.zoo().Trunk(*resident, precision, calibration ? &*calibration : nullptr).status());
   }
   if (pass.images.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", dataset, "' has no ", split,
@@ -69,7 +72,46 @@ absl::StatusOr<PrecisionCheck> MeasurePrecision(const Predictor& predictor, Data
     return absl::OkStatus();
   }));
   check.passed = GateFailures(check).empty();
+  if (precision == Precision::kInt8 && pass.model->info().int8_calibration) {
+    check.calibration_images = pass.model->info().int8_calibration->images;
+  }
   return check;
+}
+
+absl::StatusOr<Int8Calibration> CalibrateModel(const Predictor& predictor, const DatasetPass& pass, int64_t images,
+                                               const std::string& dataset, const std::string& split,
+                                               const Caller& caller) {
+  if (pass.images.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset '", dataset, "' has no ", split, " images to calibrate int8 on"));
+  }
+  const int64_t total = static_cast<int64_t>(pass.images.size());
+  const int64_t n = std::min(std::max<int64_t>(images, 1), total);
+  std::vector<torch::Tensor> batches;
+  std::vector<ImageInput> chunk;
+  const Preprocessing& p = pass.model->info().preprocessing;
+  for (int64_t i = 0; i < n; ++i) {
+    if (caller.cancelled && caller.cancelled()) return absl::CancelledError("cancelled by the client");
+    const DatasetImage& image = pass.images[static_cast<size_t>(i * total / n)];
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(image.blob_path));
+    chunk.push_back({std::move(bytes), {}});
+    if (static_cast<int64_t>(chunk.size()) == pass.chunk || i + 1 == n) {
+      auto made = predictor.Preprocess(p, chunk);
+      if (!made.ok()) {
+        return Rephrased(made.status().code(), absl::StrCat("calibration image '", image.path, "' and the ",
+                                                            chunk.size() - 1, " before it: ", made.status().message()),
+                         made.status());
+      }
+      batches.push_back(*std::move(made));
+      chunk.clear();
+    }
+  }
+  ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> resident,
+                   predictor.zoo().AwaitResident(pass.model->info().backbone, caller.cancelled));
+  ASSIGN_OR_RETURN(Int8Calibration calibration, predictor.zoo().CalibrateInt8(*resident, batches));
+  calibration.dataset = dataset;
+  calibration.split = split;
+  return calibration;
 }
 
 }  // namespace graft::core

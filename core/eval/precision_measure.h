@@ -19,4 +19,12 @@ absl::StatusOr<PrecisionCheck> MeasurePrecision(const Predictor& predictor, Data
                                                 const std::string& split, const PassProgressFn& progress = {},
                                                 const Caller& caller = {});
 
+// An int8 calibration of `model`'s backbone on `images` images of `pass`
+// (evenly spaced through it, decoded and preprocessed as the model's),
+// through the float32 graph of its trunk (Zoo::CalibrateInt8). `dataset`
+// and `split` name the images; FAILED_PRECONDITION without any.
+absl::StatusOr<Int8Calibration> CalibrateModel(const Predictor& predictor, const DatasetPass& pass, int64_t images,
+                                               const std::string& dataset, const std::string& split,
+                                               const Caller& caller = {});
+
 }  // namespace graft::core

@@ -75,7 +75,7 @@ int64_t TrunkRequest::Pixels() const {
 }
 
 bool TrunkRequest::Batchable(const TrunkRequest& other) const {
-  if (precision != other.precision) return false;
+  if (precision != other.precision || trunk != other.trunk) return false;
   const auto size = [](const TrunkRequest& r) {
     return r.images.defined() ? std::make_pair(r.images.size(-2), r.images.size(-1)) : std::make_pair(r.height, r.width);
   };
@@ -327,14 +327,12 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
   }
   ResidentBackbone& bb = *held;
   const Precision precision = batch.front()->request.precision;
-  BackbonePtr trunk = bb.inference;
-  if (precision == Precision::kBf16 && bb.device.is_cpu()) {
-    absl::MutexLock lock(&bb.variant_mu);
-    trunk = bb.bf16;
-  }
+  const BackbonePtr trunk = batch.front()->request.trunk != nullptr ? batch.front()->request.trunk : bb.inference;
   int64_t images = 0;
   auto joined = GuardInternal("forward " + bb.spec->name, [&]() -> absl::StatusOr<std::map<int, torch::Tensor>> {
-    if (trunk == nullptr) return absl::InternalError("no bfloat16 trunk was made before the request was queued");
+    if (precision == Precision::kBf16 && bb.device.is_cpu() && trunk == bb.inference) {
+      return absl::InternalError("no bfloat16 trunk was made before the request was queued");
+    }
     c10::InferenceMode guard;
     const torch::Tensor all = inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0);
     images = all.size(0);
@@ -354,8 +352,10 @@ void TrunkBatcher::Compute(const std::vector<std::shared_ptr<Pending>>& taken) {
         int prev = 0;
         for (int stop : stops) {
           x = trunk->ForwardTrunk(x, static_cast<size_t>(prev), static_cast<size_t>(stop));
-          // The models' tails and Embed read float32.
-          parts[stop].push_back(autocast.active() || cpu_bf16 ? x.to(torch::kFloat32) : x);
+          // The models' tails and Embed read float32 (an int8 trunk's
+          // quantized output stays quantized for its next segment).
+          parts[stop].push_back(x.is_quantized() ? x.dequantize()
+                                : autocast.active() || cpu_bf16 ? x.to(torch::kFloat32) : x);
           prev = stop;
         }
       }

@@ -69,14 +69,15 @@ struct TrunkRequest {
   // a caller waits for has been queued or computing in any batcher of the
   // process for 2 ms, and never batched with one.
   bool background = false;
-  // The number format its trunk runs in (Zoo::Trunk, which the caller has
-  // called: on CPU a bf16 request reads ResidentBackbone::bf16); requests of
-  // different precisions never share a batch.
+  // The number format its trunk runs in, and that trunk (Zoo::Trunk, which
+  // the caller has called; null: the backbone's float32 `inference`).
+  // Requests of different trunks never share a batch.
   Precision precision = Precision::kFp32;
+  BackbonePtr trunk;
 
   int64_t Images() const;
   int64_t Pixels() const;  // of its deferred inputs
-  // Whether the two may ride in one batch: same input size and precision.
+  // Whether the two may ride in one batch: same input size and trunk.
   bool Batchable(const TrunkRequest& other) const;
 };
 

@@ -69,7 +69,8 @@ nlohmann::json PrecisionCheckToJson(const PrecisionCheck& c) {
           {"max_accuracy_drop", c.gate.max_accuracy_drop},
           {"max_probability_difference_bound", c.gate.max_probability_difference},
           {"passed", c.passed},
-          {"created_at", c.created_at}};
+          {"created_at", c.created_at},
+          {"calibration_images", c.calibration_images}};
 }
 
 absl::StatusOr<PrecisionCheck> PrecisionCheckFromJson(const nlohmann::json& j) {
@@ -93,11 +94,20 @@ absl::StatusOr<PrecisionCheck> PrecisionCheckFromJson(const nlohmann::json& j) {
     c.gate.max_probability_difference = j.value("max_probability_difference_bound", 1.0);
     c.passed = j.value("passed", false);
     c.created_at = j.value("created_at", 0.0);
+    c.calibration_images = j.value("calibration_images", int64_t{0});
     return c;
   });
 }
 
+std::string TrunkKey(const ModelInfo& info) {
+  if (info.precision == Precision::kInt8 && info.int8_calibration) {
+    return absl::StrCat(PrecisionName(info.precision), ":", info.int8_calibration->Fingerprint());
+  }
+  return PrecisionName(info.precision);
+}
+
 bool SamePrecision(const ModelInfo& a, const ModelInfo& b) {
+  if (TrunkKey(a) != TrunkKey(b)) return false;
   if (a.precision != b.precision || a.precision_checks.size() != b.precision_checks.size()) return false;
   for (size_t i = 0; i < a.precision_checks.size(); ++i) {
     const PrecisionCheck& x = a.precision_checks[i];
@@ -131,11 +141,13 @@ std::shared_ptr<ServingModel> ModelStore::WithInfo(const ServingModel& model, Mo
 }
 
 absl::StatusOr<ModelInfo> ModelStore::UpdatePrecision(const std::string& id, Precision serve,
-                                                      const std::optional<PrecisionCheck>& check) {
+                                                      const std::optional<PrecisionCheck>& check,
+                                                      const std::optional<Int8Calibration>& calibration) {
   absl::MutexLock serial(&refresh_mu_);  // see Publish
   ASSIGN_OR_RETURN(const std::shared_ptr<const ServingModel> model, Get(id));
   ModelInfo info = model->info();
   info.precision = serve;
+  if (calibration) info.int8_calibration = calibration;
   if (check) {
     auto& checks = info.precision_checks;
     checks.erase(std::remove_if(checks.begin(), checks.end(),

@@ -44,6 +44,7 @@ std::string ModelInfoToJson(const ModelInfo& m) {
   nlohmann::json checks = nlohmann::json::array();
   for (const PrecisionCheck& c : m.precision_checks) checks.push_back(PrecisionCheckToJson(c));
   j["precision_checks"] = std::move(checks);
+  if (m.int8_calibration) j["int8_calibration"] = Int8CalibrationToJson(*m.int8_calibration);
   return j.dump();
 }
 
@@ -95,6 +96,9 @@ absl::StatusOr<ModelInfo> ModelInfoFromJson(const std::string& text) {
         ASSIGN_OR_RETURN(PrecisionCheck check, PrecisionCheckFromJson(c));
         m.precision_checks.push_back(std::move(check));
       }
+    }
+    if (const auto it = j.find("int8_calibration"); it != j.end()) {
+      ASSIGN_OR_RETURN(m.int8_calibration, Int8CalibrationFromJson(*it));
     }
     return m;
   });

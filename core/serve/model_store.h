@@ -56,7 +56,14 @@ struct ModelInfo {
   // each other precision, passed or not.
   Precision precision = Precision::kFp32;
   std::vector<PrecisionCheck> precision_checks;
+  // The ranges its int8 trunk is quantized with (set by graft models
+  // optimize --precision int8 on its training split; Zoo::Trunk).
+  std::optional<Int8Calibration> int8_calibration;
 };
+
+// The trunk a model's precision (and calibration) selects: one key per
+// trunk variant, so that models with equal keys share a trunk pass.
+std::string TrunkKey(const ModelInfo& info);
 
 // A canary of an alias: `percent` of the requests through the alias go to
 // `version` instead of the alias's own version.
@@ -167,8 +174,15 @@ class ModelStore {
   // Serves the model in `serve` from now on (requests in flight finish as
   // they began; other graftd processes on the database follow at their next
   // Refresh) and records `check` as its precision's latest.
+  // `calibration`: stored as the model's int8 calibration when set.
+  // `model` with `info` (its profile kept when `info` has none): the same
+  // weights, monitor and shadow agreements. Not stored: UpdatePrecision
+  // stores; a candidate (an int8 calibration measured before it is kept)
+  // is served through Predictor::Outputs only.
+  static std::shared_ptr<ServingModel> WithInfo(const ServingModel& model, ModelInfo info);
   absl::StatusOr<ModelInfo> UpdatePrecision(const std::string& id, Precision serve,
-                                            const std::optional<PrecisionCheck>& check);
+                                            const std::optional<PrecisionCheck>& check,
+                                            const std::optional<Int8Calibration>& calibration = std::nullopt);
   absl::Status Delete(const std::string& id);
   // One safetensors file: the whole network (torchvision names) and the
   // metadata (JSON) under "graft.model" in its header.
@@ -236,9 +250,6 @@ class ModelStore {
       : db_(db), root_(std::move(root)), zoo_(zoo), monitor_options_(monitor) {}
   std::shared_ptr<ModelMonitor> NewMonitor(const ModelInfo& info) const;
   absl::StatusOr<std::shared_ptr<ServingModel>> Load(const ModelInfo& info, const StateDict& weights);
-  // `model` with `info` (its profile kept when `info` has none): the same
-  // weights, monitor and shadow agreements.
-  static std::shared_ptr<ServingModel> WithInfo(const ServingModel& model, ModelInfo info);
 
   absl::Status OpenNames();
   // Every alias in the database.

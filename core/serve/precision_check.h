@@ -39,6 +39,7 @@ struct PrecisionCheck {
   PrecisionGate gate;
   bool passed = false;
   double created_at = 0;  // Unix seconds
+  int64_t calibration_images = 0;  // int8: images its ranges were calibrated on
 };
 
 // Whether `check`'s figures pass its gate; the reasons it does not (empty:

@@ -123,6 +123,12 @@ absl::StatusOr<TrunkRequest> Predictor::MakeRequest(const Preprocessing& p, cons
   return request;
 }
 
+absl::StatusOr<torch::Tensor> Predictor::Preprocess(const Preprocessing& p, const std::vector<ImageInput>& inputs) const {
+  Timing timing;
+  ASSIGN_OR_RETURN(TrunkRequest request, MakeRequest(p, inputs, /*defer=*/false, timing));
+  return request.images;
+}
+
 Predictor::Predictor(const Zoo& zoo, ModelStore* models, PredictorOptions options, BatcherObserver* observer)
     : zoo_(zoo), models_(models), options_(options), observer_(observer) {
   if (options_.shadow_queue_images > 0 && models_ != nullptr) {
@@ -148,10 +154,11 @@ TrunkBatcher& Predictor::BatcherFor(const std::shared_ptr<ResidentBackbone>& bac
 absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone,
                                                 const Preprocessing& p, const std::vector<ImageInput>& inputs,
                                                 const std::vector<int>& stops, bool classify, Timing& timing,
-                                                const Caller& caller, Precision precision) const {
+                                                const Caller& caller, Precision precision,
+                                                const Int8Calibration* calibration) const {
   // The precision's trunk exists before the request queues (made here at its
-  // first use): the batcher only reads it.
-  if (precision != Precision::kFp32) RETURN_IF_ERROR(zoo_.Trunk(*backbone, precision).status());
+  // first use): the batcher only runs it.
+  ASSIGN_OR_RETURN(BackbonePtr trunk, zoo_.Trunk(*backbone, precision, calibration));
   const bool defer = options_.decode_on == PredictorOptions::DecodeOn::kBatcher ||
                      (options_.decode_on == PredictorOptions::DecodeOn::kAuto && backbone->device.is_cpu());
   ASSIGN_OR_RETURN(TrunkRequest request, MakeRequest(p, inputs, defer, timing));
@@ -160,6 +167,7 @@ absl::StatusOr<TrunkResult> Predictor::RunTrunk(const std::shared_ptr<ResidentBa
   request.stops = stops;
   request.classify = classify;
   request.precision = precision;
+  request.trunk = std::move(trunk);
   ASSIGN_OR_RETURN(TrunkResult r, BatcherFor(backbone).Run(std::move(request), caller.cancelled));
   timing.decode_us += r.prepare_us;
   timing.queue_us += r.queue_us;
@@ -209,12 +217,15 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
     }
     models.push_back(m);
   }
-  // The block boundaries each precision's trunk pass stops at.
-  std::map<Precision, std::vector<int>> ks;
+  // The block boundaries each trunk pass (TrunkKey: precision and
+  // calibration) stops at, and a model that names the pass's trunk.
+  std::map<std::string, std::vector<int>> ks;
+  std::map<std::string, const ModelInfo*> pass_of;
   for (const auto& m : models) {
     ASSIGN_OR_RETURN(const int unused, ResolveTopK(top_k, static_cast<int64_t>(m->info().class_names.size())));
     (void)unused;
-    ks[m->info().precision].push_back(m->first_block());
+    ks[TrunkKey(m->info())].push_back(m->first_block());
+    pass_of.emplace(TrunkKey(m->info()), &m->info());
   }
   // Each model's shadow, and whether it can take its activations from this
   // request's pass (same trunk, precision and inputs, no deeper than the
@@ -224,36 +235,38 @@ absl::StatusOr<MultiPredictResult> Predictor::PredictModels(const std::vector<st
     bool same_pass = false;
   };
   std::map<std::string, ShadowPlan> mirrors;
-  std::map<Precision, int> deepest;
-  for (const auto& [precision, stops] : ks) deepest[precision] = *std::max_element(stops.begin(), stops.end());
+  std::map<std::string, int> deepest;
+  for (const auto& [key, stops] : ks) deepest[key] = *std::max_element(stops.begin(), stops.end());
   for (const auto& m : models) {
     const auto it = shadows.find(m->info().id);
     if (shadow_lane_ == nullptr || it == shadows.end()) continue;
     auto shadow = models_->Get(it->second);
     if (!shadow.ok()) continue;  // deleted meanwhile: nothing to mirror to
-    const Precision precision = m->info().precision;
+    const std::string key = TrunkKey(m->info());
     const bool same_pass = (*shadow)->info().backbone == m->info().backbone &&
                            (*shadow)->info().preprocessing == m->info().preprocessing &&
-                           (*shadow)->info().precision == precision &&
-                           (*shadow)->first_block() <= deepest[precision];
-    if (same_pass) ks[precision].push_back((*shadow)->first_block());
+                           TrunkKey((*shadow)->info()) == key && (*shadow)->first_block() <= deepest[key];
+    if (same_pass) ks[key].push_back((*shadow)->first_block());
     mirrors[m->info().id] = ShadowPlan{*shadow, same_pass};
   }
   MultiPredictResult result;
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone,
                    zoo_.AwaitResident(models[0]->info().backbone, caller.cancelled));
-  std::map<Precision, std::map<int, torch::Tensor>> trunks;
-  for (auto& [precision, stops] : ks) {
+  std::map<std::string, std::map<int, torch::Tensor>> trunks;
+  for (auto& [key, stops] : ks) {
     std::sort(stops.begin(), stops.end());
     stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
-    ASSIGN_OR_RETURN(TrunkResult pass, RunTrunk(backbone, models[0]->info().preprocessing, inputs, stops,
-                                                /*classify=*/false, result.timing, caller, precision));
-    trunks[precision] = std::move(pass.at);
+    const ModelInfo& info = *pass_of.at(key);
+    ASSIGN_OR_RETURN(TrunkResult pass,
+                     RunTrunk(backbone, models[0]->info().preprocessing, inputs, stops, /*classify=*/false,
+                              result.timing, caller, info.precision,
+                              info.int8_calibration ? &*info.int8_calibration : nullptr));
+    trunks[key] = std::move(pass.at);
   }
   const int n = static_cast<int>(backbone->module->blocks().size());
   const auto tails = Clock::now();
   for (const auto& m : models) {
-    const auto& trunk = trunks.at(m->info().precision);
+    const auto& trunk = trunks.at(TrunkKey(m->info()));
     auto outputs = GuardInternal("model " + m->info().id, [&]() -> absl::StatusOr<ModelOutputs> {
       c10::InferenceMode guard;
       const torch::Tensor& at_k = trunk.at(m->first_block());
@@ -333,9 +346,11 @@ absl::StatusOr<ModelOutputs> Predictor::Outputs(const std::shared_ptr<const Serv
   Timing timing;
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, caller.cancelled));
   const int k = model->first_block();
+  const auto& calibration = model->info().int8_calibration;
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
                                                      /*classify=*/false, timing, caller,
-                                                     precision.value_or(model->info().precision)));
+                                                     precision.value_or(model->info().precision),
+                                                     calibration ? &*calibration : nullptr));
   const int n = static_cast<int>(backbone->module->blocks().size());
   return GuardInternal("model " + model->info().id, [&]() -> absl::StatusOr<ModelOutputs> {
     c10::InferenceMode guard;
@@ -389,9 +404,10 @@ absl::StatusOr<EmbedResult> Predictor::EmbedModel(const std::string& model_id,
   ASSIGN_OR_RETURN(const std::shared_ptr<ResidentBackbone> backbone, zoo_.AwaitResident(model->info().backbone, caller.cancelled));
   const int k = model->first_block();
   const int n = static_cast<int>(backbone->module->blocks().size());
+  const auto& calibration = model->info().int8_calibration;
   ASSIGN_OR_RETURN(const TrunkResult trunk, RunTrunk(backbone, model->info().preprocessing, inputs, {k},
                                                      /*classify=*/false, result.timing, caller,
-                                                     model->info().precision));
+                                                     model->info().precision, calibration ? &*calibration : nullptr));
   auto features = GuardInternal("embed " + model_id, [&]() -> absl::StatusOr<torch::Tensor> {
     c10::InferenceMode guard;
     const torch::Tensor& at_k = trunk.at.at(k);

@@ -153,6 +153,10 @@ class Predictor {
   absl::StatusOr<ModelOutputs> Outputs(const std::shared_ptr<const ServingModel>& model,
                                        const std::vector<ImageInput>& inputs, const Caller& caller = {},
                                        std::optional<Precision> precision = std::nullopt) const;
+  // The inputs preprocessed as `p` says, joined [N, 3, H, W] float32 (what
+  // the trunk takes): int8 calibration images. Each input is checked as
+  // Predict checks it.
+  absl::StatusOr<torch::Tensor> Preprocess(const Preprocessing& p, const std::vector<ImageInput>& inputs) const;
   // `block` empty: pooled output of the whole trunk; else pooled output of
   // the named block.
   absl::StatusOr<EmbedResult> Embed(const std::string& backbone, const std::vector<ImageInput>& inputs,
@@ -166,11 +170,12 @@ class Predictor {
   // PredictorOptions::decode_on); returns the activations at each requested
   // block boundary (unpooled).
   // `classify`: also the backbone's classifier, batched (TrunkResult::logits).
-  // `precision`: the trunk's number format (Zoo::Trunk).
+  // `precision`: the trunk's number format, `calibration` int8's (Zoo::Trunk).
   absl::StatusOr<TrunkResult> RunTrunk(const std::shared_ptr<ResidentBackbone>& backbone, const Preprocessing& p,
                                        const std::vector<ImageInput>& inputs, const std::vector<int>& stops,
                                        bool classify, Timing& timing, const Caller& caller,
-                                       Precision precision = Precision::kFp32) const;
+                                       Precision precision = Precision::kFp32,
+                                       const Int8Calibration* calibration = nullptr) const;
   // The inputs as a trunk request: each a deferred input; made here and
   // joined into `images` unless `defer`.
   absl::StatusOr<TrunkRequest> MakeRequest(const Preprocessing& p, const std::vector<ImageInput>& inputs, bool defer,

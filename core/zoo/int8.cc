@@ -217,7 +217,6 @@ absl::Status Int8Graph::Quantize(const Int8Calibration& calibration) {
   }
   return GuardInternal("int8 weights", [&]() -> absl::Status {
     torch::NoGradGuard no_grad;
-    const auto prepack = QuantizedOp("quantized::conv2d_prepack", "");
     bytes_ = 0;
     for (Op& op : ops_) {
       if (op.kind != Op::Kind::kConv) continue;
@@ -225,19 +224,45 @@ absl::Status Int8Graph::Quantize(const Int8Calibration& calibration) {
       const torch::Tensor scales = (w.abs().amax({1, 2, 3}) / 127.0).clamp_min(1e-8).to(torch::kDouble);
       const torch::Tensor zeros = torch::zeros({w.size(0)}, torch::kLong);
       const torch::Tensor qw = torch::quantize_per_channel(w, scales, zeros, 0, torch::kQInt8);
-      op.packed = Call(prepack, {qw, op.bias.to(torch::kFloat32).contiguous(), op.stride, op.padding, op.dilation,
-                                 op.groups});
-      bytes_ += w.numel() + op.bias.numel() * 4;
+      op.qweight = qw;
+      op.bias = op.bias.to(torch::kFloat32).contiguous();
+      op.packed = Pack(op);
+      bytes_ += 2 * w.numel() + op.bias.numel() * 4;  // packed and plain
       op.weight = torch::Tensor();
-      op.bias = torch::Tensor();
     }
     return absl::OkStatus();
   });
 }
 
-torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) const {
+c10::IValue Int8Graph::Pack(const Op& op) const {
+  static const auto prepack = QuantizedOp("quantized::conv2d_prepack", "");
+  return Call(prepack, {op.qweight, op.bias, op.stride, op.padding, op.dilation, op.groups});
+}
+
+torch::Tensor Int8Graph::RunConv(const Op& op, const torch::Tensor& x, double scale, int64_t zero_point) const {
   static const auto conv = QuantizedOp("quantized::conv2d", "new");
   static const auto conv_relu = QuantizedOp("quantized::conv2d_relu", "new");
+  const auto& kernel = op.act == kActNone ? conv : conv_relu;
+  c10::IValue packed;
+  {
+    absl::MutexLock lock(&pack_mu_);
+    packed = op.packed;
+  }
+  try {
+    return Call(kernel, {x, packed, scale, zero_point}).toTensor();
+  } catch (const std::exception& e) {  // oneDNN's dnnl::error, not a c10::Error
+    if (std::string(e.what()).find("reorder") == std::string::npos) throw;
+  }
+  // Freshly packed weights take any input shape at their first use.
+  packed = Pack(op);
+  {
+    absl::MutexLock lock(&pack_mu_);
+    op.packed = packed;
+  }
+  return Call(kernel, {x, packed, scale, zero_point}).toTensor();
+}
+
+torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) const {
   static const auto add = QuantizedOp("quantized::add", "");
   static const auto add_relu = QuantizedOp("quantized::add_relu", "");
   std::vector<torch::Tensor> v(values());
@@ -254,7 +279,7 @@ torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) cons
       const int64_t z = zero_point_[op.out];
       switch (op.kind) {
         case Op::Kind::kConv:
-          v[op.out] = Call(op.act == kActNone ? conv : conv_relu, {v[op.a], op.packed, s, z}).toTensor();
+          v[op.out] = RunConv(op, v[op.a], s, z);
           break;
         case Op::Kind::kAdd:
           v[op.out] = Call(op.relu ? add_relu : add, {v[op.a], v[op.b], s, z}).toTensor();

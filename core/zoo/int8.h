@@ -23,6 +23,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/zoo/backbone.h"
 
 namespace graft::core {
@@ -86,14 +87,21 @@ class Int8Graph {
     int act = 0;  // 0 none, 1 relu, 2 relu6
     bool relu = false;
     int64_t kernel = 0, pool_stride = 0, pool_padding = 0;
-    c10::IValue packed;
+    torch::Tensor qweight;  // per-channel int8, kept to pack again
+    mutable c10::IValue packed;  // guarded by pack_mu_ once quantized
   };
   struct Block {
     int input = -1, output = -1;
     size_t first_op = 0, end_op = 0;
   };
   int NewValue() { return next_value_++; }
+  // One quantized convolution; packs `op`'s weights again once where
+  // LibTorch 1.13's oneDNN path cannot reorder the packed weights for a new
+  // input shape (pytorch/pytorch#86876, fixed in 2.0).
+  torch::Tensor RunConv(const Op& op, const torch::Tensor& x, double scale, int64_t zero_point) const;
+  c10::IValue Pack(const Op& op) const;
 
+  mutable absl::Mutex pack_mu_;
   std::vector<Op> ops_;
   std::vector<Block> blocks_;
   int next_value_ = 0;

@@ -1,4 +1,4 @@
-// Serving a fine-tuned model in bfloat16 (issue 39), as its owner and its
+// Serving a fine-tuned model in bfloat16 or int8 (issue 39), as its owner and its
 // callers see it: `graft models optimize` measures bf16 against fp32 on the
 // model's validation split, stores the figures, and switches only when the
 // gate holds; Predict and Open Inference then say bf16, their answers agree
@@ -261,8 +261,12 @@ TEST_F(PrecisionTest, RefusalsNameWhatWasWrong) {
 
   request.clear_min_agreement();
   request.set_precision(v1::PRECISION_INT8);
+  request.set_calibration_images(0);
   r = client_->OptimizeModel(request);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnimplemented) << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("calibration_images is 0; it must lie in [1, 1024]"), std::string::npos)
+      << r.status();
+  request.clear_calibration_images();
 
   request.set_precision(static_cast<v1::Precision>(42));
   r = client_->OptimizeModel(request);
@@ -288,6 +292,118 @@ TEST_F(PrecisionTest, RefusalsNameWhatWasWrong) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
     EXPECT_NE(r.status().message().find("nope"), std::string::npos) << r.status();
   }
+}
+
+// int8 (issue 39): calibrated on the model's own training split, measured
+// against fp32 on its validation split, served once past the gate (Predict,
+// Open Inference and /metrics say int8), kept across a restart with its
+// calibration, exported with it; a calibration the gate refuses leaves the
+// model serving as it did; a backbone without an int8 form is named.
+TEST_F(PrecisionTest, Int8ServesOncePastTheGateSurvivesARestartAndExports) {
+  Restart([](ServerOptions& o) { o.metrics_port = 0; });
+  ASSERT_TRUE(client_->UploadDataset(graft::testing::HymenopteraDir(), "hym").ok());
+  v1::JobSpec spec = Spec("hym", 4);
+  spec.set_model_name("insects");
+  const std::string id = TrainModel(spec);
+  ASSERT_FALSE(id.empty());
+  for (const core::DatasetImage& image : graft::testing::HymenopteraImages(0, 1000)) {
+    val_.push_back(core::ReadFile(image.blob_path).value());
+  }
+  std::set<int> precisions;
+  const std::vector<std::vector<double>> fp32 = Answers(id, &precisions);
+  ASSERT_EQ(fp32.size(), val_.size());
+
+  v1::OptimizeModelRequest request;
+  request.set_model("insects");
+  request.set_precision(v1::PRECISION_INT8);
+  request.set_calibration_images(128);
+  auto optimized = client_->OptimizeModel(request);
+  ASSERT_TRUE(optimized.ok()) << optimized.status();
+  const v1::PrecisionCheck check = optimized->check();
+  std::cout << "int8 against fp32: agreement " << check.top1_agreement() << ", accuracy " << check.accuracy()
+            << " (fp32 " << check.fp32_accuracy() << "), largest |dp| " << check.max_probability_difference()
+            << ", mean |dp| " << check.mean_probability_difference() << ", passes " << check.seconds() << " s (fp32 "
+            << check.fp32_seconds() << " s)\n";
+  EXPECT_TRUE(check.passed());
+  EXPECT_EQ(check.calibration_images(), 128);
+  EXPECT_EQ(check.images(), static_cast<int64_t>(val_.size()));
+  EXPECT_GE(check.top1_agreement(), 0.98);
+  EXPECT_DOUBLE_EQ(check.min_agreement(), 0.98);
+  EXPECT_LE(check.fp32_accuracy() - check.accuracy(), 0.005);
+  EXPECT_GT(check.max_probability_difference(), 0);  // int8 really ran
+  EXPECT_EQ(optimized->model().precision(), v1::PRECISION_INT8);
+
+  precisions.clear();
+  const std::vector<std::vector<double>> int8 = Answers(id, &precisions);
+  ASSERT_EQ(int8.size(), fp32.size());
+  EXPECT_EQ(precisions, std::set<int>{v1::PRECISION_INT8});
+  int same = 0;
+  for (size_t i = 0; i < fp32.size(); ++i) same += Top1(fp32[i]) == Top1(int8[i]) ? 1 : 0;
+  EXPECT_NEAR(static_cast<double>(same) / static_cast<double>(fp32.size()), check.top1_agreement(), 1e-9);
+  const std::string page = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_EQ(testing::MetricValue(page, "graft_images_predicted_total{backbone=\"mobilenet_v2\",precision=\"int8\"}"),
+            static_cast<double>(val_.size()))
+      << page;
+  {
+    auto oip = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+    inference::ModelInferRequest infer;
+    infer.set_model_name("insects");
+    auto* input = infer.add_inputs();
+    input->set_name("image");
+    input->set_datatype("BYTES");
+    input->add_shape(1);
+    input->mutable_contents()->add_bytes_contents(val_[0]);
+    grpc::ClientContext context;
+    context.AddMetadata("authorization",
+                        "Bearer " + graft::testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data"))));
+    inference::ModelInferResponse response;
+    const grpc::Status status = oip->ModelInfer(&context, infer, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.parameters().at("precision").string_param(), "int8");
+  }
+  // The export carries the precision and its calibration.
+  auto exported = client_->ExportModel(id);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_NE(exported->find("\\\"precision\\\":\\\"int8\\\""), std::string::npos);
+  EXPECT_NE(exported->find("int8_calibration"), std::string::npos);
+
+  // A calibration the gate refuses (one image, agreement 1.0 asked): the
+  // figures named, the model serving int8 as before, the same answers.
+  v1::OptimizeModelRequest poor = request;
+  poor.set_calibration_images(1);
+  poor.set_min_agreement(1.0);
+  poor.set_max_probability_difference(1e-9);
+  const auto refused = client_->OptimizeModel(poor);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("stays in int8: int8 on 153 val images of 'hym' fails the gate: "),
+            std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("above --max_probability_difference 0.000000"), std::string::npos)
+      << refused.status();
+
+  // A restart: int8 still, with the calibration that passed.
+  Restart([](ServerOptions&) {});
+  auto again = client_->GetModel("insects");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->precision(), v1::PRECISION_INT8);
+  precisions.clear();
+  const std::vector<std::vector<double>> after = Answers(id, &precisions);
+  EXPECT_EQ(precisions, std::set<int>{v1::PRECISION_INT8});
+  ASSERT_EQ(after.size(), int8.size());
+  for (size_t i = 0; i < after.size(); ++i) EXPECT_NEAR(after[i][0], int8[i][0], 1e-4) << "image " << i;
+
+  // A backbone without an int8 form is named before any image runs.
+  v1::JobSpec squeeze = Spec("hym", 1);
+  squeeze.set_backbone("squeezenet1_1");
+  squeeze.set_input_size(112);
+  const std::string other = TrainModel(squeeze);
+  ASSERT_FALSE(other.empty());
+  request.set_model(other);
+  const auto no_form = client_->OptimizeModel(request);
+  EXPECT_EQ(no_form.status().code(), absl::StatusCode::kFailedPrecondition) << no_form.status();
+  EXPECT_NE(no_form.status().message().find("backbone 'squeezenet1_1' has no int8 form"), std::string::npos)
+      << no_form.status();
 }
 
 // The frozen trunk's training pass in bfloat16 (spec.precision): the cached

@@ -453,10 +453,12 @@ class Models:
 
     def optimize(self, ref: str, precision: str, dataset: str = "", split: str = "val",
                  min_agreement: Optional[float] = None, max_accuracy_drop: Optional[float] = None,
-                 max_probability_difference: Optional[float] = None, dry_run: bool = False):
-        """Serves the model in `precision` ("bf16"; "fp32" goes back) once
-        measured against fp32 on labelled images (its own validation split by
-        default). Returns the last OptimizeModelProgress: `check` (the figures)
+                 max_probability_difference: Optional[float] = None, dry_run: bool = False,
+                 calibration_images: Optional[int] = None):
+        """Serves the model in `precision` ("bf16", "int8"; "fp32" goes back)
+        once measured against fp32 on labelled images (its own validation
+        split by default). int8 is first calibrated on `calibration_images`
+        (default 256) images of the model's training split. Returns the last OptimizeModelProgress: `check` (the figures)
         and `model`. A check that misses the gate raises FailedPrecondition
         naming the figures; it is stored with the model all the same."""
         if precision not in self._PRECISIONS:
@@ -471,6 +473,8 @@ class Models:
             request.max_accuracy_drop = max_accuracy_drop
         if max_probability_difference is not None:
             request.max_probability_difference = max_probability_difference
+        if calibration_images is not None:
+            request.calibration_images = calibration_images
         last = None
         try:
             for message in self._stub.OptimizeModel(request, metadata=self._c._metadata):
