@@ -10,13 +10,14 @@
 //   serve_throughput [--backbone mobilenet_v2] [--seconds 8] [--clients 1,4,16,64]
 //                    [--max_batch_size 32] [--max_queue_delay_us 500] [--threads N]
 //                    [--decode_on auto|batcher|callers] [--retain_host_memory on|off]
-//                    [--precision fp32|bf16]
+//                    [--precision fp32|bf16|int8]
 //
-// --precision bf16: the clients predict with a model fine-tuned on
-// ../shared's ants and bees (one epoch, head only) and switched to bf16 with
-// graft models optimize (gate open: speed is measured here, accuracy by the
-// tests); the reference is the bf16 trunk's own batched forward, and graft's
-// fp32 trunk forward is measured beside it (bf16_forward_vs_fp32).
+// --precision bf16 or int8: the clients predict with a model fine-tuned on
+// ../shared's ants and bees (one epoch, head only) and switched with graft
+// models optimize (gate open: speed is measured here, accuracy by the
+// tests); the reference is that precision's trunk's own batched forward
+// (int8: calibrated here on ../shared/images, which sets ranges, not speed),
+// and graft's fp32 trunk forward is measured beside it.
 
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
@@ -28,12 +29,14 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_server.h"
 #include "client/client.h"
+#include "core/data/transforms.h"
 #include "core/zoo/zoo.h"
 #include "server/server.h"
 
@@ -56,18 +59,22 @@ struct Args {
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Forward passes of a resident trunk in this process (bf16: its bfloat16
-// copy, fed bfloat16 as the batcher feeds it).
-double ForwardImagesPerSecond(const graft::core::BackbonePtr& trunk, bool bf16, int64_t batch, double min_seconds,
-                              double* median_ms) {
+// copy, fed bfloat16 as the batcher feeds it; int8: the quantized trunk,
+// read back as float32 as the batcher reads it).
+double ForwardImagesPerSecond(const graft::core::BackbonePtr& trunk, graft::core::Precision precision, int64_t batch,
+                              double min_seconds, double* median_ms) {
   c10::InferenceMode guard;
   torch::Tensor x = torch::randn({batch, 3, 224, 224}).contiguous(torch::MemoryFormat::ChannelsLast);
-  if (bf16) x = x.to(torch::kBFloat16);
-  trunk->forward(x);
+  if (precision == graft::core::Precision::kBf16) x = x.to(torch::kBFloat16);
+  const auto forward = [&] {
+    return precision == graft::core::Precision::kInt8 ? trunk->ForwardTrunk(x).dequantize() : trunk->forward(x);
+  };
+  forward();
   std::vector<double> times;
   const auto start = Clock::now();
   while (times.size() < 5 || Seconds(Clock::now() - start) < min_seconds) {
     const auto t = Clock::now();
-    trunk->forward(x);
+    forward();
     times.push_back(Seconds(Clock::now() - t));
   }
   std::sort(times.begin(), times.end());
@@ -76,9 +83,9 @@ double ForwardImagesPerSecond(const graft::core::BackbonePtr& trunk, bool bf16, 
 }
 
 // A model of `backbone` trained for one epoch on the ants and bees, serving
-// bf16 (the gate left open: this measures speed); its id.
+// `precision` (the gate left open: this measures speed); its id.
 absl::StatusOr<std::string> BenchModel(const std::string& target, const std::string& data_dir,
-                                       const std::string& backbone) {
+                                       const std::string& backbone, graft::v1::Precision precision) {
   graft::client::GraftClient client(target, graft::bench::BenchClientOptions(data_dir));
   auto uploaded = client.UploadDataset(graft::bench::SharedDir() + "/data/hymenoptera", "hym");
   if (!uploaded.ok()) return uploaded.status();
@@ -98,14 +105,25 @@ absl::StatusOr<std::string> BenchModel(const std::string& target, const std::str
   if (job->state() != graft::v1::JOB_STATE_SUCCEEDED) return absl::InternalError("the job failed: " + job->error());
   graft::v1::OptimizeModelRequest request;
   request.set_model(job->model_id());
-  request.set_precision(graft::v1::PRECISION_BF16);
+  request.set_precision(precision);
   request.set_min_agreement(0);
   request.set_max_accuracy_drop(1);
   auto optimized = client.OptimizeModel(request);
   if (!optimized.ok()) return optimized.status();
-  std::cout << "model: " << job->model_id() << " (bf16 against fp32 on " << optimized->check().images()
+  std::cout << "model: " << job->model_id() << " (against fp32 on " << optimized->check().images()
             << " images: top-1 agreement " << optimized->check().top1_agreement() << ")\n";
   return job->model_id();
+}
+
+// The six photos, preprocessed for the trunk: an int8 calibration batch.
+torch::Tensor PhotoBatch(const graft::core::Preprocessing& p) {
+  std::vector<torch::Tensor> out;
+  for (const char* name : {"dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg", "kite.jpg", "person.jpg"}) {
+    cv::Mat bgr = cv::imread(graft::bench::SharedDir() + "/images/" + name), rgb;
+    cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+    out.push_back(graft::core::PreprocessImage(rgb, p).value());
+  }
+  return torch::stack(out);
 }
 
 std::vector<std::string> Images() {
@@ -141,11 +159,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (args.precision != "fp32" && args.precision != "bf16") {
-    std::cerr << "--precision is fp32 or bf16, not " << args.precision << "\n";
+  if (args.precision != "fp32" && args.precision != "bf16" && args.precision != "int8") {
+    std::cerr << "--precision is fp32, bf16 or int8, not " << args.precision << "\n";
     return 2;
   }
-  const bool bf16 = args.precision == "bf16";
+  const graft::core::Precision precision = graft::core::ParsePrecision(args.precision).value();
+  const bool variant = precision != graft::core::Precision::kFp32;
   graft::bench::ScratchDir dir;
   graft::server::ServerOptions options = graft::bench::BenchServerOptions(dir.path(), args.threads);
   options.max_batch_size = args.max_batch_size;
@@ -172,31 +191,45 @@ int main(int argc, char** argv) {
   // whose team goes with it: the ratios use the mean of the two, which on a
   // noisy machine brackets the load better than one measurement before it.
   graft::core::BackbonePtr trunk = (*resident)->inference;
-  if (bf16) {
-    auto made = (*zoo)->Trunk(**resident, graft::core::Precision::kBf16);
+  if (variant) {
+    std::optional<graft::core::Int8Calibration> calibration;
+    if (precision == graft::core::Precision::kInt8) {
+      auto made = (*zoo)->CalibrateInt8(**resident, {PhotoBatch((*resident)->spec->preprocessing)});
+      if (!made.ok()) {
+        std::cerr << "int8 calibration: " << made.status().message() << "\n";
+        return 1;
+      }
+      calibration = *made;
+    }
+    auto made = (*zoo)->Trunk(**resident, precision, calibration ? &*calibration : nullptr);
     if (!made.ok()) {
-      std::cerr << "bf16: " << made.status().message() << "\n";
+      std::cerr << args.precision << ": " << made.status().message() << "\n";
       return 1;
     }
     trunk = *made;
   }
   const auto reference = [&](double* batched, double* single_ms) {
     std::thread t([&] {
-      *batched = ForwardImagesPerSecond(trunk, bf16, args.max_batch_size, 4, nullptr);
-      ForwardImagesPerSecond(trunk, bf16, 1, 2, single_ms);
+      *batched = ForwardImagesPerSecond(trunk, precision, args.max_batch_size, 4, nullptr);
+      ForwardImagesPerSecond(trunk, precision, 1, 2, single_ms);
     });
     t.join();
   };
-  std::string model;  // --precision bf16: what the clients predict with
-  if (bf16) {
-    auto made = BenchModel(absl::StrCat("127.0.0.1:", (*server)->port()), dir.path(), args.backbone);
+  std::string model;  // --precision bf16 or int8: what the clients predict with
+  if (variant) {
+    auto made = BenchModel(absl::StrCat("127.0.0.1:", (*server)->port()), dir.path(), args.backbone,
+                           precision == graft::core::Precision::kInt8 ? graft::v1::PRECISION_INT8
+                                                                      : graft::v1::PRECISION_BF16);
     if (!made.ok()) {
-      std::cerr << "the bf16 model: " << made.status().message() << "\n";
+      std::cerr << "the " << args.precision << " model: " << made.status().message() << "\n";
       return 1;
     }
     model = *made;
     double fp32 = 0;
-    std::thread t([&] { fp32 = ForwardImagesPerSecond((*resident)->inference, false, args.max_batch_size, 4, nullptr); });
+    std::thread t([&] {
+      fp32 = ForwardImagesPerSecond((*resident)->inference, graft::core::Precision::kFp32, args.max_batch_size, 4,
+                                    nullptr);
+    });
     t.join();
     std::cout << "fp32_batched_forward_images_per_second: " << fp32 << "\n";
   }

@@ -121,9 +121,7 @@ int Int8Graph::Conv(int input, const torch::nn::Conv2d& conv, Activation act) {
   op.padding = ArrayVec(compat::Get<torch::ExpandingArray<2>>(o.padding()));
   op.dilation = ArrayVec(o.dilation());
   op.groups = o.groups();
-  op.out = NewValue();
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return Append(std::move(op));
 }
 
 int Int8Graph::Add(int a, int b, bool relu) {
@@ -132,9 +130,7 @@ int Int8Graph::Add(int a, int b, bool relu) {
   op.a = a;
   op.b = b;
   op.relu = relu;
-  op.out = NewValue();
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return Append(std::move(op));
 }
 
 int Int8Graph::MaxPool(int input, int64_t kernel, int64_t stride, int64_t padding) {
@@ -144,6 +140,10 @@ int Int8Graph::MaxPool(int input, int64_t kernel, int64_t stride, int64_t paddin
   op.kernel = kernel;
   op.pool_stride = stride;
   op.pool_padding = padding;
+  return Append(std::move(op));
+}
+
+int Int8Graph::Append(Op op) {
   op.out = NewValue();
   ops_.push_back(std::move(op));
   return ops_.back().out;

@@ -95,6 +95,8 @@ class Int8Graph {
     size_t first_op = 0, end_op = 0;
   };
   int NewValue() { return next_value_++; }
+  // Adds `op` making a new value: its id.
+  int Append(Op op);
   // One quantized convolution; packs `op`'s weights again once where
   // LibTorch 1.13's oneDNN path cannot reorder the packed weights for a new
   // input shape (pytorch/pytorch#86876, fixed in 2.0).

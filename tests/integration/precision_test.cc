@@ -52,6 +52,28 @@ class PrecisionTest : public TrainingTest {
     return out;
   }
 
+  // The precision Open Inference's answer for one image says served it
+  // ("" when the call failed).
+  std::string OipPrecision(const std::string& model, const std::string& image) {
+    auto oip = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+    inference::ModelInferRequest infer;
+    infer.set_model_name(model);
+    auto* input = infer.add_inputs();
+    input->set_name("image");
+    input->set_datatype("BYTES");
+    input->add_shape(1);
+    input->mutable_contents()->add_bytes_contents(image);
+    grpc::ClientContext context;
+    context.AddMetadata("authorization",
+                        "Bearer " + graft::testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data"))));
+    inference::ModelInferResponse response;
+    const grpc::Status status = oip->ModelInfer(&context, infer, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    const auto it = response.parameters().find("precision");
+    return status.ok() && it != response.parameters().end() ? it->second.string_param() : "";
+  }
+
   std::vector<std::string> val_;
 };
 
@@ -156,24 +178,7 @@ TEST_F(PrecisionTest, Bf16ServesOncePastTheGateSaysSoAndSurvivesARestart) {
   }
 
   // Open Inference says it too.
-  {
-    auto oip = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
-    inference::ModelInferRequest infer;
-    infer.set_model_name("insects");
-    auto* input = infer.add_inputs();
-    input->set_name("image");
-    input->set_datatype("BYTES");
-    input->add_shape(1);
-    input->mutable_contents()->add_bytes_contents(val_[0]);
-    grpc::ClientContext context;
-    context.AddMetadata("authorization",
-                        "Bearer " + graft::testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data"))));
-    inference::ModelInferResponse response;
-    const grpc::Status status = oip->ModelInfer(&context, infer, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(response.parameters().at("precision").string_param(), "bf16");
-  }
+  EXPECT_EQ(OipPrecision("insects", val_[0]), "bf16");
 
   // graft models show.
   auto shown = client_->GetModel("insects");
@@ -344,24 +349,8 @@ TEST_F(PrecisionTest, Int8ServesOncePastTheGateSurvivesARestartAndExports) {
   EXPECT_EQ(testing::MetricValue(page, "graft_images_predicted_total{backbone=\"mobilenet_v2\",precision=\"int8\"}"),
             static_cast<double>(val_.size()))
       << page;
-  {
-    auto oip = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
-    inference::ModelInferRequest infer;
-    infer.set_model_name("insects");
-    auto* input = infer.add_inputs();
-    input->set_name("image");
-    input->set_datatype("BYTES");
-    input->add_shape(1);
-    input->mutable_contents()->add_bytes_contents(val_[0]);
-    grpc::ClientContext context;
-    context.AddMetadata("authorization",
-                        "Bearer " + graft::testing::ReadToken(GraftServer::AdminTokenPath(dir_.Join("data"))));
-    inference::ModelInferResponse response;
-    const grpc::Status status = oip->ModelInfer(&context, infer, &response);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(response.parameters().at("precision").string_param(), "int8");
-  }
+  // One image alone (batch 1, after batches of 16) over Open Inference.
+  EXPECT_EQ(OipPrecision("insects", val_[0]), "int8");
   // The export carries the precision and its calibration.
   auto exported = client_->ExportModel(id);
   ASSERT_TRUE(exported.ok()) << exported.status();
