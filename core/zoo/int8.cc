@@ -124,6 +124,35 @@ int Int8Graph::Conv(int input, const torch::nn::Conv2d& conv, Activation act) {
   return Append(std::move(op));
 }
 
+int Int8Graph::Conv(int input, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,
+                    int64_t padding, Activation act) {
+  Op op;
+  op.kind = Op::Kind::kConv;
+  if (act != Activation::kNone && act != Activation::kReLU && act != Activation::kReLU6) return -1;
+  op.act = act == Activation::kNone ? kActNone : act == Activation::kReLU ? kActReLU : kActReLU6;
+  op.a = input;
+  op.weight = weight.detach();
+  op.bias = bias.detach();
+  op.stride = {stride, stride};
+  op.padding = {padding, padding};
+  op.dilation = {1, 1};
+  return Append(std::move(op));
+}
+
+int Int8Graph::Relu(int input) {
+  Op op;
+  op.kind = Op::Kind::kRelu;
+  op.a = input;
+  return Append(std::move(op));
+}
+
+int Int8Graph::Cat(std::vector<int> inputs) {
+  Op op;
+  op.kind = Op::Kind::kCat;
+  op.inputs = std::move(inputs);
+  return Append(std::move(op));
+}
+
 int Int8Graph::Add(int a, int b, bool relu) {
   Op op;
   op.kind = Op::Kind::kAdd;
@@ -133,13 +162,14 @@ int Int8Graph::Add(int a, int b, bool relu) {
   return Append(std::move(op));
 }
 
-int Int8Graph::MaxPool(int input, int64_t kernel, int64_t stride, int64_t padding) {
+int Int8Graph::MaxPool(int input, int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode) {
   Op op;
   op.kind = Op::Kind::kMaxPool;
   op.a = input;
   op.kernel = kernel;
   op.pool_stride = stride;
   op.pool_padding = padding;
+  op.ceil_mode = ceil_mode;
   return Append(std::move(op));
 }
 
@@ -184,8 +214,17 @@ torch::Tensor Int8Graph::RunFloat(torch::Tensor x, size_t begin, size_t end, con
           break;
         case Op::Kind::kMaxPool:
           y = torch::max_pool2d(v[op.a], {op.kernel, op.kernel}, {op.pool_stride, op.pool_stride},
-                                {op.pool_padding, op.pool_padding});
+                                {op.pool_padding, op.pool_padding}, {1, 1}, op.ceil_mode);
           break;
+        case Op::Kind::kRelu:
+          y = torch::relu(v[op.a]);
+          break;
+        case Op::Kind::kCat: {
+          std::vector<torch::Tensor> parts;
+          for (int i : op.inputs) parts.push_back(v[i]);
+          y = torch::cat(parts, 1);
+          break;
+        }
       }
       v[op.out] = y;
       record(op.out);
@@ -263,6 +302,7 @@ torch::Tensor Int8Graph::RunConv(const Op& op, const torch::Tensor& x, double sc
 }
 
 torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) const {
+  static const auto cat = QuantizedOp("quantized::cat", "");
   static const auto add = QuantizedOp("quantized::add", "");
   static const auto add_relu = QuantizedOp("quantized::add_relu", "");
   std::vector<torch::Tensor> v(values());
@@ -287,8 +327,17 @@ torch::Tensor Int8Graph::RunInt8(torch::Tensor x, size_t begin, size_t end) cons
         case Op::Kind::kMaxPool:
           // Dilation spelled out: the quantized kernel reads both entries.
           v[op.out] = torch::max_pool2d(v[op.a], {op.kernel, op.kernel}, {op.pool_stride, op.pool_stride},
-                                        {op.pool_padding, op.pool_padding}, {1, 1});
+                                        {op.pool_padding, op.pool_padding}, {1, 1}, op.ceil_mode);
           break;
+        case Op::Kind::kRelu:  // keeps its input's scale: a ReLU never widens a range
+          v[op.out] = torch::relu(v[op.a]);
+          break;
+        case Op::Kind::kCat: {
+          std::vector<torch::Tensor> parts;
+          for (int i : op.inputs) parts.push_back(v[i]);
+          v[op.out] = Call(cat, {c10::List<torch::Tensor>(parts), int64_t{1}, s, z}).toTensor();
+          break;
+        }
       }
     }
     x = v[b.output];
@@ -379,7 +428,7 @@ absl::StatusOr<std::unique_ptr<Int8Graph>> LowerTrunk(BackboneImpl& folded, cons
     if (!folded.LowerBlock(i, *graph, in, &out) || out < 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "backbone '", name, "' has no int8 form (block '", folded.blocks()[i].name,
-          "'): int8 covers the ResNet and MobileNetV2 families; serve it in bf16 or fp32"));
+          "'): int8 covers ResNet, MobileNetV2, VGG, AlexNet and SqueezeNet; serve it in bf16 or fp32"));
     }
     graph->EndBlock(out);
   }

@@ -53,8 +53,14 @@ class Int8Graph {
   // A folded convolution (weight and bias read now) followed by `act`;
   // -1 when the activation has no int8 form (then the block is refused).
   int Conv(int input, const torch::nn::Conv2d& conv, Activation act);
+  // The same from a convolution's tensors (a bare one: VGG, SqueezeNet).
+  int Conv(int input, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride, int64_t padding,
+           Activation act);
   int Add(int a, int b, bool relu);
-  int MaxPool(int input, int64_t kernel, int64_t stride, int64_t padding);
+  int MaxPool(int input, int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode = false);
+  int Relu(int input);
+  // Concatenation along channels.
+  int Cat(std::vector<int> inputs);
 
   size_t blocks() const { return blocks_.size(); }
   size_t values() const { return static_cast<size_t>(next_value_); }
@@ -79,7 +85,7 @@ class Int8Graph {
 
  private:
   struct Op {
-    enum class Kind { kConv, kAdd, kMaxPool } kind;
+    enum class Kind { kConv, kAdd, kMaxPool, kRelu, kCat } kind;
     int a = -1, b = -1, out = -1;
     torch::Tensor weight, bias;
     std::vector<int64_t> stride, padding, dilation;
@@ -87,6 +93,8 @@ class Int8Graph {
     int act = 0;  // 0 none, 1 relu, 2 relu6
     bool relu = false;
     int64_t kernel = 0, pool_stride = 0, pool_padding = 0;
+    bool ceil_mode = false;
+    std::vector<int> inputs;  // kCat
     torch::Tensor qweight;  // per-channel int8, kept to pack again
     mutable c10::IValue packed;  // guarded by pack_mu_ once quantized
   };

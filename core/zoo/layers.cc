@@ -128,6 +128,51 @@ void BareConv::AbsorbBatchNorm(const torch::Tensor& scale, const torch::Tensor& 
   bias_.mul_(scale).add_(shift);
 }
 
+bool BareConv::LowerWith(Int8Graph& graph, int input, Activation act, int* output) {
+  *output = graph.Conv(input, weight_, bias_, stride_, padding_, act);
+  return *output >= 0;
+}
+
+bool BareBatchNorm::Lower(Int8Graph& graph, int input, int* output) {
+  *output = input;
+  return folded_;
+}
+
+bool ReluLayer::Lower(Int8Graph& graph, int input, int* output) {
+  *output = graph.Relu(input);
+  return true;
+}
+
+torch::Tensor MaxPoolLayer::forward(const torch::Tensor& x) {
+  return torch::max_pool2d(x, {kernel_, kernel_}, {stride_, stride_}, {padding_, padding_}, {1, 1}, ceil_mode_);
+}
+
+bool MaxPoolLayer::Lower(Int8Graph& graph, int input, int* output) {
+  *output = graph.MaxPool(input, kernel_, stride_, padding_, ceil_mode_);
+  return true;
+}
+
+bool UnaryList::Lower(size_t begin, size_t end, Int8Graph& graph, int input, int* output) {
+  int v = input;
+  for (size_t i = begin; i < end && i < items_.size(); ++i) {
+    if (auto* conv = dynamic_cast<BareConv*>(items_[i].get())) {
+      size_t next = i + 1;  // past a folded batch norm
+      if (next < end && dynamic_cast<BareBatchNorm*>(items_[next].get()) != nullptr) {
+        int same = -1;
+        if (!items_[next]->Lower(graph, v, &same)) return false;
+        ++next;
+      }
+      const bool relu = next < end && dynamic_cast<ReluLayer*>(items_[next].get()) != nullptr;
+      if (!conv->LowerWith(graph, v, relu ? Activation::kReLU : Activation::kNone, &v)) return false;
+      i = relu ? next : next - 1;
+      continue;
+    }
+    if (!items_[i]->Lower(graph, v, &v)) return false;
+  }
+  *output = v;
+  return true;
+}
+
 BareBatchNorm::BareBatchNorm(int64_t channels) {
   weight_ = register_parameter("weight", torch::ones({channels}));
   bias_ = register_parameter("bias", torch::zeros({channels}));

@@ -83,6 +83,9 @@ class BareConv : public UnaryModule {
   torch::Tensor forward(const torch::Tensor& x) override;
   // Absorbs an eval-mode batch norm that follows it (weights scaled, bias shifted).
   void AbsorbBatchNorm(const torch::Tensor& scale, const torch::Tensor& shift);
+  bool Lower(Int8Graph& graph, int input, int* output) override { return LowerWith(graph, input, Activation::kNone, output); }
+  // Lowered with the activation that follows it fused.
+  bool LowerWith(Int8Graph& graph, int input, Activation act, int* output);
 
  private:
   torch::Tensor weight_, bias_;
@@ -98,6 +101,7 @@ class BareBatchNorm : public UnaryModule {
   explicit BareBatchNorm(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x) override;
   void FoldInto(BareConv& conv);
+  bool Lower(Int8Graph& graph, int input, int* output) override;  // folded: the identity
 
  private:
   torch::Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
@@ -164,6 +168,26 @@ class BlockListBackbone : public BackboneImpl {
   std::vector<std::shared_ptr<UnaryModule>> block_modules_;
 };
 
+// A ReLU holding its place in a torchvision nn.Sequential (VGG, SqueezeNet).
+class ReluLayer : public UnaryModule {
+ public:
+  torch::Tensor forward(const torch::Tensor& x) override { return torch::relu(x); }
+  bool Lower(Int8Graph& graph, int input, int* output) override;
+};
+
+// nn.MaxPool2d(kernel, stride, padding, ceil_mode) in such a list.
+class MaxPoolLayer : public UnaryModule {
+ public:
+  MaxPoolLayer(int64_t kernel, int64_t stride, int64_t padding = 0, bool ceil_mode = false)
+      : kernel_(kernel), stride_(stride), padding_(padding), ceil_mode_(ceil_mode) {}
+  torch::Tensor forward(const torch::Tensor& x) override;
+  bool Lower(Int8Graph& graph, int input, int* output) override;
+
+ private:
+  int64_t kernel_, stride_, padding_;
+  bool ceil_mode_;
+};
+
 // A parameter-free step (activation, pooling) holding its place in a list.
 class LambdaModule : public UnaryModule {
  public:
@@ -183,6 +207,9 @@ class UnaryList {
   void Add(std::shared_ptr<UnaryModule> m);
   size_t size() const { return items_.size(); }
   UnaryModule& operator[](size_t i) { return *items_[i]; }
+  // Items [begin, end) lowered in order, a bare convolution and the ReLU
+  // after it (past a folded batch norm) fused; false where one has no int8 form.
+  bool Lower(size_t begin, size_t end, Int8Graph& graph, int input, int* output);
 
  private:
   torch::nn::ModuleList list_{nullptr};

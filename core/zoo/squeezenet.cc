@@ -4,6 +4,7 @@
 #include <torch/nn/modules/dropout.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/zoo/int8.h"
 #include "core/zoo/layers.h"
 
 namespace graft::core {
@@ -23,16 +24,20 @@ class Fire : public UnaryModule {
     const torch::Tensor s = torch::relu(squeeze_->forward(x));
     return torch::cat({torch::relu(expand1x1_->forward(s)), torch::relu(expand3x3_->forward(s))}, 1);
   }
+  bool Lower(Int8Graph& graph, int input, int* output) override {
+    const int s = graph.Conv(input, squeeze_, Activation::kReLU);
+    if (s < 0) return false;
+    const int a = graph.Conv(s, expand1x1_, Activation::kReLU), b = graph.Conv(s, expand3x3_, Activation::kReLU);
+    if (a < 0 || b < 0) return false;
+    *output = graph.Cat({a, b});
+    return true;
+  }
 
  private:
   torch::nn::Conv2d squeeze_{nullptr}, expand1x1_{nullptr}, expand3x3_{nullptr};
 };
 
-std::shared_ptr<UnaryModule> MaxPoolCeil() {
-  return std::make_shared<LambdaModule>([](const torch::Tensor& x) {
-    return F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).ceil_mode(true));
-  });
-}
+std::shared_ptr<UnaryModule> MaxPoolCeil() { return std::make_shared<MaxPoolLayer>(3, 2, 0, /*ceil_mode=*/true); }
 
 class SqueezeNetImpl : public BackboneImpl {
  public:
@@ -41,7 +46,7 @@ class SqueezeNetImpl : public BackboneImpl {
     struct FireCfg { int64_t in, s, e1, e3; };  // in == 0 marks a max-pool
     // features.0 is a bare conv: torchvision names it "features.0.weight".
     features_.Add(std::make_shared<BareConv>(3, v1_1 ? 64 : 96, v1_1 ? 3 : 7, 2));
-    features_.Add(std::make_shared<LambdaModule>([](const torch::Tensor& x) { return torch::relu(x); }));
+    features_.Add(std::make_shared<ReluLayer>());
     features_.Add(MaxPoolCeil());
     const std::vector<FireCfg> fires =
         v1_1 ? std::vector<FireCfg>{{64, 16, 64, 64}, {128, 16, 64, 64}, {0, 0, 0, 0},
@@ -82,6 +87,9 @@ class SqueezeNetImpl : public BackboneImpl {
     torch::Tensor y = x;
     for (size_t j = ranges_[i].first; j < ranges_[i].second; ++j) y = features_[j].forward(y);
     return y;
+  }
+  bool LowerBlock(size_t i, Int8Graph& graph, int input, int* output) override {
+    return features_.Lower(ranges_[i].first, ranges_[i].second, graph, input, output);
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/zoo/int8.h"
 #include "core/zoo/layers.h"
 
 namespace graft::core {
@@ -14,14 +15,9 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-std::shared_ptr<UnaryModule> Relu() {
-  return std::make_shared<LambdaModule>([](const torch::Tensor& x) { return torch::relu(x); });
-}
+std::shared_ptr<UnaryModule> Relu() { return std::make_shared<ReluLayer>(); }
 
-std::shared_ptr<UnaryModule> MaxPool(int64_t kernel, int64_t stride) {
-  return std::make_shared<LambdaModule>(
-      [kernel, stride](const torch::Tensor& x) { return F::max_pool2d(x, F::MaxPool2dFuncOptions(kernel).stride(stride)); });
-}
+std::shared_ptr<UnaryModule> MaxPool(int64_t kernel, int64_t stride) { return std::make_shared<MaxPoolLayer>(kernel, stride); }
 
 // features (a UnaryList under torchvision's indices), split into blocks by
 // index ranges; avgpool to `pool` x `pool`; a classifier of three Linears
@@ -73,6 +69,9 @@ class SequentialConvNet : public BackboneImpl {
     torch::Tensor y = x;
     for (size_t i = ranges_[index].first; i < ranges_[index].second; ++i) y = features_[i].forward(y);
     return y;
+  }
+  bool LowerBlock(size_t index, Int8Graph& graph, int input, int* output) override {
+    return features_.Lower(ranges_[index].first, ranges_[index].second, graph, input, output);
   }
 
   void FoldOwn() override {

@@ -57,7 +57,8 @@ TEST_P(Int8GraphTest, FloatGraphComputesWhatTheFoldedTrunkComputes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Int8GraphTest,
-                         ::testing::Values("resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2"),
+                         ::testing::Values("resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2", "vgg11_bn",
+                                           "alexnet", "squeezenet1_0", "squeezenet1_1"),
                          [](const auto& info) { return info.param; });
 
 TEST(Int8Graph, FamiliesWithoutAnInt8FormAreNamed) {
@@ -99,13 +100,15 @@ TEST(Int8Calibration, JsonRoundTripKeepsTheFingerprint) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
 }
 
-TEST(Int8Precision, RealMobileNetV2NamesEveryPhotoAsFloat32Does) {
+class Int8Precision : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Int8Precision, RealWeightsNameEveryPhotoAsFloat32Does) {
   ZooOptions options;
   options.zoo_dir = testing::WeightsDir();
   options.device = "cpu";
   auto zoo = Zoo::Create(options);
   ASSERT_TRUE(zoo.ok()) << zoo.status();
-  auto resident = (*zoo)->AwaitResident("mobilenet_v2", {});
+  auto resident = (*zoo)->AwaitResident(GetParam(), {});
   ASSERT_TRUE(resident.ok()) << resident.status();
   ResidentBackbone& bb = **resident;
   std::vector<torch::Tensor> photos;
@@ -128,18 +131,21 @@ TEST(Int8Precision, RealMobileNetV2NamesEveryPhotoAsFloat32Does) {
   ASSERT_TRUE(trunk.ok()) << trunk.status();
   // The same calibration gets the same trunk; the ledger holds its bytes.
   EXPECT_EQ(*(*zoo)->Trunk(bb, Precision::kInt8, &*calibration), *trunk);
-  EXPECT_GT((*trunk)->StateBytes(), 2'000'000);
-  EXPECT_LT((*trunk)->StateBytes(), 5'000'000);  // a quarter of float32's 14 MB trunk
+  // The int8 weights twice (packed, and plain to pack again): half of float32's bytes.
+  // (float32's bytes include the ImageNet classifier).
+  EXPECT_LT((*trunk)->StateBytes(), bb.inference->StateBytes() / 2);
+  EXPECT_GT((*trunk)->StateBytes(), bb.inference->StateBytes() / 5);
 
   c10::InferenceMode guard;
   const torch::Tensor fp32 = torch::softmax(bb.inference->forward(x.contiguous(torch::MemoryFormat::ChannelsLast)), 1);
   const torch::Tensor q = (*trunk)->ForwardTrunk(x);
   ASSERT_TRUE(q.is_quantized());
   const torch::Tensor int8 = torch::softmax(bb.inference->ForwardHead(q.dequantize()), 1);
-  EXPECT_TRUE(torch::equal(fp32.argmax(1), int8.argmax(1))) << fp32.argmax(1) << int8.argmax(1);
+  EXPECT_TRUE(torch::equal(fp32.argmax(1), int8.argmax(1))) << std::get<1>(fp32.topk(2, 1)) << int8.argmax(1);
   const double diff = (fp32 - int8).abs().max().item<double>();
-  std::cout << "int8 vs fp32, 6 photos: max |dp| " << diff << "\n";
-  EXPECT_LT(diff, 0.15);  // measured 0.0995 (min/max ranges: 0.17; PyTorch FX on onednn: 0.104)
+  std::cout << GetParam() << " int8 vs fp32, 6 photos: max |dp| " << diff << "\n";
+  // MobileNetV2 measured 0.0995 (min/max ranges: 0.17; PyTorch FX on onednn: 0.104).
+  EXPECT_LT(diff, 0.15);
   // One image alone after a batch of 36 gets what it got in the batch
   // (LibTorch 1.13's oneDNN path cannot reorder weights packed for the
   // larger batch: Int8Graph packs them again).
@@ -152,6 +158,13 @@ TEST(Int8Precision, RealMobileNetV2NamesEveryPhotoAsFloat32Does) {
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(none.status().message().find("graft models optimize"), std::string::npos) << none.status();
 }
+
+// squeezenet1_0 is left out: no batch norm, activations in the hundreds,
+// and post-training int8 flips 2 of the 6 photos (dog: dogsled/Eskimo dog
+// 0.38/0.20; horses) — PyTorch FX on onednn flips 2 as well (horses,
+// person), largest |dp| 0.171 against graft's 0.159.
+INSTANTIATE_TEST_SUITE_P(SharedWeights, Int8Precision, ::testing::Values("mobilenet_v2", "squeezenet1_1"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace graft::core
