@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -86,10 +87,13 @@ absl::StatusOr<Int8Calibration> CalibrateModel(const Predictor& predictor, const
         absl::StrCat("dataset '", dataset, "' has no ", split, " images to calibrate int8 on"));
   }
   const int64_t total = static_cast<int64_t>(pass.images.size());
-  const int64_t n = std::min(std::max<int64_t>(images, 1), total);
+  const Preprocessing& p = pass.model->info().preprocessing;
+  // Both calibration passes read the images: they are held preprocessed,
+  // at most kCalibrationBytes of them whatever the input size.
+  const int64_t per_image = 3 * int64_t{p.height} * p.width * static_cast<int64_t>(sizeof(float));
+  const int64_t n = std::min({std::max<int64_t>(images, 1), total, std::max<int64_t>(1, kCalibrationBytes / per_image)});
   std::vector<torch::Tensor> batches;
   std::vector<ImageInput> chunk;
-  const Preprocessing& p = pass.model->info().preprocessing;
   for (int64_t i = 0; i < n; ++i) {
     if (caller.cancelled && caller.cancelled()) return absl::CancelledError("cancelled by the client");
     const DatasetImage& image = pass.images[static_cast<size_t>(i * total / n)];

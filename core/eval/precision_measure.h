@@ -19,8 +19,13 @@ absl::StatusOr<PrecisionCheck> MeasurePrecision(const Predictor& predictor, Data
                                                 const std::string& split, const PassProgressFn& progress = {},
                                                 const Caller& caller = {});
 
+// The preprocessed pixels a calibration holds at most (512 MiB: 891 images
+// at 224 x 224).
+inline constexpr int64_t kCalibrationBytes = int64_t{512} << 20;
+
 // An int8 calibration of `model`'s backbone on `images` images of `pass`
-// (evenly spaced through it, decoded and preprocessed as the model's),
+// (evenly spaced through it, decoded and preprocessed as the model's; fewer
+// where they would pass kCalibrationBytes: Int8Calibration::images says),
 // through the float32 graph of its trunk (Zoo::CalibrateInt8). `dataset`
 // and `split` name the images; FAILED_PRECONDITION without any.
 absl::StatusOr<Int8Calibration> CalibrateModel(const Predictor& predictor, const DatasetPass& pass, int64_t images,
