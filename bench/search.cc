@@ -5,12 +5,16 @@
 // the usual way (features recomputed per trial), all in this run, on an
 // in-process graftd over loopback. Prints "name: value" lines and the ratios.
 //
-// build/bench/search [--threads N] [--epochs E] [--separate N] [--python N] [--trials_at_once N]
+// build/bench/search [--threads N] [--epochs E] [--separate N] [--python N] [--trials_at_once N] [--unfused 0|1]
 //   --separate N: run the first N trials of each backbone as separate jobs (0: all 48)
 //   --python N:   the reference runs the first N trials of each backbone (0: all; -1: skip)
 // With N < 24 the measured seconds per trial (per backbone) are scaled to the full grid.
+//   --unfused 1:  the search again on a graftd restarted with --search_fuse_trials=false
+// The search's own reference is its two feature passes (its `features` lines):
+// search_vs_feature_passes is the whole search over their sum.
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
@@ -38,7 +42,14 @@ struct Args {
   int separate = 0;
   int python = 0;
   int trials_at_once = 0;
+  bool unfused = true;
 };
+
+// The seconds a `features` line ends with ("... in 2.87 s").
+double FeatureSeconds(const std::string& line) {
+  const size_t in = line.rfind(" in ");
+  return in == std::string::npos ? 0 : std::atof(line.c_str() + in + 4);
+}
 
 struct JobRun {
   double seconds = 0;
@@ -100,6 +111,8 @@ int main(int argc, char** argv) {
       args.python = std::stoi(value);
     else if (flag == "--trials_at_once")
       args.trials_at_once = std::stoi(value);
+    else if (flag == "--unfused")
+      args.unfused = std::stoi(value) != 0;
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -113,7 +126,7 @@ int main(int argc, char** argv) {
   auto options = graft::bench::BenchServerOptions(dir.path(), args.threads);
   options.search_trials_at_once = args.trials_at_once;
   options.max_queued_jobs_per_principal = 64;
-  auto server = graft::server::GraftServer::Start(options);
+  auto server = graft::server::GraftServer::Start(options);  // trials fused (the default)
   if (!server.ok()) {
     std::cerr << "graftd: " << server.status() << "\n";
     return 1;
@@ -162,8 +175,47 @@ int main(int argc, char** argv) {
             << "\nsearch_winner_trial: " << winner.index()
             << "\nsearch_winner_val_accuracy: " << winner.best().val_accuracy()
             << "\nsearch_winner_val_loss: " << winner.best().val_loss() << "\n";
-  for (const auto& f : with_board->search().features()) std::cout << "# features " << f << "\n";
-  std::cout << "search_vs_default_job: " << searched.seconds / default_job.seconds << "  (target <= 1.5)\n";
+  double feature_seconds = 0;
+  for (const auto& f : with_board->search().features()) {
+    std::cout << "# features " << f << "\n";
+    feature_seconds += FeatureSeconds(f);
+  }
+  int fused = 0;
+  for (const auto& t : with_board->search().leaderboard()) fused += t.fused_trials() > 1;
+  std::cout << "search_trials_fused: " << fused << "\nfeature_passes_seconds: " << feature_seconds
+            << "\nsearch_vs_feature_passes: " << searched.seconds / feature_seconds << "  (target <= 1.3)"
+            << "\nsearch_vs_default_job: " << searched.seconds / default_job.seconds << "  (target <= 1.5)\n";
+
+  // The same search with every trial alone, on a graftd restarted without fusion.
+  if (args.unfused) {
+    server->reset();
+    options.search_fuse_trials = false;
+    server = graft::server::GraftServer::Start(options);
+    if (!server.ok()) {
+      std::cerr << "graftd: " << server.status() << "\n";
+      return 1;
+    }
+    graft::client::GraftClient plain("127.0.0.1:" + std::to_string((*server)->port()),
+                                     graft::bench::BenchClientOptions(dir.path()));
+    const JobRun alone = RunJob(plain, search);
+    if (!alone.error.empty()) {
+      std::cerr << "unfused search job: " << alone.error << "\n";
+      return 1;
+    }
+    auto board = plain.GetJob(alone.job.id());
+    std::cout << "unfused_search_seconds: " << alone.seconds << "\nunfused_search_winner_trial: "
+              << (board.ok() && board->search().leaderboard_size() > 0 ? board->search().leaderboard(0).index() : 0)
+              << "\nunfused_vs_fused_search: " << alone.seconds / searched.seconds << "\n";
+    options.search_fuse_trials = true;
+    server->reset();
+    server = graft::server::GraftServer::Start(options);
+    if (!server.ok()) {
+      std::cerr << "graftd: " << server.status() << "\n";
+      return 1;
+    }
+  }
+  graft::client::GraftClient again("127.0.0.1:" + std::to_string((*server)->port()),
+                                   graft::bench::BenchClientOptions(dir.path()));
 
   // (a) The same trials as separate jobs.
   if (args.separate >= 0) {
@@ -185,7 +237,7 @@ int main(int argc, char** argv) {
           spec.mutable_early_stopping()->set_monitor(graft::v1::MONITOR_VAL_ACCURACY);
           for (int u : h.hidden) spec.mutable_head()->add_hidden_units(u);
           spec.mutable_head()->set_dropout(h.dropout);
-          const JobRun job = RunJob(client, spec);
+          const JobRun job = RunJob(again, spec);
           if (!job.error.empty()) {
             std::cerr << "separate job " << index << ": " << job.error << "\n";
             return 1;

@@ -72,6 +72,7 @@ std::string TrialRow(const v1::Trial& t) {
   }
   s << std::setw(9) << Number(t.best().val_accuracy(), 4) << std::setw(9) << Number(t.best().val_macro_f1(), 4)
     << std::setw(10) << Number(t.best().val_loss(), 4) << Number(t.seconds(), 2);
+  if (t.fused_trials() > 1) s << " (fused with " << t.fused_trials() - 1 << ")";  // the seconds are its group's
   return s.str();
 }
 

@@ -316,6 +316,7 @@ void ToProto(const core::TrialResult& t, v1::Trial* out) {
   out->set_score(t.score);
   out->set_seconds(t.seconds);
   out->set_error(t.error);
+  out->set_fused_trials(t.fused_trials);
 }
 
 void ToProto(const core::LrCurve& c, v1::LearningRateCurve* out) {

@@ -72,6 +72,7 @@ struct RunnerOptions {
   bool feature_cache_fp16 = true;
   int decode_prefetch_batches = 2;  // TrainInput::prefetch_batches
   int search_trials_at_once = 0;    // SearchInput::threads
+  bool search_fuse_trials = true;   // SearchInput::fuse
   bool mixed_precision = true;  // CUDA only (TrainInput::mixed_precision)
   // The shared queue. `train`: this process runs jobs (--train); a serving
   // process only queues them. `shared`: other processes use the database

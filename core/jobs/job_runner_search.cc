@@ -142,6 +142,7 @@ void JobRunner::ExecuteSearch(JobRecord& job, const CancellationToken& token,
   search.resident = resident;
   search.base = base;
   search.threads = options_.search_trials_at_once;
+  search.fuse = options_.search_fuse_trials;
   if (auto events = jobs_.Events(id, 0); events.ok()) {
     for (const JobEvent& e : *events) {
       if (e.type == JobEventType::kTrial) search.done.push_back(e.trial);

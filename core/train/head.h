@@ -28,6 +28,7 @@ class ClassifierHeadImpl : public torch::nn::Module {
   void Seed(uint64_t seed);
 
  private:
+  friend class HeadStack;
   torch::Tensor Dropout(const torch::Tensor& x);
 
   std::vector<torch::nn::Linear> linears_;
@@ -36,5 +37,41 @@ class ClassifierHeadImpl : public torch::nn::Module {
   at::Generator generator_;
 };
 TORCH_MODULE(ClassifierHead);
+
+// Dropout's scaled keep mask for an input of `sizes`: 1/(1-p) where kept,
+// 0 where dropped, drawn from `generator` (float32, CPU).
+torch::Tensor DropoutKeep(at::IntArrayRef sizes, double p, at::Generator& generator);
+
+// Heads of one HeadSpec trained together on the same features (a search's
+// fused trials): one forward computes them all, the first layer as a single
+// matrix product over the shared input ([B, in] x [in, n*out]), the later
+// ones as one batched product. Each head's parameters become views of the
+// stacked tensors, so its own optimizer steps it, and its state dict and
+// loading work as before. The heads draw the same dropout masks they would
+// draw alone from the seed they share, so each head's output is what its own
+// forward gives, up to float rounding.
+class HeadStack {
+ public:
+  // Moves `heads` (one HeadSpec, one input width, on one device) into
+  // stacked storage, their current values kept. Heads stacked before and not
+  // among these keep their own (old) storage and are never touched again.
+  void Rebuild(const std::vector<ClassifierHead>& heads);
+  const std::vector<ClassifierHead>& heads() const { return heads_; }
+
+  // Logits [n, B, classes] of every head for `features` [B, in]; `train`:
+  // dropout as each head's forward after Seed(dropout_seed).
+  torch::Tensor Forward(const torch::Tensor& features, bool train, uint64_t dropout_seed);
+  // Before a backward: no stacked gradient. After it: each head's parameters'
+  // gradients are their slices of the stacked ones.
+  void ClearGradients();
+  void ShareGradients();
+
+ private:
+  std::vector<ClassifierHead> heads_;
+  std::vector<torch::Tensor> weights_;  // per layer [n, out, in], leaves that require grad
+  std::vector<torch::Tensor> biases_;   // per layer [n, out]
+  double dropout_ = 0;
+  bool gelu_ = false;
+};
 
 }  // namespace graft::core

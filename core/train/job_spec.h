@@ -17,6 +17,9 @@ struct HeadSpec {
   std::vector<int> hidden_units;  // Dense layers before the classifier
   double dropout = 0;
   std::string activation = "relu";  // relu | gelu
+  bool operator==(const HeadSpec& o) const {
+    return hidden_units == o.hidden_units && dropout == o.dropout && activation == o.activation;
+  }
 };
 
 enum class OptimizerKind { kSgd = 1, kAdam = 2, kAdamW = 3, kRmsprop = 4 };

@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -65,6 +66,66 @@ Dimensions DimensionsOf(const JobSpec& job, const std::vector<std::string>& back
   return d;
 }
 
+std::vector<std::vector<const TrialConfig*>> Singletons(const std::vector<const TrialConfig*>& todo) {
+  std::vector<std::vector<const TrialConfig*>> out;
+  for (const TrialConfig* c : todo) out.push_back({c});
+  return out;
+}
+
+// Multiply-adds of one head per image.
+double HeadCost(const HeadSpec& head, int64_t in, int classes) {
+  double cost = 0;
+  for (int units : head.hidden_units) {
+    cost += static_cast<double>(in) * units;
+    in = units;
+  }
+  return cost + static_cast<double>(in) * classes;
+}
+
+// A fused group holds at least this many trials when its head has them (it
+// is split only to keep the threads busy), and at most kMaxFused.
+constexpr size_t kMinFused = 4;
+constexpr size_t kMaxFused = 32;
+// Bytes of one fused group's stacked weights, gradients and optimizer state.
+constexpr double kMaxFusedBytes = 512.0 * (1 << 20);
+
+// The trials of `todo` grouped for fusion: one group per head shape, split
+// into near-equal parts so that the parts' work keeps `threads` busy and
+// their memory stays bounded, the heaviest first.
+std::vector<std::vector<const TrialConfig*>> FusedUnits(const std::vector<const TrialConfig*>& todo,
+                                                        int64_t feature_dim, int classes, int threads) {
+  std::vector<std::vector<const TrialConfig*>> by_head;
+  for (const TrialConfig* c : todo) {
+    auto it = std::find_if(by_head.begin(), by_head.end(), [&](const auto& g) { return g.front()->head == c->head; });
+    if (it == by_head.end()) {
+      by_head.push_back({c});
+    } else {
+      it->push_back(c);
+    }
+  }
+  double total = 0;
+  for (const TrialConfig* c : todo) total += HeadCost(c->head, feature_dim, classes);
+  const double target = total / (threads > 1 ? 2.0 * threads : 1.0);
+  std::vector<std::pair<double, std::vector<const TrialConfig*>>> units;
+  for (const auto& group : by_head) {
+    const double each = HeadCost(group.front()->head, feature_dim, classes);
+    const size_t n = group.size();
+    const size_t most = std::max<size_t>(1, std::min<size_t>(kMaxFused, static_cast<size_t>(kMaxFusedBytes / (16 * each))));
+    size_t parts = std::max<size_t>(1, static_cast<size_t>(std::ceil(n * each / std::max(target, 1.0))));
+    parts = std::min(parts, std::max<size_t>(1, n / kMinFused));  // keep groups of kMinFused
+    parts = std::max(parts, (n + most - 1) / most);                 // and within memory
+    for (size_t p = 0; p < parts; ++p) {
+      std::vector<const TrialConfig*> part(group.begin() + static_cast<long>(n * p / parts),
+                                           group.begin() + static_cast<long>(n * (p + 1) / parts));
+      if (!part.empty()) units.emplace_back(each * static_cast<double>(part.size()), std::move(part));
+    }
+  }
+  std::stable_sort(units.begin(), units.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::vector<const TrialConfig*>> out;
+  for (auto& unit : units) out.push_back(std::move(unit.second));
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json TrialResultToJson(const TrialResult& t) {
@@ -83,6 +144,7 @@ nlohmann::json TrialResultToJson(const TrialResult& t) {
       {"best", EpochMetricsToJson(t.best)},
       {"score", t.score},
       {"seconds", t.seconds},
+      {"fused_trials", t.fused_trials},
       {"error", t.error}};
 }
 
@@ -105,6 +167,7 @@ TrialResult TrialResultFromJson(const nlohmann::json& j) {
   t.best = EpochMetricsFromJson(j.value("best", nlohmann::json::object()));
   t.score = j.value("score", 0.0);
   t.seconds = j.value("seconds", 0.0);
+  t.fused_trials = JsonInt(j, "fused_trials", 1);
   t.error = j.value("error", "");
   return t;
 }
@@ -319,44 +382,61 @@ absl::StatusOr<SearchOutcome> RunSearch(const SearchInput& input, const Cancella
       }
       base.features = features[backbone];
       base.on_cache_in_memory = nullptr;
+      base.decode_threads = 1;  // trials decode nothing: their features are shared
       absl::Status failure;
+      // One trial, alone or as a member of `fusion` (which it leaves however it ends).
+      const auto run_trial = [&](const TrialConfig* config, const std::shared_ptr<HeadFusion>& fusion) {
+        const bool over_budget = job.search.budget_seconds > 0 && Seconds(start) > job.search.budget_seconds;
+        if (cancel.cancelled() || over_budget) {
+          if (fusion != nullptr) WithdrawFromFusion(*fusion);
+          if (!over_budget) return;
+          absl::MutexLock lock(&mu);
+          ++skipped;
+          return;
+        }
+        const auto trial_start = Clock::now();
+        TrainInput in = base;
+        in.spec = TrialSpec(job, *config, round.epochs);
+        in.fusion = fusion;
+        TrainEvents quiet;
+        auto trained = Train(in, cancel, quiet);
+        TrialResult t;
+        t.config = *config;
+        t.round = static_cast<int>(r);
+        t.epochs_budget = round.epochs;
+        t.seconds = Seconds(trial_start);
+        if (trained.ok()) {
+          t.epochs = trained->final_metrics.epoch;
+          t.best = trained->best_metrics;
+          t.score = MonitoredValue(t.best, metric);
+          t.fused_trials = trained->fused_trials;
+        } else if (absl::IsCancelled(trained.status()) || absl::IsUnavailable(trained.status())) {
+          absl::MutexLock lock(&mu);
+          if (failure.ok()) failure = trained.status();
+          return;
+        } else {
+          t.error = std::string(trained.status().message());
+        }
+        events.OnTrial(t);
+        absl::MutexLock lock(&mu);
+        this_round.push_back(t);
+        results.push_back(t);
+        if (trained.ok() && (!best || RanksBefore(t, best->first, metric))) best.emplace(t, std::move(*trained));
+      };
+      const std::vector<std::vector<const TrialConfig*>> units =
+          input.fuse ? FusedUnits(todo, resident->spec->feature_dim, input.base.num_classes, threads)
+                     : Singletons(todo);
       {
-        ThreadPool pool(std::min<int>(threads, static_cast<int>(todo.size())));
+        ThreadPool pool(std::min<int>(threads, static_cast<int>(units.size())));
         std::vector<std::future<void>> running;
-        for (const TrialConfig* config : todo) {
-          running.push_back(pool.Submit([&, config] {
-            if (cancel.cancelled()) return;
-            if (job.search.budget_seconds > 0 && Seconds(start) > job.search.budget_seconds) {
-              absl::MutexLock lock(&mu);
-              ++skipped;
-              return;
-            }
-            const auto trial_start = Clock::now();
-            TrainInput in = base;
-            in.spec = TrialSpec(job, *config, round.epochs);
-            TrainEvents quiet;
-            auto trained = Train(in, cancel, quiet);
-            TrialResult t;
-            t.config = *config;
-            t.round = static_cast<int>(r);
-            t.epochs_budget = round.epochs;
-            t.seconds = Seconds(trial_start);
-            if (trained.ok()) {
-              t.epochs = trained->final_metrics.epoch;
-              t.best = trained->best_metrics;
-              t.score = MonitoredValue(t.best, metric);
-            } else if (absl::IsCancelled(trained.status()) || absl::IsUnavailable(trained.status())) {
-              absl::MutexLock lock(&mu);
-              if (failure.ok()) failure = trained.status();
-              return;
-            } else {
-              t.error = std::string(trained.status().message());
-            }
-            events.OnTrial(t);
-            absl::MutexLock lock(&mu);
-            this_round.push_back(t);
-            results.push_back(t);
-            if (trained.ok() && (!best || RanksBefore(t, best->first, metric))) best.emplace(t, std::move(*trained));
+        for (const std::vector<const TrialConfig*>& unit : units) {
+          running.push_back(pool.Submit([&, unit] {
+            if (unit.size() == 1) return run_trial(unit.front(), nullptr);
+            // Each member on its own thread: they meet at every epoch.
+            const std::shared_ptr<HeadFusion> fusion = NewHeadFusion(static_cast<int>(unit.size()));
+            std::vector<std::thread> members;
+            for (const TrialConfig* config : unit) members.emplace_back([&, config] { run_trial(config, fusion); });
+            for (std::thread& m : members) m.join();
           }));
         }
         for (auto& f : running) f.wait();

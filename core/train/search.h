@@ -36,7 +36,8 @@ struct TrialResult {
   int epochs = 0;         // epochs run (fewer when it stopped early)
   EpochMetrics best;      // the best epoch by the search's metric
   double score = 0;       // the metric at that epoch
-  double seconds = 0;
+  double seconds = 0;     // a fused trial: its group's
+  int fused_trials = 1;   // trials trained fused with it, itself included (TrainedModel::fused_trials)
   std::string error;  // the trial failed (e.g. diverged); never the winner
 };
 
@@ -96,7 +97,10 @@ struct SearchInput {
   std::function<absl::StatusOr<std::shared_ptr<ResidentBackbone>>(const std::string&)> resident;
   TrainInput base;                // images, classes, feature cache options; spec and resident are set per trial
   std::vector<TrialResult> done;  // finished before a restart: not run again
-  int threads = 0;                // trials at once; 0: the available cores
+  int threads = 0;                // trials (or fused groups) at once; 0: the available cores
+  // Trials of one backbone and head shape train fused (NewHeadFusion), in
+  // groups sized to keep `threads` busy; false: each alone.
+  bool fuse = true;
 };
 
 struct SearchOutcome {

@@ -247,29 +247,35 @@ absl::Status Trainer::SaveCheckpoint(const TrainerCheckpoint& checkpoint) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage, int epoch,
-                                              const EpochResume& resume, const SaveWithin& save_within) {
-  torch::optim::Optimizer& opt = *opt_;
-  const StageSpec& st = spec_.stages[stage];
-  const auto start = Clock::now();
-  torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
+std::vector<std::vector<int64_t>> Trainer::EpochBatches(int epoch, bool drop_lone_last) const {
   std::mt19937_64 rng(spec_.seed * 104729 + static_cast<uint64_t>(epoch));
   std::vector<int64_t> order =
       spec_.balanced_sampling ? BalancedOrder(train_by_class_, train_items_.size(), rng) : train_items_;
   if (!spec_.balanced_sampling) std::shuffle(order.begin(), order.end(), rng);
+  const size_t bs = static_cast<size_t>(spec_.batch_size);
+  std::vector<std::vector<int64_t>> batches;
+  for (size_t first = 0; first < order.size(); first += bs) {
+    batches.emplace_back(order.begin() + static_cast<long>(first),
+                         order.begin() + static_cast<long>(std::min(order.size(), first + bs)));
+  }
+  if (drop_lone_last && !batches.empty() && batches.back().size() == 1) batches.pop_back();
+  return batches;
+}
+
+absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage, int epoch,
+                                              const EpochResume& resume, const SaveWithin& save_within) {
+  if (fused_) return FusedRunEpoch(stage, epoch_in_stage, epoch);
+  torch::optim::Optimizer& opt = *opt_;
+  const StageSpec& st = spec_.stages[stage];
+  const auto start = Clock::now();
+  torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
   const int trainable = TrainableBlocks(st.train, n_);
   SetStageTrainable(st);
   head_->train();
   head_->Seed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 2));
   const bool bn_trains = own_ != nullptr && trainable > 0 && st.batch_norm == BatchNormMode::kTrain;
-  const size_t bs = static_cast<size_t>(spec_.batch_size);
-  std::vector<std::vector<int64_t>> all_batches;
-  for (size_t first = 0; first < order.size(); first += bs) {
-    all_batches.emplace_back(order.begin() + static_cast<long>(first),
-                             order.begin() + static_cast<long>(std::min(order.size(), first + bs)));
-  }
   // Batch norm cannot train on one image: a lone last image sits this epoch out.
-  if (bn_trains && all_batches.back().size() == 1) all_batches.pop_back();
+  std::vector<std::vector<int64_t>> all_batches = EpochBatches(epoch, /*drop_lone_last=*/bn_trains);
   const int batches = static_cast<int>(all_batches.size());
   // The order is the epoch's own (seeded), so a resumed epoch skips exactly
   // the batches its checkpoint holds.
@@ -403,15 +409,19 @@ absl::StatusOr<TrainedModel> Trainer::Run() {
     events_.OnLearningRateFound(curve);
   }
   last_save_ = Clock::now();
+  JoinFusion();
   // A search's trial is restarted, never resumed; in a group rank 0 writes.
   const bool save = !in_.checkpoint_path.empty() && in_.write_checkpoints;
-  ASSIGN_OR_RETURN(const StagesResult stages, RunStages(spec_, *this, events_, resuming ? &ckpt : nullptr, save));
+  absl::StatusOr<StagesResult> ran = RunStages(spec_, *this, events_, resuming ? &ckpt : nullptr, save);
+  LeaveFusion();  // the other members go on without waiting for this one
+  ASSIGN_OR_RETURN(const StagesResult stages, std::move(ran));
   out.final_metrics = stages.final_metrics;
   out.best_metrics = stages.best_metrics;
   out.restored_best = stages.restored_best;
   out.weights = TrainedState();
   out.feature_cache = prefix_->description();
   out.images_read = input_ != nullptr ? input_->images_read() : 0;
+  out.fused_trials = fused_trials_;
   return out;
 }
 

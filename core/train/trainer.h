@@ -19,6 +19,7 @@
 namespace graft::core {
 
 class Collective;
+class HeadFusion;
 
 struct EpochMetrics {
   int stage = 0;  // 1-based
@@ -149,6 +150,13 @@ struct TrainInput {
   Collective* collective = nullptr;
   // Rank 0 writes checkpoints; the others only resume from them.
   bool write_checkpoints = true;
+  // A search's fused trials (NewHeadFusion): this run trains in lockstep
+  // with the fusion's other members, all their heads in one computation per
+  // batch, when it can (a head-only run on `features`, alone, without
+  // checkpoints or learning_rate auto, with the members' head, seed, batch
+  // size, epochs and sampling); else it trains alone. Either way it counts
+  // as one of the fusion's members until it ends.
+  std::shared_ptr<HeadFusion> fusion;
 };
 
 struct TrainedModel {
@@ -164,6 +172,9 @@ struct TrainedModel {
   std::string feature_cache = "none";
   double found_learning_rate = 0;  // learning_rate auto: the rate used
   int64_t images_read = 0;         // distinct images this trainer read and decoded
+  // Runs trained in one computation with this one in its first epoch
+  // (TrainInput::fusion), itself included; 1: alone.
+  int fused_trials = 1;
 };
 
 // Fine-tunes a head (and the blocks the stages name) on `images`. Frozen
@@ -186,6 +197,18 @@ absl::StatusOr<std::shared_ptr<const SharedFeatures>> ExtractFeatures(const Trai
 // batch size, label smoothing) over the training split.
 absl::StatusOr<LrCurve> FindLearningRate(const TrainInput& input, const LrFindOptions& options,
                                          const CancellationToken& cancel);
+
+// Lockstep training of `members` runs (each given the fusion in
+// TrainInput::fusion and trained on its own thread: a member waits for the
+// others at every epoch). Their heads (one HeadSpec) are stacked: one matrix
+// product per layer and batch trains them all (HeadStack), while each keeps
+// its own optimizer, learning rate, schedule, weight decay, label smoothing,
+// early stopping and best weights; a member that stops or fails leaves and
+// the rest go on. Each run's results are what it gives alone, up to float
+// rounding.
+std::shared_ptr<HeadFusion> NewHeadFusion(int members);
+// A member that will not train after all (skipped): the others stop waiting.
+void WithdrawFromFusion(HeadFusion& fusion);
 
 // balanced_sampling's epoch order: n draws, each a uniformly drawn image of a
 // uniformly drawn class (classes without images are skipped; none: empty).

@@ -27,12 +27,33 @@ using Clock = std::chrono::steady_clock;
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, std::vector<torch::Tensor> params);
 
+// A validation pass's running counts, and the figures they make.
+struct ValMetrics {
+  double loss = 0, accuracy = 0, macro_f1 = 0;
+};
+class ValTally {
+ public:
+  explicit ValTally(int64_t classes);
+  // One batch: its logits [B, classes], labels [B] and mean loss.
+  void Add(const torch::Tensor& logits, const torch::Tensor& labels, double mean_loss);
+  // Every rank's counts summed (a data-parallel group).
+  absl::Status AllReduce(Collective& group);
+  ValMetrics Finish(double images) const;
+
+ private:
+  int64_t classes_;
+  double loss_sum_ = 0, correct_ = 0;
+  // Per class: true positives, images predicted as it, images of it.
+  torch::Tensor tp_, predicted_, support_;
+};
+
 class Trainer final : public EpochRunner {
  public:
   Trainer(const TrainInput& in, const CancellationToken& cancel, TrainEvents& events)
       : in_(in), spec_(in.spec), cancel_(cancel), events_(events), device_(in.resident->device) {}
   // Features() and FindLearningRate() report nothing.
   Trainer(const TrainInput& in, const CancellationToken& cancel) : Trainer(in, cancel, silent_) {}
+  ~Trainer() override { LeaveFusion(); }
 
   absl::StatusOr<TrainedModel> Run();
   // Setup for a head-only use, then the features alone.
@@ -50,7 +71,26 @@ class Trainer final : public EpochRunner {
   absl::Status LoadState(const StateDict& state) override { return LoadTrainedState(state); }
   absl::Status SaveCheckpoint(const TrainerCheckpoint& checkpoint) override;
 
+  friend class ::graft::core::HeadFusion;
+
   absl::Status Setup();
+  // Joins in_.fusion when this run can train in it (a head-only run on
+  // adopted features, alone, without checkpoints or a range test); else
+  // leaves it and trains alone.
+  void JoinFusion();
+  void LeaveFusion();
+  // RunEpoch of a fused member: waits for the round that trains it.
+  absl::StatusOr<EpochMetrics> FusedRunEpoch(size_t stage, int epoch_in_stage, int epoch);
+  // Epoch `epoch`'s training batches (its seeded order); `drop_lone_last`:
+  // without a last batch of one image.
+  std::vector<std::vector<int64_t>> EpochBatches(int epoch, bool drop_lone_last) const;
+  // The fused trials' epoch: every member of `stack` (all at this epoch)
+  // trained one batch at a time in one computation and validated; each
+  // member's metrics or error (a diverged loss, a cancel).
+  static std::vector<absl::StatusOr<EpochMetrics>> FusedEpoch(const std::vector<Trainer*>& members,
+                                                              HeadStack& stack, size_t stage, int epoch_in_stage,
+                                                              int epoch);
+  static std::vector<ValMetrics> FusedEvaluate(const std::vector<Trainer*>& members, HeadStack& stack);
   // The bfloat16 trunk the frozen part runs in (JobSpec::precision), or null
   // for fp32 (and on CUDA, where --mixed_precision decides).
   absl::StatusOr<BackbonePtr> FrozenTrunk() const;
@@ -62,9 +102,6 @@ class Trainer final : public EpochRunner {
   void SetStageTrainable(const StageSpec& stage);
   // The head and every parameter SetStageTrainable left trainable.
   std::vector<torch::Tensor> StageParameters();
-  struct ValMetrics {
-    double loss = 0, accuracy = 0, macro_f1 = 0;
-  };
   absl::StatusOr<ValMetrics> Evaluate();
   // Data-parallel: whether this rank reads `item`.
   bool Owns(int64_t item) const { return group_ == nullptr || item % world_ == rank_; }
@@ -109,6 +146,9 @@ class Trainer final : public EpochRunner {
   int rank_ = 0, world_ = 1;
   std::unique_ptr<InputFeed> input_;     // the images, decoded as batches need them
   std::unique_ptr<PrefixCache> prefix_;  // over input_: every batch at block k
+  bool fused_ = false;      // epochs run in in_.fusion
+  bool left_fusion_ = false;
+  int fused_trials_ = 1;    // members in its first fused epoch
 };
 
 }  // namespace graft::core::trainer_internal

@@ -7,14 +7,56 @@
 
 namespace graft::core::trainer_internal {
 
-absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
+ValTally::ValTally(int64_t classes)
+    : classes_(classes),
+      tp_(torch::zeros({classes}, torch::kLong)),
+      predicted_(torch::zeros({classes}, torch::kLong)),
+      support_(torch::zeros({classes}, torch::kLong)) {}
+
+void ValTally::Add(const torch::Tensor& logits, const torch::Tensor& labels, double mean_loss) {
+  loss_sum_ += mean_loss * static_cast<double>(labels.size(0));
+  const torch::Tensor guess = logits.argmax(1).cpu(), truth = labels.cpu();
+  const torch::Tensor right = guess.eq(truth);
+  const int64_t hits = right.sum().item<int64_t>();
+  correct_ += static_cast<double>(hits);
+  tp_.index_add_(0, truth.masked_select(right), torch::ones({hits}, torch::kLong));
+  predicted_.index_add_(0, guess, torch::ones({guess.size(0)}, torch::kLong));
+  support_.index_add_(0, truth, torch::ones({truth.size(0)}, torch::kLong));
+}
+
+absl::Status ValTally::AllReduce(Collective& group) {
+  torch::Tensor sums = torch::cat({torch::tensor({loss_sum_, correct_}, torch::kDouble), tp_.to(torch::kDouble),
+                                   predicted_.to(torch::kDouble), support_.to(torch::kDouble)});
+  RETURN_IF_ERROR(group.AllReduceSum(sums));
+  loss_sum_ = sums[0].item<double>();
+  correct_ = sums[1].item<double>();
+  const int64_t c = classes_;
+  tp_ = sums.slice(0, 2, 2 + c).round().to(torch::kLong);
+  predicted_ = sums.slice(0, 2 + c, 2 + 2 * c).round().to(torch::kLong);
+  support_ = sums.slice(0, 2 + 2 * c, 2 + 3 * c).round().to(torch::kLong);
+  return absl::OkStatus();
+}
+
+ValMetrics ValTally::Finish(double images) const {
+  // Macro F1 as the report (and scikit-learn) define it: over the classes
+  // with images or predictions; F1 = 2 tp / (support + predicted).
+  double f1_sum = 0;
+  int f1_classes = 0;
+  const auto tp = tp_.accessor<int64_t, 1>(), predicted = predicted_.accessor<int64_t, 1>(),
+             support = support_.accessor<int64_t, 1>();
+  for (int64_t c = 0; c < classes_; ++c) {
+    if (support[c] + predicted[c] == 0) continue;
+    f1_sum += 2.0 * static_cast<double>(tp[c]) / static_cast<double>(support[c] + predicted[c]);
+    ++f1_classes;
+  }
+  return ValMetrics{loss_sum_ / images, correct_ / images, f1_classes > 0 ? f1_sum / f1_classes : 0.0};
+}
+
+absl::StatusOr<ValMetrics> Trainer::Evaluate() {
   torch::NoGradGuard no_grad;
   if (own_) own_->eval();
   head_->eval();
-  double loss_sum = 0, correct = 0;
-  // Per class: true positives, images predicted as it, images of it.
-  torch::Tensor tp = torch::zeros({in_.num_classes}, torch::kLong), predicted = torch::zeros({in_.num_classes}, torch::kLong),
-                support = torch::zeros({in_.num_classes}, torch::kLong);
+  ValTally tally(in_.num_classes);
   std::vector<std::vector<int64_t>> batches;
   const std::vector<int64_t> mine = Owned(val_items_);  // all of them alone
   for (size_t b = 0; b < mine.size(); b += static_cast<size_t>(spec_.batch_size)) {
@@ -23,41 +65,13 @@ absl::StatusOr<Trainer::ValMetrics> Trainer::Evaluate() {
   }
   Feed feed = PrefixCache::Start(batches, /*train=*/false, 0);
   for (size_t b = 0; b < batches.size(); ++b) {
-    const std::vector<int64_t>& items = batches[b];
-    const torch::Tensor labels = labels_.index_select(0, torch::tensor(items)).to(device_);
+    const torch::Tensor labels = labels_.index_select(0, torch::tensor(batches[b])).to(device_);
     ASSIGN_OR_RETURN(const torch::Tensor at_k, prefix_->AtK(feed, b));
     const torch::Tensor logits = Tail(at_k);
-    loss_sum += Loss(logits, labels, false).item<double>() * static_cast<double>(items.size());
-    const torch::Tensor guess = logits.argmax(1).cpu(), truth = labels.cpu();
-    const torch::Tensor right = guess.eq(truth);
-    correct += right.sum().item<double>();
-    tp.index_add_(0, truth.masked_select(right), torch::ones({right.sum().item<int64_t>()}, torch::kLong));
-    predicted.index_add_(0, guess, torch::ones({guess.size(0)}, torch::kLong));
-    support.index_add_(0, truth, torch::ones({truth.size(0)}, torch::kLong));
+    tally.Add(logits, labels, Loss(logits, labels, false).item<double>());
   }
-  if (group_ != nullptr) {  // every rank's counts: the whole split's
-    torch::Tensor sums = torch::cat({torch::tensor({loss_sum, correct}, torch::kDouble), tp.to(torch::kDouble),
-                                     predicted.to(torch::kDouble), support.to(torch::kDouble)});
-    RETURN_IF_ERROR(group_->AllReduceSum(sums));
-    loss_sum = sums[0].item<double>();
-    correct = sums[1].item<double>();
-    const int64_t c = in_.num_classes;
-    tp = sums.slice(0, 2, 2 + c).round().to(torch::kLong);
-    predicted = sums.slice(0, 2 + c, 2 + 2 * c).round().to(torch::kLong);
-    support = sums.slice(0, 2 + 2 * c, 2 + 3 * c).round().to(torch::kLong);
-  }
-  const double n = static_cast<double>(val_items_.size());
-  // Macro F1 as the report (and scikit-learn) define it: over the classes
-  // with images or predictions; F1 = 2 tp / (support + predicted).
-  double f1_sum = 0;
-  int f1_classes = 0;
-  const auto tp_a = tp.accessor<int64_t, 1>(), pred_a = predicted.accessor<int64_t, 1>(), sup_a = support.accessor<int64_t, 1>();
-  for (int64_t c = 0; c < in_.num_classes; ++c) {
-    if (sup_a[c] + pred_a[c] == 0) continue;
-    f1_sum += 2.0 * static_cast<double>(tp_a[c]) / static_cast<double>(sup_a[c] + pred_a[c]);
-    ++f1_classes;
-  }
-  return ValMetrics{loss_sum / n, correct / n, f1_classes > 0 ? f1_sum / f1_classes : 0.0};
+  if (group_ != nullptr) RETURN_IF_ERROR(tally.AllReduce(*group_));  // every rank's counts: the whole split's
+  return tally.Finish(static_cast<double>(val_items_.size()));
 }
 
 }  // namespace graft::core::trainer_internal

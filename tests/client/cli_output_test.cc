@@ -1,5 +1,6 @@
 // The terminal learning curves of graft watch.
 #include "client/cli_output.h"
+#include "client/cli_search.h"
 
 #include <gtest/gtest.h>
 
@@ -31,6 +32,22 @@ TEST(LearningCurves, TrainAndValShareAScaleAndStagesAreMarked) {
   EXPECT_EQ(curves,
             "loss     train \u2588\u2586|\u2583\u2581  val \u2588\u2588|\u2588\u2588  (0.250 .. 1.000)\n"
             "accuracy train \u2581\u2581|\u2581\u2581  val \u2581\u2584|\u2586\u2588  (0.500 .. 0.900)");
+}
+
+TEST(TrialRow, AFusedTrialSaysWithHowManyOthersItsSecondsWereShared) {
+  v1::Trial t;
+  t.set_index(3);
+  t.set_backbone("mobilenet_v2");
+  t.set_learning_rate(1e-3);
+  t.set_epochs(5);
+  t.set_epochs_budget(5);
+  t.mutable_best()->set_val_accuracy(0.9);
+  t.set_seconds(2.5);
+  t.set_fused_trials(1);
+  EXPECT_EQ(TrialRow(t).find("fused"), std::string::npos) << TrialRow(t);
+  t.set_fused_trials(4);
+  const std::string row = TrialRow(t);
+  EXPECT_NE(row.find("2.50 (fused with 3)"), std::string::npos) << row;
 }
 
 }  // namespace

@@ -58,6 +58,8 @@ TEST_F(TrainingTest, SearchPublishesTheWinnerWithItsLeaderboard) {
   ASSERT_EQ(done.search().features_size(), 2) << "one feature pass per backbone";
   EXPECT_NE(done.search().features(0).find("mobilenet_v2: memory fp16 397 rows"), std::string::npos)
       << done.search().features(0);
+  // The two rates of each backbone and head shape trained fused.
+  for (const v1::Trial& t : done.search().leaderboard()) EXPECT_EQ(t.fused_trials(), 2) << "trial " << t.index();
   for (int i = 1; i < done.search().leaderboard_size(); ++i) {
     const auto& a = done.search().leaderboard(i - 1).best();
     const auto& b = done.search().leaderboard(i).best();
