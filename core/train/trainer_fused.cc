@@ -242,9 +242,19 @@ std::vector<absl::StatusOr<EpochMetrics>> Trainer::FusedEpoch(const std::vector<
     stack.ShareGradients();
     for (size_t i : stepping) {
       Trainer& m = *members[i];
+      const OptimizerSpec& o = m.spec_.stages[stage].optimizer;
       run[i].lr = LearningRate(m.spec_.stages[stage], epoch_in_stage, static_cast<double>(b) / count);
-      for (auto& group : m.opt_->param_groups()) group.options().set_lr(run[i].lr);
-      m.opt_->step();
+      if (m.one_pass_stage_ != static_cast<int>(stage)) {
+        const std::vector<torch::Tensor> params = m.head_->parameters();
+        m.one_pass_ = OnePassAdam::Handles(o, params) ? std::make_unique<OnePassAdam>(params, o) : nullptr;
+        m.one_pass_stage_ = static_cast<int>(stage);
+      }
+      if (m.one_pass_ != nullptr) {
+        m.one_pass_->Step(run[i].lr);
+      } else {
+        for (auto& group : m.opt_->param_groups()) group.options().set_lr(run[i].lr);
+        m.opt_->step();
+      }
       m.events_.OnProgress(epoch, b + 1, count);
     }
   }

@@ -16,6 +16,7 @@
 #include "core/train/early_stopping.h"
 #include "core/train/head.h"
 #include "core/train/input_feed.h"
+#include "core/train/one_pass_adam.h"
 #include "core/train/prefix_cache.h"
 #include "core/train/stage_loop.h"
 #include "core/train/trainer.h"
@@ -149,6 +150,10 @@ class Trainer final : public EpochRunner {
   bool fused_ = false;      // epochs run in in_.fusion
   bool left_fusion_ = false;
   int fused_trials_ = 1;    // members in its first fused epoch
+  // A fused member's Adam or AdamW (instead of opt_; null for the other
+  // optimizers), chosen at the first fused step of stage one_pass_stage_.
+  std::unique_ptr<OnePassAdam> one_pass_;
+  int one_pass_stage_ = -1;
 };
 
 }  // namespace graft::core::trainer_internal

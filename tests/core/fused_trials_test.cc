@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <memory>
 #include <set>
 #include <thread>
 
+#include "core/train/one_pass_adam.h"
 #include "core/train/search.h"
 #include "core/train/trainer.h"
 #include "core/util/compute_threads.h"
@@ -158,6 +161,52 @@ TEST_F(FusedTrialsTest, EqualRunsAloneWithEveryOptimizerEarlyStopsAndADivergence
   // Members left at different epochs: the stack shrank while others trained on.
   EXPECT_GE(stopped_at.size(), 2u);
   EXPECT_EQ(*stopped_at.rbegin(), 7);
+}
+
+// One pass per element computes what torch::optim's eight tensor-wide
+// operations do, weight decay coupled (Adam) or decoupled (AdamW), with the
+// learning rate changing between steps as a schedule changes it.
+TEST(OnePassAdamTest, StepsAsTorchOptimDoes) {
+  for (const OptimizerKind kind : {OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+    for (const double weight_decay : {0.0, 0.05}) {
+      SCOPED_TRACE(std::string(kind == OptimizerKind::kAdam ? "Adam" : "AdamW") + " wd " + std::to_string(weight_decay));
+      OptimizerSpec spec;
+      spec.kind = kind;
+      spec.weight_decay = weight_decay;
+      spec.beta1 = 0.85;
+      torch::manual_seed(4);
+      const torch::Tensor start = torch::randn({37, 53});
+      torch::Tensor theirs = start.clone().requires_grad_(true), ours = start.clone();
+      ASSERT_TRUE(OnePassAdam::Handles(spec, {ours}));
+      std::unique_ptr<torch::optim::Optimizer> reference;
+      if (kind == OptimizerKind::kAdam) {
+        reference = std::make_unique<torch::optim::Adam>(
+            std::vector<torch::Tensor>{theirs},
+            torch::optim::AdamOptions(1e-2).betas({0.85, 0.999}).weight_decay(weight_decay));
+      } else {
+        reference = std::make_unique<torch::optim::AdamW>(
+            std::vector<torch::Tensor>{theirs},
+            torch::optim::AdamWOptions(1e-2).betas({0.85, 0.999}).weight_decay(weight_decay));
+      }
+      OnePassAdam adam({ours}, spec);
+      for (int step = 0; step < 60; ++step) {
+        const double lr = 1e-2 * (1 + std::cos(step / 10.0)) / 2 + 1e-4;
+        const torch::Tensor grad = torch::randn({37, 53}) * (step % 7 == 0 ? 1e-6 : 0.3);
+        theirs.mutable_grad() = grad.clone();
+        ours.mutable_grad() = grad.clone();
+        for (auto& group : reference->param_groups()) group.options().set_lr(lr);
+        reference->step();
+        adam.Step(lr);
+      }
+      EXPECT_LT((ours - theirs.detach()).abs().max().item<double>(), 1e-6);
+      EXPECT_GT((ours - start).abs().max().item<double>(), 0.05) << "the weights moved";
+    }
+  }
+  OptimizerSpec sgd;
+  sgd.kind = OptimizerKind::kSgd;
+  EXPECT_FALSE(OnePassAdam::Handles(sgd, {torch::zeros({2})}));
+  OptimizerSpec adam;
+  EXPECT_FALSE(OnePassAdam::Handles(adam, {torch::zeros({2}, torch::kFloat64)}));
 }
 
 TEST_F(FusedTrialsTest, AMemberThatCannotFuseTrainsAloneAndTheOthersDoNotWaitForIt) {
