@@ -36,6 +36,20 @@ class FusedTrialsTest : public ::testing::Test {
     delete zoo_;
     zoo_ = nullptr;
   }
+  // A head-only run of `job` on hymenoptera images with their features
+  // extracted once (as a search shares them).
+  static absl::StatusOr<TrainInput> OnSharedFeatures(const JobSpec& job, int train_per_class, int val_per_class) {
+    TrainInput in;
+    in.images = graft::testing::HymenopteraImages(train_per_class, val_per_class);
+    in.num_classes = 2;
+    in.resident = *zoo_->Resident(job.backbone);
+    in.spec = job;
+    CancellationToken never;
+    auto features = ExtractFeatures(in, never);
+    if (!features.ok()) return features.status();
+    in.features = *features;
+    return in;
+  }
   static Zoo* zoo_;
 };
 
@@ -97,15 +111,10 @@ TEST_F(FusedTrialsTest, EqualRunsAloneWithEveryOptimizerEarlyStopsAndADivergence
   configs[5].optimizer.learning_rate = 3e-2;
   configs[5].early_stopping = true;
 
-  TrainInput base;
-  base.images = graft::testing::HymenopteraImages(40, 30);
-  base.num_classes = 2;
-  base.resident = *zoo_->Resident("mobilenet_v2");
-  base.spec = job;
+  auto shared = OnSharedFeatures(job, 40, 30);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  const TrainInput& base = *shared;
   CancellationToken never;
-  auto features = ExtractFeatures(base, never);
-  ASSERT_TRUE(features.ok()) << features.status();
-  base.features = *features;
   std::vector<TrainInput> inputs;
   for (const Config& c : configs) {
     TrainInput in = base;
@@ -219,15 +228,10 @@ TEST_F(FusedTrialsTest, AMemberThatCannotFuseTrainsAloneAndTheOthersDoNotWaitFor
   job.stages.push_back({});
   job.stages[0].epochs = 3;
   ASSERT_TRUE(NormalizeJobSpec(job, 18).ok());
-  TrainInput base;
-  base.images = graft::testing::HymenopteraImages(20, 10);
-  base.num_classes = 2;
-  base.resident = *zoo_->Resident("squeezenet1_1");
-  base.spec = job;
+  auto shared = OnSharedFeatures(job, 20, 10);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  const TrainInput& base = *shared;
   CancellationToken never;
-  auto features = ExtractFeatures(base, never);
-  ASSERT_TRUE(features.ok()) << features.status();
-  base.features = *features;
   const std::shared_ptr<HeadFusion> fusion = NewHeadFusion(4);
   std::vector<absl::StatusOr<TrainedModel>> out(3, absl::UnknownError("not run"));
   std::vector<std::thread> members;
