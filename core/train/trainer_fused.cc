@@ -49,9 +49,10 @@ class HeadFusion {
     mu_.Lock();
     if (arrived_.empty()) at_ = At{stage, epoch_in_stage, epoch};
     if (at_.stage != stage || at_.epoch != epoch) {
+      const int others = at_.epoch;
       mu_.Unlock();
-      return absl::InternalError(absl::StrCat("fused trials out of step: epoch ", epoch, " while others run epoch ",
-                                              at_.epoch));
+      return absl::InternalError(
+          absl::StrCat("fused trials out of step: epoch ", epoch, " while others run epoch ", others));
     }
     arrived_.push_back(&t);
     changed_.SignalAll();
