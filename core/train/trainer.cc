@@ -247,6 +247,11 @@ absl::Status Trainer::SaveCheckpoint(const TrainerCheckpoint& checkpoint) {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::Diverged(double loss, int epoch, int batch) {
+  return absl::InvalidArgumentError(absl::StrCat("training diverged: the loss is ", loss, " at epoch ", epoch,
+                                                 ", batch ", batch + 1, "; try a lower learning rate"));
+}
+
 std::vector<std::vector<int64_t>> Trainer::EpochBatches(int epoch, bool drop_lone_last) const {
   std::mt19937_64 rng(spec_.seed * 104729 + static_cast<uint64_t>(epoch));
   std::vector<int64_t> order =
@@ -268,7 +273,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
   torch::optim::Optimizer& opt = *opt_;
   const StageSpec& st = spec_.stages[stage];
   const auto start = Clock::now();
-  torch::manual_seed(spec_.seed * 7919 + static_cast<uint64_t>(epoch));
+  torch::manual_seed(EpochSeed(epoch));
   const int trainable = TrainableBlocks(st.train, n_);
   SetStageTrainable(st);
   head_->train();
@@ -289,7 +294,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     fed.push_back(std::move(share));
     positions.push_back(static_cast<size_t>(b));
   }
-  Feed feed = PrefixCache::Start(std::move(fed), /*train=*/true, MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 1),
+  Feed feed = PrefixCache::Start(std::move(fed), /*train=*/true, FeedSeed(epoch),
                         std::move(positions));
   size_t next_feed = 0;
   double loss_sum = resume.loss_sum, correct = resume.correct, seen = resume.seen, lr = st.optimizer.learning_rate;
@@ -312,8 +317,8 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     const std::vector<int64_t>& items = all_batches[static_cast<size_t>(b)];
     // Dropout and any other draw of this step follow (seed, epoch, batch)
     // alone: a resumed epoch repeats the uninterrupted one exactly.
-    head_->Seed(MixSeed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 2), static_cast<uint64_t>(b), 0));
-    torch::manual_seed(MixSeed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 4), static_cast<uint64_t>(b), 0));
+    head_->Seed(DropoutSeed(epoch, b));
+    torch::manual_seed(StepSeed(epoch, b));
     lr = LearningRate(st, epoch_in_stage, static_cast<double>(b) / batches);
     for (auto& group : opt.param_groups()) group.options().set_lr(lr);
     if (group_ != nullptr) {
@@ -335,10 +340,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
                                           ? absl::StrCat("a trainer of the data-parallel group stopped at ", where)
                                           : absl::StrCat("the data-parallel step failed at ", where, ": ", step.failure));
       }
-      if (!std::isfinite(step.loss)) {
-        return absl::InvalidArgumentError(absl::StrCat("training diverged: the loss is ", step.loss, " at epoch ",
-                                                       epoch, ", batch ", b + 1, "; try a lower learning rate"));
-      }
+      if (!std::isfinite(step.loss)) return Diverged(step.loss, epoch, b);
       loss_sum += step.loss * static_cast<double>(items.size());
       correct += step.correct;
       seen += static_cast<double>(items.size());
@@ -350,10 +352,7 @@ absl::StatusOr<EpochMetrics> Trainer::RunEpoch(size_t stage, int epoch_in_stage,
     const torch::Tensor logits = Tail(at_k);
     const torch::Tensor loss = Loss(logits, labels, true);
     const double value = loss.item<double>();
-    if (!std::isfinite(value)) {
-      return absl::InvalidArgumentError(absl::StrCat("training diverged: the loss is ", value, " at epoch ", epoch,
-                                                     ", batch ", b + 1, "; try a lower learning rate"));
-    }
+    if (!std::isfinite(value)) return Diverged(value, epoch, b);
     opt.zero_grad();
     loss.backward();
     opt.step();

@@ -173,18 +173,17 @@ std::vector<absl::StatusOr<EpochMetrics>> Trainer::FusedEpoch(const std::vector<
                                                               size_t stage, int epoch_in_stage, int epoch) {
   const size_t n = members.size();
   const Trainer& lead = *members.front();
-  const JobSpec& spec = lead.spec_;
   const torch::Device device = lead.device_;
   std::vector<absl::StatusOr<EpochMetrics>> out(n, absl::UnknownError("not run"));
   const auto start = Clock::now();
-  torch::manual_seed(spec.seed * 7919 + static_cast<uint64_t>(epoch));
+  torch::manual_seed(lead.EpochSeed(epoch));
   const std::vector<std::vector<int64_t>> batches = lead.EpochBatches(epoch, /*drop_lone_last=*/false);
   const int count = static_cast<int>(batches.size());
   for (Trainer* m : members) {
     m->head_->train();
     if (epoch_in_stage == 0) m->fused_trials_ = static_cast<int>(n);
   }
-  Feed feed = PrefixCache::Start(batches, /*train=*/true, MixSeed(spec.seed, static_cast<uint64_t>(epoch), 1));
+  Feed feed = PrefixCache::Start(batches, /*train=*/true, lead.FeedSeed(epoch));
   struct Running {
     double loss_sum = 0, correct = 0, seen = 0, lr = 0;
     std::optional<absl::Status> failed;  // diverged: no more steps, the error at the epoch's end
@@ -199,8 +198,8 @@ std::vector<absl::StatusOr<EpochMetrics>> Trainer::FusedEpoch(const std::vector<
                      : absl::CancelledError(absl::StrCat("cancelled at epoch ", epoch, ", batch ", b + 1)));
     }
     const std::vector<int64_t>& items = batches[static_cast<size_t>(b)];
-    torch::manual_seed(MixSeed(MixSeed(spec.seed, static_cast<uint64_t>(epoch), 4), static_cast<uint64_t>(b), 0));
-    const uint64_t dropout_seed = MixSeed(MixSeed(spec.seed, static_cast<uint64_t>(epoch), 2), static_cast<uint64_t>(b), 0);
+    torch::manual_seed(lead.StepSeed(epoch, b));
+    const uint64_t dropout_seed = lead.DropoutSeed(epoch, b);
     const torch::Tensor labels = lead.labels_.index_select(0, torch::tensor(items)).to(device);
     auto at_k = lead.prefix_->AtK(feed, static_cast<size_t>(b));
     if (!at_k.ok()) return all(at_k.status());
@@ -227,8 +226,7 @@ std::vector<absl::StatusOr<EpochMetrics>> Trainer::FusedEpoch(const std::vector<
       // The loss as a float32 scalar, read as Loss(...).item<double>() reads it alone.
       const double value = values[static_cast<int64_t>(j)].item<double>();
       if (!std::isfinite(value)) {
-        run[i].failed = absl::InvalidArgumentError(absl::StrCat("training diverged: the loss is ", value, " at epoch ",
-                                                                epoch, ", batch ", b + 1, "; try a lower learning rate"));
+        run[i].failed = Diverged(value, epoch, b);
         continue;
       }
       stepping.push_back(i);
@@ -294,13 +292,7 @@ std::vector<ValMetrics> Trainer::FusedEvaluate(const std::vector<Trainer*>& memb
   for (Trainer* m : members) m->head_->eval();
   std::vector<ValTally> tallies;  // each its own counts (a copy would share the tensors)
   for (size_t i = 0; i < members.size(); ++i) tallies.emplace_back(lead.in_.num_classes);
-  std::vector<std::vector<int64_t>> batches;
-  const std::vector<int64_t>& items = lead.val_items_;
-  const size_t bs = static_cast<size_t>(lead.spec_.batch_size);
-  for (size_t b = 0; b < items.size(); b += bs) {
-    batches.emplace_back(items.begin() + static_cast<long>(b),
-                         items.begin() + static_cast<long>(std::min(items.size(), b + bs)));
-  }
+  const std::vector<std::vector<int64_t>> batches = lead.ValBatches();
   Feed feed = PrefixCache::Start(batches, /*train=*/false, 0);
   for (size_t b = 0; b < batches.size(); ++b) {
     const torch::Tensor labels = lead.labels_.index_select(0, torch::tensor(batches[b])).to(lead.device_);
@@ -318,7 +310,7 @@ std::vector<ValMetrics> Trainer::FusedEvaluate(const std::vector<Trainer*>& memb
     }
   }
   std::vector<ValMetrics> out;
-  for (const ValTally& t : tallies) out.push_back(t.Finish(static_cast<double>(items.size())));
+  for (const ValTally& t : tallies) out.push_back(t.Finish(static_cast<double>(lead.val_items_.size())));
   return out;
 }
 

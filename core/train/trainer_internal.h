@@ -85,6 +85,21 @@ class Trainer final : public EpochRunner {
   // Epoch `epoch`'s training batches (its seeded order); `drop_lone_last`:
   // without a last batch of one image.
   std::vector<std::vector<int64_t>> EpochBatches(int epoch, bool drop_lone_last) const;
+  // The validation split's batches (in a data-parallel group, this rank's share).
+  std::vector<std::vector<int64_t>> ValBatches() const;
+  // What an epoch's random draws follow: (seed, epoch, batch) alone, so that
+  // a resumed epoch, a rank of a group and a fused member draw what the
+  // uninterrupted run alone draws.
+  uint64_t EpochSeed(int epoch) const { return spec_.seed * 7919 + static_cast<uint64_t>(epoch); }  // torch's
+  uint64_t FeedSeed(int epoch) const { return MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 1); }
+  uint64_t DropoutSeed(int epoch, int batch) const {
+    return MixSeed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 2), static_cast<uint64_t>(batch), 0);
+  }
+  uint64_t StepSeed(int epoch, int batch) const {  // torch's, for the step
+    return MixSeed(MixSeed(spec_.seed, static_cast<uint64_t>(epoch), 4), static_cast<uint64_t>(batch), 0);
+  }
+  // INVALID_ARGUMENT: the loss at (epoch, 0-based batch) is not finite.
+  static absl::Status Diverged(double loss, int epoch, int batch);
   // The fused trials' epoch: every member of `stack` (all at this epoch)
   // trained one batch at a time in one computation and validated; each
   // member's metrics or error (a diverged loss, a cancel).

@@ -52,17 +52,22 @@ ValMetrics ValTally::Finish(double images) const {
   return ValMetrics{loss_sum_ / images, correct_ / images, f1_classes > 0 ? f1_sum / f1_classes : 0.0};
 }
 
+std::vector<std::vector<int64_t>> Trainer::ValBatches() const {
+  std::vector<std::vector<int64_t>> batches;
+  const std::vector<int64_t> mine = Owned(val_items_);  // all of them alone
+  const size_t bs = static_cast<size_t>(spec_.batch_size);
+  for (size_t b = 0; b < mine.size(); b += bs) {
+    batches.emplace_back(mine.begin() + static_cast<long>(b), mine.begin() + static_cast<long>(std::min(mine.size(), b + bs)));
+  }
+  return batches;
+}
+
 absl::StatusOr<ValMetrics> Trainer::Evaluate() {
   torch::NoGradGuard no_grad;
   if (own_) own_->eval();
   head_->eval();
   ValTally tally(in_.num_classes);
-  std::vector<std::vector<int64_t>> batches;
-  const std::vector<int64_t> mine = Owned(val_items_);  // all of them alone
-  for (size_t b = 0; b < mine.size(); b += static_cast<size_t>(spec_.batch_size)) {
-    batches.emplace_back(mine.begin() + static_cast<long>(b),
-                         mine.begin() + static_cast<long>(std::min(mine.size(), b + spec_.batch_size)));
-  }
+  const std::vector<std::vector<int64_t>> batches = ValBatches();
   Feed feed = PrefixCache::Start(batches, /*train=*/false, 0);
   for (size_t b = 0; b < batches.size(); ++b) {
     const torch::Tensor labels = labels_.index_select(0, torch::tensor(batches[b])).to(device_);
