@@ -8,6 +8,8 @@
 
 #include <grpcpp/support/channel_arguments.h>
 
+#include <thread>
+
 namespace graft::security_testing {
 namespace {
 
@@ -64,10 +66,14 @@ TEST_F(FairnessTest, AStalledUploaderHoldsOnlyItsShareAndIsCancelledWhenIdle) {
   auto stalled = Stall(alice, "stalled");
 
   // Once graftd holds alice's stalled upload, her next one is refused naming
-  // her share...
+  // her share (probes until graftd holds it: up to 1.5 s, well before the
+  // 2 s idle timeout frees it; 100 quick probes were not always enough on a
+  // loaded machine)...
   grpc::Status second = Probe(alice);
-  for (int i = 0; i < 100 && second.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED; ++i) {
+  while (second.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+         std::chrono::steady_clock::now() - started < std::chrono::milliseconds(1500)) {
     ASSERT_EQ(second.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << second.error_message();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
     second = Probe(alice);
   }
   ASSERT_EQ(second.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
